@@ -1,0 +1,159 @@
+"""Installing an artifact into its final path, crash-safely.
+
+Programs bake their prefix into what they install, so a build writes straight
+into `artifacts/NAME/VERSION/HASH`. Safety comes from the order of operations:
+
+1. take the artifact's lock (so concurrent hdenv runs build it once);
+2. if it is valid already, stop; a directory without metadata is a leftover of
+   a killed build and is removed;
+3. populate the directory (build script, symlinks, ...);
+4. write spec, manifest and log under `.hdenv/`, drop write permissions, and
+   write `.hdenv/artifact.json` last (atomically): only now does it exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .fsutil import atomic_write, atomic_write_json, file_lock, make_read_only, read_json, remove_tree
+from .hashing import CHUNK, spec_hash
+from .store import ARTIFACT_META, META_DIR, Store
+
+Populate = Callable[[Path, int], None]
+"""populate(prefix, lock_fd): fill `prefix`; `lock_fd` may be passed to child processes."""
+
+
+def artifact_id(spec: dict[str, Any]) -> str:
+    return f"{spec['name']}/{spec['version']}/{spec_hash(spec)}"
+
+
+def manifest_of(root: Path) -> dict[str, str]:
+    """Relative path -> 'sha256:HEX' for files, 'link:TARGET' for symlinks, 'dir' for dirs.
+
+    `.hdenv/` is excluded: it holds the manifest itself and the log.
+    """
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if d != META_DIR]
+            rel_dir = ""
+        for name in sorted(dirnames):
+            p = os.path.join(dirpath, name)
+            rel = os.path.join(rel_dir, name)
+            out[rel] = f"link:{os.readlink(p)}" if os.path.islink(p) else "dir"
+        for name in sorted(filenames):
+            p = os.path.join(dirpath, name)
+            rel = os.path.join(rel_dir, name)
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = f"link:{os.readlink(p)}"
+            elif stat.S_ISREG(st.st_mode):
+                h = hashlib.sha256()
+                with open(p, "rb") as f:
+                    for chunk in iter(lambda f=f: f.read(CHUNK), b""):  # type: ignore[misc]
+                        h.update(chunk)
+                out[rel] = f"sha256:{h.hexdigest()}"
+            else:
+                out[rel] = "other"
+    return out
+
+
+def install_artifact(
+    store: Store,
+    spec: dict[str, Any],
+    populate: Populate,
+    *,
+    runtime_deps: list[str],
+    log_path: Path | None = None,
+    extra_meta: dict[str, Any] | None = None,
+    on_wait: Callable[[], None] | None = None,
+) -> tuple[str, bool]:
+    """Make the artifact for `spec` exist; returns (id, built_now).
+
+    Exceptions from `populate` propagate; the half-written directory is removed
+    (and would be removed by the next attempt if we are killed first).
+    """
+    aid = artifact_id(spec)
+    store.ensure()
+    store.write_spec(aid.rsplit("/", 1)[1], spec)
+    prefix = store.artifact_dir(aid)
+    if store.has_artifact(aid):
+        return aid, False
+    lock = store.lock_path(aid.rsplit("/", 1)[1])
+    try:
+        ctx = file_lock(lock, blocking=False)
+        fd = ctx.__enter__()
+    except BlockingIOError:
+        if on_wait is not None:
+            on_wait()
+        ctx = file_lock(lock)
+        fd = ctx.__enter__()
+    try:
+        if store.has_artifact(aid):
+            return aid, False
+        remove_tree(prefix)  # leftover of a killed build
+        prefix.mkdir(parents=True)
+        started = time.time()
+        try:
+            populate(prefix, fd)
+            meta_dir = prefix / META_DIR
+            meta_dir.mkdir(exist_ok=True)
+            manifest = manifest_of(prefix)
+            atomic_write_json(meta_dir / "spec.json", spec)
+            atomic_write_json(meta_dir / "manifest.json", manifest)
+            if log_path is not None and log_path.exists():
+                atomic_write(meta_dir / "build.log", log_path.read_bytes())
+            make_read_only(prefix)
+            os.chmod(meta_dir, 0o755)
+            meta = {
+                "id": aid,
+                "kind": spec.get("kind", "build"),
+                "runtime_deps": sorted(runtime_deps),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "build_seconds": round(time.time() - started, 3),
+                **(extra_meta or {}),
+            }
+            atomic_write_json(meta_dir / ARTIFACT_META, meta, mode=0o444)
+            os.chmod(meta_dir, 0o555)
+        except BaseException:
+            remove_tree(prefix)
+            raise
+        return aid, True
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+def runtime_closure(store: Store, roots: list[str]) -> list[str]:
+    """Every artifact reachable from `roots` through runtime deps, sorted."""
+    seen: set[str] = set()
+    stack = list(roots)
+    while stack:
+        aid = stack.pop()
+        if aid in seen:
+            continue
+        seen.add(aid)
+        stack.extend(store.artifact_meta(aid).get("runtime_deps", []))
+    return sorted(seen)
+
+
+def verify_artifact(store: Store, aid: str) -> list[str]:
+    """Differences between an artifact's files and its recorded manifest."""
+    prefix = store.artifact_dir(aid)
+    recorded: dict[str, str] = read_json(prefix / META_DIR / "manifest.json")
+    actual = manifest_of(prefix)
+    problems = []
+    for path in sorted(set(recorded) | set(actual)):
+        if path not in actual:
+            problems.append(f"{aid}: missing {path}")
+        elif path not in recorded:
+            problems.append(f"{aid}: unexpected {path}")
+        elif recorded[path] != actual[path]:
+            problems.append(f"{aid}: modified {path}")
+    return problems

@@ -1,0 +1,104 @@
+"""Settings: config.toml < HDENV_* environment variables < command-line flags.
+
+Kept free of click so the core and the fast load path can both use it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 only
+    import tomli as tomllib
+
+APP = "hdenv"
+KNOWN_KEYS = {"store", "mirrors", "jobs", "sandbox"}
+
+
+@dataclass
+class Settings:
+    store: Path
+    mirrors: list[str] = field(default_factory=list)
+    jobs: int = 1
+    sandbox: bool = False
+    config_file: Path | None = None
+
+
+def default_config_file() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def default_store() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP))
+
+
+def _read_config(path: Path, explicit: bool) -> dict[str, object]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise UserError("config file does not exist", file=str(path)) from None
+        return {}
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"invalid TOML: {e}", file=str(path)) from None
+    unknown = set(data) - KNOWN_KEYS
+    if unknown:
+        raise UserError(
+            f"unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KNOWN_KEYS))}",
+            file=str(path),
+        )
+    return data
+
+
+def load_settings(
+    *, store: str | None = None, jobs: int | None = None, mirrors: list[str] | None = None
+) -> Settings:
+    """Merge the three layers; flags (the keyword arguments) win."""
+    env = os.environ
+    explicit = "HDENV_CONFIG" in env
+    cfg_path = Path(env["HDENV_CONFIG"]) if explicit else default_config_file()
+    cfg = _read_config(cfg_path, explicit)
+
+    store_value = store or env.get("HDENV_STORE") or cfg.get("store")
+    store_path = Path(str(store_value)).expanduser() if store_value else default_store()
+
+    mirror_list: list[str]
+    if mirrors is not None:
+        mirror_list = list(mirrors)
+    elif env.get("HDENV_MIRRORS"):
+        mirror_list = env["HDENV_MIRRORS"].split()
+    else:
+        raw = cfg.get("mirrors", [])
+        if isinstance(raw, str):
+            raw = raw.split()
+        if not isinstance(raw, list):
+            raise UserError("'mirrors' must be a list of strings", file=str(cfg_path))
+        mirror_list = [str(m) for m in raw]
+
+    jobs_value: object = jobs or env.get("HDENV_JOBS") or cfg.get("jobs") or os.cpu_count() or 1
+    try:
+        jobs_int = int(str(jobs_value))
+    except ValueError:
+        raise UserError(f"jobs must be a whole number, got {jobs_value!r}") from None
+    if jobs_int < 1:
+        raise UserError(f"jobs must be at least 1, got {jobs_int}")
+
+    return Settings(
+        store=store_path.absolute(),
+        mirrors=mirror_list,
+        jobs=jobs_int,
+        sandbox=bool(cfg.get("sandbox", False)),
+        config_file=cfg_path,
+    )

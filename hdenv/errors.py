@@ -1,0 +1,38 @@
+"""Error types that map to the exit codes of the contract.
+
+The CLI turns these into one `hdenv: error: ...` line; the core raises them and
+never prints, so it can be used without click.
+"""
+
+from __future__ import annotations
+
+
+class HdenvError(Exception):
+    """Base class; `exit_code` is what the command line exits with."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None):
+        self.message = message
+        self.file = file
+        self.line = line
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        if self.file is not None and self.line is not None:
+            return f"{self.file}:{self.line}: {self.message}"
+        if self.file is not None:
+            return f"{self.file}: {self.message}"
+        return self.message
+
+
+class UserError(HdenvError):
+    """The user's input was wrong (bad file, unknown REF, bad option): exit 2."""
+
+    exit_code = 2
+
+
+class BuildError(HdenvError):
+    """A build or check failed: exit 1."""
+
+    exit_code = 1

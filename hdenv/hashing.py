@@ -1,0 +1,49 @@
+"""Canonical JSON, artifact hashes and streaming file hashes.
+
+The functions here define every id hdenv ever prints. Changing any of them
+changes every id; tests/test_hashing.py pins golden values to catch that.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from typing import Any
+
+HASH_BITS = 160
+HASH_CHARS = 32  # 160 bits in base32 without padding
+CHUNK = 1 << 20
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Serialise with sorted keys, no whitespace and UTF-8, so equal specs hash equally."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def spec_hash(spec: Any) -> str:
+    """First 160 bits of sha256 over the canonical JSON, base32 lowercase, unpadded."""
+    digest = hashlib.sha256(canonical_json(spec)).digest()[: HASH_BITS // 8]
+    return base64.b32encode(digest).decode("ascii").lower().rstrip("=")
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in large chunks (close to sha256sum's speed)."""
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def is_hash_like(text: str) -> bool:
+    """Whether `text` could be (a prefix of) an artifact or profile hash."""
+    return bool(text) and all(c in "abcdefghijklmnopqrstuvwxyz234567" for c in text)

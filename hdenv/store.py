@@ -1,0 +1,179 @@
+"""The on-disk store: layout, presence of artifacts, specs and REF resolution.
+
+Layout (see DESIGN.md):
+
+    <root>/src/                   source archives by key (sources.py)
+    <root>/specs/HASH.json        every artifact and profile spec by hash
+    <root>/artifacts/N/V/HASH/    an artifact; valid once .hdenv/artifact.json exists
+    <root>/profiles/HASH/         a profile's symlink farm; .hdenv/profile.json
+    <root>/names/NAME/            generations of a named profile (profiles.py)
+    <root>/tmp/  <root>/locks/
+
+An artifact directory without `.hdenv/artifact.json` is a leftover of a killed
+build: it is never listed and is removed before the next attempt.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .fsutil import atomic_write, read_json
+from .hashing import HASH_CHARS, canonical_json, is_hash_like
+
+META_DIR = ".hdenv"
+ARTIFACT_META = "artifact.json"
+PROFILE_META = "profile.json"
+MIN_PREFIX = 6
+
+
+def split_id(artifact_id: str) -> tuple[str, str, str]:
+    parts = artifact_id.split("/")
+    if len(parts) != 3 or not all(parts):
+        raise UserError(f"not an artifact id (NAME/VERSION/HASH): {artifact_id!r}")
+    return parts[0], parts[1], parts[2]
+
+
+@dataclass(frozen=True)
+class Ref:
+    """What a user-typed REF resolved to."""
+
+    kind: str  # "artifact" or "profile"
+    ident: str  # artifact id, or profile hash
+    path: Path
+    name: str | None = None  # profile name when resolved through names/
+
+
+class Store:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.src = self.root / "src"
+        self.specs = self.root / "specs"
+        self.artifacts = self.root / "artifacts"
+        self.profiles = self.root / "profiles"
+        self.names = self.root / "names"
+        self.tmp = self.root / "tmp"
+        self.locks = self.root / "locks"
+
+    def ensure(self) -> Store:
+        for d in (self.src, self.specs, self.artifacts, self.profiles, self.names,
+                  self.tmp, self.locks):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
+
+    # -- specs -------------------------------------------------------------
+    def spec_path(self, hash_: str) -> Path:
+        return self.specs / f"{hash_}.json"
+
+    def write_spec(self, hash_: str, spec: Any) -> None:
+        path = self.spec_path(hash_)
+        if not path.exists():
+            atomic_write(path, canonical_json(spec) + b"\n")
+
+    def read_spec(self, hash_: str) -> Any:
+        try:
+            return read_json(self.spec_path(hash_))
+        except FileNotFoundError:
+            raise UserError(f"no spec with hash {hash_} in the store") from None
+
+    # -- artifacts ---------------------------------------------------------
+    def artifact_dir(self, artifact_id: str) -> Path:
+        name, version, hash_ = split_id(artifact_id)
+        return self.artifacts / name / version / hash_
+
+    def artifact_meta_path(self, artifact_id: str) -> Path:
+        return self.artifact_dir(artifact_id) / META_DIR / ARTIFACT_META
+
+    def has_artifact(self, artifact_id: str) -> bool:
+        return self.artifact_meta_path(artifact_id).is_file()
+
+    def artifact_meta(self, artifact_id: str) -> dict[str, Any]:
+        try:
+            meta: dict[str, Any] = read_json(self.artifact_meta_path(artifact_id))
+        except FileNotFoundError:
+            raise UserError(f"artifact {artifact_id} is not in the store") from None
+        return meta
+
+    def list_artifacts(self) -> list[str]:
+        """Ids of every valid artifact, sorted."""
+        out: list[str] = []
+        if not self.artifacts.is_dir():
+            return out
+        for name in sorted(os.listdir(self.artifacts)):
+            ndir = self.artifacts / name
+            for version in sorted(os.listdir(ndir)):
+                vdir = ndir / version
+                for hash_ in sorted(os.listdir(vdir)):
+                    if (vdir / hash_ / META_DIR / ARTIFACT_META).is_file():
+                        out.append(f"{name}/{version}/{hash_}")
+        return out
+
+    def lock_path(self, key: str) -> Path:
+        return self.locks / f"{key}.lock"
+
+    # -- profiles ----------------------------------------------------------
+    def profile_dir(self, hash_: str) -> Path:
+        return self.profiles / hash_
+
+    def has_profile(self, hash_: str) -> bool:
+        return (self.profile_dir(hash_) / META_DIR / PROFILE_META).is_file()
+
+    def list_profile_hashes(self) -> list[str]:
+        if not self.profiles.is_dir():
+            return []
+        return sorted(h for h in os.listdir(self.profiles) if self.has_profile(h))
+
+    def name_current(self, name: str) -> Path | None:
+        """The profile a name's current generation points at, or None."""
+        link = self.names / name / "current"
+        if not os.path.lexists(link):
+            return None
+        return Path(os.path.realpath(link))
+
+    def list_names(self) -> list[str]:
+        if not self.names.is_dir():
+            return []
+        return sorted(n for n in os.listdir(self.names) if self.name_current(n) is not None)
+
+    # -- REF resolution ----------------------------------------------------
+    def resolve(self, ref: str) -> Ref:
+        """Resolve a profile name, profile hash (prefix) or artifact id (prefix)."""
+        if not ref:
+            raise UserError("empty REF")
+        if "/" in ref:
+            return self._resolve_artifact(ref)
+        if "/" not in ref and (self.names / ref).is_dir():
+            target = self.name_current(ref)
+            if target is not None and (target / META_DIR / PROFILE_META).is_file():
+                return Ref("profile", target.name, target, name=ref)
+        if is_hash_like(ref):
+            if len(ref) < MIN_PREFIX:
+                raise UserError(f"hash prefix {ref!r} is too short (at least {MIN_PREFIX} characters)")
+            matches = [h for h in self.list_profile_hashes() if h.startswith(ref)]
+            if len(matches) == 1:
+                return Ref("profile", matches[0], self.profile_dir(matches[0]))
+            if len(matches) > 1:
+                raise UserError(f"hash prefix {ref!r} is ambiguous: {', '.join(matches[:5])}")
+        raise UserError(f"unknown REF {ref!r}: not a profile name, profile hash or artifact id")
+
+    def _resolve_artifact(self, ref: str) -> Ref:
+        parts = ref.split("/")
+        if len(parts) != 3 or not all(parts):
+            raise UserError(f"unknown REF {ref!r}: an artifact id is NAME/VERSION/HASH")
+        name, version, prefix = parts
+        vdir = self.artifacts / name / version
+        if len(prefix) < MIN_PREFIX and len(prefix) != HASH_CHARS:
+            raise UserError(f"hash prefix {prefix!r} is too short (at least {MIN_PREFIX} characters)")
+        candidates = []
+        if vdir.is_dir():
+            candidates = [h for h in sorted(os.listdir(vdir))
+                          if h.startswith(prefix) and (vdir / h / META_DIR / ARTIFACT_META).is_file()]
+        if not candidates:
+            raise UserError(f"unknown REF {ref!r}: no such artifact in the store")
+        if len(candidates) > 1:
+            raise UserError(f"artifact prefix {ref!r} is ambiguous: {', '.join(candidates[:5])}")
+        aid = f"{name}/{version}/{candidates[0]}"
+        return Ref("artifact", aid, vdir / candidates[0])
