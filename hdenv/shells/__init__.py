@@ -1,0 +1,1 @@
+"""Per-shell quoting and statement syntax; see base.py."""
