@@ -144,13 +144,15 @@ def _copy_single(archive: Path, dest: Path, filename: str) -> None:
 # -- building the plan ------------------------------------------------------
 
 
-def _split(archive: Path, name: str) -> tuple[str, ...]:
-    """Path components of a member name; refuses absolute names and `..`."""
+def _split(archive: Path, name: str, member: str | None = None) -> tuple[str, ...]:
+    """Path components of a member name (or of `member`'s hardlink target `name`);
+    refuses absolute names and `..`."""
+    what = repr(name) if member is None else f"{member!r}: hardlink target {name!r}"
     if name.startswith("/") or (len(name) > 1 and name[1] == ":" and name[0].isalpha()):
-        raise UserError(f"{archive}: refusing member {name!r}: absolute path")
+        raise UserError(f"{archive}: refusing member {what}: absolute path")
     parts = tuple(p for p in name.replace("\\", "/").split("/") if p not in ("", "."))
     if ".." in parts:
-        raise UserError(f"{archive}: refusing member {name!r}: '..' in path")
+        raise UserError(f"{archive}: refusing member {what}: '..' in path")
     return parts
 
 
@@ -178,7 +180,7 @@ def _tar_plan(archive: Path, tf: tarfile.TarFile, strip: int) -> _Plan:
         if kind == "symlink":
             entry.link = m.linkname
         elif kind == "hardlink":
-            target = _strip(_split(archive, m.linkname), strip)
+            target = _strip(_split(archive, m.linkname, m.name), strip)
             if not target:
                 raise UserError(
                     f"{archive}: refusing member {m.name!r}: hardlink to {m.linkname!r} "
