@@ -1,0 +1,581 @@
+"""Host artifacts: software from the host system captured as symlinks.
+
+A host artifact is trusted software we did not build (the system gcc, a site
+MPI, the basic POSIX tools). Its spec records, per program, the real file it
+resolves to, that file's sha256 and its version output, so upgrading the host
+changes the artifact id and everything built with it gets rebuilt.
+
+Version managers (pyenv, rbenv, asdf, ...) put *shims* on PATH: tiny scripts
+that decide at run time which real program to exec. Capturing a shim would
+hash a file that never changes while the program behind it does, so shims are
+resolved through their manager (`pyenv which python3`) or refused.
+
+`hdenv build` re-captures host packages on every run to notice upgrades, so
+(sha256, version output) per real path is cached in `<store>/cache/host.json`,
+keyed by the file's stat; a warm capture runs no subprocess at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .artifacts import artifact_id, install_artifact
+from .errors import BuildError, UserError
+from .fsutil import atomic_write_json
+from .hashing import sha256_file
+from .store import Store
+
+BASIC_TOOLS_NAME = "posix-tools"
+
+# What autotools `./configure && make && make install`, libtool and plain
+# Makefiles (Lua's) call, modelled on Nix's stdenv. No compiler, assembler,
+# linker or binutils (cc, gcc, cpp, as, ld, ar, nm, strip): a build only gets
+# those from a declared host or built artifact, so an undeclared compiler can
+# never leak into a build. Interpreters (perl, python) are left out for the
+# same reason: a package that needs one declares it.
+REQUIRED_TOOLS: tuple[str, ...] = (
+    "sh", "make", "sed", "grep", "awk", "tar", "gzip",
+    "cat", "cp", "mv", "rm", "mkdir", "ln", "chmod", "ls", "tr", "sort", "expr",
+)
+OPTIONAL_TOOLS: tuple[str, ...] = (
+    "bash", "gunzip", "zcat", "bzip2", "bunzip2", "bzcat", "xz", "unxz", "xzcat",
+    "patch", "diff", "cmp", "m4", "file", "install", "touch", "find", "xargs",
+    "uniq", "cut", "head", "tail", "wc", "test", "[", "dirname", "basename", "env",
+    "uname", "true", "false", "date", "printf", "echo", "sleep", "rmdir", "mktemp",
+    "tee", "od", "pwd", "readlink", "realpath", "join", "comm", "paste", "tac",
+    "seq", "stat", "id", "whoami", "hostname", "getconf", "nproc", "du", "dd",
+    "md5sum", "sha256sum", "cksum", "split", "chown", "chgrp", "touch", "yes",
+    "timeout", "nice",
+)
+BASIC_TOOLS: list[str] = list(dict.fromkeys(REQUIRED_TOOLS + OPTIONAL_TOOLS))
+
+# Version managers whose shims we know how to ask "which real program?".
+SHIM_MANAGERS: tuple[str, ...] = (
+    "pyenv", "rbenv", "nodenv", "goenv", "jenv", "plenv", "asdf", "mise", "rtx",
+)
+
+VERSION_FLAGS: tuple[str, ...] = ("--version", "-V", "-version")
+VERSION_TIMEOUT = 5.0
+VERSION_LINES = 4
+VERSION_LINE_CHARS = 200
+SHIM_SNIFF_BYTES = 4096
+# A cache entry whose file changed less than this before we hashed it may have
+# been rewritten again within the same timestamp tick (git's "racy clean"
+# problem); its content is re-hashed, though its version output is kept when
+# the content turns out unchanged.
+RACY_NS = 2_000_000_000
+CACHE_FORMAT = 1
+COLD_WORKERS = 4
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_VERSION_RE = re.compile(r"\d+(?:\.\d+)+")
+_FAILED_RE = re.compile(r"\[(?:exit -?\d+|timed out)\]$")
+
+
+# -- resolving programs ------------------------------------------------------
+
+def _search_path(search_path: str | None) -> str:
+    return os.environ.get("PATH", os.defpath) if search_path is None else search_path
+
+
+# dir -> (stat key, names in it): listing a PATH directory once is much cheaper
+# than probing every tool in every directory, and `hdenv build` looks up the
+# same ~80 names on every run.
+_DIR_NAMES: dict[str, tuple[tuple[int, int, int], frozenset[str]]] = {}
+
+
+def _dir_names(d: str) -> frozenset[str] | None:
+    """Names in directory `d` (None if unreadable), cached while it is unchanged."""
+    try:
+        st = os.stat(d)
+    except OSError:
+        return None
+    key = (st.st_dev, st.st_ino, st.st_mtime_ns)
+    cached = _DIR_NAMES.get(d)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
+        names = frozenset(os.listdir(d))
+    except OSError:
+        return None
+    if time.time_ns() - st.st_mtime_ns > RACY_NS:  # else it may change within one tick
+        _DIR_NAMES[d] = (key, names)
+    return names
+
+
+def _path_dirs(search_path: str) -> list[tuple[str, frozenset[str] | None]]:
+    """The PATH directories with their listings, looked at once per lookup batch.
+
+    Empty entries (meaning "the current directory" to a shell) are skipped:
+    what gets captured must not depend on where hdenv was started.
+    """
+    return [(d, _dir_names(d)) for d in search_path.split(os.pathsep) if d]
+
+
+def _which_in(name: str, dirs: list[tuple[str, frozenset[str] | None]]) -> str | None:
+    for d, names in dirs:
+        if names is not None and name not in names:
+            continue
+        p = os.path.join(d, name)
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.stat(p).st_mode) and os.access(p, os.X_OK):
+                return p
+    return None
+
+
+def _which(name: str, search_path: str) -> str | None:
+    """First executable `name` on `search_path`."""
+    return _which_in(name, _path_dirs(search_path))
+
+
+def _link_name(name_or_path: str) -> str:
+    """The name the program is linked as in `bin/` (and called as)."""
+    return os.path.basename(name_or_path) if "/" in name_or_path else name_or_path
+
+
+def _find(name_or_path: str, dirs: list[tuple[str, frozenset[str] | None]]) -> str:
+    """The path the user means, before following symlinks."""
+    if not name_or_path or name_or_path.endswith("/"):
+        raise UserError(f"not a program name or path: {name_or_path!r}")
+    if "/" in name_or_path:
+        if not os.path.isabs(name_or_path):
+            raise UserError(
+                f"host program {name_or_path!r}: give a bare name (looked up on PATH) "
+                "or an absolute path"
+            )
+        return name_or_path
+    found = _which_in(name_or_path, dirs)
+    if found is None:
+        raise UserError(f"host program {name_or_path!r} not found on PATH")
+    return found
+
+
+def _mentions(text: str, word: str) -> bool:
+    return re.search(rf"(?<![a-z0-9_]){re.escape(word)}(?![a-z0-9_])", text) is not None
+
+
+def _shim_manager(found: str, real: str, known_plain: bool = False) -> str | None:
+    """Which version manager `found` is a shim of ('' if unknown), None if not a shim.
+
+    A shim is a file under a `shims` directory, a `#!` script that mentions a
+    version manager or shims, or (mise, rtx) a link to the manager itself.
+    `known_plain` says the content was checked before (it is in the cache),
+    which saves reading every captured file on every build.
+    """
+    base = os.path.basename(real)
+    if base in SHIM_MANAGERS and os.path.basename(found) != base:
+        return base
+    in_shims_dir = "/shims/" in found or "/shims/" in real
+    text = None if known_plain else _sniff_script(real)
+    lowered = text.lower() if text is not None else ""
+    mentioned = [m for m in SHIM_MANAGERS if m in lowered and _mentions(lowered, m)]
+    if not (in_shims_dir or mentioned or _mentions(lowered, "shims")):
+        return None
+    if mentioned:
+        return mentioned[0]
+    where = (found + " " + real).lower()
+    return next((m for m in SHIM_MANAGERS if _mentions(where, m)), "")
+
+
+def _sniff_script(path: str) -> str | None:
+    """The start of `path` if it is a `#!` script, else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SHIM_SNIFF_BYTES)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    return head.decode("utf-8", "replace")
+
+
+def _manager_executable(manager: str, real: str, search_path: str) -> str | None:
+    """Locate the manager the shim would call: itself, a path in its text, or PATH."""
+    if os.path.basename(real) == manager:
+        return real
+    text = _sniff_script(real) or ""
+    for m in re.finditer(rf"(/[^\s\"'`;]*/{re.escape(manager)})(?=[\s\"'`;]|$)", text):
+        if os.access(m.group(1), os.X_OK) and os.path.isfile(m.group(1)):
+            return m.group(1)
+    for path in (search_path, os.environ.get("PATH", os.defpath)):
+        found = _which(manager, path)
+        if found is not None:
+            return found
+    return None
+
+
+def _resolve_shim(name: str, found: str, real: str, manager: str, search_path: str) -> str:
+    """Ask the manager which real program the shim would run now, or refuse.
+
+    The manager runs with the user's environment (PYENV_VERSION, the current
+    directory's .python-version, ...) because that is what decides what the
+    shim would have run for them.
+    """
+    what = f"{found} is a {manager or 'version-manager'} shim"
+    hint = ("pass the real program's absolute path instead"
+            f" (e.g. from `{manager or 'TOOL'} which {name}`)")
+    if not manager:
+        raise UserError(f"{what} of an unknown kind; {hint}")
+    tool = _manager_executable(manager, real, search_path)
+    if tool is None:
+        raise UserError(f"{what} and {manager} was not found; {hint}")
+    try:
+        proc = subprocess.run(
+            [tool, "which", name], stdin=subprocess.DEVNULL, capture_output=True,
+            text=True, errors="replace", env=dict(os.environ, PATH=search_path),
+            timeout=VERSION_TIMEOUT * 2,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise UserError(f"{what} and `{manager} which {name}` failed ({e}); {hint}") from None
+    lines = proc.stdout.strip().splitlines()
+    target = lines[-1].strip() if lines else ""
+    if proc.returncode != 0 or not os.path.isabs(target):
+        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise UserError(f"{what} and `{manager} which {name}` failed ({why}); {hint}")
+    resolved = os.path.realpath(target)
+    if not (os.path.isfile(resolved) and os.access(resolved, os.X_OK)):
+        raise UserError(f"{what} resolving to {target}, which is not an executable file")
+    if _shim_manager(target, resolved) is not None:
+        raise UserError(f"{what} resolving to another shim ({target}); {hint}")
+    return resolved
+
+
+Known = Callable[[str, os.stat_result], bool]
+"""known(real, st): whether the file was captured before with this stat."""
+
+
+def _resolve(name_or_path: str, search_path: str, dirs: list[tuple[str, frozenset[str] | None]],
+             known: Known | None = None) -> tuple[str, str, os.stat_result]:
+    """(link name, real path, its stat) for one requested program."""
+    found = _find(name_or_path, dirs)
+    real = os.path.realpath(found)
+    try:
+        st = os.stat(real)
+    except OSError:
+        raise UserError(f"host program {found} does not exist") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(f"host program {found} is not a file")
+    if not os.access(real, os.X_OK):
+        raise UserError(f"host program {found} is not executable")
+    name = _link_name(name_or_path)
+    manager = _shim_manager(found, real, known is not None and known(real, st))
+    if manager is not None:
+        real = _resolve_shim(name, found, real, manager, search_path)
+        st = os.stat(real)
+    return name, real, st
+
+
+def resolve_program(name_or_path: str, search_path: str | None = None) -> Path:
+    """The real file a program name or absolute path stands for, shims resolved.
+
+    Raises UserError when it is missing, not executable, or a shim that cannot
+    be resolved to the program behind it.
+    """
+    path = _search_path(search_path)
+    return Path(_resolve(name_or_path, path, _path_dirs(path))[1])
+
+
+# -- version output ----------------------------------------------------------
+
+def _run_version(name: str, real: str, flag: str) -> tuple[str, int | None]:
+    """(first lines of stdout+stderr, exit status or None on timeout).
+
+    argv[0] is the link name so multi-call binaries (bunzip2 -> bzip2, busybox)
+    answer as what they are captured as; cwd, locale and environment are fixed
+    so the output depends on the program only.
+    """
+    env = {"LC_ALL": "C", "LANG": "C", "PATH": os.path.dirname(real) + os.pathsep + os.defpath}
+    try:
+        proc = subprocess.Popen(
+            [name, flag], executable=real, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, env=env, cwd="/", start_new_session=True,
+        )
+    except OSError as e:
+        return f"cannot run: {e.strerror}", 127
+    try:
+        out, _ = proc.communicate(timeout=VERSION_TIMEOUT)
+        status: int | None = proc.returncode
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        status = None
+    lines = out.decode("utf-8", "replace").splitlines()
+    text = "\n".join(line.rstrip()[:VERSION_LINE_CHARS] for line in lines[:VERSION_LINES])
+    return text.strip(), status
+
+
+def version_output(name: str, real: str) -> str:
+    """What `NAME --version` (or -V, -version) says, with a failing exit status folded in.
+
+    The first flag that exits 0 with some output wins; if none does, the
+    `--version` attempt is recorded with its status, which still identifies
+    the program (e.g. dash has no version flag at all).
+    """
+    first: tuple[str, int | None] | None = None
+    for flag in VERSION_FLAGS:
+        text, status = _run_version(name, real, flag)
+        if first is None:
+            first = (text, status)
+        if status == 0 and text:
+            return text
+        if status is None:
+            break
+    assert first is not None
+    text, status = first
+    suffix = "[timed out]" if status is None else ("" if status == 0 else f"[exit {status}]")
+    return "\n".join(s for s in (text, suffix) if s)
+
+
+# -- the cache ---------------------------------------------------------------
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+@dataclass
+class _Probe:
+    """What we know about one real file: its content hash and version outputs by name."""
+
+    key: list[int]
+    sha256: str
+    checked_ns: int
+    versions: dict[str, str]
+
+
+class HostCache:
+    """(sha256, version output) per real path, valid while the file's stat is unchanged.
+
+    A missing or corrupt cache file is an empty cache: it only saves time.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.entries: dict[str, _Probe] = {}
+        self.dirty = False
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                data = json.load(f)
+            if data.get("format") != CACHE_FORMAT:
+                return
+            for path, e in data["entries"].items():
+                self.entries[path] = _Probe(
+                    [int(x) for x in e["key"]], str(e["sha256"]), int(e["checked_ns"]),
+                    {str(k): str(v) for k, v in e["versions"].items()},
+                )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            self.entries = {}
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        entries = {
+            p: {"key": e.key, "sha256": e.sha256, "checked_ns": e.checked_ns,
+                "versions": e.versions}
+            for p, e in self.entries.items()
+            if os.path.exists(p)
+        }
+        with contextlib.suppress(OSError):
+            atomic_write_json(self.path, {"format": CACHE_FORMAT, "entries": entries})
+        self.dirty = False
+
+    def knows(self, real: str, st: os.stat_result) -> bool:
+        """Whether `real` was probed before and is provably unchanged since (stat `st`)."""
+        e = self.entries.get(real)
+        return (
+            e is not None
+            and e.key == _stat_key(st)
+            and e.checked_ns - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_NS
+        )
+
+    def lookup(self, real: str, name: str, st: os.stat_result) -> tuple[str, str] | None:
+        """Cached (sha256, version) if the file is provably unchanged, else None."""
+        e = self.entries.get(real)
+        if e is None or name not in e.versions or not self.knows(real, st):
+            return None
+        return e.sha256, e.versions[name]
+
+    def probe(self, real: str, name: str) -> tuple[str, str]:
+        """Hash and query the file (reusing the version output if its content is unchanged)."""
+        checked = time.time_ns()
+        st = os.stat(real)
+        digest = sha256_file(real)
+        old = self.entries.get(real)
+        versions = dict(old.versions) if old is not None and old.sha256 == digest else {}
+        if name not in versions:
+            versions[name] = version_output(name, real)
+        self.entries[real] = _Probe(_stat_key(st), digest, checked, versions)
+        self.dirty = True
+        return digest, versions[name]
+
+
+def cache_path(store: Store) -> Path:
+    return store.root / "cache" / "host.json"
+
+
+# -- specs and artifacts -----------------------------------------------------
+
+def _check_name(name: str) -> None:
+    if not _NAME_RE.match(name):
+        raise UserError(f"bad host package name {name!r} (letters, digits, '.', '_', '+', '-')")
+
+
+Resolved = tuple[str, str, os.stat_result]  # link name, real path, its stat
+
+
+def _resolve_all(programs: Sequence[str], search_path: str, cache: HostCache) -> list[Resolved]:
+    if not programs:
+        raise UserError("a host package needs at least one program")
+    dirs = _path_dirs(search_path)
+    out: list[Resolved] = []
+    seen: dict[str, str] = {}
+    for requested in programs:
+        resolved = _resolve(requested, search_path, dirs, cache.knows)
+        name = resolved[0]
+        if name in seen:
+            raise UserError(f"host program name {name!r} given twice ({seen[name]}, {requested})")
+        seen[name] = requested
+        out.append(resolved)
+    return out
+
+
+def _probe_all(cache: HostCache, resolved: list[Resolved]) -> dict[str, dict[str, str]]:
+    """name -> {path, sha256, version}; cache misses are probed in parallel."""
+    results: dict[str, tuple[str, str]] = {}
+    by_path: dict[str, list[str]] = {}
+    for name, real, st in resolved:
+        hit = cache.lookup(real, name, st)
+        if hit is None:
+            by_path.setdefault(real, []).append(name)
+        else:
+            results[name] = hit
+    if by_path:
+        # Each worker owns one path, so two names of one file (bzip2, bunzip2)
+        # are probed one after the other and share the content hash.
+        def probe_path(real: str) -> list[tuple[str, tuple[str, str]]]:
+            return [(n, cache.probe(real, n)) for n in by_path[real]]
+
+        with ThreadPoolExecutor(max_workers=min(COLD_WORKERS, len(by_path))) as pool:
+            for done in pool.map(probe_path, list(by_path)):
+                results.update(done)
+        cache.save()
+    return {
+        name: {"path": real, "sha256": results[name][0], "version": results[name][1]}
+        for name, real, _st in resolved
+    }
+
+
+def _version_of(text: str) -> str:
+    m = _VERSION_RE.search(text)
+    return m.group(0) if m else "host"
+
+
+def _spec(name: str, first_program: str, probed: dict[str, dict[str, str]],
+          family: str | None) -> dict[str, Any]:
+    first = probed[first_program]["version"]
+    failed = _FAILED_RE.search(first) is not None
+    return {
+        "kind": "host",
+        "name": name,
+        "version": "host" if failed else _version_of(first),
+        "programs": probed,
+        "family": family,
+    }
+
+
+def host_spec(store: Store, name: str, programs: Sequence[str], *,
+              family: str | None = None, search_path: str | None = None) -> dict[str, Any]:
+    """The spec a capture of `programs` would have now (nothing is created).
+
+    VERSION comes from the first program's version output, so list the main
+    program first (`gcc` before `as`).
+    """
+    _check_name(name)
+    cache = HostCache(cache_path(store))
+    resolved = _resolve_all(programs, _search_path(search_path), cache)
+    return _spec(name, resolved[0][0], _probe_all(cache, resolved), family)
+
+
+def _populate_links(spec: dict[str, Any]) -> Any:
+    def populate(prefix: Path, _lock_fd: int) -> None:
+        bindir = prefix / "bin"
+        bindir.mkdir()
+        for prog, info in sorted(spec["programs"].items()):
+            os.symlink(info["path"], bindir / prog)
+    return populate
+
+
+def install_host_spec(store: Store, spec: dict[str, Any]) -> str:
+    """Create the artifact of a host spec (if missing) and return its id."""
+    aid = artifact_id(spec)
+    if store.has_artifact(aid):
+        return aid
+    aid, _ = install_artifact(store, spec, _populate_links(spec), runtime_deps=[])
+    return aid
+
+
+def capture(store: Store, name: str, programs: Sequence[str], *,
+            family: str | None = None, search_path: str | None = None) -> str:
+    """Capture host programs as artifact NAME and return its id; idempotent."""
+    return install_host_spec(
+        store, host_spec(store, name, programs, family=family, search_path=search_path)
+    )
+
+
+def basic_tool_programs(search_path: str | None = None) -> list[str]:
+    """Absolute paths of the basic tools present on PATH; BuildError if a required one is not.
+
+    Paths rather than names, so the capture does not search PATH again.
+    """
+    dirs = _path_dirs(_search_path(search_path))
+    found = {t: _which_in(t, dirs) for t in BASIC_TOOLS}
+    missing = [t for t in REQUIRED_TOOLS if found[t] is None]
+    if missing:
+        raise BuildError(
+            f"required host tools not found on PATH: {' '.join(missing)} "
+            "(builds need them; install them or fix PATH)"
+        )
+    return [p for p in found.values() if p is not None]
+
+
+def capture_basic_tools(store: Store, search_path: str | None = None) -> str:
+    """Capture the basic POSIX build tools as the `posix-tools` artifact; returns its id."""
+    return capture(store, BASIC_TOOLS_NAME, basic_tool_programs(search_path),
+                   search_path=search_path)
+
+
+def host_differences(store: Store, spec: dict[str, Any]) -> list[str]:
+    """How this machine differs from a recorded host spec, one line per program.
+
+    For `hdenv reproduce`: re-probes each recorded path under its recorded
+    name; an empty list means the host artifact would get the same id here.
+    """
+    out: list[str] = []
+    cache = HostCache(cache_path(store))
+    for prog, info in sorted(spec.get("programs", {}).items()):
+        path = info["path"]
+        if not os.path.isfile(path):
+            out.append(f"{spec['name']}: {prog}: {path} is missing on this machine")
+            continue
+        digest, version = cache.lookup(path, prog, os.stat(path)) or cache.probe(path, prog)
+        if digest != info["sha256"] or version != info["version"]:
+            old = info["version"].splitlines()[0] if info["version"] else "?"
+            new = version.splitlines()[0] if version else "?"
+            out.append(f"{spec['name']}: {prog} ({path}) differs: recorded {old!r}, here {new!r}")
+    cache.save()
+    return out
