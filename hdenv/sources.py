@@ -189,7 +189,7 @@ class SourceStore:
         if local.is_dir():
             return self._store_dir(local)
         if local.is_file():
-            return self._store_location(str(local), None, local.name)
+            return f"sha256:{self._store_location(str(local), None, local.name)}"
         raise UserError(f"source path {str(local)!r} does not exist")
 
     def _store_dir(self, root: Path) -> str:

@@ -1,0 +1,374 @@
+"""The source store against real files, real mirrors, a real HTTP server and real git."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hdenv.errors import BuildError, UserError
+from hdenv.sources import SourceDecl, SourceStore, parse_key
+from hdenv.store import Store
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "sources"
+CI = os.environ.get("CI") == "true"
+
+
+def need_shared() -> Path:
+    if not (SHARED / "SHA256SUMS").is_file():
+        if CI:
+            pytest.fail(f"{SHARED} is missing under CI")
+        pytest.skip(f"{SHARED} is not present")
+    return SHARED
+
+
+def need_git() -> None:
+    if shutil.which("git") is None:
+        if CI:
+            pytest.fail("git is missing under CI")
+        pytest.skip("git is not installed")
+
+
+def make_tgz(path: Path, files: dict[str, bytes]) -> tuple[Path, str]:
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755 if name.endswith(".sh") else 0o644
+            tf.addfile(info, io.BytesIO(data))
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def sstore(tmp_path: Path) -> SourceStore:
+    return SourceStore(Store(tmp_path / "store").ensure())
+
+
+def stored_files(ss: SourceStore) -> list[str]:
+    d = ss.store.src / "sha256"
+    return sorted(os.listdir(d)) if d.is_dir() else []
+
+
+def leftovers(ss: SourceStore) -> list[str]:
+    return sorted(os.listdir(ss.store.tmp)) if ss.store.tmp.is_dir() else []
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> tuple[Path, str]:
+    return make_tgz(tmp_path / "pkg-1.0.tar.gz",
+                    {"pkg-1.0/configure.sh": b"#!/bin/sh\n", "pkg-1.0/a.c": b"int a;\n"})
+
+
+# -- SourceDecl -------------------------------------------------------------
+
+H = "a" * 64
+C = "b" * 40
+
+
+def test_decl_valid_forms() -> None:
+    d = SourceDecl.from_toml({"url": "https://x/y.tar.gz", "sha256": H.upper(), "strip": 1},
+                             file="s.toml", line=3)
+    assert d.key() == f"sha256:{H}" and d.strip == 1
+    assert SourceDecl.from_toml({"git": "https://x/r.git", "commit": C}, file="s", line=1).key() \
+        == f"git:{C}"
+    d = SourceDecl.from_toml({"path": "src/app", "target": "app"}, file="s", line=1)
+    assert d.key() is None and d.target == "app"
+    assert SourceDecl.from_toml({"sha256": H}, file="s", line=1).key() == f"sha256:{H}"
+
+
+@pytest.mark.parametrize("table,needle", [
+    ({"url": "u", "sha256": H, "md5": "x"}, "unknown key(s) md5"),
+    ({"url": "u", "sha256": "abc"}, "sha256 must be 64 hex"),
+    ({"url": "u"}, "url needs sha256"),
+    ({"git": "g", "commit": "abc"}, "40-hex-digit"),
+    ({"git": "g"}, "git needs commit"),
+    ({"commit": C}, "commit is only valid together with git"),
+    ({"url": "u", "sha256": H, "strip": -1}, "strip must be"),
+    ({"url": "u", "sha256": H, "strip": True}, "strip must be"),
+    ({"path": "p", "target": "../up"}, "target must be a relative path"),
+    ({"path": "p", "target": "/abs"}, "target must be a relative path"),
+    ({"path": "p", "url": "u", "sha256": H}, "only one of"),
+    ({"path": "p", "sha256": H}, "sha256 does not go with path"),
+    ({"url": "u", "sha256": H, "filename": "a/b"}, "filename must be"),
+    ({}, "needs url + sha256"),
+])
+def test_decl_errors_are_one_line_with_file_and_line(table: dict, needle: str) -> None:
+    with pytest.raises(UserError) as exc:
+        SourceDecl.from_toml(table, file="stack.toml", line=12)
+    msg = str(exc.value)
+    assert msg.startswith("stack.toml:12: ") and needle in msg and "\n" not in msg
+
+
+def test_parse_key() -> None:
+    assert parse_key(f"sha256:{H}") == ("sha256", H)
+    assert parse_key(f"git:{C}") == ("git", C)
+    for bad in ("sha256:abc", f"md5:{H}", H, f"git:{H}"):
+        with pytest.raises(UserError):
+            parse_key(bad)
+
+
+# -- fetch, ensure and mirrors ----------------------------------------------
+
+def test_fetch_real_file_gives_key_from_sha256sums(sstore: SourceStore) -> None:
+    shared = need_shared()
+    sums = dict(reversed(line.split()) for line in (shared / "SHA256SUMS").read_text().splitlines())
+    key = sstore.fetch(str(shared / "hello-2.10.tar.gz"))
+    assert key == f"sha256:{sums['hello-2.10.tar.gz']}"
+    assert sstore.has(key) and sstore.name_of(key) == "hello-2.10.tar.gz"
+    assert hashlib.sha256(sstore.path(key).read_bytes()).hexdigest() == sums["hello-2.10.tar.gz"]
+    # file:// and an explicit matching hash give the same key.
+    url = (shared / "six-1.16.0.tar.gz").as_uri()
+    assert sstore.fetch(url, sums["six-1.16.0.tar.gz"]) == f"sha256:{sums['six-1.16.0.tar.gz']}"
+    dest = sstore.store.root / "build"
+    sstore.unpack(key, dest, strip=1)
+    assert os.access(dest / "configure", os.X_OK)
+
+
+def test_fetch_with_wrong_hash_stores_nothing(sstore: SourceStore, archive) -> None:
+    path, hex_ = archive
+    with pytest.raises(BuildError) as exc:
+        sstore.fetch(str(path), "0" * 64)
+    assert f"expected sha256:{'0' * 64}, got sha256:{hex_}" in str(exc.value)
+    assert stored_files(sstore) == [] and leftovers(sstore) == []
+    with pytest.raises(UserError, match="no such file"):
+        sstore.fetch(str(path.parent / "missing.tar.gz"))
+
+
+def test_ensure_from_own_store_needs_no_location(sstore: SourceStore, archive) -> None:
+    path, hex_ = archive
+    key = sstore.fetch(str(path))
+    path.unlink()
+    assert sstore.ensure(key, urls=["https://nowhere.invalid/x.tar.gz"]) == sstore.path(key)
+
+
+def test_failing_url_falls_through_to_mirror_by_basename(tmp_path: Path, archive) -> None:
+    path, hex_ = archive
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.copy(path, mirror / "pkg-1.0.tar.gz")
+    messages: list[str] = []
+    ss = SourceStore(Store(tmp_path / "store"), [str(mirror)], log=messages.append)
+    got = ss.ensure(f"sha256:{hex_}", urls=["http://nonexistent.invalid/dl/pkg-1.0.tar.gz"])
+    assert got.read_bytes() == path.read_bytes()
+    assert any("nonexistent.invalid" in m for m in messages)
+    assert ss.name_of(f"sha256:{hex_}") == "pkg-1.0.tar.gz"
+
+
+def test_mirror_by_sha256_path_as_file_url(tmp_path: Path, archive) -> None:
+    path, hex_ = archive
+    mirror = tmp_path / "mirror"
+    (mirror / "sha256").mkdir(parents=True)
+    shutil.copy(path, mirror / "sha256" / hex_)
+    ss = SourceStore(Store(tmp_path / "store"), [mirror.as_uri()])
+    assert ss.ensure(f"sha256:{hex_}", urls=["file:///does/not/exist/other-name.tgz"]).is_file()
+
+
+def test_wrong_bytes_in_mirror_store_nothing_and_next_mirror_wins(tmp_path: Path, archive) -> None:
+    path, hex_ = archive
+    bad, good = tmp_path / "bad", tmp_path / "good"
+    bad.mkdir()
+    good.mkdir()
+    (bad / "pkg-1.0.tar.gz").write_bytes(b"tampered")
+    bad_hex = hashlib.sha256(b"tampered").hexdigest()
+    ss = SourceStore(Store(tmp_path / "store"), [str(bad)])
+    with pytest.raises(BuildError) as exc:
+        ss.ensure(f"sha256:{hex_}", name="pkg-1.0.tar.gz")
+    msg = str(exc.value)
+    assert f"expected sha256:{hex_}, got sha256:{bad_hex}" in msg
+    assert str(bad / "pkg-1.0.tar.gz") in msg and str(bad / "sha256" / hex_) in msg
+    assert stored_files(ss) == [] and leftovers(ss) == []
+    shutil.copy(path, good / "pkg-1.0.tar.gz")
+    ss2 = SourceStore(ss.store, [str(bad), str(good)])
+    assert ss2.ensure(f"sha256:{hex_}", name="pkg-1.0.tar.gz").read_bytes() == path.read_bytes()
+    assert stored_files(ss2) == [hex_]
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    root = tmp_path / "www"
+    root.mkdir()
+
+    def handler(*args: object, **kw: object) -> _Handler:
+        return _Handler(*args, directory=str(root), **kw)  # type: ignore[arg-type]
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_url_404_then_http_mirror(tmp_path: Path, archive, http_root) -> None:
+    path, hex_ = archive
+    root, base = http_root
+    (root / "mirror" / "sha256").mkdir(parents=True)
+    shutil.copy(path, root / "mirror" / "sha256" / hex_)
+    ss = SourceStore(Store(tmp_path / "store"), [f"{base}/mirror/"])
+    got = ss.ensure(f"sha256:{hex_}", urls=[f"{base}/missing/pkg-1.0.tar.gz"])
+    assert got.read_bytes() == path.read_bytes()
+    # Straight from the URL too, in a fresh store.
+    shutil.copy(path, root / "pkg-1.0.tar.gz")
+    ss2 = SourceStore(Store(tmp_path / "store2"))
+    assert ss2.ensure(f"sha256:{hex_}", urls=[f"{base}/pkg-1.0.tar.gz"]).is_file()
+
+
+def test_nothing_works_lists_every_place(tmp_path: Path) -> None:
+    ss = SourceStore(Store(tmp_path / "store"), [str(tmp_path / "m1"), "http://m2.invalid/pub"])
+    with pytest.raises(BuildError) as exc:
+        ss.ensure(f"sha256:{H}", urls=["http://a.invalid/z-1.tar.gz"])
+    msg = str(exc.value)
+    for place in ("http://a.invalid/z-1.tar.gz", str(tmp_path / "m1" / "z-1.tar.gz"),
+                  str(tmp_path / "m1" / "sha256" / H), "http://m2.invalid/pub/z-1.tar.gz",
+                  f"http://m2.invalid/pub/sha256/{H}"):
+        assert place in msg
+    assert exc.value.exit_code == 1
+
+
+def test_write_mirror_then_serve_from_it(tmp_path: Path, archive) -> None:
+    path, hex_ = archive
+    ss = SourceStore(Store(tmp_path / "store"))
+    key = ss.fetch(str(path))
+    mirror = tmp_path / "site-mirror"
+    assert ss.write_mirror(mirror) == 1
+    assert (mirror / "pkg-1.0.tar.gz").read_bytes() == path.read_bytes()
+    assert (mirror / "sha256" / hex_).read_bytes() == path.read_bytes()
+    assert ss.write_mirror(mirror) == 1  # idempotent
+    fresh = SourceStore(Store(tmp_path / "fresh"), [str(mirror)])
+    assert fresh.ensure(key).is_file()
+
+
+# -- local paths --------------------------------------------------------------
+
+def make_app(root: Path) -> Path:
+    app = root / "src" / "app"
+    (app / "lib").mkdir(parents=True)
+    (app / "main.c").write_text("int main(void){return 0;}\n")
+    (app / "lib" / "util.c").write_text("int util;\n")
+    (app / "build.sh").write_text("#!/bin/sh\nmake\n")
+    (app / "build.sh").chmod(0o755)
+    (app / "README").symlink_to("main.c")
+    (app / ".git").mkdir()
+    (app / ".git" / "index").write_text("changes all the time")
+    return app
+
+
+def test_local_dir_key_is_deterministic_and_content_sensitive(tmp_path: Path) -> None:
+    app = make_app(tmp_path / "proj")
+    ss = SourceStore(Store(tmp_path / "store"))
+    decl = SourceDecl(path="src/app")
+    key = ss.key_for(decl, tmp_path / "proj")
+    assert ss.has(key)
+    # mtimes, other permission bits and VCS metadata do not count
+    os.utime(app / "main.c", (1, 1))
+    (app / "lib" / "util.c").chmod(0o600)
+    (app / ".git" / "index").write_text("different")
+    assert ss.key_for(decl, tmp_path / "proj") == key
+    # a copy elsewhere, in another store, gives the same key
+    other = make_app(tmp_path / "elsewhere")
+    assert SourceStore(Store(tmp_path / "store2")).key_for(decl, other.parents[1]) == key
+    # content, exec bits, names and symlink targets do count
+    (app / "main.c").write_text("int main(void){return 1;}\n")
+    k2 = ss.key_for(decl, tmp_path / "proj")
+    assert k2 != key
+    (app / "build.sh").chmod(0o644)
+    k3 = ss.key_for(decl, tmp_path / "proj")
+    assert k3 != k2
+    (app / "README").unlink()
+    (app / "README").symlink_to("lib/util.c")
+    assert ss.key_for(decl, tmp_path / "proj") != k3
+
+
+def test_local_dir_unpacks_from_store_alone(tmp_path: Path) -> None:
+    app = make_app(tmp_path / "proj")
+    ss = SourceStore(Store(tmp_path / "store"))
+    key = ss.key_for(SourceDecl(path="src/app"), tmp_path / "proj")
+    shutil.rmtree(tmp_path / "proj")
+    dest = tmp_path / "build"
+    ss.unpack(key, dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["README", "build.sh", "lib", "main.c"]
+    assert os.access(dest / "build.sh", os.X_OK)
+    assert os.readlink(dest / "README") == "main.c"
+    assert not app.exists()
+
+
+def test_local_file_and_missing_path(tmp_path: Path) -> None:
+    (tmp_path / "fix.patch").write_bytes(b"--- a\n")
+    ss = SourceStore(Store(tmp_path / "store"))
+    key = ss.key_for(SourceDecl(path="fix.patch"), tmp_path)
+    assert key == "sha256:" + hashlib.sha256(b"--- a\n").hexdigest()
+    ss.unpack(key, tmp_path / "build")
+    assert (tmp_path / "build" / "fix.patch").read_bytes() == b"--- a\n"
+    with pytest.raises(UserError, match="does not exist"):
+        ss.key_for(SourceDecl(path="nope"), tmp_path)
+
+
+def test_local_dir_with_escaping_symlink_is_refused(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "passwd").symlink_to("/etc/passwd")
+    with pytest.raises(UserError, match="leaves the tree"):
+        SourceStore(Store(tmp_path / "store")).key_for(SourceDecl(path="app"), tmp_path)
+
+
+# -- git ------------------------------------------------------------------------
+
+def git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_git_source_from_local_repo(tmp_path: Path) -> None:
+    need_git()
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "configure").write_text("#!/bin/sh\necho v1\n")
+    (repo / "configure").chmod(0o755)
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "v1")
+    c1 = git(repo, "rev-parse", "HEAD")
+    (repo / "configure").write_text("#!/bin/sh\necho v2\n")
+    git(repo, "commit", "-qam", "v2")
+    c2 = git(repo, "rev-parse", "HEAD")
+
+    ss = SourceStore(Store(tmp_path / "store"))
+    key1 = ss.key_for(SourceDecl(git=str(repo), commit=c1), tmp_path)
+    assert key1 == f"git:{c1}" and not ss.has(key1)
+    with pytest.raises(BuildError, match="no repository URL"):
+        ss.ensure(key1)
+    ss.ensure(key1, git_url=str(repo))
+    assert ss.has(key1) and not ss.has(f"git:{'0' * 40}")
+    ss.ensure(f"git:{c2}", git_url=repo.as_uri())
+    shutil.rmtree(repo)  # from now on the cache alone must do
+    ss.unpack(key1, tmp_path / "b1")
+    ss.unpack(f"git:{c2}", tmp_path / "b2")
+    assert (tmp_path / "b1" / "configure").read_text() == "#!/bin/sh\necho v1\n"
+    assert (tmp_path / "b2" / "configure").read_text() == "#!/bin/sh\necho v2\n"
+    assert os.access(tmp_path / "b1" / "configure", os.X_OK)
+    assert ss.ensure(key1) == ss.path(key1)
+    with pytest.raises(BuildError, match="not found|failed"):
+        ss.ensure(f"git:{'1' * 40}", git_url=str(tmp_path / "gone"))
+
+
+def test_unpack_missing_source_is_build_error(sstore: SourceStore) -> None:
+    with pytest.raises(BuildError, match="not in the store"):
+        sstore.unpack(f"sha256:{H}", sstore.store.root / "x")
