@@ -1,0 +1,436 @@
+"""Stack files: TOML + Jinja2 templates -> one plan per matrix variant.
+
+Everything a user can get wrong here is reported as a one-line `UserError` with
+the stack file and the line of the offending key, before anything touches the
+store. tomllib gives no positions, so `LineIndex` recovers them from the text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .errors import UserError
+from .sources import SourceDecl
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PROFILE_PLACEHOLDER = "@@HDENV_PROFILE@@"
+Scalar = (str, int, float, bool)
+
+TOP_KEYS = {"stack", "parameters", "matrix", "host", "packages", "profiles"}
+STACK_KEYS = {"name", "description"}
+HOST_KEYS = {"programs", "family"}
+PACKAGE_KEYS = {"version", "sources", "deps", "build-deps", "env", "script", "when", "description"}
+PROFILE_KEYS = {"packages", "env", "family", "exclude", "priority", "when", "description"}
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+class LineIndex:
+    """Maps dotted key paths (("packages", "app", "env")) to 1-based line numbers."""
+
+    _header = re.compile(r"^\s*\[\[?\s*([^\[\]#]+?)\s*\]\]?\s*(#.*)?$")
+    _key = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+
+    def __init__(self, text: str):
+        self.lines: dict[tuple[str, ...], int] = {}
+        table: tuple[str, ...] = ()
+        in_multiline: str | None = None
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if in_multiline:
+                if line.count(in_multiline) % 2 == 1:
+                    in_multiline = None
+                continue
+            m = self._header.match(line)
+            if m:
+                table = self._split(m.group(1))
+                self.lines.setdefault(table, lineno)
+                continue
+            m = self._key.match(line)
+            if m:
+                path = table + self._split(m.group(1))
+                self.lines.setdefault(path, lineno)
+                rest = line[m.end():]
+                for quote in ('"""', "'''"):
+                    if rest.count(quote) == 1:
+                        in_multiline = quote
+
+    @staticmethod
+    def _split(dotted: str) -> tuple[str, ...]:
+        parts = re.findall(r'"[^"]*"|\'[^\']*\'|[^.\s]+', dotted)
+        return tuple(p.strip("\"'") for p in parts)
+
+    def line(self, *path: str) -> int:
+        """Line of the longest known prefix of `path` (1 if nothing matches)."""
+        for n in range(len(path), 0, -1):
+            found = self.lines.get(tuple(path[:n]))
+            if found is not None:
+                return found
+        return 1
+
+
+@dataclass
+class HostDecl:
+    name: str
+    programs: list[str]
+    family: str | None
+    line: int
+
+
+@dataclass
+class PackagePlan:
+    """One package of one variant, with every template rendered."""
+
+    name: str
+    version: str
+    sources: list[SourceDecl]
+    deps: list[str]
+    build_deps: list[str]
+    env: dict[str, str]
+    script: str
+    line: int
+
+
+@dataclass
+class ProfilePlan:
+    name: str
+    packages: list[str]
+    env: dict[str, str]
+    family: str | None
+    exclude: list[str]
+    priority: list[str]
+    line: int
+
+
+@dataclass
+class Variant:
+    """One combination of matrix values; `suffix` is appended to profile names."""
+
+    values: dict[str, Any]
+    suffix: str
+    packages: dict[str, PackagePlan] = field(default_factory=dict)
+    profiles: list[ProfilePlan] = field(default_factory=list)
+
+
+@dataclass
+class Stack:
+    path: Path
+    name: str
+    parameters: dict[str, Any]
+    hosts: dict[str, HostDecl]
+    variants: list[Variant]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+class _Ctx:
+    """Error reporting and rendering for one stack file."""
+
+    def __init__(self, path: Path, text: str):
+        self.file = str(path)
+        self.index = LineIndex(text)
+        self.jinja = jinja2.Environment(
+            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+        )
+
+    def error(self, message: str, *path: str) -> UserError:
+        return UserError(message, file=self.file, line=self.index.line(*path))
+
+    def render(self, value: str, context: Mapping[str, Any], *path: str) -> str:
+        try:
+            return self.jinja.from_string(value).render(context)
+        except jinja2.TemplateSyntaxError as e:
+            line = self.index.line(*path) + max((e.lineno or 1) - 1, 0)
+            raise UserError(f"template error in {'.'.join(path)}: {e.message}",
+                            file=self.file, line=line) from None
+        except jinja2.UndefinedError as e:
+            raise self.error(f"undefined name in {'.'.join(path)}: {e.message}", *path) from None
+        except Exception as e:  # anything a template expression can raise
+            raise self.error(f"template error in {'.'.join(path)}: {e}", *path) from None
+
+    def condition(self, expr: str, context: Mapping[str, Any], *path: str) -> bool:
+        try:
+            return bool(self.jinja.compile_expression(expr, undefined_to_none=False)(context))
+        except jinja2.TemplateSyntaxError as e:
+            raise self.error(f"bad condition in {'.'.join(path)}: {e.message}", *path) from None
+        except jinja2.UndefinedError as e:
+            raise self.error(f"undefined name in {'.'.join(path)}: {e.message}", *path) from None
+        except Exception as e:
+            raise self.error(f"bad condition in {'.'.join(path)}: {e}", *path) from None
+
+    # -- type checks -------------------------------------------------------
+    def table(self, value: Any, *path: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.error(f"{'.'.join(path)} must be a table", *path)
+        return value
+
+    def keys(self, table: Mapping[str, Any], allowed: set[str], *path: str) -> None:
+        for key in table:
+            if key not in allowed:
+                where = f"in [{'.'.join(path)}]" if path else "at the top level"
+                raise self.error(
+                    f"unknown key '{key}' {where} (allowed: {', '.join(sorted(allowed))})",
+                    *path, key)
+
+    def string(self, value: Any, *path: str) -> str:
+        if not isinstance(value, str):
+            raise self.error(f"{'.'.join(path)} must be a string", *path)
+        return value
+
+    def strings(self, value: Any, *path: str) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(f"{'.'.join(path)} must be a list of strings", *path)
+        return list(value)
+
+    def str_table(self, value: Any, *path: str) -> dict[str, str]:
+        table = self.table(value, *path)
+        for k, v in table.items():
+            if not isinstance(v, str):
+                raise self.error(f"{'.'.join(path)}.{k} must be a string", *path, k)
+        return dict(table)
+
+    def name(self, value: str, what: str, *path: str) -> str:
+        if not NAME_RE.match(value):
+            raise self.error(f"invalid {what} name {value!r}", *path)
+        return value
+
+
+def _parse_set(overrides: Mapping[str, str], params: dict[str, Any], matrix: dict[str, list[Any]],
+               ctx: _Ctx) -> None:
+    """Apply `--set` values: parameters are replaced, matrix keys narrowed to one value."""
+    for key, raw in overrides.items():
+        if key in matrix:
+            matrix[key] = [_coerce(raw, matrix[key][0] if matrix[key] else "")]
+        elif key in params:
+            params[key] = _coerce(raw, params[key])
+        else:
+            known = sorted(set(params) | set(matrix))
+            raise UserError(f"--set {key}: no such parameter in {ctx.file}"
+                            f" (known: {', '.join(known) or 'none'})")
+
+
+def _coerce(raw: str, like: Any) -> Any:
+    """Give a `--set` string the type of the default it replaces."""
+    if isinstance(like, bool):
+        if raw.lower() in ("true", "1", "yes", "on"):
+            return True
+        if raw.lower() in ("false", "0", "no", "off"):
+            return False
+        raise UserError(f"--set: expected a boolean, got {raw!r}")
+    if isinstance(like, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise UserError(f"--set: expected a whole number, got {raw!r}") from None
+    if isinstance(like, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise UserError(f"--set: expected a number, got {raw!r}") from None
+    return raw
+
+
+def load_stack(path: Path, overrides: Mapping[str, str] | None = None) -> Stack:
+    """Parse, validate and render a stack file into variants."""
+    path = Path(path).absolute()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"stack file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read stack file {path}: {e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        msg = str(e)
+        m = re.search(r"\(at line (\d+), column \d+\)", msg)
+        line = int(m.group(1)) if m else None
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
+        if line is None:
+            m = re.search(r"\(at end of document\)", msg)
+            line = text.count("\n") + 1 if m else 1
+            msg = msg.replace(" (at end of document)", "")
+        raise UserError(f"invalid TOML: {msg}", file=str(path), line=line) from None
+
+    ctx = _Ctx(path, text)
+    ctx.keys(data, TOP_KEYS)
+    stack_table = ctx.table(data.get("stack", {}), "stack")
+    ctx.keys(stack_table, STACK_KEYS, "stack")
+    name = ctx.name(ctx.string(stack_table.get("name", path.stem), "stack", "name"), "stack",
+                    "stack", "name")
+
+    params = dict(ctx.table(data.get("parameters", {}), "parameters"))
+    for k, v in params.items():
+        if not isinstance(v, Scalar):
+            raise ctx.error(f"parameter {k} must be a string, number or boolean", "parameters", k)
+
+    matrix_table = ctx.table(data.get("matrix", {}), "matrix")
+    matrix: dict[str, list[Any]] = {}
+    for k, v in matrix_table.items():
+        if not isinstance(v, list) or not v or not all(isinstance(x, Scalar) for x in v):
+            raise ctx.error(f"matrix.{k} must be a non-empty list of values", "matrix", k)
+        if k in params:
+            raise ctx.error(f"matrix.{k} is also a parameter", "matrix", k)
+        matrix[k] = list(v)
+    _parse_set(overrides or {}, params, matrix, ctx)
+
+    hosts = _parse_hosts(ctx, ctx.table(data.get("host", {}), "host"))
+    packages_raw = ctx.table(data.get("packages", {}), "packages")
+    profiles_raw = ctx.table(data.get("profiles", {}), "profiles")
+    for pname, ptable in packages_raw.items():
+        ctx.name(pname, "package", "packages", pname)
+        ctx.keys(ctx.table(ptable, "packages", pname), PACKAGE_KEYS, "packages", pname)
+        if pname in hosts:
+            raise ctx.error(f"package {pname} has the name of a host package", "packages", pname)
+    for pname, ptable in profiles_raw.items():
+        ctx.name(pname, "profile", "profiles", pname)
+        ctx.keys(ctx.table(ptable, "profiles", pname), PROFILE_KEYS, "profiles", pname)
+
+    variants = []
+    keys = list(matrix)
+    for combo in itertools.product(*(matrix[k] for k in keys)):
+        values = dict(zip(keys, combo))
+        suffix = "".join(f"-{v}" for v in combo)
+        context = {**params, **values, "stack": name}
+        variant = Variant(values=values, suffix=suffix)
+        for pname, ptable in packages_raw.items():
+            plan = _render_package(ctx, pname, ptable, context, path.parent)
+            if plan is not None:
+                variant.packages[pname] = plan
+        _check_references(ctx, variant, hosts)
+        variant.profiles = _render_profiles(ctx, name, profiles_raw, variant, hosts, context)
+        variants.append(variant)
+    return Stack(path=path, name=name, parameters=params, hosts=hosts, variants=variants)
+
+
+def _parse_hosts(ctx: _Ctx, table: dict[str, Any]) -> dict[str, HostDecl]:
+    hosts = {}
+    for hname, htable in table.items():
+        ctx.name(hname, "host package", "host", hname)
+        htable = ctx.table(htable, "host", hname)
+        ctx.keys(htable, HOST_KEYS, "host", hname)
+        if "programs" not in htable:
+            raise ctx.error(f"host.{hname} needs 'programs'", "host", hname)
+        programs = ctx.strings(htable["programs"], "host", hname, "programs")
+        if not programs:
+            raise ctx.error(f"host.{hname}.programs is empty", "host", hname, "programs")
+        family = htable.get("family")
+        if family is not None:
+            ctx.string(family, "host", hname, "family")
+        hosts[hname] = HostDecl(hname, programs, family, ctx.index.line("host", hname))
+    return hosts
+
+
+def _render_package(ctx: _Ctx, pname: str, table: dict[str, Any], context: dict[str, Any],
+                    base_dir: Path) -> PackagePlan | None:
+    where = ("packages", pname)
+    if "when" in table and not ctx.condition(ctx.string(table["when"], *where, "when"), context,
+                                             *where, "when"):
+        return None
+    if "version" not in table:
+        raise ctx.error(f"package {pname} needs a 'version'", *where)
+    version = table["version"]
+    if not isinstance(version, (str, int, float)):
+        raise ctx.error(f"packages.{pname}.version must be a string", *where, "version")
+    version = ctx.render(str(version), context, *where, "version")
+    ctx.name(version, "version", *where, "version")
+    script = ctx.render(ctx.string(table.get("script", ""), *where, "script"), context,
+                        *where, "script")
+    env = {k: ctx.render(v, context, *where, "env", k)
+           for k, v in ctx.str_table(table.get("env", {}), *where, "env").items()}
+    for k in env:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
+            raise ctx.error(f"invalid environment variable name {k!r}", *where, "env", k)
+    deps = _render_names(ctx, table.get("deps", []), context, *where, "deps")
+    build_deps = _render_names(ctx, table.get("build-deps", []), context, *where, "build-deps")
+    sources_raw = table.get("sources", [])
+    if not isinstance(sources_raw, list):
+        raise ctx.error(f"packages.{pname}.sources must be a list of tables", *where, "sources")
+    line = ctx.index.line(*where, "sources")
+    sources = []
+    for s in sources_raw:
+        if not isinstance(s, dict):
+            raise ctx.error(f"packages.{pname}.sources entries must be tables", *where, "sources")
+        rendered = {k: ctx.render(v, context, *where, "sources") if isinstance(v, str) else v
+                    for k, v in s.items()}
+        sources.append(SourceDecl.from_toml(rendered, file=ctx.file, line=line))
+    return PackagePlan(pname, version, sources, deps, build_deps, env, script,
+                       ctx.index.line(*where))
+
+
+def _render_names(ctx: _Ctx, value: Any, context: dict[str, Any], *path: str) -> list[str]:
+    names = [ctx.render(v, context, *path).strip() for v in ctx.strings(value, *path)]
+    return [n for n in names if n]  # a template may render to "" to drop a dependency
+
+
+def _check_references(ctx: _Ctx, variant: Variant, hosts: dict[str, HostDecl]) -> None:
+    """Every dependency names a package of this variant or a host package; no cycles."""
+    for plan in variant.packages.values():
+        for kind, names in (("deps", plan.deps), ("build-deps", plan.build_deps)):
+            for dep in names:
+                if dep not in variant.packages and dep not in hosts:
+                    raise ctx.error(f"package {plan.name}: unknown dependency '{dep}' in {kind}",
+                                    "packages", plan.name, kind)
+                if dep == plan.name:
+                    raise ctx.error(f"package {plan.name} depends on itself",
+                                    "packages", plan.name, kind)
+    # cycle detection by depth-first search with colours
+    state: dict[str, int] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = 1
+        plan = variant.packages[name]
+        for dep in plan.deps + plan.build_deps:
+            if dep not in variant.packages:
+                continue
+            if state.get(dep) == 1:
+                cycle = trail[trail.index(dep):] + [dep] if dep in trail else [name, dep]
+                raise ctx.error(f"dependency cycle: {' -> '.join(cycle)}", "packages", dep)
+            if dep not in state:
+                visit(dep, trail + [dep])
+        state[name] = 2
+
+    for name in variant.packages:
+        if name not in state:
+            visit(name, [name])
+
+
+def _render_profiles(ctx: _Ctx, stack_name: str, raw: dict[str, Any], variant: Variant,
+                     hosts: dict[str, HostDecl], context: dict[str, Any]) -> list[ProfilePlan]:
+    profile_context = {**context, "profile": PROFILE_PLACEHOLDER}
+    if not raw:
+        return [ProfilePlan(stack_name + variant.suffix, list(variant.packages), {}, None, [], [],
+                            ctx.index.line("stack"))]
+    plans = []
+    for pname, table in raw.items():
+        where = ("profiles", pname)
+        if "when" in table and not ctx.condition(ctx.string(table["when"], *where, "when"),
+                                                 context, *where, "when"):
+            continue
+        packages = _render_names(ctx, table.get("packages", list(variant.packages)), context,
+                                 *where, "packages")
+        for p in packages:
+            if p not in variant.packages and p not in hosts:
+                raise ctx.error(f"profile {pname}: unknown package '{p}'", *where, "packages")
+        env = {k: ctx.render(v, profile_context, *where, "env", k)
+               for k, v in ctx.str_table(table.get("env", {}), *where, "env").items()}
+        family = table.get("family")
+        if family is not None:
+            family = ctx.render(ctx.string(family, *where, "family"), context, *where, "family")
+        exclude = ctx.strings(table.get("exclude", []), *where, "exclude")
+        priority = _render_names(ctx, table.get("priority", []), context, *where, "priority")
+        plans.append(ProfilePlan(pname + variant.suffix, packages, env, family or None, exclude,
+                                 priority, ctx.index.line(*where)))
+    return plans
