@@ -216,6 +216,17 @@ def _manager_executable(manager: str, real: str, search_path: str) -> str | None
     return None
 
 
+def _manager_env(search_path: str) -> dict[str, str]:
+    """The user's environment, with `search_path` searched first.
+
+    Managers are scripts that need the ordinary tools (bash, env) from the
+    user's PATH even when programs are looked up on another `search_path`.
+    """
+    user_path = os.environ.get("PATH", os.defpath)
+    path = user_path if search_path == user_path else search_path + os.pathsep + user_path
+    return dict(os.environ, PATH=path)
+
+
 def _resolve_shim(name: str, found: str, real: str, manager: str, search_path: str) -> str:
     """Ask the manager which real program the shim would run now, or refuse.
 
@@ -234,7 +245,7 @@ def _resolve_shim(name: str, found: str, real: str, manager: str, search_path: s
     try:
         proc = subprocess.run(
             [tool, "which", name], stdin=subprocess.DEVNULL, capture_output=True,
-            text=True, errors="replace", env=dict(os.environ, PATH=search_path),
+            text=True, errors="replace", env=_manager_env(search_path),
             timeout=VERSION_TIMEOUT * 2,
         )
     except (OSError, subprocess.TimeoutExpired) as e:
