@@ -1,0 +1,264 @@
+"""The load / unload / swap / purge path, run by the shell function.
+
+Users run `hdenv load` all day, so this module is what the function executes
+with `python -I -S` (no site-packages, no click, no jinja2): it imports only the
+stdlib, `errors`, `shells` and `envdiff`. A profile is found with one
+`realpath` (names) or one `stat` (full hashes); a hash prefix lists
+`profiles/` only, never `artifacts/`, so the cost does not grow with the
+number of artifacts in the store.
+
+The program prints shell code on stdout and exits 0, or prints one error line
+on stderr and exits 2; the function evaluates the code only on success.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+
+from . import envdiff
+from .envdiff import LoadRecord
+from .errors import UserError
+from .shells import Shell, get_shell
+from .shells.base import check_name
+
+# (variable, sub-directory, keep man's default path when the variable was unset)
+PATH_DIRS = (("PATH", "bin", False), ("MANPATH", "share/man", True),
+             ("PKG_CONFIG_PATH", "lib/pkgconfig", False))
+PREFIX_VAR = "CMAKE_PREFIX_PATH"
+B32 = frozenset("abcdefghijklmnopqrstuvwxyz234567")
+HASH_CHARS = 32
+MIN_PREFIX = 6
+COMMANDS = ("load", "unload", "swap", "purge")
+
+
+class Profile:
+    """What a load needs to know about one profile."""
+
+    def __init__(self, hash_: str, name: str | None, prefix: str,
+                 env: dict[str, str], family: str | None):
+        self.hash = hash_
+        self.name = name
+        self.prefix = prefix
+        self.env = env
+        self.family = family
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.hash}" if self.name else self.hash
+
+
+def note(message: str) -> None:
+    print(f"hdenv: {message}", file=sys.stderr)
+
+
+# -- where the store is -------------------------------------------------------
+
+def store_root(default_config: str, default_store: str) -> str:
+    """Same precedence as config.load_settings, without platformdirs.
+
+    `hdenv init` bakes the platformdirs defaults into the function, so this
+    only reads config.toml (and imports tomllib) when such a file exists.
+    """
+    env = os.environ
+    if env.get("HDENV_STORE"):
+        return os.path.abspath(os.path.expanduser(env["HDENV_STORE"]))
+    explicit = "HDENV_CONFIG" in env
+    cfg = env["HDENV_CONFIG"] if explicit else default_config
+    if cfg and (explicit or os.path.exists(cfg)):
+        from pathlib import Path
+
+        from .config import _read_config
+
+        value = _read_config(Path(cfg), explicit).get("store")
+        if value:
+            return os.path.abspath(os.path.expanduser(str(value)))
+    return default_store
+
+
+# -- finding a profile --------------------------------------------------------
+
+def is_hash_like(ref: str) -> bool:
+    return bool(ref) and all(c in B32 for c in ref)
+
+
+def read_profile(root: str, hash_: str, name: str | None) -> Profile:
+    prefix = os.path.join(root, "profiles", hash_)
+    meta_path = os.path.join(prefix, ".hdenv", "profile.json")
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"profile {hash_} is not in the store {root}") from None
+    except ValueError as e:
+        raise UserError(f"damaged profile metadata: {e}", file=meta_path) from None
+    env = meta.get("env") or {}
+    if not isinstance(env, dict):
+        raise UserError("'env' must be a table", file=meta_path)
+    return Profile(hash_, name, prefix, {str(k): str(v) for k, v in env.items()},
+                   meta.get("family"))
+
+
+def _profile_by_prefix(root: str, ref: str) -> Profile | None:
+    if len(ref) == HASH_CHARS:
+        if os.path.isfile(os.path.join(root, "profiles", ref, ".hdenv", "profile.json")):
+            return read_profile(root, ref, None)
+        return None
+    try:
+        entries = os.listdir(os.path.join(root, "profiles"))
+    except FileNotFoundError:
+        return None
+    meta = os.path.join(root, "profiles", "{}", ".hdenv", "profile.json")
+    matches = sorted(h for h in entries if h.startswith(ref) and os.path.isfile(meta.format(h)))
+    if len(matches) > 1:
+        raise UserError(f"hash prefix {ref!r} is ambiguous: {', '.join(matches[:5])}")
+    return read_profile(root, matches[0], None) if matches else None
+
+
+def _artifact(root: str, ref: str) -> Profile:
+    """Loading a bare artifact is rare: take the full store module for it."""
+    from pathlib import Path
+
+    from .store import Store
+
+    found = Store(Path(root)).resolve(ref)
+    return Profile(found.ident, None, str(found.path), {}, None)
+
+
+def resolve(root: str, ref: str) -> Profile:
+    """A profile name, a profile hash or unique prefix, or an artifact id."""
+    if not ref:
+        raise UserError("empty REF")
+    if "/" in ref:
+        return _artifact(root, ref)
+    current = os.path.join(root, "names", ref, "current")
+    if os.path.lexists(current):
+        target = os.path.realpath(current)
+        hash_ = os.path.basename(target)
+        if os.path.isfile(os.path.join(target, ".hdenv", "profile.json")):
+            return read_profile(root, hash_, ref)
+    if is_hash_like(ref):
+        if len(ref) < MIN_PREFIX:
+            raise UserError(f"hash prefix {ref!r} is too short (at least {MIN_PREFIX} characters)")
+        found = _profile_by_prefix(root, ref)
+        if found is not None:
+            return found
+    raise UserError(f"unknown REF {ref!r}: not a profile name, profile hash or artifact id")
+
+
+# -- the session: one command's changes to a copy of the environment ---------
+
+class Session:
+    """Applies loads and unloads to a copy of the environment and its record."""
+
+    def __init__(self, environ: Mapping[str, str], root: Callable[[], str]):
+        self.env: dict[str, str] = dict(environ)
+        self._root = root
+        try:
+            self.records = envdiff.decode(self.env.get(envdiff.RECORD_VAR))
+        except envdiff.RecordError as e:
+            raise UserError(f"{e}; run `unset {envdiff.RECORD_VAR} {envdiff.LOADED_VAR}` "
+                            "(tcsh: unsetenv) to start afresh") from None
+
+    def find_loaded(self, ref: str) -> int:
+        """Index of the loaded profile `ref` names (name, hash or hash prefix)."""
+        for i, rec in enumerate(self.records):
+            if ref in (rec.name, rec.hash):
+                return i
+        if len(ref) >= MIN_PREFIX:
+            hits = [i for i, r in enumerate(self.records) if r.hash.startswith(ref)]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                raise UserError(f"hash prefix {ref!r} matches several loaded profiles")
+        what = envdiff.loaded_value(self.records)
+        detail = f"loaded: {what}" if what else "nothing is loaded"
+        raise UserError(f"{ref!r} is not loaded ({detail})")
+
+    def unload(self, ref: str) -> LoadRecord:
+        return envdiff.unload(self.env, self.records, self.find_loaded(ref))
+
+    def load(self, ref: str) -> None:
+        prof = resolve(self._root(), ref)
+        for rec in list(self.records):
+            if rec.hash == prof.hash:
+                note(f"{prof.label} is already loaded; nothing to do")
+                return
+        for rec in list(self.records):
+            if prof.name is not None and rec.name == prof.name:
+                note(f"replacing {rec.label} with {prof.label}")
+                envdiff.unload(self.env, self.records, self.records.index(rec))
+            elif prof.family is not None and rec.family == prof.family:
+                note(f"family {prof.family!r}: unloading {rec.label} to load {prof.label}")
+                envdiff.unload(self.env, self.records, self.records.index(rec))
+        self.records.append(self._apply(prof))
+
+    def _apply(self, prof: Profile) -> LoadRecord:
+        rec = LoadRecord(hash=prof.hash, name=prof.name, family=prof.family, prefix=prof.prefix)
+        for var, sub, keep_default in PATH_DIRS:
+            path = os.path.join(prof.prefix, sub)
+            if os.path.isdir(path):
+                envdiff.prepend(self.env, rec, var, [path], keep_default)
+        envdiff.prepend(self.env, rec, PREFIX_VAR, [prof.prefix])
+        for var in sorted(prof.env):
+            envdiff.set_var(self.env, rec, check_name(var), prof.env[var])
+        return rec
+
+    def purge(self) -> None:
+        while self.records:
+            envdiff.unload(self.env, self.records, len(self.records) - 1)
+
+    def finish(self) -> dict[str, str]:
+        envdiff.store_records(self.env, self.records)
+        return self.env
+
+
+def _arity(cmd: str, args: list[str], low: int, high: int | None) -> None:
+    for a in args:
+        if a.startswith("-"):
+            raise UserError(f"hdenv {cmd}: unknown option {a!r}")
+    if len(args) < low or (high is not None and len(args) > high):
+        usage = {"load": "REF...", "unload": "REF...", "swap": "OLD NEW", "purge": ""}[cmd]
+        raise UserError(f"usage: hdenv {cmd} {usage}".rstrip())
+
+
+def run(cmd: str, args: list[str], shell: Shell, environ: Mapping[str, str],
+        root: Callable[[], str]) -> str:
+    """The shell code for one command; raises UserError before printing anything."""
+    session = Session(environ, root)
+    if cmd in ("load", "unload"):
+        _arity(cmd, args, 1, None)
+        for ref in args:
+            session.load(ref) if cmd == "load" else session.unload(ref)
+    elif cmd == "swap":
+        _arity(cmd, args, 2, 2)
+        session.unload(args[0])
+        session.load(args[1])
+    elif cmd == "purge":
+        _arity(cmd, args, 0, 0)
+        session.purge()
+    else:
+        raise UserError(f"not a load command: {cmd!r}")
+    return shell.script(envdiff.changes(dict(environ), session.finish()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the shell function: SHELL CONFIG STORE COMMAND ARGS..."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if len(argv) < 4:
+            raise UserError("the hdenv shell function is out of date; run `hdenv init` again")
+        shell_name, default_config, default_store, cmd, *args = argv
+        shell = get_shell(shell_name)
+        code = run(cmd, args, shell, os.environ,
+                   lambda: store_root(default_config, default_store))
+    except UserError as e:
+        print(f"hdenv: error: {e.render()}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    sys.stdout.write(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,49 @@
+"""The abstract shell: quoting and the two statements a load needs.
+
+Everything per-shell that Python generates goes through one of these classes,
+so the rules for a shell live in one place (the init code itself lives in
+`templates/`). Kept to the stdlib because `fastload` imports it on every load.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+
+from ..errors import UserError
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_name(name: str) -> str:
+    """Refuse names a shell would parse as code; they come from profile files."""
+    if not _NAME.match(name):
+        raise UserError(f"invalid environment variable name {name!r}")
+    return name
+
+
+class Shell(ABC):
+    """One shell's syntax. Subclasses are stateless; one instance each is enough."""
+
+    name: str = ""
+
+    @abstractmethod
+    def quote(self, value: str) -> str:
+        """A word that the shell reads back as exactly `value`."""
+
+    @abstractmethod
+    def set_var(self, name: str, value: str) -> str:
+        """Set and export `name`."""
+
+    @abstractmethod
+    def unset_var(self, name: str) -> str:
+        """Remove `name` from the environment."""
+
+    def script(self, changes: Iterable[tuple[str, str | None]]) -> str:
+        """Statements applying (name, value-or-None) changes in order."""
+        lines = [
+            self.unset_var(check_name(n)) if v is None else self.set_var(check_name(n), v)
+            for n, v in changes
+        ]
+        return "".join(line + "\n" for line in lines)

@@ -1,0 +1,56 @@
+"""Profiles that follow the store contract exactly, for the shell tests.
+
+Until `hdenv build` can make real profiles end to end, these write
+`profiles/HASH/` with real files (an executable in bin/, a man page, a .pc
+file) and `.hdenv/profile.json`, and `names/NAME/current` symlinks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+HOSTILE = "'\";&&e-$ èрт🚒♞中片-j `echo pwned` !x \\back"
+# A store root with spaces, quotes and `$` in it.
+AWKWARD_DIR = "my store 'q' \"dq\" $HOME"
+
+
+def fake_hash(seed: str) -> str:
+    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+    digest = hashlib.sha256(seed.encode()).digest()
+    return "".join(alphabet[b % 32] for b in digest[:32])
+
+
+def make_profile(store: Path, name: str | None, *, env: dict[str, str] | None = None,
+                 family: str | None = None, seed: str | None = None,
+                 program: str | None = None) -> str:
+    """Create a profile (and point `name` at it); return its hash."""
+    hash_ = fake_hash(seed or name or "anon")
+    prefix = store / "profiles" / hash_
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "share" / "man" / "man1").mkdir(parents=True)
+    (prefix / "lib" / "pkgconfig").mkdir(parents=True)
+    prog = prefix / "bin" / (program or f"hello-{name or hash_[:6]}")
+    prog.write_text(f"#!/bin/sh\necho hello from {hash_}\n")
+    prog.chmod(0o755)
+    (prefix / "share" / "man" / "man1" / f"{prog.name}.1").write_text(".TH HELLO 1\n")
+    (prefix / "lib" / "pkgconfig" / "hello.pc").write_text(
+        f"prefix={prefix}\nName: hello\nVersion: 1\nDescription: test\n")
+    meta = {"hash": hash_, "artifacts": [], "family": family,
+            "env": {k: v.replace("@@HDENV_PROFILE@@", str(prefix)) for k, v in (env or {}).items()}}
+    (prefix / ".hdenv").mkdir()
+    (prefix / ".hdenv" / "profile.json").write_text(json.dumps(meta))
+    if name is not None:
+        point_name(store, name, hash_)
+    return hash_
+
+
+def point_name(store: Path, name: str, hash_: str) -> None:
+    gen_dir = store / "names" / name
+    gen_dir.mkdir(parents=True, exist_ok=True)
+    link = gen_dir / "current"
+    if os.path.lexists(link):
+        link.unlink()
+    link.symlink_to(store / "profiles" / hash_)
