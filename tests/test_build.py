@@ -1,0 +1,248 @@
+"""End-to-end builds through the real `hdenv` program with the real host gcc."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, Runner, require_tool
+
+
+def copy_demo(tmp_path: Path) -> Path:
+    dest = tmp_path / "demo"
+    shutil.copytree(EXAMPLES / "demo", dest)
+    return dest / "stack.toml"
+
+
+def artifact_ids(run_hdenv: Runner) -> list[str]:
+    out = run_hdenv("list", "artifacts", check=True).stdout
+    return [line.split()[0] for line in out.splitlines()]
+
+
+def test_demo_builds_runs_and_is_cached(run_hdenv: Runner, tmp_path: Path) -> None:
+    require_tool("gcc")
+    stack = copy_demo(tmp_path)
+    first = run_hdenv("build", str(stack), check=True)
+    name, phash = first.stdout.split()
+    assert name == "demo" and len(phash) == 32
+    ids = artifact_ids(run_hdenv)
+    assert any(i.startswith("greet/1.0/") for i in ids)
+    assert any(i.startswith("libgreet/1.0/") for i in ids)
+    greet_id = next(i for i in ids if i.startswith("greet/"))
+    prefix = Path(run_hdenv("path", greet_id, check=True).stdout.strip())
+    # runs without LD_LIBRARY_PATH: the RPATH points into the libgreet artifact
+    proc = subprocess.run([str(prefix / "bin" / "greet"), "tester"], capture_output=True,
+                          text=True, env={"PATH": "/usr/bin:/bin"})
+    assert proc.stdout == "Hello, tester!\n"
+    readelf = shutil.which("readelf")
+    if readelf:
+        dyn = subprocess.run([readelf, "-d", str(prefix / "bin" / "greet")],
+                             capture_output=True, text=True).stdout
+        assert "libgreet/1.0/" in dyn
+    # the build log is kept with the artifact; the artifact is read-only
+    assert "hdenv: building" in (prefix / ".hdenv" / "build.log").read_text()
+    assert not os.stat(prefix / "bin" / "greet").st_mode & 0o222
+    # second build: nothing runs
+    second = run_hdenv("build", str(stack), check=True)
+    assert second.stdout == first.stdout
+    assert "0 built" in second.stderr
+    assert "building" not in second.stderr.replace("0 built", "")
+
+
+def test_set_parameter_gives_new_id_beside_old(run_hdenv: Runner, tmp_path: Path) -> None:
+    require_tool("gcc")
+    stack = copy_demo(tmp_path)
+    run_hdenv("build", str(stack), check=True)
+    before = set(artifact_ids(run_hdenv))
+    dry = run_hdenv("build", str(stack), "--dry-run", "--set", "cflags=-O1", check=True)
+    assert "would build libgreet/1.0/" in dry.stdout
+    assert "-O2" in dry.stdout and "-O1" in dry.stdout  # says which input changed
+    assert set(artifact_ids(run_hdenv)) == before  # dry run builds nothing
+    run_hdenv("build", str(stack), "--set", "cflags=-O1", check=True)
+    after = set(artifact_ids(run_hdenv))
+    assert before < after
+    new = {i.split("/")[0] for i in after - before}
+    assert new == {"libgreet", "greet"}
+
+
+def test_changing_only_a_url_changes_no_id(run_hdenv: Runner, tmp_path: Path,
+                                           shared_sources: Path) -> None:
+    require_tool("gcc")
+    text = (EXAMPLES / "gnu" / "stack.toml").read_text()
+    a = tmp_path / "a.toml"
+    b = tmp_path / "b.toml"
+    a.write_text(text)
+    b.write_text(text.replace("https://ftp.gnu.org/gnu/hello/", "https://mirror.example.org/h/"))
+    out_a = run_hdenv("build", str(a), "--dry-run", env={"HDENV_MIRRORS": str(shared_sources)},
+                      check=True).stdout
+    out_b = run_hdenv("build", str(b), "--dry-run", env={"HDENV_MIRRORS": str(shared_sources)},
+                      check=True).stdout
+    assert "hello/2.10/" in out_a
+    assert out_a == out_b
+
+
+def test_gnu_hello_and_lua_from_mirror(run_hdenv: Runner, tmp_path: Path,
+                                       shared_sources: Path) -> None:
+    require_tool("gcc")
+    stack = tmp_path / "gnu.toml"
+    stack.write_text((EXAMPLES / "gnu" / "stack.toml").read_text())
+    env = {"HDENV_MIRRORS": str(shared_sources)}
+    run_hdenv("build", str(stack), "-j", "2", env=env, check=True)
+    ids = artifact_ids(run_hdenv)
+    hello = next(i for i in ids if i.startswith("hello/2.10/"))
+    lua = next(i for i in ids if i.startswith("lua/5.4.4/"))
+    hello_bin = Path(run_hdenv("path", hello, check=True).stdout.strip()) / "bin" / "hello"
+    lua_bin = Path(run_hdenv("path", lua, check=True).stdout.strip()) / "bin" / "lua"
+    assert subprocess.run([str(hello_bin)], capture_output=True, text=True).stdout == \
+        "Hello, world!\n"
+    out = subprocess.run([str(lua_bin), "-e", "print(2^10, _VERSION)"], capture_output=True,
+                         text=True).stdout
+    assert out == "1024.0\tLua 5.4\n"
+    second = run_hdenv("build", str(stack), env=env, check=True)
+    assert "0 built" in second.stderr
+
+
+FAILING = """
+[host.gcc]
+programs = ["gcc", "cc", "as", "ld"]
+
+[packages.broken]
+version = "1"
+build-deps = ["gcc"]
+script = '''
+echo "about to fail: distinctive-marker-42"
+mkdir -p "$PREFIX/bin" && echo x > "$PREFIX/bin/half"
+exit 3
+'''
+"""
+
+
+def test_failing_build_shows_log_tail_and_leaves_nothing(run_hdenv: Runner,
+                                                         tmp_path: Path) -> None:
+    stack = tmp_path / "fail.toml"
+    stack.write_text(FAILING)
+    proc = run_hdenv("build", str(stack))
+    assert proc.returncode == 1
+    assert "distinctive-marker-42" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not [i for i in artifact_ids(run_hdenv) if i.startswith("broken/")]
+    store = Path(run_hdenv("path", "x/y/z").stderr and os.environ.get("HDENV_STORE", "") or "")
+    del store
+
+
+def test_undeclared_compiler_is_not_on_path(run_hdenv: Runner, tmp_path: Path) -> None:
+    stack = tmp_path / "nocc.toml"
+    stack.write_text("""
+[packages.probe]
+version = "1"
+script = '''
+mkdir -p "$PREFIX/share"
+if command -v gcc || command -v cc; then echo found > "$PREFIX/share/cc"; else echo none > "$PREFIX/share/cc"; fi
+env | sort > "$PREFIX/share/env"
+'''
+""")
+    run_hdenv("build", str(stack), check=True)
+    (aid,) = [i for i in artifact_ids(run_hdenv) if i.startswith("probe/")]
+    prefix = Path(run_hdenv("path", aid, check=True).stdout.strip())
+    assert (prefix / "share" / "cc").read_text() == "none\n"
+    env_lines = (prefix / "share" / "env").read_text().splitlines()
+    names = {line.split("=", 1)[0] for line in env_lines}
+    assert {"PREFIX", "HDENV_JOBS", "PATH"} <= names
+    assert "USER" not in names and "HDENV_STORE" not in names
+
+
+def test_bad_input_exit_2_one_line_store_untouched(run_hdenv: Runner, tmp_path: Path,
+                                                   store_dir: Path) -> None:
+    stack = tmp_path / "bad.toml"
+    stack.write_text('[packages.a]\nversion = "1"\ndeps = ["b"]\n')
+    proc = run_hdenv("build", str(stack))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"hdenv: error: {stack}:3: package a: unknown dependency 'b' in deps"
+    assert not store_dir.exists()
+    proc = run_hdenv("show", "nosuchprofile")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+
+
+def test_verify_detects_modified_file(run_hdenv: Runner, tmp_path: Path) -> None:
+    require_tool("gcc")
+    stack = copy_demo(tmp_path)
+    run_hdenv("build", str(stack), check=True)
+    assert run_hdenv("verify").returncode == 0
+    lib = next(i for i in artifact_ids(run_hdenv) if i.startswith("libgreet/"))
+    header = Path(run_hdenv("path", lib, check=True).stdout.strip()) / "include" / "greet.h"
+    os.chmod(header, 0o644)
+    header.write_text("tampered\n")
+    proc = run_hdenv("verify")
+    assert proc.returncode == 1
+    assert f"{lib}: modified include/greet.h" in proc.stdout
+
+
+def test_show_json_and_list(run_hdenv: Runner, tmp_path: Path) -> None:
+    require_tool("gcc")
+    stack = copy_demo(tmp_path)
+    run_hdenv("build", str(stack), check=True)
+    lib = next(i for i in artifact_ids(run_hdenv) if i.startswith("libgreet/"))
+    short = lib[: len("libgreet/1.0/") + 8]
+    info = json.loads(run_hdenv("show", short, "--json", check=True).stdout)
+    assert info["id"] == lib
+    assert info["spec"]["env"]["CFLAGS"] == "-O2"
+    rows = json.loads(run_hdenv("list", "artifacts", "--json", check=True).stdout)
+    assert lib in [r["id"] for r in rows]
+
+
+SLOW = """
+[packages.slow]
+version = "1"
+script = '''
+echo run >> "{counter}"
+mkdir -p "$PREFIX/bin"
+i=0
+while [ $i -lt 30 ]; do echo "line $i" > "$PREFIX/bin/file$i"; i=$((i+1)); sleep 0.05; done
+'''
+"""
+
+
+def test_kill_9_leaves_no_artifact_and_rerun_succeeds(run_hdenv: Runner, hdenv_exe: str,
+                                                      hdenv_env: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    counter = tmp_path / "counter"
+    stack = tmp_path / "slow.toml"
+    stack.write_text(SLOW.format(counter=counter))
+    for delay in (0.3, 0.9, 1.4):
+        proc = subprocess.Popen([hdenv_exe, "build", str(stack)], env=hdenv_env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not [i for i in artifact_ids(run_hdenv) if i.startswith("slow/")]
+    run_hdenv("build", str(stack), check=True)
+    (aid,) = [i for i in artifact_ids(run_hdenv) if i.startswith("slow/")]
+    prefix = Path(run_hdenv("path", aid, check=True).stdout.strip())
+    assert len(list((prefix / "bin").iterdir())) == 30
+    assert run_hdenv("verify").returncode == 0
+
+
+def test_concurrent_builds_build_each_package_once(hdenv_exe: str, hdenv_env: dict[str, str],
+                                                   run_hdenv: Runner, tmp_path: Path) -> None:
+    counter = tmp_path / "counter"
+    stack = tmp_path / "conc.toml"
+    stack.write_text(SLOW.format(counter=counter).replace("-lt 30", "-lt 10") + f"""
+[packages.other]
+version = "1"
+deps = ["slow"]
+script = 'echo other >> "{counter}"; mkdir -p "$PREFIX/share"; ls "$SLOW_DIR/bin" > "$PREFIX/share/list"'
+""")
+    procs = [subprocess.Popen([hdenv_exe, "build", str(stack)], env=hdenv_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
+    assert sorted(counter.read_text().split()) == ["other", "run"]
+    assert len({o[0] for o in outs}) == 1  # every run printed the same profile line
