@@ -1,1 +1,220 @@
-def main() -> None: ...
+"""The click command line: a thin layer that parses, calls the core, prints.
+
+Results go to stdout (stable formats for scripts), messages to stderr. Every
+`HdenvError` becomes one `hdenv: error: ...` line and its exit code; a
+traceback only with `--debug`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .config import Settings, load_settings
+from .errors import HdenvError, UserError
+from .store import Store
+
+
+class HdenvGroup(click.Group):
+    """Maps core errors and click usage errors to the contract's exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HdenvError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"hdenv: error: {e.render()}", err=True)
+            ctx.exit(e.exit_code)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException:
+            raise
+        except KeyboardInterrupt:
+            click.echo("hdenv: interrupted", err=True)
+            ctx.exit(130)
+
+
+def settings_of(ctx: click.Context, jobs: int | None = None) -> Settings:
+    obj = ctx.find_root().obj or {}
+    return load_settings(store=obj.get("store"), jobs=jobs)
+
+
+def store_of(ctx: click.Context) -> Store:
+    return Store(settings_of(ctx).store)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+@click.group(cls=HdenvGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hdenv")
+@click.option("--store", type=click.Path(file_okay=False), envvar=None,
+              help="Store root (overrides HDENV_STORE and config.toml).")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, store: str | None, debug: bool) -> None:
+    """hdenv: a hash-addressed software store with shell integration."""
+    ctx.obj = {"store": store, "debug": debug}
+
+
+def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set expects PARAM=VALUE, got {item!r}")
+        out[key.strip()] = value
+    return out
+
+
+@cli.command()
+@click.argument("stack_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Packages built at once.")
+@click.option("--keep-going", is_flag=True, help="Build what does not depend on a failure.")
+@click.option("--dry-run", is_flag=True, help="Say what would be built, and why.")
+@click.option("--set", "sets", multiple=True, metavar="PARAM=VALUE",
+              help="Override a parameter (or pick one matrix value).")
+@click.pass_context
+def build(ctx: click.Context, stack_file: Path, jobs: int | None, keep_going: bool,
+          dry_run: bool, sets: tuple[str, ...]) -> None:
+    """Build every package and profile of STACK_FILE; print `NAME HASH` per profile."""
+    from .stackbuild import BuildFailed, build_stack
+
+    settings = settings_of(ctx, jobs)
+    try:
+        outcome = build_stack(stack_file, settings, overrides=parse_sets(sets), jobs=jobs,
+                              keep_going=keep_going, dry_run=dry_run)
+    except BuildFailed as e:
+        for p in e.outcome.profiles:
+            click.echo(f"{p.name} {p.hash}")
+        raise
+    if dry_run:
+        for line in outcome.dry_run_lines:
+            click.echo(line)
+        if not outcome.dry_run_lines:
+            click.echo("nothing to build", err=True)
+        return
+    report = outcome.report
+    click.echo(f"{len(report.built)} built, {len(report.present)} already present", err=True)
+    for p in outcome.profiles:
+        if p.new_generation:
+            click.echo(f"profile {p.name}: generation {p.generation}", err=True)
+        click.echo(f"{p.name} {p.hash}")
+
+
+@cli.command()
+@click.argument("url")
+@click.option("--sha256", help="Expected sha256 (hex); a mismatch stores nothing.")
+@click.pass_context
+def fetch(ctx: click.Context, url: str, sha256: str | None) -> None:
+    """Store a source archive and print its key."""
+    from .sources import SourceStore
+
+    settings = settings_of(ctx)
+    store = Store(settings.store).ensure()
+    click.echo(SourceStore(store, settings.mirrors).fetch(url, sha256))
+
+
+@cli.group("host")
+def host_group() -> None:
+    """Capture host software as artifacts."""
+
+
+@host_group.command("capture")
+@click.argument("name")
+@click.argument("programs", nargs=-1, required=True)
+@click.option("--family", help="e.g. compiler")
+@click.pass_context
+def host_capture(ctx: click.Context, name: str, programs: tuple[str, ...],
+                 family: str | None) -> None:
+    """Capture PROGRAMS (names on PATH or absolute paths) as host artifact NAME."""
+    from . import host
+
+    store = store_of(ctx).ensure()
+    click.echo(host.capture(store, name, list(programs), family=family))
+
+
+@cli.command("list")
+@click.argument("what", type=click.Choice(["artifacts", "profiles", "names"]),
+                default="artifacts")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_cmd(ctx: click.Context, what: str, as_json: bool) -> None:
+    """List artifacts (id first), named profiles (`NAME HASH GEN PATH`) or names."""
+    from . import inspect
+
+    rows = inspect.list_rows(store_of(ctx), what)
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        click.echo(" ".join(str(row[k]) for k in inspect.LIST_COLUMNS[what]))
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Spec, dependencies, path, size and generation history of REF."""
+    from . import inspect
+
+    info = inspect.show(store_of(ctx), ref)
+    if as_json:
+        echo_json(info)
+    else:
+        click.echo(inspect.format_show(info))
+
+
+@cli.command()
+@click.argument("ref")
+@click.pass_context
+def path(ctx: click.Context, ref: str) -> None:
+    """Print the prefix of REF (for scripts)."""
+    click.echo(str(store_of(ctx).resolve(ref).path))
+
+
+@cli.command()
+@click.argument("ref", required=False)
+@click.pass_context
+def verify(ctx: click.Context, ref: str | None) -> None:
+    """Check artifacts against their manifests (all, or REF's closure)."""
+    from . import inspect
+
+    problems, checked = inspect.verify(store_of(ctx), ref)
+    for p in problems:
+        click.echo(p)
+    click.echo(f"verified {checked} artifact(s): {len(problems)} problem(s)", err=True)
+    if problems:
+        sys.exit(1)
+
+
+def _register_optional() -> None:
+    """Commands that live in their own modules (shell integration, profiles)."""
+    import importlib
+
+    for module, names in (("hdenv.cli_shell", ("init", "load", "unload", "swap", "purge",
+                                                 "loaded", "avail", "env")),
+                          ("hdenv.cli_profile", ("profile", "diff", "graph"))):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        for name in names:
+            cmd = getattr(mod, name, None) or getattr(mod, f"{name}_cmd", None)
+            if isinstance(cmd, click.Command):
+                cli.add_command(cmd, name)
+
+
+_register_optional()
+
+
+def main() -> None:
+    cli(prog_name="hdenv")

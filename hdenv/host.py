@@ -166,26 +166,36 @@ def _mentions(text: str, word: str) -> bool:
     return re.search(rf"(?<![a-z0-9_]){re.escape(word)}(?![a-z0-9_])", text) is not None
 
 
+def _execs_manager(body: str, manager: str) -> bool:
+    """Whether a script body hands over to `MANAGER exec` as shims do.
+
+    Looking for the hand-over rather than any mention keeps real programs
+    installed under ~/.pyenv/versions (pip, whose `#!` names a pyenv python)
+    from counting as shims.
+    """
+    return re.search(rf"(?<![a-z0-9_]){re.escape(manager)}[\"']?\s+exec\b", body) is not None
+
+
 def _shim_manager(found: str, real: str, known_plain: bool = False) -> str | None:
     """Which version manager `found` is a shim of ('' if unknown), None if not a shim.
 
-    A shim is a file under a `shims` directory, a `#!` script that mentions a
-    version manager or shims, or (mise, rtx) a link to the manager itself.
-    `known_plain` says the content was checked before (it is in the cache),
-    which saves reading every captured file on every build.
+    A shim is a file under a `shims` directory, a `#!` script whose body runs
+    `MANAGER exec` or mentions shims, or (mise, rtx) a link to the manager
+    itself. `known_plain` says the content was checked before (it is in the
+    cache), which saves reading every captured file on every build.
     """
     base = os.path.basename(real)
     if base in SHIM_MANAGERS and os.path.basename(found) != base:
         return base
     in_shims_dir = "/shims/" in found or "/shims/" in real
     text = None if known_plain else _sniff_script(real)
-    lowered = text.lower() if text is not None else ""
-    mentioned = [m for m in SHIM_MANAGERS if m in lowered and _mentions(lowered, m)]
-    if not (in_shims_dir or mentioned or _mentions(lowered, "shims")):
+    body = text.lower().partition("\n")[2] if text is not None else ""
+    execs = [m for m in SHIM_MANAGERS if m in body and _execs_manager(body, m)]
+    if not (in_shims_dir or execs or _mentions(body, "shims")):
         return None
-    if mentioned:
-        return mentioned[0]
-    where = (found + " " + real).lower()
+    if execs:
+        return execs[0]
+    where = body + " " + (found + " " + real).lower()
     return next((m for m in SHIM_MANAGERS if _mentions(where, m)), "")
 
 
