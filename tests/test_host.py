@@ -375,3 +375,20 @@ def test_host_differences(store: Store, tmp_path: Path) -> None:
     assert len(diffs) == 1 and "tool 1.0" in diffs[0] and "tool 2.0" in diffs[0]
     prog.unlink()
     assert "missing" in host.host_differences(store, spec)[0]
+
+
+def test_script_run_by_a_managed_interpreter_is_not_a_shim(tmp_path: Path) -> None:
+    """pip under ~/.pyenv/versions names pyenv in its #! line but is a real program."""
+    pip = tmp_path / ".pyenv" / "versions" / "3.11.7" / "bin" / "pip"
+    pip.parent.mkdir(parents=True)
+    pip.write_text("#!/root/.pyenv/versions/3.11.7/bin/python3.11\nimport sys\nsys.exit(0)\n")
+    pip.chmod(0o755)
+    assert host.resolve_program(str(pip)) == pip
+
+
+def test_asdf_style_shim_detected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    shim = tmp_path / "bin" / "node"
+    script(shim, '# asdf-plugin: nodejs 20.1.0\nexec asdf exec "node" "$@"\n')
+    with pytest.raises(UserError, match="asdf shim and asdf was not found"):
+        host.resolve_program(str(shim))
