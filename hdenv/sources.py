@@ -349,6 +349,8 @@ class SourceStore:
             raise BuildError(f"git:{commit} needs git, which is not on PATH")
         if not git_url:
             raise BuildError(f"git:{commit} is not in the store and no repository URL is known")
+        if git_url.startswith("-"):
+            raise UserError(f"refusing git repository URL {git_url!r}: it looks like an option")
         with file_lock(self.store.lock_path("src-git")):
             if not (self.git_dir / "HEAD").is_file():
                 self.git_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -364,10 +366,10 @@ class SourceStore:
 
     def _git_fetch(self, commit: str, git_url: str) -> None:
         """Fetch just the commit when the server allows it, else all branches and tags."""
-        if self._git("fetch", "-q", "--no-tags", git_url, commit, check=False) == 0:
+        if self._git("fetch", "-q", "--no-tags", "--", git_url, commit, check=False) == 0:
             return
         space = hashlib.sha256(git_url.encode()).hexdigest()[:16]
-        self._git("fetch", "-q", "--no-tags", git_url,
+        self._git("fetch", "-q", "--no-tags", "--", git_url,
                   f"+refs/heads/*:refs/hdenv/remotes/{space}/heads/*",
                   f"+refs/tags/*:refs/hdenv/remotes/{space}/tags/*")
 

@@ -367,6 +367,8 @@ def test_git_source_from_local_repo(tmp_path: Path) -> None:
     assert ss.ensure(key1) == ss.path(key1)
     with pytest.raises(BuildError, match="not found|failed"):
         ss.ensure(f"git:{'1' * 40}", git_url=str(tmp_path / "gone"))
+    with pytest.raises(UserError, match="looks like an option"):
+        ss.ensure(f"git:{'1' * 40}", git_url="--upload-pack=touch /tmp/pwned")
 
 
 def test_unpack_missing_source_is_build_error(sstore: SourceStore) -> None:
