@@ -56,7 +56,7 @@ OPTIONAL_TOOLS: tuple[str, ...] = (
     "uname", "true", "false", "date", "printf", "echo", "sleep", "rmdir", "mktemp",
     "tee", "od", "pwd", "readlink", "realpath", "join", "comm", "paste", "tac",
     "seq", "stat", "id", "whoami", "hostname", "getconf", "nproc", "du", "dd",
-    "md5sum", "sha256sum", "cksum", "split", "chown", "chgrp", "touch", "yes",
+    "md5sum", "sha256sum", "cksum", "split", "chown", "chgrp", "yes",
     "timeout", "nice",
 )
 BASIC_TOOLS: list[str] = list(dict.fromkeys(REQUIRED_TOOLS + OPTIONAL_TOOLS))
