@@ -574,7 +574,18 @@ def basic_tool_programs(search_path: str | None = None) -> list[str]:
     return [p for p in found.values() if p is not None]
 
 
-def capture_basic_tools(store: Store, search_path: str | None = None) -> str:
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+"""Where builds' basic tools come from: the system's directories, never the user's
+PATH, which may hold a loaded hdenv profile or a version manager's shims."""
+
+
+def basic_tools_spec(store: Store, search_path: str = SYSTEM_PATH) -> dict[str, Any]:
+    """The `posix-tools` spec without creating it (for planning and --dry-run)."""
+    return host_spec(store, BASIC_TOOLS_NAME, basic_tool_programs(search_path),
+                     search_path=search_path)
+
+
+def capture_basic_tools(store: Store, search_path: str = SYSTEM_PATH) -> str:
     """Capture the basic POSIX build tools as the `posix-tools` artifact; returns its id."""
     return capture(store, BASIC_TOOLS_NAME, basic_tool_programs(search_path),
                    search_path=search_path)
