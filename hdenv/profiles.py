@@ -1,0 +1,319 @@
+"""Profiles: specs and hashes, creating the farm atomically, names and generations.
+
+A profile is identified by the hash of its spec (sorted artifact ids plus its
+options), so the same inputs always give the same profile and a second creation
+is a no-op. The farm is built under `store.tmp` and renamed into
+`profiles/HASH`; a reader therefore sees either nothing or a complete profile.
+
+Names (layout of ``names/NAME/``)::
+
+    1 -> ../../profiles/HASH1      one relative symlink per generation (GC roots)
+    2 -> ../../profiles/HASH2
+    current -> 2                   which generation is current
+
+The symlinks are the only state: a generation's number is its link name, its
+hash the link's target, its date the link's own mtime. Every change is one
+`rename` of a freshly made symlink, under the name's lock, so a killed hdenv
+leaves the name either as it was or fully switched. `realpath(names/NAME/current)`
+is the current profile directory (the fast load path relies on that).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import pyprofile
+from .errors import UserError
+from .farm import Member, build_farm
+from .fsutil import atomic_write_json, file_lock, read_json, remove_tree, tree_size
+from .hashing import spec_hash
+from .store import META_DIR, PROFILE_META, Store
+
+PROFILE_PLACEHOLDER = "@@HDENV_PROFILE@@"
+NAME_RE = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9_.+-]*$")
+
+
+# -- spec and hash ----------------------------------------------------------------
+def profile_spec(
+    artifacts: list[str],
+    env: dict[str, str],
+    family: str | None,
+    *,
+    exclude: list[str] | None = None,
+    priority: list[str] | None = None,
+) -> dict[str, Any]:
+    """The hashed description of a profile.
+
+    `exclude` and `priority` enter the spec only when used, so a plain profile's
+    spec is exactly the documented three fields (and other tools can write it).
+    `exclude` is sorted (order is meaningless); `priority` keeps its order.
+    """
+    spec: dict[str, Any] = {
+        "kind": "profile",
+        "artifacts": sorted(set(artifacts)),
+        "env": dict(sorted(env.items())),
+        "family": family,
+    }
+    if exclude:
+        spec["exclude"] = sorted(set(exclude))
+    if priority:
+        spec["priority"] = list(priority)
+    return spec
+
+
+def profile_hash(spec: dict[str, Any]) -> str:
+    return spec_hash(spec)
+
+
+# -- creation ---------------------------------------------------------------------
+def _members(store: Store, artifacts: list[str]) -> list[Member]:
+    missing = [a for a in artifacts if not store.has_artifact(a)]
+    if missing:
+        raise UserError(f"profile needs artifacts that are not in the store: {', '.join(missing)}")
+    return [Member(a, store.artifact_dir(a)) for a in artifacts]
+
+
+def _render_env(env: dict[str, str], prefix: Path) -> dict[str, str]:
+    return {k: v.replace(PROFILE_PLACEHOLDER, str(prefix)) for k, v in env.items()}
+
+
+def _populate(farm: Path, final: Path, spec: dict[str, Any], hash_: str, store: Store) -> None:
+    """Fill the directory `farm` (to be renamed to `final`) with links and metadata."""
+    members = _members(store, spec["artifacts"])
+    version = pyprofile.single_python(members)
+    keep_real = pyprofile.keep_real_dirs(version) if version else []
+    stats = build_farm(
+        farm, members, exclude=spec.get("exclude", ()), priority=spec.get("priority", ()),
+        keep_real=keep_real,
+    )
+    python = pyprofile.setup_python(farm, final, version) if version else None
+    meta = {
+        "hash": hash_,
+        "artifacts": spec["artifacts"],
+        "env": _render_env(spec["env"], final),
+        "family": spec["family"],
+        "exclude": spec.get("exclude", []),
+        "priority": spec.get("priority", []),
+        "python": python,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "links": stats.links,
+    }
+    (farm / META_DIR).mkdir()
+    atomic_write_json(farm / META_DIR / "spec.json", spec)
+    atomic_write_json(farm / META_DIR / PROFILE_META, meta)
+
+
+def create_profile(store: Store, spec: dict[str, Any]) -> Path:
+    """Make `profiles/HASH` exist for `spec` and return it (idempotent, atomic).
+
+    Concurrent creators each build aside; the first rename wins and the others
+    drop their copy, so no lock is needed and nobody sees a half-made farm.
+    """
+    if spec.get("kind") != "profile":
+        raise UserError("not a profile spec")
+    store.ensure()
+    hash_ = profile_hash(spec)
+    store.write_spec(hash_, spec)
+    final = store.profile_dir(hash_)
+    if store.has_profile(hash_):
+        return final
+    aside = Path(tempfile.mkdtemp(prefix=f"profile-{hash_}-", dir=store.tmp))
+    try:
+        _populate(aside, final, spec, hash_, store)
+        os.chmod(aside, 0o755)
+        if os.path.lexists(final) and not store.has_profile(hash_):
+            remove_tree(final)  # a leftover without metadata (e.g. an interrupted gc)
+        try:
+            os.rename(aside, final)
+        except OSError:
+            if not store.has_profile(hash_):
+                raise
+    finally:
+        remove_tree(aside)
+    return final
+
+
+# -- names and generations --------------------------------------------------------
+@dataclass(frozen=True)
+class Generation:
+    number: int
+    hash: str
+    created: str  # ISO 8601, local time
+    current: bool
+    path: Path
+
+
+def _check_name(name: str) -> None:
+    if not NAME_RE.match(name) or name == "current":
+        raise UserError(f"bad profile name {name!r}: use letters, digits, '.', '_', '+', '-'")
+
+
+@contextlib.contextmanager
+def _name_lock(store: Store, name: str) -> Iterator[None]:
+    with file_lock(store.lock_path(f"name-{name}")):
+        yield
+
+
+def _generation_links(ndir: Path) -> dict[int, str]:
+    """number -> profile hash, from the generation symlinks."""
+    out: dict[int, str] = {}
+    try:
+        names = os.listdir(ndir)
+    except FileNotFoundError:
+        return out
+    for entry in names:
+        if entry.isdigit():
+            out[int(entry)] = os.path.basename(os.readlink(ndir / entry))
+    return out
+
+
+def _current_number(ndir: Path) -> int | None:
+    try:
+        target = os.readlink(ndir / "current")
+    except (FileNotFoundError, OSError):
+        return None
+    return int(target) if target.isdigit() else None
+
+
+def _atomic_symlink(target: str, link: Path) -> None:
+    """Point `link` at `target` with one rename (replacing whatever was there)."""
+    tmp = link.parent / f".{link.name}.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def set_current(store: Store, name: str, profile_hash: str) -> tuple[int, bool]:
+    """Point NAME at `profile_hash`; a new generation only when the hash changed.
+
+    Returns (generation number, whether a new generation was made).
+    """
+    _check_name(name)
+    if not store.has_profile(profile_hash):
+        raise UserError(f"no profile {profile_hash} in the store")
+    store.ensure()
+    ndir = store.names / name
+    with _name_lock(store, name):
+        ndir.mkdir(parents=True, exist_ok=True)
+        links = _generation_links(ndir)
+        cur = _current_number(ndir)
+        if cur is not None and links.get(cur) == profile_hash:
+            return cur, False
+        number = max(links, default=0) + 1
+        _atomic_symlink(f"../../profiles/{profile_hash}", ndir / str(number))
+        _atomic_symlink(str(number), ndir / "current")
+        return number, True
+
+
+def list_generations(store: Store, name: str) -> list[Generation]:
+    """Every generation of NAME, oldest first; UserError if the name does not exist."""
+    ndir = _name_dir(store, name)
+    cur = _current_number(ndir)
+    out = []
+    for number, hash_ in sorted(_generation_links(ndir).items()):
+        mtime = os.lstat(ndir / str(number)).st_mtime
+        created = _dt.datetime.fromtimestamp(mtime).astimezone().isoformat(timespec="seconds")
+        out.append(Generation(number, hash_, created, number == cur, store.profile_dir(hash_)))
+    return out
+
+
+def _name_dir(store: Store, name: str) -> Path:
+    _check_name(name)
+    ndir = store.names / name
+    if not ndir.is_dir():
+        raise UserError(f"unknown profile name {name!r}")
+    return ndir
+
+
+def rollback(store: Store, name: str, to: int | None = None) -> int:
+    """Make generation `to` (default: the one before current) current; returns it."""
+    ndir = _name_dir(store, name)
+    with _name_lock(store, name):
+        links = _generation_links(ndir)
+        cur = _current_number(ndir)
+        if to is None:
+            older = [n for n in links if cur is None or n < cur]
+            if not older:
+                raise UserError(f"{name} has no generation before {cur}")
+            to = max(older)
+        if to not in links:
+            have = ", ".join(str(n) for n in sorted(links)) or "none"
+            raise UserError(f"{name} has no generation {to} (generations: {have})")
+        if not store.has_profile(links[to]):
+            raise UserError(f"generation {to} of {name} points at a missing profile {links[to]}")
+        _atomic_symlink(str(to), ndir / "current")
+        return to
+
+
+def prune(store: Store, name: str, keep: int) -> list[int]:
+    """Drop all but the newest `keep` generations (current always stays); returns the dropped.
+
+    Profiles themselves stay until `gc`: pruning only removes the GC roots.
+    """
+    if keep < 0:
+        raise UserError("--keep must be at least 0")
+    ndir = _name_dir(store, name)
+    with _name_lock(store, name):
+        links = _generation_links(ndir)
+        cur = _current_number(ndir)
+        newest = set(sorted(links)[-keep:]) if keep else set()
+        dropped = [n for n in sorted(links) if n not in newest and n != cur]
+        for n in dropped:
+            os.unlink(ndir / str(n))
+        return dropped
+
+
+def names_of(store: Store, profile_hash: str) -> list[tuple[str, int, bool]]:
+    """(name, generation, current) for every generation that points at `profile_hash`."""
+    out = []
+    for name in sorted(os.listdir(store.names)) if store.names.is_dir() else []:
+        ndir = store.names / name
+        cur = _current_number(ndir)
+        for number, hash_ in sorted(_generation_links(ndir).items()):
+            if hash_ == profile_hash:
+                out.append((name, number, number == cur))
+    return out
+
+
+# -- show -------------------------------------------------------------------------
+def profile_info(store: Store, ref: str) -> dict[str, Any]:
+    """What `hdenv show` prints for a profile: artifacts, sizes, env and generations."""
+    resolved = store.resolve(ref)
+    if resolved.kind != "profile":
+        raise UserError(f"{ref} is an artifact, not a profile")
+    meta: dict[str, Any] = read_json(resolved.path / META_DIR / PROFILE_META)
+    artifact_sizes = {a: tree_size(store.artifact_dir(a)) for a in meta["artifacts"]}
+    info: dict[str, Any] = {
+        "hash": meta["hash"],
+        "path": str(resolved.path),
+        "name": resolved.name,
+        "artifacts": meta["artifacts"],
+        "env": meta["env"],
+        "family": meta["family"],
+        "exclude": meta.get("exclude", []),
+        "priority": meta.get("priority", []),
+        "python": meta.get("python"),
+        "created": meta.get("created"),
+        "size": sum(artifact_sizes.values()),
+        "artifact_sizes": artifact_sizes,
+        "farm_size": tree_size(resolved.path),
+        "names": [
+            {"name": n, "generation": g, "current": c} for n, g, c in names_of(store, meta["hash"])
+        ],
+    }
+    if resolved.name is not None:
+        info["generations"] = [
+            {"number": g.number, "hash": g.hash, "created": g.created, "current": g.current}
+            for g in list_generations(store, resolved.name)
+        ]
+    return info
