@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .base import Shell
 
 
@@ -20,6 +22,11 @@ class PosixShell(Shell):
 
 class Bash(PosixShell):
     name = "bash"
+
+    def script(self, changes: Iterable[tuple[str, str | None]]) -> str:
+        # Single quotes are on purpose: tell shellcheck so (SC2016). Only for
+        # bash: an interactive zsh without INTERACTIVE_COMMENTS would run `#`.
+        return "# shellcheck disable=SC2016\n" + super().script(changes)
 
 
 class Zsh(PosixShell):
