@@ -21,7 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .fsutil import atomic_write, atomic_write_json, file_lock, make_read_only, read_json, remove_tree
+from .fsutil import (
+    atomic_write,
+    atomic_write_json,
+    file_lock,
+    make_read_only,
+    read_json,
+    remove_tree,
+)
 from .hashing import CHUNK, spec_hash
 from .store import ARTIFACT_META, META_DIR, Store
 

@@ -38,6 +38,12 @@ class HdenvGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("hdenv: interrupted", err=True)
             ctx.exit(130)
+        except Exception as e:  # a bug: still one line, with the way to see more
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"hdenv: error: internal error: {type(e).__name__}: {e}"
+                       " (run with --debug for a traceback)", err=True)
+            ctx.exit(1)
 
 
 def settings_of(ctx: click.Context, jobs: int | None = None) -> Settings:

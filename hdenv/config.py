@@ -56,7 +56,8 @@ def _read_config(path: Path, explicit: bool) -> dict[str, object]:
     unknown = set(data) - KNOWN_KEYS
     if unknown:
         raise UserError(
-            f"unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KNOWN_KEYS))}",
+            f"unknown setting(s) {', '.join(sorted(unknown))};"
+            f" known: {', '.join(sorted(KNOWN_KEYS))}",
             file=str(path),
         )
     return data

@@ -40,7 +40,8 @@ class LineIndex:
     """Maps dotted key paths (("packages", "app", "env")) to 1-based line numbers."""
 
     _header = re.compile(r"^\s*\[\[?\s*([^\[\]#]+?)\s*\]\]?\s*(#.*)?$")
-    _key = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+    _part = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
+    _key = re.compile(rf"^\s*({_part}(?:\s*\.\s*{_part})*)\s*=")
 
     def __init__(self, text: str):
         self.lines: dict[tuple[str, ...], int] = {}

@@ -151,7 +151,8 @@ class Store:
                 return Ref("profile", target.name, target, name=ref)
         if is_hash_like(ref):
             if len(ref) < MIN_PREFIX:
-                raise UserError(f"hash prefix {ref!r} is too short (at least {MIN_PREFIX} characters)")
+                raise UserError(f"hash prefix {ref!r} is too short"
+                                f" (at least {MIN_PREFIX} characters)")
             matches = [h for h in self.list_profile_hashes() if h.startswith(ref)]
             if len(matches) == 1:
                 return Ref("profile", matches[0], self.profile_dir(matches[0]))
@@ -166,11 +167,12 @@ class Store:
         name, version, prefix = parts
         vdir = self.artifacts / name / version
         if len(prefix) < MIN_PREFIX and len(prefix) != HASH_CHARS:
-            raise UserError(f"hash prefix {prefix!r} is too short (at least {MIN_PREFIX} characters)")
+            raise UserError(f"hash prefix {prefix!r} is too short"
+                            f" (at least {MIN_PREFIX} characters)")
         candidates = []
         if vdir.is_dir():
-            candidates = [h for h in sorted(os.listdir(vdir))
-                          if h.startswith(prefix) and (vdir / h / META_DIR / ARTIFACT_META).is_file()]
+            candidates = [h for h in sorted(os.listdir(vdir)) if h.startswith(prefix)
+                          and (vdir / h / META_DIR / ARTIFACT_META).is_file()]
         if not candidates:
             raise UserError(f"unknown REF {ref!r}: no such artifact in the store")
         if len(candidates) > 1:

@@ -1,0 +1,106 @@
+"""Read-only views of the store for `list`, `show` and `verify`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .artifacts import runtime_closure, verify_artifact
+from .fsutil import tree_size
+from .store import Store
+
+LIST_COLUMNS = {
+    "artifacts": ("id", "path"),
+    "profiles": ("name", "hash", "generation", "path"),
+    "names": ("name",),
+}
+
+
+def list_rows(store: Store, what: str) -> list[dict[str, Any]]:
+    if what == "artifacts":
+        return [{"id": a, "path": str(store.artifact_dir(a))} for a in store.list_artifacts()]
+    rows = []
+    for name in store.list_names():
+        target = store.name_current(name)
+        assert target is not None
+        rows.append({"name": name, "hash": target.name, "generation": _generation(store, name),
+                     "path": str(target)})
+    return rows
+
+
+def _generation(store: Store, name: str) -> int | str:
+    try:
+        from .profiles import list_generations
+    except ImportError:  # pragma: no cover - profiles module is part of the package
+        return "?"
+    for gen in list_generations(store, name):
+        if gen.current:
+            return gen.number
+    return "?"
+
+
+def show(store: Store, ref: str) -> dict[str, Any]:
+    resolved = store.resolve(ref)
+    if resolved.kind == "profile":
+        from .profiles import profile_info
+
+        info: dict[str, Any] = profile_info(store, ref)
+        info.setdefault("kind", "profile")
+        return info
+    aid = resolved.ident
+    meta = store.artifact_meta(aid)
+    spec = store.read_spec(aid.split("/")[2])
+    return {
+        "kind": "artifact",
+        "id": aid,
+        "path": str(resolved.path),
+        "spec": spec,
+        "runtime_deps": meta.get("runtime_deps", []),
+        "runtime_closure": runtime_closure(store, [aid]),
+        "size": tree_size(resolved.path),
+        "created": meta.get("created"),
+        "build_seconds": meta.get("build_seconds"),
+    }
+
+
+def format_show(info: dict[str, Any]) -> str:
+    if info.get("kind") != "artifact":
+        from .profiles import format_profile_info
+
+        return format_profile_info(info)
+    lines = [
+        f"id:       {info['id']}",
+        f"path:     {info['path']}",
+        f"size:     {human_size(info['size'])}",
+        f"created:  {info['created']} ({info['build_seconds']} s)",
+        "runtime dependencies:",
+        *[f"  {d}" for d in info["runtime_deps"] or ["(none)"]],
+        "spec:",
+        *["  " + line for line in json.dumps(info["spec"], indent=2, sort_keys=True).splitlines()],
+    ]
+    return "\n".join(lines)
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def verify(store: Store, ref: str | None) -> tuple[list[str], int]:
+    if ref is None:
+        targets = store.list_artifacts()
+    else:
+        resolved = store.resolve(ref)
+        if resolved.kind == "artifact":
+            targets = runtime_closure(store, [resolved.ident])
+        else:
+            profile = json.loads((resolved.path / ".hdenv" / "profile.json").read_text())
+            targets = profile["artifacts"]
+    problems: list[str] = []
+    for aid in targets:
+        problems.extend(verify_artifact(store, aid))
+    return problems, len(targets)

@@ -1,0 +1,153 @@
+"""Turn a rendered stack into specs and artifact ids (the Merkle DAG).
+
+Planning never builds: host artifacts are described (not captured) and source
+keys are computed, so `--dry-run` and the no-op build are cheap. Identical
+specs from different variants collapse into one node, which is what makes a
+matrix share every package that does not depend on the varying value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import host
+from .artifacts import artifact_id
+from .errors import UserError
+from .sources import SourceStore
+from .stackfile import PackagePlan, ProfilePlan, Stack, Variant
+from .store import Store
+
+
+@dataclass
+class Node:
+    """One artifact to have: a build, or a host capture."""
+
+    id: str
+    spec: dict[str, Any]
+    kind: str  # "build" or "host"
+    deps: list[str] = field(default_factory=list)  # ids needed at run time (and build time)
+    build_deps: list[str] = field(default_factory=list)  # ids needed at build time only
+    programs: list[str] = field(default_factory=list)  # host: what to capture
+    source_hints: list[dict[str, Any]] = field(default_factory=list)
+    line: int = 0
+
+    @property
+    def inputs(self) -> list[str]:
+        """Artifacts that must exist before this one can be built."""
+        tools = [self.spec["tools"]] if self.spec.get("tools") else []
+        return self.deps + self.build_deps + tools
+
+
+@dataclass
+class PlannedProfile:
+    plan: ProfilePlan
+    roots: list[str]  # artifact ids named by the profile; their runtime closure comes along
+
+
+@dataclass
+class Plan:
+    stack: Stack
+    nodes: dict[str, Node]
+    profiles: list[PlannedProfile]
+    tools_id: str
+
+    def order(self) -> list[str]:
+        """Node ids, dependencies first (deterministic)."""
+        seen: set[str] = set()
+        out: list[str] = []
+
+        def visit(nid: str) -> None:
+            if nid in seen:
+                return
+            seen.add(nid)
+            for dep in sorted(self.nodes[nid].inputs):
+                if dep in self.nodes:
+                    visit(dep)
+            out.append(nid)
+
+        for nid in sorted(self.nodes):
+            visit(nid)
+        return out
+
+    def runtime_closure(self, roots: list[str]) -> list[str]:
+        seen: set[str] = set()
+        stack = list(roots)
+        while stack:
+            nid = stack.pop()
+            if nid not in seen:
+                seen.add(nid)
+                stack.extend(self.nodes[nid].deps)
+        return sorted(seen)
+
+
+def plan_stack(stack: Stack, store: Store, sources: SourceStore) -> Plan:
+    nodes: dict[str, Node] = {}
+    tools_spec = host.basic_tools_spec(store)
+    tools_id = artifact_id(tools_spec)
+    nodes[tools_id] = Node(tools_id, tools_spec, "host", programs=list(tools_spec["programs"]))
+    host_ids: dict[str, str] = {}
+    for decl in stack.hosts.values():
+        spec = host.host_spec(store, decl.name, decl.programs, family=decl.family)
+        hid = artifact_id(spec)
+        host_ids[decl.name] = hid
+        nodes[hid] = Node(hid, spec, "host", programs=list(decl.programs), line=decl.line)
+    profiles: list[PlannedProfile] = []
+    for variant in stack.variants:
+        ids = _plan_variant(stack, variant, host_ids, tools_id, nodes, sources)
+        for pplan in variant.profiles:
+            roots = [ids[p] if p in ids else host_ids[p] for p in pplan.packages]
+            profiles.append(PlannedProfile(pplan, roots))
+    names = [p.plan.name for p in profiles]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UserError(f"profile name(s) {', '.join(dupes)} produced twice", file=str(stack.path))
+    return Plan(stack, nodes, profiles, tools_id)
+
+
+def _plan_variant(stack: Stack, variant: Variant, host_ids: dict[str, str], tools_id: str,
+                  nodes: dict[str, Node], sources: SourceStore) -> dict[str, str]:
+    ids: dict[str, str] = {}
+
+    def id_of(name: str) -> str:
+        if name in host_ids:
+            return host_ids[name]
+        if name not in ids:
+            ids[name] = _plan_package(stack, variant.packages[name], id_of, tools_id, nodes,
+                                      sources)
+        return ids[name]
+
+    for name in variant.packages:
+        id_of(name)
+    return ids
+
+
+def _plan_package(stack: Stack, pkg: PackagePlan, id_of: Any, tools_id: str,
+                  nodes: dict[str, Node], sources: SourceStore) -> str:
+    deps = sorted({id_of(d) for d in pkg.deps})
+    build_deps = sorted({id_of(d) for d in pkg.build_deps} - set(deps))
+    source_specs = []
+    hints = []
+    for decl in pkg.sources:
+        key = sources.key_for(decl, stack.base_dir)
+        entry: dict[str, Any] = {"key": key, "strip": decl.strip, "target": decl.target}
+        if decl.filename:
+            entry["filename"] = decl.filename
+        source_specs.append(entry)
+        hints.append({"key": key, "url": decl.url, "git": decl.git, "filename": decl.filename})
+    spec = {
+        "kind": "build",
+        "name": pkg.name,
+        "version": pkg.version,
+        "sources": source_specs,
+        "deps": deps,
+        "build_deps": build_deps,
+        "tools": tools_id,
+        "env": dict(sorted(pkg.env.items())),
+        "script": pkg.script,
+    }
+    aid = artifact_id(spec)
+    if aid not in nodes:
+        nodes[aid] = Node(aid, spec, "build", deps=deps, build_deps=build_deps,
+                          source_hints=hints, line=pkg.line)
+    return aid

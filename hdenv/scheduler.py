@@ -1,0 +1,186 @@
+"""Build a plan's DAG: `-j N` independent nodes at once, dependencies first.
+
+Threads are enough: every build is a subprocess, so Python only waits. The
+cross-process guarantee (each artifact built once even with several hdenv runs)
+comes from the per-artifact lock in `install_artifact`, not from here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from . import host
+from .builder import build_node
+from .errors import HdenvError
+from .plan import Node, Plan
+from .sources import SourceStore
+from .store import Store
+
+
+@dataclass
+class BuildReport:
+    built: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped
+
+
+class Progress:
+    """Live status line on a terminal; plain lines otherwise (logs, CI)."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr, live: bool | None = None):
+        self.total = total
+        self.done = 0
+        self.stream = stream
+        self.live = stream.isatty() if live is None else live
+        self.running: dict[str, float] = {}
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        if self.live:
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.5):
+            with self.lock:
+                self._draw()
+
+    def _draw(self) -> None:
+        names = ", ".join(n.split("/")[0] for n in self.running) or "-"
+        elapsed = time.monotonic() - self.started
+        line = f"[{self.done}/{self.total}] building: {names} ({elapsed:.0f}s)"
+        width = 100
+        self.stream.write("\r\033[K" + line[:width])
+        self.stream.flush()
+
+    def _say(self, message: str) -> None:
+        with self.lock:
+            if self.live:
+                self.stream.write("\r\033[K")
+            self.stream.write(message + "\n")
+            if self.live:
+                self._draw()
+            self.stream.flush()
+
+    def start(self, nid: str) -> None:
+        with self.lock:
+            self.running[nid] = time.monotonic()
+        if not self.live:
+            self._say(f"building {nid}")
+
+    def waiting(self, nid: str) -> None:
+        self._say(f"waiting for another hdenv building {nid}")
+
+    def finish(self, nid: str, built: bool) -> None:
+        with self.lock:
+            began = self.running.pop(nid, time.monotonic())
+            self.done += 1
+        if built:
+            self._say(f"built {nid} ({time.monotonic() - began:.1f}s)")
+
+    def fail(self, nid: str) -> None:
+        with self.lock:
+            self.running.pop(nid, None)
+            self.done += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _realise(store: Store, node: Node, sources: SourceStore, jobs: int,
+             progress: Progress) -> bool:
+    if node.kind == "host":
+        if node.spec["name"] == host.BASIC_TOOLS_NAME:
+            got = host.capture_basic_tools(store)
+        else:
+            got = host.capture(store, node.spec["name"], node.programs,
+                               family=node.spec.get("family"))
+        if got != node.id:
+            raise HdenvError(f"host software {node.spec['name']} changed while planning"
+                             f" ({node.id} became {got}); run the build again")
+        return False
+    _, built = build_node(store, node, sources, jobs=jobs,
+                          on_wait=lambda: progress.waiting(node.id))
+    return built
+
+
+def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
+             keep_going: bool = False, stream: TextIO = sys.stderr) -> BuildReport:
+    report = BuildReport()
+    order = plan.order()
+    todo = [nid for nid in order if not store.has_artifact(nid)]
+    report.present = [nid for nid in order if nid not in set(todo)]
+    if not todo:
+        return report
+    waiting_on = {nid: {d for d in plan.nodes[nid].inputs if d in todo} for nid in todo}
+    dependents: dict[str, list[str]] = {nid: [] for nid in todo}
+    for nid, deps in waiting_on.items():
+        for d in deps:
+            dependents[d].append(nid)
+    ready = [nid for nid in todo if not waiting_on[nid]]
+    progress = Progress(len(todo), stream)
+    per_build_jobs = int(os.environ.get("HDENV_BUILD_JOBS", jobs))
+    stopping = False
+    running: dict[Future[bool], str] = {}
+
+    def skip_dependents(nid: str) -> None:
+        for dep in dependents[nid]:
+            if dep not in report.skipped:
+                report.skipped.append(dep)
+                skip_dependents(dep)
+
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            while ready or running:
+                while ready and len(running) < jobs and not stopping:
+                    nid = ready.pop(0)
+                    if nid in report.skipped:
+                        continue
+                    progress.start(nid)
+                    fut = pool.submit(_realise, store, plan.nodes[nid], sources, per_build_jobs,
+                                      progress)
+                    running[fut] = nid
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    nid = running.pop(fut)
+                    try:
+                        built = fut.result()
+                    except HdenvError as e:
+                        progress.fail(nid)
+                        report.failed[nid] = e.render()
+                        progress._say(f"FAILED {nid}: {e.render()}")
+                        skip_dependents(nid)
+                        if not keep_going:
+                            stopping = True
+                        continue
+                    progress.finish(nid, built)
+                    (report.built if built else report.present).append(nid)
+                    for dep in dependents[nid]:
+                        waiting_on[dep].discard(nid)
+                        if not waiting_on[dep] and dep not in report.skipped:
+                            ready.append(dep)
+    finally:
+        progress.close()
+    for nid in todo:
+        if nid not in report.built and nid not in report.present and nid not in report.failed \
+                and nid not in report.skipped:
+            report.skipped.append(nid)
+    return report

@@ -1,0 +1,113 @@
+"""`hdenv build`: stack file -> plan -> artifacts -> profiles -> names.
+
+This is the orchestration behind the command, free of click so tests and
+other front ends can call it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .config import Settings
+from .errors import BuildError
+from .plan import Plan, plan_stack
+from .scheduler import BuildReport, run_plan
+from .sources import SourceStore
+from .stackfile import load_stack
+from .store import Store
+
+
+@dataclass
+class ProfileResult:
+    name: str
+    hash: str
+    generation: int
+    new_generation: bool
+
+
+@dataclass
+class BuildOutcome:
+    plan: Plan
+    report: BuildReport
+    profiles: list[ProfileResult] = field(default_factory=list)
+    dry_run_lines: list[str] = field(default_factory=list)
+
+
+def build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str] | None = None,
+                jobs: int | None = None, keep_going: bool = False, dry_run: bool = False,
+                stream: TextIO = sys.stderr) -> BuildOutcome:
+    stack = load_stack(path, overrides)  # all input errors surface here, store untouched
+    store = Store(settings.store).ensure()
+    sources = SourceStore(store, settings.mirrors, log=lambda m: print(m, file=stream))
+    plan = plan_stack(stack, store, sources)
+    if dry_run:
+        return BuildOutcome(plan, BuildReport(), dry_run_lines=explain(plan, store))
+    report = run_plan(plan, store, sources, jobs=jobs or settings.jobs, keep_going=keep_going,
+                      stream=stream)
+    outcome = BuildOutcome(plan, report)
+    failed = set(report.failed) | set(report.skipped)
+    for planned in plan.profiles:
+        closure = plan.runtime_closure(planned.roots)
+        if failed & set(closure):
+            continue
+        outcome.profiles.append(_make_profile(store, planned.plan, closure))
+    if not report.ok:
+        names = ", ".join(sorted(n.split("/")[0] for n in report.failed))
+        skipped = f"; {len(report.skipped)} skipped" if report.skipped else ""
+        raise BuildFailed(outcome, f"{len(report.failed)} build(s) failed: {names}{skipped}")
+    return outcome
+
+
+class BuildFailed(BuildError):
+    """Carries the outcome so the CLI can still print the profiles that did build."""
+
+    def __init__(self, outcome: BuildOutcome, message: str):
+        self.outcome = outcome
+        super().__init__(message)
+
+
+def _make_profile(store: Store, plan: Any, closure: list[str]) -> ProfileResult:
+    from . import profiles
+
+    spec = profiles.profile_spec(closure, plan.env, plan.family, exclude=plan.exclude,
+                                 priority=plan.priority)
+    phash = profiles.profile_hash(spec)
+    profiles.create_profile(store, spec)
+    generation, new = profiles.set_current(store, plan.name, phash)
+    return ProfileResult(plan.name, phash, generation, new)
+
+
+def explain(plan: Plan, store: Store) -> list[str]:
+    """What a build would do, and why: a new package, or which input changed."""
+    from .specdiff import spec_diff
+
+    lines = []
+    present = set(store.list_artifacts())
+    for nid in plan.order():
+        if nid in present:
+            continue
+        node = plan.nodes[nid]
+        name = node.spec["name"]
+        previous = [a for a in present if a.split("/")[0] == name]
+        if node.kind == "host":
+            why = "host software not captured yet" if not previous else "host software changed"
+        elif not previous:
+            why = "new"
+        else:
+            best = _closest(store, node.spec, previous)
+            changes = spec_diff(store.read_spec(best.split("/")[2]), node.spec)
+            why = f"differs from {best}: " + "; ".join(changes[:4]) if changes else "new"
+        lines.append(f"would build {nid} ({why})")
+    return lines
+
+
+def _closest(store: Store, spec: dict[str, Any], candidates: list[str]) -> str:
+    """The existing artifact whose spec differs from `spec` in the fewest fields."""
+    from .specdiff import spec_diff
+
+    return min(candidates, key=lambda a: (len(spec_diff(store.read_spec(a.split("/")[2]), spec)),
+                                          a))
