@@ -1,0 +1,77 @@
+"""The load record and its undo, on plain dicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from hdenv import envdiff
+from hdenv.envdiff import LoadRecord
+
+
+def load(env: dict[str, str], hash_: str, entries: dict[str, str],
+         values: dict[str, str]) -> LoadRecord:
+    rec = LoadRecord(hash=hash_, name=hash_)
+    for var, entry in entries.items():
+        envdiff.prepend(env, rec, var, [entry], keep_default=(var == "MANPATH"))
+    for var, value in values.items():
+        envdiff.set_var(env, rec, var, value)
+    return rec
+
+
+def test_round_trip_restores_exactly() -> None:
+    env = {"PATH": "/usr/bin", "EDITOR": "vi"}
+    before = dict(env)
+    records = [load(env, "a", {"PATH": "/a/bin", "MANPATH": "/a/man"}, {"EDITOR": "x", "NEW": "1"})]
+    assert env["MANPATH"] == "/a/man:"
+    envdiff.unload(env, records, 0)
+    assert env == before and records == []
+
+
+def test_user_edits_survive() -> None:
+    env = {"PATH": "/usr/bin"}
+    records = [load(env, "a", {"PATH": "/a/bin"}, {"X": "ours"})]
+    env["PATH"] = "/usr/bin:/mine:/a/bin"  # reordered and extended by the user
+    env["X"] = "theirs"
+    envdiff.unload(env, records, 0)
+    assert env == {"PATH": "/usr/bin:/mine", "X": "theirs"}
+
+
+def test_only_one_occurrence_removed() -> None:
+    env = {"PATH": "/a/bin:/usr/bin"}
+    records = [load(env, "a", {"PATH": "/a/bin"}, {})]
+    envdiff.unload(env, records, 0)
+    assert env == {"PATH": "/a/bin:/usr/bin"}
+
+
+@pytest.mark.parametrize("order", [(0, 0), (1, 0)])
+def test_overlapping_loads_unload_in_any_order(order: tuple[int, int]) -> None:
+    env = {"EDITOR": "vi"}
+    before = dict(env)
+    records = [load(env, "a", {"MANPATH": "/a/man"}, {"EDITOR": "a", "CC": "a"}),
+               load(env, "b", {"MANPATH": "/b/man"}, {"EDITOR": "b", "CC": "b"})]
+    assert env["MANPATH"] == "/b/man:/a/man:"
+    envdiff.unload(env, records, order[0])
+    remaining = records[0].hash
+    assert env["EDITOR"] == remaining and env["MANPATH"] == f"/{remaining}/man:"
+    envdiff.unload(env, records, order[1])
+    assert env == before
+
+
+def test_encode_decode_and_damage() -> None:
+    env: dict[str, str] = {}
+    records = [load(env, "h1", {"PATH": "/p q/'$"}, {"V": "èрт🚒 `x` !"})]
+    envdiff.store_records(env, records)
+    assert set(env[envdiff.RECORD_VAR]) <= set(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+    assert envdiff.decode(env[envdiff.RECORD_VAR]) == records
+    assert env[envdiff.LOADED_VAR] == "h1:h1"
+    with pytest.raises(envdiff.RecordError):
+        envdiff.decode("not base64 at all!")
+    envdiff.store_records(env, [])
+    assert envdiff.RECORD_VAR not in env and envdiff.LOADED_VAR not in env
+
+
+def test_changes_lists_sets_and_unsets() -> None:
+    assert envdiff.changes({"A": "1", "B": "2"}, {"A": "1", "B": "3", "C": "4"}) == [
+        ("B", "3"), ("C", "4")]
+    assert envdiff.changes({"A": "1"}, {}) == [("A", None)]

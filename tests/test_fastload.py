@@ -1,0 +1,97 @@
+"""The fast load path: REF resolution, load semantics and import weight."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from shellfixtures import make_profile
+
+from hdenv import envdiff, fastload, shellcmd
+from hdenv.errors import UserError
+from hdenv.shells import get_shell
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    root = tmp_path / "store"
+    make_profile(root, "demo", env={"DEMO": "1"})
+    make_profile(root, "gcc", family="compiler")
+    make_profile(root, "clang", family="compiler")
+    return root
+
+
+def run(cmd: str, args: list[str], env: dict[str, str], store: Path) -> dict[str, str]:
+    """Apply the command to `env` the way a shell would, via the statements' effect."""
+    session = fastload.Session(env, lambda: str(store))
+    {"load": lambda: [session.load(a) for a in args],
+     "unload": lambda: [session.unload(a) for a in args],
+     "purge": session.purge}[cmd]()
+    return dict(session.finish())
+
+
+def test_resolve_name_hash_and_prefix(store: Path) -> None:
+    by_name = fastload.resolve(str(store), "demo")
+    assert by_name.name == "demo"
+    assert fastload.resolve(str(store), by_name.hash).hash == by_name.hash
+    assert fastload.resolve(str(store), by_name.hash[:6]).hash == by_name.hash
+    with pytest.raises(UserError, match="too short"):
+        fastload.resolve(str(store), by_name.hash[:4])
+    with pytest.raises(UserError, match="unknown REF"):
+        fastload.resolve(str(store), "nosuch")
+
+
+def test_ambiguous_prefix(store: Path) -> None:
+    import shutil
+
+    hash_ = fastload.resolve(str(store), "demo").hash
+    twin = hash_[:6] + ("a" if hash_[6] != "a" else "b") * 26
+    shutil.copytree(store / "profiles" / hash_, store / "profiles" / twin)
+    with pytest.raises(UserError, match="ambiguous"):
+        fastload.resolve(str(store), hash_[:6])
+    assert fastload.resolve(str(store), hash_[:7]).hash == hash_
+
+
+def test_double_load_family_and_not_loaded(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env = run("load", ["gcc", "demo"], {"PATH": "/usr/bin"}, store)
+    again = run("load", ["demo"], env, store)
+    assert again == env
+    assert "already loaded" in capsys.readouterr().err
+    swapped = run("load", ["clang"], env, store)
+    assert "family 'compiler': unloading gcc" in capsys.readouterr().err
+    assert [r.name for r in envdiff.decode(swapped[envdiff.RECORD_VAR])] == ["demo", "clang"]
+    with pytest.raises(UserError, match="'gcc' is not loaded"):
+        run("unload", ["gcc"], swapped, store)
+    assert run("purge", [], swapped, store) == {"PATH": "/usr/bin"}
+
+
+def test_run_emits_only_changes(store: Path) -> None:
+    code = fastload.run("load", ["demo"], get_shell("bash"), {"PATH": "/usr/bin", "X": "1"},
+                        lambda: str(store))
+    assert "export DEMO='1'" in code and "X=" not in code
+
+
+def test_main_exit_code_and_message(store: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", shellcmd.FAST_CODE, shellcmd.libdir(), "bash",
+         "/nonexistent/config.toml", str(store), "load", "nosuch"],
+        capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("hdenv: error: unknown REF 'nosuch'")
+
+
+def test_fast_path_imports_stay_light(store: Path) -> None:
+    """No click, jinja2, platformdirs, tomllib or store module on `load`."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-I", "-S", "-c", shellcmd.FAST_CODE,
+         shellcmd.libdir(), "bash", "/nonexistent/config.toml", str(store), "load", "demo"],
+        capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "hdenv.fastload" in imported
+    for heavy in ("click", "jinja2", "platformdirs", "tomllib", "hdenv.store", "hdenv.config",
+                  "shellingham", "hashlib", "tempfile"):
+        assert heavy not in imported, heavy
