@@ -212,3 +212,37 @@ def test_profile_info(store: Store, arts: dict[str, str]) -> None:
     assert by_hash["names"] == [{"name": "demo", "generation": 1, "current": False}]
     with pytest.raises(UserError, match="not a profile"):
         profile_info(store, arts["other"])
+
+
+def hdenv(store: Store, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed command line, as a user runs it."""
+    exe = Path(sys.executable).with_name("hdenv")
+    env = {**os.environ, "HDENV_STORE": str(store.root)}
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env)
+
+
+def test_cli_generations_rollback_prune_and_path(store: Store, arts: dict[str, str]) -> None:
+    h1, h2 = make(store, arts, "1"), make(store, arts, "2")
+    set_current(store, "demo", h1)
+    set_current(store, "demo", h2)
+    out = hdenv(store, "profile", "generations", "demo")
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert [(r[0], r[1]) for r in rows] == [("1", h1), ("2", h2)]
+    assert rows[1][-1] == "current" and rows[0][-1] != "current"
+    assert json.loads(hdenv(store, "profile", "generations", "demo", "--json").stdout)[1]["current"]
+
+    assert hdenv(store, "path", "demo").stdout.strip() == str(store.profile_dir(h2))
+    back = hdenv(store, "profile", "rollback", "demo")
+    assert back.returncode == 0 and back.stdout.split() == ["demo", h1]
+    assert hdenv(store, "path", "demo").stdout.strip() == str(store.profile_dir(h1))
+    assert hdenv(store, "profile", "rollback", "demo", "--to", "2").returncode == 0
+    assert hdenv(store, "path", "demo").stdout.strip() == str(store.profile_dir(h2))
+
+    pruned = hdenv(store, "profile", "prune", "demo", "--keep", "1")
+    assert pruned.returncode == 0 and "1" in pruned.stderr
+    assert [g.number for g in list_generations(store, "demo")] == [2]
+
+    bad = hdenv(store, "profile", "rollback", "demo", "--to", "9")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("hdenv: error: ") and "Traceback" not in bad.stderr

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +142,22 @@ def test_graph_dot(store: Store) -> None:
     assert "profile:" not in single and q(ids["app"]) not in single
     if shutil.which("dot"):
         subprocess.run(["dot", "-Tsvg"], input=dot, text=True, check=True, capture_output=True)
+
+
+def test_cli_diff_and_graph(store: Store) -> None:
+    old = stack(store, zkey=KEY_A, cflags="-O2", gsha="1" * 64)
+    new = stack(store, zkey=KEY_A, cflags="-O3", gsha="1" * 64)
+    exe = Path(sys.executable).with_name("hdenv")
+    env = {**os.environ, "HDENV_STORE": str(store.root)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env)
+
+    out = run("diff", old["app"], new["app"])
+    assert out.returncode == 0 and out.stdout == "app: env.CFLAGS '-O2' -> '-O3'\n"
+    same = run("diff", old["app"], old["app"])
+    assert same.returncode == 0 and same.stdout == "" and "identical" in same.stderr
+    graph = run("graph", new["app"])
+    assert graph.returncode == 0 and graph.stdout.startswith("digraph hdenv {")
+    unknown = run("graph", "nosuchname")
+    assert unknown.returncode == 2 and unknown.stderr.startswith("hdenv: error: unknown REF")
