@@ -17,42 +17,101 @@ compact JSON) so subshells inherit them and no shell has to quote JSON.
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import MutableMapping
-from dataclasses import dataclass, field
-from typing import Any
+import _json
+import binascii
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing and collections cost ms on every load
+    from collections.abc import MutableMapping
+    from typing import Any
+
+    Env = MutableMapping[str, str]
 
 RECORD_VAR = "HDENV_RECORD"
 LOADED_VAR = "HDENV_LOADED"
 SEP = ":"
+B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 
-Env = MutableMapping[str, str]
+
+# -- JSON without the json package ---------------------------------------------
+# `import json` pulls in `re` and `enum`, which is most of a load's start-up
+# time under `python -S`; the C scanner and string encoder it wraps are enough.
+
+class _ScanContext:
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = None
+    memo: dict[str, str] = {}
 
 
-@dataclass
+_scan = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
+
+
+def json_loads(text: str) -> Any:
+    text = text.strip()
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    if end != len(text):
+        raise ValueError(f"extra data at character {end}")
+    return value
+
+
+def json_dumps(obj: Any) -> str:
+    if isinstance(obj, str):
+        return str(_json.encode_basestring(obj))
+    if obj is None:
+        return "null"
+    if isinstance(obj, bool):
+        return "true" if obj else "false"
+    if isinstance(obj, int):
+        return str(obj)
+    if isinstance(obj, (list, tuple)):
+        return "[" + ",".join(json_dumps(x) for x in obj) + "]"
+    if isinstance(obj, dict):
+        return "{" + ",".join(f"{json_dumps(str(k))}:{json_dumps(v)}"
+                              for k, v in obj.items()) + "}"
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
 class PathChange:
     """Entries one load put into a colon-separated variable."""
 
-    pre: list[str] = field(default_factory=list)  # prepended, in order
-    post: list[str] = field(default_factory=list)  # appended (MANPATH's empty entry)
-    created: bool = False  # the variable was unset before the load
+    def __init__(self, pre: list[str] | None = None, post: list[str] | None = None,
+                 created: bool = False):
+        self.pre = pre or []  # prepended, in order
+        self.post = post or []  # appended (MANPATH's empty entry)
+        self.created = created  # the variable was unset before the load
 
 
-@dataclass
 class VarChange:
-    old: str | None
-    new: str
+    def __init__(self, old: str | None, new: str):
+        self.old = old
+        self.new = new
 
 
-@dataclass
 class LoadRecord:
-    hash: str
-    name: str | None = None
-    family: str | None = None
-    prefix: str = ""
-    paths: dict[str, PathChange] = field(default_factory=dict)
-    vars: dict[str, VarChange] = field(default_factory=dict)
+    """One load. Plain classes, not dataclasses: `dataclasses` imports `inspect`."""
+
+    def __init__(self, hash: str, name: str | None = None, family: str | None = None,
+                 prefix: str = "", paths: dict[str, PathChange] | None = None,
+                 vars: dict[str, VarChange] | None = None):
+        self.hash = hash
+        self.name = name
+        self.family = family
+        self.prefix = prefix
+        self.paths: dict[str, PathChange] = paths or {}
+        self.vars: dict[str, VarChange] = vars or {}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LoadRecord) and self.to_json() == other.to_json()
+
+    def __repr__(self) -> str:
+        return f"LoadRecord({self.to_json()!r})"
 
     @property
     def label(self) -> str:
@@ -79,8 +138,8 @@ class LoadRecord:
 # -- encoding ---------------------------------------------------------------
 
 def encode(records: list[LoadRecord]) -> str:
-    raw = json.dumps([r.to_json() for r in records], separators=(",", ":"), ensure_ascii=False)
-    return base64.b64encode(raw.encode("utf-8")).decode("ascii")
+    raw = json_dumps([r.to_json() for r in records])
+    return binascii.b2a_base64(raw.encode("utf-8"), newline=False).decode("ascii")
 
 
 class RecordError(ValueError):
@@ -91,9 +150,11 @@ def decode(value: str | None) -> list[LoadRecord]:
     if not value:
         return []
     try:
-        data = json.loads(base64.b64decode(value.encode("ascii"), validate=True))
+        if not set(value) <= B64:
+            raise ValueError("not base64")
+        data = json_loads(binascii.a2b_base64(value.encode("ascii")).decode("utf-8"))
         return [LoadRecord.from_json(item) for item in data]
-    except (ValueError, TypeError, KeyError, IndexError) as e:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, binascii.Error) as e:
         raise RecordError(f"{RECORD_VAR} is damaged ({e})") from None
 
 

@@ -13,16 +13,18 @@ on stderr and exits 2; the function evaluates the code only on success.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Callable, Mapping
 
 from . import envdiff
 from .envdiff import LoadRecord
 from .errors import UserError
 from .shells import Shell, get_shell
 from .shells.base import check_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: collections.abc costs ms on every load
+    from collections.abc import Callable, Mapping
 
 # (variable, sub-directory, keep man's default path when the variable was unset)
 PATH_DIRS = (("PATH", "bin", False), ("MANPATH", "share/man", True),
@@ -89,7 +91,7 @@ def read_profile(root: str, hash_: str, name: str | None) -> Profile:
     meta_path = os.path.join(prefix, ".hdenv", "profile.json")
     try:
         with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
+            meta = envdiff.json_loads(f.read())
     except FileNotFoundError:
         raise UserError(f"profile {hash_} is not in the store {root}") from None
     except ValueError as e:

@@ -75,3 +75,15 @@ def test_changes_lists_sets_and_unsets() -> None:
     assert envdiff.changes({"A": "1", "B": "2"}, {"A": "1", "B": "3", "C": "4"}) == [
         ("B", "3"), ("C", "4")]
     assert envdiff.changes({"A": "1"}, {}) == [("A", None)]
+
+
+def test_small_json_matches_the_json_module() -> None:
+    import json
+
+    value = {"a": [None, True, False, 3, "x\n\"\\ 🚒 \u0001"], "b": {"c": []}}
+    assert json.loads(envdiff.json_dumps(value)) == value
+    assert envdiff.json_loads(json.dumps(value)) == value
+    with pytest.raises(ValueError):
+        envdiff.json_loads('{"a": 1} trailing')
+    with pytest.raises(ValueError):
+        envdiff.json_loads("")

@@ -7,18 +7,19 @@ so the rules for a shell live in one place (the init code itself lives in
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
 
 from ..errors import UserError
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: collections.abc costs ms on every load
+    from collections.abc import Iterable
 
 
 def check_name(name: str) -> str:
     """Refuse names a shell would parse as code; they come from profile files."""
-    if not _NAME.match(name):
+    # isidentifier() alone would accept non-ASCII letters, which shells do not.
+    if not (name.isascii() and name.isidentifier()):
         raise UserError(f"invalid environment variable name {name!r}")
     return name
 

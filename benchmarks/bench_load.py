@@ -1,0 +1,127 @@
+"""Benchmark: `hdenv load` + `unload` round trip vs Lmod, and vs store size.
+
+Runs in one real bash: N rounds of `hdenv load P; hdenv unload P` through the
+function `hdenv init bash` defines, then N rounds of Lmod's `module load M;
+module unload M` of an equivalent Lua modulefile (prepend PATH, MANPATH,
+PKG_CONFIG_PATH, CMAKE_PREFIX_PATH, one setenv). Then the hdenv round trip
+with stores of 10 and 10,000 artifacts. Goals: ratio to Lmod <= 0.5, store
+growth ratio ~1.0.
+
+    .venv/bin/python benchmarks/bench_load.py [--rounds 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from hdenv import shellcmd
+
+LMOD_INIT = Path("/usr/share/lmod/lmod/init/bash")
+HASH = "benchbenchbenchbenchbenchbench22"
+
+
+def make_store(root: Path, artifacts: int) -> None:
+    """One profile named `bench` and `artifacts` artifact metadata dirs."""
+    prefix = root / "profiles" / HASH
+    for sub in ("bin", "share/man", "lib/pkgconfig", ".hdenv"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    (prefix / ".hdenv" / "profile.json").write_text(json.dumps(
+        {"hash": HASH, "artifacts": [], "env": {"BENCH_HOME": str(prefix)}, "family": None}))
+    (root / "names" / "bench").mkdir(parents=True, exist_ok=True)
+    (root / "names" / "bench" / "current").symlink_to(prefix)
+    for i in range(artifacts):
+        meta = root / "artifacts" / f"pkg{i}" / "1.0" / f"{i:032d}" / ".hdenv"
+        meta.mkdir(parents=True)
+        (meta / "artifact.json").write_text(f'{{"id": "pkg{i}/1.0/{i:032d}"}}')
+
+
+def write_modulefile(moddir: Path, prefix: Path) -> None:
+    (moddir / "bench").mkdir(parents=True)
+    (moddir / "bench" / "1.0.lua").write_text(f"""\
+local prefix = "{prefix}"
+prepend_path("PATH", pathJoin(prefix, "bin"))
+prepend_path("MANPATH", pathJoin(prefix, "share/man"))
+prepend_path("PKG_CONFIG_PATH", pathJoin(prefix, "lib/pkgconfig"))
+prepend_path("CMAKE_PREFIX_PATH", prefix)
+setenv("BENCH_HOME", prefix)
+""")
+
+
+def timing_loop(label: str, load: str, unload: str, rounds: int) -> str:
+    """bash code printing `label ms-per-round-trip` (after one warm-up round)."""
+    return f"""
+{load}; {unload}
+__t0=$EPOCHREALTIME
+for ((__i = 0; __i < {rounds}; __i++)); do {load}; {unload}; done
+__t1=$EPOCHREALTIME
+echo "{label} $(( (${{__t1/./}} - ${{__t0/./}}) / {rounds} ))"
+"""
+
+
+def run_bash(script: str, env: dict[str, str]) -> dict[str, float]:
+    proc = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], env=env,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        sys.exit(f"benchmark shell failed:\n{proc.stderr}")
+    out = {}
+    for line in proc.stdout.splitlines():
+        label, micros = line.split()
+        out[label] = int(micros) / 1000.0
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=50)
+    args = parser.parse_args()
+    n = args.rounds
+
+    with tempfile.TemporaryDirectory(prefix="hdenv-bench-") as tmp:
+        base = Path(tmp)
+        small, big = base / "store10", base / "store10000"
+        make_store(small, 10)
+        make_store(big, 10_000)
+        init = base / "init.sh"
+        init.write_text(shellcmd.init_code("bash", completion=False))
+        moddir = base / "modules"
+        write_modulefile(moddir, small / "profiles" / HASH)
+
+        env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": tmp,
+               "LANG": "C.UTF-8", "HDENV_STORE": str(small)}
+        hd = timing_loop("hdenv", "hdenv load bench", "hdenv unload bench", n)
+        script = f". {init}\n{hd}"
+        have_lmod = LMOD_INIT.is_file()
+        if have_lmod:
+            script += (f". {LMOD_INIT}\nmodule use {moddir}\n"
+                       + timing_loop("lmod", "module load bench", "module unload bench", n))
+        side = run_bash(script, env)
+
+        growth = {}
+        for label, root in (("store10", small), ("store10000", big)):
+            growth.update(run_bash(f". {init}\n" + timing_loop(label, "hdenv load bench",
+                                                              "hdenv unload bench", n),
+                                   {**env, "HDENV_STORE": str(root)}))
+
+    print(f"rounds: {n} (ms per load+unload round trip, one bash, python -I -S fast path)")
+    print(f"hdenv  load+unload: {side['hdenv']:7.2f} ms")
+    if have_lmod:
+        ratio = side["hdenv"] / side["lmod"]
+        print(f"Lmod   load+unload: {side['lmod']:7.2f} ms")
+        print(f"ratio hdenv/Lmod:   {ratio:7.2f}  (goal <= 0.50) {'OK' if ratio <= 0.5 else 'MISSED'}")
+    else:
+        print(f"Lmod not found at {LMOD_INIT}: skipped the comparison (apt-get install lmod)")
+    g = growth["store10000"] / growth["store10"]
+    print(f"store of 10 artifacts:     {growth['store10']:7.2f} ms")
+    print(f"store of 10,000 artifacts: {growth['store10000']:7.2f} ms")
+    print(f"ratio 10,000/10:           {g:7.2f}  (goal ~1.0)")
+
+
+if __name__ == "__main__":
+    os.environ.pop("MANPATH", None)
+    main()
