@@ -145,13 +145,20 @@ class _Ctx:
         self.jinja = jinja2.Environment(
             undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
         )
+        # one compiled template per distinct string: a 500-package stack repeats a few
+        self.templates: dict[str, jinja2.Template] = {}
 
     def error(self, message: str, *path: str) -> UserError:
         return UserError(message, file=self.file, line=self.index.line(*path))
 
     def render(self, value: str, context: Mapping[str, Any], *path: str) -> str:
+        if "{" not in value:  # plain text: most strings, and compiling is the costly part
+            return value
         try:
-            return self.jinja.from_string(value).render(context)
+            template = self.templates.get(value)
+            if template is None:
+                template = self.templates[value] = self.jinja.from_string(value)
+            return template.render(context)
         except jinja2.TemplateSyntaxError as e:
             line = self.index.line(*path) + max((e.lineno or 1) - 1, 0)
             raise UserError(f"template error in {'.'.join(path)}: {e.message}",

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Build benchmarks (issue 2): no-op builds and parallel scheduling.
+
+    python benchmarks/bench_build.py [--sizes 100,250,500] [--parallel 4]
+
+1. No-op `hdenv build` of generated stacks whose artifacts all exist, at each
+   size: wall time of the whole command (Python start-up included), per-package
+   cost, and the growth ratio against linear. Goal: 500 packages well under 1 s.
+2. `-j 2` against `-j 1` on independent CPU-bound packages (same run, fresh
+   stores). Goal: close to 0.5 on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HDENV = str(Path(sys.executable).parent / "hdenv")
+
+
+def chain_stack(n: int) -> str:
+    """n packages in layers of 10: each depends on one package of the layer below."""
+    parts = ["[stack]\nname = \"bench\"\n\n[parameters]\nflags = \"-O2\"\n"]
+    for i in range(n):
+        deps = f'deps = ["p{i - 10}"]\n' if i >= 10 else ""
+        parts.append(
+            f"[packages.p{i}]\nversion = \"1.0\"\n{deps}"
+            f"env = {{ FLAGS = \"{{{{ flags }}}}\" }}\n"
+            f"script = 'mkdir -p \"$PREFIX/share\" && echo {i} > \"$PREFIX/share/p{i}\"'\n"
+        )
+    return "\n".join(parts)
+
+
+def busy_stack(n: int) -> str:
+    parts = []
+    for i in range(n):
+        parts.append(
+            f"[packages.busy{i}]\nversion = \"1\"\n"
+            "script = '''\nawk 'BEGIN { s = 0; for (i = 0; i < 25000000; i++) s += i; print s }'"
+            f" > /dev/null\nmkdir -p \"$PREFIX\" && echo {i} > \"$PREFIX/done{i}\"\n'''\n"
+        )
+    return "\n".join(parts)
+
+
+def run(args: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([HDENV, *args], env=env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def best(args: list[str], env: dict[str, str], repeat: int = 5) -> float:
+    return min(run(args, env) for _ in range(repeat))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="100,250,500")
+    parser.add_argument("--parallel", type=int, default=4, help="independent packages for -j")
+    opts = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="hdenv-bench-build-"))
+    env = {**os.environ, "HDENV_STORE": str(work / "store"),
+           "HDENV_CONFIG": str(work / "none.toml")}
+    (work / "none.toml").write_text("")
+    try:
+        print("no-op build (all artifacts present), best of 5:")
+        results = []
+        for n in [int(s) for s in opts.sizes.split(",")]:
+            stack = work / f"stack{n}.toml"
+            stack.write_text(chain_stack(n))
+            t_first = run(["build", str(stack), "-j", "2"], env)
+            t = best(["build", str(stack)], env)
+            results.append((n, t))
+            print(f"  {n:4d} packages: first build {t_first:6.1f} s, no-op {t * 1000:7.1f} ms"
+                  f"  ({t / n * 1000:.2f} ms/package)")
+        (n0, t0), (n1, t1) = results[0], results[-1]
+        print(f"  growth {n0}->{n1}: time x{t1 / t0:.2f} for packages x{n1 / n0:.2f}"
+              f" (linear would be <= x{n1 / n0:.2f}; goal: {n1} packages < 1000 ms:"
+              f" {'OK' if t1 < 1.0 else 'MISSED'})")
+
+        print(f"\nparallel scheduling, {opts.parallel} independent CPU-bound packages:")
+        times = {}
+        for jobs in (1, 2):
+            stack = work / f"busy{jobs}.toml"
+            stack.write_text(busy_stack(opts.parallel))
+            jenv = {**env, "HDENV_STORE": str(work / f"store-j{jobs}")}
+            times[jobs] = run(["build", str(stack), "-j", str(jobs)], jenv)
+            print(f"  -j {jobs}: {times[jobs]:.2f} s")
+        print(f"  ratio -j 2 / -j 1: {times[2] / times[1]:.2f} (ideal on 2 cores: 0.50)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
