@@ -10,8 +10,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from conftest import EXAMPLES, Runner, require_tool
 
 
