@@ -102,18 +102,23 @@ def main() -> None:
                        + timing_loop("lmod", "module load bench", "module unload bench", n))
         side = run_bash(script, env)
 
-        growth = {}
-        for label, root in (("store10", small), ("store10000", big)):
-            growth.update(run_bash(f". {init}\n" + timing_loop(label, "hdenv load bench",
-                                                              "hdenv unload bench", n),
-                                   {**env, "HDENV_STORE": str(root)}))
+        # Alternate short blocks and keep each store's best block, so that a
+        # busy machine (other jobs on 2 cores) does not decide the ratio.
+        growth: dict[str, float] = {}
+        for _block in range(5):
+            for label, root in (("store10", small), ("store10000", big)):
+                loop = timing_loop(label, "hdenv load bench", "hdenv unload bench",
+                                   max(1, n // 5))
+                got = run_bash(f". {init}\n{loop}", {**env, "HDENV_STORE": str(root)})
+                growth[label] = min(growth.get(label, got[label]), got[label])
 
     print(f"rounds: {n} (ms per load+unload round trip, one bash, python -I -S fast path)")
     print(f"hdenv  load+unload: {side['hdenv']:7.2f} ms")
     if have_lmod:
         ratio = side["hdenv"] / side["lmod"]
         print(f"Lmod   load+unload: {side['lmod']:7.2f} ms")
-        print(f"ratio hdenv/Lmod:   {ratio:7.2f}  (goal <= 0.50) {'OK' if ratio <= 0.5 else 'MISSED'}")
+        verdict = "OK" if ratio <= 0.5 else "MISSED"
+        print(f"ratio hdenv/Lmod:   {ratio:7.2f}  (goal <= 0.50) {verdict}")
     else:
         print(f"Lmod not found at {LMOD_INIT}: skipped the comparison (apt-get install lmod)")
     g = growth["store10000"] / growth["store10"]
