@@ -113,7 +113,8 @@ def _generations(store: Store, name: str) -> list[tuple[str, str]]:
                 number = getattr(item, "number", getattr(item, "generation", "?"))
                 hash_ = getattr(item, "hash", getattr(item, "profile_hash", "?"))
                 out.append((str(number), str(hash_)))
-        return out
+        if out:
+            return out
     current = store.name_current(name)
     return [("current", current.name)] if current is not None else []
 
