@@ -54,3 +54,47 @@ def point_name(store: Path, name: str, hash_: str) -> None:
     if os.path.lexists(link):
         link.unlink()
     link.symlink_to(store / "profiles" / hash_)
+
+
+def _toml_string(value: str) -> str:
+    """A TOML basic string: JSON's escapes are a subset TOML accepts."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def stack_text(profiles: dict[str, dict[str, object]]) -> str:
+    """A stack with one tiny package per profile: bin/hello-NAME, a man page, a .pc file."""
+    parts = []
+    for name in profiles:
+        parts.append(f"""
+[packages.pkg-{name}]
+version = "1"
+script = '''
+mkdir -p "$PREFIX/bin" "$PREFIX/share/man/man1" "$PREFIX/lib/pkgconfig"
+printf '#!/bin/sh\\necho hello from {name}\\n' > "$PREFIX/bin/hello-{name}"
+chmod +x "$PREFIX/bin/hello-{name}"
+echo '.TH HELLO 1' > "$PREFIX/share/man/man1/hello-{name}.1"
+printf 'prefix=%s\\nName: hello-{name}\\nVersion: 1\\nDescription: test\\n' "$PREFIX" > "$PREFIX/lib/pkgconfig/hello-{name}.pc"
+'''
+""")
+    for name, opts in profiles.items():
+        env = opts.get("env") or {}
+        assert isinstance(env, dict)
+        env_items = ", ".join(f"{k} = {_toml_string(v)}" for k, v in env.items())
+        family = f"family = {_toml_string(str(opts['family']))}\n" if opts.get("family") else ""
+        parts.append(f"[profiles.{name}]\npackages = [\"pkg-{name}\"]\n"
+                     f"env = {{ {env_items} }}\n{family}")
+    return "\n".join(parts)
+
+
+def build_profiles(store: Path, work: Path, profiles: dict[str, dict[str, object]]) -> None:
+    """Build real profiles with the real `hdenv build` into `store`."""
+    import subprocess
+    import sys
+
+    stack = work / "shelltest.toml"
+    stack.write_text(stack_text(profiles), encoding="utf-8")
+    hdenv = str(Path(sys.executable).parent / "hdenv")
+    env = {**os.environ, "HDENV_STORE": str(store), "HDENV_CONFIG": str(work / "none.toml")}
+    (work / "none.toml").write_text("")
+    proc = subprocess.run([hdenv, "build", str(stack)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -6,8 +6,8 @@ edits PATH, after unload, and after load + purge; the test compares the dumps.
 The store path contains spaces, quotes and `$`, and a profile variable holds a
 hostile value, so quoting mistakes in any shell show up as a wrong dump.
 
-The profiles come from tests/shellfixtures.py; once `hdenv build` makes real
-profiles end to end, `store` below can build them from a stack file instead.
+The profiles are built for real by `hdenv build` from a generated stack file
+(tests/shellfixtures.py), in a store whose path needs quoting.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from shellfixtures import AWKWARD_DIR, HOSTILE, make_profile
+from shellfixtures import AWKWARD_DIR, HOSTILE, build_profiles
 
 VENV_BIN = str(Path(sys.executable).parent)
 SHELLS = ["bash", "zsh", "fish", "tcsh"]
@@ -43,14 +43,18 @@ def need(shell: str) -> str:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
+    """Real profiles, built by `hdenv build` into a store whose path needs quoting."""
     root = tmp_path / AWKWARD_DIR
-    make_profile(root, "demo", env={"DEMO_HOME": "@@HDENV_PROFILE@@/share/demo",
-                                    "HOSTILE": HOSTILE, "EDITOR": "demo-editor"})
-    make_profile(root, "other", env={"OTHER": "1"})
-    make_profile(root, "gcc", family="compiler", env={"CC": "gcc"})
-    make_profile(root, "clang", family="compiler", env={"CC": "clang"})
+    profiles: dict[str, dict[str, object]] = {
+        "demo": {"env": {"DEMO_HOME": "{{ profile }}/share/demo", "HOSTILE": HOSTILE,
+                         "EDITOR": "demo-editor"}},
+        "other": {"env": {"OTHER": "1"}},
+        "gcc": {"family": "compiler", "env": {"CC": "gcc"}},
+        "clang": {"family": "compiler", "env": {"CC": "clang"}},
+    }
     for i in range(5):
-        make_profile(root, f"many{i}", env={f"MANY{i}": HOSTILE})
+        profiles[f"many{i}"] = {"env": {f"MANY{i}": HOSTILE}}
+    build_profiles(root, tmp_path, profiles)
     return root
 
 
