@@ -65,9 +65,7 @@ def show(store: Store, ref: str) -> dict[str, Any]:
 
 def format_show(info: dict[str, Any]) -> str:
     if info.get("kind") != "artifact":
-        from .profiles import format_profile_info
-
-        return format_profile_info(info)
+        return format_profile(info)
     lines = [
         f"id:       {info['id']}",
         f"path:     {info['path']}",
@@ -78,6 +76,30 @@ def format_show(info: dict[str, Any]) -> str:
         "spec:",
         *["  " + line for line in json.dumps(info["spec"], indent=2, sort_keys=True).splitlines()],
     ]
+    return "\n".join(lines)
+
+
+def format_profile(info: dict[str, Any]) -> str:
+    lines = [
+        f"profile:  {info['hash']}" + (f" ({info['name']})" if info.get("name") else ""),
+        f"path:     {info['path']}",
+        f"size:     {human_size(info['size'])} in {len(info['artifacts'])} artifact(s)",
+    ]
+    if info.get("family"):
+        lines.append(f"family:   {info['family']}")
+    if info.get("python"):
+        lines.append(f"python:   {info['python']}")
+    lines.append("artifacts:")
+    sizes = info.get("artifact_sizes", {})
+    lines += [f"  {a}  {human_size(sizes.get(a, 0))}" for a in info["artifacts"]]
+    if info.get("env"):
+        lines.append("environment:")
+        lines += [f"  {k}={v}" for k, v in sorted(info["env"].items())]
+    if info.get("generations"):
+        lines.append(f"generations of {info['name']}:")
+        for g in info["generations"]:
+            mark = "  (current)" if g["current"] else ""
+            lines.append(f"  {g['number']:>3}  {g['hash']}  {g['created']}{mark}")
     return "\n".join(lines)
 
 
