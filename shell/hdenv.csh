@@ -12,7 +12,7 @@ if ( $__hdenv_cmd:q == load || $__hdenv_cmd:q == unload || $__hdenv_cmd:q == swa
     /bin/rm -f $__hdenv_tmp:q
     unset __hdenv_tmp
 else
-    env HDENV_SHELL_FUNCTION=tcsh hdenv $argv:q
+    env HDENV_SHELL_FUNCTION=tcsh $__hdenv_py:q -m hdenv $argv:q
     set __hdenv_status = $status
 endif
 unset __hdenv_cmd

@@ -246,3 +246,21 @@ def test_unload_after_profile_deleted(tmp_path: Path, store: Path) -> None:
     proc = run_script("bash", lines, tmp_path, store)
     assert "unload=0" in proc.stdout, proc.stderr
     assert load_dump(after) == load_dump(before)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_function_works_without_hdenv_on_path(shell: str, tmp_path: Path, store: Path) -> None:
+    """After init the function needs nothing from PATH: it runs the recorded interpreter.
+
+    Also runs a program from the loaded profile, and a pass-through subcommand.
+    """
+    syn = Syntax(shell)
+    set_path = {"fish": "set -gx PATH /usr/bin /bin",
+                "tcsh": "setenv PATH /usr/bin:/bin"}.get(shell, "export PATH=/usr/bin:/bin")
+    lines = [set_path, "hdenv load demo", syn.status("load"), "hello-demo",
+             "hdenv list names", syn.status("list")]
+    proc = run_script(shell, lines, tmp_path, store)
+    assert "load=0" in proc.stdout and "list=0" in proc.stdout, (proc.stdout, proc.stderr)
+    assert "hello from demo\n" in proc.stdout
+    names = [line for line in proc.stdout.splitlines() if "=" not in line and "hello" not in line]
+    assert names == ["clang", "demo", "gcc", "many0", "many1", "many2", "many3", "many4", "other"]
