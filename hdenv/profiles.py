@@ -89,7 +89,7 @@ def _render_env(env: dict[str, str], prefix: Path) -> dict[str, str]:
 def _populate(farm: Path, final: Path, spec: dict[str, Any], hash_: str, store: Store) -> None:
     """Fill the directory `farm` (to be renamed to `final`) with links and metadata."""
     members = _members(store, spec["artifacts"])
-    version = pyprofile.single_python(members)
+    version = pyprofile.single_python(members, spec.get("exclude", ()))
     keep_real = pyprofile.keep_real_dirs(version) if version else []
     stats = build_farm(
         farm, members, exclude=spec.get("exclude", ()), priority=spec.get("priority", ()),

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import UserError
-from .farm import Member
+from .farm import Excluder, Member
 from .fsutil import atomic_write
 
 INTERPRETER = re.compile(r"^python(3\.\d+)$")
@@ -49,8 +49,12 @@ PIP_EXEC = re.compile(rb"^'''exec' (\"[^\"]*\"|\S+)( .*)$")
 MAX_SHEBANG = 127  # Linux before 5.1 truncates longer #! lines
 
 
-def find_pythons(members: Sequence[Member]) -> dict[str, list[str]]:
-    """Python versions ("3.11") found as `bin/python3.X` -> ids of artifacts providing them."""
+def find_pythons(members: Sequence[Member], exclude: Sequence[str] = ()) -> dict[str, list[str]]:
+    """Python versions ("3.11") found as `bin/python3.X` -> ids of artifacts providing them.
+
+    Interpreters the profile excludes do not count, so `exclude` can resolve two Pythons.
+    """
+    excluder = Excluder(exclude)
     found: dict[str, list[str]] = {}
     for m in members:
         bindir = m.root / "bin"
@@ -60,19 +64,19 @@ def find_pythons(members: Sequence[Member]) -> dict[str, list[str]]:
             continue
         for name in names:
             match = INTERPRETER.match(name)
-            if match:
+            if match and not excluder.excluded(m, ("bin", name)):
                 found.setdefault(match.group(1), []).append(m.id)
     return found
 
 
-def single_python(members: Sequence[Member], exclude_hint: str = "") -> str | None:
+def single_python(members: Sequence[Member], exclude: Sequence[str] = ()) -> str | None:
     """The one Python version of a profile, or None; two versions cannot share a prefix."""
-    found = find_pythons(members)
+    found = find_pythons(members, exclude)
     if len(found) > 1:
         listing = "; ".join(f"python{v} from {', '.join(ids)}" for v, ids in sorted(found.items()))
         raise UserError(
             f"profile contains several Python versions ({listing}); one profile holds one "
-            f"Python (exclude the others' bin/python3.X){exclude_hint}"
+            "Python (exclude the others' bin/python3.X)"
         )
     return next(iter(found), None)
 

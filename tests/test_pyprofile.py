@@ -282,3 +282,4 @@ def test_two_python_versions_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="several Python versions"):
         single_python(members)
     assert single_python(members[:1]) == "3.10"
+    assert single_python(members, exclude=["pya:bin/python3.10"]) == "3.11"
