@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .config import Settings
-from .errors import BuildError
+from .errors import BuildError, UserError
 from .plan import Plan, plan_stack
 from .scheduler import BuildReport, run_plan
 from .sources import SourceStore
-from .stackfile import load_stack
+from .stackfile import ProfilePlan, load_stack
 from .store import Store
 
 
@@ -54,7 +54,13 @@ def build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str] 
         closure = plan.runtime_closure(planned.roots)
         if failed & set(closure):
             continue
-        outcome.profiles.append(_make_profile(store, planned.plan, closure))
+        try:
+            outcome.profiles.append(_make_profile(store, planned.plan, closure))
+        except UserError as e:  # e.g. two artifacts providing one file: point at the profile
+            if e.file is not None:
+                raise
+            raise UserError(f"profile {planned.plan.name}: {e.message}", file=str(stack.path),
+                            line=planned.plan.line) from None
     if not report.ok:
         names = ", ".join(sorted(n.split("/")[0] for n in report.failed))
         skipped = f"; {len(report.skipped)} skipped" if report.skipped else ""
@@ -70,7 +76,7 @@ class BuildFailed(BuildError):
         super().__init__(message)
 
 
-def _make_profile(store: Store, plan: Any, closure: list[str]) -> ProfileResult:
+def _make_profile(store: Store, plan: ProfilePlan, closure: list[str]) -> ProfileResult:
     from . import profiles
 
     spec = profiles.profile_spec(closure, plan.env, plan.family, exclude=plan.exclude,
