@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from conftest import require_tool
 
 from hdenv import host
 from hdenv.errors import BuildError, UserError
@@ -19,14 +19,7 @@ COMPILERS = {"cc", "gcc", "g++", "c++", "cpp", "clang", "as", "ld", "ld.bfd", "l
              "ar", "nm", "strip", "ranlib", "tcc", "icc"}
 
 
-def need(program: str) -> str:
-    """Path of a host program, or skip (fail under CI=true, where it must exist)."""
-    found = shutil.which(program)
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{program} is required on CI")
-        pytest.skip(f"{program} not installed")
-    return found
+need = require_tool
 
 
 def script(path: Path, body: str) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require
 
 from hdenv import host
 from hdenv.artifacts import install_artifact
@@ -32,12 +33,7 @@ REAL_PYTHON = os.path.realpath(sys.executable)
 PYVER = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
-def need(ok: bool, reason: str) -> None:
-    """Skip locally when a tool or file is missing; under CI=true that is a failure."""
-    if not ok:
-        if CI:
-            pytest.fail(f"required under CI: {reason}")
-        pytest.skip(reason)
+need = require
 
 
 def run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:

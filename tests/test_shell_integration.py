@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require_tool
 from shellfixtures import AWKWARD_DIR, HOSTILE, build_profiles
 
 VENV_BIN = str(Path(sys.executable).parent)
@@ -32,13 +33,7 @@ USER_DIR = "/user/added dir"
 DUMP = "import json,os,sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
 
 
-def need(shell: str) -> str:
-    path = shutil.which(shell)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{shell} is required when CI=true")
-        pytest.skip(f"{shell} is not installed")
-    return path
+need = require_tool
 
 
 @pytest.fixture

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import require_tool
 from shellfixtures import AWKWARD_DIR, HOSTILE, make_profile
 
 from hdenv import shellcmd
@@ -19,13 +18,7 @@ NASTY = [HOSTILE, "", "plain", "trailing\\", "\\\\double", "'", "''", "\\'", "a 
 NEWLINE = "line1\nline2"
 
 
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{tool} is required when CI=true")
-        pytest.skip(f"{tool} is not installed")
-    return path
+need = require_tool
 
 
 def shell_prints(shell: str, code: str, tmp_path: Path) -> str:

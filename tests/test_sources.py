@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import require, require_tool
 
 from hdenv.errors import BuildError, UserError
 from hdenv.sources import SourceDecl, SourceStore, parse_key
@@ -24,18 +25,12 @@ CI = os.environ.get("CI") == "true"
 
 
 def need_shared() -> Path:
-    if not (SHARED / "SHA256SUMS").is_file():
-        if CI:
-            pytest.fail(f"{SHARED} is missing under CI")
-        pytest.skip(f"{SHARED} is not present")
+    require((SHARED / "SHA256SUMS").is_file(), f"{SHARED} is not present")
     return SHARED
 
 
 def need_git() -> None:
-    if shutil.which("git") is None:
-        if CI:
-            pytest.fail("git is missing under CI")
-        pytest.skip("git is not installed")
+    require_tool("git")
 
 
 def make_tgz(path: Path, files: dict[str, bytes]) -> tuple[Path, str]:
