@@ -374,21 +374,24 @@ class _Extractor:
         path = self.dest
         for part in e.parts[:-1]:
             path = path / part
-            if path in self.real_dirs:
-                continue
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                os.mkdir(path, 0o755)
-                self.created.append(path)
-            else:
-                if not stat.S_ISDIR(st.st_mode):
-                    raise UserError(
-                        f"{self.archive}: refusing member {e.name!r}: {path} exists and is "
-                        "not a directory"
-                    )
-            self.real_dirs.add(path)
+            if path not in self.real_dirs:
+                self._ensure_dir(e, path)
         return path
+
+    def _ensure_dir(self, e: _Entry, path: Path) -> None:
+        """Create `path` as a real directory, or accept one that exists; refuse anything else."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            os.mkdir(path, 0o755)
+            self.created.append(path)
+        else:
+            if not stat.S_ISDIR(st.st_mode):
+                raise UserError(
+                    f"{self.archive}: refusing member {e.name!r}: {path} exists and is not "
+                    "a directory"
+                )
+        self.real_dirs.add(path)
 
     def _clear(self, e: _Entry, path: Path) -> None:
         """Remove a previous non-directory at `path` (an earlier duplicate member)."""
@@ -404,20 +407,9 @@ class _Extractor:
 
     def _dir(self, e: _Entry) -> None:
         path = self._parent(e) / e.parts[-1]
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            os.mkdir(path, 0o755)
-            self.created.append(path)
-        else:
-            if not stat.S_ISDIR(st.st_mode):
-                raise UserError(
-                    f"{self.archive}: refusing member {e.name!r}: {path} exists and is not "
-                    "a directory"
-                )
+        self._ensure_dir(e, path)
         # Keep the owner able to write, so later members and cleanup work.
         os.chmod(path, (e.mode & 0o777) | 0o700)
-        self.real_dirs.add(path)
         self.dir_times.append((path, e.mtime))
 
     def _file(self, e: _Entry) -> None:
