@@ -74,11 +74,11 @@ class Progress:
                 self._draw()
             self.stream.flush()
 
-    def start(self, nid: str) -> None:
+    def start(self, nid: str, verb: str = "building") -> None:
         with self.lock:
             self.running[nid] = time.monotonic()
         if not self.live:
-            self._say(f"building {nid}")
+            self._say(f"{verb} {nid}")
 
     def waiting(self, nid: str) -> None:
         self._say(f"waiting for another hdenv building {nid}")
@@ -152,7 +152,8 @@ def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
                     nid = ready.pop(0)
                     if nid in report.skipped:
                         continue
-                    progress.start(nid)
+                    host_node = plan.nodes[nid].kind == "host"
+                    progress.start(nid, "capturing host software" if host_node else "building")
                     fut = pool.submit(_realise, store, plan.nodes[nid], sources, per_build_jobs,
                                       progress)
                     running[fut] = nid
