@@ -95,28 +95,11 @@ def loaded_text(records: list[dict[str, Any]], as_json: bool) -> str:
     return "".join(f"{r['name'] or '-'} {r['hash']}\n" for r in records)
 
 
-def _generations(store: Store, name: str) -> list[tuple[str, str]]:
-    """(generation, hash) pairs, oldest first; just the current one if the
-    profiles module does not offer generations (yet)."""
-    try:
-        from . import profiles
+def _generations(store: Store, name: str) -> list[tuple[int, str]]:
+    """(number, profile hash) of each generation of `name`, oldest first."""
+    from .profiles import list_generations
 
-        lister = getattr(profiles, "list_generations", None)
-    except ImportError:
-        lister = None
-    if lister is not None:
-        out = []
-        for item in lister(store, name):
-            if isinstance(item, (tuple, list)):
-                out.append((str(item[0]), Path(str(item[1])).name))
-            else:
-                number = getattr(item, "number", getattr(item, "generation", "?"))
-                hash_ = getattr(item, "hash", getattr(item, "profile_hash", "?"))
-                out.append((str(number), str(hash_)))
-        if out:
-            return out
-    current = store.name_current(name)
-    return [("current", current.name)] if current is not None else []
+    return [(g.number, g.hash) for g in list_generations(store, name)]
 
 
 def avail(store: Store) -> list[dict[str, Any]]:

@@ -259,3 +259,16 @@ def test_function_works_without_hdenv_on_path(shell: str, tmp_path: Path, store:
     assert "hello from demo\n" in proc.stdout
     names = [line for line in proc.stdout.splitlines() if "=" not in line and "hello" not in line]
     assert names == ["clang", "demo", "gcc", "many0", "many1", "many2", "many3", "many4", "other"]
+
+
+def test_loaded_json_and_avail(tmp_path: Path, store: Path) -> None:
+    """`loaded --json` reports what the environment records; `avail` marks it."""
+    lines = ["hdenv load demo other", "hdenv loaded --json > loaded.json", "hdenv avail"]
+    proc = run_script("bash", lines, tmp_path, store)
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads((tmp_path / "loaded.json").read_text())
+    demo = os.path.basename(os.path.realpath(store / "names" / "demo" / "current"))
+    assert [(r["name"], r["hash"]) for r in records][0] == ("demo", demo)
+    assert [r["name"] for r in records] == ["demo", "other"]
+    assert f"demo:\n        1  {demo}  (current, loaded)\n" in proc.stdout
+    assert "many0:\n" in proc.stdout
