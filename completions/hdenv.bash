@@ -7,22 +7,24 @@ __hdenv_loaded_names() {
 
 __hdenv_complete() {
     local cur=${COMP_WORDS[COMP_CWORD]}
-    local cmds="init build fetch host list show path diff graph load unload swap purge loaded avail env modulefiles export mirror reproduce report profile gc du verify"
-    local words
+    local cmds="init build fetch host list show path diff graph load unload swap purge loaded avail env profile verify"
+    local words=""
     if [ "$COMP_CWORD" -eq 1 ]; then
         words=$cmds
     else
         case "${COMP_WORDS[1]}" in
             init) words="bash zsh fish tcsh" ;;
+            profile) [ "$COMP_CWORD" -eq 2 ] && words="generations rollback prune" ;;
+            host) [ "$COMP_CWORD" -eq 2 ] && words="capture" ;;
             unload) words=$(__hdenv_loaded_names) ;;
             swap)
                 if [ "$COMP_CWORD" -eq 2 ]; then
                     words=$(__hdenv_loaded_names)
                 else
-                    words=$(command hdenv avail --refs 2>/dev/null)
+                    words=$(hdenv avail --refs 2>/dev/null)
                 fi
                 ;;
-            load|env|show|path|diff|graph|export|report) words=$(command hdenv avail --refs 2>/dev/null) ;;
+            load|env|show|path|diff|graph) words=$(hdenv avail --refs 2>/dev/null) ;;
             *) return 0 ;;
         esac
     fi

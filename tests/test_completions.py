@@ -1,0 +1,142 @@
+"""The completion scripts in completions/, run by the real shells.
+
+bash: `__hdenv_complete` is called with COMP_WORDS/COMP_CWORD set, as bash's
+programmable completion calls it. fish: `complete -C` asks fish's own
+completion engine. zsh's completion system only runs inside the line editor,
+so there `compadd` is replaced by a function that prints its words: the test
+checks what `_hdenv` offers, and zsh itself does the prefix filtering.
+
+The profiles are built for real by `hdenv build`, and PATH no longer holds
+hdenv once the function is defined: completion must go through the function.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import require_tool
+from shellfixtures import build_profiles
+
+from hdenv.cli import cli as cli_group
+
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("completion")
+    root = work / "store"
+    build_profiles(root, work, {"demo": {"env": {"DEMO": "1"}}, "other": {"env": {}}})
+    return root
+
+
+def profile_hashes(store: Path) -> set[str]:
+    return {p.name for p in (store / "profiles").iterdir()}
+
+
+def run(shell: str, script: str, store: Path, tmp_path: Path) -> dict[str, set[str]]:
+    """Run `script`; each output line `LABEL| w1 w2 ...` becomes {LABEL: {w1, w2, ...}}."""
+    flags = {"bash": ["--norc", "--noprofile"], "zsh": ["-f"], "fish": ["--no-config"]}[shell]
+    path = tmp_path / f"complete.{shell}"
+    path.write_text(script, encoding="utf-8")
+    (tmp_path / "none.toml").write_text("")
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
+           "HDENV_STORE": str(store), "HDENV_CONFIG": str(tmp_path / "none.toml"), "TERM": "dumb"}
+    proc = subprocess.run([require_tool(shell), *flags, str(path)], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    results: dict[str, set[str]] = {}
+    for line in proc.stdout.splitlines():
+        label, _, words = line.partition("|")
+        results[label.strip()] = set(words.split())
+    return results
+
+
+def expected(store: Path) -> dict[str, set[str]]:
+    refs = {"demo", "other"} | profile_hashes(store)
+    return {
+        "cmds": set(cli_group.commands),
+        "init": {"bash", "zsh", "fish", "tcsh"},
+        "profile": {"generations", "rollback", "prune"},
+        "load": refs,
+        "show": refs,
+        "unload": {"demo"},
+    }
+
+
+def test_bash(store: Path, tmp_path: Path) -> None:
+    script = r'''eval "$(hdenv init bash)"
+export PATH=/usr/bin:/bin
+t() {
+    local label=$1; shift
+    COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); COMPREPLY=()
+    __hdenv_complete
+    echo "$label| ${COMPREPLY[*]}"
+}
+t cmds hdenv ""
+t lo hdenv lo
+t init hdenv init ""
+t profile hdenv profile ""
+t load hdenv load ""
+t load-de hdenv load de
+t show hdenv show ""
+hdenv load demo
+t unload hdenv unload ""
+'''
+    got = run("bash", script, store, tmp_path)
+    for label, words in expected(store).items():
+        assert got[label] == words, label
+    assert got["lo"] == {"load", "loaded"}
+    assert got["load-de"] == {"demo"}
+
+
+def test_fish(store: Path, tmp_path: Path) -> None:
+    script = r'''hdenv init fish | source
+set -gx PATH /usr/bin /bin
+function t
+    echo $argv[1]"|" (string split -f1 \t -- (complete -C $argv[2]))
+end
+t cmds 'hdenv '
+t lo 'hdenv lo'
+t init 'hdenv init '
+t profile 'hdenv profile '
+t load 'hdenv load '
+t load-de 'hdenv load de'
+t show 'hdenv show '
+hdenv load demo
+t unload 'hdenv unload '
+'''
+    got = run("fish", script, store, tmp_path)
+    for label, words in expected(store).items():
+        assert got[label] == words, label
+    assert got["lo"] == {"load", "loaded"}
+    assert got["load-de"] == {"demo"}
+
+
+def test_zsh(store: Path, tmp_path: Path) -> None:
+    script = r'''compdef() { : }
+compadd() {
+    if [[ $1 == -a ]]; then print -rn -- " ${(P)2}"; else print -rn -- " $*"; fi
+}
+eval "$(hdenv init zsh)"
+export PATH=/usr/bin:/bin
+t() {
+    local label=$1; shift
+    words=("$@"); CURRENT=$#
+    print -rn -- "$label|"; _hdenv; print
+}
+t cmds hdenv ""
+t init hdenv init ""
+t profile hdenv profile ""
+t load hdenv load ""
+t show hdenv show ""
+hdenv load demo
+t unload hdenv unload ""
+'''
+    got = run("zsh", script, store, tmp_path)
+    for label, words in expected(store).items():
+        assert got[label] == words, label
+
