@@ -1,8 +1,9 @@
-"""Profiles that follow the store contract exactly, for the shell tests.
+"""Profiles for the shell tests, made two ways.
 
-Until `hdenv build` can make real profiles end to end, these write
-`profiles/HASH/` with real files (an executable in bin/, a man page, a .pc
-file) and `.hdenv/profile.json`, and `names/NAME/current` symlinks.
+`build_profiles` builds real ones with `hdenv build` from a generated stack
+file; the integration tests use it. `make_profile` writes the store contract
+(`profiles/HASH/` with `.hdenv/profile.json`, `names/NAME/current`) directly,
+for fast unit tests of the code generators that need no build.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def make_profile(store: Path, name: str | None, *, env: dict[str, str] | None = 
     (prefix / "share" / "man" / "man1" / f"{prog.name}.1").write_text(".TH HELLO 1\n")
     (prefix / "lib" / "pkgconfig" / "hello.pc").write_text(
         f"prefix={prefix}\nName: hello\nVersion: 1\nDescription: test\n")
-    meta = {"hash": hash_, "artifacts": [], "family": family,
+    meta: dict[str, object] = {"hash": hash_, "artifacts": [], "family": family,
             "env": {k: v.replace("@@HDENV_PROFILE@@", str(prefix)) for k, v in (env or {}).items()}}
     (prefix / ".hdenv").mkdir()
     (prefix / ".hdenv" / "profile.json").write_text(json.dumps(meta))

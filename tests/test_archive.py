@@ -9,6 +9,7 @@ import stat
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ def _add(tf: tarfile.TarFile, name: str, data: bytes = b"", *, mode: int = 0o644
         tf.addfile(info)
 
 
-def make_tar(path: Path, members: list[dict], compression: str = "gz") -> Path:
+def make_tar(path: Path, members: list[dict[str, Any]], compression: str = "gz") -> Path:
     mode = f"w:{compression}" if compression else "w"
     with tarfile.open(path, mode) as tf:  # type: ignore[call-overload]
         for m in members:
@@ -137,7 +138,7 @@ def test_single_file_keeps_exec_bit(tmp_path: Path) -> None:
     assert os.access(tmp_path / "out/install.sh", os.X_OK)
 
 
-BAD_TARS = {
+BAD_TARS: dict[str, list[dict[str, Any]]] = {
     "absolute": [{"name": "/tmp/evil", "data": b"x"}],
     "dotdot": [{"name": "pkg/../../evil", "data": b"x"}],
     "symlink-escape": [{"name": "pkg/up", "kind": tarfile.SYMTYPE, "link": "../../outside"}],

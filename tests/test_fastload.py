@@ -26,9 +26,10 @@ def store(tmp_path: Path) -> Path:
 def run(cmd: str, args: list[str], env: dict[str, str], store: Path) -> dict[str, str]:
     """Apply the command to `env` the way a shell would, via the statements' effect."""
     session = fastload.Session(env, lambda: str(store))
-    {"load": lambda: [session.load(a) for a in args],
-     "unload": lambda: [session.unload(a) for a in args],
-     "purge": session.purge}[cmd]()
+    if cmd == "purge":
+        session.purge()
+    for ref in args:
+        {"load": session.load, "unload": session.unload}[cmd](ref)
     return dict(session.finish())
 
 

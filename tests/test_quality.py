@@ -16,7 +16,7 @@ BIN = Path(sys.executable).parent
     "command",
     [
         ["ruff", "check", "hdenv", "tests", "benchmarks"],
-        ["mypy", "hdenv"],
+        ["mypy", "hdenv", "tests", "benchmarks"],
     ],
     ids=["ruff", "mypy"],
 )

@@ -115,7 +115,8 @@ def test_parse_key() -> None:
 
 def test_fetch_real_file_gives_key_from_sha256sums(sstore: SourceStore) -> None:
     shared = need_shared()
-    sums = dict(reversed(line.split()) for line in (shared / "SHA256SUMS").read_text().splitlines())
+    sums = {name: digest for digest, name in
+            (line.split() for line in (shared / "SHA256SUMS").read_text().splitlines())}
     key = sstore.fetch(str(shared / "hello-2.10.tar.gz"))
     assert key == f"sha256:{sums['hello-2.10.tar.gz']}"
     assert sstore.has(key) and sstore.name_of(key) == "hello-2.10.tar.gz"
@@ -128,7 +129,7 @@ def test_fetch_real_file_gives_key_from_sha256sums(sstore: SourceStore) -> None:
     assert os.access(dest / "configure", os.X_OK)
 
 
-def test_fetch_with_wrong_hash_stores_nothing(sstore: SourceStore, archive) -> None:
+def test_fetch_with_wrong_hash_stores_nothing(sstore: SourceStore, archive: tuple[Path, str]) -> None:
     path, hex_ = archive
     with pytest.raises(BuildError) as exc:
         sstore.fetch(str(path), "0" * 64)
@@ -138,14 +139,14 @@ def test_fetch_with_wrong_hash_stores_nothing(sstore: SourceStore, archive) -> N
         sstore.fetch(str(path.parent / "missing.tar.gz"))
 
 
-def test_ensure_from_own_store_needs_no_location(sstore: SourceStore, archive) -> None:
+def test_ensure_from_own_store_needs_no_location(sstore: SourceStore, archive: tuple[Path, str]) -> None:
     path, hex_ = archive
     key = sstore.fetch(str(path))
     path.unlink()
     assert sstore.ensure(key, urls=["https://nowhere.invalid/x.tar.gz"]) == sstore.path(key)
 
 
-def test_failing_url_falls_through_to_mirror_by_basename(tmp_path: Path, archive) -> None:
+def test_failing_url_falls_through_to_mirror_by_basename(tmp_path: Path, archive: tuple[Path, str]) -> None:
     path, hex_ = archive
     mirror = tmp_path / "mirror"
     mirror.mkdir()
@@ -158,7 +159,7 @@ def test_failing_url_falls_through_to_mirror_by_basename(tmp_path: Path, archive
     assert ss.name_of(f"sha256:{hex_}") == "pkg-1.0.tar.gz"
 
 
-def test_mirror_by_sha256_path_as_file_url(tmp_path: Path, archive) -> None:
+def test_mirror_by_sha256_path_as_file_url(tmp_path: Path, archive: tuple[Path, str]) -> None:
     path, hex_ = archive
     mirror = tmp_path / "mirror"
     (mirror / "sha256").mkdir(parents=True)
@@ -167,7 +168,7 @@ def test_mirror_by_sha256_path_as_file_url(tmp_path: Path, archive) -> None:
     assert ss.ensure(f"sha256:{hex_}", urls=["file:///does/not/exist/other-name.tgz"]).is_file()
 
 
-def test_wrong_bytes_in_mirror_store_nothing_and_next_mirror_wins(tmp_path: Path, archive) -> None:
+def test_wrong_bytes_in_mirror_store_nothing_and_next_mirror_wins(tmp_path: Path, archive: tuple[Path, str]) -> None:
     path, hex_ = archive
     bad, good = tmp_path / "bad", tmp_path / "good"
     bad.mkdir()
@@ -210,7 +211,7 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         server.server_close()
 
 
-def test_http_url_404_then_http_mirror(tmp_path: Path, archive, http_root) -> None:
+def test_http_url_404_then_http_mirror(tmp_path: Path, archive: tuple[Path, str], http_root: tuple[Path, str]) -> None:
     path, hex_ = archive
     root, base = http_root
     (root / "mirror" / "sha256").mkdir(parents=True)
@@ -236,7 +237,7 @@ def test_nothing_works_lists_every_place(tmp_path: Path) -> None:
     assert exc.value.exit_code == 1
 
 
-def test_write_mirror_then_serve_from_it(tmp_path: Path, archive) -> None:
+def test_write_mirror_then_serve_from_it(tmp_path: Path, archive: tuple[Path, str]) -> None:
     path, hex_ = archive
     ss = SourceStore(Store(tmp_path / "store"))
     key = ss.fetch(str(path))
