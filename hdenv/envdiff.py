@@ -17,7 +17,6 @@ compact JSON) so subshells inherit them and no shell has to quote JSON.
 
 from __future__ import annotations
 
-import _json
 import binascii
 
 TYPE_CHECKING = False
@@ -36,6 +35,13 @@ B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+
 # -- JSON without the json package ---------------------------------------------
 # `import json` pulls in `re` and `enum`, which is most of a load's start-up
 # time under `python -S`; the C scanner and string encoder it wraps are enough.
+# Interpreters without CPython's `_json` accelerator take the json package.
+
+try:
+    import _json
+except ImportError:  # pragma: no cover - exercised by a test that hides _json
+    _json = None  # type: ignore[assignment]
+
 
 class _ScanContext:
     strict = True
@@ -47,11 +53,15 @@ class _ScanContext:
     memo: dict[str, str] = {}
 
 
-_scan = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
+_scan = _json.make_scanner(_ScanContext()) if _json else None  # type: ignore[arg-type]
 
 
 def json_loads(text: str) -> Any:
     text = text.strip()
+    if _scan is None:
+        import json
+
+        return json.loads(text)
     try:
         value, end = _scan(text, 0)
     except StopIteration:
@@ -63,6 +73,10 @@ def json_loads(text: str) -> Any:
 
 def json_dumps(obj: Any) -> str:
     if isinstance(obj, str):
+        if _json is None:
+            import json
+
+            return json.dumps(obj, ensure_ascii=False)
         return str(_json.encode_basestring(obj))
     if obj is None:
         return "null"

@@ -87,3 +87,31 @@ def test_small_json_matches_the_json_module() -> None:
         envdiff.json_loads('{"a": 1} trailing')
     with pytest.raises(ValueError):
         envdiff.json_loads("")
+
+
+def test_records_survive_an_interpreter_without_the_json_accelerator() -> None:
+    """Without CPython's `_json` the json package takes over, and records still round-trip."""
+    import subprocess
+    import sys
+
+    env: dict[str, str] = {}
+    records = [load(env, "h1", {"PATH": "/p q/'$"}, {"V": "èрт🚒 `x` !\n\"\\"})]
+    envdiff.store_records(env, records)
+    code = (
+        "import sys; sys.modules['_json'] = None\n"
+        "from hdenv import envdiff\n"
+        "assert envdiff._json is None\n"
+        "records = envdiff.decode(sys.argv[1])\n"
+        "env = {}\n"
+        "envdiff.store_records(env, records)\n"
+        "print(env[envdiff.RECORD_VAR])\n"
+        "try:\n"
+        "    envdiff.json_loads('{\"a\": 1} trailing')\n"
+        "except ValueError:\n"
+        "    print('refused')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, env[envdiff.RECORD_VAR]],
+                          capture_output=True, text=True, check=True)
+    reencoded, refused = proc.stdout.split()
+    assert envdiff.decode(reencoded) == records
+    assert refused == "refused"
