@@ -18,14 +18,15 @@ else:  # pragma: no cover - exercised on 3.9/3.10 only
     import tomli as tomllib
 
 APP = "hdenv"
-KNOWN_KEYS = {"store", "mirrors", "jobs", "sandbox"}
+KNOWN_KEYS = {"store", "mirrors", "jobs", "build-jobs", "sandbox"}
 
 
 @dataclass
 class Settings:
     store: Path
     mirrors: list[str] = field(default_factory=list)
-    jobs: int = 1
+    jobs: int = 1  # packages built at once (`-j`)
+    build_jobs: int | None = None  # HDENV_JOBS inside each build; None: share the cores
     sandbox: bool = False
     config_file: Path | None = None
 
@@ -34,6 +35,24 @@ def default_config_file() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: a batch job's allocation, not the whole node."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - macOS has no affinity call
+        return os.cpu_count() or 1
+
+
+def _whole_number(value: object, what: str) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise UserError(f"{what} must be a whole number, got {value!r}") from None
+    if number < 1:
+        raise UserError(f"{what} must be at least 1, got {number}")
+    return number
 
 
 def default_store() -> Path:
@@ -88,18 +107,16 @@ def load_settings(
             raise UserError("'mirrors' must be a list of strings", file=str(cfg_path))
         mirror_list = [str(m) for m in raw]
 
-    jobs_value: object = jobs or env.get("HDENV_JOBS") or cfg.get("jobs") or os.cpu_count() or 1
-    try:
-        jobs_int = int(str(jobs_value))
-    except ValueError:
-        raise UserError(f"jobs must be a whole number, got {jobs_value!r}") from None
-    if jobs_int < 1:
-        raise UserError(f"jobs must be at least 1, got {jobs_int}")
+    jobs_int = _whole_number(jobs or env.get("HDENV_JOBS") or cfg.get("jobs") or usable_cores(),
+                             "jobs")
+    build_jobs_value = env.get("HDENV_BUILD_JOBS") or cfg.get("build-jobs")
+    build_jobs = _whole_number(build_jobs_value, "build-jobs") if build_jobs_value else None
 
     return Settings(
         store=store_path.absolute(),
         mirrors=mirror_list,
         jobs=jobs_int,
+        build_jobs=build_jobs,
         sandbox=bool(cfg.get("sandbox", False)),
         config_file=cfg_path,
     )

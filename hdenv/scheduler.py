@@ -7,7 +7,6 @@ comes from the per-artifact lock in `install_artifact`, not from here.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -17,6 +16,7 @@ from typing import TextIO
 
 from . import host
 from .builder import build_node
+from .config import usable_cores
 from .errors import HdenvError
 from .plan import Node, Plan
 from .sources import SourceStore
@@ -121,7 +121,14 @@ def _realise(store: Store, node: Node, sources: SourceStore, jobs: int,
 
 
 def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
-             keep_going: bool = False, stream: TextIO = sys.stderr) -> BuildReport:
+             build_jobs: int | None = None, keep_going: bool = False,
+             stream: TextIO = sys.stderr) -> BuildReport:
+    """Build what is missing, `jobs` packages at once.
+
+    Each build's HDENV_JOBS is `build_jobs` if given, else the usable cores
+    divided among the builds running alongside it: a lone build in a chain
+    gets every core, `-j 2` on two cores gives two `make -j1`, not four processes.
+    """
     report = BuildReport()
     order = plan.order()
     todo = [nid for nid in order if not store.has_artifact(nid)]
@@ -135,7 +142,7 @@ def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
             dependents[d].append(nid)
     ready = [nid for nid in todo if not waiting_on[nid]]
     progress = Progress(len(todo), stream)
-    per_build_jobs = int(os.environ.get("HDENV_BUILD_JOBS", jobs))
+    cores = usable_cores()
     stopping = False
     running: dict[Future[bool], str] = {}
 
@@ -148,13 +155,15 @@ def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             while ready or running:
+                starting = min(len(ready), jobs - len(running))
+                share = build_jobs or max(1, cores // max(1, len(running) + starting))
                 while ready and len(running) < jobs and not stopping:
                     nid = ready.pop(0)
                     if nid in report.skipped:
                         continue
                     host_node = plan.nodes[nid].kind == "host"
                     progress.start(nid, "capturing host software" if host_node else "building")
-                    fut = pool.submit(_realise, store, plan.nodes[nid], sources, per_build_jobs,
+                    fut = pool.submit(_realise, store, plan.nodes[nid], sources, share,
                                       progress)
                     running[fut] = nid
                 if not running:

@@ -46,8 +46,8 @@ def build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str] 
     plan = plan_stack(stack, store, sources)
     if dry_run:
         return BuildOutcome(plan, BuildReport(), dry_run_lines=explain(plan, store))
-    report = run_plan(plan, store, sources, jobs=jobs or settings.jobs, keep_going=keep_going,
-                      stream=stream)
+    report = run_plan(plan, store, sources, jobs=jobs or settings.jobs,
+                      build_jobs=settings.build_jobs, keep_going=keep_going, stream=stream)
     outcome = BuildOutcome(plan, report)
     failed = set(report.failed) | set(report.skipped)
     for planned in plan.profiles:
