@@ -46,6 +46,8 @@ def build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str] 
     plan = plan_stack(stack, store, sources)
     if dry_run:
         return BuildOutcome(plan, BuildReport(), dry_run_lines=explain(plan, store))
+    for node in plan.nodes.values():  # even for artifacts already built: a URL may be new
+        store.record_source_hints(node.id.rsplit("/", 1)[1], node.source_hints)
     report = run_plan(plan, store, sources, jobs=jobs or settings.jobs,
                       build_jobs=settings.build_jobs, keep_going=keep_going, stream=stream)
     outcome = BuildOutcome(plan, report)

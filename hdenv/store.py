@@ -73,6 +73,34 @@ class Store:
         if not path.exists():
             atomic_write(path, canonical_json(spec) + b"\n")
 
+    def hints_path(self, hash_: str) -> Path:
+        return self.specs / f"{hash_}.hints.json"
+
+    def record_source_hints(self, hash_: str, hints: list[dict[str, Any]]) -> None:
+        """Remember where a spec's sources were found, beside the spec, never in it.
+
+        A spec names sources by hash only, so `reproduce` on another machine
+        needs these to download them. Every URL ever given is kept (newest
+        first): an old one may be the only one still online.
+        """
+        hints = [h for h in hints if h.get("url") or h.get("git")]
+        if not hints:
+            return
+        path = self.hints_path(hash_)
+        try:
+            known: dict[str, dict[str, Any]] = read_json(path)
+        except (FileNotFoundError, ValueError):
+            known = {}
+        merged = dict(known)
+        for hint in hints:
+            old = known.get(hint["key"], {})
+            entry = {k: v for k, v in hint.items() if k not in ("key", "url") and v}
+            urls = [hint["url"]] if hint.get("url") else []
+            entry["urls"] = urls + [u for u in old.get("urls", []) if u not in urls]
+            merged[hint["key"]] = {**old, **entry}
+        if merged != known:
+            atomic_write(path, canonical_json(merged) + b"\n")
+
     def read_spec(self, hash_: str) -> Any:
         try:
             return read_json(self.spec_path(hash_))

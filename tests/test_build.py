@@ -86,6 +86,45 @@ def test_changing_only_a_url_changes_no_id(run_hdenv: Runner, tmp_path: Path,
     assert out_a == out_b
 
 
+def test_source_urls_are_kept_beside_the_spec(run_hdenv: Runner, tmp_path: Path,
+                                               store_dir: Path) -> None:
+    """URLs stay out of the spec but land in specs/HASH.hints.json, newest first."""
+    import hashlib
+    import tarfile
+
+    payload = tmp_path / "payload"
+    payload.mkdir()
+    (payload / "data.txt").write_text("content\n")
+    first, second = tmp_path / "one", tmp_path / "two"
+    first.mkdir()
+    second.mkdir()
+    with tarfile.open(first / "data-1.tar.gz", "w:gz") as tf:
+        tf.add(payload, arcname="data-1")
+    shutil.copy(first / "data-1.tar.gz", second / "data-1.tar.gz")
+    digest = hashlib.sha256((first / "data-1.tar.gz").read_bytes()).hexdigest()
+    stack = tmp_path / "hints.toml"
+
+    def build_from(where: Path) -> str:
+        url = (where / "data-1.tar.gz").as_uri()
+        stack.write_text(f"""
+[packages.data]
+version = "1"
+sources = [{{ url = "{url}", sha256 = "{digest}", strip = 1 }}]
+script = 'mkdir -p "$PREFIX/share" && cp data.txt "$PREFIX/share/"'
+""")
+        run_hdenv("build", str(stack), check=True)
+        (aid,) = [i for i in artifact_ids(run_hdenv) if i.startswith("data/")]
+        return aid
+
+    aid = build_from(first)
+    assert build_from(second) == aid  # a new URL, the same id: nothing rebuilt
+    hash_ = aid.rsplit("/", 1)[1]
+    assert "file:" not in (store_dir / "specs" / f"{hash_}.json").read_text()
+    hints = json.loads((store_dir / "specs" / f"{hash_}.hints.json").read_text())
+    assert hints[f"sha256:{digest}"]["urls"] == [(second / "data-1.tar.gz").as_uri(),
+                                                 (first / "data-1.tar.gz").as_uri()]
+
+
 def test_gnu_hello_and_lua_from_mirror(run_hdenv: Runner, tmp_path: Path,
                                        shared_sources: Path) -> None:
     require_tool("gcc")
