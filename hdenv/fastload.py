@@ -130,9 +130,14 @@ def _artifact(root: str, ref: str) -> Profile:
 
 
 def resolve(root: str, ref: str) -> Profile:
-    """A profile name, a profile hash or unique prefix, or an artifact id."""
+    """A profile name, NAME/N, a profile hash or unique prefix, or an artifact id."""
     if not ref:
         raise UserError("empty REF")
+    name, _, generation = ref.partition("/")
+    if generation.isdigit():
+        link = os.path.join(root, "names", name, str(int(generation)))
+        if os.path.lexists(link):
+            return read_profile(root, os.path.basename(os.path.realpath(link)), name)
     if "/" in ref:
         return _artifact(root, ref)
     current = os.path.join(root, "names", ref, "current")

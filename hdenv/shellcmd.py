@@ -136,5 +136,7 @@ def env_code(ref: str, shell_name: str, store_root: Path) -> str:
 
 
 def complete_refs(store: Store) -> list[str]:
-    """Profile names and hashes, for the completion scripts."""
-    return [*store.list_names(), *store.list_profile_hashes()]
+    """Profile names, NAME/N generations and hashes, for the completion scripts."""
+    names = store.list_names()
+    generations = [f"{name}/{number}" for name in names for number, _ in _generations(store, name)]
+    return [*names, *generations, *store.list_profile_hashes()]

@@ -168,9 +168,12 @@ class Store:
 
     # -- REF resolution ----------------------------------------------------
     def resolve(self, ref: str) -> Ref:
-        """Resolve a profile name, profile hash (prefix) or artifact id (prefix)."""
+        """Resolve a profile name, NAME/N (generation N), profile hash (prefix) or artifact id."""
         if not ref:
             raise UserError("empty REF")
+        name, _, generation = ref.partition("/")
+        if generation.isdigit():
+            return self._resolve_generation(ref, name, generation)
         if "/" in ref:
             return self._resolve_artifact(ref)
         if "/" not in ref and (self.names / ref).is_dir():
@@ -187,6 +190,17 @@ class Store:
             if len(matches) > 1:
                 raise UserError(f"hash prefix {ref!r} is ambiguous: {', '.join(matches[:5])}")
         raise UserError(f"unknown REF {ref!r}: not a profile name, profile hash or artifact id")
+
+    def _resolve_generation(self, ref: str, name: str, generation: str) -> Ref:
+        """NAME/N, as Lmod's NAME/VERSION: the name's generation N, current or not."""
+        link = self.names / name / str(int(generation))
+        target = Path(os.path.realpath(link))
+        if not os.path.lexists(link) or not (target / META_DIR / PROFILE_META).is_file():
+            if self.name_current(name) is None:
+                raise UserError(f"unknown REF {ref!r}: no profile named {name!r}")
+            raise UserError(f"profile {name!r} has no generation {int(generation)}"
+                            f" (see `hdenv profile generations {name}`)")
+        return Ref("profile", target.name, target, name=name)
 
     def _resolve_artifact(self, ref: str) -> Ref:
         parts = ref.split("/")

@@ -56,7 +56,7 @@ def run(shell: str, script: str, store: Path, tmp_path: Path) -> dict[str, set[s
 
 
 def expected(store: Path) -> dict[str, set[str]]:
-    refs = {"demo", "other"} | profile_hashes(store)
+    refs = {"demo", "demo/1", "other", "other/1"} | profile_hashes(store)
     return {
         "cmds": set(cli_group.commands),
         "init": {"bash", "zsh", "fish", "tcsh"},
@@ -90,7 +90,7 @@ t unload hdenv unload ""
     for label, words in expected(store).items():
         assert got[label] == words, label
     assert got["lo"] == {"load", "loaded"}
-    assert got["load-de"] == {"demo"}
+    assert got["load-de"] == {"demo", "demo/1"}
 
 
 def test_fish(store: Path, tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ t unload 'hdenv unload '
     for label, words in expected(store).items():
         assert got[label] == words, label
     assert got["lo"] == {"load", "loaded"}
-    assert got["load-de"] == {"demo"}
+    assert got["load-de"] == {"demo", "demo/1"}
 
 
 def test_zsh(store: Path, tmp_path: Path) -> None:

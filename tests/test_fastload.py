@@ -44,6 +44,25 @@ def test_resolve_name_hash_and_prefix(store: Path) -> None:
         fastload.resolve(str(store), "nosuch")
 
 
+def test_generation_ref_loads_that_generation_under_the_name(store: Path) -> None:
+    """`load demo/1` while demo (generation 2) is loaded replaces it: same name."""
+    import os
+
+    old = make_profile(store, None, env={"DEMO": "old"}, seed="demo-generation-1")
+    new = fastload.resolve(str(store), "demo").hash
+    os.symlink(store / "profiles" / old, store / "names" / "demo" / "1")
+    os.symlink(store / "profiles" / new, store / "names" / "demo" / "2")
+    first = fastload.resolve(str(store), "demo/1")
+    assert (first.hash, first.name) == (old, "demo")
+    env = run("load", ["demo"], {"PATH": "/usr/bin"}, store)
+    env = run("load", ["demo/1"], env, store)
+    assert env["DEMO"] == "old" and env[envdiff.LOADED_VAR] == f"demo:{old}"
+    env = run("unload", ["demo"], env, store)
+    assert env == {"PATH": "/usr/bin"}
+    with pytest.raises(UserError, match="no generation 3"):
+        fastload.resolve(str(store), "demo/3")
+
+
 def test_ambiguous_prefix(store: Path) -> None:
     import shutil
 

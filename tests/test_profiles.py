@@ -233,6 +233,12 @@ def test_cli_generations_rollback_prune_and_path(store: Store, arts: dict[str, s
     assert json.loads(hdenv(store, "profile", "generations", "demo", "--json").stdout)[1]["current"]
 
     assert hdenv(store, "path", "demo").stdout.strip() == str(store.profile_dir(h2))
+    # NAME/N names generation N, as a modulefile NAME/VERSION does.
+    assert hdenv(store, "path", "demo/1").stdout.strip() == str(store.profile_dir(h1))
+    missing = hdenv(store, "path", "demo/7")
+    assert (missing.returncode, missing.stderr) == (2, "hdenv: error: profile 'demo' has no "
+                                                    "generation 7 (see `hdenv profile generations"
+                                                    " demo`)\n")
     back = hdenv(store, "profile", "rollback", "demo")
     assert back.returncode == 0 and back.stdout.split() == ["demo", h1]
     assert hdenv(store, "path", "demo").stdout.strip() == str(store.profile_dir(h1))
