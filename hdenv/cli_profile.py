@@ -70,14 +70,17 @@ def prune(ctx: click.Context, name: str, keep: int) -> None:
 @click.command("diff")
 @click.argument("ref_a")
 @click.argument("ref_b")
+@click.option("--exit-code", is_flag=True, help="Exit 1 if they differ (as `git diff`).")
 @click.pass_context
-def diff(ctx: click.Context, ref_a: str, ref_b: str) -> None:
+def diff(ctx: click.Context, ref_a: str, ref_b: str, exit_code: bool) -> None:
     """Explain why two profiles or two artifacts differ, down to the spec field."""
     lines = specdiff.diff(_store(ctx), ref_a, ref_b)
     if not lines:
         click.echo(f"{ref_a} and {ref_b} are identical", err=True)
     for line in lines:
         click.echo(line)
+    if exit_code and lines:
+        ctx.exit(1)
 
 
 @click.command("graph")

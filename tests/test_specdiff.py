@@ -157,6 +157,8 @@ def test_cli_diff_and_graph(store: Store) -> None:
     assert out.returncode == 0 and out.stdout == "app: env.CFLAGS '-O2' -> '-O3'\n"
     same = run("diff", old["app"], old["app"])
     assert same.returncode == 0 and same.stdout == "" and "identical" in same.stderr
+    assert run("diff", "--exit-code", old["app"], new["app"]).returncode == 1
+    assert run("diff", "--exit-code", old["app"], old["app"]).returncode == 0
     graph = run("graph", new["app"])
     assert graph.returncode == 0 and graph.stdout.startswith("digraph hdenv {")
     unknown = run("graph", "nosuchname")
