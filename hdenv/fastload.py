@@ -1,9 +1,10 @@
 """The load / unload / swap / purge path, run by the shell function.
 
 Users run `hdenv load` all day, so this module is what the function executes
-with `python -I -S` (no site-packages, no click, no jinja2): it imports only the
-stdlib, `errors`, `shells` and `envdiff`. A profile is found with one
-`realpath` (names) or one `stat` (full hashes); a hash prefix lists
+with `python -I -S` (no site-packages, no click, no jinja2, not even `os`): it
+imports only `binascii`, `_json`, `errors`, `lightos`, `envdiff` and the one
+shell module it needs. A profile is found by following one link (names) or
+one `stat` (full hashes); a hash prefix lists
 `profiles/` only, never `artifacts/`, so the cost does not grow with the
 number of artifacts in the store.
 
@@ -13,10 +14,9 @@ on stderr and exits 2; the function evaluates the code only on success.
 
 from __future__ import annotations
 
-import os
 import sys
 
-from . import envdiff
+from . import envdiff, lightos
 from .envdiff import LoadRecord
 from .errors import UserError
 from .shells import Shell, get_shell
@@ -58,25 +58,24 @@ def note(message: str) -> None:
 
 # -- where the store is -------------------------------------------------------
 
-def store_root(default_config: str, default_store: str) -> str:
+def store_root(env: Mapping[str, str], default_config: str, default_store: str) -> str:
     """Same precedence as config.load_settings, without platformdirs.
 
     `hdenv init` bakes the platformdirs defaults into the function, so this
     only reads config.toml (and imports tomllib) when such a file exists.
     """
-    env = os.environ
     if env.get("HDENV_STORE"):
-        return os.path.abspath(os.path.expanduser(env["HDENV_STORE"]))
+        return lightos.absolute(env["HDENV_STORE"])
     explicit = "HDENV_CONFIG" in env
     cfg = env["HDENV_CONFIG"] if explicit else default_config
-    if cfg and (explicit or os.path.exists(cfg)):
+    if cfg and (explicit or lightos.exists(cfg)):
         from pathlib import Path
 
         from .config import _read_config
 
         value = _read_config(Path(cfg), explicit).get("store")
         if value:
-            return os.path.abspath(os.path.expanduser(str(value)))
+            return lightos.absolute(str(value))
     return default_store
 
 
@@ -86,9 +85,13 @@ def is_hash_like(ref: str) -> bool:
     return bool(ref) and all(c in B32 for c in ref)
 
 
+def _meta(root: str, hash_: str) -> str:
+    return lightos.join(root, "profiles", hash_, ".hdenv", "profile.json")
+
+
 def read_profile(root: str, hash_: str, name: str | None) -> Profile:
-    prefix = os.path.join(root, "profiles", hash_)
-    meta_path = os.path.join(prefix, ".hdenv", "profile.json")
+    prefix = lightos.join(root, "profiles", hash_)
+    meta_path = _meta(root, hash_)
     try:
         with open(meta_path, encoding="utf-8") as f:
             meta = envdiff.json_loads(f.read())
@@ -105,15 +108,14 @@ def read_profile(root: str, hash_: str, name: str | None) -> Profile:
 
 def _profile_by_prefix(root: str, ref: str) -> Profile | None:
     if len(ref) == HASH_CHARS:
-        if os.path.isfile(os.path.join(root, "profiles", ref, ".hdenv", "profile.json")):
+        if lightos.is_file(_meta(root, ref)):
             return read_profile(root, ref, None)
         return None
     try:
-        entries = os.listdir(os.path.join(root, "profiles"))
+        entries = lightos.listdir(lightos.join(root, "profiles"))
     except FileNotFoundError:
         return None
-    meta = os.path.join(root, "profiles", "{}", ".hdenv", "profile.json")
-    matches = sorted(h for h in entries if h.startswith(ref) and os.path.isfile(meta.format(h)))
+    matches = sorted(h for h in entries if h.startswith(ref) and lightos.is_file(_meta(root, h)))
     if len(matches) > 1:
         raise UserError(f"hash prefix {ref!r} is ambiguous: {', '.join(matches[:5])}")
     return read_profile(root, matches[0], None) if matches else None
@@ -135,16 +137,16 @@ def resolve(root: str, ref: str) -> Profile:
         raise UserError("empty REF")
     name, _, generation = ref.partition("/")
     if generation.isdigit():
-        link = os.path.join(root, "names", name, str(int(generation)))
-        if os.path.lexists(link):
-            return read_profile(root, os.path.basename(os.path.realpath(link)), name)
+        link = lightos.join(root, "names", name, str(int(generation)))
+        if lightos.lexists(link):
+            return read_profile(root, lightos.basename(lightos.final_target(link)), name)
     if "/" in ref:
         return _artifact(root, ref)
-    current = os.path.join(root, "names", ref, "current")
-    if os.path.lexists(current):
-        target = os.path.realpath(current)
-        hash_ = os.path.basename(target)
-        if os.path.isfile(os.path.join(target, ".hdenv", "profile.json")):
+    current = lightos.join(root, "names", ref, "current")
+    if lightos.lexists(current):
+        target = lightos.final_target(current)
+        hash_ = lightos.basename(target)
+        if lightos.is_file(lightos.join(target, ".hdenv", "profile.json")):
             return read_profile(root, hash_, ref)
     if is_hash_like(ref):
         if len(ref) < MIN_PREFIX:
@@ -205,8 +207,8 @@ class Session:
     def _apply(self, prof: Profile) -> LoadRecord:
         rec = LoadRecord(hash=prof.hash, name=prof.name, family=prof.family, prefix=prof.prefix)
         for var, sub, keep_default in PATH_DIRS:
-            path = os.path.join(prof.prefix, sub)
-            if os.path.isdir(path):
+            path = lightos.join(prof.prefix, sub)
+            if lightos.is_dir(path):
                 envdiff.prepend(self.env, rec, var, [path], keep_default)
         envdiff.prepend(self.env, rec, PREFIX_VAR, [prof.prefix])
         for var in sorted(prof.env):
@@ -259,8 +261,9 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError("the hdenv shell function is out of date; run `hdenv init` again")
         shell_name, default_config, default_store, cmd, *args = argv
         shell = get_shell(shell_name)
-        code = run(cmd, args, shell, os.environ,
-                   lambda: store_root(default_config, default_store))
+        environ = lightos.environ()
+        code = run(cmd, args, shell, environ,
+                   lambda: store_root(environ, default_config, default_store))
     except UserError as e:
         print(f"hdenv: error: {e.render()}", file=sys.stderr)
         sys.exit(e.exit_code)

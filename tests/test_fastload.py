@@ -103,7 +103,7 @@ def test_main_exit_code_and_message(store: Path) -> None:
 
 
 def test_fast_path_imports_stay_light(store: Path) -> None:
-    """No click, jinja2, platformdirs, tomllib or store module on `load`."""
+    """No os (see lightos.py), click, jinja2, platformdirs, tomllib or store module on `load`."""
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-I", "-S", "-c", shellcmd.FAST_CODE,
          shellcmd.libdir(), "bash", "/nonexistent/config.toml", str(store), "load", "demo"],
@@ -112,6 +112,6 @@ def test_fast_path_imports_stay_light(store: Path) -> None:
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
                 if line.startswith("import time:")}
     assert "hdenv.fastload" in imported
-    for heavy in ("click", "jinja2", "platformdirs", "tomllib", "hdenv.store", "hdenv.config",
+    for heavy in ("os", "click", "jinja2", "platformdirs", "tomllib", "hdenv.store", "hdenv.config",
                   "shellingham", "hashlib", "tempfile"):
         assert heavy not in imported, heavy
