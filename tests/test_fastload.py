@@ -63,6 +63,12 @@ def test_generation_ref_loads_that_generation_under_the_name(store: Path) -> Non
         fastload.resolve(str(store), "demo/3")
 
 
+def test_prefix_lookup_in_a_store_path_with_braces(tmp_path: Path) -> None:
+    root = tmp_path / "store {0} {x}"
+    hash_ = make_profile(root, "demo")
+    assert fastload.resolve(str(root), hash_[:7]).hash == hash_
+
+
 def test_ambiguous_prefix(store: Path) -> None:
     import shutil
 
