@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 
 HOSTILE = "'\";&&e-$ èрт🚒♞中片-j `echo pwned` !x \\back"
-# A store root with spaces, quotes and `$` in it.
-AWKWARD_DIR = "my store 'q' \"dq\" $HOME"
+# A store root with spaces, quotes, `$` and braces in it.
+AWKWARD_DIR = "my store 'q' \"dq\" $HOME {x}"
 
 
 def fake_hash(seed: str) -> str:
