@@ -7,7 +7,7 @@ PKG_CONFIG_PATH, CMAKE_PREFIX_PATH, one setenv). Then the hdenv round trip
 with stores of 10 and 10,000 artifacts. Goals: ratio to Lmod <= 0.5, store
 growth ratio ~1.0.
 
-    .venv/bin/python benchmarks/bench_load.py [--rounds 50]
+    .venv/bin/python benchmarks/bench_load.py [--rounds 100] [--blocks 10]
 """
 
 from __future__ import annotations
@@ -78,9 +78,11 @@ def run_bash(script: str, env: dict[str, str]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--blocks", type=int, default=10,
+                        help="the rounds are split into this many alternating blocks")
     args = parser.parse_args()
-    n = args.rounds
+    n, blocks = args.rounds, args.blocks
 
     with tempfile.TemporaryDirectory(prefix="hdenv-bench-") as tmp:
         base = Path(tmp)
@@ -100,8 +102,8 @@ def main() -> None:
             script += f". {LMOD_INIT}\nmodule use {moddir}\n"
         # Side by side in one bash, alternating blocks; each tool's best block
         # counts, so load from other jobs on the machine hits both alike.
-        block = max(1, n // 5)
-        for i in range(5):
+        block = max(1, n // blocks)
+        for i in range(blocks):
             script += timing_loop(f"hdenv{i}", "hdenv load bench", "hdenv unload bench", block)
             if have_lmod:
                 script += timing_loop(f"lmod{i}", "module load bench", "module unload bench",
@@ -113,14 +115,13 @@ def main() -> None:
         # Alternate short blocks and keep each store's best block, so that a
         # busy machine (other jobs on 2 cores) does not decide the ratio.
         growth: dict[str, float] = {}
-        for _block in range(5):
+        for _block in range(blocks):
             for label, root in (("store10", small), ("store10000", big)):
-                loop = timing_loop(label, "hdenv load bench", "hdenv unload bench",
-                                   max(1, n // 5))
+                loop = timing_loop(label, "hdenv load bench", "hdenv unload bench", block)
                 got = run_bash(f". {init}\n{loop}", {**env, "HDENV_STORE": str(root)})
                 growth[label] = min(growth.get(label, got[label]), got[label])
 
-    print(f"rounds: {n} in 5 alternating blocks, best block counts"
+    print(f"rounds: {n} in {blocks} alternating blocks, best block counts"
           " (ms per load+unload round trip, one bash)")
     print(f"hdenv  load+unload: {side['hdenv']:7.2f} ms")
     if have_lmod:
