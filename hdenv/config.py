@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .configscan import KNOWN_KEYS
 from .errors import UserError
 
 if sys.version_info >= (3, 11):
@@ -18,7 +19,6 @@ else:  # pragma: no cover - exercised on 3.9/3.10 only
     import tomli as tomllib
 
 APP = "hdenv"
-KNOWN_KEYS = {"store", "mirrors", "jobs", "build-jobs", "sandbox"}
 
 
 @dataclass

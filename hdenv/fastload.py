@@ -62,21 +62,35 @@ def store_root(env: Mapping[str, str], default_config: str, default_store: str) 
     """Same precedence as config.load_settings, without platformdirs.
 
     `hdenv init` bakes the platformdirs defaults into the function, so this
-    only reads config.toml (and imports tomllib) when such a file exists.
+    only reads config.toml when such a file exists, and imports tomllib only
+    when that file is more than configscan.py can be sure of.
     """
     if env.get("HDENV_STORE"):
         return lightos.absolute(env["HDENV_STORE"])
     explicit = "HDENV_CONFIG" in env
     cfg = env["HDENV_CONFIG"] if explicit else default_config
     if cfg and (explicit or lightos.exists(cfg)):
+        value = _configured_store(cfg, explicit)
+        if value:
+            return lightos.absolute(str(value))
+    return default_store
+
+
+def _configured_store(cfg: str, explicit: bool) -> object:
+    from .configscan import KNOWN_KEYS, scan
+
+    try:
+        with open(cfg, encoding="utf-8") as f:
+            data = scan(f.read())
+    except (OSError, UnicodeDecodeError):
+        data = None
+    if data is None or not set(data) <= KNOWN_KEYS:  # tomllib reads it or words the error
         from pathlib import Path
 
         from .config import _read_config
 
-        value = _read_config(Path(cfg), explicit).get("store")
-        if value:
-            return lightos.absolute(str(value))
-    return default_store
+        data = _read_config(Path(cfg), explicit)
+    return data.get("store")
 
 
 # -- finding a profile --------------------------------------------------------

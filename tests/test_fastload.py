@@ -108,16 +108,50 @@ def test_main_exit_code_and_message(store: Path) -> None:
     assert proc.stderr.startswith("hdenv: error: unknown REF 'nosuch'")
 
 
-def test_fast_path_imports_stay_light(store: Path) -> None:
-    """No os (see lightos.py), click, jinja2, platformdirs, tomllib or store module on `load`."""
+HEAVY = ("os", "click", "jinja2", "platformdirs", "tomllib", "hdenv.store", "hdenv.config",
+         "shellingham", "hashlib", "tempfile")
+
+
+def fast_load(config: str, default_store: str, env: dict[str, str] | None = None
+              ) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run the shell function's program as it does; also return what it imported."""
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-I", "-S", "-c", shellcmd.FAST_CODE,
-         shellcmd.libdir(), "bash", "/nonexistent/config.toml", str(store), "load", "demo"],
-        capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+         shellcmd.libdir(), "bash", config, default_store, "load", "demo"],
+        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", **(env or {})})
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
                 if line.startswith("import time:")}
+    return proc, imported
+
+
+def test_fast_path_imports_stay_light(store: Path) -> None:
+    """No os (see lightos.py), click, jinja2, platformdirs, tomllib or store module on `load`."""
+    proc, imported = fast_load("/nonexistent/config.toml", str(store))
+    assert proc.returncode == 0, proc.stderr
     assert "hdenv.fastload" in imported
-    for heavy in ("os", "click", "jinja2", "platformdirs", "tomllib", "hdenv.store", "hdenv.config",
-                  "shellingham", "hashlib", "tempfile"):
+    for heavy in HEAVY:
         assert heavy not in imported, heavy
+
+
+def test_store_from_config_toml(store: Path, tmp_path: Path) -> None:
+    """A plain config.toml is read without tomllib; anything else through it, same answer."""
+    config = tmp_path / "config.toml"
+    config.write_text(f"# site settings\nstore = '{store}'  # shared\njobs = 4\n")
+    proc, imported = fast_load(str(config), "/nonexistent/default-store")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{store}/profiles/" in proc.stdout
+    for heavy in HEAVY:
+        assert heavy not in imported, heavy
+
+    escaped = str(store).replace("/", "\\u002F", 1)  # a TOML escape: tomllib's job
+    config.write_text(f'store = "{escaped}"\n')
+    proc, imported = fast_load(str(config), "/nonexistent/default-store")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{store}/profiles/" in proc.stdout and "tomllib" in imported
+
+    config.write_text(f"store = '{store}'\ncolour = 'blue'\n")
+    proc, _ = fast_load(str(config), "/nonexistent/default-store")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == (
+        f"hdenv: error: {config}: unknown setting(s) colour; known: build-jobs, jobs, mirrors,"
+        " sandbox, store")

@@ -1,0 +1,147 @@
+"""Read a simple config.toml without tomllib, for the fast load path.
+
+`import tomllib` (with `re`, `datetime` and `typing` behind it) costs about
+25 ms under `python -I -S`, more than the whole rest of an `hdenv load`, and
+the load only wants `store`. hdenv's settings are top-level strings,
+integers, booleans and arrays of them, so this reads exactly that subset of
+TOML. Anything else (escapes, tables, floats, dates, duplicate keys, ...)
+makes `scan` return None and the caller falls back to tomllib, which either
+reads it or reports the error: this module never guesses.
+"""
+
+from __future__ import annotations
+
+KNOWN_KEYS = frozenset({"store", "mirrors", "jobs", "build-jobs", "sandbox"})
+
+_BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_DIGITS = frozenset("0123456789")
+_KEY_END = " \t="
+_VALUE_END = " \t\r\n,]#"
+
+
+class _Unsupported(Exception):
+    """Outside the subset: let tomllib decide."""
+
+
+class _Scanner:
+    def __init__(self, text: str):
+        self.text = text
+        self.pos = 0
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def skip_blanks(self) -> None:
+        while self.peek() in (" ", "\t") and self.peek():
+            self.pos += 1
+
+    def skip_comment(self) -> None:
+        if self.peek() == "#":
+            end = self.text.find("\n", self.pos)
+            end = len(self.text) if end < 0 else end
+            comment = self.text[self.pos:end].rstrip("\r")
+            if any(c < " " and c != "\t" or c == "\x7f" for c in comment):
+                raise _Unsupported
+            self.pos = end
+
+    def end_of_line(self) -> None:
+        """Blanks, an optional comment, then a newline or the end of the text."""
+        self.skip_blanks()
+        self.skip_comment()
+        if self.text.startswith("\r\n", self.pos):
+            self.pos += 2
+        elif self.peek() == "\n":
+            self.pos += 1
+        elif self.peek():
+            raise _Unsupported
+
+    def skip_space_in_array(self) -> None:
+        while True:
+            self.skip_blanks()
+            self.skip_comment()
+            if self.text.startswith("\r\n", self.pos):
+                self.pos += 2
+            elif self.peek() == "\n":
+                self.pos += 1
+            else:
+                return
+
+    def key(self) -> str:
+        start = self.pos
+        while self.peek() in _BARE_KEY and self.peek():
+            self.pos += 1
+        if self.pos == start or (self.peek() and self.peek() not in _KEY_END):
+            raise _Unsupported  # quoted or dotted keys, or garbage
+        return self.text[start:self.pos]
+
+    def string(self, quote: str) -> str:
+        if self.text.startswith(quote * 3, self.pos):
+            raise _Unsupported  # multi-line strings
+        end = self.text.find(quote, self.pos + 1)
+        if end < 0:
+            raise _Unsupported
+        value = self.text[self.pos + 1:end]
+        if (quote == '"' and "\\" in value) or any(
+                c < " " and c != "\t" or c == "\x7f" for c in value):
+            raise _Unsupported  # escapes and control characters
+        self.pos = end + 1
+        return value
+
+    def scalar(self) -> object:
+        start = self.pos
+        while self.peek() and self.peek() not in _VALUE_END:
+            self.pos += 1
+        word = self.text[start:self.pos]
+        if word in ("true", "false"):
+            return word == "true"
+        digits = word[1:] if word[:1] in ("+", "-") else word
+        if digits and set(digits) <= _DIGITS and (digits == "0" or digits[0] != "0"):
+            return int(word)
+        raise _Unsupported  # floats, dates, inf/nan, underscores, leading zeros
+
+    def value(self) -> object:
+        c = self.peek()
+        if c in ('"', "'"):
+            return self.string(c)
+        if c == "[":
+            self.pos += 1
+            items = []
+            self.skip_space_in_array()
+            while self.peek() != "]":
+                if self.peek() in ("", "["):
+                    raise _Unsupported  # unterminated, or nested arrays
+                items.append(self.value())
+                self.skip_space_in_array()
+                if self.peek() == ",":
+                    self.pos += 1
+                    self.skip_space_in_array()
+                elif self.peek() != "]":
+                    raise _Unsupported
+            self.pos += 1
+            return items
+        return self.scalar()
+
+
+def scan(text: str) -> dict[str, object] | None:
+    """The top-level settings of `text`, or None if it is not plain enough to be sure."""
+    scanner = _Scanner(text[1:] if text.startswith("\ufeff") else text)
+    data: dict[str, object] = {}
+    try:
+        while scanner.peek():
+            scanner.skip_blanks()
+            if scanner.peek() in ("#", "\n", "\r", ""):
+                scanner.end_of_line()
+                continue
+            key = scanner.key()
+            scanner.skip_blanks()
+            if scanner.peek() != "=":
+                raise _Unsupported
+            scanner.pos += 1
+            scanner.skip_blanks()
+            if key in data:
+                raise _Unsupported  # a TOML error: tomllib words it
+            data[key] = scanner.value()
+            scanner.end_of_line()
+    except _Unsupported:
+        return None
+    return data

@@ -1,0 +1,84 @@
+"""configscan reads the plain subset of TOML exactly as tomllib does, and nothing else."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from hdenv.configscan import scan
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SUPPORTED = [
+    "",
+    "# only a comment\n",
+    'store = "/data/hdenv"\n',
+    "store = '/data/my store/$HOME \"q\"'\n",
+    'store = "/dätä/文字/🚒" # trailing comment, with "quotes" and # signs\n',
+    'store = "/a#b"\n',
+    '\ufeffstore = "/bom"\n',
+    'store = "/crlf"\r\njobs = 4\r\n',
+    '  store\t=\t"/tabs"  \n\n\n',
+    "jobs = 0\nbuild-jobs = +3\nsandbox = true\n",
+    "sandbox = false",
+    'mirrors = ["/m1", \'https://m2/x\']\n',
+    'mirrors = [\n  "/m1",  # first\n  "/m2",\n  # a comment line\n]\nstore = "/s"\n',
+    "mirrors = []\n",
+    "mirrors = [ ]\n",
+    'mirrors = ["a", 1, true]\n',
+    "jobs = -0\n",
+]
+
+UNSUPPORTED = [
+    'store = "C:\\\\hdenv"\n',  # escapes
+    'store = """/multi"""\n',
+    "store = '''/multi'''\n",
+    "[section]\nstore = '/x'\n",
+    'a.b = "dotted"\n',
+    '"store" = "/quoted-key"\n',
+    "jobs = 1.5\n",
+    "jobs = 1_000\n",
+    "when = 2024-01-01\n",
+    "x = inf\n",
+    "mirrors = [[\"nested\"]]\n",
+    "x = { a = 1 }\n",
+]
+
+INVALID_TOML = [
+    "store =\n",
+    'store = "/unterminated\n',
+    "store = '/unterminated\n",
+    'store = "/a" "/b"\n',
+    'store = "/a"\nstore = "/b"\n',
+    "jobs = 07\n",
+    "mirrors = [\"a\" \"b\"]\n",
+    "mirrors = [\"a\",\n",
+    "store\n",
+    'store = "/tab\x01"\n',
+    "# bad \x01 control\n",
+    "= 3\n",
+    'store = "/a"\rjobs = 1\n',
+    "sandbox = True\n",
+]
+
+
+@pytest.mark.parametrize("text", SUPPORTED)
+def test_reads_the_subset_as_tomllib_does(text: str) -> None:
+    assert scan(text) == tomllib.loads(text.lstrip("\ufeff"))
+
+
+@pytest.mark.parametrize("text", UNSUPPORTED)
+def test_leaves_valid_but_unusual_toml_to_tomllib(text: str) -> None:
+    tomllib.loads(text)  # valid TOML ...
+    assert scan(text) is None  # ... that this module does not claim to read
+
+
+@pytest.mark.parametrize("text", INVALID_TOML)
+def test_never_accepts_what_toml_rejects(text: str) -> None:
+    with pytest.raises(tomllib.TOMLDecodeError):
+        tomllib.loads(text)
+    assert scan(text) is None
