@@ -4,8 +4,8 @@ Runs in one real bash: N rounds of `hdenv load P; hdenv unload P` through the
 function `hdenv init bash` defines, then N rounds of Lmod's `module load M;
 module unload M` of an equivalent Lua modulefile (prepend PATH, MANPATH,
 PKG_CONFIG_PATH, CMAKE_PREFIX_PATH, one setenv). Then the hdenv round trip
-with stores of 10 and 10,000 artifacts. Goals: ratio to Lmod <= 0.5, store
-growth ratio ~1.0.
+with stores of 10 and 10,000 artifacts, and with the store named in a
+config.toml. Goals: ratio to Lmod <= 0.5, store growth ratio ~1.0.
 
     .venv/bin/python benchmarks/bench_load.py [--rounds 100] [--blocks 10]
 """
@@ -114,11 +114,18 @@ def main() -> None:
 
         # Alternate short blocks and keep each store's best block, so that a
         # busy machine (other jobs on 2 cores) does not decide the ratio.
+        # The same with the store named in a config.toml instead of HDENV_STORE.
+        config = base / "config.toml"
+        config.write_text(f"# site settings\nstore = '{small}'\njobs = 2\n")
+        without_store = {k: v for k, v in env.items() if k != "HDENV_STORE"}
+        cases = (("store10", {**env, "HDENV_STORE": str(small)}),
+                 ("store10000", {**env, "HDENV_STORE": str(big)}),
+                 ("config", {**without_store, "HDENV_CONFIG": str(config)}))
         growth: dict[str, float] = {}
         for _block in range(blocks):
-            for label, root in (("store10", small), ("store10000", big)):
+            for label, case_env in cases:
                 loop = timing_loop(label, "hdenv load bench", "hdenv unload bench", block)
-                got = run_bash(f". {init}\n{loop}", {**env, "HDENV_STORE": str(root)})
+                got = run_bash(f". {init}\n{loop}", case_env)
                 growth[label] = min(growth.get(label, got[label]), got[label])
 
     print(f"rounds: {n} in {blocks} alternating blocks, best block counts"
@@ -135,6 +142,8 @@ def main() -> None:
     print(f"store of 10 artifacts:     {growth['store10']:7.2f} ms")
     print(f"store of 10,000 artifacts: {growth['store10000']:7.2f} ms")
     print(f"ratio 10,000/10:           {g:7.2f}  (goal ~1.0)")
+    print(f"store named in config.toml: {growth['config']:6.2f} ms"
+          f"  (ratio to HDENV_STORE: {growth['config'] / growth['store10']:.2f})")
 
 
 if __name__ == "__main__":
