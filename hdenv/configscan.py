@@ -19,6 +19,11 @@ _KEY_END = " \t="
 _VALUE_END = " \t\r\n,]#"
 
 
+def _has_control(text: str) -> bool:
+    """TOML allows no control characters but tab in strings and comments."""
+    return any(c < " " and c != "\t" or c == "\x7f" for c in text)
+
+
 class _Unsupported(Exception):
     """Outside the subset: let tomllib decide."""
 
@@ -40,31 +45,28 @@ class _Scanner:
             end = self.text.find("\n", self.pos)
             end = len(self.text) if end < 0 else end
             comment = self.text[self.pos:end].rstrip("\r")
-            if any(c < " " and c != "\t" or c == "\x7f" for c in comment):
+            if _has_control(comment):
                 raise _Unsupported
             self.pos = end
 
-    def end_of_line(self) -> None:
-        """Blanks, an optional comment, then a newline or the end of the text."""
+    def rest_of_line(self) -> bool:
+        """Blanks and an optional comment; then consume a newline if there is one."""
         self.skip_blanks()
         self.skip_comment()
-        if self.text.startswith("\r\n", self.pos):
-            self.pos += 2
-        elif self.peek() == "\n":
-            self.pos += 1
-        elif self.peek():
+        for newline in ("\r\n", "\n"):
+            if self.text.startswith(newline, self.pos):
+                self.pos += len(newline)
+                return True
+        return False
+
+    def end_of_line(self) -> None:
+        """The rest of a line, which must end with a newline or the text."""
+        if not self.rest_of_line() and self.peek():
             raise _Unsupported
 
     def skip_space_in_array(self) -> None:
-        while True:
-            self.skip_blanks()
-            self.skip_comment()
-            if self.text.startswith("\r\n", self.pos):
-                self.pos += 2
-            elif self.peek() == "\n":
-                self.pos += 1
-            else:
-                return
+        while self.rest_of_line():
+            pass
 
     def key(self) -> str:
         start = self.pos
@@ -81,8 +83,7 @@ class _Scanner:
         if end < 0:
             raise _Unsupported
         value = self.text[self.pos + 1:end]
-        if (quote == '"' and "\\" in value) or any(
-                c < " " and c != "\t" or c == "\x7f" for c in value):
+        if (quote == '"' and "\\" in value) or _has_control(value):
             raise _Unsupported  # escapes and control characters
         self.pos = end + 1
         return value
