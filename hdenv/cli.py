@@ -108,7 +108,9 @@ def build(ctx: click.Context, stack_file: Path, jobs: int | None, keep_going: bo
             click.echo("nothing to build", err=True)
         return
     report = outcome.report
-    click.echo(f"{len(report.built)} built, {len(report.present)} already present", err=True)
+    captured = f", {len(report.captured)} host captured" if report.captured else ""
+    click.echo(f"{len(report.built)} built{captured}, {len(report.present)} already present",
+               err=True)
     for p in outcome.profiles:
         if p.new_generation:
             click.echo(f"profile {p.name}: generation {p.generation}", err=True)

@@ -26,6 +26,7 @@ from .store import Store
 @dataclass
 class BuildReport:
     built: list[str] = field(default_factory=list)
+    captured: list[str] = field(default_factory=list)  # host software, new in this store
     present: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
@@ -83,12 +84,12 @@ class Progress:
     def waiting(self, nid: str) -> None:
         self._say(f"waiting for another hdenv building {nid}")
 
-    def finish(self, nid: str, built: bool) -> None:
+    def finish(self, nid: str, outcome: str) -> None:
         with self.lock:
             began = self.running.pop(nid, time.monotonic())
             self.done += 1
-        if built:
-            self._say(f"built {nid} ({time.monotonic() - began:.1f}s)")
+        if outcome != "present":
+            self._say(f"{outcome} {nid} ({time.monotonic() - began:.1f}s)")
 
     def fail(self, nid: str) -> None:
         with self.lock:
@@ -104,7 +105,8 @@ class Progress:
 
 
 def _realise(store: Store, node: Node, sources: SourceStore, jobs: int,
-             progress: Progress) -> bool:
+             progress: Progress) -> str:
+    """Make `node` present: "built", "captured" (host software) or "present" (by another run)."""
     if node.kind == "host":
         if node.spec["name"] == host.BASIC_TOOLS_NAME:
             got = host.capture_basic_tools(store)
@@ -114,10 +116,10 @@ def _realise(store: Store, node: Node, sources: SourceStore, jobs: int,
         if got != node.id:
             raise HdenvError(f"host software {node.spec['name']} changed while planning"
                              f" ({node.id} became {got}); run the build again")
-        return False
+        return "captured"
     _, built = build_node(store, node, sources, jobs=jobs,
                           on_wait=lambda: progress.waiting(node.id))
-    return built
+    return "built" if built else "present"
 
 
 def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
@@ -144,7 +146,7 @@ def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
     progress = Progress(len(todo), stream)
     cores = usable_cores()
     stopping = False
-    running: dict[Future[bool], str] = {}
+    running: dict[Future[str], str] = {}
 
     def skip_dependents(nid: str) -> None:
         for dep in dependents[nid]:
@@ -172,7 +174,7 @@ def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
                 for fut in finished:
                     nid = running.pop(fut)
                     try:
-                        built = fut.result()
+                        outcome = fut.result()
                     except HdenvError as e:
                         progress.fail(nid)
                         report.failed[nid] = e.render()
@@ -181,16 +183,16 @@ def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
                         if not keep_going:
                             stopping = True
                         continue
-                    progress.finish(nid, built)
-                    (report.built if built else report.present).append(nid)
+                    progress.finish(nid, outcome)
+                    {"built": report.built, "captured": report.captured,
+                     "present": report.present}[outcome].append(nid)
                     for dep in dependents[nid]:
                         waiting_on[dep].discard(nid)
                         if not waiting_on[dep] and dep not in report.skipped:
                             ready.append(dep)
     finally:
         progress.close()
-    for nid in todo:
-        if nid not in report.built and nid not in report.present and nid not in report.failed \
-                and nid not in report.skipped:
-            report.skipped.append(nid)
+    accounted = {*report.built, *report.captured, *report.present, *report.failed,
+                 *report.skipped}
+    report.skipped += [nid for nid in todo if nid not in accounted]
     return report

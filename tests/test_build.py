@@ -30,6 +30,7 @@ def test_demo_builds_runs_and_is_cached(run_hdenv: Runner, tmp_path: Path) -> No
     first = run_hdenv("build", str(stack), check=True)
     name, phash = first.stdout.split()
     assert name == "demo" and len(phash) == 32
+    assert "2 built, 2 host captured, 0 already present" in first.stderr  # gcc, posix-tools
     ids = artifact_ids(run_hdenv)
     assert any(i.startswith("greet/1.0/") for i in ids)
     assert any(i.startswith("libgreet/1.0/") for i in ids)
@@ -50,7 +51,7 @@ def test_demo_builds_runs_and_is_cached(run_hdenv: Runner, tmp_path: Path) -> No
     # second build: nothing runs
     second = run_hdenv("build", str(stack), check=True)
     assert second.stdout == first.stdout
-    assert "0 built" in second.stderr
+    assert "0 built, 4 already present" in second.stderr
     assert "building" not in second.stderr.replace("0 built", "")
 
 
@@ -143,7 +144,7 @@ def test_gnu_hello_and_lua_from_mirror(run_hdenv: Runner, tmp_path: Path,
                          text=True).stdout
     assert out == "1024.0\tLua 5.4\n"
     second = run_hdenv("build", str(stack), env=env, check=True)
-    assert "0 built" in second.stderr
+    assert "0 built, 4 already present" in second.stderr
 
 
 FAILING = """
