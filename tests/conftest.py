@@ -16,7 +16,27 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_SOURCES = REPO.parent / "shared" / "sources"
+
+
+def _find_shared_sources() -> Path:
+    """The offline mirror of upstream releases, `../shared/sources`.
+
+    Looked for beside this checkout, then beside the repository it was cloned
+    from (CI tests a fresh clone made elsewhere); HDENV_TEST_SOURCES overrides.
+    """
+    if os.environ.get("HDENV_TEST_SOURCES"):
+        return Path(os.environ["HDENV_TEST_SOURCES"])
+    candidates = [REPO.parent / "shared" / "sources"]
+    git = shutil.which("git")
+    origin = subprocess.run([git, "-C", str(REPO), "config", "--get", "remote.origin.url"],
+                            capture_output=True, text=True).stdout.strip() if git else ""
+    origin = origin.removeprefix("file://")
+    if origin.startswith("/"):  # a local clone; not ssh or https
+        candidates.append(Path(origin).resolve().parent / "shared" / "sources")
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+SHARED_SOURCES = _find_shared_sources()
 EXAMPLES = REPO / "examples"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require
+from conftest import SHARED_SOURCES, require
 
 from hdenv import host
 from hdenv.artifacts import install_artifact
@@ -27,8 +27,6 @@ from hdenv.profiles import create_profile, list_generations, profile_spec, rollb
 from hdenv.pyprofile import rewrite_scripts, single_python
 from hdenv.store import Store
 
-SOURCES = Path(__file__).resolve().parents[2] / "shared" / "sources"
-CI = os.environ.get("CI") == "true"
 REAL_PYTHON = os.path.realpath(sys.executable)
 PYVER = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
@@ -62,7 +60,7 @@ BUILD_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LC_ALL": "C"}
 
 
 def build_hello(store: Store, work: Path) -> str:
-    tarball = SOURCES / "hello-2.10.tar.gz"
+    tarball = SHARED_SOURCES / "hello-2.10.tar.gz"
     script = './configure --prefix="$PREFIX" && make -j2 && make install'
     spec = build_spec("hello", "2.10", tarball, script)
 
@@ -74,7 +72,7 @@ def build_hello(store: Store, work: Path) -> str:
 
 
 def build_lua(store: Store, work: Path) -> str:
-    tarball = SOURCES / "lua-5.4.4.tar.gz"
+    tarball = SHARED_SOURCES / "lua-5.4.4.tar.gz"
     script = 'make -j2 linux && make install INSTALL_TOP="$PREFIX"'
     spec = build_spec("lua", "5.4.4", tarball, script)
 
@@ -87,7 +85,7 @@ def build_lua(store: Store, work: Path) -> str:
 
 def build_six(store: Store, python_id: str, work: Path) -> str:
     """six installed with the real interpreter into its own prefix (plain layout, no egg)."""
-    tarball = SOURCES / "six-1.16.0.tar.gz"
+    tarball = SHARED_SOURCES / "six-1.16.0.tar.gz"
     script = ('python3 setup.py install --prefix "$PREFIX" '
               "--single-version-externally-managed --record installed.txt")
     spec = build_spec("six", "1.16.0", tarball, script, deps=[python_id])
@@ -134,7 +132,7 @@ def build_greet(store: Store, work: Path, cflags: str) -> str:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for tarball in ("hello-2.10.tar.gz", "lua-5.4.4.tar.gz", "six-1.16.0.tar.gz"):
-        need((SOURCES / tarball).is_file(), f"{SOURCES / tarball} is missing")
+        need((SHARED_SOURCES / tarball).is_file(), f"{SHARED_SOURCES / tarball} is missing")
     for tool in ("gcc", "make", "tar"):
         need(shutil.which(tool) is not None, f"{tool} is not installed")
     need(PYVER.startswith("3."), "needs CPython 3")

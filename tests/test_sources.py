@@ -14,19 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import require, require_tool
+from conftest import SHARED_SOURCES, require, require_tool
 
 from hdenv.errors import BuildError, UserError
 from hdenv.sources import SourceDecl, SourceStore, parse_key
 from hdenv.store import Store
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "sources"
-CI = os.environ.get("CI") == "true"
-
 
 def need_shared() -> Path:
-    require((SHARED / "SHA256SUMS").is_file(), f"{SHARED} is not present")
-    return SHARED
+    require((SHARED_SOURCES / "SHA256SUMS").is_file(), f"{SHARED_SOURCES} is not present")
+    return SHARED_SOURCES
 
 
 def need_git() -> None:
