@@ -6,17 +6,11 @@ Kept free of click so the core and the fast load path can both use it.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .configscan import KNOWN_KEYS
+from .configscan import read_config
 from .errors import UserError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.9/3.10 only
-    import tomli as tomllib
 
 APP = "hdenv"
 
@@ -61,27 +55,6 @@ def default_store() -> Path:
     return Path(platformdirs.user_data_dir(APP))
 
 
-def _read_config(path: Path, explicit: bool) -> dict[str, object]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if explicit:
-            raise UserError("config file does not exist", file=str(path)) from None
-        return {}
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"invalid TOML: {e}", file=str(path)) from None
-    unknown = set(data) - KNOWN_KEYS
-    if unknown:
-        raise UserError(
-            f"unknown setting(s) {', '.join(sorted(unknown))};"
-            f" known: {', '.join(sorted(KNOWN_KEYS))}",
-            file=str(path),
-        )
-    return data
-
-
 def load_settings(
     *, store: str | None = None, jobs: int | None = None, mirrors: list[str] | None = None
 ) -> Settings:
@@ -89,7 +62,7 @@ def load_settings(
     env = os.environ
     explicit = "HDENV_CONFIG" in env
     cfg_path = Path(env["HDENV_CONFIG"]) if explicit else default_config_file()
-    cfg = _read_config(cfg_path, explicit)
+    cfg = read_config(str(cfg_path), explicit)
 
     store_value = store or env.get("HDENV_STORE") or cfg.get("store")
     store_path = Path(str(store_value)).expanduser() if store_value else default_store()

@@ -1,15 +1,17 @@
-"""Read a simple config.toml without tomllib, for the fast load path.
+"""Read config.toml: without tomllib when the file is plain, as it nearly always is.
 
 `import tomllib` (with `re`, `datetime` and `typing` behind it) costs about
 25 ms under `python -I -S`, more than the whole rest of an `hdenv load`, and
 the load only wants `store`. hdenv's settings are top-level strings,
 integers, booleans and arrays of them, so this reads exactly that subset of
 TOML. Anything else (escapes, tables, floats, dates, duplicate keys, ...)
-makes `scan` return None and the caller falls back to tomllib, which either
-reads it or reports the error: this module never guesses.
+makes `scan` return None and `read_config` falls back to tomllib, which
+either reads it or reports the error: this module never guesses.
 """
 
 from __future__ import annotations
+
+from .errors import UserError
 
 KNOWN_KEYS = frozenset({"store", "mirrors", "jobs", "build-jobs", "sandbox"})
 
@@ -146,3 +148,42 @@ def scan(text: str) -> dict[str, object] | None:
     except _Unsupported:
         return None
     return data
+
+
+def read_config(path: str, explicit: bool) -> dict[str, object]:
+    """The settings in `path`; {} when an implicit (default) file is absent.
+
+    A missing explicit file, bad TOML or an unknown setting is a UserError
+    naming the file.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        if explicit:
+            raise UserError("config file does not exist", file=path) from None
+        return {}
+    data = scan(text)
+    if data is None:
+        data = _parse_with_tomllib(text, path)
+    unknown = set(data) - KNOWN_KEYS
+    if unknown:
+        raise UserError(
+            f"unknown setting(s) {', '.join(sorted(unknown))};"
+            f" known: {', '.join(sorted(KNOWN_KEYS))}",
+            file=path,
+        )
+    return data
+
+
+def _parse_with_tomllib(text: str, path: str) -> dict[str, object]:
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.9/3.10 only
+        import tomli as tomllib
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"invalid TOML: {e}", file=path) from None

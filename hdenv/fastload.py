@@ -70,27 +70,12 @@ def store_root(env: Mapping[str, str], default_config: str, default_store: str) 
     explicit = "HDENV_CONFIG" in env
     cfg = env["HDENV_CONFIG"] if explicit else default_config
     if cfg and (explicit or lightos.exists(cfg)):
-        value = _configured_store(cfg, explicit)
+        from .configscan import read_config
+
+        value = read_config(cfg, explicit).get("store")
         if value:
             return lightos.absolute(str(value))
     return default_store
-
-
-def _configured_store(cfg: str, explicit: bool) -> object:
-    from .configscan import KNOWN_KEYS, scan
-
-    try:
-        with open(cfg, encoding="utf-8") as f:
-            data = scan(f.read())
-    except (OSError, UnicodeDecodeError):
-        data = None
-    if data is None or not set(data) <= KNOWN_KEYS:  # tomllib reads it or words the error
-        from pathlib import Path
-
-        from .config import _read_config
-
-        data = _read_config(Path(cfg), explicit)
-    return data.get("store")
 
 
 # -- finding a profile --------------------------------------------------------
@@ -145,23 +130,26 @@ def _artifact(root: str, ref: str) -> Profile:
     return Profile(found.ident, None, str(found.path), {}, None)
 
 
+def _named_profile(root: str, name: str, entry: str) -> Profile | None:
+    """The profile `names/NAME/ENTRY` (`current` or a generation number) points at."""
+    link = lightos.join(root, "names", name, entry)
+    if not lightos.lexists(link):
+        return None
+    hash_ = lightos.basename(lightos.final_target(link))
+    return read_profile(root, hash_, name) if lightos.is_file(_meta(root, hash_)) else None
+
+
 def resolve(root: str, ref: str) -> Profile:
     """A profile name, NAME/N, a profile hash or unique prefix, or an artifact id."""
     if not ref:
         raise UserError("empty REF")
     name, _, generation = ref.partition("/")
-    if generation.isdigit():
-        link = lightos.join(root, "names", name, str(int(generation)))
-        if lightos.lexists(link):
-            return read_profile(root, lightos.basename(lightos.final_target(link)), name)
+    if generation.isdigit() or "/" not in ref:  # NAME/N or NAME
+        named = _named_profile(root, name, str(int(generation)) if generation else "current")
+        if named is not None:
+            return named
     if "/" in ref:
-        return _artifact(root, ref)
-    current = lightos.join(root, "names", ref, "current")
-    if lightos.lexists(current):
-        target = lightos.final_target(current)
-        hash_ = lightos.basename(target)
-        if lightos.is_file(lightos.join(target, ".hdenv", "profile.json")):
-            return read_profile(root, hash_, ref)
+        return _artifact(root, ref)  # also words a missing NAME/N
     if is_hash_like(ref):
         if len(ref) < MIN_PREFIX:
             raise UserError(f"hash prefix {ref!r} is too short (at least {MIN_PREFIX} characters)")

@@ -176,10 +176,9 @@ class Store:
             return self._resolve_generation(ref, name, generation)
         if "/" in ref:
             return self._resolve_artifact(ref)
-        if "/" not in ref and (self.names / ref).is_dir():
-            target = self.name_current(ref)
-            if target is not None and (target / META_DIR / PROFILE_META).is_file():
-                return Ref("profile", target.name, target, name=ref)
+        named = self._named_profile(ref, "current")
+        if named is not None:
+            return named
         if is_hash_like(ref):
             if len(ref) < MIN_PREFIX:
                 raise UserError(f"hash prefix {ref!r} is too short"
@@ -193,13 +192,22 @@ class Store:
 
     def _resolve_generation(self, ref: str, name: str, generation: str) -> Ref:
         """NAME/N, as Lmod's NAME/VERSION: the name's generation N, current or not."""
-        link = self.names / name / str(int(generation))
+        named = self._named_profile(name, str(int(generation)))
+        if named is not None:
+            return named
+        if self.name_current(name) is None:
+            raise UserError(f"unknown REF {ref!r}: no profile named {name!r}")
+        raise UserError(f"profile {name!r} has no generation {int(generation)}"
+                        f" (see `hdenv profile generations {name}`)")
+
+    def _named_profile(self, name: str, entry: str) -> Ref | None:
+        """The profile `names/NAME/ENTRY` (`current` or a generation number) points at."""
+        link = self.names / name / entry
+        if not os.path.lexists(link):
+            return None
         target = Path(os.path.realpath(link))
-        if not os.path.lexists(link) or not (target / META_DIR / PROFILE_META).is_file():
-            if self.name_current(name) is None:
-                raise UserError(f"unknown REF {ref!r}: no profile named {name!r}")
-            raise UserError(f"profile {name!r} has no generation {int(generation)}"
-                            f" (see `hdenv profile generations {name}`)")
+        if not (target / META_DIR / PROFILE_META).is_file():
+            return None
         return Ref("profile", target.name, target, name=name)
 
     def _resolve_artifact(self, ref: str) -> Ref:
