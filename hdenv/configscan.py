@@ -163,6 +163,10 @@ def read_config(path: str, explicit: bool) -> dict[str, object]:
         if explicit:
             raise UserError("config file does not exist", file=path) from None
         return {}
+    except UnicodeDecodeError:
+        raise UserError("not UTF-8 text", file=path) from None
+    except OSError as e:
+        raise UserError(f"cannot read: {e.strerror}", file=path) from None
     data = scan(text)
     if data is None:
         data = _parse_with_tomllib(text, path)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
-from hdenv.configscan import scan
+from hdenv.configscan import read_config, scan
+from hdenv.errors import UserError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -82,3 +84,17 @@ def test_never_accepts_what_toml_rejects(text: str) -> None:
     with pytest.raises(tomllib.TOMLDecodeError):
         tomllib.loads(text)
     assert scan(text) is None
+
+
+def test_read_config_errors_name_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    assert read_config(str(config), explicit=False) == {}
+    with pytest.raises(UserError, match="config file does not exist"):
+        read_config(str(config), explicit=True)
+    config.write_bytes(b"store = '/caf\xe9'\n")  # Latin-1, not UTF-8
+    with pytest.raises(UserError, match="not UTF-8 text") as exc:
+        read_config(str(config), explicit=True)
+    assert exc.value.file == str(config)
+    config.write_text("store = '/x'\n[table]\nk = 1.5\n")  # tomllib's to read
+    with pytest.raises(UserError, match="unknown setting.s. table"):
+        read_config(str(config), explicit=True)
