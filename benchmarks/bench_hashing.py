@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hdenv.hashing import sha256_file
-from hdenv.sources import SourceStore
-from hdenv.store import Store
+from hdenv.store.hashing import sha256_file
+from hdenv.store.layout import Store
+from hdenv.store.sources import SourceStore
 
 GOAL = 0.9
 

@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hdenv import shellcmd
+from hdenv.shell import shellcmd
 
 LMOD_INIT = Path("/usr/share/lmod/lmod/init/bash")
 HASH = "benchbenchbenchbenchbenchbench22"

@@ -7,7 +7,7 @@ lib/python3.11/site-packages/) and private ones (include/pkgN/, share/pkgN/...).
 Each contender runs in a fresh destination, best of R runs, in the same process:
 
 - ``cp -rs``          GNU cp making a symlink per file (the baseline);
-- ``farm``            hdenv.farm.build_farm, as profiles use it (tree folding);
+- ``farm``            hdenv.profile.farm.build_farm, as profiles use it (tree folding);
 - ``farm, no fold``   the same, one symlink per file (what cp -rs does);
 - ``create_profile``  the whole thing: spec, farm, Python venv, metadata, rename.
 
@@ -25,11 +25,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hdenv.artifacts import install_artifact
-from hdenv.farm import Member, build_farm
-from hdenv.fsutil import remove_tree
-from hdenv.profiles import create_profile, profile_spec
-from hdenv.store import Store
+from hdenv.profile.farm import Member, build_farm
+from hdenv.profile.profiles import create_profile, profile_spec
+from hdenv.store.artifacts import install_artifact
+from hdenv.store.fsutil import remove_tree
+from hdenv.store.layout import Store
 
 LANGS = ["de", "fr", "es", "it", "ja", "ko", "pl", "pt", "ru", "zh_CN"]
 

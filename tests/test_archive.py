@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from hdenv.archive import detect_format, unpack
 from hdenv.errors import UserError
+from hdenv.store.archive import detect_format, unpack
 
 SCRIPT = b"#!/bin/sh\necho configured\n"
 

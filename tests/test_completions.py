@@ -20,7 +20,7 @@ import pytest
 from conftest import require_tool
 from shellfixtures import build_profiles
 
-from hdenv.cli import cli as cli_group
+from hdenv.cli.main import cli as cli_group
 
 VENV_BIN = str(Path(sys.executable).parent)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hdenv import envdiff
-from hdenv.envdiff import LoadRecord
+from hdenv.shell import envdiff
+from hdenv.shell.envdiff import LoadRecord
 
 
 def load(env: dict[str, str], hash_: str, entries: dict[str, str],
@@ -99,7 +99,7 @@ def test_records_survive_an_interpreter_without_the_json_accelerator() -> None:
     envdiff.store_records(env, records)
     code = (
         "import sys; sys.modules['_json'] = None\n"
-        "from hdenv import envdiff\n"
+        "from hdenv.shell import envdiff\n"
         "assert envdiff._json is None\n"
         "records = envdiff.decode(sys.argv[1])\n"
         "env = {}\n"

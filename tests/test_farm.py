@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hdenv.errors import UserError
-from hdenv.farm import Member, build_farm
+from hdenv.profile.farm import Member, build_farm
 
 
 def make_tree(root: Path, files: dict[str, str]) -> Path:

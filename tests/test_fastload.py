@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from shellfixtures import make_profile
 
-from hdenv import envdiff, fastload, shellcmd
 from hdenv.errors import UserError
-from hdenv.shells import get_shell
+from hdenv.shell import envdiff, fastload, shellcmd
+from hdenv.shell.quoting import get_shell
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def test_main_exit_code_and_message(store: Path) -> None:
     assert proc.stderr.startswith("hdenv: error: unknown REF 'nosuch'")
 
 
-HEAVY = ("os", "click", "jinja2", "platformdirs", "tomllib", "hdenv.store", "hdenv.config",
+HEAVY = ("os", "click", "jinja2", "platformdirs", "tomllib", "hdenv.store", "hdenv.store.layout", "hdenv.config",
          "shellingham", "hashlib", "tempfile")
 
 
@@ -128,7 +128,7 @@ def test_fast_path_imports_stay_light(store: Path) -> None:
     """No os (see lightos.py), click, jinja2, platformdirs, tomllib or store module on `load`."""
     proc, imported = fast_load("/nonexistent/config.toml", str(store))
     assert proc.returncode == 0, proc.stderr
-    assert "hdenv.fastload" in imported
+    assert "hdenv.shell.fastload" in imported
     for heavy in HEAVY:
         assert heavy not in imported, heavy
 

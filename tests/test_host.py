@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import require_tool
 
-from hdenv import host
+from hdenv.build import host
 from hdenv.errors import BuildError, UserError
-from hdenv.store import Store
+from hdenv.store.layout import Store
 
 COMPILERS = {"cc", "gcc", "g++", "c++", "cpp", "clang", "as", "ld", "ld.bfd", "ld.gold",
              "ar", "nm", "strip", "ranlib", "tcc", "icc"}

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from hdenv import lightos
+from hdenv.shell import lightos
 
 
 def test_environ_decodes_like_os_environ_even_for_bad_bytes() -> None:
-    code = ("import os, sys; sys.path.insert(0, sys.argv[1]); from hdenv import lightos;"
+    code = ("import os, sys; sys.path.insert(0, sys.argv[1]); from hdenv.shell import lightos;"
             "print(lightos.environ() == dict(os.environ), ascii(lightos.environ()['ODD']))")
     env = {b"ODD": b"caf\xe9 \xff", b"PLAIN": "èрт🚒".encode(), b"LANG": b"C.UTF-8"}
-    package_parent = str(Path(lightos.__file__).resolve().parent.parent)
+    package_parent = str(Path(lightos.__file__).resolve().parents[2])
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code, package_parent], env=env,
                          capture_output=True, text=True, check=True).stdout
     assert out == "True 'caf\\udce9 \\udcff'\n"

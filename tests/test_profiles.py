@@ -11,10 +11,8 @@ from typing import Any
 
 import pytest
 
-from hdenv.artifacts import install_artifact
 from hdenv.errors import UserError
-from hdenv.fsutil import read_json
-from hdenv.profiles import (
+from hdenv.profile.profiles import (
     create_profile,
     list_generations,
     profile_hash,
@@ -24,7 +22,9 @@ from hdenv.profiles import (
     rollback,
     set_current,
 )
-from hdenv.store import Store
+from hdenv.store.artifacts import install_artifact
+from hdenv.store.fsutil import read_json
+from hdenv.store.layout import Store
 
 
 def artifact(store: Store, name: str, files: dict[str, str], deps: list[str] | None = None,
@@ -123,8 +123,8 @@ def test_missing_artifact_is_user_error(store: Store) -> None:
 
 def test_concurrent_creation_yields_one_profile(store: Store, arts: dict[str, str]) -> None:
     spec = profile_spec([arts["other"], arts["app"]], {}, None)
-    code = ("import sys, json; from pathlib import Path; from hdenv.store import Store; "
-            "from hdenv.profiles import create_profile; "
+    code = ("import sys, json; from pathlib import Path; from hdenv.store.layout import Store; "
+            "from hdenv.profile.profiles import create_profile; "
             "print(create_profile(Store(Path(sys.argv[1])), json.loads(sys.argv[2])))")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(store.root), json.dumps(spec)],
                               stdout=subprocess.PIPE, text=True) for _ in range(4)]

@@ -18,14 +18,20 @@ from typing import Any
 import pytest
 from conftest import SHARED_SOURCES, require
 
-from hdenv import host
-from hdenv.artifacts import install_artifact
+from hdenv.build import host
 from hdenv.errors import UserError
-from hdenv.farm import Member
-from hdenv.hashing import sha256_file
-from hdenv.profiles import create_profile, list_generations, profile_spec, rollback, set_current
-from hdenv.pyprofile import rewrite_scripts, single_python
-from hdenv.store import Store
+from hdenv.profile.farm import Member
+from hdenv.profile.profiles import (
+    create_profile,
+    list_generations,
+    profile_spec,
+    rollback,
+    set_current,
+)
+from hdenv.profile.pyprofile import rewrite_scripts, single_python
+from hdenv.store.artifacts import install_artifact
+from hdenv.store.hashing import sha256_file
+from hdenv.store.layout import Store
 
 REAL_PYTHON = os.path.realpath(sys.executable)
 PYVER = f"{sys.version_info[0]}.{sys.version_info[1]}"

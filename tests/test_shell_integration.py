@@ -73,7 +73,7 @@ class Syntax:
         self.name = name
 
     def q(self, value: str) -> str:
-        from hdenv.shells import get_shell
+        from hdenv.shell.quoting import get_shell
 
         return get_shell(self.name).quote(value)
 

@@ -9,9 +9,9 @@ import pytest
 from conftest import require_tool
 from shellfixtures import AWKWARD_DIR, HOSTILE, make_profile
 
-from hdenv import shellcmd
 from hdenv.errors import UserError
-from hdenv.shells import get_shell, supported
+from hdenv.shell import shellcmd
+from hdenv.shell.quoting import get_shell, supported
 
 NASTY = [HOSTILE, "", "plain", "trailing\\", "\\\\double", "'", "''", "\\'", "a b\tc",
          "$(echo x)", "${HOME}", "!!", "!$", "*?[a]", "~", "-n", "%s", "a;b|c&d", "#x"]

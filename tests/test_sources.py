@@ -17,8 +17,8 @@ import pytest
 from conftest import SHARED_SOURCES, require, require_tool
 
 from hdenv.errors import BuildError, UserError
-from hdenv.sources import SourceDecl, SourceStore, parse_key
-from hdenv.store import Store
+from hdenv.store.layout import Store
+from hdenv.store.sources import SourceDecl, SourceStore, parse_key
 
 
 def need_shared() -> Path:

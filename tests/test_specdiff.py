@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from hdenv.artifacts import install_artifact
 from hdenv.errors import UserError
-from hdenv.profiles import create_profile, profile_spec, set_current
-from hdenv.specdiff import diff, graph_dot, spec_diff
-from hdenv.store import Store
+from hdenv.profile.profiles import create_profile, profile_spec, set_current
+from hdenv.profile.specdiff import diff, graph_dot, spec_diff
+from hdenv.store.artifacts import install_artifact
+from hdenv.store.layout import Store
 
 KEY_A = "sha256:" + "a" * 64
 KEY_B = "sha256:" + "b" * 64

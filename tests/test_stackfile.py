@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from hdenv.build.stackfile import PROFILE_PLACEHOLDER, load_stack
 from hdenv.errors import UserError
-from hdenv.stackfile import PROFILE_PLACEHOLDER, load_stack
 
 BASE = """\
 [stack]

@@ -11,16 +11,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
+from ..resources import data_dir
+from ..store.layout import Store
 from . import envdiff, fastload
-from .errors import UserError
-from .resources import data_dir
-from .shells import Shell, get_shell, supported
-from .store import Store
+from .quoting import Shell, get_shell, supported
 
 # What the shell function runs; the library directory comes in as argv[1] so the
 # code itself is a constant that needs no quoting beyond the shell's own.
 FAST_CODE = ("import sys;sys.path.insert(0,sys.argv[1]);"
-             "from hdenv.fastload import main;main(sys.argv[2:])")
+             "from hdenv.shell.fastload import main;main(sys.argv[2:])")
 TEMPLATES = {"bash": "bash.sh.j2", "zsh": "zsh.zsh.j2", "fish": "fish.fish.j2",
              "tcsh": "tcsh.csh.j2"}
 COMPLETIONS = {"bash": "hdenv.bash", "zsh": "_hdenv", "fish": "hdenv.fish"}
@@ -40,12 +40,12 @@ def detect_shell() -> str:
 
 def libdir() -> str:
     """The directory holding the `hdenv` package, for `python -S` to import it."""
-    return str(Path(fastload.__file__).resolve().parent.parent)
+    return str(Path(fastload.__file__).resolve().parents[2])
 
 
 def init_code(shell_name: str | None = None, *, completion: bool = True) -> str:
     """The code `eval "$(hdenv init SHELL)"` runs to define the function."""
-    from .config import default_config_file, default_store
+    from ..config import default_config_file, default_store
 
     name = shell_name or detect_shell()
     shell = get_shell(name)
@@ -97,7 +97,7 @@ def loaded_text(records: list[dict[str, Any]], as_json: bool) -> str:
 
 def _generations(store: Store, name: str) -> list[tuple[int, str]]:
     """(number, profile hash) of each generation of `name`, oldest first."""
-    from .profiles import list_generations
+    from ..profile.profiles import list_generations
 
     return [(g.number, g.hash) for g in list_generations(store, name)]
 

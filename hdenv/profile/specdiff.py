@@ -18,10 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UserError
-from .fsutil import read_json
-from .hashing import HASH_CHARS, is_hash_like
-from .store import META_DIR, PROFILE_META, Store, split_id
+from ..errors import UserError
+from ..store.fsutil import read_json
+from ..store.hashing import HASH_CHARS, is_hash_like
+from ..store.layout import META_DIR, PROFILE_META, Store, split_id
 
 MISSING: Any = object()
 MAX_DEPTH = 12

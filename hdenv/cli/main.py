@@ -14,10 +14,12 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .config import Settings, load_settings
-from .errors import HdenvError, UserError
-from .store import Store
+from .. import __version__
+from ..config import Settings, load_settings
+from ..errors import HdenvError, UserError
+from ..store.layout import Store
+from . import profile as profile_cmds
+from . import shell as shell_cmds
 
 
 class HdenvGroup(click.Group):
@@ -91,7 +93,7 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 def build(ctx: click.Context, stack_file: Path, jobs: int | None, keep_going: bool,
           dry_run: bool, sets: tuple[str, ...]) -> None:
     """Build every package and profile of STACK_FILE; print `NAME HASH` per profile."""
-    from .stackbuild import BuildFailed, build_stack
+    from ..build.stackbuild import BuildFailed, build_stack
 
     settings = settings_of(ctx, jobs)
     try:
@@ -123,7 +125,7 @@ def build(ctx: click.Context, stack_file: Path, jobs: int | None, keep_going: bo
 @click.pass_context
 def fetch(ctx: click.Context, url: str, sha256: str | None) -> None:
     """Store a source archive and print its key."""
-    from .sources import SourceStore
+    from ..store.sources import SourceStore
 
     settings = settings_of(ctx)
     store = Store(settings.store).ensure()
@@ -143,7 +145,7 @@ def host_group() -> None:
 def host_capture(ctx: click.Context, name: str, programs: tuple[str, ...],
                  family: str | None) -> None:
     """Capture PROGRAMS (names on PATH or absolute paths) as host artifact NAME."""
-    from . import host
+    from ..build import host
 
     store = store_of(ctx).ensure()
     click.echo(host.capture(store, name, list(programs), family=family))
@@ -156,7 +158,7 @@ def host_capture(ctx: click.Context, name: str, programs: tuple[str, ...],
 @click.pass_context
 def list_cmd(ctx: click.Context, what: str, as_json: bool) -> None:
     """List artifacts (id first), named profiles (`NAME HASH GEN PATH`) or names."""
-    from . import inspect
+    from ..store import inspect
 
     rows = inspect.list_rows(store_of(ctx), what)
     if as_json:
@@ -172,7 +174,7 @@ def list_cmd(ctx: click.Context, what: str, as_json: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Spec, dependencies, path, size and generation history of REF."""
-    from . import inspect
+    from ..store import inspect
 
     info = inspect.show(store_of(ctx), ref)
     if as_json:
@@ -194,7 +196,7 @@ def path(ctx: click.Context, ref: str) -> None:
 @click.pass_context
 def verify(ctx: click.Context, ref: str | None) -> None:
     """Check artifacts against their manifests (all, or REF's closure)."""
-    from . import inspect
+    from ..store import inspect
 
     problems, checked = inspect.verify(store_of(ctx), ref)
     for p in problems:
@@ -204,24 +206,11 @@ def verify(ctx: click.Context, ref: str | None) -> None:
         sys.exit(1)
 
 
-def _register_optional() -> None:
-    """Commands that live in their own modules (shell integration, profiles)."""
-    import importlib
-
-    for module, names in (("hdenv.cli_shell", ("init", "load", "unload", "swap", "purge",
-                                                 "loaded", "avail", "env")),
-                          ("hdenv.cli_profile", ("profile", "diff", "graph"))):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        for name in names:
-            cmd = getattr(mod, name, None) or getattr(mod, f"{name}_cmd", None)
-            if isinstance(cmd, click.Command):
-                cli.add_command(cmd, name)
-
-
-_register_optional()
+for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
+                shell_cmds.swap_cmd, shell_cmds.purge_cmd, shell_cmds.loaded_cmd,
+                shell_cmds.avail_cmd, shell_cmds.env_cmd,
+                profile_cmds.profile, profile_cmds.diff, profile_cmds.graph):
+    cli.add_command(command)
 
 
 def main() -> None:

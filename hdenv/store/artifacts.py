@@ -30,7 +30,7 @@ from .fsutil import (
     remove_tree,
 )
 from .hashing import CHUNK, spec_hash
-from .store import ARTIFACT_META, META_DIR, Store
+from .layout import ARTIFACT_META, META_DIR, Store
 
 Populate = Callable[[Path, int], None]
 """populate(prefix, lock_fd): fill `prefix`; `lock_fd` may be passed to child processes."""

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import artifact_id, install_artifact
-from .errors import BuildError, UserError
-from .fsutil import atomic_write_json
-from .hashing import sha256_file
-from .store import Store
+from ..errors import BuildError, UserError
+from ..store.artifacts import artifact_id, install_artifact
+from ..store.fsutil import atomic_write_json
+from ..store.hashing import sha256_file
+from ..store.layout import Store
 
 BASIC_TOOLS_NAME = "posix-tools"
 

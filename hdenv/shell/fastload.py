@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import sys
 
+from ..errors import UserError
 from . import envdiff, lightos
 from .envdiff import LoadRecord
-from .errors import UserError
-from .shells import Shell, get_shell
-from .shells.base import check_name
+from .quoting import Shell, get_shell
+from .quoting.base import check_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: collections.abc costs ms on every load
@@ -70,7 +70,7 @@ def store_root(env: Mapping[str, str], default_config: str, default_store: str) 
     explicit = "HDENV_CONFIG" in env
     cfg = env["HDENV_CONFIG"] if explicit else default_config
     if cfg and (explicit or lightos.exists(cfg)):
-        from .configscan import read_config
+        from ..configscan import read_config
 
         value = read_config(cfg, explicit).get("store")
         if value:
@@ -124,7 +124,7 @@ def _artifact(root: str, ref: str) -> Profile:
     """Loading a bare artifact is rare: take the full store module for it."""
     from pathlib import Path
 
-    from .store import Store
+    from ..store.layout import Store
 
     found = Store(Path(root)).resolve(ref)
     return Profile(found.ident, None, str(found.path), {}, None)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .errors import UserError
+from ..errors import UserError
 
 COPY_CHUNK = 1 << 20
 MAX_LINK_HOPS = 40

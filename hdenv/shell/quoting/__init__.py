@@ -7,7 +7,7 @@ imported there is time a user waits.
 
 from __future__ import annotations
 
-from ..errors import UserError
+from ...errors import UserError
 from .base import Shell
 
 # shell name -> (module in this package, class)

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import click
 
-from . import shellcmd
-from .errors import HdenvError
+from ..errors import HdenvError
+from ..shell import shellcmd
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,8 +46,8 @@ def _errors(func: F) -> F:
 
 
 def _store() -> Any:
-    from .config import load_settings
-    from .store import Store
+    from ..config import load_settings
+    from ..store.layout import Store
 
     return Store(load_settings().store)
 

@@ -14,13 +14,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from ..config import usable_cores
+from ..errors import HdenvError
+from ..store.layout import Store
+from ..store.sources import SourceStore
 from . import host
 from .builder import build_node
-from .config import usable_cores
-from .errors import HdenvError
 from .plan import Node, Plan
-from .sources import SourceStore
-from .store import Store
 
 
 @dataclass

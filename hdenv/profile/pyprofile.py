@@ -39,9 +39,9 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
+from ..store.fsutil import atomic_write
 from .farm import Excluder, Member
-from .fsutil import atomic_write
 
 INTERPRETER = re.compile(r"^python(3\.\d+)$")
 SHEBANG = re.compile(rb"^#!\s*(\S*/)?(env\s+(-S\s+)?)?python[0-9.]*(\s.*)?$")

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from ..errors import BuildError, UserError
 from . import archive
-from .errors import BuildError, UserError
 from .fsutil import atomic_write, file_lock
 from .hashing import CHUNK, sha256_file
-from .store import Store
+from .layout import Store
 
 TIMEOUT = 20.0
 HEX64 = re.compile(r"[0-9a-f]{64}")

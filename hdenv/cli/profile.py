@@ -10,9 +10,9 @@ import json
 
 import click
 
-from . import profiles, specdiff
-from .config import load_settings
-from .store import Store
+from ..config import load_settings
+from ..profile import profiles, specdiff
+from ..store.layout import Store
 
 
 def _store(ctx: click.Context) -> Store:

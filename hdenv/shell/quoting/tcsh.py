@@ -8,7 +8,7 @@ than silently changed.
 
 from __future__ import annotations
 
-from ..errors import UserError
+from ...errors import UserError
 from .base import Shell
 
 

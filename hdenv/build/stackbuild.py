@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import Settings
-from .errors import BuildError, UserError
+from ..config import Settings
+from ..errors import BuildError, UserError
+from ..store.layout import Store
+from ..store.sources import SourceStore
 from .plan import Plan, plan_stack
 from .scheduler import BuildReport, run_plan
-from .sources import SourceStore
 from .stackfile import ProfilePlan, load_stack
-from .store import Store
 
 
 @dataclass
@@ -79,7 +79,7 @@ class BuildFailed(BuildError):
 
 
 def _make_profile(store: Store, plan: ProfilePlan, closure: list[str]) -> ProfileResult:
-    from . import profiles
+    from ..profile import profiles
 
     spec = profiles.profile_spec(closure, plan.env, plan.family, exclude=plan.exclude,
                                  priority=plan.priority)
@@ -91,7 +91,7 @@ def _make_profile(store: Store, plan: ProfilePlan, closure: list[str]) -> Profil
 
 def explain(plan: Plan, store: Store) -> list[str]:
     """What a build would do, and why: a new package, or which input changed."""
-    from .specdiff import spec_diff
+    from ..profile.specdiff import spec_diff
 
     lines = []
     present = set(store.list_artifacts())
@@ -115,7 +115,7 @@ def explain(plan: Plan, store: Store) -> list[str]:
 
 def _closest(store: Store, spec: dict[str, Any], candidates: list[str]) -> str:
     """The existing artifact whose spec differs from `spec` in the fewest fields."""
-    from .specdiff import spec_diff
+    from ..profile.specdiff import spec_diff
 
     return min(candidates, key=lambda a: (len(spec_diff(store.read_spec(a.split("/")[2]), spec)),
                                           a))

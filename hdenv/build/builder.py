@@ -19,12 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .artifacts import install_artifact, runtime_closure
-from .errors import BuildError
-from .fsutil import atomic_write, remove_tree
+from ..errors import BuildError
+from ..store.artifacts import install_artifact, runtime_closure
+from ..store.fsutil import atomic_write, remove_tree
+from ..store.layout import Store
+from ..store.sources import SourceStore
 from .plan import Node
-from .sources import SourceStore
-from .store import Store
 
 LOG_TAIL_LINES = 25
 

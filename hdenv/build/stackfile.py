@@ -17,8 +17,8 @@ from typing import Any
 
 import jinja2
 
-from .errors import UserError
-from .sources import SourceDecl
+from ..errors import UserError
+from ..store.sources import SourceDecl
 
 if sys.version_info >= (3, 11):
     import tomllib

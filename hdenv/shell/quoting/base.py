@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from ..errors import UserError
+from ...errors import UserError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: collections.abc costs ms on every load

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import UserError
+from ..store.artifacts import artifact_id
+from ..store.layout import Store
+from ..store.sources import SourceStore
 from . import host
-from .artifacts import artifact_id
-from .errors import UserError
-from .sources import SourceStore
 from .stackfile import PackagePlan, ProfilePlan, Stack, Variant
-from .store import Store
 
 
 @dataclass

@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
+from ..store.fsutil import atomic_write_json, file_lock, read_json, remove_tree, tree_size
+from ..store.hashing import spec_hash
+from ..store.layout import META_DIR, PROFILE_META, Store
 from . import pyprofile
-from .errors import UserError
 from .farm import Member, build_farm
-from .fsutil import atomic_write_json, file_lock, read_json, remove_tree, tree_size
-from .hashing import spec_hash
-from .store import META_DIR, PROFILE_META, Store
 
 PROFILE_PLACEHOLDER = "@@HDENV_PROFILE@@"
 NAME_RE = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9_.+-]*$")

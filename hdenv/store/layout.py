@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
 from .fsutil import atomic_write, read_json
 from .hashing import HASH_CHARS, canonical_json, is_hash_like
 

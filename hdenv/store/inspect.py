@@ -7,7 +7,7 @@ from typing import Any
 
 from .artifacts import runtime_closure, verify_artifact
 from .fsutil import tree_size
-from .store import Store
+from .layout import Store
 
 LIST_COLUMNS = {
     "artifacts": ("id", "path"),
@@ -30,7 +30,7 @@ def list_rows(store: Store, what: str) -> list[dict[str, Any]]:
 
 def _generation(store: Store, name: str) -> int | str:
     try:
-        from .profiles import list_generations
+        from ..profile.profiles import list_generations
     except ImportError:  # pragma: no cover - profiles module is part of the package
         return "?"
     for gen in list_generations(store, name):
@@ -42,7 +42,7 @@ def _generation(store: Store, name: str) -> int | str:
 def show(store: Store, ref: str) -> dict[str, Any]:
     resolved = store.resolve(ref)
     if resolved.kind == "profile":
-        from .profiles import profile_info
+        from ..profile.profiles import profile_info
 
         info: dict[str, Any] = profile_info(store, ref)
         info.setdefault("kind", "profile")
