@@ -75,6 +75,11 @@ def test_decl_valid_forms() -> None:
     d = SourceDecl.from_toml({"path": "src/app", "target": "app"}, file="s", line=1)
     assert d.key() is None and d.target == "app"
     assert SourceDecl.from_toml({"sha256": H}, file="s", line=1).key() == f"sha256:{H}"
+    kept = SourceDecl.from_toml({"url": "https://x/p-1-py3-none-any.whl?dl=1", "sha256": H,
+                                 "unpack": False}, file="s", line=1)
+    assert not kept.unpack and kept.kept_name() == "p-1-py3-none-any.whl"
+    assert SourceDecl.from_toml({"sha256": H, "unpack": False, "filename": "w.whl"}, file="s",
+                                line=1).kept_name() == "w.whl"
 
 
 @pytest.mark.parametrize("table,needle", [
@@ -92,6 +97,10 @@ def test_decl_valid_forms() -> None:
     ({"path": "p", "sha256": H}, "sha256 does not go with path"),
     ({"url": "u", "sha256": H, "filename": "a/b"}, "filename must be"),
     ({}, "needs url + sha256"),
+    ({"url": "u", "sha256": H, "unpack": "no"}, "unpack must be true or false"),
+    ({"git": "g", "commit": C, "unpack": False}, "does not go with git"),
+    ({"url": "u", "sha256": H, "unpack": False, "strip": 1}, "strip does not go with unpack"),
+    ({"sha256": H, "unpack": False}, "needs filename"),
 ])
 def test_decl_errors_are_one_line_with_file_and_line(table: dict, needle: str) -> None:
     with pytest.raises(UserError) as exc:
@@ -367,3 +376,17 @@ def test_git_source_from_local_repo(tmp_path: Path) -> None:
 def test_unpack_missing_source_is_build_error(sstore: SourceStore) -> None:
     with pytest.raises(BuildError, match="not in the store"):
         sstore.unpack(f"sha256:{H}", sstore.store.root / "x")
+
+
+def test_kept_archive_is_copied_not_unpacked(tmp_path: Path, shared_sources: Path) -> None:
+    ss = SourceStore(Store(tmp_path / "store"))
+    wheel = shared_sources / "packaging-24.1-py3-none-any.whl"
+    key = ss.fetch(str(wheel))
+    ss.unpack(key, tmp_path / "build", filename=wheel.name, keep=True)
+    assert [p.name for p in (tmp_path / "build").iterdir()] == [wheel.name]
+    assert (tmp_path / "build" / wheel.name).read_bytes() == wheel.read_bytes()
+    ss.unpack(key, tmp_path / "unzipped")  # the default still unpacks a zip
+    assert (tmp_path / "unzipped" / "packaging" / "version.py").is_file()
+    (tmp_path / "d").mkdir()
+    with pytest.raises(UserError, match="is a directory: unpack = false"):
+        ss.key_for(SourceDecl(path="d", unpack=False), tmp_path)

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shlex
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -133,9 +136,10 @@ def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, bu
         dest = src / entry["target"] if entry.get("target") else src
         dest.mkdir(parents=True, exist_ok=True)
         sources.unpack(entry["key"], dest, strip=entry.get("strip", 0),
-                       filename=entry.get("filename"))
+                       filename=entry.get("filename"), keep=entry.get("unpack") is False)
     script = build_dir / "hdenv-build.sh"
-    script.write_text("set -e\n" + spec["script"] + "\n", encoding="utf-8")
+    prologue = _patch_prologue(sources, spec.get("patches", []), build_dir)
+    script.write_text("set -e\n" + prologue + spec["script"] + "\n", encoding="utf-8")
     env = build_environment(store, node, prefix, build_dir, jobs)
     sh = store.artifact_dir(spec["tools"]) / "bin" / "sh"
     with open(log_path, "ab") as log:
@@ -152,6 +156,29 @@ def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, bu
             raise
     if rc != 0:
         raise subprocess.CalledProcessError(rc, str(script))
+
+
+def _patch_prologue(sources: SourceStore, keys: list[str], build_dir: Path) -> str:
+    """Shell lines applying the spec's patches with `patch -p1`, in order, before the script.
+
+    The patches are copied into the build directory first, so the build (and
+    its sandbox) never needs to see the source store.
+    """
+    if not keys:
+        return ""
+    pdir = build_dir / "patches"
+    pdir.mkdir()
+    lines = []
+    for n, key in enumerate(keys, start=1):
+        path = sources.path(key)
+        if not path.is_file():
+            raise BuildError(f"patch {key} is not in the source store")
+        name = f"{n:02d}-" + re.sub(r"[^A-Za-z0-9._+-]", "_", sources.name_of(key) or "patch")
+        shutil.copyfile(path, pdir / name)
+        quoted = shlex.quote(str(pdir / name))
+        lines.append(f"echo 'hdenv: applying {name}'\n"
+                     f"patch -p1 --batch --no-backup-if-mismatch -i {quoted}\n")
+    return "".join(lines)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -131,15 +131,23 @@ def _plan_package(stack: Stack, pkg: PackagePlan, id_of: Any, tools_id: str,
     for decl in pkg.sources:
         key = sources.key_for(decl, stack.base_dir)
         entry: dict[str, Any] = {"key": key, "strip": decl.strip, "target": decl.target}
-        if decl.filename:
-            entry["filename"] = decl.filename
+        if decl.kept_name():
+            entry["filename"] = decl.kept_name()
+        if not decl.unpack:
+            entry["unpack"] = False
         source_specs.append(entry)
         hints.append({"key": key, "url": decl.url, "git": decl.git, "filename": decl.filename})
+    patches = []
+    for decl in pkg.patches:
+        key = sources.key_for(decl, stack.base_dir)
+        patches.append(key)
+        hints.append({"key": key, "url": decl.url, "git": None, "filename": decl.filename})
     spec = {
         "kind": "build",
         "name": pkg.name,
         "version": pkg.version,
         "sources": source_specs,
+        **({"patches": patches} if patches else {}),
         "deps": deps,
         "build_deps": build_deps,
         "tools": tools_id,

@@ -19,6 +19,7 @@ from ..store.sources import SourceStore
 from .plan import Plan, plan_stack
 from .scheduler import BuildReport, run_plan
 from .stackfile import ProfilePlan, load_stack
+from .storepath import check_store_path
 
 
 @dataclass
@@ -41,7 +42,10 @@ def build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str] 
                 jobs: int | None = None, keep_going: bool = False, dry_run: bool = False,
                 stream: TextIO = sys.stderr) -> BuildOutcome:
     stack = load_stack(path, overrides)  # all input errors surface here, store untouched
+    warning = check_store_path(settings.store)
     store = Store(settings.store).ensure()
+    if warning and not dry_run:
+        print(f"hdenv: {warning}", file=stream)
     sources = SourceStore(store, settings.mirrors, log=lambda m: print(m, file=stream))
     plan = plan_stack(stack, store, sources)
     if dry_run:

@@ -31,7 +31,8 @@ Scalar = (str, int, float, bool)
 TOP_KEYS = {"stack", "parameters", "matrix", "host", "packages", "profiles"}
 STACK_KEYS = {"name", "description"}
 HOST_KEYS = {"programs", "family"}
-PACKAGE_KEYS = {"version", "sources", "deps", "build-deps", "env", "script", "when", "description"}
+PACKAGE_KEYS = {"version", "sources", "patches", "deps", "build-deps", "env", "script", "when",
+                "description"}
 PROFILE_KEYS = {"packages", "env", "family", "exclude", "priority", "when", "description"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -100,6 +101,7 @@ class PackagePlan:
     env: dict[str, str]
     script: str
     line: int
+    patches: list[SourceDecl] = field(default_factory=list)
 
 
 @dataclass
@@ -374,8 +376,30 @@ def _render_package(ctx: _Ctx, pname: str, table: dict[str, Any], context: dict[
         rendered = {k: ctx.render(v, context, *where, "sources") if isinstance(v, str) else v
                     for k, v in s.items()}
         sources.append(SourceDecl.from_toml(rendered, file=ctx.file, line=line))
+    patches = _render_patches(ctx, table.get("patches", []), context, *where, "patches")
     return PackagePlan(pname, version, sources, deps, build_deps, env, script,
-                       ctx.index.line(*where))
+                       ctx.index.line(*where), patches)
+
+
+def _render_patches(ctx: _Ctx, value: Any, context: dict[str, Any], *path: str) -> list[SourceDecl]:
+    """`patches = ["file.patch", { url = ..., sha256 = ... }]`: files are relative to the stack."""
+    if not isinstance(value, list):
+        raise ctx.error(f"{'.'.join(path)} must be a list of files or tables", *path)
+    line = ctx.index.line(*path)
+    out = []
+    for item in value:
+        if isinstance(item, str):
+            item = {"path": item}
+        if not isinstance(item, dict):
+            raise ctx.error(f"{'.'.join(path)} entries must be file names or tables", *path)
+        rendered = {k: ctx.render(v, context, *path) if isinstance(v, str) else v
+                    for k, v in item.items()}
+        bad = sorted(set(rendered) - {"path", "url", "sha256", "filename"})
+        if bad:
+            raise ctx.error(f"{'.'.join(path)}: unknown key(s) {', '.join(bad)} in a patch"
+                            " (a patch is a file name, { path }, or { url, sha256 })", *path)
+        out.append(SourceDecl.from_toml(rendered, file=ctx.file, line=line))
+    return out
 
 
 def _render_names(ctx: _Ctx, value: Any, context: dict[str, Any], *path: str) -> list[str]:

@@ -130,6 +130,12 @@ def unpack(archive: Path, dest: Path, *, strip: int = 0, filename: str | None = 
         raise UserError(f"{archive}: corrupt {fmt} archive: {e}") from None
 
 
+def keep_file(archive: Path, dest: Path, filename: str) -> None:
+    """Copy `archive` as the single file `dest/filename`, unpacking nothing."""
+    dest.mkdir(parents=True, exist_ok=True)
+    _copy_single(archive, dest, filename)
+
+
 def _copy_single(archive: Path, dest: Path, filename: str) -> None:
     if not filename or "/" in filename or filename in (".", ".."):
         raise UserError(f"{archive}: bad file name for a single-file source: {filename!r}")

@@ -44,7 +44,7 @@ TIMEOUT = 20.0
 HEX64 = re.compile(r"[0-9a-f]{64}")
 HEX40 = re.compile(r"[0-9a-f]{40}")
 SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
-DECL_KEYS = ("url", "sha256", "path", "git", "commit", "strip", "target", "filename")
+DECL_KEYS = ("url", "sha256", "path", "git", "commit", "strip", "target", "filename", "unpack")
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class SourceDecl:
     strip: int = 0
     target: str = ""
     filename: str | None = None
+    unpack: bool = True
 
     @classmethod
     def from_toml(cls, table: dict[str, Any], *, file: str, line: int) -> SourceDecl:
@@ -107,8 +108,29 @@ class SourceDecl:
         filename = table.get("filename")
         if filename is not None and (not filename or "/" in filename or filename in (".", "..")):
             raise fail(f"filename must be a plain file name, got {filename!r}")
+        unpack = table.get("unpack", True)
+        if not isinstance(unpack, bool):
+            raise fail(f"unpack must be true or false, got {unpack!r}")
+        if not unpack:
+            if "git" in table:
+                raise fail("unpack = false keeps an archive as a file; it does not go with git")
+            if strip:
+                raise fail("strip does not go with unpack = false (nothing is unpacked)")
+            if filename is None and not (table.get("url") or table.get("path")):
+                raise fail("unpack = false with sha256 alone needs filename = \"...\"")
         return cls(url=table.get("url"), sha256=sha, path=table.get("path"), git=table.get("git"),
-                   commit=commit, strip=strip, target=target, filename=filename)
+                   commit=commit, strip=strip, target=target, filename=filename, unpack=unpack)
+
+    def kept_name(self) -> str | None:
+        """The file name an `unpack = false` source gets in the build directory.
+
+        It goes into the spec: a wheel's name is part of what pip installs, so
+        it must not come from a URL hint that never enters a hash.
+        """
+        if self.unpack:
+            return self.filename
+        where = self.url or self.path or ""
+        return self.filename or _basename(where) or None
 
     def key(self) -> str | None:
         """The key when the declaration names it; None for a local path."""
@@ -187,6 +209,9 @@ class SourceStore:
             raise UserError("source has neither sha256, git commit nor path")
         local = Path(base_dir) / decl.path
         if local.is_dir():
+            if not decl.unpack:
+                raise UserError(f"source path {str(local)!r} is a directory: unpack = false "
+                                "keeps a single file")
             return self._store_dir(local)
         if local.is_file():
             return f"sha256:{self._store_location(str(local), None, local.name)}"
@@ -311,12 +336,20 @@ class SourceStore:
             atomic_write(self.names_dir / hex_, name.encode("utf-8") + b"\n")
 
     # -- unpacking --------------------------------------------------------
-    def unpack(self, key: str, dest: Path, *, strip: int = 0, filename: str | None = None) -> None:
+    def unpack(self, key: str, dest: Path, *, strip: int = 0, filename: str | None = None,
+               keep: bool = False) -> None:
         """Unpack a present source into `dest`. Git trees go through `git archive`
-        and the same safe unpacker, so `strip` means the same for both."""
+        and the same safe unpacker, so `strip` means the same for both.
+
+        `keep` (a source's `unpack = false`) copies the archive as the file
+        `dest/filename` instead: a wheel is installed by pip, not unzipped.
+        """
         kind, value = parse_key(key)
         if not self.has(key):
             raise BuildError(f"source {key} is not in the store (fetch it first)")
+        if keep and kind == "sha256":
+            archive.keep_file(self.sha_dir / value, dest, filename or self.name_of(key) or value)
+            return
         if kind == "sha256":
             archive.unpack(self.sha_dir / value, dest, strip=strip,
                            filename=filename or self.name_of(key) or value)
