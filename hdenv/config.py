@@ -23,6 +23,12 @@ class Settings:
     build_jobs: int | None = None  # HDENV_JOBS inside each build; None: share the cores
     sandbox: bool = False
     config_file: Path | None = None
+    jobs_error: str | None = None  # a bad jobs setting stops builds, not `list` or `show`
+
+    def check_jobs(self) -> None:
+        """For commands that build: a jobs setting that is not a number is an error."""
+        if self.jobs_error is not None:
+            raise UserError(self.jobs_error)
 
 
 def default_config_file() -> Path:
@@ -80,10 +86,18 @@ def load_settings(
             raise UserError("'mirrors' must be a list of strings", file=str(cfg_path))
         mirror_list = [str(m) for m in raw]
 
-    jobs_int = _whole_number(jobs or env.get("HDENV_JOBS") or cfg.get("jobs") or usable_cores(),
-                             "jobs")
+    jobs_error = None
+    try:
+        jobs_int = _whole_number(jobs or env.get("HDENV_JOBS") or cfg.get("jobs")
+                                 or usable_cores(), "jobs")
+    except UserError as e:
+        jobs_int, jobs_error = usable_cores(), e.message
     build_jobs_value = env.get("HDENV_BUILD_JOBS") or cfg.get("build-jobs")
-    build_jobs = _whole_number(build_jobs_value, "build-jobs") if build_jobs_value else None
+    build_jobs = None
+    try:
+        build_jobs = _whole_number(build_jobs_value, "build-jobs") if build_jobs_value else None
+    except UserError as e:
+        jobs_error = jobs_error or e.message
 
     return Settings(
         store=store_path.absolute(),
@@ -92,4 +106,5 @@ def load_settings(
         build_jobs=build_jobs,
         sandbox=bool(cfg.get("sandbox", False)),
         config_file=cfg_path,
+        jobs_error=jobs_error,
     )

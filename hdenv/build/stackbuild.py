@@ -17,6 +17,7 @@ from ..errors import BuildError, UserError
 from ..store.layout import Store
 from ..store.sources import SourceStore
 from .plan import Plan, plan_stack
+from .preflight import preflight
 from .scheduler import BuildReport, run_plan
 from .stackfile import ProfilePlan, load_stack
 from .storepath import check_store_path
@@ -41,7 +42,9 @@ class BuildOutcome:
 def build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str] | None = None,
                 jobs: int | None = None, keep_going: bool = False, dry_run: bool = False,
                 stream: TextIO = sys.stderr) -> BuildOutcome:
+    settings.check_jobs()
     stack = load_stack(path, overrides)  # all input errors surface here, store untouched
+    preflight(stack)  # and what planning would find: missing paths and host programs
     warning = check_store_path(settings.store)
     store = Store(settings.store).ensure()
     if warning and not dry_run:

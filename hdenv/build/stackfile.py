@@ -19,6 +19,8 @@ import jinja2
 
 from ..errors import UserError
 from ..store.sources import SourceDecl
+from ..validate import env_name_problem, profile_name_problem
+from .sandbox import StackSandbox
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -102,6 +104,7 @@ class PackagePlan:
     script: str
     line: int
     patches: list[SourceDecl] = field(default_factory=list)
+    sources_line: int = 0  # where `sources` is, for errors found later (a missing path)
 
 
 @dataclass
@@ -144,9 +147,7 @@ class _Ctx:
     def __init__(self, path: Path, text: str):
         self.file = str(path)
         self.index = LineIndex(text)
-        self.jinja = jinja2.Environment(
-            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
-        )
+        self.jinja = StackSandbox()
         # one compiled template per distinct string: a 500-package stack repeats a few
         self.templates: dict[str, jinja2.Template] = {}
 
@@ -167,6 +168,8 @@ class _Ctx:
                             file=self.file, line=line) from None
         except jinja2.UndefinedError as e:
             raise self.error(f"undefined name in {'.'.join(path)}: {e.message}", *path) from None
+        except jinja2.exceptions.SecurityError as e:
+            raise self.error(f"unsafe template in {'.'.join(path)}: {e}", *path) from None
         except Exception as e:  # anything a template expression can raise
             raise self.error(f"template error in {'.'.join(path)}: {e}", *path) from None
 
@@ -177,6 +180,8 @@ class _Ctx:
             raise self.error(f"bad condition in {'.'.join(path)}: {e.message}", *path) from None
         except jinja2.UndefinedError as e:
             raise self.error(f"undefined name in {'.'.join(path)}: {e.message}", *path) from None
+        except jinja2.exceptions.SecurityError as e:
+            raise self.error(f"unsafe condition in {'.'.join(path)}: {e}", *path) from None
         except Exception as e:
             raise self.error(f"bad condition in {'.'.join(path)}: {e}", *path) from None
 
@@ -273,6 +278,9 @@ def load_stack(path: Path, overrides: Mapping[str, str] | None = None) -> Stack:
             line = text.count("\n") + 1 if m else 1
             msg = msg.replace(" (at end of document)", "")
         raise UserError(f"invalid TOML: {msg}", file=str(path), line=line) from None
+    except RecursionError:
+        raise UserError("invalid TOML: arrays or tables nested too deeply", file=str(path),
+                        line=_deep_line(text)) from None
 
     ctx = _Ctx(path, text)
     ctx.keys(data, TOP_KEYS)
@@ -322,7 +330,49 @@ def load_stack(path: Path, overrides: Mapping[str, str] | None = None) -> Stack:
         _check_references(ctx, variant, hosts)
         variant.profiles = _render_profiles(ctx, name, profiles_raw, variant, hosts, context)
         variants.append(variant)
+    _check_profile_names(ctx, variants, matrix)
     return Stack(path=path, name=name, parameters=params, hosts=hosts, variants=variants)
+
+
+NESTING_REPORTED = 100
+
+
+def _deep_line(text: str) -> int:
+    """The line where brackets first nest deeper than anyone writes by hand."""
+    depth = 0
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        for c in line:
+            depth += 1 if c in "[{" else -1 if c in "]}" else 0
+            if depth > NESTING_REPORTED:
+                return lineno
+    return 1
+
+
+def _check_profile_names(ctx: _Ctx, variants: list[Variant], matrix: dict[str, list[Any]]) -> None:
+    """Profile names become directories under names/: check them (and that no two
+    variants make the same one) before anything is built."""
+    seen: dict[str, ProfilePlan] = {}
+    for variant in variants:
+        for plan in variant.profiles:
+            problem = profile_name_problem(plan.name)
+            if problem is not None:
+                culprit = next((k for k, v in variant.values.items()
+                                if profile_name_problem(f"x-{v}") is not None), None)
+                if culprit is not None:
+                    raise ctx.error(f"matrix value {variant.values[culprit]!r} of {culprit}"
+                                    f" makes the profile name {plan.name!r}: {problem}",
+                                    "matrix", culprit)
+                raise UserError(f"invalid profile name {plan.name!r}: {problem}", file=ctx.file,
+                                line=plan.line)
+            if plan.name in seen:
+                raise UserError(f"profile name {plan.name!r} is produced twice (matrix values"
+                                f" {_values(seen[plan.name], variants)} and {variant.values})",
+                                file=ctx.file, line=plan.line)
+            seen[plan.name] = plan
+
+
+def _values(plan: ProfilePlan, variants: list[Variant]) -> dict[str, Any]:
+    return next(v.values for v in variants if plan in v.profiles)
 
 
 def _parse_hosts(ctx: _Ctx, table: dict[str, Any]) -> dict[str, HostDecl]:
@@ -378,7 +428,7 @@ def _render_package(ctx: _Ctx, pname: str, table: dict[str, Any], context: dict[
         sources.append(SourceDecl.from_toml(rendered, file=ctx.file, line=line))
     patches = _render_patches(ctx, table.get("patches", []), context, *where, "patches")
     return PackagePlan(pname, version, sources, deps, build_deps, env, script,
-                       ctx.index.line(*where), patches)
+                       ctx.index.line(*where), patches, sources_line=line)
 
 
 def _render_patches(ctx: _Ctx, value: Any, context: dict[str, Any], *path: str) -> list[SourceDecl]:
@@ -458,6 +508,11 @@ def _render_profiles(ctx: _Ctx, stack_name: str, raw: dict[str, Any], variant: V
                 raise ctx.error(f"profile {pname}: unknown package '{p}'", *where, "packages")
         env = {k: ctx.render(v, profile_context, *where, "env", k)
                for k, v in ctx.str_table(table.get("env", {}), *where, "env").items()}
+        for k in env:
+            problem = env_name_problem(k)
+            if problem is not None:
+                raise ctx.error(f"profiles.{pname}.env: cannot set {k!r}: {problem}",
+                                *where, "env", k)
         family = table.get("family")
         if family is not None:
             family = ctx.render(ctx.string(family, *where, "family"), context, *where, "family")

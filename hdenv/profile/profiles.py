@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
-import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,11 +34,11 @@ from ..errors import UserError
 from ..store.fsutil import atomic_write_json, file_lock, read_json, remove_tree, tree_size
 from ..store.hashing import spec_hash
 from ..store.layout import META_DIR, PROFILE_META, Store
+from ..validate import profile_name_problem
 from . import pyprofile
 from .farm import Member, build_farm
 
 PROFILE_PLACEHOLDER = "@@HDENV_PROFILE@@"
-NAME_RE = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9_.+-]*$")
 
 
 # -- spec and hash ----------------------------------------------------------------
@@ -153,8 +152,9 @@ class Generation:
 
 
 def _check_name(name: str) -> None:
-    if not NAME_RE.match(name) or name == "current":
-        raise UserError(f"bad profile name {name!r}: use letters, digits, '.', '_', '+', '-'")
+    problem = profile_name_problem(name)
+    if problem is not None:
+        raise UserError(f"bad profile name {name!r}: {problem}")
 
 
 @contextlib.contextmanager

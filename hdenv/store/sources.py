@@ -523,3 +523,17 @@ def _copy_if_different(src: Path, dst: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_local_source(local: Path) -> None:
+    """Raise the UserError that storing the local source `local` would raise, writing nothing.
+
+    `hdenv build` calls this for every `path` source before it touches the
+    store, so a missing directory or a symlink leaving it is reported while
+    the store is still untouched.
+    """
+    if local.is_dir():
+        for rel, full in _walk_sorted(local):
+            _tar_info(local, rel, full)
+    elif not local.is_file():
+        raise UserError(f"source path {str(local)!r} does not exist")

@@ -1,0 +1,45 @@
+"""Everything about a stack that can be wrong, checked before the store is touched.
+
+Planning writes: local source directories are stored as tarballs to get their
+keys, host programs are hashed into the host cache. So whatever can make
+planning fail on the user's input (a `path` source that is missing or holds
+a symlink out of its tree, a host program that is not installed) is looked
+at here first, and reported with the stack file's FILE:LINE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError
+from ..store.sources import check_local_source
+from . import host
+from .stackfile import Stack
+
+
+def preflight(stack: Stack) -> None:
+    """Raise a UserError (FILE:LINE) for the first input problem planning would hit."""
+    file = str(stack.path)
+    host.basic_tool_programs()
+    for decl in stack.hosts.values():
+        for program in decl.programs:
+            try:
+                host.resolve_program(program)
+            except UserError as e:
+                raise UserError(f"host.{decl.name}: {e.message}", file=file,
+                                line=decl.line) from None
+    checked: set[Path] = set()
+    for variant in stack.variants:
+        for pkg in variant.packages.values():
+            for source in [*pkg.sources, *pkg.patches]:
+                if source.path is None:
+                    continue
+                local = stack.base_dir / source.path
+                if local in checked:
+                    continue
+                checked.add(local)
+                try:
+                    check_local_source(local)
+                except UserError as e:
+                    raise UserError(f"packages.{pkg.name}: {e.message}", file=file,
+                                    line=pkg.sources_line or pkg.line) from None
