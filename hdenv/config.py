@@ -21,7 +21,9 @@ class Settings:
     mirrors: list[str] = field(default_factory=list)
     jobs: int = 1  # packages built at once (`-j`)
     build_jobs: int | None = None  # HDENV_JOBS inside each build; None: share the cores
-    sandbox: bool = False
+    sandbox: str = "auto"  # "auto" | "bwrap" | "none"
+    strict_links: bool = False  # undeclared system libraries fail a build
+    host_identity: str = "version"  # "version" | "content": host byte hashes in ids
     config_file: Path | None = None
     jobs_error: str | None = None  # a bad jobs setting stops builds, not `list` or `show`
 
@@ -53,6 +55,22 @@ def _whole_number(value: object, what: str) -> int:
     if number < 1:
         raise UserError(f"{what} must be at least 1, got {number}")
     return number
+
+
+def _choice(value: object, what: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise UserError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
+    return str(value)
+
+
+def _flag(value: object, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("1", "true", "yes", "on"):
+        return True
+    if str(value).lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise UserError(f"{what} must be true or false, got {value!r}")
 
 
 def default_store() -> Path:
@@ -104,7 +122,12 @@ def load_settings(
         mirrors=mirror_list,
         jobs=jobs_int,
         build_jobs=build_jobs,
-        sandbox=bool(cfg.get("sandbox", False)),
+        sandbox=_choice(env.get("HDENV_SANDBOX") or cfg.get("sandbox", "auto"), "sandbox",
+                        ("auto", "bwrap", "none")),
+        strict_links=_flag(env.get("HDENV_STRICT_LINKS") or cfg.get("strict-links", False),
+                           "strict-links"),
+        host_identity=_choice(cfg.get("host-identity", "version"), "host-identity",
+                              ("version", "content")),
         config_file=cfg_path,
         jobs_error=jobs_error,
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from shellfixtures import make_profile
 
+from hdenv.configscan import KNOWN_KEYS
 from hdenv.errors import UserError
 from hdenv.shell import envdiff, fastload, shellcmd
 from hdenv.shell.quoting import get_shell
@@ -153,5 +154,5 @@ def test_store_from_config_toml(store: Path, tmp_path: Path) -> None:
     proc, _ = fast_load(str(config), "/nonexistent/default-store")
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[-1] == (
-        f"hdenv: error: {config}: unknown setting(s) colour; known: build-jobs, jobs, mirrors,"
-        " sandbox, store")
+        f"hdenv: error: {config}: unknown setting(s) colour; known: "
+        + ", ".join(sorted(KNOWN_KEYS)))

@@ -19,14 +19,17 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import Settings
 from ..errors import BuildError
 from ..store.artifacts import install_artifact, runtime_closure
 from ..store.fsutil import atomic_write, remove_tree
 from ..store.layout import Store
 from ..store.sources import SourceStore
+from . import linkaudit
 from .plan import Node
 
 LOG_TAIL_LINES = 25
@@ -56,14 +59,24 @@ def build_environment(store: Store, node: Node, prefix: Path, build_dir: Path,
         return found
 
     lib_dirs = existing("lib", "lib64")
+    # Run paths for test programs run before install; installed files get
+    # theirs completed by the link audit. Only runtime dependencies, never
+    # host or build-only artifacts: a run path must not point at what gc may drop.
+    runtime = runtime_closure(store, node.deps)
+    run_dirs = [str(store.artifact_dir(a) / part) for a in runtime for part in ("lib", "lib64")
+                if not _is_host(store, a) and (store.artifact_dir(a) / part).is_dir()]
+    pc_dirs = existing("lib/pkgconfig", "share/pkgconfig")
+    empty_pc = build_dir / "no-pkgconfig"
     env = {
         "PREFIX": str(prefix),
         "HDENV_JOBS": str(jobs),
         "PATH": os.pathsep.join([*existing("bin"), str(tools_dir / "bin")]),
         "CPATH": os.pathsep.join(existing("include")),
         "LIBRARY_PATH": os.pathsep.join(lib_dirs),
-        "LD_RUN_PATH": os.pathsep.join([str(prefix / "lib"), str(prefix / "lib64"), *lib_dirs]),
-        "PKG_CONFIG_PATH": os.pathsep.join(existing("lib/pkgconfig", "share/pkgconfig")),
+        "LD_RUN_PATH": os.pathsep.join([str(prefix / "lib"), str(prefix / "lib64"), *run_dirs]),
+        # pkg-config sees the dependencies' .pc files only, never the system's
+        "PKG_CONFIG_PATH": os.pathsep.join(pc_dirs),
+        "PKG_CONFIG_LIBDIR": os.pathsep.join(pc_dirs) or str(empty_pc),
         "CMAKE_PREFIX_PATH": os.pathsep.join(str(d) for d in dirs),
         "HOME": str(build_dir / "home"),
         "TMPDIR": str(build_dir / "tmp"),
@@ -80,6 +93,22 @@ def build_environment(store: Store, node: Node, prefix: Path, build_dir: Path,
     return env
 
 
+def _is_host(store: Store, aid: str) -> bool:
+    return bool(store.artifact_meta(aid).get("kind") == "host")
+
+
+@dataclass
+class BuildOptions:
+    """Settings that change how a build runs, never what it is (none enters a spec)."""
+
+    strict_links: bool = False  # undeclared system libraries fail the build
+    note: Callable[[str], None] = field(default=lambda _msg: None)  # one line for the user
+
+
+def build_options(settings: Settings) -> BuildOptions:
+    return BuildOptions(strict_links=settings.strict_links)
+
+
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
         data = path.read_bytes()[-64 * 1024:]
@@ -89,8 +118,10 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
-               on_wait: Callable[[], None] | None = None) -> tuple[str, bool]:
+               on_wait: Callable[[], None] | None = None,
+               options: BuildOptions | None = None) -> tuple[str, bool]:
     """Build `node` unless present; returns (id, built_now). Raises BuildError on failure."""
+    options = options or BuildOptions()
     spec = node.spec
     for hint in node.source_hints:
         sources.ensure(hint["key"], urls=[hint["url"]] if hint.get("url") else [],
@@ -99,12 +130,15 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
     build_dir = Path(tempfile.mkdtemp(prefix=f"build-{spec['name']}-", dir=store.tmp))
     log_path = build_dir / "build.log"
 
+    meta: dict[str, Any] = {}  # filled by populate; install_artifact reads it afterwards
+
     def populate(prefix: Path, lock_fd: int) -> None:
         _run_script(store, node, sources, prefix, build_dir, log_path, jobs, lock_fd)
+        meta.update(_audit_links(store, node, prefix, build_dir, log_path, options))
 
     try:
         return install_artifact(store, spec, populate, runtime_deps=node.deps, log_path=log_path,
-                                on_wait=on_wait)
+                                on_wait=on_wait, extra_meta=meta)
     except BuildError:
         raise
     except subprocess.CalledProcessError as e:
@@ -115,6 +149,33 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
         ) from None
     finally:
         remove_tree(build_dir)
+
+
+def _audit_links(store: Store, node: Node, prefix: Path, build_dir: Path, log_path: Path,
+                 options: BuildOptions) -> dict[str, Any]:
+    """Complete run paths and check what every installed ELF file loads (see linkaudit)."""
+    providers = linkaudit.providers(store, node.deps, node.build_deps)
+    result = linkaudit.audit(prefix, providers, transient=(str(build_dir), str(store.tmp)))
+    lines = [f"hdenv: run path completed: {f}" for f in result.completed]
+    for u in result.undeclared:
+        lines.append(f"hdenv: undeclared system library {u['library']} ({u['path']}), "
+                     f"needed by {u['file']}")
+    for m in result.missing:
+        lines.append(f"hdenv: warning: {m['file']} needs {m['library']}, found nowhere")
+    lines += [f"hdenv: link error: {e}" for e in result.errors]
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write("".join(line + "\n" for line in lines))
+    if result.errors:
+        raise BuildError(f"link audit of {node.id} failed:\n  " + "\n  ".join(result.errors))
+    if result.undeclared:
+        libs = sorted({f"{u['library']} ({u['path']})" for u in result.undeclared})
+        if options.strict_links:
+            raise BuildError(f"{node.id} loads undeclared system libraries (strict-links): "
+                             + ", ".join(libs))
+        options.note(f"{node.id}: undeclared system libraries: {', '.join(libs)}")
+    for m in result.missing:
+        options.note(f"warning: {node.id}: {m['file']} needs {m['library']}, found nowhere")
+    return result.meta()
 
 
 def _keep_failed_log(store: Store, node: Node, log_path: Path) -> Path:

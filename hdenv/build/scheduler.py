@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TextIO
 
 from ..config import usable_cores
@@ -19,7 +19,7 @@ from ..errors import HdenvError
 from ..store.layout import Store
 from ..store.sources import SourceStore
 from . import host
-from .builder import build_node
+from .builder import BuildOptions, build_node
 from .plan import Node, Plan
 
 
@@ -105,7 +105,7 @@ class Progress:
 
 
 def _realise(store: Store, node: Node, sources: SourceStore, jobs: int,
-             progress: Progress) -> str:
+             progress: Progress, options: BuildOptions) -> str:
     """Make `node` present: "built", "captured" (host software) or "present" (by another run)."""
     if node.kind == "host":
         if node.spec["name"] == host.BASIC_TOOLS_NAME:
@@ -118,13 +118,14 @@ def _realise(store: Store, node: Node, sources: SourceStore, jobs: int,
                              f" ({node.id} became {got}); run the build again")
         return "captured"
     _, built = build_node(store, node, sources, jobs=jobs,
-                          on_wait=lambda: progress.waiting(node.id))
+                          on_wait=lambda: progress.waiting(node.id),
+                          options=replace(options, note=progress._say))
     return "built" if built else "present"
 
 
 def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
              build_jobs: int | None = None, keep_going: bool = False,
-             stream: TextIO = sys.stderr) -> BuildReport:
+             stream: TextIO = sys.stderr, options: BuildOptions | None = None) -> BuildReport:
     """Build what is missing, `jobs` packages at once.
 
     Each build's HDENV_JOBS is `build_jobs` if given, else the usable cores
@@ -166,7 +167,7 @@ def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
                     host_node = plan.nodes[nid].kind == "host"
                     progress.start(nid, "capturing host software" if host_node else "building")
                     fut = pool.submit(_realise, store, plan.nodes[nid], sources, share,
-                                      progress)
+                                      progress, options or BuildOptions())
                     running[fut] = nid
                 if not running:
                     break

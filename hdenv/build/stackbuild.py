@@ -16,6 +16,7 @@ from ..config import Settings
 from ..errors import BuildError, UserError
 from ..store.layout import Store
 from ..store.sources import SourceStore
+from .builder import build_options
 from .plan import Plan, plan_stack
 from .preflight import preflight
 from .scheduler import BuildReport, run_plan
@@ -56,7 +57,8 @@ def build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str] 
     for node in plan.nodes.values():  # even for artifacts already built: a URL may be new
         store.record_source_hints(node.id.rsplit("/", 1)[1], node.source_hints)
     report = run_plan(plan, store, sources, jobs=jobs or settings.jobs,
-                      build_jobs=settings.build_jobs, keep_going=keep_going, stream=stream)
+                      build_jobs=settings.build_jobs, keep_going=keep_going, stream=stream,
+                      options=build_options(settings))
     outcome = BuildOutcome(plan, report)
     failed = set(report.failed) | set(report.skipped)
     for planned in plan.profiles:

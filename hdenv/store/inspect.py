@@ -60,6 +60,8 @@ def show(store: Store, ref: str) -> dict[str, Any]:
         "size": tree_size(resolved.path),
         "created": meta.get("created"),
         "build_seconds": meta.get("build_seconds"),
+        # from the link audit: libraries taken from the host that no declared host artifact has
+        "undeclared_system_libraries": meta.get("links", {}).get("undeclared", []),
     }
 
 
@@ -73,10 +75,18 @@ def format_show(info: dict[str, Any]) -> str:
         f"created:  {info['created']} ({info['build_seconds']} s)",
         "runtime dependencies:",
         *[f"  {d}" for d in info["runtime_deps"] or ["(none)"]],
+        *_undeclared_lines(info.get("undeclared_system_libraries", [])),
         "spec:",
         *["  " + line for line in json.dumps(info["spec"], indent=2, sort_keys=True).splitlines()],
     ]
     return "\n".join(lines)
+
+
+def _undeclared_lines(undeclared: list[dict[str, str]]) -> list[str]:
+    if not undeclared:
+        return []
+    return ["undeclared system libraries:",
+            *[f"  {u['library']}  {u['path']}  (needed by {u['file']})" for u in undeclared]]
 
 
 def format_profile(info: dict[str, Any]) -> str:

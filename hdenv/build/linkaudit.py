@@ -1,0 +1,265 @@
+"""After a build: complete the run paths, then check every library every ELF file loads.
+
+Run paths are completed after install rather than through compiler wrappers:
+a wrapper only sees the compilers it wraps, while libtool, CMake, Python's
+sysconfig and MPI wrappers call compilers and linkers by absolute path or by
+target-prefixed names, and Fortran or Go toolchains link on their own. The
+installed files are the ground truth, whatever produced them, so hdenv reads
+each one's `DT_NEEDED` and run path and resolves each needed library the way
+the dynamic loader will:
+
+- found in the artifact itself or a runtime dependency: fine;
+- provided by the artifact or a runtime dependency, but the loader would take
+  it from the system's default directories (libtool passed its own `-rpath`,
+  so `LD_RUN_PATH` was ignored; CMake dropped its build run path): the
+  provider's directory is *appended* to the file's run path (patchelf). hdenv
+  completes run paths; it never overrides an entry the build chose;
+- provided by a dependency but found through an entry the build itself put
+  in the run path that points at the system (the build linked the system's
+  copy): the build fails, naming the file, the library and both places;
+- provided only by a build-only dependency: the build fails (the library is
+  needed at run time, so the dependency belongs in `deps`);
+- taken from the host system and provided by no declared host artifact: an
+  *undeclared system library*, listed in the build output and `hdenv show`,
+  an error with `strict-links = true`. libc and the dynamic loader are
+  expected and never listed; a declared compiler's runtime libraries
+  (libstdc++, libgfortran, ...) are declared by its host artifact.
+
+What this cannot see: a library loaded with `dlopen`, and a pure-Python
+fallback taken because a C extension was not built at all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..store.artifacts import runtime_closure
+from ..store.elf import (
+    ET_DYN,
+    ElfInfo,
+    LoaderPath,
+    PatchelfMissing,
+    read_elf,
+    set_runpath,
+    walk_elf,
+)
+from ..store.layout import Store
+
+# glibc's own libraries and the dynamic loaders: always taken from the host.
+LIBC = frozenset({
+    "libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1", "libutil.so.1",
+    "libresolv.so.2", "libanl.so.1", "libnsl.so.1", "libBrokenLocale.so.1", "libmvec.so.1",
+    "libthread_db.so.1", "libc_malloc_debug.so.0", "libmemusage.so", "libpcprofile.so",
+    "linux-vdso.so.1", "linux-gate.so.1",
+})
+_LIBC_RE = re.compile(r"^(ld-linux[\w.-]*\.so\.\d+|ld64\.so\.\d+|ld\.so\.\d+|libnss_\w+\.so\.\d+)$")
+
+
+def is_libc(name: str) -> bool:
+    return name in LIBC or _LIBC_RE.match(name) is not None
+
+
+@dataclass
+class Provider:
+    """An artifact (or the one being built) and the shared libraries it offers by file name."""
+
+    ident: str
+    root: Path
+    role: str  # "own", "runtime", "build-only" or "host"
+    libs: dict[str, str]  # file name -> absolute path
+
+    def owns(self, path: str) -> bool:
+        return path == str(self.root) or path.startswith(str(self.root) + os.sep)
+
+
+@dataclass
+class AuditResult:
+    errors: list[str] = field(default_factory=list)
+    undeclared: list[dict[str, str]] = field(default_factory=list)  # file, library, path
+    missing: list[dict[str, str]] = field(default_factory=list)  # file, library
+    completed: list[str] = field(default_factory=list)  # files whose run path was completed
+    libraries: dict[str, str] = field(default_factory=dict)  # what the artifact offers
+
+    def meta(self) -> dict[str, Any]:
+        """What goes into artifact.json (`hdenv show` and dependent builds read it)."""
+        return {"libraries": self.libraries,
+                "links": {"undeclared": self.undeclared, "missing": self.missing,
+                          "completed": self.completed}}
+
+
+def shared_libraries(root: Path) -> dict[str, str]:
+    """File name -> absolute path of every shared object under `root` (links included).
+
+    When two directories hold the same name, the shallower one wins (`lib/`
+    over a plugin directory), as that is where a run path would point.
+    """
+    found: dict[str, tuple[int, str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if dirpath == str(root):
+            dirnames[:] = [d for d in dirnames if d != ".hdenv"]
+        depth = dirpath.count(os.sep)
+        for name in filenames:
+            if ".so" not in name:
+                continue
+            p = os.path.join(dirpath, name)
+            real = os.path.realpath(p)
+            try:
+                info = read_elf(real) if os.path.isfile(real) else None
+            except Exception:  # noqa: BLE001 - a broken file is simply not a library
+                info = None
+            if info is None or info.type != ET_DYN:
+                continue
+            if name not in found or (depth, p) < found[name]:
+                found[name] = (depth, p)
+    return {name: p for name, (_, p) in sorted(found.items())}
+
+
+def providers(store: Store, deps: list[str], build_deps: list[str]) -> list[Provider]:
+    """Runtime dependencies (direct ones first), then build-only ones, as providers.
+
+    Host artifacts in either group provide the libraries linked in their
+    `lib/`; built artifacts the ones their metadata lists (older artifacts
+    are walked).
+    """
+    runtime = deps + [a for a in runtime_closure(store, deps) if a not in deps]
+    build_only = [a for a in build_deps + runtime_closure(store, build_deps)
+                  if a not in runtime]
+    out: list[Provider] = []
+    for aid, role in [(a, "runtime") for a in runtime] + [(a, "build-only") for a in build_only]:
+        if any(p.ident == aid for p in out):
+            continue
+        root = store.artifact_dir(aid)
+        meta = store.artifact_meta(aid)
+        if meta.get("kind") == "host":
+            libdir = root / "lib"
+            names = sorted(os.listdir(libdir)) if libdir.is_dir() else []
+            out.append(Provider(aid, root, "host", {n: str(libdir / n) for n in names}))
+            continue
+        recorded = meta.get("libraries")
+        libs = ({n: str(root / rel) for n, rel in recorded.items()}
+                if isinstance(recorded, dict) else shared_libraries(root))
+        out.append(Provider(aid, root, role, libs))
+    return out
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _is_transient(entry: str, transient: tuple[str, ...]) -> bool:
+    return any(entry == t or entry.startswith(t + os.sep) for t in transient)
+
+
+def audit(prefix: Path, providers: list[Provider], *, transient: tuple[str, ...],
+          loader: LoaderPath | None = None, complete: bool = True) -> AuditResult:
+    """Complete run paths of the ELF files under `prefix`, then check what they load.
+
+    `providers` are the dependencies (runtime first, in search order), build-only
+    dependencies and declared host artifacts; the artifact itself is added
+    here. Run-path entries under `transient` (the build directory) are dropped.
+    """
+    loader = loader or LoaderPath()
+    result = AuditResult()
+    own = Provider("", prefix, "own", shared_libraries(prefix))
+    result.libraries = {n: os.path.relpath(p, prefix) for n, p in own.libs.items()}
+    chain = [own] + [p for p in providers if p.role == "runtime"]
+    hosts = [p for p in providers if p.role == "host"]
+    build_only = [p for p in providers if p.role == "build-only"]
+    elves = list(walk_elf(prefix))
+    if complete:
+        _complete(prefix, elves, chain + hosts, transient, loader, result)
+        elves = [read_elf(e.path) or e for e in elves]
+    known = chain + hosts + build_only
+    for info in elves:
+        for lib in info.needed:
+            if not is_libc(lib):
+                _check(prefix, info, lib, chain, hosts, build_only, known, loader, result)
+    return result
+
+
+def _provider_for(lib: str, providers: list[Provider]) -> tuple[Provider, str] | None:
+    for p in providers:
+        if lib in p.libs:
+            return p, p.libs[lib]
+    return None
+
+
+def _complete(prefix: Path, elves: list[ElfInfo], providers: list[Provider],
+              transient: tuple[str, ...], loader: LoaderPath, result: AuditResult) -> None:
+    """Append the providing directory for libraries the loader would miss or take elsewhere."""
+    for info in elves:
+        if not info.dynamic:
+            continue
+        current = list(info.search_path)
+        kept = [e for e in current if not _is_transient(loader.expand(info, e), transient)]
+        additions: list[str] = []
+        for lib in info.needed:
+            hit = _provider_for(lib, providers)
+            if hit is None or is_libc(lib):
+                continue
+            _, want = hit
+            found = loader.find(info, lib)
+            if found.path is not None and _same_file(found.path, want):
+                continue
+            if found.via in ("rpath", "runpath") and found.entry is not None and not \
+                    _is_transient(found.entry, transient):
+                continue  # the build chose this entry: reported by the check, not overridden
+            d = os.path.dirname(want)
+            if d not in kept and d not in additions:
+                additions.append(d)
+        if additions or kept != current:
+            try:
+                set_runpath(info.path, kept + additions)
+            except PatchelfMissing as e:
+                result.errors.append(f"cannot complete the run path of "
+                                     f"{os.path.relpath(info.path, prefix)}: {e}")
+                return
+            except OSError as e:
+                result.errors.append(str(e))
+                continue
+            if additions:
+                result.completed.append(os.path.relpath(info.path, prefix))
+
+
+def _check(prefix: Path, info: ElfInfo, lib: str, chain: list[Provider], hosts: list[Provider],
+           build_only: list[Provider], known: list[Provider], loader: LoaderPath,
+           result: AuditResult) -> None:
+    rel = os.path.relpath(info.path, prefix)
+    found = loader.find(info, lib)
+    hit = _provider_for(lib, chain)
+    if hit is not None:
+        provider, want = hit
+        if found.path is not None and (_same_file(found.path, want) or
+                                       any(p.owns(found.path) for p in chain)):
+            return
+        where = found.path or "nowhere (not found)"
+        who = provider.ident or "this package"
+        result.errors.append(f"{rel} needs {lib}: it loads {where}, but {who} provides {want}")
+        return
+    if found.path is not None and any(p.owns(found.path) for p in chain):
+        return
+    hit = _provider_for(lib, build_only)
+    if hit is not None:
+        result.errors.append(f"{rel} needs {lib} at run time, which only the build-only "
+                             f"dependency {hit[0].ident} provides ({hit[1]}): declare it in deps")
+        return
+    if found.path is None:
+        result.missing.append({"file": rel, "library": lib})
+        return
+    owner = next((p for p in known if p.owns(found.path)), None)
+    if owner is not None and owner.role != "host":
+        result.errors.append(f"{rel} needs {lib}: it loads {found.path} from {owner.ident}, "
+                             "which is not a runtime dependency: declare it in deps")
+        return
+    real = os.path.realpath(found.path)
+    for host in hosts:
+        if lib in host.libs or any(os.path.realpath(p) == real for p in host.libs.values()):
+            return
+    result.undeclared.append({"file": rel, "library": lib, "path": found.path})
