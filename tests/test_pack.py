@@ -1,0 +1,297 @@
+"""The archive form of an artifact: pack, check, install (exchange/pack.py).
+
+Artifacts are made with the store's own `install_artifact`, archives are read
+back with the real zstd decoder and tar reader, and hostile archives are
+written by hand with the same tools an attacker would use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+
+from hdenv.errors import UserError
+from hdenv.exchange.pack import (
+    ArchiveRefused,
+    archive_name,
+    check_description,
+    install_packed,
+    pack_artifact,
+)
+from hdenv.store.artifacts import install_artifact, manifest_of, verify_artifact
+from hdenv.store.hashing import spec_hash
+from hdenv.store.layout import Store
+
+
+def make_artifact(store: Store, name: str, fill: Callable[[Path], object],
+                  deps: list[str] | None = None, salt: str = "") -> str:
+    spec = {"kind": "build", "name": name, "version": "1.0", "deps": sorted(deps or []),
+            "script": f"test {salt}"}
+
+    def populate(prefix: Path, _fd: int) -> None:
+        fill(prefix)
+
+    log = store.root / f"log-{name}"
+    log.write_text(f"built {name}\n")
+    aid, _ = install_artifact(store, spec, populate, runtime_deps=deps or [], log_path=log,
+                              extra_meta={"note": f"built in {store.root}/artifacts"})
+    return aid
+
+
+def rich_tree(prefix: Path) -> None:
+    """Files, an executable, nested dirs, relative and absolute links, a hardlink, unicode."""
+    (prefix / "bin").mkdir()
+    (prefix / "bin" / "tool").write_text(f"#!/bin/sh\necho {prefix}/share\n")
+    os.chmod(prefix / "bin" / "tool", 0o755)
+    (prefix / "lib" / "pkgconfig").mkdir(parents=True)
+    (prefix / "lib" / "pkgconfig" / "x.pc").write_text(f"prefix={prefix}\nLibs: -L{prefix}/lib\n")
+    (prefix / "lib" / "libx.so.1").write_bytes(b"\x00\x01binary\x00" + str(prefix).encode() + b"\x00")
+    (prefix / "lib" / "libx.so").symlink_to("libx.so.1")
+    (prefix / "share" / "dätä").mkdir(parents=True)
+    (prefix / "share" / "dätä" / "f").write_text("données\n")
+    os.link(prefix / "share" / "dätä" / "f", prefix / "share" / "hardlinked")
+    (prefix / "share" / "abs").symlink_to(prefix / "bin" / "tool")
+    (prefix / "share" / "dirlink").symlink_to("dätä")
+    (prefix / "empty").mkdir()
+
+
+def test_pack_and_install_round_trip(tmp_path: Path) -> None:
+    a = Store(tmp_path / "store-a-long").ensure()
+    aid = make_artifact(a, "rich", rich_tree)
+    out = tmp_path / "out"
+    desc = pack_artifact(a, aid, out)
+    archive = out / archive_name(desc)
+    data = archive.read_bytes()
+    assert desc["archive_sha256"] == hashlib.sha256(data).hexdigest()
+    assert desc["archive_size"] == len(data)
+    assert desc["id"] == aid and desc["store_root"] == str(a.root)
+    assert desc["spec"] == a.read_spec(aid.split("/")[2]) and desc["references"] == []
+    assert str(a.root) in desc["meta"]["note"] and "created" not in desc["meta"]
+    assert check_description(json.loads(json.dumps(desc))) == aid
+    # a real zstd tar; the store's own metadata files are not in it
+    raw = zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 24)
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        names = tar.getnames()
+    assert "bin/tool" in names and ".hdenv/build.log" in names
+    assert not {".hdenv/artifact.json", ".hdenv/manifest.json", ".hdenv/spec.json"} & set(names)
+
+    b2 = Store(tmp_path / "b").ensure()  # a shorter root: everything relocates
+    assert install_packed(b2, desc, archive, source="test") is True
+    assert install_packed(b2, desc, archive) is False  # present: nothing to do
+    src, dst = a.artifact_dir(aid), b2.artifact_dir(aid)
+    meta = b2.artifact_meta(aid)
+    assert meta["installed_from"] == {"source": "test", "archive_sha256": desc["archive_sha256"],
+                                      "store_root": str(a.root)}
+    assert meta["note"] == f"built in {b2.root}/artifacts"  # relocated too
+    assert verify_artifact(b2, aid) == []
+    assert not os.stat(dst / "bin" / "tool").st_mode & 0o222  # read-only, like a build
+    assert os.stat(dst / "bin" / "tool").st_mode & 0o111
+    assert os.readlink(dst / "share" / "abs") == str(dst / "bin" / "tool")
+    assert os.readlink(dst / "lib" / "libx.so") == "libx.so.1"
+    assert (dst / "share" / "dirlink" / "f").read_text() == "données\n"
+    assert (dst / "share" / "hardlinked").read_text() == "données\n"
+    assert (dst / "empty").is_dir()
+    assert (dst / ".hdenv" / "build.log").read_text() == "built rich\n"
+    assert (dst / "lib" / "pkgconfig" / "x.pc").read_text() == f"prefix={dst}\nLibs: -L{dst}/lib\n"
+    assert int(os.stat(src / "bin" / "tool").st_mtime) == os.stat(dst / "bin" / "tool").st_mtime
+    assert (dst / "lib" / "libx.so.1").read_bytes() == (  # same length, slash-padded
+        b"\x00\x01binary\x00" + b"/" * (len(str(a.root)) - len(str(b2.root)))
+        + str(dst).encode() + b"\x00")
+    # the manifest records the relocated files, so it differs exactly where content moved
+    moved = {k for k, v in manifest_of(src).items() if manifest_of(dst)[k] != v}
+    assert moved == {"bin/tool", "lib/pkgconfig/x.pc", "lib/libx.so.1", "share/abs"}
+
+
+def test_packing_twice_gives_the_same_archive(tmp_path: Path) -> None:
+    a = Store(tmp_path / "a").ensure()
+    aid = make_artifact(a, "rich", rich_tree)
+    one = pack_artifact(a, aid, tmp_path / "one")
+    two = pack_artifact(a, aid, tmp_path / "two")
+    assert one == two
+    assert sorted(os.listdir(tmp_path / "one")) == [archive_name(one)]  # no temp file left
+
+
+def test_host_artifacts_are_not_packed(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s").ensure()
+    spec = {"kind": "host", "name": "cc", "version": "1", "programs": {}}
+    aid, _ = install_artifact(store, spec, lambda p, fd: None, runtime_deps=[])
+    with pytest.raises(UserError, match="captured on each machine"):
+        pack_artifact(store, aid, tmp_path / "out")
+
+
+@pytest.fixture
+def packed(tmp_path: Path) -> tuple[Store, dict[str, Any], Path]:
+    a = Store(tmp_path / "a").ensure()
+    aid = make_artifact(a, "rich", rich_tree)
+    desc = pack_artifact(a, aid, tmp_path / "out")
+    return a, desc, tmp_path / "out" / archive_name(desc)
+
+
+def assert_untouched(store: Store, aid: str) -> None:
+    assert not store.has_artifact(aid)
+    assert not store.artifact_dir(aid).exists()
+
+
+def test_a_flipped_byte_is_refused_and_nothing_is_written(
+        tmp_path: Path, packed: tuple[Store, dict[str, Any], Path]) -> None:
+    _, desc, archive = packed
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    bad = tmp_path / "bad.tar.zst"
+    bad.write_bytes(bytes(data))
+    b = Store(tmp_path / "b").ensure()
+    with pytest.raises(ArchiveRefused, match="hash mismatch"):
+        install_packed(b, desc, bad)
+    assert_untouched(b, desc["id"])
+    bad.write_bytes(bytes(data[:-1]))
+    with pytest.raises(ArchiveRefused, match="hash mismatch: archive has"):
+        install_packed(b, desc, bad)
+
+
+@pytest.mark.parametrize("change", [
+    {"id": "rich/1.0/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+    {"spec": "changed"},
+    {"references": ["../../etc"]},
+    {"archive_sha256": "../x"},
+    {"store_root": "relative/root"},
+    {"format": 99},
+    {"compression": "xz"},
+])
+def test_a_malformed_description_is_refused(tmp_path: Path, change: dict[str, Any],
+                                           packed: tuple[Store, dict[str, Any], Path]) -> None:
+    _, desc, archive = packed
+    if change == {"spec": "changed"}:
+        change = {"spec": {**desc["spec"], "script": "other"}}
+    b = Store(tmp_path / "b").ensure()
+    with pytest.raises(ArchiveRefused):
+        install_packed(b, {**desc, **change}, archive)
+    assert_untouched(b, desc["id"])
+
+
+def test_a_missing_reference_is_refused(tmp_path: Path) -> None:
+    a = Store(tmp_path / "a").ensure()
+    dep = make_artifact(a, "dep", lambda p: (p / "f").write_text("x"))
+    top = make_artifact(a, "top", lambda p: (p / "g").write_text("y"), deps=[dep])
+    out = tmp_path / "out"
+    dep_desc, top_desc = pack_artifact(a, dep, out), pack_artifact(a, top, out)
+    assert top_desc["references"] == [dep]
+    b = Store(tmp_path / "b").ensure()
+    with pytest.raises(ArchiveRefused, match=f"needs {dep}"):
+        install_packed(b, top_desc, out / archive_name(top_desc))
+    install_packed(b, dep_desc, out / archive_name(dep_desc))
+    install_packed(b, top_desc, out / archive_name(top_desc))
+    assert b.artifact_meta(top)["runtime_deps"] == [dep]
+
+
+def hostile(tmp_path: Path, base: dict[str, Any],
+            members: list[tuple[tarfile.TarInfo, bytes]]) -> tuple[dict[str, Any], Path]:
+    """A validly hashed archive (a trusted signer gone bad) with the given members."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            info.size = len(data) if info.isreg() else 0
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    blob = zstandard.ZstdCompressor().compress(buf.getvalue())
+    path = tmp_path / "hostile.tar.zst"
+    path.write_bytes(blob)
+    return ({**base, "archive_sha256": hashlib.sha256(blob).hexdigest(),
+             "archive_size": len(blob)}, path)
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+    return info
+
+
+@pytest.mark.parametrize("members,why", [
+    ([(member("../escape"), b"x")], "not a plain relative path"),
+    ([(member("/etc/evil"), b"x")], "not a plain relative path"),
+    ([(member("a/../../x"), b"x")], "not a plain relative path"),
+    ([(member("link", tarfile.SYMTYPE, "/tmp"), b""), (member("link/evil"), b"x")],
+     "goes through a file or link"),
+    ([(member("f"), b"x"), (member("f/g"), b"y")], "goes through a file or link"),
+    ([(member("f"), b"x"), (member("f"), b"y")], "appears twice"),
+    ([(member("f"), b"x"), (member("h", tarfile.LNKTYPE, "f"), b"")], "hardlink"),
+    ([(member("dev", tarfile.CHRTYPE), b"")], "hardlink, device or fifo"),
+    ([(member(".hdenv/artifact.json"), b"{}")], "metadata the store writes"),
+    ([(member("f"), b"x"), (member("f", tarfile.SYMTYPE, "/etc/passwd"), b"")], "appears twice"),
+])
+def test_hostile_archives_are_refused_and_leave_nothing(
+        tmp_path: Path, packed: tuple[Store, dict[str, Any], Path],
+        members: list[tuple[tarfile.TarInfo, bytes]], why: str) -> None:
+    _, desc, _ = packed
+    bad_desc, path = hostile(tmp_path, desc, members)
+    b = Store(tmp_path / "b").ensure()
+    with pytest.raises(ArchiveRefused, match=why):
+        install_packed(b, bad_desc, path)
+    assert_untouched(b, desc["id"])
+    assert not (tmp_path / "escape").exists() and not os.path.lexists("/etc/evil")
+
+
+def test_an_absolute_symlink_is_created_but_never_written_through(
+        tmp_path: Path, packed: tuple[Store, dict[str, Any], Path]) -> None:
+    _, desc, _ = packed
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    bad_desc, path = hostile(tmp_path, desc, [
+        (member("out", tarfile.SYMTYPE, str(victim)), b""),
+        (member("ok"), b"fine"),
+    ])
+    b = Store(tmp_path / "b").ensure()
+    assert install_packed(b, bad_desc, path)
+    assert os.readlink(b.artifact_dir(desc["id"]) / "out") == str(victim)
+    assert os.listdir(victim) == []
+
+
+KILL_SCRIPT = """
+import sys
+from pathlib import Path
+import json
+from hdenv.exchange.pack import install_packed
+from hdenv.store.layout import Store
+install_packed(Store(Path(sys.argv[1])), json.loads(Path(sys.argv[2]).read_text()),
+               Path(sys.argv[3]))
+"""
+
+
+def test_a_killed_install_leaves_nothing_and_the_next_one_succeeds(tmp_path: Path) -> None:
+    a = Store(tmp_path / "a").ensure()
+
+    def big(prefix: Path) -> None:
+        for i in range(40):  # incompressible, so extraction takes a while
+            (prefix / f"blob{i}").write_bytes(os.urandom(2 << 20))
+
+    aid = make_artifact(a, "big", big)
+    desc = pack_artifact(a, aid, tmp_path / "out")
+    (tmp_path / "desc.json").write_text(json.dumps(desc))
+    b = Store(tmp_path / "b").ensure()
+    prefix = b.artifact_dir(aid)
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(b.root),
+                             str(tmp_path / "desc.json"),
+                             str(tmp_path / "out" / archive_name(desc))])
+    deadline = time.monotonic() + 60
+    while not (prefix / "blob3").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert prefix.exists(), "the install finished before it could be killed"
+    assert not b.has_artifact(aid)
+    assert install_packed(b, desc, tmp_path / "out" / archive_name(desc)) is True
+    assert verify_artifact(b, aid) == []
+    assert spec_hash(b.read_spec(aid.split("/")[2])) == aid.split("/")[2]
