@@ -36,3 +36,30 @@ class BuildError(HdenvError):
     """A build or check failed: exit 1."""
 
     exit_code = 1
+
+
+class StoreError(HdenvError):
+    """The store is damaged, or unsafe to write to as it is (a planted symlink, a
+    directory other users can write to under a root build): exit 1."""
+
+    exit_code = 1
+
+
+class Interrupted(BaseException):
+    """Ctrl-C, SIGTERM or SIGHUP stopped hdenv: exit 128 + the signal's number.
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception`
+    (a failed build, a bad file) mistakes it for an ordinary error.
+    """
+
+    def __init__(self, signum: int, detail: str = ""):
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        self.name = signal.Signals(signum).name
+        self.detail = detail
+        super().__init__(signum)
+
+    def __str__(self) -> str:
+        return f"interrupted by {self.name}" + (f"; {self.detail}" if self.detail else "")

@@ -7,9 +7,19 @@ store create one with useradd (root only; CI runs as root).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
+import pytest
 from conftest import Runner
+from usersupport import User, as_user, gone, other_users, world_readable_dir
+
+from hdenv.store import tmpdirs
+from hdenv.store.layout import Store
 
 # -- 2: Jinja templates run sandboxed ------------------------------------------
 
@@ -123,3 +133,212 @@ def test_10_bad_hdenv_jobs_breaks_builds_only(run_hdenv: Runner, tmp_path: Path)
     proc = run_hdenv("build", str(stack), env=env)
     assert proc.returncode == 2
     assert proc.stderr == "hdenv: error: jobs must be a whole number, got 'many'\n"
+
+
+# -- 1: a hostile member of a shared store cannot redirect writes ----------------
+
+LOCKED = '[packages.a]\nversion = "1"\nscript = "mkdir -p $PREFIX/bin"\n'
+
+
+def _hdenv_env(store: Path, base: Path) -> dict[str, str]:
+    cfg = base / "empty-config.toml"
+    if not cfg.exists():
+        cfg.write_text("")
+        os.chmod(cfg, 0o644)
+    env = {k: v for k, v in os.environ.items() if k != "HDENV_MIRRORS"}
+    return {**env, "HDENV_STORE": str(store), "HDENV_CONFIG": str(cfg), "HDENV_JOBS": "1"}
+
+
+def _group_store(base: Path, gid: int) -> Path:
+    """A store as a site shares it with a group: set-gid, group-writable directories."""
+    store = base / "store"
+    for d in ("", "tmp", "locks", "src", "specs", "artifacts", "profiles", "names"):
+        (store / d).mkdir(parents=True, exist_ok=True)
+        os.chown(store / d, 0, gid)
+        os.chmod(store / d, 0o2775)
+    return store
+
+
+def _owned_dir(path: Path, user: User) -> Path:
+    path.mkdir(mode=0o777)
+    os.chown(path, user.uid, user.gid)
+    return path
+
+
+def test_1_root_refuses_a_store_other_users_can_write(hdenv_exe: str, tmp_path: Path) -> None:
+    with other_users("hdenv10a", group="hdenv10g") as users, world_readable_dir() as base:
+        attacker = users["hdenv10a"]
+        store = _group_store(base, attacker.gid)
+        loot = _owned_dir(base / "attacker", attacker)
+        # the attack: tmp swapped for a symlink into the attacker's directory, and a
+        # lock planted as a symlink to a file root would create
+        assert as_user(attacker, ["mv", str(store / "tmp"), str(store / "tmp.old")]
+                       ).returncode == 0
+        assert as_user(attacker, ["ln", "-s", str(loot), str(store / "tmp")]).returncode == 0
+        (tmp_path / "s.toml").write_text(LOCKED)
+        proc = subprocess.run([hdenv_exe, "build", str(tmp_path / "s.toml")],
+                              env=_hdenv_env(store, base), capture_output=True, text=True)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr == (f"hdenv: error: refusing to write to the store {store} as root:"
+                               f" {store} is writable by group {attacker.gid}, so another user"
+                               " could redirect root's writes there; build as an ordinary user"
+                               " (the store's owner), or make every directory on the way"
+                               " root's and not writable by others\n")
+        assert os.listdir(loot) == []
+        assert not os.path.lexists(store / "artifacts" / "a")
+
+
+def test_1_member_cannot_plant_symlinks_for_another_member(tmp_path: Path,
+                                                           hdenv_exe: str) -> None:
+    with other_users("hdenv10a", "hdenv10b", group="hdenv10g") as users, \
+            world_readable_dir() as base:
+        attacker, victim = users["hdenv10a"], users["hdenv10b"]
+        store = _group_store(base, attacker.gid)
+        stack = base / "s.toml"
+        stack.write_text(LOCKED)
+        os.chmod(stack, 0o644)
+        env = _hdenv_env(store, base)
+        dry = as_user(victim, [hdenv_exe, "build", "--dry-run", str(stack)], env=env)
+        assert dry.returncode == 0, dry.stderr
+        aid = next(w for w in dry.stdout.split() if w.startswith("a/1/"))
+        target = base / "victim-file"
+        # 1. a lock file planted as a symlink: never followed, nothing created
+        lock = store / "locks" / f"{aid.rsplit('/', 1)[1]}.lock"
+        assert as_user(attacker, ["ln", "-s", str(target), str(lock)]).returncode == 0
+        proc = as_user(victim, [hdenv_exe, "build", str(stack)], env=env)
+        assert proc.returncode == 1
+        assert f"lock file {lock} is a symlink; hdenv never made it" in proc.stderr
+        assert not os.path.lexists(target)
+        assert not os.path.lexists(store / "artifacts" / "a")
+        os.unlink(lock)
+        # 2. the victim's private tmp dir made in advance by the attacker: refused
+        assert as_user(victim, ["rm", "-rf", str(store / "tmp" / str(victim.uid))]
+                       ).returncode == 0
+        assert as_user(attacker, ["mkdir", "-m", "777", str(store / "tmp" / str(victim.uid))]
+                       ).returncode == 0
+        proc = as_user(victim, [hdenv_exe, "build", str(stack)], env=env)
+        assert proc.returncode == 1
+        assert (f"hdenv: error: {store}/tmp/{victim.uid} belongs to uid {attacker.uid},"
+                " not to you") in proc.stderr
+        os.rmdir(store / "tmp" / str(victim.uid))
+        # 3. tmp/ replaced by a symlink to the attacker's directory: refused
+        assert as_user(attacker, ["mv", str(store / "tmp"), str(store / "tmp.old")]
+                       ).returncode == 0
+        loot = _owned_dir(base / "loot", attacker)
+        assert as_user(attacker, ["ln", "-s", str(loot), str(store / "tmp")]).returncode == 0
+        proc = as_user(victim, [hdenv_exe, "build", str(stack)], env=env)
+        assert proc.returncode == 1
+        assert f"{store}/tmp is not a directory but a symlink" in proc.stderr
+        assert os.listdir(loot) == []
+        # undone, the build works, and its temp dir is private to the victim
+        os.unlink(store / "tmp")
+        os.rename(store / "tmp.old", store / "tmp")
+        proc = as_user(victim, [hdenv_exe, "build", str(stack)], env=env)
+        assert proc.returncode == 0, proc.stderr
+        private = os.stat(store / "tmp" / str(victim.uid))
+        assert (private.st_uid, private.st_mode & 0o777) == (victim.uid, 0o700)
+
+
+# -- 6: Ctrl-C, SIGTERM and SIGHUP stop the builds --------------------------------
+
+RUNNING = """
+[packages.slow]
+version = "1"
+script = '''
+mkdir -p "$PREFIX/bin"
+echo $$ > "{pids}/script"
+sh -c 'echo $$ > "{pids}/child"; exec sleep 300' &
+i=0
+while [ $i -lt 600 ]; do echo $i > "$PREFIX/bin/f$i"; i=$((i+1)); sleep 0.1; done
+'''
+
+[packages.other]
+version = "1"
+script = '''
+echo $$ > "{pids}/other"
+mkdir -p "$PREFIX" && sleep 300
+'''
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP"])
+def test_6_a_signal_stops_every_build_and_keeps_nothing(hdenv_exe: str,
+                                                        hdenv_env: dict[str, str],
+                                                        tmp_path: Path, store_dir: Path,
+                                                        signum: int) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    stack = tmp_path / "run.toml"
+    stack.write_text(RUNNING.format(pids=pids))
+    proc = subprocess.Popen([hdenv_exe, "build", "-j", "2", str(stack)], env=hdenv_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not all((pids / p).exists() for p in ("script", "child", "other")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    name = signal.Signals(signum).name
+    assert proc.returncode == 128 + signum, err
+    assert err.splitlines()[-1] == (f"hdenv: interrupted by {name}; stopped 2 running build(s)"
+                                    " and removed what they had written")
+    for p in ("script", "child", "other"):
+        assert gone(int((pids / p).read_text())), p
+    for pkg in ("slow", "other"):
+        vdir = store_dir / "artifacts" / pkg / "1"
+        assert not vdir.exists() or os.listdir(vdir) == []
+    assert tmpdirs.leftovers(Store(store_dir)) == []
+
+
+# -- 7: a failed build's background process does not hold the next one ------------
+
+
+def test_7_lingering_child_of_a_failed_build_is_killed(run_hdenv: Runner,
+                                                      tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    stack = tmp_path / "f.toml"
+    stack.write_text('[packages.f]\nversion = "1"\nscript = \'\'\'\n'
+                     f'sh -c \'echo $$ > "{pids}/child"; exec sleep 300\' &\n'
+                     'sleep 0.5\nexit 1\n\'\'\'\n')
+    first = run_hdenv("build", str(stack))
+    assert first.returncode == 1
+    assert gone(int((pids / "child").read_text()))
+    second = run_hdenv("build", str(stack), timeout=60)
+    assert second.returncode == 1 and "waiting" not in second.stderr
+    assert "build of f/1/" in second.stderr
+
+
+# -- 10: temp dirs of killed runs are removed by the next build --------------------
+
+
+def test_10_next_build_removes_what_killed_runs_left(run_hdenv: Runner, hdenv_exe: str,
+                                                     hdenv_env: dict[str, str],
+                                                     tmp_path: Path, store_dir: Path) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    stack = tmp_path / "run.toml"
+    stack.write_text(RUNNING.format(pids=pids))
+    proc = subprocess.Popen([hdenv_exe, "build", "-j", "2", str(stack)], env=hdenv_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (pids / "other").exists() or not (pids / "script").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    for p in ("script", "child", "other"):  # the orphans: what kill -9 leaves running
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            os.killpg(int((pids / p).read_text()), signal.SIGKILL)
+    store = Store(store_dir)
+    left = tmpdirs.leftovers(store)
+    assert len(left) == 2 and all(".build-" in p.name for p in left)
+    legacy = store_dir / "tmp" / "build-old-x1y2"
+    legacy.mkdir()
+    os.utime(legacy, (time.time() - 7200, time.time() - 7200))
+    small = tmp_path / "ok.toml"
+    small.write_text(LOCKED)
+    run_hdenv("build", str(small), check=True)
+    assert tmpdirs.leftovers(store) == []

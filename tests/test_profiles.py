@@ -22,6 +22,7 @@ from hdenv.profile.profiles import (
     rollback,
     set_current,
 )
+from hdenv.store import tmpdirs
 from hdenv.store.artifacts import install_artifact
 from hdenv.store.fsutil import read_json
 from hdenv.store.layout import Store
@@ -97,7 +98,7 @@ def test_create_profile_links_and_records_metadata(store: Store, arts: dict[str,
     assert meta["env"] == {"DEMO": f"{prof}/share"}
     assert meta["family"] == "x"
     assert store.read_spec(h) == spec  # stored for reproduce/diff
-    assert os.listdir(store.tmp) == []  # nothing left aside
+    assert tmpdirs.leftovers(store) == []  # nothing left aside
     # idempotent: the same directory, untouched
     mtime = os.stat(prof / ".hdenv/profile.json").st_mtime_ns
     assert create_profile(store, spec) == prof
@@ -111,7 +112,7 @@ def test_conflict_leaves_no_profile_behind(store: Store, arts: dict[str, str]) -
     assert "share/info/dir" in str(e.value)
     assert arts["zlib"] in str(e.value) and arts["app"] in str(e.value)
     assert not os.path.lexists(store.profile_dir(profile_hash(spec)))
-    assert os.listdir(store.tmp) == []
+    assert tmpdirs.leftovers(store) == []
     resolved = profile_spec([arts["zlib"], arts["app"]], {}, None, priority=["app"])
     assert (create_profile(store, resolved) / "share/info/dir").read_text() == "2"
 
@@ -132,7 +133,7 @@ def test_concurrent_creation_yields_one_profile(store: Store, arts: dict[str, st
     assert all(p.returncode == 0 for p in procs)
     assert len(set(outs)) == 1
     assert store.has_profile(profile_hash(spec))
-    assert os.listdir(store.tmp) == []
+    assert tmpdirs.leftovers(store) == []
 
 
 def make(store: Store, arts: dict[str, str], env_value: str) -> str:

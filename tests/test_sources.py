@@ -17,6 +17,7 @@ import pytest
 from conftest import SHARED_SOURCES, require, require_tool
 
 from hdenv.errors import BuildError, UserError
+from hdenv.store import tmpdirs
 from hdenv.store.layout import Store
 from hdenv.store.sources import SourceDecl, SourceStore, parse_key
 
@@ -51,7 +52,7 @@ def stored_files(ss: SourceStore) -> list[str]:
 
 
 def leftovers(ss: SourceStore) -> list[str]:
-    return sorted(os.listdir(ss.store.tmp)) if ss.store.tmp.is_dir() else []
+    return [p.name for p in tmpdirs.leftovers(ss.store)]
 
 
 @pytest.fixture

@@ -11,25 +11,24 @@ on PATH. Libraries are found at run time through an RPATH: GNU ld records
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shlex
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import BuildError
+from ..errors import BuildError, Interrupted
 from ..store.artifacts import install_artifact, runtime_closure
 from ..store.fsutil import atomic_write, remove_tree
 from ..store.layout import Store
 from ..store.sources import SourceStore
-from . import linkaudit
+from ..store.tmpdirs import temp_dir
+from . import linkaudit, processes
 from .plan import Node
 
 LOG_TAIL_LINES = 25
@@ -127,13 +126,13 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
         sources.ensure(hint["key"], urls=[hint["url"]] if hint.get("url") else [],
                        git_url=hint.get("git"))
     store.tmp.mkdir(parents=True, exist_ok=True)
-    build_dir = Path(tempfile.mkdtemp(prefix=f"build-{spec['name']}-", dir=store.tmp))
+    build_dir = temp_dir(store, f"build-{spec['name']}-")
     log_path = build_dir / "build.log"
 
     meta: dict[str, Any] = {}  # filled by populate; install_artifact reads it afterwards
 
-    def populate(prefix: Path, lock_fd: int) -> None:
-        _run_script(store, node, sources, prefix, build_dir, log_path, jobs, lock_fd)
+    def populate(prefix: Path, guard_fd: int) -> None:
+        _run_script(store, node, sources, prefix, build_dir, log_path, jobs, guard_fd)
         meta.update(_audit_links(store, node, prefix, build_dir, log_path, options))
 
     try:
@@ -187,7 +186,7 @@ def _keep_failed_log(store: Store, node: Node, log_path: Path) -> Path:
 
 
 def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, build_dir: Path,
-                log_path: Path, jobs: int, lock_fd: int) -> None:
+                log_path: Path, jobs: int, guard_fd: int) -> None:
     spec: dict[str, Any] = node.spec
     src = build_dir / "src"
     src.mkdir()
@@ -206,16 +205,11 @@ def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, bu
     with open(log_path, "ab") as log:
         log.write(f"hdenv: building {node.id}\n".encode())
         log.flush()
-        proc = subprocess.Popen(
-            [str(sh), str(script)], cwd=src, env=env, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, pass_fds=(lock_fd,), start_new_session=True,
-        )
-        try:
-            rc = proc.wait()
-        except BaseException:
-            _kill_group(proc)
-            raise
+        rc = processes.run_in_group([str(sh), str(script)], cwd=src, env=env, log=log,
+                                    pass_fds=(guard_fd,))
     if rc != 0:
+        if processes.stopping():
+            raise Interrupted(processes.stop_signal())
         raise subprocess.CalledProcessError(rc, str(script))
 
 
@@ -240,15 +234,3 @@ def _patch_prologue(sources: SourceStore, keys: list[str], build_dir: Path) -> s
         lines.append(f"echo 'hdenv: applying {name}'\n"
                      f"patch -p1 --batch --no-backup-if-mismatch -i {quoted}\n")
     return "".join(lines)
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """On Ctrl-C or an error elsewhere, stop the whole build, not just its shell."""
-    import signal
-
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=5)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)

@@ -39,6 +39,9 @@ def preflight(stack: Stack) -> None:
                     continue
                 checked.add(local)
                 try:
+                    if not source.unpack and local.is_dir():
+                        raise UserError(f"source path {str(local)!r} is a directory:"
+                                        " unpack = false keeps a single file")
                     check_local_source(local)
                 except UserError as e:
                     raise UserError(f"packages.{pkg.name}: {e.message}", file=file,

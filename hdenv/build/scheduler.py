@@ -7,18 +7,20 @@ comes from the per-artifact lock in `install_artifact`, not from here.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TextIO
 
 from ..config import usable_cores
-from ..errors import HdenvError
+from ..errors import HdenvError, Interrupted
 from ..store.layout import Store
 from ..store.sources import SourceStore
-from . import host
+from . import host, processes
 from .builder import BuildOptions, build_node
 from .plan import Node, Plan
 
@@ -123,6 +125,19 @@ def _realise(store: Store, node: Node, sources: SourceStore, jobs: int,
     return "built" if built else "present"
 
 
+@contextlib.contextmanager
+def _stop_builds_on_signal(running: dict[Future[str], str]) -> Iterator[None]:
+    """On a signal, stop every build's process group before the pool waits for its threads."""
+    try:
+        yield
+    except Interrupted as e:
+        stopped = processes.stop_all(e.signum)
+        wait(running)  # each builder removes its half-written artifact
+        e.detail = (f"stopped {stopped} running build(s) and removed what they had written"
+                    if stopped else "")
+        raise
+
+
 def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
              build_jobs: int | None = None, keep_going: bool = False,
              stream: TextIO = sys.stderr, options: BuildOptions | None = None) -> BuildReport:
@@ -156,7 +171,7 @@ def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
                 skip_dependents(dep)
 
     try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
+        with ThreadPoolExecutor(max_workers=jobs) as pool, _stop_builds_on_signal(running):
             while ready or running:
                 starting = min(len(ready), jobs - len(running))
                 share = build_jobs or max(1, cores // max(1, len(running) + starting))

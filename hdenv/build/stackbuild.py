@@ -16,6 +16,8 @@ from ..config import Settings
 from ..errors import BuildError, UserError
 from ..store.layout import Store
 from ..store.sources import SourceStore
+from ..store.tmpdirs import clean_stale
+from . import processes
 from .builder import build_options
 from .plan import Plan, plan_stack
 from .preflight import preflight
@@ -43,6 +45,15 @@ class BuildOutcome:
 def build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str] | None = None,
                 jobs: int | None = None, keep_going: bool = False, dry_run: bool = False,
                 stream: TextIO = sys.stderr) -> BuildOutcome:
+    """Build a stack file; Ctrl-C, SIGTERM and SIGHUP stop it cleanly (`Interrupted`)."""
+    with processes.interruptible():
+        return _build_stack(path, settings, overrides=overrides, jobs=jobs,
+                            keep_going=keep_going, dry_run=dry_run, stream=stream)
+
+
+def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str] | None,
+                 jobs: int | None, keep_going: bool, dry_run: bool,
+                 stream: TextIO) -> BuildOutcome:
     settings.check_jobs()
     stack = load_stack(path, overrides)  # all input errors surface here, store untouched
     preflight(stack)  # and what planning would find: missing paths and host programs
@@ -54,6 +65,7 @@ def build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str] 
     plan = plan_stack(stack, store, sources)
     if dry_run:
         return BuildOutcome(plan, BuildReport(), dry_run_lines=explain(plan, store))
+    clean_stale(store)  # what killed runs left in tmp/
     for node in plan.nodes.values():  # even for artifacts already built: a URL may be new
         store.record_source_hints(node.id.rsplit("/", 1)[1], node.source_hints)
     report = run_plan(plan, store, sources, jobs=jobs or settings.jobs,

@@ -7,6 +7,7 @@ traceback only with `--debug`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import click
 
 from .. import __version__
 from ..config import Settings, load_settings
-from ..errors import HdenvError, UserError
+from ..errors import HdenvError, Interrupted, UserError
 from ..store.layout import Store
 from . import profile as profile_cmds
 from . import shell as shell_cmds
@@ -40,6 +41,10 @@ class HdenvGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("hdenv: interrupted", err=True)
             ctx.exit(130)
+        except Interrupted as e:  # a build stopped by Ctrl-C, SIGTERM or SIGHUP
+            with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+                click.echo(f"hdenv: {e}", err=True)
+            ctx.exit(e.exit_code)
         except Exception as e:  # a bug: still one line, with the way to see more
             if ctx.obj and ctx.obj.get("debug"):
                 raise

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from ..errors import UserError
 from ..store.fsutil import atomic_write_json, file_lock, read_json, remove_tree, tree_size
 from ..store.hashing import spec_hash
 from ..store.layout import META_DIR, PROFILE_META, Store
+from ..store.tmpdirs import temp_dir
 from ..validate import profile_name_problem
 from . import pyprofile
 from .farm import Member, build_farm
@@ -125,7 +125,7 @@ def create_profile(store: Store, spec: dict[str, Any]) -> Path:
     final = store.profile_dir(hash_)
     if store.has_profile(hash_):
         return final
-    aside = Path(tempfile.mkdtemp(prefix=f"profile-{hash_}-", dir=store.tmp))
+    aside = temp_dir(store, f"profile-{hash_}-")
     try:
         _populate(aside, final, spec, hash_, store)
         os.chmod(aside, 0o755)

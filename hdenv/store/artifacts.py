@@ -13,11 +13,12 @@ into `artifacts/NAME/VERSION/HASH`. Safety comes from the order of operations:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from .fsutil import (
     atomic_write,
     atomic_write_json,
     file_lock,
+    lock_fd,
     make_read_only,
+    open_lock_file,
     read_json,
     remove_tree,
 )
@@ -33,7 +36,7 @@ from .hashing import CHUNK, spec_hash
 from .layout import ARTIFACT_META, META_DIR, Store
 
 Populate = Callable[[Path, int], None]
-"""populate(prefix, lock_fd): fill `prefix`; `lock_fd` may be passed to child processes."""
+"""populate(prefix, guard_fd): fill `prefix`; build processes inherit `guard_fd` (build_guard)."""
 
 
 def artifact_id(spec: dict[str, Any]) -> str:
@@ -96,20 +99,25 @@ def install_artifact(
     lock = store.lock_path(aid.rsplit("/", 1)[1])
     try:
         ctx = file_lock(lock, blocking=False)
-        fd = ctx.__enter__()
+        ctx.__enter__()
     except BlockingIOError:
         if on_wait is not None:
             on_wait()
         ctx = file_lock(lock)
-        fd = ctx.__enter__()
+        ctx.__enter__()
     try:
         if store.has_artifact(aid):
             return aid, False
-        remove_tree(prefix)  # leftover of a killed build
-        prefix.mkdir(parents=True)
-        started = time.time()
+        with build_guard(store, aid.rsplit("/", 1)[1], on_wait) as guard:
+            remove_tree(prefix)  # leftover of a killed build, whose processes are gone now
+            prefix.mkdir(parents=True)
+            started = time.time()
+            try:
+                populate(prefix, guard)
+            except BaseException:
+                remove_tree(prefix)
+                raise
         try:
-            populate(prefix, fd)
             meta_dir = prefix / META_DIR
             meta_dir.mkdir(exist_ok=True)
             manifest = manifest_of(prefix)
@@ -135,6 +143,34 @@ def install_artifact(
         return aid, True
     finally:
         ctx.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def build_guard(store: Store, key: str, on_wait: Callable[[], None] | None) -> Iterator[int]:
+    """A second lock, `locks/KEY.build.lock`, that the build's processes inherit.
+
+    hdenv's own lock is never inherited, so a stray child of a *failed* build
+    cannot block the next one. This guard covers the other case: hdenv killed
+    with -9 while `make` still writes into the prefix. The orphans keep the
+    guard locked, so the next run waits for them before it removes the
+    leftover. After a build that ended normally, the guard file is unlinked:
+    a daemon that escaped the build's process group holds a lock on a file
+    nobody will ever open again.
+    """
+    path = store.lock_path(f"{key}.build")
+    fd = open_lock_file(path)
+    try:
+        try:
+            lock_fd(fd, blocking=False)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            lock_fd(fd)
+        yield fd
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    finally:
+        os.close(fd)
 
 
 def runtime_closure(store: Store, roots: list[str]) -> list[str]:

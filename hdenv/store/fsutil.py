@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..errors import StoreError
+
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,26 +79,84 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path)
 
 
-@contextlib.contextmanager
-def file_lock(path: Path, *, shared: bool = False, blocking: bool = True) -> Iterator[int]:
-    """An flock on `path`; yields the fd so it can be inherited by build processes.
+LOCK_FILE_MODE = 0o644
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-    flock locks belong to the open file description, so a child that inherits
-    the fd keeps the lock held even if hdenv itself is killed: a second hdenv
-    then waits for orphaned `make` processes instead of racing them.
+
+def open_dir_nofollow(path: Path, dir_fd: int | None = None) -> int:
+    """An fd on the directory `path` itself; StoreError if it is a symlink or not a directory.
+
+    Other users who can write to a shared store could replace a directory by a
+    symlink to redirect hdenv's writes; opening with O_NOFOLLOW and working
+    relative to the fd (openat) rules that out for the last component.
+    """
+    try:
+        return os.open(path, DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise StoreError(f"{path} is not a directory but a symlink or a file; something"
+                             " other than hdenv put it there: look at it, remove it, retry"
+                             ) from None
+        raise
+
+
+def open_lock_file(path: Path) -> int:
+    """Open (creating it if needed) the lock file `path`; the one place lock files are opened.
+
+    Contract: the fd is close-on-exec (build processes never inherit it);
+    neither `path` nor its directory is followed if it is a symlink; the file
+    must be a regular file with a single link. Anything else is a StoreError
+    naming the path: a lock file is where a planted symlink would make hdenv
+    (perhaps root) create or open any file. New lock files get
+    `LOCK_FILE_MODE` (less the umask); a shared store may widen it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    dfd = open_dir_nofollow(path.parent)
     try:
-        flags = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-        if not blocking:
-            flags |= fcntl.LOCK_NB
+        fd = os.open(path.name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_CLOEXEC, LOCK_FILE_MODE, dir_fd=dfd)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise StoreError(f"lock file {path} is a symlink; hdenv never made it (another user"
+                             " may be trying to redirect its writes): remove it and retry"
+                             ) from None
+        raise
+    finally:
+        os.close(dfd)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        what = "not a regular file" if not stat.S_ISREG(st.st_mode) else "a hard link"
+        raise StoreError(f"lock file {path} is {what}; hdenv never made it: remove it and retry")
+    return fd
+
+
+def lock_fd(fd: int, *, shared: bool = False, blocking: bool = True) -> None:
+    """Lock the whole file open on `fd`; BlockingIOError if not `blocking` and it is taken."""
+    flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB)
+    try:
+        fcntl.flock(fd, flags)
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EACCES):
+            raise BlockingIOError(e.errno, "lock is held") from e
+        raise
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, shared: bool = False, blocking: bool = True) -> Iterator[int]:
+    """A lock on `path` (see `open_lock_file`), held while the block runs.
+
+    The fd is close-on-exec: build processes never hold hdenv's locks, so a
+    stray background process of a failed build cannot keep the next run
+    waiting (orphans of a killed run are waited for through the build guard,
+    see `builder`).
+    """
+    fd = open_lock_file(path)
+    try:
         try:
-            fcntl.flock(fd, flags)
-        except OSError as e:
-            if e.errno in (errno.EAGAIN, errno.EACCES):
-                raise BlockingIOError(str(path)) from e
-            raise
+            lock_fd(fd, shared=shared, blocking=blocking)
+        except BlockingIOError:
+            raise BlockingIOError(str(path)) from None
         yield fd
     finally:
         os.close(fd)

@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import UserError
 from .fsutil import atomic_write, read_json
 from .hashing import HASH_CHARS, canonical_json, is_hash_like
+from .safeio import check_root_may_write
 
 META_DIR = ".hdenv"
 ARTIFACT_META = "artifact.json"
@@ -59,8 +60,10 @@ class Store:
         self.locks = self.root / "locks"
 
     def ensure(self) -> Store:
-        for d in (self.src, self.specs, self.artifacts, self.profiles, self.names,
-                  self.tmp, self.locks):
+        dirs = (self.src, self.specs, self.artifacts, self.profiles, self.names, self.tmp,
+                self.locks)
+        check_root_may_write(self.root, dirs)  # before root creates anything in it
+        for d in dirs:
             d.mkdir(parents=True, exist_ok=True)
         return self
 

@@ -39,6 +39,7 @@ from . import archive
 from .fsutil import atomic_write, file_lock
 from .hashing import CHUNK, sha256_file
 from .layout import Store
+from .tmpdirs import temp_file
 
 TIMEOUT = 20.0
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -316,9 +317,7 @@ class SourceStore:
     @contextlib.contextmanager
     def _tempfile(self) -> Iterator[tuple[Path, IO[bytes]]]:
         """A temp file in the store's tmp/ (same filesystem as src/), removed unless landed."""
-        self.store.tmp.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.store.tmp, prefix="src-", suffix=".part")
-        tmp = Path(name)
+        fd, tmp = temp_file(self.store, "src-", ".part")
         try:
             with os.fdopen(fd, "wb") as f:
                 yield tmp, f
