@@ -100,7 +100,8 @@ def test_records_survive_an_interpreter_without_the_json_accelerator() -> None:
     code = (
         "import sys; sys.modules['_json'] = None\n"
         "from hdenv.shell import envdiff\n"
-        "assert envdiff._json is None\n"
+        "from hdenv import fastjson\n"
+        "assert fastjson._json is None\n"
         "records = envdiff.decode(sys.argv[1])\n"
         "env = {}\n"
         "envdiff.store_records(env, records)\n"

@@ -21,6 +21,7 @@ from ..errors import HdenvError, Interrupted, UserError
 from ..store.layout import Store
 from . import profile as profile_cmds
 from . import shell as shell_cmds
+from . import site as site_cmds
 
 
 class HdenvGroup(click.Group):
@@ -48,9 +49,23 @@ class HdenvGroup(click.Group):
         except Exception as e:  # a bug: still one line, with the way to see more
             if ctx.obj and ctx.obj.get("debug"):
                 raise
+            denied = denied_line(e) if isinstance(e, OSError) else None
+            if denied is not None:  # not a bug: a store this user may only read
+                click.echo(f"hdenv: error: {denied}", err=True)
+                ctx.exit(2)
             click.echo(f"hdenv: error: internal error: {type(e).__name__}: {e}"
                        " (run with --debug for a traceback)", err=True)
             ctx.exit(1)
+
+
+def denied_line(e: OSError) -> str | None:
+    """One line for a file hdenv may not write (a store shared read-only), else None."""
+    import errno
+
+    if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return None
+    what = "read-only file system" if e.errno == errno.EROFS else "permission denied"
+    return f"cannot write {e.filename or 'to the store'}: {what}"
 
 
 def settings_of(ctx: click.Context, jobs: int | None = None) -> Settings:
@@ -59,7 +74,8 @@ def settings_of(ctx: click.Context, jobs: int | None = None) -> Settings:
 
 
 def store_of(ctx: click.Context) -> Store:
-    return Store(settings_of(ctx).store)
+    settings = settings_of(ctx)
+    return Store(settings.store, settings.upstreams)
 
 
 def echo_json(data: Any) -> None:
@@ -214,7 +230,8 @@ def verify(ctx: click.Context, ref: str | None) -> None:
 for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
                 shell_cmds.swap_cmd, shell_cmds.purge_cmd, shell_cmds.loaded_cmd,
                 shell_cmds.avail_cmd, shell_cmds.env_cmd,
-                profile_cmds.profile, profile_cmds.diff, profile_cmds.graph):
+                profile_cmds.profile, profile_cmds.diff, profile_cmds.graph,
+                site_cmds.config_cmd, site_cmds.store_group):
     cli.add_command(command)
 
 

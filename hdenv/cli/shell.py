@@ -49,7 +49,8 @@ def _store() -> Any:
     from ..config import load_settings
     from ..store.layout import Store
 
-    return Store(load_settings().store)
+    settings = load_settings()
+    return Store(settings.store, settings.upstreams)
 
 
 @click.command("init")
@@ -112,7 +113,7 @@ def avail_cmd(as_json: bool, refs: bool) -> None:
 def env_cmd(ref: str, shell_name: str | None) -> None:
     """Print the code that `hdenv load REF` would evaluate, without evaluating it."""
     name = shell_name or os.environ.get("HDENV_SHELL_FUNCTION") or shellcmd.detect_shell()
-    click.echo(shellcmd.env_code(ref, name, _store().root), nl=False)
+    click.echo(shellcmd.env_code(ref, name, _store()), nl=False)
 
 
 COMMANDS = [init_cmd, load_cmd, unload_cmd, swap_cmd, purge_cmd, loaded_cmd, avail_cmd,

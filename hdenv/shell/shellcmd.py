@@ -106,11 +106,13 @@ def avail(store: Store) -> list[dict[str, Any]]:
     """Named profiles with their generations; `current` marks the default."""
     loaded = {r["hash"] for r in loaded_records()}
     out = []
-    for name in store.list_names():
+    for name in store.list_names(upstreams=True):
         current = store.name_current(name)
         current_hash = current.name if current is not None else None
+        home = store.name_store(name)
         out.append({
             "name": name,
+            "upstream": str(home.root) if home is not None and home is not store else None,
             "current": current_hash,
             "generations": [{"generation": g, "hash": h, "current": h == current_hash,
                              "loaded": h in loaded} for g, h in _generations(store, name)],
@@ -121,7 +123,8 @@ def avail(store: Store) -> list[dict[str, Any]]:
 def avail_text(entries: list[dict[str, Any]]) -> str:
     lines = []
     for entry in entries:
-        lines.append(f"{entry['name']}:")
+        upstream = f"  (upstream: {entry['upstream']})" if entry.get("upstream") else ""
+        lines.append(f"{entry['name']}:{upstream}")
         for g in entry["generations"]:
             marks = [m for m in ("current", "loaded") if g[m]]
             suffix = f"  ({', '.join(marks)})" if marks else ""
@@ -129,14 +132,16 @@ def avail_text(entries: list[dict[str, Any]]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def env_code(ref: str, shell_name: str, store_root: Path) -> str:
+def env_code(ref: str, shell_name: str, store: Store | Path) -> str:
     """The code `hdenv load REF` would evaluate in the current environment."""
     shell = get_shell(shell_name)
-    return fastload.run("load", [ref], shell, os.environ, lambda: str(store_root))
+    roots = ([str(s.root) for s in store.chain()] if isinstance(store, Store)
+             else [str(store)])
+    return fastload.run("load", [ref], shell, os.environ, lambda: roots)
 
 
 def complete_refs(store: Store) -> list[str]:
     """Profile names, NAME/N generations and hashes, for the completion scripts."""
-    names = store.list_names()
+    names = store.list_names(upstreams=True)
     generations = [f"{name}/{number}" for name in names for number, _ in _generations(store, name)]
-    return [*names, *generations, *store.list_profile_hashes()]
+    return [*names, *generations, *store.list_profile_hashes(upstreams=True)]
