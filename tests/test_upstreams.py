@@ -15,11 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import Runner
 
-SITE_STACK = """
-[stack]
-name = "site-tools"
-description = "what the site provides"
-
+# Packages both stacks have: their ids are the same, so the user builds neither.
+COMMON = """
 [packages.base]
 version = "1"
 script = 'mkdir -p "$PREFIX/share/base" && echo base > "$PREFIX/share/base/data"'
@@ -28,7 +25,13 @@ script = 'mkdir -p "$PREFIX/share/base" && echo base > "$PREFIX/share/base/data"
 version = "1"
 deps = ["base"]
 script = 'mkdir -p "$PREFIX/share/lib" && echo "lib on $BASE_DIR" > "$PREFIX/share/lib/data"'
+"""
 
+SITE_STACK = """
+[stack]
+name = "site-tools"
+description = "what the site provides"
+""" + COMMON + """
 [packages.tool]
 version = "1"
 deps = ["lib"]
@@ -42,16 +45,7 @@ chmod +x "$PREFIX/bin/site-tool"
 USER_STACK = """
 [stack]
 name = "mine"
-
-[packages.base]
-version = "1"
-script = 'mkdir -p "$PREFIX/share/base" && echo base > "$PREFIX/share/base/data"'
-
-[packages.lib]
-version = "1"
-deps = ["base"]
-script = 'mkdir -p "$PREFIX/share/lib" && echo "lib on $BASE_DIR" > "$PREFIX/share/lib/data"'
-
+""" + COMMON + """
 [packages.mytool]
 version = "1"
 deps = ["lib"]
