@@ -45,6 +45,13 @@ class StoreError(HdenvError):
     exit_code = 1
 
 
+class DamagedFile(StoreError, ValueError):
+    """A store file that is not what hdenv wrote (truncated, edited): exit 1, one line.
+
+    Also a ValueError, so code that treats unreadable JSON as absent still does.
+    """
+
+
 class Interrupted(BaseException):
     """Ctrl-C, SIGTERM or SIGHUP stopped hdenv: exit 128 + the signal's number.
 

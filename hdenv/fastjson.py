@@ -39,8 +39,8 @@ def json_loads(text: str) -> Any:
         return json.loads(text)
     try:
         value, end = _scan(text, 0)
-    except StopIteration:
-        raise ValueError("not JSON") from None
+    except Exception:  # StopIteration, or even SystemError from _json's error path
+        raise ValueError("not valid JSON") from None
     if end != len(text):
         raise ValueError(f"extra data at character {end}")
     return value

@@ -244,3 +244,26 @@ def test_negative_strip_refused(tmp_path: Path) -> None:
     arc = make_tar(tmp_path / "a.tgz", project_members())
     with pytest.raises(UserError, match="strip"):
         unpack(arc, tmp_path / "out", strip=-1)
+
+
+def test_truncated_compressed_archive_is_an_error_not_a_file(tmp_path: Path) -> None:
+    import gzip
+    import io
+
+    from hdenv.store.archive import detect_format
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("pkg/data")
+        info.size = 100_000
+        tf.addfile(info, io.BytesIO(os.urandom(100_000)))
+    whole = gzip.compress(buf.getvalue())
+    path = tmp_path / "pkg.tar.gz"
+    path.write_bytes(whole)
+    assert detect_format(path) == "tar.gz"
+    for cut in (10, 200, len(whole) // 2):
+        path.write_bytes(whole[:cut])
+        with pytest.raises(UserError, match="truncated|corrupt"):
+            unpack(path, tmp_path / f"out{cut}")
+    path.write_bytes(gzip.compress(b"--- a patch, not a tar\n"))
+    assert detect_format(path) == "file"

@@ -7,18 +7,25 @@ store create one with useradd (root only; CI runs as root).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import io
 import os
+import shutil
 import signal
+import stat
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
-from conftest import Runner
+from conftest import Runner, require_tool
 from usersupport import User, as_user, gone, other_users, world_readable_dir
 
 from hdenv.store import tmpdirs
+from hdenv.store.fsutil import make_writable
 from hdenv.store.layout import Store
 
 # -- 2: Jinja templates run sandboxed ------------------------------------------
@@ -342,3 +349,202 @@ def test_10_next_build_removes_what_killed_runs_left(run_hdenv: Runner, hdenv_ex
     small.write_text(LOCKED)
     run_hdenv("build", str(small), check=True)
     assert tmpdirs.leftovers(store) == []
+
+
+# -- 3: no setuid bits in artifacts; verify sees mode changes ---------------------
+
+
+def test_3_setuid_bits_are_stripped_and_mode_changes_detected(run_hdenv: Runner,
+                                                              tmp_path: Path) -> None:
+    stack = tmp_path / "suid.toml"
+    stack.write_text('[packages.s]\nversion = "1"\nscript = \'\'\'\n'
+                     'mkdir -p "$PREFIX/bin" && printf "#!/bin/sh\\necho hi\\n" > "$PREFIX/bin/x"\n'
+                     'chmod 4755 "$PREFIX/bin/x"\nmkdir -m 1777 "$PREFIX/share"\n\'\'\'\n')
+    proc = run_hdenv("build", str(stack), check=True)
+    assert "removed setuid/setgid/sticky bits from bin/x" in proc.stderr
+    (aid,) = [line.split()[0] for line in run_hdenv("list", check=True).stdout.splitlines()
+              if line.startswith("s/")]
+    prefix = Path(run_hdenv("path", aid, check=True).stdout.strip())
+    assert stat.S_IMODE(os.stat(prefix / "bin" / "x").st_mode) == 0o555
+    assert stat.S_IMODE(os.stat(prefix / "share").st_mode) == 0o555
+    assert "removed setuid" in (prefix / ".hdenv" / "build.log").read_text()
+    assert run_hdenv("verify").returncode == 0
+    os.chmod(prefix / "bin" / "x", 0o4777)  # chmod u+s,a+w
+    proc = run_hdenv("verify")
+    assert proc.returncode == 1
+    assert proc.stdout == f"{aid}: mode of bin/x changed from 0555 to 4777\n"
+
+
+# -- 4: a tampered source is noticed before use ------------------------------------
+
+
+def test_4_tampered_source_is_refetched_and_reported(run_hdenv: Runner, tmp_path: Path,
+                                                     store_dir: Path) -> None:
+    payload = tmp_path / "payload"
+    payload.mkdir()
+    (payload / "data.txt").write_text("the real data\n")
+    tarball = tmp_path / "data-1.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tf:
+        tf.add(payload, arcname="data-1")
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    stack = tmp_path / "src.toml"
+    body = ('[packages.d]\nversion = "1"\n'
+            f'sources = [{{ url = "{tarball.as_uri()}", sha256 = "{digest}", strip = 1 }}]\n'
+            'script = \'mkdir -p "$PREFIX" && cp data.txt "$PREFIX/OUT"\'\n')
+    stack.write_text(body.replace("OUT", "one"))
+    run_hdenv("build", str(stack), check=True)
+    stored = store_dir / "src" / "sha256" / digest
+    evil = tmp_path / "evil.tar.gz"
+    (payload / "data.txt").write_text("backdoor\n")
+    with tarfile.open(evil, "w:gz") as tf:
+        tf.add(payload, arcname="data-1")
+    os.chmod(stored, 0o644)
+    stored.write_bytes(evil.read_bytes())
+    os.chmod(stored, 0o444)
+    proc = run_hdenv("verify", "--sources")
+    assert proc.returncode == 1
+    assert proc.stdout.startswith(f"source sha256:{digest}: damaged, its content hashes to")
+    stack.write_text(body.replace("OUT", "two"))  # a new build that needs the source
+    proc = run_hdenv("build", str(stack), check=True)
+    assert f"stored source sha256:{digest} is damaged" in proc.stderr
+    ids = [line.split()[0] for line in run_hdenv("list", check=True).stdout.splitlines()]
+    two = next(Path(run_hdenv("path", a, check=True).stdout.strip()) / "two" for a in ids
+               if (Path(run_hdenv("path", a, check=True).stdout.strip()) / "two").exists())
+    assert two.read_text() == "the real data\n"
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == digest
+    assert run_hdenv("verify", "--sources").returncode == 0
+
+
+# -- 9: every kind of damage is reported by verify, and errors stay one line -------
+
+MANY = "".join(
+    f'[packages.{p}]\nversion = "1"\n'
+    f'script = \'mkdir -p "$PREFIX/bin" && echo {p} > "$PREFIX/bin/{p}"\'\n\n'
+    for p in "abcdefg") + "".join(
+    f'[profiles.{n}]\npackages = ["{p}"]\n\n' for n, p in (("p1", "a"), ("p2", "f"),
+                                                           ("p3", "g"), ("demo", "g")))
+
+
+def _ids(run_hdenv: Runner) -> dict[str, str]:
+    out = run_hdenv("list", check=True).stdout.splitlines()
+    return {line.split("/")[0]: line.split()[0] for line in out}
+
+
+def _writable(path: Path) -> None:
+    os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+
+def test_9_verify_reports_every_kind_of_damage(run_hdenv: Runner, tmp_path: Path,
+                                               store_dir: Path) -> None:
+    stack = tmp_path / "many.toml"
+    stack.write_text(MANY)
+    built = run_hdenv("build", str(stack), check=True).stdout.split()
+    profiles = dict(zip(built[::2], built[1::2]))
+    assert run_hdenv("verify").returncode == 0
+    ids = _ids(run_hdenv)
+    art = {p: store_dir / "artifacts" / p / "1" / ids[p].rsplit("/", 1)[1] for p in "abcdefg"}
+    for p in "abcde":
+        _writable(art[p] / ".hdenv")
+    (art["a"] / ".hdenv" / "artifact.json").write_text('{"id": "a/1/')  # truncated
+    (art["b"] / ".hdenv" / "artifact.json").unlink()  # deleted
+    (art["c"] / ".hdenv" / "manifest.json").unlink()
+    _writable(art["d"] / ".hdenv" / "manifest.json")
+    (art["d"] / ".hdenv" / "manifest.json").write_text("{")
+    os.chmod(art["e"] / "bin" / "e", 0o4777)
+    _writable(art["f"] / "bin")
+    _writable(art["f"] / "bin" / "f")
+    (art["f"] / "bin" / "f").write_text("changed\n")
+    (store_dir / "artifacts" / "h" / "1" / "leftoverhash").mkdir(parents=True)
+    p1 = store_dir / "profiles" / profiles["p1"]
+    _writable(p1 / ".hdenv")
+    _writable(p1 / ".hdenv" / "profile.json")
+    (p1 / ".hdenv" / "profile.json").write_text('{"hash": ')
+    p2 = store_dir / "profiles" / profiles["p2"]
+    _writable(p2)
+    (p2 / "bin").unlink()
+    (p2 / "bin").symlink_to("/etc")
+    p3 = store_dir / "profiles" / profiles["p3"]
+    make_writable(p3)
+    shutil.rmtree(p3)
+    proc = run_hdenv("verify")
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    expected = [
+        f"{ids['a']}: .hdenv/artifact.json is damaged (not valid JSON; truncated?)",
+        f"{ids['b']}: .hdenv/artifact.json is missing (deleted?)",
+        f"{ids['c']}: .hdenv/manifest.json is missing",
+        f"{ids['d']}: .hdenv/manifest.json is damaged (not valid JSON; truncated?)",
+        f"{ids['e']}: mode of bin/e changed from 0444 to 4777",
+        f"{ids['f']}: modified bin/f",
+        "h/1/leftoverhash: leftover of an interrupted build",
+        f"profile {profiles['p1']}: .hdenv/profile.json is damaged",
+        f"profile {profiles['p2']}: bin points at /etc, outside the artifacts of the profile",
+        f"name p3: current generation points at profile {profiles['p3']}, which is not in"
+        " the store",
+        f"name p3: generation 1 points at profile {profiles['p3']}",
+        f"name demo: current generation points at profile {profiles['p3']}",
+    ]
+    for line in expected:
+        assert line in proc.stdout, (line, proc.stdout)
+    # the damaged things are one-line errors elsewhere too
+    for args in (("show", "p3"), ("path", "demo"), ("show", "p1")):
+        proc = run_hdenv(*args)
+        assert proc.returncode in (1, 2) and proc.stderr.count("\n") == 1, (args, proc.stderr)
+        assert "internal error" not in proc.stderr and "too short" not in proc.stderr
+    assert "points at profile" in run_hdenv("show", "p3").stderr
+
+
+def test_9_load_path_damage_is_one_line(run_hdenv: Runner, tmp_path: Path, hdenv_exe: str,
+                                        hdenv_env: dict[str, str], store_dir: Path) -> None:
+    require_tool("bash")
+    stack = tmp_path / "one.toml"
+    stack.write_text('[packages.a]\nversion = "1"\nscript = \'mkdir -p "$PREFIX/bin"\'\n\n'
+                     '[profiles.demo]\npackages = ["a"]\n\n[profiles.broken]\npackages = ["a"]\n'
+                     'env = { X = "1" }\n')
+    built = run_hdenv("build", str(stack), check=True).stdout.split()
+    broken = store_dir / "profiles" / dict(zip(built[::2], built[1::2]))["broken"]
+    _writable(broken / ".hdenv")
+    _writable(broken / ".hdenv" / "profile.json")
+    (broken / ".hdenv" / "profile.json").write_text("[1, 2")
+    bad_record = base64.b64encode(b'"abc').decode()
+
+    def in_bash(line: str, record: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**hdenv_env, "PATH": f"{Path(hdenv_exe).parent}:{os.environ['PATH']}",
+               **({"HDENV_RECORD": record} if record else {})}
+        return subprocess.run(["bash", "--norc", "-c", f'eval "$(hdenv init bash)"; {line}'],
+                              env=env, capture_output=True, text=True)
+
+    for line, record, fragment in (
+            ("hdenv load demo/²", None, "unknown REF 'demo/²'"),
+            ("hdenv load broken", None, "damaged profile metadata"),
+            ("hdenv load demo", bad_record, "HDENV_RECORD is damaged"),
+            ("hdenv unload demo", bad_record, "HDENV_RECORD is damaged")):
+        proc = in_bash(f"{line}; echo rc=$?", record)
+        assert proc.stderr.count("\n") == 1 and fragment in proc.stderr, (line, proc.stderr)
+        assert proc.stdout == "rc=2\n" and "Traceback" not in proc.stderr
+
+
+# -- 10: archives that cannot be unpacked ------------------------------------------
+
+
+def test_10_truncated_archive_and_overlong_names_are_one_line(tmp_path: Path,
+                                                               run_hdenv: Runner) -> None:
+    big = os.urandom(200_000)
+    for name, cut in (("long.tar.gz", None), ("cut.tar.gz", 100)):
+        tarball = tmp_path / name
+        with tarfile.open(tarball, "w:gz", format=tarfile.PAX_FORMAT) as tf:
+            for member, data in (("pkg/" + "n" * 300, b"x"), ("pkg/big", big)):
+                info = tarfile.TarInfo(member)  # 300 characters: fine in a tar, not on disk
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        if cut:
+            tarball.write_bytes(tarball.read_bytes()[:cut])
+        digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+        stack = tmp_path / f"{name}.toml"
+        stack.write_text(f'[packages.t]\nversion = "1"\nsources = [{{ url = "{tarball.as_uri()}",'
+                         f' sha256 = "{digest}" }}]\nscript = \'mkdir -p "$PREFIX"\'\n')
+        proc = run_hdenv("build", str(stack))
+        assert proc.returncode == 1 and "internal error" not in proc.stderr, proc.stderr
+        want = ("its name is too long for this file system" if cut is None
+                else "truncated gzip data")
+        assert want in proc.stderr, proc.stderr

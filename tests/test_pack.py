@@ -31,9 +31,10 @@ from hdenv.exchange.pack import (
     install_packed,
     pack_artifact,
 )
-from hdenv.store.artifacts import install_artifact, manifest_of, verify_artifact
+from hdenv.store.artifacts import install_artifact, manifest_of
 from hdenv.store.hashing import spec_hash
 from hdenv.store.layout import Store
+from hdenv.store.verify import verify_artifact
 
 
 def make_artifact(store: Store, name: str, fill: Callable[[Path], object],

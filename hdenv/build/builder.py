@@ -125,7 +125,6 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
     for hint in node.source_hints:
         sources.ensure(hint["key"], urls=[hint["url"]] if hint.get("url") else [],
                        git_url=hint.get("git"))
-    store.tmp.mkdir(parents=True, exist_ok=True)
     build_dir = temp_dir(store, f"build-{spec['name']}-")
     log_path = build_dir / "build.log"
 
@@ -137,7 +136,8 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
 
     try:
         return install_artifact(store, spec, populate, runtime_deps=node.deps, log_path=log_path,
-                                on_wait=on_wait, extra_meta=meta)
+                                on_wait=on_wait, extra_meta=meta,
+                                on_note=lambda m: options.note(f"{node.id}: {m}"))
     except BuildError:
         raise
     except subprocess.CalledProcessError as e:

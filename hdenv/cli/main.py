@@ -214,12 +214,13 @@ def path(ctx: click.Context, ref: str) -> None:
 
 @cli.command()
 @click.argument("ref", required=False)
+@click.option("--sources", is_flag=True, help="Also re-hash every stored source archive.")
 @click.pass_context
-def verify(ctx: click.Context, ref: str | None) -> None:
-    """Check artifacts against their manifests (all, or REF's closure)."""
+def verify(ctx: click.Context, ref: str | None, sources: bool) -> None:
+    """Check artifacts, profiles and names for damage (all, or REF's closure)."""
     from ..store import inspect
 
-    problems, checked = inspect.verify(store_of(ctx), ref)
+    problems, checked = inspect.verify(store_of(ctx), ref, sources=sources)
     for p in problems:
         click.echo(p)
     click.echo(f"verified {checked} artifact(s): {len(problems)} problem(s)", err=True)

@@ -31,7 +31,14 @@ from typing import Any
 
 from ..errors import UserError
 from ..store import sharing
-from ..store.fsutil import atomic_write_json, file_lock, read_json, remove_tree, tree_size
+from ..store.fsutil import (
+    atomic_write_json,
+    file_lock,
+    make_read_only,
+    read_json,
+    remove_tree,
+    tree_size,
+)
 from ..store.hashing import spec_hash
 from ..store.layout import META_DIR, PROFILE_META, Store
 from ..store.tmpdirs import temp_dir
@@ -129,11 +136,13 @@ def create_profile(store: Store, spec: dict[str, Any]) -> Path:
     aside = temp_dir(store, f"profile-{hash_}-")
     try:
         _populate(aside, final, spec, hash_, store)
-        os.chmod(aside, sharing.new_dir_mode(store.shared))
+        make_read_only(aside, shared=store.shared)  # as artifacts: nobody edits a profile
+        os.chmod(aside, sharing.new_dir_mode(store.shared))  # a directory renamed needs its w bit
         if os.path.lexists(final) and not store.has_own_profile(hash_):
             remove_tree(final)  # a leftover without metadata (e.g. an interrupted gc)
         try:
             os.rename(aside, final)
+            os.chmod(final, sharing.read_only_mode(0o755, True, store.shared))
         except OSError:
             if not store.has_own_profile(hash_):
                 raise

@@ -135,13 +135,16 @@ def read_profile(root: str, hash_: str, name: str | None,
             meta = envdiff.json_loads(f.read())
     except FileNotFoundError:
         raise UserError(f"profile {hash_} is not in the store {root}") from None
-    except ValueError as e:
-        raise UserError(f"damaged profile metadata: {e}", file=meta_path) from None
-    env = meta.get("env") or {}
-    if not isinstance(env, dict):
-        raise UserError("'env' must be a table", file=meta_path)
-    return Profile(hash_, name, prefix, {str(k): str(v) for k, v in env.items()},
-                   meta.get("family"), generation)
+    except (ValueError, OSError) as e:  # UnicodeDecodeError is a ValueError
+        raise UserError(f"damaged profile metadata ({e}); see `hdenv verify`",
+                        file=meta_path) from None
+    env = meta.get("env") if isinstance(meta, dict) else None
+    family = meta.get("family") if isinstance(meta, dict) else None
+    if not isinstance(env, dict) or not isinstance(family, (str, type(None))):
+        raise UserError("damaged profile metadata (no 'env' table); see `hdenv verify`",
+                        file=meta_path)
+    return Profile(hash_, name, prefix, {str(k): str(v) for k, v in env.items()}, family,
+                   generation)
 
 
 def _home(roots: list[str], hash_: str) -> str | None:
@@ -200,7 +203,9 @@ def _named_profile(roots: list[str], name: str, entry: str) -> Profile | None:
     hash_ = lightos.basename(lightos.final_target(link))
     home = _home(roots, hash_)
     if home is None:
-        return None
+        from ..store.layout import dangling_name
+
+        raise UserError(dangling_name(name, entry, hash_))
     return read_profile(home, hash_, name, int(number) if number and number.isdigit() else None)
 
 
@@ -210,7 +215,7 @@ def resolve(roots: str | list[str], ref: str) -> Profile:
     if not ref:
         raise UserError("empty REF")
     name, _, generation = ref.partition("/")
-    if generation.isdigit() or "/" not in ref:  # NAME/N or NAME
+    if (generation.isascii() and generation.isdigit()) or "/" not in ref:  # NAME/N or NAME
         named = _named_profile(roots, name, str(int(generation)) if generation else "current")
         if named is not None:
             return named

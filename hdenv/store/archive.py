@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
-import gzip
+import errno
 import lzma
 import os
 import shutil
@@ -35,6 +35,8 @@ from typing import IO
 from ..errors import UserError
 
 COPY_CHUNK = 1 << 20
+_SNIFF_BYTES = 1 << 16  # enough compressed input for the first tar header
+_SNIFF_OUT = 1 << 20  # decompressed bytes looked at, at most
 MAX_LINK_HOPS = 40
 
 _MAGIC_GZIP = b"\x1f\x8b"
@@ -71,22 +73,29 @@ def detect_format(path: Path) -> str:
     single file, copied as-is: the user asked for that exact file.
     """
     with open(path, "rb") as f:
-        head = f.read(512)
+        head = f.read(_SNIFF_BYTES)
     if head.startswith(_MAGIC_ZIP):
         return "zip"
-    for magic, opener, fmt in (
-        (_MAGIC_GZIP, gzip.open, "tar.gz"),
-        (_MAGIC_BZIP2, bz2.open, "tar.bz2"),
-        (_MAGIC_XZ, lzma.open, "tar.xz"),
+    for magic, decompressor, fmt in (
+        (_MAGIC_GZIP, lambda: zlib.decompressobj(wbits=31), "tar.gz"),
+        (_MAGIC_BZIP2, bz2.BZ2Decompressor, "tar.bz2"),
+        (_MAGIC_XZ, lzma.LZMADecompressor, "tar.xz"),
     ):
         if head.startswith(magic):
+            # A decompressor object, not gzip.open: a truncated archive still
+            # yields its first header (extraction then reports it truncated)
+            # instead of passing for a plain file.
+            kind = {"tar.gz": "gzip", "tar.bz2": "bzip2", "tar.xz": "xz"}[fmt]
             try:
-                with opener(path, "rb") as z:
-                    inner = z.read(512)
-            except (OSError, EOFError, lzma.LZMAError):
-                return "file"
-            return fmt if _looks_like_tar(inner) else "file"
-    return "tar" if _looks_like_tar(head) else "file"
+                d = decompressor()
+                inner = d.decompress(head, _SNIFF_OUT)
+            except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as e:
+                raise UserError(f"{path}: corrupt {kind} data: {e}") from None
+            if len(head) < _SNIFF_BYTES and not d.eof and len(inner) < _SNIFF_OUT:
+                raise UserError(f"{path}: truncated {kind} data (the file ends before the"
+                                " compressed stream does)")
+            return fmt if _looks_like_tar(inner[:512]) else "file"
+    return "tar" if _looks_like_tar(head[:512]) else "file"
 
 
 def _looks_like_tar(block: bytes) -> bool:
@@ -352,16 +361,18 @@ class _Extractor:
         self.dir_times: list[tuple[Path, float]] = []
 
     def run(self, entries: list[_Entry]) -> None:
-        for e in entries:
-            if e.kind == "dir":
-                self._dir(e)
-            elif e.kind == "file":
-                self._file(e)
-            elif e.kind == "hardlink":
-                self._hardlink(e)
-        for e in entries:
-            if e.kind == "symlink":
-                self._symlink(e)
+        steps = {"dir": self._dir, "file": self._file, "hardlink": self._hardlink,
+                 "symlink": self._symlink}
+        symlinks_last = [e for e in entries if e.kind != "symlink"] + \
+            [e for e in entries if e.kind == "symlink"]
+        for e in symlinks_last:
+            try:
+                steps[e.kind](e)
+            except OSError as err:
+                if err.errno != errno.ENAMETOOLONG:
+                    raise
+                raise UserError(f"{self.archive}: cannot unpack member {e.name!r}: its name is"
+                                " too long for this file system") from None
         for path, mtime in reversed(self.dir_times):
             with contextlib.suppress(OSError):
                 os.utime(path, (mtime, mtime))

@@ -29,7 +29,6 @@ from .fsutil import (
     lock_fd,
     make_read_only,
     open_lock_file,
-    read_json,
     remove_tree,
 )
 from .hashing import CHUNK, spec_hash
@@ -45,8 +44,10 @@ def artifact_id(spec: dict[str, Any]) -> str:
 
 
 def manifest_of(root: Path) -> dict[str, str]:
-    """Relative path -> 'sha256:HEX' for files, 'link:TARGET' for symlinks, 'dir' for dirs.
+    """Relative path -> 'sha256:HEX MODE' for files, 'link:TARGET' for symlinks, 'dir MODE'.
 
+    MODE is the permission bits in octal (`0555`), so `verify` sees a mode
+    changed after the build (`chmod u+s`) as well as changed content.
     `.hdenv/` is excluded: it holds the manifest itself and the log.
     """
     out: dict[str, str] = {}
@@ -55,25 +56,39 @@ def manifest_of(root: Path) -> dict[str, str]:
         if rel_dir == ".":
             dirnames[:] = [d for d in dirnames if d != META_DIR]
             rel_dir = ""
-        for name in sorted(dirnames):
+        for name in sorted(dirnames) + sorted(filenames):
             p = os.path.join(dirpath, name)
-            rel = os.path.join(rel_dir, name)
-            out[rel] = f"link:{os.readlink(p)}" if os.path.islink(p) else "dir"
-        for name in sorted(filenames):
-            p = os.path.join(dirpath, name)
-            rel = os.path.join(rel_dir, name)
-            st = os.lstat(p)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = f"link:{os.readlink(p)}"
-            elif stat.S_ISREG(st.st_mode):
-                h = hashlib.sha256()
-                with open(p, "rb") as f:
-                    for chunk in iter(lambda f=f: f.read(CHUNK), b""):  # type: ignore[misc]
-                        h.update(chunk)
-                out[rel] = f"sha256:{h.hexdigest()}"
-            else:
-                out[rel] = "other"
+            out[os.path.join(rel_dir, name)] = _entry(p, os.lstat(p))
     return out
+
+
+def _entry(path: str, st: os.stat_result) -> str:
+    mode = f" {stat.S_IMODE(st.st_mode):04o}"
+    if stat.S_ISLNK(st.st_mode):
+        return f"link:{os.readlink(path)}"
+    if stat.S_ISDIR(st.st_mode):
+        return "dir" + mode
+    if not stat.S_ISREG(st.st_mode):
+        return "other" + mode
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+    return f"sha256:{h.hexdigest()}" + mode
+
+
+def split_manifest_entry(value: str) -> tuple[str, int | None]:
+    """('sha256:HEX' | 'dir' | 'link:TARGET' | 'other', mode or None) of a manifest value.
+
+    Manifests written before modes were recorded have no mode (None).
+    """
+    if value.startswith("link:"):
+        return value, None
+    kind, _, mode = value.partition(" ")
+    try:
+        return kind, int(mode, 8) if mode else None
+    except ValueError:
+        return value, None
 
 
 def install_artifact(
@@ -85,8 +100,12 @@ def install_artifact(
     log_path: Path | None = None,
     extra_meta: dict[str, Any] | None = None,
     on_wait: Callable[[], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> tuple[str, bool]:
     """Make the artifact for `spec` exist; returns (id, built_now).
+
+    `on_note(message)` hears what the build output should mention (setuid bits
+    that were removed).
 
     Exceptions from `populate` propagate; the half-written directory is removed
     (and would be removed by the next attempt if we are killed first).
@@ -121,13 +140,15 @@ def install_artifact(
         try:
             meta_dir = prefix / META_DIR
             meta_dir.mkdir(exist_ok=True)
-            manifest = manifest_of(prefix)
-            atomic_write_json(meta_dir / "spec.json", spec)
-            atomic_write_json(meta_dir / "manifest.json", manifest)
-            if log_path is not None and log_path.exists():
-                atomic_write(meta_dir / "build.log", log_path.read_bytes())
-            make_read_only(prefix, shared=store.shared)
+            stripped = make_read_only(prefix, shared=store.shared)
             os.chmod(meta_dir, 0o755)
+            if stripped:
+                _note_stripped(stripped, log_path, on_note)
+            manifest = manifest_of(prefix)  # of the final modes
+            atomic_write_json(meta_dir / "spec.json", spec, mode=0o444)
+            atomic_write_json(meta_dir / "manifest.json", manifest, mode=0o444)
+            if log_path is not None and log_path.exists():
+                atomic_write(meta_dir / "build.log", log_path.read_bytes(), mode=0o444)
             meta = {
                 "id": aid,
                 "kind": spec.get("kind", "build"),
@@ -144,6 +165,18 @@ def install_artifact(
         return aid, True
     finally:
         ctx.__exit__(None, None, None)
+
+
+def _note_stripped(paths: list[str], log_path: Path | None,
+                   on_note: Callable[[str], None] | None) -> None:
+    shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    message = (f"removed setuid/setgid/sticky bits from {shown}: artifacts never carry them"
+               " (any user could run such a program with the builder's rights)")
+    if log_path is not None and log_path.exists():
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(f"hdenv: {message}\n")
+    if on_note is not None:
+        on_note(message)
 
 
 @contextlib.contextmanager
@@ -185,19 +218,3 @@ def runtime_closure(store: Store, roots: list[str]) -> list[str]:
         seen.add(aid)
         stack.extend(store.artifact_meta(aid).get("runtime_deps", []))
     return sorted(seen)
-
-
-def verify_artifact(store: Store, aid: str) -> list[str]:
-    """Differences between an artifact's files and its recorded manifest."""
-    prefix = store.artifact_dir(aid)
-    recorded: dict[str, str] = read_json(prefix / META_DIR / "manifest.json")
-    actual = manifest_of(prefix)
-    problems = []
-    for path in sorted(set(recorded) | set(actual)):
-        if path not in actual:
-            problems.append(f"{aid}: missing {path}")
-        elif path not in recorded:
-            problems.append(f"{aid}: unexpected {path}")
-        elif recorded[path] != actual[path]:
-            problems.append(f"{aid}: modified {path}")
-    return problems

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreError
-from .sharing import read_only_mode
+from ..errors import DamagedFile, StoreError
+from .sharing import SPECIAL_BITS, read_only_mode
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -44,34 +44,70 @@ def atomic_write_json(path: Path, obj: Any, mode: int = 0o644) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """The JSON in `path`; DamagedFile (one line, exit 1) if it is not valid JSON."""
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            raise DamagedFile(f"damaged file ({e}); `hdenv verify` checks the whole store",
+                              file=str(path)) from None
 
 
 def make_writable(root: Path) -> None:
     """Undo `make_read_only` so a tree can be deleted or repaired."""
+    with contextlib.suppress(OSError):
+        st = os.lstat(root)
+        if stat.S_ISDIR(st.st_mode):
+            os.chmod(root, st.st_mode | stat.S_IRWXU)
     for dirpath, dirnames, _ in os.walk(root):
         for name in [dirpath, *(os.path.join(dirpath, d) for d in dirnames)]:
             with contextlib.suppress(OSError):
                 st = os.lstat(name)
-                if not stat.S_ISLNK(st.st_mode):
-                    os.chmod(name, st.st_mode | stat.S_IWUSR)
+                if not stat.S_ISLNK(st.st_mode):  # rwx: a build may leave a mode-000 directory
+                    os.chmod(name, st.st_mode | stat.S_IRWXU)
 
 
-def make_read_only(root: Path, *, shared: bool = False) -> None:
-    """Drop write bits on every file and directory (symlinks have none).
+def make_read_only(root: Path, *, shared: bool = False) -> list[str]:
+    """Give every file and directory its `sharing.read_only_mode` (symlinks have none).
 
-    In a store shared by a group, directories keep the group's write bit so
-    any member can remove the tree later (see sharing.py).
+    No write bits, no setuid, setgid or sticky bit on files (a root build's
+    `chmod 4755` must not hand every user a setuid-root program); in a store
+    shared by a group, directories keep the group's write bit so any member
+    can remove the tree later (see sharing.py). Returns the relative paths of
+    files that lost a setuid, setgid or sticky bit, so the caller can say so.
     """
-    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+    stripped: list[str] = []
+    st = os.lstat(root)
+    os.chmod(root, read_only_mode(st.st_mode, True, shared))
+    # Top-down, each directory changed before os.walk lists it: a mode-000
+    # directory a build left behind becomes readable, and so does its content.
+    for dirpath, dirnames, filenames in os.walk(root):
         for name in [*filenames, *dirnames]:
             p = os.path.join(dirpath, name)
             st = os.lstat(p)
             if not stat.S_ISLNK(st.st_mode):
-                os.chmod(p, read_only_mode(st.st_mode, stat.S_ISDIR(st.st_mode), shared))
-    st = os.lstat(root)
-    os.chmod(root, read_only_mode(st.st_mode, True, shared))
+                is_dir = stat.S_ISDIR(st.st_mode)
+                if st.st_mode & SPECIAL_BITS and not is_dir:
+                    stripped.append(os.path.relpath(p, root))
+                os.chmod(p, read_only_mode(st.st_mode, is_dir, shared))
+    return sorted(stripped)
+
+
+def lock_is_held(path: Path) -> bool:
+    """Whether someone holds the lock file `path` now, without creating or changing anything."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        lock_fd(fd, shared=True, blocking=False)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
 
 
 def remove_tree(path: Path) -> None:

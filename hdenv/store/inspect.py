@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .artifacts import runtime_closure, verify_artifact
+from .artifacts import runtime_closure
 from .fsutil import tree_size
 from .layout import Store
 
@@ -126,17 +126,32 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
-def verify(store: Store, ref: str | None) -> tuple[list[str], int]:
+def verify(store: Store, ref: str | None, *, sources: bool = False) -> tuple[list[str], int]:
+    """Problems found, and how many artifacts were checked (see store/verify.py).
+
+    Without REF: every artifact, leftover, profile, name (and with `sources`,
+    every stored source). With REF: that artifact's or profile's closure.
+    """
+    from . import verify as checks
+
+    problems: list[str] = []
     if ref is None:
         targets = store.list_artifacts()
+        problems += checks.incomplete_artifacts(store)
+        profiles = store.list_profile_hashes()
+        problems += checks.verify_names(store)
     else:
         resolved = store.resolve(ref)
-        if resolved.kind == "artifact":
-            targets = runtime_closure(store, [resolved.ident])
-        else:
-            profile = json.loads((resolved.path / ".hdenv" / "profile.json").read_text())
-            targets = profile["artifacts"]
-    problems: list[str] = []
+        profiles = [resolved.ident] if resolved.kind == "profile" else []
+        targets = [resolved.ident] if resolved.kind == "artifact" else []
+        if resolved.kind == "profile":
+            meta = checks.read_profile_meta(store, resolved.ident)
+            targets = [a for a in meta.get("artifacts", []) if isinstance(a, str)] if meta else []
+        targets = checks.closure(store, targets, problems)
     for aid in targets:
-        problems.extend(verify_artifact(store, aid))
+        problems += checks.verify_artifact(store, aid)
+    for hash_ in profiles:
+        problems += checks.verify_profile(store, hash_)
+    if sources:
+        problems += checks.verify_sources(store)[0]
     return problems, len(targets)

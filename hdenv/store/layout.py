@@ -33,6 +33,14 @@ PROFILE_META = "profile.json"
 MIN_PREFIX = 6
 
 
+def dangling_name(name: str, entry: str, target: str) -> str:
+    """The error for a name whose generation points at a profile that is gone."""
+    what = f"profile {name!r}" if entry == "current" else f"generation {entry} of {name!r}"
+    return (f"{what} points at profile {target}, which is not in the store (damaged or"
+            f" half-collected store: see `hdenv verify`; `hdenv profile rollback {name}`"
+            " returns to an earlier generation)")
+
+
 def split_id(artifact_id: str) -> tuple[str, str, str]:
     parts = artifact_id.split("/")
     if len(parts) != 3 or not all(parts):
@@ -248,7 +256,7 @@ class Store:
         if not ref:
             raise UserError("empty REF")
         name, _, generation = ref.partition("/")
-        if generation.isdigit():
+        if generation.isascii() and generation.isdigit():  # not '²', which int() refuses
             return self._resolve_generation(ref, name, generation)
         if "/" in ref:
             return self._resolve_artifact(ref)
@@ -298,7 +306,7 @@ class Store:
             return None
         target = Path(os.path.realpath(link))
         if not (target / META_DIR / PROFILE_META).is_file():
-            return None
+            raise UserError(dangling_name(name, entry, target.name))
         return Ref("profile", target.name, target, name=name,
                    upstream=self._origin(self.profile_store(target.name)))
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from ..errors import UserError
 
 GROUP_RWX = 0o070
+SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
 _umask_lock = threading.Lock()
 _adopted: set[str] = set()
 
@@ -74,8 +75,14 @@ def adopt(root: Path) -> bool:
 
 
 def read_only_mode(mode: int, is_dir: bool, shared: bool) -> int:
-    """The mode a file or directory of a finished artifact gets."""
-    mode = stat.S_IMODE(mode) & ~0o222
+    """The mode a file or directory of a finished artifact gets (as Nix canonicalises).
+
+    No write bits; no setuid, setgid or sticky bit (a directory of a shared
+    store keeps its set-gid bit, which is how the group owns what is in it);
+    the owner can read (and enter) everything, so the tree can be hashed.
+    """
+    keep = stat.S_ISGID if shared and is_dir else 0
+    mode = (stat.S_IMODE(mode) & ~((SPECIAL_BITS & ~keep) | 0o222)) | (0o500 if is_dir else 0o400)
     if shared and is_dir:
         mode |= GROUP_RWX
     elif shared:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import BuildError, UserError
-from . import archive
+from . import archive, srcstat
 from .fsutil import atomic_write, file_lock
 from .hashing import CHUNK, sha256_file
 from .layout import Store
@@ -253,7 +253,11 @@ class SourceStore:
             return self._ensure_git(value, git_url)
         dest = self.sha_dir / value
         if dest.is_file():
-            return dest
+            if srcstat.intact(self.store.src, value):
+                return dest
+            self.log(f"stored source {key} is damaged (its bytes no longer hash to its name):"
+                     " removed, fetching it again")
+            srcstat.discard(self.store.src, value)
         name = name or next((_basename(u) for u in urls if _basename(u)), None)
         tried: list[str] = []
         for loc in self._locations(value, urls, name):
@@ -331,6 +335,7 @@ class SourceStore:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o444)
         os.replace(tmp, self.sha_dir / hex_)
+        srcstat.record(self.store.src, hex_)
         if name and not (self.names_dir / hex_).exists():
             atomic_write(self.names_dir / hex_, name.encode("utf-8") + b"\n")
 
