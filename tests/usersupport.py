@@ -37,24 +37,32 @@ def _quiet(*cmd: str) -> None:
 
 @contextlib.contextmanager
 def other_users(*names: str, group: str) -> Iterator[dict[str, User]]:
-    """Create users `names` in a new group `group`; remove both afterwards."""
+    """Create users `names` in a new group `group`; remove both afterwards.
+
+    The real names get this process's id appended (`hdenv10a` becomes
+    `hdenv10a4711`): every worktree runs the whole suite, often at once.
+    The result is keyed by the names asked for.
+    """
     require(os.geteuid() == 0, "creating a second user needs root (CI runs as root)")
     for tool in ("useradd", "userdel", "groupadd", "groupdel", "setpriv"):
         require_tool(tool)
-    for name in names:  # leftovers of an interrupted earlier run
+    suffix = str(os.getpid())
+    real = {name: f"{name}{suffix}" for name in names}
+    group = f"{group}{suffix}"
+    for name in real.values():  # leftovers of an interrupted earlier run
         _quiet("userdel", name)
     _quiet("groupdel", group)
     subprocess.run(["groupadd", group], check=True)
     users: dict[str, User] = {}
     try:
-        for name in names:
+        for name, real_name in real.items():
             subprocess.run(["useradd", "-M", "-N", "-g", group, "-d", "/nonexistent",
-                            "-s", "/bin/sh", name], check=True)
-            entry = pwd.getpwnam(name)
-            users[name] = User(name, entry.pw_uid, entry.pw_gid)
+                            "-s", "/bin/sh", real_name], check=True)
+            entry = pwd.getpwnam(real_name)
+            users[name] = User(real_name, entry.pw_uid, entry.pw_gid)
         yield users
     finally:
-        for name in names:
+        for name in real.values():
             _quiet("userdel", name)
         _quiet("groupdel", group)
 

@@ -30,7 +30,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ..errors import UserError
 
@@ -73,7 +73,7 @@ def detect_format(path: Path) -> str:
     single file, copied as-is: the user asked for that exact file.
     """
     with open(path, "rb") as f:
-        head = f.read(_SNIFF_BYTES)
+        head = f.read(512)
     if head.startswith(_MAGIC_ZIP):
         return "zip"
     for magic, decompressor, fmt in (
@@ -82,20 +82,33 @@ def detect_format(path: Path) -> str:
         (_MAGIC_XZ, lzma.LZMADecompressor, "tar.xz"),
     ):
         if head.startswith(magic):
-            # A decompressor object, not gzip.open: a truncated archive still
-            # yields its first header (extraction then reports it truncated)
-            # instead of passing for a plain file.
-            kind = {"tar.gz": "gzip", "tar.bz2": "bzip2", "tar.xz": "xz"}[fmt]
-            try:
-                d = decompressor()
-                inner = d.decompress(head, _SNIFF_OUT)
-            except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as e:
-                raise UserError(f"{path}: corrupt {kind} data: {e}") from None
-            if len(head) < _SNIFF_BYTES and not d.eof and len(inner) < _SNIFF_OUT:
+            inner = _first_block(path, decompressor, fmt)
+            return fmt if _looks_like_tar(inner) else "file"
+    return "tar" if _looks_like_tar(head) else "file"
+
+
+def _first_block(path: Path, decompressor: Callable[[], Any], fmt: str) -> bytes:
+    """The first 512 decompressed bytes (fewer for a short stream).
+
+    Read with a decompressor object, not gzip.open: a truncated archive is an
+    error saying so (or its first header still shows it is a tar, and
+    extraction reports the truncation), never a plain file. bzip2 needs a
+    whole block (up to 900 kB) before it yields anything, hence the loop.
+    """
+    kind = {"tar.gz": "gzip", "tar.bz2": "bzip2", "tar.xz": "xz"}[fmt]
+    d = decompressor()
+    out = b""
+    with open(path, "rb") as f:
+        while len(out) < 512 and not d.eof:
+            chunk = f.read(_SNIFF_BYTES)
+            if not chunk:
                 raise UserError(f"{path}: truncated {kind} data (the file ends before the"
                                 " compressed stream does)")
-            return fmt if _looks_like_tar(inner[:512]) else "file"
-    return "tar" if _looks_like_tar(head[:512]) else "file"
+            try:
+                out += d.decompress(chunk, _SNIFF_OUT)
+            except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as e:
+                raise UserError(f"{path}: corrupt {kind} data: {e}") from None
+    return out[:512]
 
 
 def _looks_like_tar(block: bytes) -> bool:
