@@ -19,6 +19,7 @@ from .. import __version__
 from ..config import Settings, load_settings
 from ..errors import HdenvError, Interrupted, UserError
 from ..store.layout import Store
+from . import modules as modules_cmds
 from . import profile as profile_cmds
 from . import shell as shell_cmds
 from . import site as site_cmds
@@ -234,6 +235,7 @@ for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
                 profile_cmds.profile, profile_cmds.diff, profile_cmds.graph,
                 site_cmds.config_cmd, site_cmds.store_group):
     cli.add_command(command)
+cli.add_command(modules_cmds.modulefiles)
 
 
 def main() -> None:
