@@ -558,7 +558,12 @@ def capture(store: Store, name: str, programs: Sequence[str], *,
     )
 
 
-def basic_tool_programs(search_path: str | None = None) -> list[str]:
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+"""Where builds' basic tools come from: the system's directories, never the user's
+PATH, which may hold a loaded hdenv profile or a version manager's shims."""
+
+
+def basic_tool_programs(search_path: str = SYSTEM_PATH) -> list[str]:
     """Absolute paths of the basic tools present on PATH; BuildError if a required one is not.
 
     Paths rather than names, so the capture does not search PATH again.
@@ -572,11 +577,6 @@ def basic_tool_programs(search_path: str | None = None) -> list[str]:
             "(builds need them; install them or fix PATH)"
         )
     return [p for p in found.values() if p is not None]
-
-
-SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
-"""Where builds' basic tools come from: the system's directories, never the user's
-PATH, which may hold a loaded hdenv profile or a version manager's shims."""
 
 
 def basic_tools_spec(store: Store, search_path: str = SYSTEM_PATH) -> dict[str, Any]:

@@ -68,9 +68,10 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
     clean_stale(store)  # what killed runs left in tmp/
     for node in plan.nodes.values():  # even for artifacts already built: a URL may be new
         store.record_source_hints(node.id.rsplit("/", 1)[1], node.source_hints)
+    to_build = any(n.kind == "build" and not store.has_artifact(i) for i, n in plan.nodes.items())
     report = run_plan(plan, store, sources, jobs=jobs or settings.jobs,
                       build_jobs=settings.build_jobs, keep_going=keep_going, stream=stream,
-                      options=build_options(settings))
+                      options=build_options(settings, stream) if to_build else None)
     outcome = BuildOutcome(plan, report)
     failed = set(report.failed) | set(report.skipped)
     for planned in plan.profiles:
