@@ -64,7 +64,9 @@ def build_environment(store: Store, node: Node, prefix: Path, build_dir: Path,
     runtime = runtime_closure(store, node.deps)
     run_dirs = [str(store.artifact_dir(a) / part) for a in runtime for part in ("lib", "lib64")
                 if not _is_host(store, a) and (store.artifact_dir(a) / part).is_dir()]
-    pc_dirs = existing("lib/pkgconfig", "share/pkgconfig")
+    host_specs = [_read_spec(store, a) for a in direct if _is_host(store, a)]
+    pc_dirs = existing("lib/pkgconfig", "share/pkgconfig") + [
+        d for hs in host_specs for d in hs.get("pkgconfig", [])]
     empty_pc = build_dir / "no-pkgconfig"
     env = {
         "PREFIX": str(prefix),
@@ -88,6 +90,8 @@ def build_environment(store: Store, node: Node, prefix: Path, build_dir: Path,
     for aid in direct:
         env[env_var_name(aid.split("/")[0])] = str(store.artifact_dir(aid))
     env = {k: v for k, v in env.items() if v}
+    for hs in host_specs:  # `env = {...}` of the declared host artifacts, then the package's
+        env.update(hs.get("env", {}))
     env.update(spec.get("env", {}))
     return env
 
@@ -232,6 +236,8 @@ def _sandbox_reads(store: Store, node: Node) -> list[str]:
         if spec.get("kind") == "host":
             out += [bwrap.install_root(i["path"]) for i in spec.get("programs", {}).values()]
             out += [bwrap.install_root(i["path"]) for i in spec.get("libraries", {}).values()]
+            out += spec.get("pkgconfig", [])
+            out += [v for v in spec.get("env", {}).values() if os.path.isabs(v)]
     return out
 
 

@@ -62,7 +62,7 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
     if warning and not dry_run:
         print(f"hdenv: {warning}", file=stream)
     sources = SourceStore(store, settings.mirrors, log=lambda m: print(m, file=stream))
-    plan = plan_stack(stack, store, sources)
+    plan = plan_stack(stack, store, sources, host_identity=settings.host_identity)
     if dry_run:
         return BuildOutcome(plan, BuildReport(), dry_run_lines=explain(plan, store))
     clean_stale(store)  # what killed runs left in tmp/
@@ -103,7 +103,13 @@ class BuildFailed(BuildError):
 def _make_profile(store: Store, plan: ProfilePlan, closure: list[str]) -> ProfileResult:
     from ..profile import profiles
 
-    spec = profiles.profile_spec(closure, plan.env, plan.family, exclude=plan.exclude,
+    env: dict[str, str] = {}
+    for aid in closure:  # a host artifact's `env = {...}` is set by profiles that contain it
+        aspec = store.read_spec(aid.rsplit("/", 1)[1])
+        if aspec.get("kind") == "host":
+            env.update(aspec.get("env", {}))
+    env.update(plan.env)
+    spec = profiles.profile_spec(closure, env, plan.family, exclude=plan.exclude,
                                  priority=plan.priority)
     phash = profiles.profile_hash(spec)
     profiles.create_profile(store, spec)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from .artifacts import runtime_closure, verify_artifact
 from .fsutil import tree_size
+from .hashing import sha256_file
 from .layout import Store
 
 LIST_COLUMNS = {
@@ -139,4 +141,16 @@ def verify(store: Store, ref: str | None) -> tuple[list[str], int]:
     problems: list[str] = []
     for aid in targets:
         problems.extend(verify_artifact(store, aid))
+        problems.extend(host_drift(store, aid))
     return problems, len(targets)
+
+
+def host_drift(store: Store, aid: str) -> list[str]:
+    """Host files whose bytes changed since capture: same id (by version), other content."""
+    out = []
+    for path, digest in sorted(store.artifact_meta(aid).get("host_files", {}).items()):
+        if not os.path.isfile(path):
+            out.append(f"{aid}: host file {path} is gone (drift)")
+        elif sha256_file(path) != digest:
+            out.append(f"{aid}: host file {path} changed since it was captured (drift)")
+    return out
