@@ -336,3 +336,17 @@ def test_python_c_extension_is_really_built_with_the_declared_compiler(
                           "import markupsafe; print(markupsafe.escape.__module__)"],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == "markupsafe._speedups"
+
+
+def test_verify_reports_drift_of_a_host_file(run_hdenv: Runner, tmp_path: Path) -> None:
+    tool = tmp_path / "bin" / "tool"
+    tool.parent.mkdir()
+    tool.write_text('#!/bin/sh\necho "tool 1.0"\n')
+    os.chmod(tool, 0o755)
+    aid = run_hdenv("host", "capture", "tool", str(tool), check=True).stdout.strip()
+    assert run_hdenv("verify", aid).returncode == 0
+    tool.write_text('#!/bin/sh\necho "tool 1.0" # rebuilt\n')  # same version, other bytes
+    assert run_hdenv("host", "capture", "tool", str(tool), check=True).stdout.strip() == aid
+    proc = run_hdenv("verify", aid)
+    assert proc.returncode == 1
+    assert proc.stdout.strip() == f"{aid}: host file {tool} changed since it was captured (drift)"
