@@ -106,3 +106,12 @@ def test_patchelf_is_found() -> None:
     tool = elf.patchelf_program()
     assert tool is not None
     assert subprocess.run([tool, "--version"], capture_output=True).returncode == 0
+
+
+def test_walk_skips_broken_elf_and_metadata(built: dict[str, Path], tmp_path: Path) -> None:
+    root = built["lib"].parent.parent
+    (root / "broken.debug").write_bytes(b"\x7fELF\x02\x01\x01" + b"\0" * 20)
+    (root / ".hdenv").mkdir()
+    shutil.copy2(built["exe"], root / ".hdenv" / "copy")
+    found = sorted(os.path.relpath(i.path, root) for i in elf.walk_elf(root))
+    assert found == ["bin/m", "lib/libf.so.1"]

@@ -100,6 +100,27 @@ def test_link_keeps_requested_name_and_argv0(store: Store, tmp_path: Path) -> No
 
 # -- what the hash covers --------------------------------------------------------
 
+def test_same_version_other_bytes_keeps_the_id_and_records_the_hash(store: Store,
+                                                                     tmp_path: Path) -> None:
+    """The id covers names, paths and reported versions; bytes go to the metadata
+    (a rebuild of the same version changes no id), and into the id with
+    host-identity = "content"."""
+    prog = script(tmp_path / "bin" / "tool", 'echo "tool 1.0"\n')
+    first = host.capture(store, "tool", [str(prog)])
+    old_digest = store.artifact_meta(first)["host_files"][str(prog)]
+    strict = host.capture(store, "tool", [str(prog)], identity="content")
+    prog.write_text("#!/bin/sh\n" + 'echo "tool 1.0"  # rebuilt\n')
+    assert host.capture(store, "tool", [str(prog)]) == first
+    assert host.capture(store, "tool", [str(prog)], identity="content") != strict
+    spec = store.read_spec(strict.rsplit("/", 1)[1])
+    assert spec["programs"]["tool"]["sha256"] == old_digest
+    assert "sha256" not in store.read_spec(first.rsplit("/", 1)[1])["programs"]["tool"]
+    # verify reports the drift of the version-identified artifact
+    from hdenv.store.inspect import host_drift
+    (drift,) = host_drift(store, first)
+    assert str(prog) in drift and "drift" in drift
+
+
 def test_changed_content_changes_id(store: Store, tmp_path: Path) -> None:
     prog = script(tmp_path / "bin" / "tool", 'echo "tool 1.0"\n')
     first = host.capture(store, "tool", [str(prog)])
@@ -122,7 +143,7 @@ def test_version_output_enters_hash(store: Store, tmp_path: Path) -> None:
     (tmp_path / "bin" / "VERSION").write_text("2.0.2\n")
     host.cache_path(store).unlink()  # the content did not change, so the cache would answer
     spec2 = host.host_spec(store, "tool", [str(prog)])
-    assert spec2["programs"]["tool"]["sha256"] == spec1["programs"]["tool"]["sha256"]
+    assert spec2["programs"]["tool"]["path"] == spec1["programs"]["tool"]["path"]
     assert spec2["version"] == "2.0.2"
     assert host.capture(store, "tool", [str(prog)]).split("/")[2] != \
         host.artifact_id(spec1).split("/")[2]
@@ -276,14 +297,20 @@ def test_capture_basic_tools(store: Store) -> None:
     assert host.capture_basic_tools(store) == aid
 
 
-def test_basic_tools_skip_absent_optional_ones(store: Store, tmp_path: Path) -> None:
+def test_basic_tools_are_a_fixed_list(store: Store, tmp_path: Path) -> None:
+    """Another program on the system PATH (m4, perl, file) never joins posix-tools."""
     need("make")
-    only = tmp_path / "only-required"
+    only = tmp_path / "tools"
     only.mkdir()
     for tool in host.REQUIRED_TOOLS:
         (only / tool).symlink_to(os.path.realpath(need(tool)))
+    before = host.basic_tools_spec(store, search_path=str(only))
+    for extra in ("m4", "perl", "file"):
+        script(only / extra, f'echo "{extra} 1.0"\n')
+    assert host.basic_tools_spec(store, search_path=str(only)) == before
     aid = host.capture_basic_tools(store, search_path=str(only))
     assert set(bin_links(store, aid)) == set(host.REQUIRED_TOOLS)
+    assert not {"m4", "perl", "file"} & set(host.BASIC_TOOLS)
 
 
 def test_basic_tools_missing_required_is_an_error(store: Store, tmp_path: Path) -> None:
@@ -352,6 +379,11 @@ def test_host_differences(store: Store, tmp_path: Path) -> None:
     prog = script(tmp_path / "bin" / "tool", 'echo "tool 1.0"\n')
     spec = host.host_spec(store, "tool", [str(prog)])
     assert host.host_differences(store, spec) == []
+    prog.write_text("#!/bin/sh\n" + 'echo "tool 1.0" # same version, other bytes\n')
+    assert host.host_differences(store, spec) == []
+    strict = host.host_spec(store, "tool", [str(prog)], identity="content")
+    prog.write_text("#!/bin/sh\n" + 'echo "tool 1.0"\n')
+    assert "other content" in host.host_differences(store, strict)[0]
     prog.write_text("#!/bin/sh\n" + 'echo "tool 2.0"\n')
     diffs = host.host_differences(store, spec)
     assert len(diffs) == 1 and "tool 1.0" in diffs[0] and "tool 2.0" in diffs[0]

@@ -274,3 +274,40 @@ def test_libc_and_loaders_are_expected() -> None:
         assert linkaudit.is_libc(name)
     for name in ("libz.so.1", "libstdc++.so.6", "libcrypt.so.1"):
         assert not linkaudit.is_libc(name)
+
+
+CMAKE = """
+[host.cmake]
+programs = ["cmake"]
+
+[packages.cmprobe]
+version = "1"
+sources = [{ path = "cm" }]
+deps = ["zlib"]
+build-deps = ["gcc", "cmake"]
+script = '''
+cmake -S . -B b > cmake.log
+mkdir -p "$PREFIX/share"
+cp b/found.txt "$PREFIX/share/"
+'''
+"""
+
+CMAKELISTS = """cmake_minimum_required(VERSION 3.13)
+project(probe C)
+find_library(Z z)
+find_package(ZLIB REQUIRED)
+file(WRITE ${CMAKE_BINARY_DIR}/found.txt "${Z}\\n${ZLIB_LIBRARIES}\\n${ZLIB_INCLUDE_DIRS}\\n")
+"""
+
+
+@pytest.mark.slow
+def test_cmake_finds_the_dependency_before_the_system(hd: Hd, built: dict[str, Path],
+                                                      tmp_path: Path) -> None:
+    require_tool("cmake")
+    (tmp_path / "cm").mkdir()
+    (tmp_path / "cm" / "CMakeLists.txt").write_text(CMAKELISTS)
+    proc = hd("build", str(stack(tmp_path, CMAKE)))
+    assert proc.returncode == 0, proc.stderr
+    lib, pkg, inc = (artifact(hd, "cmprobe") / "share" / "found.txt").read_text().splitlines()
+    zlib = str(built["zlib"])
+    assert lib.startswith(zlib) and pkg.startswith(zlib) and inc.startswith(zlib)

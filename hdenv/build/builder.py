@@ -19,7 +19,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..config import Settings
 from ..errors import BuildError, Interrupted
@@ -28,7 +28,7 @@ from ..store.fsutil import atomic_write, remove_tree
 from ..store.layout import Store
 from ..store.sources import SourceStore
 from ..store.tmpdirs import temp_dir
-from . import linkaudit, processes
+from . import bwrap, linkaudit, processes
 from .plan import Node
 
 LOG_TAIL_LINES = 25
@@ -64,7 +64,9 @@ def build_environment(store: Store, node: Node, prefix: Path, build_dir: Path,
     runtime = runtime_closure(store, node.deps)
     run_dirs = [str(store.artifact_dir(a) / part) for a in runtime for part in ("lib", "lib64")
                 if not _is_host(store, a) and (store.artifact_dir(a) / part).is_dir()]
-    pc_dirs = existing("lib/pkgconfig", "share/pkgconfig")
+    host_specs = [_read_spec(store, a) for a in direct if _is_host(store, a)]
+    pc_dirs = existing("lib/pkgconfig", "share/pkgconfig") + [
+        d for hs in host_specs for d in hs.get("pkgconfig", [])]
     empty_pc = build_dir / "no-pkgconfig"
     env = {
         "PREFIX": str(prefix),
@@ -88,6 +90,8 @@ def build_environment(store: Store, node: Node, prefix: Path, build_dir: Path,
     for aid in direct:
         env[env_var_name(aid.split("/")[0])] = str(store.artifact_dir(aid))
     env = {k: v for k, v in env.items() if v}
+    for hs in host_specs:  # `env = {...}` of the declared host artifacts, then the package's
+        env.update(hs.get("env", {}))
     env.update(spec.get("env", {}))
     return env
 
@@ -101,11 +105,16 @@ class BuildOptions:
     """Settings that change how a build runs, never what it is (none enters a spec)."""
 
     strict_links: bool = False  # undeclared system libraries fail the build
+    sandbox: bool = False  # run under bubblewrap (decided once per `hdenv build`)
     note: Callable[[str], None] = field(default=lambda _msg: None)  # one line for the user
 
 
-def build_options(settings: Settings) -> BuildOptions:
-    return BuildOptions(strict_links=settings.strict_links)
+def build_options(settings: Settings, stream: TextIO | None = None) -> BuildOptions:
+    """Options for the builds of one `hdenv build`; says once if builds are not sandboxed."""
+    sandboxed, notice = bwrap.use_sandbox(settings.sandbox)
+    if notice and stream is not None:
+        print(f"hdenv: {notice}", file=stream)
+    return BuildOptions(strict_links=settings.strict_links, sandbox=sandboxed)
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -131,7 +140,8 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
     meta: dict[str, Any] = {}  # filled by populate; install_artifact reads it afterwards
 
     def populate(prefix: Path, guard_fd: int) -> None:
-        _run_script(store, node, sources, prefix, build_dir, log_path, jobs, guard_fd)
+        _run_script(store, node, sources, prefix, build_dir, log_path, jobs, guard_fd,
+                    sandboxed=options.sandbox)
         meta.update(_audit_links(store, node, prefix, build_dir, log_path, options))
 
     try:
@@ -186,7 +196,7 @@ def _keep_failed_log(store: Store, node: Node, log_path: Path) -> Path:
 
 
 def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, build_dir: Path,
-                log_path: Path, jobs: int, guard_fd: int) -> None:
+                log_path: Path, jobs: int, guard_fd: int, sandboxed: bool = False) -> None:
     spec: dict[str, Any] = node.spec
     src = build_dir / "src"
     src.mkdir()
@@ -205,12 +215,35 @@ def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, bu
     with open(log_path, "ab") as log:
         log.write(f"hdenv: building {node.id}\n".encode())
         log.flush()
-        rc = processes.run_in_group([str(sh), str(script)], cwd=src, env=env, log=log,
-                                    pass_fds=(guard_fd,))
+        argv = [str(sh), str(script)]
+        if sandboxed:
+            argv = bwrap.wrap(argv, writable=[build_dir, prefix],
+                              readable=_sandbox_reads(store, node), cwd=src)
+        rc = processes.run_in_group(argv, cwd=src, env=env, log=log, pass_fds=(guard_fd,))
     if rc != 0:
         if processes.stopping():
             raise Interrupted(processes.stop_signal())
         raise subprocess.CalledProcessError(rc, str(script))
+
+
+def _sandbox_reads(store: Store, node: Node) -> list[str]:
+    """What a sandboxed build must see: the artifacts it uses and where host software lives."""
+    used = node.inputs + runtime_closure(store, node.deps + node.build_deps)
+    out = []
+    for aid in dict.fromkeys(used):
+        out.append(str(store.artifact_dir(aid)))
+        spec = _read_spec(store, aid)
+        if spec.get("kind") == "host":
+            out += [bwrap.install_root(i["path"]) for i in spec.get("programs", {}).values()]
+            out += [bwrap.install_root(i["path"]) for i in spec.get("libraries", {}).values()]
+            out += spec.get("pkgconfig", [])
+            out += [v for v in spec.get("env", {}).values() if os.path.isabs(v)]
+    return out
+
+
+def _read_spec(store: Store, aid: str) -> dict[str, Any]:
+    spec: dict[str, Any] = store.read_spec(aid.rsplit("/", 1)[1])
+    return spec
 
 
 def _patch_prologue(sources: SourceStore, keys: list[str], build_dir: Path) -> str:

@@ -36,6 +36,7 @@ from ..store.artifacts import artifact_id, install_artifact
 from ..store.fsutil import atomic_write_json
 from ..store.hashing import sha256_file
 from ..store.layout import Store
+from . import hostlibs, toolchain
 
 BASIC_TOOLS_NAME = "posix-tools"
 
@@ -43,23 +44,23 @@ BASIC_TOOLS_NAME = "posix-tools"
 # Makefiles (Lua's) call, modelled on Nix's stdenv. No compiler, assembler,
 # linker or binutils (cc, gcc, cpp, as, ld, ar, nm, strip): a build only gets
 # those from a declared host or built artifact, so an undeclared compiler can
-# never leak into a build. Interpreters (perl, python) are left out for the
-# same reason: a package that needs one declares it.
+# never leak into a build. Interpreters (perl, python) and macro processors
+# (m4) are left out for the same reason: a package that needs one declares it.
+#
+# The list is fixed and every tool in it is required: nothing else from the
+# host joins it, so installing or removing an unrelated program (m4, file,
+# perl) never changes `posix-tools`, and with it every id.
 REQUIRED_TOOLS: tuple[str, ...] = (
-    "sh", "make", "sed", "grep", "awk", "tar", "gzip",
+    "sh", "bash", "make", "sed", "grep", "awk", "tar", "gzip", "gunzip", "zcat",
+    "bzip2", "bunzip2", "bzcat", "xz", "unxz", "xzcat", "patch", "diff", "cmp",
     "cat", "cp", "mv", "rm", "mkdir", "ln", "chmod", "ls", "tr", "sort", "expr",
+    "install", "touch", "find", "xargs", "uniq", "cut", "head", "tail", "wc", "test", "[",
+    "dirname", "basename", "env", "uname", "true", "false", "date", "printf", "echo",
+    "sleep", "rmdir", "mktemp", "tee", "od", "pwd", "readlink", "realpath", "join", "comm",
+    "paste", "tac", "seq", "stat", "id", "whoami", "hostname", "getconf", "nproc", "du",
+    "dd", "md5sum", "sha256sum", "cksum", "split", "chown", "chgrp", "yes", "timeout", "nice",
 )
-OPTIONAL_TOOLS: tuple[str, ...] = (
-    "bash", "gunzip", "zcat", "bzip2", "bunzip2", "bzcat", "xz", "unxz", "xzcat",
-    "patch", "diff", "cmp", "m4", "file", "install", "touch", "find", "xargs",
-    "uniq", "cut", "head", "tail", "wc", "test", "[", "dirname", "basename", "env",
-    "uname", "true", "false", "date", "printf", "echo", "sleep", "rmdir", "mktemp",
-    "tee", "od", "pwd", "readlink", "realpath", "join", "comm", "paste", "tac",
-    "seq", "stat", "id", "whoami", "hostname", "getconf", "nproc", "du", "dd",
-    "md5sum", "sha256sum", "cksum", "split", "chown", "chgrp", "yes",
-    "timeout", "nice",
-)
-BASIC_TOOLS: list[str] = list(dict.fromkeys(REQUIRED_TOOLS + OPTIONAL_TOOLS))
+BASIC_TOOLS: list[str] = list(REQUIRED_TOOLS)
 
 # Version managers whose shims we know how to ask "which real program?".
 SHIM_MANAGERS: tuple[str, ...] = (
@@ -81,6 +82,7 @@ COLD_WORKERS = 4
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _VERSION_RE = re.compile(r"\d+(?:\.\d+)+")
+_VERSION_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _FAILED_RE = re.compile(r"\[(?:exit -?\d+|timed out)\]$")
 
 
@@ -310,7 +312,7 @@ def resolve_program(name_or_path: str, search_path: str | None = None) -> Path:
 
 # -- version output ----------------------------------------------------------
 
-def _run_version(name: str, real: str, flag: str) -> tuple[str, int | None]:
+def _run_version(name: str, real: str, flag: str | list[str]) -> tuple[str, int | None]:
     """(first lines of stdout+stderr, exit status or None on timeout).
 
     argv[0] is the link name so multi-call binaries (bunzip2 -> bzip2, busybox)
@@ -320,7 +322,8 @@ def _run_version(name: str, real: str, flag: str) -> tuple[str, int | None]:
     env = {"LC_ALL": "C", "LANG": "C", "PATH": os.path.dirname(real) + os.pathsep + os.defpath}
     try:
         proc = subprocess.Popen(
-            [name, flag], executable=real, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            [name, *([flag] if isinstance(flag, str) else flag)], executable=real,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, env=env, cwd="/", start_new_session=True,
         )
     except OSError as e:
@@ -445,6 +448,35 @@ class HostCache:
         return digest, versions[name]
 
 
+    def ask(self, real: str, name: str, args: list[str]) -> str:
+        """The first line `NAME ARGS` prints (a compiler's `-print-prog-name=as`), cached
+        like version output; '' when it fails."""
+        key = "\0".join([name, *args])
+        st = os.stat(real)
+        e = self.entries.get(real)
+        if e is None or not self.knows(real, st):
+            self.probe(real, name)
+            e = self.entries[real]
+        if key not in e.versions:
+            text, status = _run_version(name, real, args)
+            e.versions[key] = text.splitlines()[0].strip() if status == 0 and text else ""
+            self.dirty = True
+        return e.versions[key]
+
+    def digest(self, real: str) -> str:
+        """The sha256 of a file that is never run (a library), cached by its stat."""
+        st = os.stat(real)
+        e = self.entries.get(real)
+        if e is not None and self.knows(real, st):
+            return e.sha256
+        checked = time.time_ns()
+        digest = sha256_file(real)
+        keep = e.versions if e is not None and e.sha256 == digest else {}
+        self.entries[real] = _Probe(_stat_key(st), digest, checked, dict(keep))
+        self.dirty = True
+        return digest
+
+
 def cache_path(store: Store) -> Path:
     return store.root / "cache" / "host.json"
 
@@ -459,9 +491,10 @@ def _check_name(name: str) -> None:
 Resolved = tuple[str, str, os.stat_result]  # link name, real path, its stat
 
 
-def _resolve_all(programs: Sequence[str], search_path: str, cache: HostCache) -> list[Resolved]:
-    if not programs:
-        raise UserError("a host package needs at least one program")
+def _resolve_all(programs: Sequence[str], search_path: str, cache: HostCache,
+                 libraries: Sequence[str] = ()) -> list[Resolved]:
+    if not programs and not libraries:
+        raise UserError("a host package needs at least one program or library")
     dirs = _path_dirs(search_path)
     out: list[Resolved] = []
     seen: dict[str, str] = {}
@@ -506,30 +539,119 @@ def _version_of(text: str) -> str:
     return m.group(0) if m else "host"
 
 
-def _spec(name: str, first_program: str, probed: dict[str, dict[str, str]],
-          family: str | None) -> dict[str, Any]:
-    first = probed[first_program]["version"]
-    failed = _FAILED_RE.search(first) is not None
-    return {
+@dataclass(frozen=True)
+class HostRequest:
+    """What a stack file's `[host.NAME]` (or `hdenv host capture`) asks to capture."""
+
+    name: str
+    programs: tuple[str, ...]
+    libraries: tuple[str, ...] = ()
+    family: str | None = None
+    version: str | None = None  # `version = "4.1.4"`
+    version_from: str | None = None  # `version-from = "mpirun"`; default: the first program
+    env: tuple[tuple[str, str], ...] = ()
+    pkgconfig: tuple[str, ...] = ()
+    identity: str = "version"  # "content": byte hashes enter the id too
+
+
+_LIBRARY_RE = re.compile(r"^lib[^/]*\.so(\.[0-9][\w.]*)?$")
+
+
+def looks_like_library(arg: str) -> bool:
+    """Whether a `host capture` argument names a shared library rather than a program."""
+    return _LIBRARY_RE.match(os.path.basename(arg)) is not None
+
+
+def _expand(cache: HostCache, resolved: list[Resolved], search_path: str,
+            dirs: list[tuple[str, frozenset[str] | None]]) -> tuple[list[Resolved],
+                                                                     list[tuple[str, str]]]:
+    """The programs and runtime libraries the captured compilers bring (see toolchain)."""
+
+    def find(name_or_path: str) -> tuple[str, str] | None:
+        try:
+            got = _resolve(name_or_path, search_path, dirs, cache.knows)
+        except (UserError, OSError):
+            return None
+        return got[0], got[1]
+
+    brought = toolchain.brought_by([(n, r) for n, r, _ in resolved], cache.ask, find)
+    extra: list[Resolved] = []
+    for name, target in brought.programs:
+        _, real, st = _resolve(target, search_path, dirs, cache.knows)
+        extra.append((name, real, st))
+    return extra, brought.libraries
+
+
+def describe(store: Store, request: HostRequest, *,
+             search_path: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(spec, metadata) of a capture of `request` as it would be now; nothing is created.
+
+    The spec (hence the id) holds names, resolved paths and reported versions;
+    the metadata the sha256 of every captured file and the shared libraries
+    the programs load, for `verify` and `report` to notice drift. With
+    `identity = "content"` the hashes enter the spec too.
+    """
+    _check_name(request.name)
+    path = _search_path(search_path)
+    dirs = _path_dirs(path)
+    cache = HostCache(cache_path(store))
+    resolved = _resolve_all(request.programs, path, cache, request.libraries)
+    extra, runtime_libs = _expand(cache, resolved, path, dirs)
+    probed = _probe_all(cache, resolved + extra)
+    libraries = hostlibs.resolve(request.libraries, runtime_libs, cache.digest)
+    cache.save()
+    content = request.identity == "content"
+    files = {i["path"]: i["sha256"] for i in [*probed.values(), *libraries.values()]}
+    programs = {n: {k: v for k, v in i.items() if k != "sha256" or content}
+                for n, i in probed.items()}
+    libs = {n: {k: v for k, v in i.items() if k != "sha256" or content}
+            for n, i in libraries.items()}
+    spec: dict[str, Any] = {
         "kind": "host",
-        "name": name,
-        "version": "host" if failed else _version_of(first),
-        "programs": probed,
-        "family": family,
+        "name": request.name,
+        "version": _spec_version(request, probed, libraries, resolved),
+        "programs": programs,
+        "family": request.family,
     }
+    if libs:
+        spec["libraries"] = libs
+    if request.env:
+        spec["env"] = dict(sorted(request.env))
+    if request.pkgconfig:
+        spec["pkgconfig"] = hostlibs.pkgconfig_dirs(request.pkgconfig)
+    meta = {"host_files": files,
+            "loads": hostlibs.loads({n: i["path"] for n, i in probed.items()})}
+    return spec, meta
+
+
+def _spec_version(request: HostRequest, probed: dict[str, dict[str, str]],
+                  libraries: dict[str, dict[str, str]], resolved: list[Resolved]) -> str:
+    """`version`, else the version `version-from` (default: the first program) reports."""
+    if request.version is not None:
+        if not _VERSION_OK.match(request.version):
+            raise UserError(f"host {request.name}: bad version {request.version!r}")
+        return request.version
+    source = request.version_from or (resolved[0][0] if resolved else None)
+    if source is None:  # libraries only: the first one's version
+        first = next(iter(libraries.values()))
+        return first.get("version") or "host"
+    if source not in probed:
+        raise UserError(f"host {request.name}: version-from names {source!r}, which is not "
+                        f"one of its programs ({', '.join(sorted(probed))})")
+    text = probed[source]["version"]
+    return "host" if _FAILED_RE.search(text) else _version_of(text)
 
 
 def host_spec(store: Store, name: str, programs: Sequence[str], *,
-              family: str | None = None, search_path: str | None = None) -> dict[str, Any]:
+              family: str | None = None, search_path: str | None = None,
+              **more: Any) -> dict[str, Any]:
     """The spec a capture of `programs` would have now (nothing is created).
 
-    VERSION comes from the first program's version output, so list the main
-    program first (`gcc` before `as`).
+    VERSION comes from `version`, else from `version_from`'s version output,
+    else from the first program's, so list the main program first.
     """
-    _check_name(name)
-    cache = HostCache(cache_path(store))
-    resolved = _resolve_all(programs, _search_path(search_path), cache)
-    return _spec(name, resolved[0][0], _probe_all(cache, resolved), family)
+    request = HostRequest(name, tuple(programs), family=family, **more)
+    return describe(store, request, search_path=search_path)[0]
 
 
 def _populate_links(spec: dict[str, Any]) -> Any:
@@ -538,28 +660,47 @@ def _populate_links(spec: dict[str, Any]) -> Any:
         bindir.mkdir()
         for prog, info in sorted(spec["programs"].items()):
             os.symlink(info["path"], bindir / prog)
+        libs = spec.get("libraries", {})
+        if libs:
+            (prefix / "lib").mkdir()
+        for name, info in sorted(libs.items()):
+            for link in dict.fromkeys([name, info.get("soname") or name]):
+                if not (prefix / "lib" / link).is_symlink():
+                    os.symlink(info["path"], prefix / "lib" / link)
     return populate
 
 
-def install_host_spec(store: Store, spec: dict[str, Any]) -> str:
+def install_host_spec(store: Store, spec: dict[str, Any],
+                      meta: dict[str, Any] | None = None) -> str:
     """Create the artifact of a host spec (if missing) and return its id."""
     aid = artifact_id(spec)
     if store.has_artifact(aid):
         return aid
-    aid, _ = install_artifact(store, spec, _populate_links(spec), runtime_deps=[])
+    aid, _ = install_artifact(store, spec, _populate_links(spec), runtime_deps=[],
+                              extra_meta=meta)
     return aid
 
 
+def capture_request(store: Store, request: HostRequest, *, search_path: str | None = None) -> str:
+    """Capture what `request` describes as a host artifact and return its id; idempotent."""
+    spec, meta = describe(store, request, search_path=search_path)
+    return install_host_spec(store, spec, meta)
+
+
 def capture(store: Store, name: str, programs: Sequence[str], *,
-            family: str | None = None, search_path: str | None = None) -> str:
+            family: str | None = None, search_path: str | None = None, **more: Any) -> str:
     """Capture host programs as artifact NAME and return its id; idempotent."""
-    return install_host_spec(
-        store, host_spec(store, name, programs, family=family, search_path=search_path)
-    )
+    request = HostRequest(name, tuple(programs), family=family, **more)
+    return capture_request(store, request, search_path=search_path)
 
 
-def basic_tool_programs(search_path: str | None = None) -> list[str]:
-    """Absolute paths of the basic tools present on PATH; BuildError if a required one is not.
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+"""Where builds' basic tools come from: the system's directories, never the user's
+PATH, which may hold a loaded hdenv profile or a version manager's shims."""
+
+
+def basic_tool_programs(search_path: str = SYSTEM_PATH) -> list[str]:
+    """Absolute paths of the basic tools on the system PATH; BuildError if one is missing.
 
     Paths rather than names, so the capture does not search PATH again.
     """
@@ -574,28 +715,32 @@ def basic_tool_programs(search_path: str | None = None) -> list[str]:
     return [p for p in found.values() if p is not None]
 
 
-SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
-"""Where builds' basic tools come from: the system's directories, never the user's
-PATH, which may hold a loaded hdenv profile or a version manager's shims."""
+def basic_tools_request(search_path: str = SYSTEM_PATH, identity: str = "version") -> HostRequest:
+    return HostRequest(BASIC_TOOLS_NAME, tuple(basic_tool_programs(search_path)),
+                       identity=identity)
 
 
-def basic_tools_spec(store: Store, search_path: str = SYSTEM_PATH) -> dict[str, Any]:
+def basic_tools_spec(store: Store, search_path: str = SYSTEM_PATH,
+                     identity: str = "version") -> dict[str, Any]:
     """The `posix-tools` spec without creating it (for planning and --dry-run)."""
-    return host_spec(store, BASIC_TOOLS_NAME, basic_tool_programs(search_path),
-                     search_path=search_path)
+    return describe(store, basic_tools_request(search_path, identity),
+                    search_path=search_path)[0]
 
 
-def capture_basic_tools(store: Store, search_path: str = SYSTEM_PATH) -> str:
+def capture_basic_tools(store: Store, search_path: str = SYSTEM_PATH,
+                        identity: str = "version") -> str:
     """Capture the basic POSIX build tools as the `posix-tools` artifact; returns its id."""
-    return capture(store, BASIC_TOOLS_NAME, basic_tool_programs(search_path),
-                   search_path=search_path)
+    return capture_request(store, basic_tools_request(search_path, identity),
+                           search_path=search_path)
 
 
 def host_differences(store: Store, spec: dict[str, Any]) -> list[str]:
-    """How this machine differs from a recorded host spec, one line per program.
+    """How this machine differs from a recorded host spec, one line per program or library.
 
-    For `hdenv reproduce`: re-probes each recorded path under its recorded
-    name; an empty list means the host artifact would get the same id here.
+    For `hdenv reproduce`: each recorded path is probed again under its
+    recorded name; what the spec holds (path and version, and the sha256 with
+    `host-identity = "content"`) is compared, so an empty list means the host
+    artifact would get the same id here.
     """
     out: list[str] = []
     cache = HostCache(cache_path(store))
@@ -605,9 +750,17 @@ def host_differences(store: Store, spec: dict[str, Any]) -> list[str]:
             out.append(f"{spec['name']}: {prog}: {path} is missing on this machine")
             continue
         digest, version = cache.lookup(path, prog, os.stat(path)) or cache.probe(path, prog)
-        if digest != info["sha256"] or version != info["version"]:
+        if version != info["version"]:
             old = info["version"].splitlines()[0] if info["version"] else "?"
             new = version.splitlines()[0] if version else "?"
             out.append(f"{spec['name']}: {prog} ({path}) differs: recorded {old!r}, here {new!r}")
+        elif "sha256" in info and digest != info["sha256"]:
+            out.append(f"{spec['name']}: {prog} ({path}) has other content than recorded")
+    for lib, info in sorted(spec.get("libraries", {}).items()):
+        path = info["path"]
+        if not os.path.isfile(path):
+            out.append(f"{spec['name']}: {lib}: {path} is missing on this machine")
+        elif "sha256" in info and cache.digest(path) != info["sha256"]:
+            out.append(f"{spec['name']}: {lib} ({path}) has other content than recorded")
     cache.save()
     return out

@@ -31,6 +31,7 @@ class Node:
     programs: list[str] = field(default_factory=list)  # host: what to capture
     source_hints: list[dict[str, Any]] = field(default_factory=list)
     line: int = 0
+    host: host.HostRequest | None = None  # host: what to capture
 
     @property
     def inputs(self) -> list[str]:
@@ -81,17 +82,31 @@ class Plan:
         return sorted(seen)
 
 
-def plan_stack(stack: Stack, store: Store, sources: SourceStore) -> Plan:
+def plan_stack(stack: Stack, store: Store, sources: SourceStore, *,
+               host_identity: str = "version") -> Plan:
     nodes: dict[str, Node] = {}
-    tools_spec = host.basic_tools_spec(store)
+    tools = host.basic_tools_request(identity=host_identity)
+    tools_spec = host.describe(store, tools, search_path=host.SYSTEM_PATH)[0]
     tools_id = artifact_id(tools_spec)
-    nodes[tools_id] = Node(tools_id, tools_spec, "host", programs=list(tools_spec["programs"]))
+    nodes[tools_id] = Node(tools_id, tools_spec, "host", programs=list(tools.programs),
+                           host=tools)
     host_ids: dict[str, str] = {}
     for decl in stack.hosts.values():
-        spec = host.host_spec(store, decl.name, decl.programs, family=decl.family)
+        request = host.HostRequest(
+            decl.name, tuple(decl.programs), tuple(decl.libraries), decl.family, decl.version,
+            decl.version_from, tuple(sorted(decl.env.items())), tuple(decl.pkgconfig),
+            host_identity)
+        try:
+            spec = host.describe(store, request)[0]
+        except UserError as e:
+            if e.file is not None:
+                raise
+            raise UserError(f"host.{decl.name}: {e.message}", file=str(stack.path),
+                            line=decl.line) from None
         hid = artifact_id(spec)
         host_ids[decl.name] = hid
-        nodes[hid] = Node(hid, spec, "host", programs=list(decl.programs), line=decl.line)
+        nodes[hid] = Node(hid, spec, "host", programs=list(decl.programs), line=decl.line,
+                          host=request)
     profiles: list[PlannedProfile] = []
     for variant in stack.variants:
         ids = _plan_variant(stack, variant, host_ids, tools_id, nodes, sources)

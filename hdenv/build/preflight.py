@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..store.sources import check_local_source
-from . import host
+from . import host, hostlibs
 from .stackfile import Stack
 
 
@@ -25,6 +25,12 @@ def preflight(stack: Stack) -> None:
         for program in decl.programs:
             try:
                 host.resolve_program(program)
+            except UserError as e:
+                raise UserError(f"host.{decl.name}: {e.message}", file=file,
+                                line=decl.line) from None
+        for library in decl.libraries:
+            try:
+                hostlibs.find_library(library)
             except UserError as e:
                 raise UserError(f"host.{decl.name}: {e.message}", file=file,
                                 line=decl.line) from None

@@ -110,11 +110,9 @@ def _realise(store: Store, node: Node, sources: SourceStore, jobs: int,
              progress: Progress, options: BuildOptions) -> str:
     """Make `node` present: "built", "captured" (host software) or "present" (by another run)."""
     if node.kind == "host":
-        if node.spec["name"] == host.BASIC_TOOLS_NAME:
-            got = host.capture_basic_tools(store)
-        else:
-            got = host.capture(store, node.spec["name"], node.programs,
-                               family=node.spec.get("family"))
+        assert node.host is not None
+        search = host.SYSTEM_PATH if node.spec["name"] == host.BASIC_TOOLS_NAME else None
+        got = host.capture_request(store, node.host, search_path=search)
         if got != node.id:
             raise HdenvError(f"host software {node.spec['name']} changed while planning"
                              f" ({node.id} became {got}); run the build again")

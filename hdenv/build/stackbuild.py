@@ -62,15 +62,16 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
     if warning and not dry_run:
         print(f"hdenv: {warning}", file=stream)
     sources = SourceStore(store, settings.mirrors, log=lambda m: print(m, file=stream))
-    plan = plan_stack(stack, store, sources)
+    plan = plan_stack(stack, store, sources, host_identity=settings.host_identity)
     if dry_run:
         return BuildOutcome(plan, BuildReport(), dry_run_lines=explain(plan, store))
     clean_stale(store)  # what killed runs left in tmp/
     for node in plan.nodes.values():  # even for artifacts already built: a URL may be new
         store.record_source_hints(node.id.rsplit("/", 1)[1], node.source_hints)
+    to_build = any(n.kind == "build" and not store.has_artifact(i) for i, n in plan.nodes.items())
     report = run_plan(plan, store, sources, jobs=jobs or settings.jobs,
                       build_jobs=settings.build_jobs, keep_going=keep_going, stream=stream,
-                      options=build_options(settings))
+                      options=build_options(settings, stream) if to_build else None)
     outcome = BuildOutcome(plan, report)
     failed = set(report.failed) | set(report.skipped)
     for planned in plan.profiles:
@@ -102,7 +103,13 @@ class BuildFailed(BuildError):
 def _make_profile(store: Store, plan: ProfilePlan, closure: list[str]) -> ProfileResult:
     from ..profile import profiles
 
-    spec = profiles.profile_spec(closure, plan.env, plan.family, exclude=plan.exclude,
+    env: dict[str, str] = {}
+    for aid in closure:  # a host artifact's `env = {...}` is set by profiles that contain it
+        aspec = store.read_spec(aid.rsplit("/", 1)[1])
+        if aspec.get("kind") == "host":
+            env.update(aspec.get("env", {}))
+    env.update(plan.env)
+    spec = profiles.profile_spec(closure, env, plan.family, exclude=plan.exclude,
                                  priority=plan.priority)
     phash = profiles.profile_hash(spec)
     profiles.create_profile(store, spec)

@@ -32,7 +32,7 @@ Scalar = (str, int, float, bool)
 
 TOP_KEYS = {"stack", "parameters", "matrix", "host", "packages", "profiles"}
 STACK_KEYS = {"name", "description"}
-HOST_KEYS = {"programs", "family"}
+HOST_KEYS = {"programs", "libraries", "family", "version", "version-from", "env", "pkgconfig"}
 PACKAGE_KEYS = {"version", "sources", "patches", "deps", "build-deps", "env", "script", "when",
                 "description"}
 PROFILE_KEYS = {"packages", "env", "family", "exclude", "priority", "when", "description"}
@@ -89,6 +89,11 @@ class HostDecl:
     programs: list[str]
     family: str | None
     line: int
+    libraries: list[str] = field(default_factory=list)
+    version: str | None = None
+    version_from: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    pkgconfig: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -381,15 +386,41 @@ def _parse_hosts(ctx: _Ctx, table: dict[str, Any]) -> dict[str, HostDecl]:
         ctx.name(hname, "host package", "host", hname)
         htable = ctx.table(htable, "host", hname)
         ctx.keys(htable, HOST_KEYS, "host", hname)
-        if "programs" not in htable:
-            raise ctx.error(f"host.{hname} needs 'programs'", "host", hname)
-        programs = ctx.strings(htable["programs"], "host", hname, "programs")
-        if not programs:
-            raise ctx.error(f"host.{hname}.programs is empty", "host", hname, "programs")
+        where = ("host", hname)
+        if "programs" not in htable and "libraries" not in htable:
+            raise ctx.error(f"host.{hname} needs 'programs' (or 'libraries')", *where)
+        programs = ctx.strings(htable.get("programs", []), *where, "programs")
+        libraries = ctx.strings(htable.get("libraries", []), *where, "libraries")
+        if not programs and not libraries:
+            raise ctx.error(f"host.{hname}.programs is empty", *where, "programs")
         family = htable.get("family")
         if family is not None:
-            ctx.string(family, "host", hname, "family")
-        hosts[hname] = HostDecl(hname, programs, family, ctx.index.line("host", hname))
+            ctx.string(family, *where, "family")
+        version = htable.get("version")
+        if version is not None:
+            ctx.name(ctx.string(version, *where, "version"), "version", *where, "version")
+        version_from = htable.get("version-from")
+        if version_from is not None:
+            ctx.string(version_from, *where, "version-from")
+            names = [p.rsplit("/", 1)[-1] for p in programs]
+            if version_from not in names:
+                raise ctx.error(f"host.{hname}.version-from names {version_from!r}, which is not"
+                                f" one of its programs ({', '.join(names) or 'none'})",
+                                *where, "version-from")
+            if version is not None:
+                raise ctx.error(f"host.{hname}: give version or version-from, not both",
+                                *where, "version-from")
+        env = ctx.str_table(htable.get("env", {}), *where, "env")
+        for k in env:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
+                raise ctx.error(f"invalid environment variable name {k!r}", *where, "env", k)
+        pkgconfig = ctx.strings(htable.get("pkgconfig", []), *where, "pkgconfig")
+        for d in pkgconfig:
+            if not d.startswith("/"):
+                raise ctx.error(f"host.{hname}.pkgconfig: {d!r} is not an absolute directory",
+                                *where, "pkgconfig")
+        hosts[hname] = HostDecl(hname, programs, family, ctx.index.line(*where), libraries,
+                                version, version_from, env, pkgconfig)
     return hosts
 
 

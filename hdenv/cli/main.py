@@ -161,16 +161,26 @@ def host_group() -> None:
 
 @host_group.command("capture")
 @click.argument("name")
-@click.argument("programs", nargs=-1, required=True)
+@click.argument("programs", nargs=-1)
 @click.option("--family", help="e.g. compiler")
+@click.option("--library", "libraries", multiple=True, metavar="LIB",
+              help="A shared library (soname or path) to capture too.")
+@click.option("--version", "version", help="The artifact's version (default: reported).")
+@click.option("--version-from", help="The program whose --version output gives the version.")
 @click.pass_context
-def host_capture(ctx: click.Context, name: str, programs: tuple[str, ...],
-                 family: str | None) -> None:
-    """Capture PROGRAMS (names on PATH or absolute paths) as host artifact NAME."""
+def host_capture(ctx: click.Context, name: str, programs: tuple[str, ...], family: str | None,
+                 libraries: tuple[str, ...], version: str | None,
+                 version_from: str | None) -> None:
+    """Capture PROGRAMS (names on PATH or absolute paths; shared libraries such as
+    libmpi.so.40 count as --library) as host artifact NAME."""
     from ..build import host
 
+    progs = [p for p in programs if not host.looks_like_library(p)]
+    libs = [*libraries, *(p for p in programs if host.looks_like_library(p))]
     store = store_of(ctx).ensure()
-    click.echo(host.capture(store, name, list(programs), family=family))
+    identity = settings_of(ctx).host_identity
+    click.echo(host.capture(store, name, progs, family=family, libraries=tuple(libs),
+                            version=version, version_from=version_from, identity=identity))
 
 
 @cli.command("list")

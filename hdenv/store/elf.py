@@ -177,13 +177,18 @@ def _parse(f: BinaryIO, path: str) -> ElfInfo | None:
 
 
 def walk_elf(root: Path, skip: Sequence[str] = (".hdenv",)) -> Iterator[ElfInfo]:
-    """Every regular ELF file under `root` (symlinks are not followed or reported)."""
+    """Every regular ELF file under `root` (symlinks are not followed or reported).
+
+    Files that start like ELF but cannot be parsed (separate debug files whose
+    dynamic section holds no data, truncated files) are left out: the loader
+    would refuse them too, so they load nothing.
+    """
     for dirpath, dirnames, filenames in os.walk(root):
         if dirpath == str(root):
             dirnames[:] = [d for d in dirnames if d not in skip]
         for name in filenames:
             p = os.path.join(dirpath, name)
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, ElfError):
                 if stat.S_ISREG(os.lstat(p).st_mode) and is_elf(p):
                     info = read_elf(p)
                     if info is not None:

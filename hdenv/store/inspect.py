@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from .artifacts import runtime_closure
 from .fsutil import tree_size
+from .hashing import sha256_file
 from .layout import Store
 
 LIST_COLUMNS = {
@@ -150,8 +152,20 @@ def verify(store: Store, ref: str | None, *, sources: bool = False) -> tuple[lis
         targets = checks.closure(store, targets, problems)
     for aid in targets:
         problems += checks.verify_artifact(store, aid)
+        problems += host_drift(store, aid)
     for hash_ in profiles:
         problems += checks.verify_profile(store, hash_)
     if sources:
         problems += checks.verify_sources(store)[0]
     return problems, len(targets)
+
+
+def host_drift(store: Store, aid: str) -> list[str]:
+    """Host files whose bytes changed since capture: same id (by version), other content."""
+    out = []
+    for path, digest in sorted(store.artifact_meta(aid).get("host_files", {}).items()):
+        if not os.path.isfile(path):
+            out.append(f"{aid}: host file {path} is gone (drift)")
+        elif sha256_file(path) != digest:
+            out.append(f"{aid}: host file {path} changed since it was captured (drift)")
+    return out
