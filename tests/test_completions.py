@@ -64,7 +64,7 @@ def expected(store: Path, *, filtered: bool) -> dict[str, set[str]]:
         "profile": {"generations", "rollback", "prune"},
         "load": refs,
         "show": refs,
-        "unload": {"demo"},
+        "unload": {"demo/1"},
     }
     if filtered:
         want |= {"lo": {"load", "loaded"}, "load-de": {"demo", "demo/1"}}

@@ -157,7 +157,7 @@ def test_load_edit_unload_purge_round_trip(shell: str, tmp_path: Path, store: Pa
     assert loaded["MANPATH"] == f"{prefix}/share/man:"  # keeps man's default path
     assert loaded["PKG_CONFIG_PATH"] == f"{prefix}/lib/pkgconfig"
     assert loaded["CMAKE_PREFIX_PATH"] == prefix
-    assert loaded["HDENV_LOADED"] == f"demo:{hash_}"
+    assert loaded["HDENV_LOADED"] == f"demo/1:{hash_}"
     assert edited["PATH"] == f"{USER_DIR}:{loaded['PATH']}"
 
     # Exactly the environment from before, plus the user's own edit.

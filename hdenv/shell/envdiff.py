@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import binascii
 
+from .. import fastjson
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: typing and collections cost ms on every load
     from collections.abc import MutableMapping
@@ -32,64 +34,9 @@ SEP = ":"
 B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 
 
-# -- JSON without the json package ---------------------------------------------
-# `import json` pulls in `re` and `enum`, which is most of a load's start-up
-# time under `python -S`; the C scanner and string encoder it wraps are enough.
-# Interpreters without CPython's `_json` accelerator take the json package.
-
-try:
-    import _json
-except ImportError:  # pragma: no cover - exercised by a test that hides _json
-    _json = None  # type: ignore[assignment]
-
-
-class _ScanContext:
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-    parse_constant = None
-    memo: dict[str, str] = {}
-
-
-_scan = _json.make_scanner(_ScanContext()) if _json else None  # type: ignore[arg-type]
-
-
-def json_loads(text: str) -> Any:
-    text = text.strip()
-    if _scan is None:
-        import json
-
-        return json.loads(text)
-    try:
-        value, end = _scan(text, 0)
-    except StopIteration:
-        raise ValueError("not JSON") from None
-    if end != len(text):
-        raise ValueError(f"extra data at character {end}")
-    return value
-
-
-def json_dumps(obj: Any) -> str:
-    if isinstance(obj, str):
-        if _json is None:
-            import json
-
-            return json.dumps(obj, ensure_ascii=False)
-        return str(_json.encode_basestring(obj))
-    if obj is None:
-        return "null"
-    if isinstance(obj, bool):
-        return "true" if obj else "false"
-    if isinstance(obj, int):
-        return str(obj)
-    if isinstance(obj, (list, tuple)):
-        return "[" + ",".join(json_dumps(x) for x in obj) + "]"
-    if isinstance(obj, dict):
-        return "{" + ",".join(f"{json_dumps(str(k))}:{json_dumps(v)}"
-                              for k, v in obj.items()) + "}"
-    raise TypeError(f"cannot encode {type(obj).__name__}")
+# Compact JSON without the json package (its import is most of a load's start-up).
+json_loads = fastjson.loads
+json_dumps = fastjson.dumps
 
 
 class PathChange:
@@ -113,9 +60,10 @@ class LoadRecord:
 
     def __init__(self, hash: str, name: str | None = None, family: str | None = None,
                  prefix: str = "", paths: dict[str, PathChange] | None = None,
-                 vars: dict[str, VarChange] | None = None):
+                 vars: dict[str, VarChange] | None = None, generation: int | None = None):
         self.hash = hash
         self.name = name
+        self.generation = generation  # of `name`, when loaded through names/
         self.family = family
         self.prefix = prefix
         self.paths: dict[str, PathChange] = paths or {}
@@ -128,24 +76,37 @@ class LoadRecord:
         return f"LoadRecord({self.to_json()!r})"
 
     @property
+    def ref(self) -> str:
+        """What the user sees and types: `NAME/N` (as Lmod's NAME/VERSION), NAME, or the hash."""
+        if self.name and self.generation is not None:
+            return f"{self.name}/{self.generation}"
+        return self.name or self.hash
+
+    @property
     def label(self) -> str:
-        """How `HDENV_LOADED` and messages show this load."""
-        return f"{self.name}:{self.hash}" if self.name else self.hash
+        """How `HDENV_LOADED` shows this load: `demo/2:HASH`, or the hash alone."""
+        return f"{self.ref}:{self.hash}" if self.name else self.hash
 
     def to_json(self) -> list[Any]:
-        return [
+        out = [
             self.hash, self.name, self.family, self.prefix,
             {k: [p.pre, p.post, int(p.created)] for k, p in self.paths.items()},
             {k: [v.old, v.new] for k, v in self.vars.items()},
         ]
+        if self.generation is not None:  # optional seventh field: older records lack it
+            out.append(self.generation)
+        return out
 
     @classmethod
     def from_json(cls, data: list[Any]) -> LoadRecord:
-        hash_, name, family, prefix, paths, vars_ = data
+        hash_, name, family, prefix, paths, vars_, *rest = data
+        generation = rest[0] if rest else None
+        if generation is not None and not isinstance(generation, int):
+            raise TypeError("generation is not a number")
         return cls(
             hash=hash_, name=name, family=family, prefix=prefix,
             paths={k: PathChange(list(p[0]), list(p[1]), bool(p[2])) for k, p in paths.items()},
-            vars={k: VarChange(v[0], v[1]) for k, v in vars_.items()},
+            vars={k: VarChange(v[0], v[1]) for k, v in vars_.items()}, generation=generation,
         )
 
 

@@ -40,16 +40,20 @@ class Profile:
     """What a load needs to know about one profile."""
 
     def __init__(self, hash_: str, name: str | None, prefix: str,
-                 env: dict[str, str], family: str | None):
+                 env: dict[str, str], family: str | None, generation: int | None = None):
         self.hash = hash_
         self.name = name
         self.prefix = prefix
         self.env = env
         self.family = family
+        self.generation = generation
 
     @property
-    def label(self) -> str:
-        return f"{self.name}:{self.hash}" if self.name else self.hash
+    def ref(self) -> str:
+        """`demo/2` as the user sees it (the hash when loaded by hash)."""
+        if self.name and self.generation is not None:
+            return f"{self.name}/{self.generation}"
+        return self.name or self.hash
 
 
 def note(message: str) -> None:
@@ -88,7 +92,8 @@ def _meta(root: str, hash_: str) -> str:
     return lightos.join(root, "profiles", hash_, ".hdenv", "profile.json")
 
 
-def read_profile(root: str, hash_: str, name: str | None) -> Profile:
+def read_profile(root: str, hash_: str, name: str | None,
+                 generation: int | None = None) -> Profile:
     prefix = lightos.join(root, "profiles", hash_)
     meta_path = _meta(root, hash_)
     try:
@@ -102,7 +107,7 @@ def read_profile(root: str, hash_: str, name: str | None) -> Profile:
     if not isinstance(env, dict):
         raise UserError("'env' must be a table", file=meta_path)
     return Profile(hash_, name, prefix, {str(k): str(v) for k, v in env.items()},
-                   meta.get("family"))
+                   meta.get("family"), generation)
 
 
 def _profile_by_prefix(root: str, ref: str) -> Profile | None:
@@ -131,12 +136,31 @@ def _artifact(root: str, ref: str) -> Profile:
 
 
 def _named_profile(root: str, name: str, entry: str) -> Profile | None:
-    """The profile `names/NAME/ENTRY` (`current` or a generation number) points at."""
+    """The profile `names/NAME/ENTRY` (`current` or a generation number) points at.
+
+    `current` links to the generation's number, so its first hop names the
+    generation the load is recorded (and shown) as.
+    """
     link = lightos.join(root, "names", name, entry)
-    if not lightos.lexists(link):
-        return None
+    if entry.isdigit():
+        generation: int | None = int(entry)
+    else:
+        first = lightos.readlink(link)
+        if first is None:
+            return None
+        generation = int(first) if first.isdigit() else None
     hash_ = lightos.basename(lightos.final_target(link))
-    return read_profile(root, hash_, name) if lightos.is_file(_meta(root, hash_)) else None
+    if not lightos.is_file(_meta(root, hash_)):
+        return None
+    return read_profile(root, hash_, name, generation)
+
+
+def _unknown(root: str, ref: str) -> UserError:
+    """The error with suggestions; only on the error path, so the store modules are fine."""
+    from ..store.layout import short_prefix_detail
+    from ..store.suggest import GENERIC, unknown_ref
+
+    return unknown_ref([root], ref, short_prefix_detail(ref) or GENERIC)
 
 
 def resolve(root: str, ref: str) -> Profile:
@@ -150,13 +174,11 @@ def resolve(root: str, ref: str) -> Profile:
             return named
     if "/" in ref:
         return _artifact(root, ref)  # also words a missing NAME/N
-    if is_hash_like(ref):
-        if len(ref) < MIN_PREFIX:
-            raise UserError(f"hash prefix {ref!r} is too short (at least {MIN_PREFIX} characters)")
+    if is_hash_like(ref) and len(ref) >= MIN_PREFIX:
         found = _profile_by_prefix(root, ref)
         if found is not None:
             return found
-    raise UserError(f"unknown REF {ref!r}: not a profile name, profile hash or artifact id")
+    raise _unknown(root, ref)
 
 
 # -- the session: one command's changes to a copy of the environment ---------
@@ -174,17 +196,20 @@ class Session:
                             "(tcsh: unsetenv) to start afresh") from None
 
     def find_loaded(self, ref: str) -> int:
-        """Index of the loaded profile `ref` names (name, hash or hash prefix)."""
+        """Index of the loaded profile `ref` names: NAME/N, NAME, a hash or hash prefix."""
+        name, _, generation = ref.partition("/")
         for i, rec in enumerate(self.records):
-            if ref in (rec.name, rec.hash):
+            if ref in (rec.name, rec.hash, rec.ref):
                 return i
+            if generation.isdigit() and rec.name == name and rec.generation == int(generation):
+                return i  # demo/01
         if len(ref) >= MIN_PREFIX:
             hits = [i for i, r in enumerate(self.records) if r.hash.startswith(ref)]
             if len(hits) == 1:
                 return hits[0]
             if len(hits) > 1:
                 raise UserError(f"hash prefix {ref!r} matches several loaded profiles")
-        what = envdiff.loaded_value(self.records)
+        what = " ".join(r.ref for r in self.records)
         detail = f"loaded: {what}" if what else "nothing is loaded"
         raise UserError(f"{ref!r} is not loaded ({detail})")
 
@@ -195,19 +220,20 @@ class Session:
         prof = resolve(self._root(), ref)
         for rec in list(self.records):
             if rec.hash == prof.hash:
-                note(f"{prof.label} is already loaded; nothing to do")
+                note(f"{prof.ref} is already loaded; nothing to do")
                 return
         for rec in list(self.records):
             if prof.name is not None and rec.name == prof.name:
-                note(f"replacing {rec.label} with {prof.label}")
+                note(f"replacing {rec.ref} with {prof.ref}")
                 envdiff.unload(self.env, self.records, self.records.index(rec))
             elif prof.family is not None and rec.family == prof.family:
-                note(f"family {prof.family!r}: unloading {rec.label} to load {prof.label}")
+                note(f"family {prof.family!r}: unloading {rec.ref} to load {prof.ref}")
                 envdiff.unload(self.env, self.records, self.records.index(rec))
         self.records.append(self._apply(prof))
 
     def _apply(self, prof: Profile) -> LoadRecord:
-        rec = LoadRecord(hash=prof.hash, name=prof.name, family=prof.family, prefix=prof.prefix)
+        rec = LoadRecord(hash=prof.hash, name=prof.name, family=prof.family, prefix=prof.prefix,
+                         generation=prof.generation)
         for var, sub, keep_default in PATH_DIRS:
             path = lightos.join(prof.prefix, sub)
             if lightos.is_dir(path):

@@ -61,6 +61,14 @@ def basename(path: str) -> str:
     return path.rstrip("/").rpartition("/")[2]
 
 
+def readlink(path: str) -> str | None:
+    """The target of the symlink `path`, or None when it is not a link or is gone."""
+    try:
+        return posix.readlink(path)
+    except (OSError, ValueError):
+        return None
+
+
 def final_target(link: str) -> str:
     """Follow `link` through every symlink; return the last path (not normalised).
 

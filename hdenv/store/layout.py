@@ -31,6 +31,14 @@ PROFILE_META = "profile.json"
 MIN_PREFIX = 6
 
 
+def short_prefix_detail(ref: str) -> str | None:
+    """What to add when a REF could only be a hash prefix, but too short a one."""
+    if is_hash_like(ref) and len(ref) < MIN_PREFIX:
+        return ("not a profile name, and a hash prefix needs at least"
+                f" {MIN_PREFIX} characters (see `hdenv avail`)")
+    return None
+
+
 def split_id(artifact_id: str) -> tuple[str, str, str]:
     parts = artifact_id.split("/")
     if len(parts) != 3 or not all(parts):
@@ -169,39 +177,60 @@ class Store:
             return []
         return sorted(n for n in os.listdir(self.names) if self.name_current(n) is not None)
 
+    # -- descriptions and other facts outside the hash ----------------------
+    def record_about(self, hash_: str, about: dict[str, str]) -> None:
+        """Keep what a spec's hash must not cover (a description) in `specs/HASH.about.json`.
+
+        Rewording a description must not rebuild anything, so it lives beside
+        the spec, rewritten by each build that says something different.
+        """
+        from .index import about_path, read_about
+
+        about = {k: v for k, v in about.items() if v}
+        if about and read_about(str(self.root), hash_) != about:
+            atomic_write(Path(about_path(str(self.root), hash_)), canonical_json(about) + b"\n")
+
+    def about(self, hash_: str) -> dict[str, str]:
+        from .index import read_about
+
+        return read_about(str(self.root), hash_)
+
     # -- REF resolution ----------------------------------------------------
+    def search_roots(self) -> list[str]:
+        """The stores a REF is looked up in, in order (upstream stores come after this one)."""
+        return [str(self.root)]
+
+    def unknown(self, ref: str, detail: str | None = None) -> UserError:
+        """The error for a REF that names nothing, with the closest names (store/suggest.py)."""
+        from .suggest import GENERIC, unknown_ref
+
+        return unknown_ref(self.search_roots(), ref, detail or GENERIC)
+
     def resolve(self, ref: str) -> Ref:
-        """Resolve a profile name, NAME/N (generation N), profile hash (prefix) or artifact id."""
+        """A profile name, NAME/N, profile hash (prefix), artifact id, or unique NAME/VERSION."""
         if not ref:
             raise UserError("empty REF")
-        name, _, generation = ref.partition("/")
-        if generation.isdigit():
-            return self._resolve_generation(ref, name, generation)
+        name, _, rest = ref.partition("/")
+        if rest.isdigit():
+            named = self._named_profile(name, str(int(rest)))
+            if named is not None:
+                return named
+            if self.name_current(name) is not None:
+                raise UserError(f"profile {name!r} has no generation {int(rest)}"
+                                f" (see `hdenv profile generations {name}`)")
+            # not a profile name: NAME/VERSION of an artifact whose version is a number
         if "/" in ref:
             return self._resolve_artifact(ref)
         named = self._named_profile(ref, "current")
         if named is not None:
             return named
-        if is_hash_like(ref):
-            if len(ref) < MIN_PREFIX:
-                raise UserError(f"hash prefix {ref!r} is too short"
-                                f" (at least {MIN_PREFIX} characters)")
+        if is_hash_like(ref) and len(ref) >= MIN_PREFIX:
             matches = [h for h in self.list_profile_hashes() if h.startswith(ref)]
             if len(matches) == 1:
                 return Ref("profile", matches[0], self.profile_dir(matches[0]))
             if len(matches) > 1:
                 raise UserError(f"hash prefix {ref!r} is ambiguous: {', '.join(matches[:5])}")
-        raise UserError(f"unknown REF {ref!r}: not a profile name, profile hash or artifact id")
-
-    def _resolve_generation(self, ref: str, name: str, generation: str) -> Ref:
-        """NAME/N, as Lmod's NAME/VERSION: the name's generation N, current or not."""
-        named = self._named_profile(name, str(int(generation)))
-        if named is not None:
-            return named
-        if self.name_current(name) is None:
-            raise UserError(f"unknown REF {ref!r}: no profile named {name!r}")
-        raise UserError(f"profile {name!r} has no generation {int(generation)}"
-                        f" (see `hdenv profile generations {name}`)")
+        raise self.unknown(ref, short_prefix_detail(ref))
 
     def _named_profile(self, name: str, entry: str) -> Ref | None:
         """The profile `names/NAME/ENTRY` (`current` or a generation number) points at."""
@@ -214,12 +243,14 @@ class Store:
         return Ref("profile", target.name, target, name=name)
 
     def _resolve_artifact(self, ref: str) -> Ref:
+        """NAME/VERSION/HASH (HASH may be a unique prefix), or NAME/VERSION when only one exists."""
         parts = ref.split("/")
-        if len(parts) != 3 or not all(parts):
-            raise UserError(f"unknown REF {ref!r}: an artifact id is NAME/VERSION/HASH")
-        name, version, prefix = parts
+        if len(parts) not in (2, 3) or not all(parts):
+            raise self.unknown(ref, "an artifact id is NAME/VERSION/HASH")
+        name, version = parts[0], parts[1]
+        prefix = parts[2] if len(parts) == 3 else ""
         vdir = self.artifacts / name / version
-        if len(prefix) < MIN_PREFIX and len(prefix) != HASH_CHARS:
+        if prefix and len(prefix) < MIN_PREFIX and len(prefix) != HASH_CHARS:
             raise UserError(f"hash prefix {prefix!r} is too short"
                             f" (at least {MIN_PREFIX} characters)")
         candidates = []
@@ -227,8 +258,10 @@ class Store:
             candidates = [h for h in sorted(os.listdir(vdir)) if h.startswith(prefix)
                           and (vdir / h / META_DIR / ARTIFACT_META).is_file()]
         if not candidates:
-            raise UserError(f"unknown REF {ref!r}: no such artifact in the store")
+            raise self.unknown(ref, "no such artifact in the store")
         if len(candidates) > 1:
-            raise UserError(f"artifact prefix {ref!r} is ambiguous: {', '.join(candidates[:5])}")
+            ids = ", ".join(f"{name}/{version}/{h}" for h in candidates[:5])
+            what = "artifact prefix" if prefix else "NAME/VERSION"
+            raise UserError(f"{what} {ref!r} is ambiguous: {ids}")
         aid = f"{name}/{version}/{candidates[0]}"
         return Ref("artifact", aid, vdir / candidates[0])
