@@ -51,8 +51,11 @@ def test_generation_ref_loads_that_generation_under_the_name(store: Path) -> Non
 
     old = make_profile(store, None, env={"DEMO": "old"}, seed="demo-generation-1")
     new = fastload.resolve(str(store), "demo").hash
+    for entry in ("1", "current"):
+        os.unlink(store / "names" / "demo" / entry)
     os.symlink(store / "profiles" / old, store / "names" / "demo" / "1")
     os.symlink(store / "profiles" / new, store / "names" / "demo" / "2")
+    os.symlink("2", store / "names" / "demo" / "current")
     first = fastload.resolve(str(store), "demo/1")
     assert (first.hash, first.name) == (old, "demo")
     env = run("load", ["demo"], {"PATH": "/usr/bin"}, store)

@@ -31,6 +31,7 @@ class Node:
     programs: list[str] = field(default_factory=list)  # host: what to capture
     source_hints: list[dict[str, Any]] = field(default_factory=list)
     line: int = 0
+    description: str = ""  # from the stack file; kept beside the spec, never in it
 
     @property
     def inputs(self) -> list[str]:
@@ -157,5 +158,5 @@ def _plan_package(stack: Stack, pkg: PackagePlan, id_of: Any, tools_id: str,
     aid = artifact_id(spec)
     if aid not in nodes:
         nodes[aid] = Node(aid, spec, "build", deps=deps, build_deps=build_deps,
-                          source_hints=hints, line=pkg.line)
+                          source_hints=hints, line=pkg.line, description=pkg.description)
     return aid

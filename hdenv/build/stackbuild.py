@@ -68,6 +68,7 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
     clean_stale(store)  # what killed runs left in tmp/
     for node in plan.nodes.values():  # even for artifacts already built: a URL may be new
         store.record_source_hints(node.id.rsplit("/", 1)[1], node.source_hints)
+        store.record_about(node.id.rsplit("/", 1)[1], {"description": node.description})
     report = run_plan(plan, store, sources, jobs=jobs or settings.jobs,
                       build_jobs=settings.build_jobs, keep_going=keep_going, stream=stream,
                       options=build_options(settings))
@@ -106,6 +107,7 @@ def _make_profile(store: Store, plan: ProfilePlan, closure: list[str]) -> Profil
                                  priority=plan.priority)
     phash = profiles.profile_hash(spec)
     profiles.create_profile(store, spec)
+    store.record_about(phash, {"description": plan.description})
     generation, new = profiles.set_current(store, plan.name, phash)
     return ProfileResult(plan.name, phash, generation, new)
 

@@ -26,6 +26,23 @@ from . import shell as shell_cmds
 class HdenvGroup(click.Group):
     """Maps core errors and click usage errors to the contract's exit codes."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Click's own error display is three lines; the contract wants one, exit 2."""
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx is not None else "hdenv"
+            click.echo(f"hdenv: error: {e.format_message()} (see `{where} --help`)", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            click.echo(f"hdenv: error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("hdenv: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -45,12 +62,31 @@ class HdenvGroup(click.Group):
             with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
                 click.echo(f"hdenv: {e}", err=True)
             ctx.exit(e.exit_code)
+        except PermissionError as e:  # e.g. a shared store this user may only read
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"hdenv: error: {permission_message(ctx, e)}", err=True)
+            ctx.exit(2)
         except Exception as e:  # a bug: still one line, with the way to see more
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(f"hdenv: error: internal error: {type(e).__name__}: {e}"
                        " (run with --debug for a traceback)", err=True)
             ctx.exit(1)
+
+
+def permission_message(ctx: click.Context, e: PermissionError) -> str:
+    """One line naming what could not be written, and the way out when it is the store."""
+    what = str(e.filename or "a file")
+    try:
+        root = settings_of(ctx).store
+    except HdenvError:
+        root = None
+    hint = ""
+    if root is not None and Path(what).absolute().is_relative_to(root):
+        hint = (f" (the store {root} is read-only for you: use one of your own with"
+                " --store DIR or HDENV_STORE)")
+    return f"permission denied: cannot write {what}{hint}"
 
 
 def settings_of(ctx: click.Context, jobs: int | None = None) -> Settings:
@@ -178,14 +214,17 @@ def list_cmd(ctx: click.Context, what: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
-    """Spec, dependencies, path, size and generation history of REF."""
+    """Description, what loading changes, spec, dependencies, path, size, generations of REF."""
+    from ..shell.shellcmd import describe
     from ..store import inspect
 
-    info = inspect.show(store_of(ctx), ref)
+    store = store_of(ctx)
+    info = inspect.show(store, ref)
+    header = describe(store, ref, info)  # adds "description" and "load" to info
     if as_json:
         echo_json(info)
     else:
-        click.echo(inspect.format_show(info))
+        click.echo(header + inspect.format_show(info))
 
 
 @cli.command()
@@ -213,7 +252,8 @@ def verify(ctx: click.Context, ref: str | None) -> None:
 
 for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
                 shell_cmds.swap_cmd, shell_cmds.purge_cmd, shell_cmds.loaded_cmd,
-                shell_cmds.avail_cmd, shell_cmds.env_cmd,
+                shell_cmds.avail_cmd, shell_cmds.env_cmd, shell_cmds.spider_cmd,
+                shell_cmds.commands_cmd,
                 profile_cmds.profile, profile_cmds.diff, profile_cmds.graph):
     cli.add_command(command)
 

@@ -88,7 +88,7 @@ class LoadRecord:
         return f"{self.ref}:{self.hash}" if self.name else self.hash
 
     def to_json(self) -> list[Any]:
-        out = [
+        out: list[Any] = [
             self.hash, self.name, self.family, self.prefix,
             {k: [p.pre, p.post, int(p.created)] for k, p in self.paths.items()},
             {k: [v.old, v.new] for k, v in self.vars.items()},

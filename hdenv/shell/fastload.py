@@ -183,6 +183,20 @@ def resolve(root: str, ref: str) -> Profile:
 
 # -- the session: one command's changes to a copy of the environment ---------
 
+def apply(env: dict[str, str], prof: Profile) -> LoadRecord:
+    """Load `prof` into `env` and return the record of exactly what changed."""
+    rec = LoadRecord(hash=prof.hash, name=prof.name, family=prof.family, prefix=prof.prefix,
+                     generation=prof.generation)
+    for var, sub, keep_default in PATH_DIRS:
+        path = lightos.join(prof.prefix, sub)
+        if lightos.is_dir(path):
+            envdiff.prepend(env, rec, var, [path], keep_default)
+    envdiff.prepend(env, rec, PREFIX_VAR, [prof.prefix])
+    for var in sorted(prof.env):
+        envdiff.set_var(env, rec, check_name(var), prof.env[var])
+    return rec
+
+
 class Session:
     """Applies loads and unloads to a copy of the environment and its record."""
 
@@ -229,19 +243,7 @@ class Session:
             elif prof.family is not None and rec.family == prof.family:
                 note(f"family {prof.family!r}: unloading {rec.ref} to load {prof.ref}")
                 envdiff.unload(self.env, self.records, self.records.index(rec))
-        self.records.append(self._apply(prof))
-
-    def _apply(self, prof: Profile) -> LoadRecord:
-        rec = LoadRecord(hash=prof.hash, name=prof.name, family=prof.family, prefix=prof.prefix,
-                         generation=prof.generation)
-        for var, sub, keep_default in PATH_DIRS:
-            path = lightos.join(prof.prefix, sub)
-            if lightos.is_dir(path):
-                envdiff.prepend(self.env, rec, var, [path], keep_default)
-        envdiff.prepend(self.env, rec, PREFIX_VAR, [prof.prefix])
-        for var in sorted(prof.env):
-            envdiff.set_var(self.env, rec, check_name(var), prof.env[var])
-        return rec
+        self.records.append(apply(self.env, prof))
 
     def purge(self) -> None:
         while self.records:
@@ -281,20 +283,116 @@ def run(cmd: str, args: list[str], shell: Shell, environ: Mapping[str, str],
     return shell.script(envdiff.changes(dict(environ), session.finish()))
 
 
+# -- the function's entry: global options, help, and what the full program answers --
+
+PRINT_COMMANDS = ("avail", "loaded", "spider")
+
+
+class Call:
+    """One invocation of the shell function, global options taken off."""
+
+    def __init__(self, store: str | None, debug: bool, cmd: str, args: list[str]):
+        self.store = store
+        self.debug = debug
+        self.cmd = cmd
+        self.args = args
+
+
+def parse_call(args: list[str]) -> Call | None:
+    """`[--store S] [--debug] CMD ARGS...`; None when the full program must answer.
+
+    That is anything else before the command (`--help`, `--version`, a typo),
+    and a `-h`/`--help` after it: click prints the real usage of every command.
+    """
+    store, debug, i = None, False, 0
+    while i < len(args) and args[i].startswith("-"):
+        if args[i] == "--store" and i + 1 < len(args):
+            store, i = args[i + 1], i + 2
+        elif args[i].startswith("--store="):
+            store, i = args[i][len("--store="):], i + 1
+        elif args[i] == "--debug":
+            debug, i = True, i + 1
+        else:
+            return None
+    if i >= len(args):
+        return None
+    rest = args[i + 1:]
+    for a in rest:
+        if a == "--":
+            break
+        if a in ("-h", "--help"):
+            return None
+    return Call(store, debug, args[i], rest)
+
+
+def full_program(shell_name: str, args: list[str]) -> list[str]:
+    """The command line of the full program for `args`, as the function's `*)` branch runs it."""
+    return ["env", f"HDENV_SHELL_FUNCTION={shell_name}", sys.executable, "-m", "hdenv", *args]
+
+
+def _exec_full(shell_name: str, args: list[str]) -> None:
+    import posix
+
+    argv = full_program(shell_name, args)
+    sys.stdout.flush()
+    env = {**posix.environ, b"HDENV_SHELL_FUNCTION": shell_name.encode()}
+    posix.execve(sys.executable, argv[2:], env)
+
+
+def _print_command(shell_name: str, call: Call | None, args: list[str],
+                   environ: Mapping[str, str], root: Callable[[], str]) -> None:
+    """avail, loaded, spider: printed straight to the terminal, never evaluated."""
+    if call is None:
+        _exec_full(shell_name, args)
+        return
+    from . import catalog
+
+    try:
+        text = catalog.run(call.cmd, call.args, environ, [root()])
+    except catalog.Delegate:
+        _exec_full(shell_name, args)
+        return
+    sys.stdout.write(text)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the shell function: SHELL CONFIG STORE COMMAND ARGS..."""
+    """Entry point of the shell function: SHELL CONFIG STORE ARGS...
+
+    The function sends `load`, `unload`, `swap`, `purge` and anything starting
+    with an option here and evaluates what it prints; `avail`, `loaded` and
+    `spider` it runs without evaluating (the first word tells which). What the
+    fast path does not do becomes code that runs the full program.
+    """
     argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
     try:
         if len(argv) < 4:
             raise UserError("the hdenv shell function is out of date; run `hdenv init` again")
-        shell_name, default_config, default_store, cmd, *args = argv
-        shell = get_shell(shell_name)
+        shell_name, default_config, default_store, *args = argv
         environ = lightos.environ()
-        code = run(cmd, args, shell, environ,
-                   lambda: store_root(environ, default_config, default_store))
+        call = parse_call(args)
+        if call is not None and call.store:
+            store = lightos.absolute(call.store)
+            root: Callable[[], str] = lambda: store  # noqa: E731
+        else:
+            root = lambda: store_root(environ, default_config, default_store)  # noqa: E731
+        if args[0] in PRINT_COMMANDS:
+            _print_command(shell_name, call, args, environ, root)
+            return
+        shell = get_shell(shell_name)
+        if call is None or call.cmd not in COMMANDS:
+            code = " ".join(shell.quote(a) for a in full_program(shell_name, args)) + "\n"
+        else:
+            code = run(call.cmd, call.args, shell, environ, root)
     except UserError as e:
         print(f"hdenv: error: {e.render()}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except Exception as e:  # a bug: one line, as the full program says it
+        if debug:
+            raise
+        print(f"hdenv: error: internal error: {type(e).__name__}: {e}"
+              " (run with --debug for a traceback)", file=sys.stderr)
+        sys.exit(1)
     sys.stdout.write(code)
 
 

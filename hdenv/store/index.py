@@ -169,7 +169,7 @@ class Index:
 
     def package_names(self) -> list[str]:
         """Names of the packages in the default generation of every name."""
-        found = set()
+        found: set[str] = set()
         for named in self.named():
             cur = named.current
             if cur is not None:

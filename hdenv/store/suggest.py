@@ -56,6 +56,10 @@ def unknown_ref(roots: list[str], ref: str, detail: str = GENERIC) -> UserError:
     hint = package_hint(index, name, version) or (package_hint(index, name) if version else None)
     if hint is not None:
         return UserError(f"unknown REF {ref!r}: {hint}")
+    if not index.named():
+        where = " or ".join(index.roots)
+        return UserError(f"unknown REF {ref!r}: {where} has no named profiles yet"
+                         " (build one: hdenv build FILE.toml)")
     matches = close_matches(index, name)
     if matches:
         labelled = []
