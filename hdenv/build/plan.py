@@ -32,6 +32,7 @@ class Node:
     source_hints: list[dict[str, Any]] = field(default_factory=list)
     line: int = 0
     description: str = ""  # from the stack file; kept beside the spec, never in it
+    variant: dict[str, Any] = field(default_factory=dict)  # matrix values (first variant)
 
     @property
     def inputs(self) -> list[str]:
@@ -120,6 +121,9 @@ def _plan_variant(stack: Stack, variant: Variant, host_ids: dict[str, str], tool
 
     for name in variant.packages:
         id_of(name)
+    for aid in ids.values():  # progress names variants apart by these (`zstd [gcc]`)
+        if not nodes[aid].variant:
+            nodes[aid].variant = dict(variant.values)
     return ids
 
 

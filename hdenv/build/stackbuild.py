@@ -21,6 +21,7 @@ from . import processes
 from .builder import build_options
 from .plan import Plan, plan_stack
 from .preflight import preflight
+from .progress import Progress
 from .scheduler import BuildReport, run_plan
 from .stackfile import ProfilePlan, load_stack
 from .storepath import check_store_path
@@ -61,7 +62,8 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
     store = Store(settings.store).ensure()
     if warning and not dry_run:
         print(f"hdenv: {warning}", file=stream)
-    sources = SourceStore(store, settings.mirrors, log=lambda m: print(m, file=stream))
+    progress = Progress(stream=stream)  # every message goes above its status line
+    sources = SourceStore(store, settings.mirrors, log=progress.say)
     plan = plan_stack(stack, store, sources)
     if dry_run:
         return BuildOutcome(plan, BuildReport(), dry_run_lines=explain(plan, store))
@@ -71,7 +73,7 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
         store.record_about(node.id.rsplit("/", 1)[1], {"description": node.description})
     report = run_plan(plan, store, sources, jobs=jobs or settings.jobs,
                       build_jobs=settings.build_jobs, keep_going=keep_going, stream=stream,
-                      options=build_options(settings))
+                      options=build_options(settings), progress=progress)
     outcome = BuildOutcome(plan, report)
     failed = set(report.failed) | set(report.skipped)
     for planned in plan.profiles:
