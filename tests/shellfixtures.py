@@ -104,3 +104,31 @@ def build_profiles(store: Path, work: Path, profiles: dict[str, dict[str, object
     (work / "none.toml").write_text("")
     proc = subprocess.run([hdenv, "build", str(stack)], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def add_artifact(root: Path, aid: str) -> None:
+    """A valid artifact directory (only its metadata): enough for REFs and catalogs."""
+    meta = root / "artifacts" / aid / ".hdenv"
+    meta.mkdir(parents=True)
+    (meta / "artifact.json").write_text(json.dumps({"id": aid}))
+
+
+def add_profile(root: Path, name: str, artifacts: list[str], generation: int = 1,
+                current: bool = True, description: str = "") -> str:
+    """Generation `generation` of `name` holding `artifacts` (by id), as a build leaves it."""
+    hash_ = fake_hash(f"{name}-{generation}")
+    prefix = root / "profiles" / hash_
+    (prefix / ".hdenv").mkdir(parents=True)
+    (prefix / ".hdenv" / "profile.json").write_text(json.dumps(
+        {"hash": hash_, "artifacts": artifacts, "env": {}, "family": None}))
+    ndir = root / "names" / name
+    ndir.mkdir(parents=True, exist_ok=True)
+    os.symlink(f"../../profiles/{hash_}", ndir / str(generation))
+    if description:
+        (root / "specs").mkdir(parents=True, exist_ok=True)
+        (root / "specs" / f"{hash_}.about.json").write_text(json.dumps({"description": description}))
+    if current:
+        if os.path.lexists(ndir / "current"):
+            os.unlink(ndir / "current")
+        os.symlink(str(generation), ndir / "current")
+    return hash_

@@ -6,39 +6,14 @@ with its artifacts, artifacts with artifact.json), as a build leaves it.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
-from shellfixtures import fake_hash
+from shellfixtures import add_artifact, add_profile, fake_hash
 
 from hdenv.errors import UserError
 from hdenv.shell import fastload
 from hdenv.store.layout import Store
-
-
-def add_artifact(root: Path, aid: str) -> None:
-    meta = root / "artifacts" / aid / ".hdenv"
-    meta.mkdir(parents=True)
-    (meta / "artifact.json").write_text(json.dumps({"id": aid}))
-
-
-def add_profile(root: Path, name: str, artifacts: list[str], generation: int = 1,
-                current: bool = True) -> str:
-    hash_ = fake_hash(f"{name}-{generation}")
-    prefix = root / "profiles" / hash_
-    (prefix / ".hdenv").mkdir(parents=True)
-    (prefix / ".hdenv" / "profile.json").write_text(json.dumps(
-        {"hash": hash_, "artifacts": artifacts, "env": {}, "family": None}))
-    ndir = root / "names" / name
-    ndir.mkdir(parents=True, exist_ok=True)
-    os.symlink(f"../../profiles/{hash_}", ndir / str(generation))
-    if current:
-        if os.path.lexists(ndir / "current"):
-            os.unlink(ndir / "current")
-        os.symlink(str(generation), ndir / "current")
-    return hash_
 
 
 LUA = "lua/5.4.4/" + fake_hash("lua")
