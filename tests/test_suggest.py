@@ -15,7 +15,6 @@ from hdenv.errors import UserError
 from hdenv.shell import fastload
 from hdenv.store.layout import Store
 
-
 LUA = "lua/5.4.4/" + fake_hash("lua")
 LUA_DEBUG = "lua/5.4.4/" + fake_hash("lua-debug")
 HELLO = "hello/2.10/" + fake_hash("hello")
