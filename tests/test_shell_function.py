@@ -294,3 +294,36 @@ def test_read_only_store_builds_say_one_line_and_load_works(tmp_path: Path) -> N
                 shutil.rmtree(home, ignore_errors=True)
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+STATUS = {"zsh": "$?", "fish": "$status", "tcsh": "$status"}
+RC = {"zsh": (".zshrc", "source {}"), "fish": ("config/fish/config.fish", "source {}"),
+      "tcsh": (".tcshrc", "source {}")}
+
+
+@pytest.mark.parametrize("shell", sorted(STATUS))
+def test_help_store_and_generations_in_other_shells(shell: str, store: Path, home: Path) -> None:
+    """The same global options, --help and NAME/N through zsh's, fish's and tcsh's hdenv."""
+    exe = require_tool(shell)
+    env = base_env(home, store)
+    init = write_init(shell, env)
+    env["HDENV_STORE"] = str(home / "empty-store")
+    status = STATUS[shell]
+    lines = [
+        RC[shell][1].format(init),
+        "hdenv load --help", f"echo help={status}",
+        f"hdenv --store {store} load demo/1", f"echo load={status}",
+        "hello-demo",
+        f"hdenv --store {store} unload demo/1", f"echo unload={status}",
+        f"hdenv --store {store} load nosuch", f"echo nosuch={status}",
+    ]
+    script = home / f"script.{shell}"
+    script.write_text("\n".join(lines) + "\n")
+    flags = {"zsh": ["-f"], "fish": ["--no-config"], "tcsh": ["-f"]}[shell]
+    proc = subprocess.run([exe, *flags, str(script)], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=home)
+    out = proc.stdout
+    assert "Usage: hdenv load [OPTIONS] REF...\n" in out and "help=0\n" in out, proc.stderr
+    assert "load=0\nhello from demo\nunload=0\n" in out, proc.stderr
+    assert "nosuch=2\n" in out
+    assert "unknown REF 'nosuch'" in proc.stderr
