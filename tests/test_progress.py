@@ -69,7 +69,7 @@ def test_plain_lines_off_a_terminal() -> None:
     assert out.getvalue() == (
         f"building zstd [gcc] ({ID_A})\n"
         "  zstd [gcc]: live log /store/tmp/build-zstd-x/build.log\n"
-        f"FAILED zstd [gcc] ({ID_A}): build of zstd failed (exit 2)\n")
+        f"FAILED {ID_A} (zstd [gcc]): build of zstd failed (exit 2)\n")
 
 
 def read_pty(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> tuple[int, str]:

@@ -134,7 +134,9 @@ class Progress:
         with self.lock:
             self.running.pop(nid, None)
             self.done += 1
-        self.say(f"FAILED {self.label(nid)} ({nid}): {message}")
+        variant = self.label(nid)
+        named = f" ({variant})" if "[" in variant else ""  # the id first: it is exact
+        self.say(f"FAILED {nid}{named}: {message}")
 
     def close(self) -> None:
         self._stop.set()
