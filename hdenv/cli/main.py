@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,16 +78,18 @@ class HdenvGroup(click.Group):
 
 def permission_message(ctx: click.Context, e: PermissionError) -> str:
     """One line naming what could not be written, and the way out when it is the store."""
-    what = str(e.filename or "a file")
     try:
-        root = settings_of(ctx).store
+        root: Path | None = settings_of(ctx).store
     except HdenvError:
         root = None
+    name = str(e.filename or "")
+    if not os.path.isabs(name):  # relative to a directory fd: name the store instead
+        name = f"{root}/.../{name}" if root is not None and name else str(root or "a file")
     hint = ""
-    if root is not None and Path(what).absolute().is_relative_to(root):
+    if root is not None and Path(name).absolute().is_relative_to(root):
         hint = (f" (the store {root} is read-only for you: use one of your own with"
                 " --store DIR or HDENV_STORE)")
-    return f"permission denied: cannot write {what}{hint}"
+    return f"permission denied: cannot write {name}{hint}"
 
 
 def settings_of(ctx: click.Context, jobs: int | None = None) -> Settings:
