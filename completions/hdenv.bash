@@ -47,6 +47,7 @@ __hdenv_complete() {
             init) [ "$pos" -eq 1 ] && words="bash zsh fish tcsh" ;;
             profile) [ "$pos" -eq 1 ] && words="generations rollback prune" ;;
             host) [ "$pos" -eq 1 ] && words="capture" ;;
+            store) [ "$pos" -eq 1 ] && words="fix-permissions" ;;
             list) [ "$pos" -eq 1 ] && words="artifacts profiles names" ;;
             build)
                 compopt -o filenames 2>/dev/null

@@ -1,18 +1,23 @@
-"""Settings: config.toml < HDENV_* environment variables < command-line flags.
+"""Settings: site config.toml < user config.toml < HDENV_* environment variables < flags.
 
-Kept free of click so the core and the fast load path can both use it.
+Kept free of click so the core and the fast load path can both use it. Each
+setting remembers where its value came from (`Settings.sources`), which is
+what `hdenv config` prints: on a cluster "why is my store there?" is asked
+often, and the answer is one of four places.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-from .configscan import read_config
+from .configfiles import lookup, read_layers
 from .errors import UserError
 
 APP = "hdenv"
+DEFAULT = "default"
 
 
 @dataclass
@@ -24,13 +29,33 @@ class Settings:
     sandbox: str = "auto"  # "auto" | "bwrap" | "none"
     strict_links: bool = False  # undeclared system libraries fail a build
     host_identity: str = "version"  # "version" | "content": host byte hashes in ids
+    upstreams: list[Path] = field(default_factory=list)  # read-only stores below this one
+    usage_log: str | None = None  # "syslog", "file:DIR" or "udp://HOST:PORT"
     config_file: Path | None = None
     jobs_error: str | None = None  # a bad jobs setting stops builds, not `list` or `show`
+    site_config_file: Path | None = None
+    # setting name (as in config.toml) -> where its value came from: a file,
+    # an environment variable, a flag, or "default"
+    sources: dict[str, str] = field(default_factory=dict)
 
     def check_jobs(self) -> None:
         """For commands that build: a jobs setting that is not a number is an error."""
         if self.jobs_error is not None:
             raise UserError(self.jobs_error)
+
+
+NOT_SETTINGS = ("config_file", "site_config_file", "sources", "jobs_error")
+
+
+def setting_items(settings: Settings) -> list[tuple[str, Any, str]]:
+    """(name as in config.toml, value, source) of every setting, for `hdenv config`."""
+    out = []
+    for f in fields(settings):
+        if f.name in NOT_SETTINGS:
+            continue
+        key = f.name.replace("_", "-")
+        out.append((key, getattr(settings, f.name), settings.sources.get(key, DEFAULT)))
+    return out
 
 
 def default_config_file() -> Path:
@@ -79,55 +104,100 @@ def default_store() -> Path:
     return Path(platformdirs.user_data_dir(APP))
 
 
+def _string_list(raw: object, key: str, source: str) -> list[str]:
+    if isinstance(raw, str):
+        raw = raw.split()
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise UserError(f"'{key}' must be a list of strings", file=source)
+    return [str(x) for x in raw]
+
+
+def _check_usage_log(value: object, source: str) -> None:
+    """A bad sink is reported by every command but `load`, which must never fail for it."""
+    from .usage.sinks import parse
+
+    if not isinstance(value, str):
+        raise UserError("'usage-log' must be a string", file=source)
+    if value:
+        try:
+            parse(value)
+        except ValueError as e:
+            raise UserError(f"usage-log: {e}", file=source) from None
+
+
+class _Layers:
+    """Looks a setting up flag > environment > user file > site file, noting the source."""
+
+    def __init__(self, env: dict[str, str] | os._Environ[str], user_default: Path):
+        self.env = env
+        self.files = read_layers(env, str(user_default), os.path.exists)
+        self.sources: dict[str, str] = {}
+
+    def get(self, key: str, flag: object = None, flag_name: str = "",
+            env_var: str = "") -> object:
+        if flag is not None:
+            self.sources[key] = flag_name
+            return flag
+        if env_var and self.env.get(env_var):
+            self.sources[key] = env_var
+            return self.env[env_var]
+        found = lookup(self.files, key)
+        if found is None:
+            return None
+        self.sources[key] = found[1]
+        return found[0]
+
+
 def load_settings(
     *, store: str | None = None, jobs: int | None = None, mirrors: list[str] | None = None
 ) -> Settings:
-    """Merge the three layers; flags (the keyword arguments) win."""
+    """Merge the layers; flags (the keyword arguments) win."""
     env = os.environ
-    explicit = "HDENV_CONFIG" in env
-    cfg_path = Path(env["HDENV_CONFIG"]) if explicit else default_config_file()
-    cfg = read_config(str(cfg_path), explicit)
+    user_file = Path(env["HDENV_CONFIG"]) if "HDENV_CONFIG" in env else default_config_file()
+    layers = _Layers(env, default_config_file())
 
-    store_value = store or env.get("HDENV_STORE") or cfg.get("store")
+    store_value = layers.get("store", store, "--store", "HDENV_STORE")
     store_path = Path(str(store_value)).expanduser() if store_value else default_store()
 
-    mirror_list: list[str]
-    if mirrors is not None:
-        mirror_list = list(mirrors)
-    elif env.get("HDENV_MIRRORS"):
-        mirror_list = env["HDENV_MIRRORS"].split()
-    else:
-        raw = cfg.get("mirrors", [])
-        if isinstance(raw, str):
-            raw = raw.split()
-        if not isinstance(raw, list):
-            raise UserError("'mirrors' must be a list of strings", file=str(cfg_path))
-        mirror_list = [str(m) for m in raw]
+    raw_mirrors = layers.get("mirrors", mirrors, "--mirror", "HDENV_MIRRORS") or []
+    mirror_list = _string_list(raw_mirrors, "mirrors", layers.sources.get("mirrors", ""))
 
     jobs_error = None
     try:
-        jobs_int = _whole_number(jobs or env.get("HDENV_JOBS") or cfg.get("jobs")
-                                 or usable_cores(), "jobs")
+        jobs_int = _whole_number(layers.get("jobs", jobs, "-j", "HDENV_JOBS") or usable_cores(),
+                                 "jobs")
     except UserError as e:
         jobs_int, jobs_error = usable_cores(), e.message
-    build_jobs_value = env.get("HDENV_BUILD_JOBS") or cfg.get("build-jobs")
+    build_jobs_value = layers.get("build-jobs", None, "", "HDENV_BUILD_JOBS")
     build_jobs = None
     try:
         build_jobs = _whole_number(build_jobs_value, "build-jobs") if build_jobs_value else None
     except UserError as e:
         jobs_error = jobs_error or e.message
 
+    raw_upstreams = layers.get("upstreams") or []
+    upstreams = [Path(u).expanduser().absolute() for u in
+                 _string_list(raw_upstreams, "upstreams", layers.sources.get("upstreams", ""))]
+    usage_log = layers.get("usage-log")
+    if usage_log is not None:
+        _check_usage_log(usage_log, layers.sources["usage-log"])
+
+    site = [Path(path) for path, role, _ in layers.files if role == "site"]
     return Settings(
         store=store_path.absolute(),
         mirrors=mirror_list,
         jobs=jobs_int,
         build_jobs=build_jobs,
-        sandbox=_choice(env.get("HDENV_SANDBOX") or cfg.get("sandbox", "auto"), "sandbox",
+        sandbox=_choice(layers.get("sandbox", None, "", "HDENV_SANDBOX") or "auto", "sandbox",
                         ("auto", "bwrap", "none")),
-        strict_links=_flag(env.get("HDENV_STRICT_LINKS") or cfg.get("strict-links", False),
+        strict_links=_flag(layers.get("strict-links", None, "", "HDENV_STRICT_LINKS") or False,
                            "strict-links"),
-        host_identity=_choice(cfg.get("host-identity", "version"), "host-identity",
+        host_identity=_choice(layers.get("host-identity") or "version", "host-identity",
                               ("version", "content")),
-        config_file=cfg_path,
+        upstreams=upstreams,
+        usage_log=str(usage_log) if usage_log else None,
+        config_file=user_file,
+        site_config_file=site[0] if site else None,
+        sources=layers.sources,
         jobs_error=jobs_error,
     )

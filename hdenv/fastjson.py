@@ -1,15 +1,15 @@
-"""JSON without the json package, for the paths that run under `python -I -S`.
+"""JSON for the load fast path, without the json package.
 
 `import json` pulls in `re` and `enum`, which is most of a load's start-up
 time under `python -S`; the C scanner and string encoder it wraps are enough.
-Interpreters without CPython's `_json` accelerator take the json package. The
-load fast path, `avail`, `loaded` and `spider` read every file through here.
+Interpreters without CPython's `_json` accelerator take the json package.
+Used by the load record (shell/envdiff.py) and the usage log (usage/).
 """
 
 from __future__ import annotations
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # annotations only: typing costs ms on every load
+if TYPE_CHECKING:
     from typing import Any
 
 try:
@@ -31,7 +31,7 @@ class _ScanContext:
 _scan = _json.make_scanner(_ScanContext()) if _json else None  # type: ignore[arg-type]
 
 
-def loads(text: str) -> Any:
+def json_loads(text: str) -> Any:
     text = text.strip()
     if _scan is None:
         import json
@@ -46,8 +46,7 @@ def loads(text: str) -> Any:
     return value
 
 
-def dumps(obj: Any) -> str:
-    """Compact JSON of str, None, bool, int, list/tuple and dict (keys as strings)."""
+def json_dumps(obj: Any) -> str:
     if isinstance(obj, str):
         if _json is None:
             import json
@@ -61,13 +60,17 @@ def dumps(obj: Any) -> str:
     if isinstance(obj, int):
         return str(obj)
     if isinstance(obj, (list, tuple)):
-        return "[" + ",".join(dumps(x) for x in obj) + "]"
+        return "[" + ",".join(json_dumps(x) for x in obj) + "]"
     if isinstance(obj, dict):
-        return "{" + ",".join(f"{dumps(str(k))}:{dumps(v)}" for k, v in obj.items()) + "}"
+        return "{" + ",".join(f"{json_dumps(str(k))}:{json_dumps(v)}"
+                              for k, v in obj.items()) + "}"
     raise TypeError(f"cannot encode {type(obj).__name__}")
 
 
 def read(path: str) -> Any:
-    """The JSON value in the file `path` (FileNotFoundError and ValueError pass through)."""
+    """The JSON value in the file `path` (OSError and ValueError pass through).
+
+    `avail`, `spider` and the index of named profiles read metadata through here.
+    """
     with open(path, encoding="utf-8") as f:
-        return loads(f.read())
+        return json_loads(f.read())

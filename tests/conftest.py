@@ -84,6 +84,7 @@ def hdenv_env(store_dir: Path, tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["HDENV_STORE"] = str(store_dir)
     env["HDENV_CONFIG"] = str(tmp_path / "no-config.toml")
+    env["HDENV_SITE_CONFIG"] = ""  # no /etc/hdenv/config.toml of the machine running the tests
     (tmp_path / "no-config.toml").write_text("")
     env.pop("HDENV_MIRRORS", None)
     env["HDENV_JOBS"] = "2"

@@ -77,6 +77,18 @@ def test_changes_lists_sets_and_unsets() -> None:
     assert envdiff.changes({"A": "1"}, {}) == [("A", None)]
 
 
+def test_small_json_matches_the_json_module() -> None:
+    import json
+
+    value = {"a": [None, True, False, 3, "x\n\"\\ 🚒 \u0001"], "b": {"c": []}}
+    assert json.loads(envdiff.json_dumps(value)) == value
+    assert envdiff.json_loads(json.dumps(value)) == value
+    with pytest.raises(ValueError):
+        envdiff.json_loads('{"a": 1} trailing')
+    with pytest.raises(ValueError):
+        envdiff.json_loads("")
+
+
 def test_records_survive_an_interpreter_without_the_json_accelerator() -> None:
     """Without CPython's `_json` the json package takes over, and records still round-trip."""
     import subprocess
@@ -87,8 +99,8 @@ def test_records_survive_an_interpreter_without_the_json_accelerator() -> None:
     envdiff.store_records(env, records)
     code = (
         "import sys; sys.modules['_json'] = None\n"
-        "from hdenv import fastjson\n"
         "from hdenv.shell import envdiff\n"
+        "from hdenv import fastjson\n"
         "assert fastjson._json is None\n"
         "records = envdiff.decode(sys.argv[1])\n"
         "env = {}\n"

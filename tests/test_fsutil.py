@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -62,3 +63,47 @@ def test_children_do_not_inherit_the_lock(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait()
+
+
+# -- OFD locks: NFS-coherent, and per open file like flock ------------------------
+
+
+def test_locks_are_ofd_byte_range_locks(tmp_path: Path) -> None:
+    """Byte-range (fcntl) locks are what NFS clients send to the server; flock may not be."""
+    path = tmp_path / "nfs.lock"
+    with file_lock(path):
+        inode = os.stat(path).st_ino
+        with open("/proc/locks") as f:
+            mine = [line for line in f if f":{inode} " in line]
+    assert len(mine) == 1 and " OFDLCK " in mine[0], mine
+
+
+def test_two_threads_of_one_process_exclude_each_other(tmp_path: Path) -> None:
+    """Plain POSIX (lockf) locks would let a second thread in: they belong to the process."""
+    lock = tmp_path / "x.lock"
+    entered = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with file_lock(lock):
+            entered.set()
+            release.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert entered.wait(10)
+    try:
+        with pytest.raises(BlockingIOError), file_lock(lock, blocking=False):
+            pass
+    finally:
+        release.set()
+        t.join()
+    with file_lock(lock, blocking=False):
+        pass
+
+
+def test_shared_locks_coexist_and_exclude_an_exclusive_one(tmp_path: Path) -> None:
+    lock = tmp_path / "gc.lock"
+    with (file_lock(lock, shared=True), file_lock(lock, shared=True, blocking=False),
+          pytest.raises(BlockingIOError), file_lock(lock, blocking=False)):
+        pass

@@ -280,8 +280,8 @@ def test_read_only_store_builds_say_one_line_and_load_works(tmp_path: Path) -> N
                                       capture_output=True, text=True, cwd=home)
                 assert proc.returncode == 2, proc.stderr
                 [line] = proc.stderr.splitlines()
-                assert line.startswith(f"hdenv: error: permission denied: cannot write {store}")
-                assert "read-only for you" in line
+                assert line.startswith(f"hdenv: error: cannot write to the store {store}: ")
+                assert "is read-only for you" in line
                 init = subprocess.run([*runner, *hdenv, "init", "bash", "--write"], env=env,
                                       capture_output=True, text=True, check=True).stdout.strip()
                 script = (f". {init}\nhdenv avail | head -2\nhdenv load demo && hello-demo\n"

@@ -59,7 +59,7 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
     stack = load_stack(path, overrides)  # all input errors surface here, store untouched
     preflight(stack)  # and what planning would find: missing paths and host programs
     warning = check_store_path(settings.store)
-    store = Store(settings.store).ensure()
+    store = Store(settings.store, settings.upstreams).ensure()
     if warning and not dry_run:
         print(f"hdenv: {warning}", file=stream)
     progress = Progress(stream=stream)  # every message goes above its status line
@@ -119,7 +119,7 @@ def explain(plan: Plan, store: Store) -> list[str]:
     from ..profile.specdiff import spec_diff
 
     lines = []
-    present = set(store.list_artifacts())
+    present = set(store.list_artifacts(upstreams=True))
     for nid in plan.order():
         if nid in present:
             continue

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from ..errors import HdenvError, Interrupted, UserError
 from ..store.layout import Store
 from . import profile as profile_cmds
 from . import shell as shell_cmds
+from . import site as site_cmds
 
 
 class HdenvGroup(click.Group):
@@ -63,33 +63,26 @@ class HdenvGroup(click.Group):
             with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
                 click.echo(f"hdenv: {e}", err=True)
             ctx.exit(e.exit_code)
-        except PermissionError as e:  # e.g. a shared store this user may only read
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo(f"hdenv: error: {permission_message(ctx, e)}", err=True)
-            ctx.exit(2)
         except Exception as e:  # a bug: still one line, with the way to see more
             if ctx.obj and ctx.obj.get("debug"):
                 raise
+            denied = denied_line(e) if isinstance(e, OSError) else None
+            if denied is not None:  # not a bug: a store this user may only read
+                click.echo(f"hdenv: error: {denied}", err=True)
+                ctx.exit(2)
             click.echo(f"hdenv: error: internal error: {type(e).__name__}: {e}"
                        " (run with --debug for a traceback)", err=True)
             ctx.exit(1)
 
 
-def permission_message(ctx: click.Context, e: PermissionError) -> str:
-    """One line naming what could not be written, and the way out when it is the store."""
-    try:
-        root: Path | None = settings_of(ctx).store
-    except HdenvError:
-        root = None
-    name = str(e.filename or "")
-    if not os.path.isabs(name):  # relative to a directory fd: name the store instead
-        name = f"{root}/.../{name}" if root is not None and name else str(root or "a file")
-    hint = ""
-    if root is not None and Path(name).absolute().is_relative_to(root):
-        hint = (f" (the store {root} is read-only for you: use one of your own with"
-                " --store DIR or HDENV_STORE)")
-    return f"permission denied: cannot write {name}{hint}"
+def denied_line(e: OSError) -> str | None:
+    """One line for a file hdenv may not write (a store shared read-only), else None."""
+    import errno
+
+    if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return None
+    what = "read-only file system" if e.errno == errno.EROFS else "permission denied"
+    return f"cannot write {e.filename or 'to the store'}: {what}"
 
 
 def settings_of(ctx: click.Context, jobs: int | None = None) -> Settings:
@@ -98,7 +91,8 @@ def settings_of(ctx: click.Context, jobs: int | None = None) -> Settings:
 
 
 def store_of(ctx: click.Context) -> Store:
-    return Store(settings_of(ctx).store)
+    settings = settings_of(ctx)
+    return Store(settings.store, settings.upstreams)
 
 
 def echo_json(data: Any) -> None:
@@ -257,7 +251,8 @@ for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
                 shell_cmds.swap_cmd, shell_cmds.purge_cmd, shell_cmds.loaded_cmd,
                 shell_cmds.avail_cmd, shell_cmds.env_cmd, shell_cmds.spider_cmd,
                 shell_cmds.commands_cmd,
-                profile_cmds.profile, profile_cmds.diff, profile_cmds.graph):
+                profile_cmds.profile, profile_cmds.diff, profile_cmds.graph,
+                site_cmds.config_cmd, site_cmds.store_group):
     cli.add_command(command)
 
 

@@ -18,7 +18,8 @@ from ..store.layout import Store
 def _store(ctx: click.Context) -> Store:
     """The store chosen by the root group's --store, HDENV_STORE or config.toml."""
     obj = ctx.find_root().obj or {}
-    return Store(load_settings(store=obj.get("store")).store)
+    settings = load_settings(store=obj.get("store"))
+    return Store(settings.store, settings.upstreams)
 
 
 @click.group("profile")

@@ -54,7 +54,8 @@ def _store(ctx: click.Context) -> Any:
     from ..store.layout import Store
 
     obj = ctx.find_root().obj or {}
-    return Store(load_settings(store=obj.get("store")).store)
+    settings = load_settings(store=obj.get("store"))
+    return Store(settings.store, settings.upstreams)
 
 
 def visible_commands(ctx: click.Context) -> list[str]:
@@ -160,7 +161,7 @@ def spider_cmd(ctx: click.Context, text: str, as_json: bool) -> None:
 def env_cmd(ctx: click.Context, ref: str, shell_name: str | None) -> None:
     """Print the code that `hdenv load REF` would evaluate, without evaluating it."""
     name = shell_name or os.environ.get("HDENV_SHELL_FUNCTION") or shellcmd.detect_shell()
-    click.echo(shellcmd.env_code(ref, name, _store(ctx).root), nl=False)
+    click.echo(shellcmd.env_code(ref, name, _store(ctx)), nl=False)
 
 
 @click.command("commands", hidden=True)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..store import sharing
 from ..store.fsutil import atomic_write_json, file_lock, read_json, remove_tree, tree_size
 from ..store.hashing import spec_hash
 from ..store.layout import META_DIR, PROFILE_META, Store
@@ -122,19 +123,19 @@ def create_profile(store: Store, spec: dict[str, Any]) -> Path:
     store.ensure()
     hash_ = profile_hash(spec)
     store.write_spec(hash_, spec)
-    final = store.profile_dir(hash_)
-    if store.has_profile(hash_):
-        return final
+    if store.has_profile(hash_):  # here, or upstream: then it is used from there
+        return store.profile_dir(hash_)
+    final = store.own_profile_dir(hash_)
     aside = temp_dir(store, f"profile-{hash_}-")
     try:
         _populate(aside, final, spec, hash_, store)
-        os.chmod(aside, 0o755)
-        if os.path.lexists(final) and not store.has_profile(hash_):
+        os.chmod(aside, sharing.new_dir_mode(store.shared))
+        if os.path.lexists(final) and not store.has_own_profile(hash_):
             remove_tree(final)  # a leftover without metadata (e.g. an interrupted gc)
         try:
             os.rename(aside, final)
         except OSError:
-            if not store.has_profile(hash_):
+            if not store.has_own_profile(hash_):
                 raise
     finally:
         remove_tree(aside)
@@ -210,14 +211,17 @@ def set_current(store: Store, name: str, profile_hash: str) -> tuple[int, bool]:
         if cur is not None and links.get(cur) == profile_hash:
             return cur, False
         number = max(links, default=0) + 1
-        _atomic_symlink(f"../../profiles/{profile_hash}", ndir / str(number))
+        # relative within the store (it may be moved); absolute to an upstream's profile
+        target = (f"../../profiles/{profile_hash}" if store.has_own_profile(profile_hash)
+                  else str(store.profile_dir(profile_hash)))
+        _atomic_symlink(target, ndir / str(number))
         _atomic_symlink(str(number), ndir / "current")
         return number, True
 
 
 def list_generations(store: Store, name: str) -> list[Generation]:
-    """Every generation of NAME, oldest first; UserError if the name does not exist."""
-    ndir = _name_dir(store, name)
+    """Every generation of NAME (here, else upstream), oldest first; UserError if unknown."""
+    ndir = _name_dir(store.name_store(name) or store, name)
     cur = _current_number(ndir)
     out = []
     for number, hash_ in sorted(_generation_links(ndir).items()):

@@ -78,6 +78,7 @@ def avail_data(index: Index, environ: Mapping[str, str],
         out.append({
             "name": named.name,
             "store": named.root,
+            "upstream": named.root if named.root != index.roots[0] else None,
             "description": description,
             "current": cur.hash if cur else None,
             "default": cur.number if cur else None,
@@ -100,7 +101,7 @@ def avail_text(entries: list[dict[str, Any]], roots: list[str], width: int = 78)
         mine = [e for e in entries if e["store"] == root]
         if not mine:
             continue
-        title = f" {root} "
+        title = f" {root} " if root == roots[0] else f" {root} (upstream) "
         dashes = max(4, width - len(title))
         lines.append("-" * (dashes // 2) + title + "-" * (dashes - dashes // 2))
         for e in mine:

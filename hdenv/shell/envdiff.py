@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import binascii
 
-from .. import fastjson
+from ..fastjson import json_dumps, json_loads  # noqa: F401 (also the fast path's JSON API)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: typing and collections cost ms on every load
@@ -32,11 +32,6 @@ RECORD_VAR = "HDENV_RECORD"
 LOADED_VAR = "HDENV_LOADED"
 SEP = ":"
 B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
-
-
-# Compact JSON without the json package (its import is most of a load's start-up).
-json_loads = fastjson.loads
-json_dumps = fastjson.dumps
 
 
 class PathChange:

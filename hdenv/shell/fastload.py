@@ -26,6 +26,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: collections.abc costs ms on every load
     from collections.abc import Callable, Mapping
 
+    Who = tuple[str | None, int | None, str]  # (name, generation, hash): for the usage log
+
 # (variable, sub-directory, keep man's default path when the variable was unset)
 PATH_DIRS = (("PATH", "bin", False), ("MANPATH", "share/man", True),
              ("PKG_CONFIG_PATH", "lib/pkgconfig", False))
@@ -62,24 +64,55 @@ def note(message: str) -> None:
 
 # -- where the store is -------------------------------------------------------
 
-def store_root(env: Mapping[str, str], default_config: str, default_store: str) -> str:
-    """Same precedence as config.load_settings, without platformdirs.
+class Config:
+    """The store, its upstreams and the usage log, as config.load_settings finds them.
 
-    `hdenv init` bakes the platformdirs defaults into the function, so this
-    only reads config.toml when such a file exists, and imports tomllib only
-    when that file is more than configscan.py can be sure of.
+    Without platformdirs: `hdenv init` bakes the defaults into the function.
+    The config files (the user's over the site's, see configfiles.py) are
+    read once, when a command first needs a setting, and only if they exist;
+    tomllib is imported only for a file that is more than configscan.py can
+    be sure of.
     """
-    if env.get("HDENV_STORE"):
-        return lightos.absolute(env["HDENV_STORE"])
-    explicit = "HDENV_CONFIG" in env
-    cfg = env["HDENV_CONFIG"] if explicit else default_config
-    if cfg and (explicit or lightos.exists(cfg)):
-        from ..configscan import read_config
 
-        value = read_config(cfg, explicit).get("store")
-        if value:
-            return lightos.absolute(str(value))
-    return default_store
+    def __init__(self, env: Mapping[str, str], default_config: str, default_store: str):
+        self.env = env
+        self.default_config = default_config
+        self.default_store = default_store
+        self._layers: list[tuple[str, str, dict[str, object]]] | None = None
+
+    def _get(self, key: str) -> tuple[object, str] | None:
+        from ..configfiles import lookup, read_layers
+
+        if self._layers is None:
+            self._layers = read_layers(self.env, self.default_config, lightos.exists)
+        return lookup(self._layers, key)
+
+    def roots(self) -> list[str]:
+        """The store, then its upstreams (read-only stores consulted after it)."""
+        if self.env.get("HDENV_STORE"):
+            root = lightos.absolute(self.env["HDENV_STORE"])
+        else:
+            found = self._get("store")
+            root = lightos.absolute(str(found[0])) if found and found[0] else self.default_store
+        found = self._get("upstreams")
+        if not found:
+            return [root]
+        value, source = found
+        if isinstance(value, str):
+            value = value.split()
+        if not isinstance(value, list):
+            raise UserError("'upstreams' must be a list of strings", file=source)
+        ups = [lightos.absolute(str(u)) for u in value]
+        return [root, *(u for u in ups if u != root)]
+
+    def usage_log(self) -> str | None:
+        found = self._get("usage-log")
+        return str(found[0]) if found and found[0] else None
+
+
+def store_root(env: Mapping[str, str], default_config: str, default_store: str) -> str:
+    """The store alone (callers that need no upstreams)."""
+    return Config(env, default_config, default_store).roots()[0]
 
 
 # -- finding a profile --------------------------------------------------------
@@ -90,6 +123,10 @@ def is_hash_like(ref: str) -> bool:
 
 def _meta(root: str, hash_: str) -> str:
     return lightos.join(root, "profiles", hash_, ".hdenv", "profile.json")
+
+
+def _roots(roots: str | list[str]) -> list[str]:
+    return [roots] if isinstance(roots, str) else roots
 
 
 def read_profile(root: str, hash_: str, name: str | None,
@@ -110,75 +147,91 @@ def read_profile(root: str, hash_: str, name: str | None,
                    meta.get("family"), generation)
 
 
-def _profile_by_prefix(root: str, ref: str) -> Profile | None:
+def _home(roots: list[str], hash_: str) -> str | None:
+    """The first store (this one, then the upstreams) holding profile `hash_`."""
+    for root in roots:
+        if lightos.is_file(_meta(root, hash_)):
+            return root
+    return None
+
+
+def _profile_by_prefix(roots: list[str], ref: str) -> Profile | None:
     if len(ref) == HASH_CHARS:
-        if lightos.is_file(_meta(root, ref)):
-            return read_profile(root, ref, None)
-        return None
-    try:
-        entries = lightos.listdir(lightos.join(root, "profiles"))
-    except FileNotFoundError:
-        return None
-    matches = sorted(h for h in entries if h.startswith(ref) and lightos.is_file(_meta(root, h)))
+        home = _home(roots, ref)
+        return read_profile(home, ref, None) if home is not None else None
+    found: dict[str, str] = {}
+    for root in roots:
+        try:
+            entries = lightos.listdir(lightos.join(root, "profiles"))
+        except FileNotFoundError:
+            continue
+        for h in entries:
+            if h.startswith(ref) and h not in found and lightos.is_file(_meta(root, h)):
+                found[h] = root
+    matches = sorted(found)
     if len(matches) > 1:
         raise UserError(f"hash prefix {ref!r} is ambiguous: {', '.join(matches[:5])}")
-    return read_profile(root, matches[0], None) if matches else None
+    return read_profile(found[matches[0]], matches[0], None) if matches else None
 
 
-def _artifact(root: str, ref: str) -> Profile:
+def _artifact(roots: list[str], ref: str) -> Profile:
     """Loading a bare artifact is rare: take the full store module for it."""
     from pathlib import Path
 
     from ..store.layout import Store
 
-    found = Store(Path(root)).resolve(ref)
+    found = Store(Path(roots[0]), [Path(r) for r in roots[1:]]).resolve(ref)
     return Profile(found.ident, None, str(found.path), {}, None)
 
 
-def _named_profile(root: str, name: str, entry: str) -> Profile | None:
+def _named_profile(roots: list[str], name: str, entry: str) -> Profile | None:
     """The profile `names/NAME/ENTRY` (`current` or a generation number) points at.
 
-    `current` links to the generation's number, so its first hop names the
-    generation the load is recorded (and shown) as.
+    The first store with the name decides (a user's `demo` hides the site's),
+    as store.layout does; its link may point at a profile upstream.
     """
-    link = lightos.join(root, "names", name, entry)
-    if entry.isdigit():
-        generation: int | None = int(entry)
+    for root in roots:
+        ndir = lightos.join(root, "names", name)
+        if lightos.lexists(lightos.join(ndir, "current")):
+            break
     else:
-        first = lightos.readlink(link)
-        if first is None:
-            return None
-        generation = int(first) if first.isdigit() else None
-    hash_ = lightos.basename(lightos.final_target(link))
-    if not lightos.is_file(_meta(root, hash_)):
         return None
-    return read_profile(root, hash_, name, generation)
+    link = lightos.join(ndir, entry)
+    if not lightos.lexists(link):
+        return None
+    number = lightos.readlink(link) if entry == "current" else entry
+    hash_ = lightos.basename(lightos.final_target(link))
+    home = _home(roots, hash_)
+    if home is None:
+        return None
+    return read_profile(home, hash_, name, int(number) if number and number.isdigit() else None)
 
 
-def _unknown(root: str, ref: str) -> UserError:
+def _unknown(roots: list[str], ref: str) -> UserError:
     """The error with suggestions; only on the error path, so the store modules are fine."""
     from ..store.layout import short_prefix_detail
     from ..store.suggest import GENERIC, unknown_ref
 
-    return unknown_ref([root], ref, short_prefix_detail(ref) or GENERIC)
+    return unknown_ref(roots, ref, short_prefix_detail(ref) or GENERIC)
 
 
-def resolve(root: str, ref: str) -> Profile:
+def resolve(roots: str | list[str], ref: str) -> Profile:
     """A profile name, NAME/N, a profile hash or unique prefix, or an artifact id."""
+    roots = _roots(roots)
     if not ref:
         raise UserError("empty REF")
     name, _, generation = ref.partition("/")
     if generation.isdigit() or "/" not in ref:  # NAME/N or NAME
-        named = _named_profile(root, name, str(int(generation)) if generation else "current")
+        named = _named_profile(roots, name, str(int(generation)) if generation else "current")
         if named is not None:
             return named
     if "/" in ref:
-        return _artifact(root, ref)  # also words a missing NAME/N
+        return _artifact(roots, ref)  # also words a missing NAME/N
     if is_hash_like(ref) and len(ref) >= MIN_PREFIX:
-        found = _profile_by_prefix(root, ref)
+        found = _profile_by_prefix(roots, ref)
         if found is not None:
             return found
-    raise _unknown(root, ref)
+    raise _unknown(roots, ref)
 
 
 # -- the session: one command's changes to a copy of the environment ---------
@@ -197,12 +250,21 @@ def apply(env: dict[str, str], prof: Profile) -> LoadRecord:
     return rec
 
 
-class Session:
-    """Applies loads and unloads to a copy of the environment and its record."""
+def _who(loaded: Profile | LoadRecord) -> Who:
+    return (loaded.name, getattr(loaded, "generation", None), loaded.hash)
 
-    def __init__(self, environ: Mapping[str, str], root: Callable[[], str]):
+
+class Session:
+    """Applies loads and unloads to a copy of the environment and its record.
+
+    `events` lists each change (action, explicit, profile, replaced) for the
+    usage log; nothing is done with them unless a site configured one.
+    """
+
+    def __init__(self, environ: Mapping[str, str], roots: Callable[[], str | list[str]]):
         self.env: dict[str, str] = dict(environ)
-        self._root = root
+        self._roots = roots
+        self.events: list[tuple[str, bool, Who, list[Who] | None]] = []
         try:
             self.records = envdiff.decode(self.env.get(envdiff.RECORD_VAR))
         except envdiff.RecordError as e:
@@ -228,26 +290,49 @@ class Session:
         raise UserError(f"{ref!r} is not loaded ({detail})")
 
     def unload(self, ref: str) -> LoadRecord:
-        return envdiff.unload(self.env, self.records, self.find_loaded(ref))
+        rec = envdiff.unload(self.env, self.records, self.find_loaded(ref))
+        self.events.append(("unload", True, _who(rec), None))
+        return rec
 
     def load(self, ref: str) -> None:
-        prof = resolve(self._root(), ref)
+        loaded = self._load(ref)
+        if loaded is not None:
+            prof, replaced = loaded
+            if replaced:
+                self.events.append(("auto-swap", False, _who(prof), replaced))
+            else:
+                self.events.append(("load", True, _who(prof), None))
+
+    def swap(self, old: str, new: str) -> None:
+        rec = envdiff.unload(self.env, self.records, self.find_loaded(old))
+        loaded = self._load(new)
+        if loaded is not None:
+            self.events.append(("swap", True, _who(loaded[0]), [_who(rec), *loaded[1]]))
+
+    def _load(self, ref: str) -> tuple[Profile, list[Who]] | None:
+        """Load `ref`; the profile and what it replaced, or None if it was loaded already."""
+        prof = resolve(self._roots(), ref)
         for rec in list(self.records):
             if rec.hash == prof.hash:
                 note(f"{prof.ref} is already loaded; nothing to do")
-                return
+                return None
+        replaced = []
         for rec in list(self.records):
             if prof.name is not None and rec.name == prof.name:
                 note(f"replacing {rec.ref} with {prof.ref}")
                 envdiff.unload(self.env, self.records, self.records.index(rec))
+                replaced.append(_who(rec))
             elif prof.family is not None and rec.family == prof.family:
                 note(f"family {prof.family!r}: unloading {rec.ref} to load {prof.ref}")
                 envdiff.unload(self.env, self.records, self.records.index(rec))
+                replaced.append(_who(rec))
         self.records.append(apply(self.env, prof))
+        return prof, replaced
 
     def purge(self) -> None:
         while self.records:
-            envdiff.unload(self.env, self.records, len(self.records) - 1)
+            rec = envdiff.unload(self.env, self.records, len(self.records) - 1)
+            self.events.append(("unload", False, _who(rec), None))
 
     def finish(self) -> dict[str, str]:
         envdiff.store_records(self.env, self.records)
@@ -264,23 +349,44 @@ def _arity(cmd: str, args: list[str], low: int, high: int | None) -> None:
 
 
 def run(cmd: str, args: list[str], shell: Shell, environ: Mapping[str, str],
-        root: Callable[[], str]) -> str:
-    """The shell code for one command; raises UserError before printing anything."""
-    session = Session(environ, root)
+        roots: Callable[[], str | list[str]], session: Session | None = None) -> str:
+    """The shell code for one command; raises UserError before printing anything.
+
+    `roots` gives the store and its upstreams (or just the store) when first
+    needed; pass a `session` to see its usage events afterwards.
+    """
+    session = session or Session(environ, roots)
     if cmd in ("load", "unload"):
         _arity(cmd, args, 1, None)
         for ref in args:
             session.load(ref) if cmd == "load" else session.unload(ref)
     elif cmd == "swap":
         _arity(cmd, args, 2, 2)
-        session.unload(args[0])
-        session.load(args[1])
+        session.swap(args[0], args[1])
     elif cmd == "purge":
         _arity(cmd, args, 0, 0)
         session.purge()
     else:
         raise UserError(f"not a load command: {cmd!r}")
     return shell.script(envdiff.changes(dict(environ), session.finish()))
+
+
+def log_usage(session: Session, config: Config, environ: Mapping[str, str]) -> None:
+    """Send the session's changes to the site's usage log, if there is one (never raises)."""
+    if not session.events:
+        return
+    try:
+        sink = config.usage_log()
+    except UserError:
+        return  # a broken config was already reported if it mattered to the load
+    if not sink:
+        return
+    from ..usage import events as usage
+
+    usage.emit([usage.event(action, explicit, usage.profile_fields(*who),
+                            None if replaced is None
+                            else [usage.profile_fields(*r) for r in replaced])
+                for action, explicit, who, replaced in session.events], environ, sink)
 
 
 # -- the function's entry: global options, help, and what the full program answers --
@@ -340,7 +446,7 @@ def _exec_full(shell_name: str, args: list[str]) -> None:
 
 
 def _print_command(shell_name: str, call: Call | None, args: list[str],
-                   environ: Mapping[str, str], root: Callable[[], str]) -> None:
+                   environ: Mapping[str, str], roots: Callable[[], list[str]]) -> None:
     """avail, loaded, spider: printed straight to the terminal, never evaluated."""
     if call is None:
         _exec_full(shell_name, args)
@@ -348,7 +454,7 @@ def _print_command(shell_name: str, call: Call | None, args: list[str],
     from . import catalog
 
     try:
-        text = catalog.run(call.cmd, call.args, environ, [root()])
+        text = catalog.run(call.cmd, call.args, environ, roots())
     except catalog.Delegate:
         _exec_full(shell_name, args)
         return
@@ -365,25 +471,25 @@ def main(argv: list[str] | None = None) -> None:
     """
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    session: Session | None = None
     try:
         if len(argv) < 4:
             raise UserError("the hdenv shell function is out of date; run `hdenv init` again")
         shell_name, default_config, default_store, *args = argv
         environ = lightos.environ()
         call = parse_call(args)
-        if call is not None and call.store:
-            store = lightos.absolute(call.store)
-            root: Callable[[], str] = lambda: store  # noqa: E731
-        else:
-            root = lambda: store_root(environ, default_config, default_store)  # noqa: E731
+        if call is not None and call.store:  # --store: that store, then the configured upstreams
+            environ = {**environ, "HDENV_STORE": call.store}
+        config = Config(environ, default_config, default_store)
         if args[0] in PRINT_COMMANDS:
-            _print_command(shell_name, call, args, environ, root)
+            _print_command(shell_name, call, args, environ, config.roots)
             return
         shell = get_shell(shell_name)
         if call is None or call.cmd not in COMMANDS:
             code = " ".join(shell.quote(a) for a in full_program(shell_name, args)) + "\n"
         else:
-            code = run(call.cmd, call.args, shell, environ, root)
+            session = Session(environ, config.roots)
+            code = run(call.cmd, call.args, shell, environ, config.roots, session)
     except UserError as e:
         print(f"hdenv: error: {e.render()}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -394,6 +500,9 @@ def main(argv: list[str] | None = None) -> None:
               " (run with --debug for a traceback)", file=sys.stderr)
         sys.exit(1)
     sys.stdout.write(code)
+    sys.stdout.flush()
+    if session is not None:
+        log_usage(session, config, environ)
 
 
 if __name__ == "__main__":  # pragma: no cover

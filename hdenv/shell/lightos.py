@@ -62,7 +62,7 @@ def basename(path: str) -> str:
 
 
 def readlink(path: str) -> str | None:
-    """The target of the symlink `path`, or None when it is not a link or is gone."""
+    """The target of a symlink, or None (not a link, or gone)."""
     try:
         return posix.readlink(path)
     except (OSError, ValueError):

@@ -122,10 +122,12 @@ def render(shell: Shell, template: str, context: dict[str, Any]) -> str:
     return env.get_template(template).render(**context)
 
 
-def env_code(ref: str, shell_name: str, store_root: Path) -> str:
+def env_code(ref: str, shell_name: str, store: Store | Path) -> str:
     """The code `hdenv load REF` would evaluate in the current environment."""
     shell = get_shell(shell_name)
-    return fastload.run("load", [ref], shell, os.environ, lambda: str(store_root))
+    roots = ([str(s.root) for s in store.chain()] if isinstance(store, Store)
+             else [str(store)])
+    return fastload.run("load", [ref], shell, os.environ, lambda: roots)
 
 
 def describe(store: Store, ref: str, info: dict[str, Any]) -> str:
@@ -139,7 +141,8 @@ def describe(store: Store, ref: str, info: dict[str, Any]) -> str:
 
     resolved = store.resolve(ref)
     if resolved.kind == "profile":
-        prof = fastload.read_profile(str(store.root), resolved.ident, resolved.name)
+        prof = fastload.read_profile(str(resolved.upstream or store.root), resolved.ident,
+                                     resolved.name)
         label = resolved.name or resolved.ident
         described = store.about(resolved.ident).get("description", "")
     else:

@@ -34,6 +34,7 @@ from .fsutil import (
 )
 from .hashing import CHUNK, spec_hash
 from .layout import ARTIFACT_META, META_DIR, Store
+from .sharing import read_only_mode
 
 Populate = Callable[[Path, int], None]
 """populate(prefix, guard_fd): fill `prefix`; build processes inherit `guard_fd` (build_guard)."""
@@ -93,8 +94,8 @@ def install_artifact(
     aid = artifact_id(spec)
     store.ensure()
     store.write_spec(aid.rsplit("/", 1)[1], spec)
-    prefix = store.artifact_dir(aid)
-    if store.has_artifact(aid):
+    prefix = store.own_artifact_dir(aid)  # never an upstream's: nothing is written there
+    if store.has_artifact(aid):  # here or upstream
         return aid, False
     lock = store.lock_path(aid.rsplit("/", 1)[1])
     try:
@@ -125,7 +126,7 @@ def install_artifact(
             atomic_write_json(meta_dir / "manifest.json", manifest)
             if log_path is not None and log_path.exists():
                 atomic_write(meta_dir / "build.log", log_path.read_bytes())
-            make_read_only(prefix)
+            make_read_only(prefix, shared=store.shared)
             os.chmod(meta_dir, 0o755)
             meta = {
                 "id": aid,
@@ -136,7 +137,7 @@ def install_artifact(
                 **(extra_meta or {}),
             }
             atomic_write_json(meta_dir / ARTIFACT_META, meta, mode=0o444)
-            os.chmod(meta_dir, 0o555)
+            os.chmod(meta_dir, read_only_mode(0o755, True, store.shared))
         except BaseException:
             remove_tree(prefix)
             raise

@@ -13,12 +13,14 @@ import json
 import os
 import shutil
 import stat
+import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
+from .sharing import read_only_mode
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -56,16 +58,20 @@ def make_writable(root: Path) -> None:
                     os.chmod(name, st.st_mode | stat.S_IWUSR)
 
 
-def make_read_only(root: Path) -> None:
-    """Drop write bits on every file and directory (symlinks have none)."""
+def make_read_only(root: Path, *, shared: bool = False) -> None:
+    """Drop write bits on every file and directory (symlinks have none).
+
+    In a store shared by a group, directories keep the group's write bit so
+    any member can remove the tree later (see sharing.py).
+    """
     for dirpath, dirnames, filenames in os.walk(root, topdown=False):
         for name in [*filenames, *dirnames]:
             p = os.path.join(dirpath, name)
             st = os.lstat(p)
             if not stat.S_ISLNK(st.st_mode):
-                os.chmod(p, stat.S_IMODE(st.st_mode) & ~0o222)
+                os.chmod(p, read_only_mode(st.st_mode, stat.S_ISDIR(st.st_mode), shared))
     st = os.lstat(root)
-    os.chmod(root, stat.S_IMODE(st.st_mode) & ~0o222)
+    os.chmod(root, read_only_mode(st.st_mode, True, shared))
 
 
 def remove_tree(path: Path) -> None:
@@ -79,7 +85,7 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path)
 
 
-LOCK_FILE_MODE = 0o644
+LOCK_FILE_MODE = 0o664  # less the umask; a shared store opens it to the group (sharing.adopt)
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -131,12 +137,35 @@ def open_lock_file(path: Path) -> int:
     return fd
 
 
+# struct flock for fcntl(2): l_type, l_whence, l_start, l_len (0: to the end), l_pid
+_FLOCK = "hhqqi"
+
+
 def lock_fd(fd: int, *, shared: bool = False, blocking: bool = True) -> None:
-    """Lock the whole file open on `fd`; BlockingIOError if not `blocking` and it is taken."""
-    flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB)
-    try:
-        fcntl.flock(fd, flags)
-    except OSError as e:
+    """Lock the whole file open on `fd`; BlockingIOError if not `blocking` and taken.
+
+    Linux: an open file description (OFD) lock, i.e. fcntl(2) byte-range
+    locking owned by the open file rather than the process. Like flock, two
+    threads (two open files) exclude each other and closing another fd on the
+    same file does not drop it; like POSIX locks it goes to the server on NFS
+    (v4, and v3 with lockd), so hdenv on two machines sharing one store
+    exclude each other (README, "Locks and NFS"). Elsewhere: flock.
+    """
+    if hasattr(fcntl, "F_OFD_SETLKW"):
+        cmd = fcntl.F_OFD_SETLKW if blocking else fcntl.F_OFD_SETLK
+        kind = fcntl.F_RDLCK if shared else fcntl.F_WRLCK
+        request = struct.pack(_FLOCK, kind, os.SEEK_SET, 0, 0, 0)
+        try:
+            fcntl.fcntl(fd, cmd, request)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                raise BlockingIOError(e.errno, "lock is held") from e
+            raise
+        return
+    flags = fcntl.LOCK_SH if shared else fcntl.LOCK_EX  # pragma: no cover - not Linux
+    try:  # pragma: no cover
+        fcntl.flock(fd, flags | (0 if blocking else fcntl.LOCK_NB))
+    except OSError as e:  # pragma: no cover
         if e.errno in (errno.EAGAIN, errno.EACCES):
             raise BlockingIOError(e.errno, "lock is held") from e
         raise

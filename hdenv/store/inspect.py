@@ -46,6 +46,7 @@ def show(store: Store, ref: str) -> dict[str, Any]:
 
         info: dict[str, Any] = profile_info(store, ref)
         info.setdefault("kind", "profile")
+        info["upstream"] = str(resolved.upstream) if resolved.upstream else None
         return info
     aid = resolved.ident
     meta = store.artifact_meta(aid)
@@ -62,6 +63,7 @@ def show(store: Store, ref: str) -> dict[str, Any]:
         "build_seconds": meta.get("build_seconds"),
         # from the link audit: libraries taken from the host that no declared host artifact has
         "undeclared_system_libraries": meta.get("links", {}).get("undeclared", []),
+        "upstream": str(resolved.upstream) if resolved.upstream else None,
     }
 
 
@@ -71,6 +73,7 @@ def format_show(info: dict[str, Any]) -> str:
     lines = [
         f"id:       {info['id']}",
         f"path:     {info['path']}",
+        *([f"upstream: {info['upstream']} (read-only)"] if info.get("upstream") else []),
         f"size:     {human_size(info['size'])}",
         f"created:  {info['created']} ({info['build_seconds']} s)",
         "runtime dependencies:",
@@ -93,6 +96,7 @@ def format_profile(info: dict[str, Any]) -> str:
     lines = [
         f"profile:  {info['hash']}" + (f" ({info['name']})" if info.get("name") else ""),
         f"path:     {info['path']}",
+        *([f"upstream: {info['upstream']} (read-only)"] if info.get("upstream") else []),
         f"size:     {human_size(info['size'])} in {len(info['artifacts'])} artifact(s)",
     ]
     if info.get("family"):

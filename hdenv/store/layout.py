@@ -16,11 +16,13 @@ build: it is never listed and is removed before the next attempt.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from . import sharing
 from .fsutil import atomic_write, read_json
 from .hashing import HASH_CHARS, canonical_json, is_hash_like
 from .safeio import check_root_may_write
@@ -54,11 +56,26 @@ class Ref:
     ident: str  # artifact id, or profile hash
     path: Path
     name: str | None = None  # profile name when resolved through names/
+    upstream: Path | None = None  # root of the upstream store it lives in; None: this store
 
 
 class Store:
-    def __init__(self, root: Path):
+    """One store, and the read-only upstream stores consulted after it.
+
+    Lookups (`has_*`, `artifact_dir`, `profile_dir`, `read_spec`, `resolve`)
+    search this store first, then each upstream in order, so everything built
+    upstream is used as if it were here. Writers use `own_artifact_dir` and
+    `own_profile_dir`: nothing is ever written upstream. Listings
+    (`list_artifacts`, `list_profile_hashes`, `list_names`) are this store's
+    own unless asked for upstreams, so whatever walks them to delete (gc) can
+    never reach an upstream store.
+    """
+
+    def __init__(self, root: Path, upstreams: Iterable[Path] = ()):
         self.root = Path(root)
+        self.upstreams = [Store(u) for u in dict.fromkeys(Path(u) for u in upstreams)
+                          if u != self.root]
+        self.shared = False  # group-shared (sharing.py); known once `ensure` ran
         self.src = self.root / "src"
         self.specs = self.root / "specs"
         self.artifacts = self.root / "artifacts"
@@ -68,9 +85,12 @@ class Store:
         self.locks = self.root / "locks"
 
     def ensure(self) -> Store:
+        """Create the layout before writing; adopt a shared store's group umask first."""
         dirs = (self.src, self.specs, self.artifacts, self.profiles, self.names, self.tmp,
                 self.locks)
+        sharing.check_writable(self.root, self.locks)
         check_root_may_write(self.root, dirs)  # before root creates anything in it
+        self.shared = sharing.adopt(self.root)
         for d in dirs:
             d.mkdir(parents=True, exist_ok=True)
         return self
@@ -113,21 +133,47 @@ class Store:
             atomic_write(path, canonical_json(merged) + b"\n")
 
     def read_spec(self, hash_: str) -> Any:
-        try:
-            return read_json(self.spec_path(hash_))
-        except FileNotFoundError:
-            raise UserError(f"no spec with hash {hash_} in the store") from None
+        for store in self.chain():
+            try:
+                return read_json(store.spec_path(hash_))
+            except FileNotFoundError:
+                continue
+        raise UserError(f"no spec with hash {hash_} in the store")
+
+    def chain(self) -> list[Store]:
+        """This store, then its upstreams: the order every lookup follows."""
+        return [self, *self.upstreams]
 
     # -- artifacts ---------------------------------------------------------
-    def artifact_dir(self, artifact_id: str) -> Path:
+    def own_artifact_dir(self, artifact_id: str) -> Path:
+        """Where this store keeps (or would build) the artifact."""
         name, version, hash_ = split_id(artifact_id)
         return self.artifacts / name / version / hash_
+
+    def artifact_store(self, artifact_id: str) -> Store | None:
+        """The first store of the chain holding the artifact, or None."""
+        for store in self.chain():
+            if (store.own_artifact_dir(artifact_id) / META_DIR / ARTIFACT_META).is_file():
+                return store
+        return None
+
+    def artifact_dir(self, artifact_id: str) -> Path:
+        """Where the artifact is: here, else the first upstream that has it, else here."""
+        if self.upstreams:
+            found = self.artifact_store(artifact_id)
+            if found is not None:
+                return found.own_artifact_dir(artifact_id)
+        return self.own_artifact_dir(artifact_id)
 
     def artifact_meta_path(self, artifact_id: str) -> Path:
         return self.artifact_dir(artifact_id) / META_DIR / ARTIFACT_META
 
     def has_artifact(self, artifact_id: str) -> bool:
+        """Present here or upstream: either way there is nothing to build."""
         return self.artifact_meta_path(artifact_id).is_file()
+
+    def has_own_artifact(self, artifact_id: str) -> bool:
+        return (self.own_artifact_dir(artifact_id) / META_DIR / ARTIFACT_META).is_file()
 
     def artifact_meta(self, artifact_id: str) -> dict[str, Any]:
         try:
@@ -136,8 +182,10 @@ class Store:
             raise UserError(f"artifact {artifact_id} is not in the store") from None
         return meta
 
-    def list_artifacts(self) -> list[str]:
-        """Ids of every valid artifact, sorted."""
+    def list_artifacts(self, *, upstreams: bool = False) -> list[str]:
+        """Ids of every valid artifact of this store (and its upstreams if asked), sorted."""
+        if upstreams and self.upstreams:
+            return sorted({a for s in self.chain() for a in s.list_artifacts()})
         out: list[str] = []
         if not self.artifacts.is_dir():
             return out
@@ -154,28 +202,53 @@ class Store:
         return self.locks / f"{key}.lock"
 
     # -- profiles ----------------------------------------------------------
-    def profile_dir(self, hash_: str) -> Path:
+    def own_profile_dir(self, hash_: str) -> Path:
         return self.profiles / hash_
 
-    def has_profile(self, hash_: str) -> bool:
-        return (self.profile_dir(hash_) / META_DIR / PROFILE_META).is_file()
+    def has_own_profile(self, hash_: str) -> bool:
+        return (self.own_profile_dir(hash_) / META_DIR / PROFILE_META).is_file()
 
-    def list_profile_hashes(self) -> list[str]:
+    def profile_store(self, hash_: str) -> Store | None:
+        """The first store of the chain holding the profile, or None."""
+        return next((s for s in self.chain() if s.has_own_profile(hash_)), None)
+
+    def profile_dir(self, hash_: str) -> Path:
+        """Where the profile is: here, else the first upstream that has it, else here."""
+        found = self.profile_store(hash_) if self.upstreams else None
+        return (found or self).own_profile_dir(hash_)
+
+    def has_profile(self, hash_: str) -> bool:
+        return self.profile_store(hash_) is not None
+
+    def list_profile_hashes(self, *, upstreams: bool = False) -> list[str]:
+        if upstreams and self.upstreams:
+            return sorted({h for s in self.chain() for h in s.list_profile_hashes()})
         if not self.profiles.is_dir():
             return []
-        return sorted(h for h in os.listdir(self.profiles) if self.has_profile(h))
+        return sorted(h for h in os.listdir(self.profiles) if self.has_own_profile(h))
+
+    def name_store(self, name: str) -> Store | None:
+        """The first store of the chain that has the name (a user's name hides a site's)."""
+        return next((s for s in self.chain() if os.path.lexists(s.names / name / "current")),
+                    None)
 
     def name_current(self, name: str) -> Path | None:
-        """The profile a name's current generation points at, or None."""
-        link = self.names / name / "current"
+        """The profile a name's current generation points at (here or upstream), or None."""
+        store = self.name_store(name) if self.upstreams else self
+        if store is None:
+            return None
+        link = store.names / name / "current"
         if not os.path.lexists(link):
             return None
         return Path(os.path.realpath(link))
 
-    def list_names(self) -> list[str]:
+    def list_names(self, *, upstreams: bool = False) -> list[str]:
+        if upstreams and self.upstreams:
+            return sorted({n for s in self.chain() for n in s.list_names()})
         if not self.names.is_dir():
             return []
-        return sorted(n for n in os.listdir(self.names) if self.name_current(n) is not None)
+        return sorted(n for n in os.listdir(self.names)
+                      if os.path.lexists(self.names / n / "current"))
 
     # -- descriptions and other facts outside the hash ----------------------
     def record_about(self, hash_: str, about: dict[str, str]) -> None:
@@ -191,14 +264,19 @@ class Store:
             atomic_write(Path(about_path(str(self.root), hash_)), canonical_json(about) + b"\n")
 
     def about(self, hash_: str) -> dict[str, str]:
+        """The description of a spec, from the first store of the chain that has one."""
         from .index import read_about
 
-        return read_about(str(self.root), hash_)
+        for store in self.chain():
+            found = read_about(str(store.root), hash_)
+            if found:
+                return found
+        return {}
 
     # -- REF resolution ----------------------------------------------------
     def search_roots(self) -> list[str]:
-        """The stores a REF is looked up in, in order (upstream stores come after this one)."""
-        return [str(self.root)]
+        """The stores a REF is looked up in, in order: this one, then its upstreams."""
+        return [str(s.root) for s in self.chain()]
 
     def unknown(self, ref: str, detail: str | None = None) -> UserError:
         """The error for a REF that names nothing, with the closest names (store/suggest.py)."""
@@ -225,22 +303,38 @@ class Store:
         if named is not None:
             return named
         if is_hash_like(ref) and len(ref) >= MIN_PREFIX:
-            matches = [h for h in self.list_profile_hashes() if h.startswith(ref)]
+            matches = [h for h in self.list_profile_hashes(upstreams=True) if h.startswith(ref)]
             if len(matches) == 1:
-                return Ref("profile", matches[0], self.profile_dir(matches[0]))
+                return self._profile_ref(matches[0])
             if len(matches) > 1:
                 raise UserError(f"hash prefix {ref!r} is ambiguous: {', '.join(matches[:5])}")
         raise self.unknown(ref, short_prefix_detail(ref))
 
+    def _origin(self, store: Store | None) -> Path | None:
+        return None if store is None or store is self else store.root
+
+    def _profile_ref(self, hash_: str, name: str | None = None) -> Ref:
+        where = self.profile_store(hash_)
+        return Ref("profile", hash_, (where or self).own_profile_dir(hash_), name=name,
+                   upstream=self._origin(where))
+
     def _named_profile(self, name: str, entry: str) -> Ref | None:
-        """The profile `names/NAME/ENTRY` (`current` or a generation number) points at."""
-        link = self.names / name / entry
+        """The profile `names/NAME/ENTRY` (`current` or a generation number) points at.
+
+        The first store of the chain with the name decides, as the first
+        directory of Lmod's MODULEPATH does: a user's `demo` hides the site's.
+        """
+        store = self.name_store(name) if self.upstreams else self
+        if store is None:
+            return None
+        link = store.names / name / entry
         if not os.path.lexists(link):
             return None
         target = Path(os.path.realpath(link))
         if not (target / META_DIR / PROFILE_META).is_file():
             return None
-        return Ref("profile", target.name, target, name=name)
+        return Ref("profile", target.name, target, name=name,
+                   upstream=self._origin(self.profile_store(target.name)))
 
     def _resolve_artifact(self, ref: str) -> Ref:
         """NAME/VERSION/HASH (HASH may be a unique prefix), or NAME/VERSION when only one exists."""
@@ -249,14 +343,18 @@ class Store:
             raise self.unknown(ref, "an artifact id is NAME/VERSION/HASH")
         name, version = parts[0], parts[1]
         prefix = parts[2] if len(parts) == 3 else ""
-        vdir = self.artifacts / name / version
         if prefix and len(prefix) < MIN_PREFIX and len(prefix) != HASH_CHARS:
             raise UserError(f"hash prefix {prefix!r} is too short"
                             f" (at least {MIN_PREFIX} characters)")
-        candidates = []
-        if vdir.is_dir():
-            candidates = [h for h in sorted(os.listdir(vdir)) if h.startswith(prefix)
-                          and (vdir / h / META_DIR / ARTIFACT_META).is_file()]
+        found: dict[str, Store] = {}
+        for store in self.chain():
+            vdir = store.artifacts / name / version
+            if vdir.is_dir():
+                for h in sorted(os.listdir(vdir)):
+                    if (h.startswith(prefix) and h not in found
+                            and (vdir / h / META_DIR / ARTIFACT_META).is_file()):
+                        found[h] = store
+        candidates = sorted(found)
         if not candidates:
             raise self.unknown(ref, "no such artifact in the store")
         if len(candidates) > 1:
@@ -264,4 +362,5 @@ class Store:
             what = "artifact prefix" if prefix else "NAME/VERSION"
             raise UserError(f"{what} {ref!r} is ambiguous: {ids}")
         aid = f"{name}/{version}/{candidates[0]}"
-        return Ref("artifact", aid, vdir / candidates[0])
+        where = found[candidates[0]]
+        return Ref("artifact", aid, where.own_artifact_dir(aid), upstream=self._origin(where))

@@ -1,0 +1,114 @@
+"""Where usage lines go: syslog, files in a directory, or UDP datagrams.
+
+Runs on the load fast path (`python -I -S`, see shell/fastload.py): no `os`,
+no `socket` (its `enum` import alone costs more than a load may), only
+built-in modules and the C extension a sink needs, imported when used.
+
+- `syslog` (or `syslog:FACILITY`, e.g. `syslog:local0`): one message per
+  line, ident `hdenv`, priority info; the site's syslog daemon forwards it.
+- `file:DIR`: appended to `DIR/USER@HOST.jsonl`, one `write` per line with
+  O_APPEND. One file per user and host: no two machines ever append to the
+  same file (appends from several NFS clients can interleave), and a user
+  cannot alter another's lines. A site makes DIR with mode 3733 (sticky,
+  set-gid to an admin group, world-writable but not listable): every user can
+  create their own file, only the admins can read them all. Files are
+  created 0640.
+- `udp://HOST:PORT` (`udp://[::1]:PORT` for IPv6): one datagram per line,
+  sent without waiting. Give an IP address: a host name costs a DNS lookup on
+  every load.
+"""
+
+from __future__ import annotations
+
+FACILITIES = ("user", "local0", "local1", "local2", "local3", "local4", "local5", "local6",
+              "local7", "daemon", "auth", "authpriv")
+
+
+def parse(sink: str) -> tuple[str, str, int]:
+    """(kind, target, port) of a sink setting; ValueError naming what is wrong."""
+    if sink == "syslog" or sink.startswith("syslog:"):
+        facility = sink.partition(":")[2] or "user"
+        if facility not in FACILITIES:
+            raise ValueError(f"unknown syslog facility {facility!r}"
+                             f" (one of {', '.join(FACILITIES)})")
+        return "syslog", facility, 0
+    if sink.startswith("file:"):
+        directory = sink[len("file:"):]
+        if not directory.startswith("/"):
+            raise ValueError(f"file: needs an absolute directory, got {directory!r}")
+        return "file", directory.rstrip("/") or "/", 0
+    if sink.startswith("udp://"):
+        hostport = sink[len("udp://"):].rstrip("/")
+        if hostport.startswith("["):
+            host, _, rest = hostport[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ""
+        else:
+            host, _, port = hostport.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"udp:// needs HOST:PORT, got {hostport!r}")
+        return "udp", host, int(port)
+    raise ValueError(f"not a usage log: {sink!r} (syslog, file:DIR or udp://HOST:PORT)")
+
+
+def file_name(user: str, host: str) -> str:
+    """A user's log file in a `file:` directory; '/' cannot reach another directory."""
+    return f"{user}@{host}.jsonl".replace("/", "_")
+
+
+def send(sink: str, lines: list[str], user: str, host: str) -> None:
+    """Deliver `lines` (each one JSON object, no newline); OSError/ValueError if it cannot."""
+    kind, target, port = parse(sink)
+    if kind == "file":
+        _append(f"{target}/{file_name(user, host)}", lines)
+    elif kind == "udp":
+        _datagrams(target, port, lines)
+    else:
+        _syslog(target, lines)
+
+
+def _append(path: str, lines: list[str]) -> None:
+    import posix
+
+    fd = posix.open(path, posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_CLOEXEC
+                    | posix.O_NOFOLLOW, 0o640)
+    try:
+        if posix.fstat(fd).st_uid != posix.geteuid():
+            raise PermissionError(f"{path} belongs to another user")  # planted in a shared dir
+        posix.write(fd, "".join(line + "\n" for line in lines).encode("utf-8", "replace"))
+    finally:
+        posix.close(fd)
+
+
+def _datagrams(host: str, port: int, lines: list[str]) -> None:
+    import _socket
+
+    family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
+    if not _is_ip(host, family):
+        family, _, _, _, address = _socket.getaddrinfo(host, port, 0, _socket.SOCK_DGRAM)[0]
+        host = str(address[0])
+    sock = _socket.socket(family, _socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        for line in lines:
+            sock.sendto(line.encode("utf-8", "replace"), (host, port))
+    finally:
+        sock.close()
+
+
+def _is_ip(host: str, family: int) -> bool:
+    import _socket
+
+    try:
+        _socket.inet_pton(family, host)
+    except OSError:
+        return False
+    return True
+
+
+def _syslog(facility: str, lines: list[str]) -> None:
+    import syslog
+
+    syslog.openlog("hdenv", 0, getattr(syslog, f"LOG_{facility.upper()}"))
+    for line in lines:
+        syslog.syslog(syslog.LOG_INFO, line)
+    syslog.closelog()
