@@ -208,6 +208,9 @@ def test_usage_errors_are_one_line(store: Path, home: Path) -> None:
         assert proc.stdout == ""
         [line] = proc.stderr.splitlines()
         assert line.startswith("hdenv: error: ") and words in line, line
+    bare = subprocess.run([HDENV], env=env, capture_output=True, text=True)
+    assert bare.returncode == 0 and bare.stdout.startswith("Usage: hdenv [OPTIONS] COMMAND")
+    assert bare.stderr == ""
 
 
 USER = "hdenv11a"

@@ -33,6 +33,10 @@ class HdenvGroup(click.Group):
         try:
             rv = super().main(*args, **kwargs)
         except click.UsageError as e:
+            no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
+            if isinstance(e, no_args) and e.ctx is not None:  # `hdenv` alone: its help
+                click.echo(e.ctx.get_help())
+                sys.exit(0)
             where = e.ctx.command_path if e.ctx is not None else "hdenv"
             click.echo(f"hdenv: error: {e.format_message()} (see `{where} --help`)", err=True)
             sys.exit(2)
