@@ -1,31 +1,70 @@
-# bash completion for hdenv: subcommands, profile names and hashes.
-# Loaded by `eval "$(hdenv init bash)"`; can also be sourced on its own.
+# bash completion for hdenv: subcommands, profile names and NAME/N (hashes once
+# 6 characters are typed), files for `build`, what is loaded for unload/swap.
+# Loaded by `hdenv init bash`; can also be sourced on its own.
 
-__hdenv_loaded_names() {
-    printf '%s\n' "${HDENV_LOADED-}" | tr ' ' '\n' | sed 's/:.*//'
+# The subcommands: `hdenv init` passes the click group's list; else ask hdenv.
+__hdenv_command_list() {
+    if [ -n "${__hdenv_commands-}" ]; then
+        printf '%s\n' "$__hdenv_commands"
+    else
+        hdenv commands 2>/dev/null
+    fi
+}
+
+# Loaded profiles (NAME/N, or the hash) that are not on the command line yet.
+__hdenv_loaded_refs() {
+    local entry ref word seen
+    for entry in ${HDENV_LOADED-}; do
+        ref=${entry%%:*}
+        seen=
+        for word in "${COMP_WORDS[@]:2:COMP_CWORD-2}"; do
+            case "$word" in
+                "$ref" | "${ref%%/*}" | "${entry#*:}") seen=1 ;;
+            esac
+        done
+        [ -n "$seen" ] || printf '%s\n' "$ref"
+    done
 }
 
 __hdenv_complete() {
     local cur=${COMP_WORDS[COMP_CWORD]}
-    local cmds="init build fetch host list show path diff graph load unload swap purge loaded avail env profile verify config store modulefiles"
-    local words=""
-    if [ "$COMP_CWORD" -eq 1 ]; then
-        words=$cmds
+    local i=1 cmd="" store=""
+    while [ "$i" -lt "$COMP_CWORD" ]; do
+        case "${COMP_WORDS[i]}" in
+            --store) store=${COMP_WORDS[i + 1]-}; i=$((i + 2)) ;;
+            -*) i=$((i + 1)) ;;
+            *) cmd=${COMP_WORDS[i]}; break ;;
+        esac
+    done
+    local pos=$((COMP_CWORD - i)) words=""
+    if [ -z "$cmd" ]; then
+        case "$cur" in
+            -*) words="--store --debug --help --version" ;;
+            *) words=$(__hdenv_command_list) ;;
+        esac
     else
-        case "${COMP_WORDS[1]}" in
-            init) words="bash zsh fish tcsh" ;;
-            profile) [ "$COMP_CWORD" -eq 2 ] && words="generations rollback prune" ;;
-            host) [ "$COMP_CWORD" -eq 2 ] && words="capture" ;;
-            store) [ "$COMP_CWORD" -eq 2 ] && words="fix-permissions" ;;
-            unload) words=$(__hdenv_loaded_names) ;;
+        case "$cmd" in
+            init) [ "$pos" -eq 1 ] && words="bash zsh fish tcsh" ;;
+            profile) [ "$pos" -eq 1 ] && words="generations rollback prune" ;;
+            host) [ "$pos" -eq 1 ] && words="capture" ;;
+            store) [ "$pos" -eq 1 ] && words="fix-permissions" ;;
+            list) [ "$pos" -eq 1 ] && words="artifacts profiles names" ;;
+            build)
+                compopt -o filenames 2>/dev/null
+                mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+                return 0
+                ;;
+            unload) words=$(__hdenv_loaded_refs) ;;
             swap)
-                if [ "$COMP_CWORD" -eq 2 ]; then
-                    words=$(__hdenv_loaded_names)
+                if [ "$pos" -eq 1 ]; then
+                    words=$(__hdenv_loaded_refs)
                 else
-                    words=$(hdenv avail --refs 2>/dev/null)
+                    words=$(HDENV_STORE=${store:-${HDENV_STORE-}} hdenv avail --refs "$cur" 2>/dev/null)
                 fi
                 ;;
-            load|env|show|path|diff|graph|modulefiles) words=$(hdenv avail --refs 2>/dev/null) ;;
+            load|env|show|path|diff|graph|verify|modulefiles)
+                words=$(HDENV_STORE=${store:-${HDENV_STORE-}} hdenv avail --refs "$cur" 2>/dev/null)
+                ;;
             *) return 0 ;;
         esac
     fi

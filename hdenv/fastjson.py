@@ -65,3 +65,12 @@ def json_dumps(obj: Any) -> str:
         return "{" + ",".join(f"{json_dumps(str(k))}:{json_dumps(v)}"
                               for k, v in obj.items()) + "}"
     raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+def read(path: str) -> Any:
+    """The JSON value in the file `path` (OSError and ValueError pass through).
+
+    `avail`, `spider` and the index of named profiles read metadata through here.
+    """
+    with open(path, encoding="utf-8") as f:
+        return json_loads(f.read())

@@ -49,12 +49,15 @@ def make_profile(store: Path, name: str | None, *, env: dict[str, str] | None = 
 
 
 def point_name(store: Path, name: str, hash_: str) -> None:
+    """A new generation N of `name` (`names/NAME/N -> ../../profiles/HASH`), made current."""
     gen_dir = store / "names" / name
     gen_dir.mkdir(parents=True, exist_ok=True)
+    number = max((int(e) for e in os.listdir(gen_dir) if e.isdigit()), default=0) + 1
+    (gen_dir / str(number)).symlink_to(f"../../profiles/{hash_}")
     link = gen_dir / "current"
     if os.path.lexists(link):
         link.unlink()
-    link.symlink_to(store / "profiles" / hash_)
+    link.symlink_to(str(number))
 
 
 def _toml_string(value: str) -> str:
@@ -82,8 +85,10 @@ printf 'prefix=%s\\nName: hello-{name}\\nVersion: 1\\nDescription: test\\n' "$PR
         assert isinstance(env, dict)
         env_items = ", ".join(f"{k} = {_toml_string(v)}" for k, v in env.items())
         family = f"family = {_toml_string(str(opts['family']))}\n" if opts.get("family") else ""
+        about = (f"description = {_toml_string(str(opts['description']))}\n"
+                 if opts.get("description") else "")
         parts.append(f"[profiles.{name}]\npackages = [\"pkg-{name}\"]\n"
-                     f"env = {{ {env_items} }}\n{family}")
+                     f"env = {{ {env_items} }}\n{family}{about}")
     return "\n".join(parts)
 
 
@@ -99,3 +104,31 @@ def build_profiles(store: Path, work: Path, profiles: dict[str, dict[str, object
     (work / "none.toml").write_text("")
     proc = subprocess.run([hdenv, "build", str(stack)], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def add_artifact(root: Path, aid: str) -> None:
+    """A valid artifact directory (only its metadata): enough for REFs and catalogs."""
+    meta = root / "artifacts" / aid / ".hdenv"
+    meta.mkdir(parents=True)
+    (meta / "artifact.json").write_text(json.dumps({"id": aid}))
+
+
+def add_profile(root: Path, name: str, artifacts: list[str], generation: int = 1,
+                current: bool = True, description: str = "") -> str:
+    """Generation `generation` of `name` holding `artifacts` (by id), as a build leaves it."""
+    hash_ = fake_hash(f"{name}-{generation}")
+    prefix = root / "profiles" / hash_
+    (prefix / ".hdenv").mkdir(parents=True)
+    (prefix / ".hdenv" / "profile.json").write_text(json.dumps(
+        {"hash": hash_, "artifacts": artifacts, "env": {}, "family": None}))
+    ndir = root / "names" / name
+    ndir.mkdir(parents=True, exist_ok=True)
+    os.symlink(f"../../profiles/{hash_}", ndir / str(generation))
+    if description:
+        (root / "specs").mkdir(parents=True, exist_ok=True)
+        (root / "specs" / f"{hash_}.about.json").write_text(json.dumps({"description": description}))
+    if current:
+        if os.path.lexists(ndir / "current"):
+            os.unlink(ndir / "current")
+        os.symlink(str(generation), ndir / "current")
+    return hash_

@@ -12,6 +12,7 @@ hdenv once the function is defined: completion must go through the function.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,9 +41,11 @@ def profile_hashes(store: Path) -> set[str]:
 def run(shell: str, script: str, store: Path, tmp_path: Path) -> dict[str, set[str]]:
     """Run `script`; each output line `LABEL| w1 w2 ...` becomes {LABEL: {w1, w2, ...}}."""
     flags = {"bash": ["--norc", "--noprofile"], "zsh": ["-f"], "fish": ["--no-config"]}[shell]
+    script = script.replace("HASH6", demo_hash(store)[:6])
     path = tmp_path / f"complete.{shell}"
     path.write_text(script, encoding="utf-8")
     (tmp_path / "none.toml").write_text("")
+    (tmp_path / "stack.toml").write_text("")
     env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
            "HDENV_STORE": str(store), "HDENV_CONFIG": str(tmp_path / "none.toml"), "TERM": "dumb"}
     proc = subprocess.run([require_tool(shell), *flags, str(path)], env=env, capture_output=True,
@@ -55,19 +58,34 @@ def run(shell: str, script: str, store: Path, tmp_path: Path) -> dict[str, set[s
     return results
 
 
+def demo_hash(store: Path) -> str:
+    return Path(os.path.realpath(store / "names" / "demo" / "current")).name
+
+
 def expected(store: Path, *, filtered: bool) -> dict[str, set[str]]:
-    """What each labelled request must offer; `filtered`: the shell itself applies the prefix."""
-    refs = {"demo", "demo/1", "other", "other/1"} | profile_hashes(store)
+    """What each labelled request must offer; `filtered`: the shell itself applies the prefix.
+
+    Names and NAME/N come first and alone: a profile hash only once six of its
+    characters are typed. `unload` offers what is loaded and not yet on the line.
+    """
+    refs = {"demo", "demo/1", "other", "other/1"}
     want = {
-        "cmds": set(cli_group.commands),
+        "cmds": {name for name, cmd in cli_group.commands.items() if not cmd.hidden},
         "init": {"bash", "zsh", "fish", "tcsh"},
         "profile": {"generations", "rollback", "prune"},
+        "list": {"artifacts", "profiles", "names"},
         "load": refs,
         "show": refs,
-        "unload": {"demo"},
+        "load-hash": {demo_hash(store)},
+        "unload": {"demo/1", "other/1"},
+        "unload-more": {"other/1"},
+        "build": {"stack.toml"},
     }
+    assert not refs & profile_hashes(store)
     if filtered:
         want |= {"lo": {"load", "loaded"}, "load-de": {"demo", "demo/1"}}
+    else:  # zsh matches the typed prefix itself: the hash is among the words only now
+        want["load-hash"] |= refs
     return want
 
 
@@ -87,8 +105,12 @@ t profile hdenv profile ""
 t load hdenv load ""
 t load-de hdenv load de
 t show hdenv show ""
-hdenv load demo
+t list hdenv list ""
+t load-hash hdenv load HASH6
+t build hdenv build sta
+hdenv load demo other
 t unload hdenv unload ""
+t unload-more hdenv unload demo ""
 '''
     assert run("bash", script, store, tmp_path) == expected(store, filtered=True)
 
@@ -106,8 +128,12 @@ t profile 'hdenv profile '
 t load 'hdenv load '
 t load-de 'hdenv load de'
 t show 'hdenv show '
-hdenv load demo
+t list 'hdenv list '
+t load-hash 'hdenv load HASH6'
+t build 'hdenv build sta'
+hdenv load demo other
 t unload 'hdenv unload '
+t unload-more 'hdenv unload demo/1 '
 '''
     assert run("fish", script, store, tmp_path) == expected(store, filtered=True)
 
@@ -115,8 +141,9 @@ t unload 'hdenv unload '
 def test_zsh(store: Path, tmp_path: Path) -> None:
     script = r'''compdef() { : }
 compadd() {
-    if [[ $1 == -a ]]; then print -rn -- " ${(P)2}"; else print -rn -- " $*"; fi
+    if [[ $1 == -a ]]; then print -rn -- " ${(P)2}"; else print -rn -- " ${@:#--}"; fi
 }
+_files() { print -rn -- " stack.toml"; }  # zsh's own file completion, outside the line editor
 eval "$(hdenv init zsh)"
 export PATH=/usr/bin:/bin
 t() {
@@ -129,8 +156,12 @@ t init hdenv init ""
 t profile hdenv profile ""
 t load hdenv load ""
 t show hdenv show ""
-hdenv load demo
+t list hdenv list ""
+PREFIX=HASH6 t load-hash hdenv load HASH6
+t build hdenv build sta
+hdenv load demo other
 t unload hdenv unload ""
+t unload-more hdenv unload demo ""
 '''
     assert run("zsh", script, store, tmp_path) == expected(store, filtered=False)
 

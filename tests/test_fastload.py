@@ -39,7 +39,7 @@ def test_resolve_name_hash_and_prefix(store: Path) -> None:
     assert by_name.name == "demo"
     assert fastload.resolve(str(store), by_name.hash).hash == by_name.hash
     assert fastload.resolve(str(store), by_name.hash[:6]).hash == by_name.hash
-    with pytest.raises(UserError, match="too short"):
+    with pytest.raises(UserError, match="at least 6 characters"):
         fastload.resolve(str(store), by_name.hash[:4])
     with pytest.raises(UserError, match="unknown REF"):
         fastload.resolve(str(store), "nosuch")
@@ -51,13 +51,16 @@ def test_generation_ref_loads_that_generation_under_the_name(store: Path) -> Non
 
     old = make_profile(store, None, env={"DEMO": "old"}, seed="demo-generation-1")
     new = fastload.resolve(str(store), "demo").hash
+    for entry in ("1", "current"):
+        os.unlink(store / "names" / "demo" / entry)
     os.symlink(store / "profiles" / old, store / "names" / "demo" / "1")
     os.symlink(store / "profiles" / new, store / "names" / "demo" / "2")
+    os.symlink("2", store / "names" / "demo" / "current")
     first = fastload.resolve(str(store), "demo/1")
     assert (first.hash, first.name) == (old, "demo")
     env = run("load", ["demo"], {"PATH": "/usr/bin"}, store)
     env = run("load", ["demo/1"], env, store)
-    assert env["DEMO"] == "old" and env[envdiff.LOADED_VAR] == f"demo:{old}"
+    assert env["DEMO"] == "old" and env[envdiff.LOADED_VAR] == f"demo/1:{old}"
     env = run("unload", ["demo"], env, store)
     assert env == {"PATH": "/usr/bin"}
     with pytest.raises(UserError, match="no generation 3"):

@@ -157,7 +157,7 @@ def test_load_edit_unload_purge_round_trip(shell: str, tmp_path: Path, store: Pa
     assert loaded["MANPATH"] == f"{prefix}/share/man:"  # keeps man's default path
     assert loaded["PKG_CONFIG_PATH"] == f"{prefix}/lib/pkgconfig"
     assert loaded["CMAKE_PREFIX_PATH"] == prefix
-    assert loaded["HDENV_LOADED"] == f"demo:{hash_}"
+    assert loaded["HDENV_LOADED"] == f"demo/1:{hash_}"
     assert edited["PATH"] == f"{USER_DIR}:{loaded['PATH']}"
 
     # Exactly the environment from before, plus the user's own edit.
@@ -200,9 +200,11 @@ def test_status_and_errors(shell: str, tmp_path: Path, store: Path) -> None:
     gcc = os.path.basename(os.path.realpath(store / "names" / "gcc" / "current"))
     clang = os.path.basename(os.path.realpath(store / "names" / "clang" / "current"))
     demo = os.path.basename(os.path.realpath(store / "names" / "demo" / "current"))
-    assert f"- {hash_}\nclang {clang}\n" in out  # by hash (no name), then clang replaced gcc
-    assert gcc not in out
-    assert f"- {hash_}\ndemo {demo}\n" in out  # swap clang -> demo
+    # by hash (no name), then clang replaced gcc
+    assert f"Currently loaded profiles:\n  1) {hash_}\n  2) clang/1 [compiler]\n" in out
+    assert "gcc" not in out and gcc not in out and clang not in out
+    assert f"Currently loaded profiles:\n  1) {hash_}\n  2) demo/1\n" in out  # swap clang -> demo
+    assert demo not in out
 
 
 def test_plain_program_explains_setup(tmp_path: Path, store: Path) -> None:
@@ -270,5 +272,5 @@ def test_loaded_json_and_avail(tmp_path: Path, store: Path) -> None:
     demo = os.path.basename(os.path.realpath(store / "names" / "demo" / "current"))
     assert [(r["name"], r["hash"]) for r in records][0] == ("demo", demo)
     assert [r["name"] for r in records] == ["demo", "other"]
-    assert f"demo:\n        1  {demo}  (current, loaded)\n" in proc.stdout
-    assert "many0:\n" in proc.stdout
+    assert "   demo/1 (D,L)\n" in proc.stdout
+    assert "   many0/1 (D)\n" in proc.stdout

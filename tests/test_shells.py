@@ -69,7 +69,7 @@ def test_init_detects_shell_with_shellingham(monkeypatch: pytest.MonkeyPatch) ->
     import shellingham
 
     monkeypatch.setattr(shellingham, "detect_shell", lambda: ("zsh", "/usr/bin/zsh"))
-    assert "typeset -g __hdenv_py" in shellcmd.init_code()
+    assert "(( $+functions[compdef] ))" in shellcmd.init_code()
     monkeypatch.setattr(shellingham, "detect_shell", lambda: ("nu", "/usr/bin/nu"))
     with pytest.raises(UserError, match="supported: bash, zsh, fish, tcsh"):
         shellcmd.init_code()

@@ -120,7 +120,8 @@ def test_user_store_builds_only_what_the_site_lacks(run_hdenv: Runner, tmp_path:
     avail = {e["name"]: e for e in json.loads(run_hdenv("avail", "--json", env=env,
                                                         check=True).stdout)}
     assert avail["site-tools"]["upstream"] == str(site)
-    assert f"site-tools:  (upstream: {site})" in run_hdenv("avail", env=env, check=True).stdout
+    shown_avail = run_hdenv("avail", env=env, check=True).stdout
+    assert f" {site} (upstream) " in shown_avail and "   site-tools/1 (D)\n" in shown_avail
     refs = run_hdenv("avail", "--refs", env=env, check=True).stdout.split()
     assert {"mine", "site-tools", "site-tools/1"} <= set(refs)
     shown = json.loads(run_hdenv("show", "--json", "site-tools", env=env, check=True).stdout)
@@ -155,5 +156,5 @@ command -v site-tool || echo gone
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[:2] == ["site tool", "my tool"]
-    assert lines[2].startswith("loaded: site-tools:") and " mine:" in lines[2]
+    assert lines[2].startswith("loaded: site-tools/1:") and " mine/1:" in lines[2]
     assert lines[3] == "gone"

@@ -127,6 +127,7 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
                on_wait: Callable[[], None] | None = None,
+               on_log: Callable[[Path], None] | None = None,
                options: BuildOptions | None = None) -> tuple[str, bool]:
     """Build `node` unless present; returns (id, built_now). Raises BuildError on failure."""
     options = options or BuildOptions()
@@ -140,6 +141,8 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
     meta: dict[str, Any] = {}  # filled by populate; install_artifact reads it afterwards
 
     def populate(prefix: Path, guard_fd: int) -> None:
+        if on_log is not None:  # where to follow it while it runs (the progress display says)
+            on_log(log_path)
         _run_script(store, node, sources, prefix, build_dir, log_path, jobs, guard_fd,
                     sandboxed=options.sandbox)
         meta.update(_audit_links(store, node, prefix, build_dir, log_path, options))

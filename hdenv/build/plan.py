@@ -32,6 +32,8 @@ class Node:
     source_hints: list[dict[str, Any]] = field(default_factory=list)
     line: int = 0
     host: host.HostRequest | None = None  # host: what to capture
+    description: str = ""  # from the stack file; kept beside the spec, never in it
+    variant: dict[str, Any] = field(default_factory=dict)  # matrix values (first variant)
 
     @property
     def inputs(self) -> list[str]:
@@ -134,6 +136,9 @@ def _plan_variant(stack: Stack, variant: Variant, host_ids: dict[str, str], tool
 
     for name in variant.packages:
         id_of(name)
+    for aid in ids.values():  # progress names variants apart by these (`zstd [gcc]`)
+        if not nodes[aid].variant:
+            nodes[aid].variant = dict(variant.values)
     return ids
 
 
@@ -172,5 +177,5 @@ def _plan_package(stack: Stack, pkg: PackagePlan, id_of: Any, tools_id: str,
     aid = artifact_id(spec)
     if aid not in nodes:
         nodes[aid] = Node(aid, spec, "build", deps=deps, build_deps=build_deps,
-                          source_hints=hints, line=pkg.line)
+                          source_hints=hints, line=pkg.line, description=pkg.description)
     return aid

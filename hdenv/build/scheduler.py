@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -23,6 +21,7 @@ from ..store.sources import SourceStore
 from . import host, processes
 from .builder import BuildOptions, build_node
 from .plan import Node, Plan
+from .progress import Progress, labels
 
 
 @dataclass
@@ -38,74 +37,6 @@ class BuildReport:
         return not self.failed and not self.skipped
 
 
-class Progress:
-    """Live status line on a terminal; plain lines otherwise (logs, CI)."""
-
-    def __init__(self, total: int, stream: TextIO = sys.stderr, live: bool | None = None):
-        self.total = total
-        self.done = 0
-        self.stream = stream
-        self.live = stream.isatty() if live is None else live
-        self.running: dict[str, float] = {}
-        self.started = time.monotonic()
-        self.lock = threading.Lock()
-        self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
-        if self.live:
-            self._ticker = threading.Thread(target=self._tick, daemon=True)
-            self._ticker.start()
-
-    def _tick(self) -> None:
-        while not self._stop.wait(0.5):
-            with self.lock:
-                self._draw()
-
-    def _draw(self) -> None:
-        names = ", ".join(n.split("/")[0] for n in self.running) or "-"
-        elapsed = time.monotonic() - self.started
-        line = f"[{self.done}/{self.total}] building: {names} ({elapsed:.0f}s)"
-        width = 100
-        self.stream.write("\r\033[K" + line[:width])
-        self.stream.flush()
-
-    def _say(self, message: str) -> None:
-        with self.lock:
-            if self.live:
-                self.stream.write("\r\033[K")
-            self.stream.write(message + "\n")
-            if self.live:
-                self._draw()
-            self.stream.flush()
-
-    def start(self, nid: str, verb: str = "building") -> None:
-        with self.lock:
-            self.running[nid] = time.monotonic()
-        if not self.live:
-            self._say(f"{verb} {nid}")
-
-    def waiting(self, nid: str) -> None:
-        self._say(f"waiting for another hdenv building {nid}")
-
-    def finish(self, nid: str, outcome: str) -> None:
-        with self.lock:
-            began = self.running.pop(nid, time.monotonic())
-            self.done += 1
-        if outcome != "present":
-            self._say(f"{outcome} {nid} ({time.monotonic() - began:.1f}s)")
-
-    def fail(self, nid: str) -> None:
-        with self.lock:
-            self.running.pop(nid, None)
-            self.done += 1
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join()
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-
-
 def _realise(store: Store, node: Node, sources: SourceStore, jobs: int,
              progress: Progress, options: BuildOptions) -> str:
     """Make `node` present: "built", "captured" (host software) or "present" (by another run)."""
@@ -119,7 +50,8 @@ def _realise(store: Store, node: Node, sources: SourceStore, jobs: int,
         return "captured"
     _, built = build_node(store, node, sources, jobs=jobs,
                           on_wait=lambda: progress.waiting(node.id),
-                          options=replace(options, note=progress._say))
+                          options=replace(options, note=progress.say),
+                          on_log=lambda path: progress.log_at(node.id, path))
     return "built" if built else "present"
 
 
@@ -138,7 +70,8 @@ def _stop_builds_on_signal(running: dict[Future[str], str]) -> Iterator[None]:
 
 def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
              build_jobs: int | None = None, keep_going: bool = False,
-             stream: TextIO = sys.stderr, options: BuildOptions | None = None) -> BuildReport:
+             stream: TextIO = sys.stderr, options: BuildOptions | None = None,
+             progress: Progress | None = None) -> BuildReport:
     """Build what is missing, `jobs` packages at once.
 
     Each build's HDENV_JOBS is `build_jobs` if given, else the usable cores
@@ -157,7 +90,8 @@ def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
         for d in deps:
             dependents[d].append(nid)
     ready = [nid for nid in todo if not waiting_on[nid]]
-    progress = Progress(len(todo), stream)
+    progress = progress or Progress(stream=stream)
+    progress.begin(len(todo), labels((nid, node.variant) for nid, node in plan.nodes.items()))
     cores = usable_cores()
     stopping = False
     running: dict[Future[str], str] = {}
@@ -190,9 +124,8 @@ def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
                     try:
                         outcome = fut.result()
                     except HdenvError as e:
-                        progress.fail(nid)
                         report.failed[nid] = e.render()
-                        progress._say(f"FAILED {nid}: {e.render()}")
+                        progress.fail(nid, e.render())
                         skip_dependents(nid)
                         if not keep_going:
                             stopping = True

@@ -21,6 +21,7 @@ from . import processes
 from .builder import build_options
 from .plan import Plan, plan_stack
 from .preflight import preflight
+from .progress import Progress
 from .scheduler import BuildReport, run_plan
 from .stackfile import ProfilePlan, load_stack
 from .storepath import check_store_path
@@ -61,17 +62,20 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
     store = Store(settings.store, settings.upstreams).ensure()
     if warning and not dry_run:
         print(f"hdenv: {warning}", file=stream)
-    sources = SourceStore(store, settings.mirrors, log=lambda m: print(m, file=stream))
+    progress = Progress(stream=stream)  # every message goes above its status line
+    sources = SourceStore(store, settings.mirrors, log=progress.say)
     plan = plan_stack(stack, store, sources, host_identity=settings.host_identity)
     if dry_run:
         return BuildOutcome(plan, BuildReport(), dry_run_lines=explain(plan, store))
     clean_stale(store)  # what killed runs left in tmp/
     for node in plan.nodes.values():  # even for artifacts already built: a URL may be new
         store.record_source_hints(node.id.rsplit("/", 1)[1], node.source_hints)
+        store.record_about(node.id.rsplit("/", 1)[1], {"description": node.description})
     to_build = any(n.kind == "build" and not store.has_artifact(i) for i, n in plan.nodes.items())
     report = run_plan(plan, store, sources, jobs=jobs or settings.jobs,
                       build_jobs=settings.build_jobs, keep_going=keep_going, stream=stream,
-                      options=build_options(settings, stream) if to_build else None)
+                      options=build_options(settings, stream) if to_build else None,
+                      progress=progress)
     outcome = BuildOutcome(plan, report)
     failed = set(report.failed) | set(report.skipped)
     for planned in plan.profiles:
@@ -113,6 +117,7 @@ def _make_profile(store: Store, plan: ProfilePlan, closure: list[str]) -> Profil
                                  priority=plan.priority)
     phash = profiles.profile_hash(spec)
     profiles.create_profile(store, spec)
+    store.record_about(phash, {"description": plan.description})
     generation, new = profiles.set_current(store, plan.name, phash)
     return ProfileResult(plan.name, phash, generation, new)
 

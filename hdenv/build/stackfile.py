@@ -110,6 +110,7 @@ class PackagePlan:
     line: int
     patches: list[SourceDecl] = field(default_factory=list)
     sources_line: int = 0  # where `sources` is, for errors found later (a missing path)
+    description: str = ""  # shown by spider and show; not part of the spec
 
 
 @dataclass
@@ -121,6 +122,7 @@ class ProfilePlan:
     exclude: list[str]
     priority: list[str]
     line: int
+    description: str = ""  # shown by avail and show; not part of the spec
 
 
 @dataclass
@@ -140,6 +142,7 @@ class Stack:
     parameters: dict[str, Any]
     hosts: dict[str, HostDecl]
     variants: list[Variant]
+    description: str = ""
 
     @property
     def base_dir(self) -> Path:
@@ -293,6 +296,7 @@ def load_stack(path: Path, overrides: Mapping[str, str] | None = None) -> Stack:
     ctx.keys(stack_table, STACK_KEYS, "stack")
     name = ctx.name(ctx.string(stack_table.get("name", path.stem), "stack", "name"), "stack",
                     "stack", "name")
+    description = ctx.string(stack_table.get("description", ""), "stack", "description")
 
     params = dict(ctx.table(data.get("parameters", {}), "parameters"))
     for k, v in params.items():
@@ -328,15 +332,18 @@ def load_stack(path: Path, overrides: Mapping[str, str] | None = None) -> Stack:
         suffix = "".join(f"-{v}" for v in combo)
         context = {**params, **values, "stack": name}
         variant = Variant(values=values, suffix=suffix)
+        stack_description = ctx.render(description, context, "stack", "description")
         for pname, ptable in packages_raw.items():
             plan = _render_package(ctx, pname, ptable, context, path.parent)
             if plan is not None:
                 variant.packages[pname] = plan
         _check_references(ctx, variant, hosts)
-        variant.profiles = _render_profiles(ctx, name, profiles_raw, variant, hosts, context)
+        variant.profiles = _render_profiles(ctx, name, profiles_raw, variant, hosts, context,
+                                            stack_description)
         variants.append(variant)
     _check_profile_names(ctx, variants, matrix)
-    return Stack(path=path, name=name, parameters=params, hosts=hosts, variants=variants)
+    return Stack(path=path, name=name, parameters=params, hosts=hosts, variants=variants,
+                 description=description)
 
 
 NESTING_REPORTED = 100
@@ -458,8 +465,11 @@ def _render_package(ctx: _Ctx, pname: str, table: dict[str, Any], context: dict[
                     for k, v in s.items()}
         sources.append(SourceDecl.from_toml(rendered, file=ctx.file, line=line))
     patches = _render_patches(ctx, table.get("patches", []), context, *where, "patches")
+    description = ctx.render(ctx.string(table.get("description", ""), *where, "description"),
+                             context, *where, "description")
     return PackagePlan(pname, version, sources, deps, build_deps, env, script,
-                       ctx.index.line(*where), patches, sources_line=line)
+                       ctx.index.line(*where), patches, sources_line=line,
+                       description=description)
 
 
 def _render_patches(ctx: _Ctx, value: Any, context: dict[str, Any], *path: str) -> list[SourceDecl]:
@@ -521,11 +531,12 @@ def _check_references(ctx: _Ctx, variant: Variant, hosts: dict[str, HostDecl]) -
 
 
 def _render_profiles(ctx: _Ctx, stack_name: str, raw: dict[str, Any], variant: Variant,
-                     hosts: dict[str, HostDecl], context: dict[str, Any]) -> list[ProfilePlan]:
+                     hosts: dict[str, HostDecl], context: dict[str, Any],
+                     stack_description: str = "") -> list[ProfilePlan]:
     profile_context = {**context, "profile": PROFILE_PLACEHOLDER}
     if not raw:
         return [ProfilePlan(stack_name + variant.suffix, list(variant.packages), {}, None, [], [],
-                            ctx.index.line("stack"))]
+                            ctx.index.line("stack"), stack_description)]
     plans = []
     for pname, table in raw.items():
         where = ("profiles", pname)
@@ -549,6 +560,8 @@ def _render_profiles(ctx: _Ctx, stack_name: str, raw: dict[str, Any], variant: V
             family = ctx.render(ctx.string(family, *where, "family"), context, *where, "family")
         exclude = ctx.strings(table.get("exclude", []), *where, "exclude")
         priority = _render_names(ctx, table.get("priority", []), context, *where, "priority")
+        described = ctx.render(ctx.string(table.get("description", ""), *where, "description"),
+                               context, *where, "description") or stack_description
         plans.append(ProfilePlan(pname + variant.suffix, packages, env, family or None, exclude,
-                                 priority, ctx.index.line(*where)))
+                                 priority, ctx.index.line(*where), described))
     return plans

@@ -28,6 +28,27 @@ from . import site as site_cmds
 class HdenvGroup(click.Group):
     """Maps core errors and click usage errors to the contract's exit codes."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Click's own error display is three lines; the contract wants one, exit 2."""
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.UsageError as e:
+            no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
+            if isinstance(e, no_args) and e.ctx is not None:  # `hdenv` alone: its help
+                click.echo(e.ctx.get_help())
+                sys.exit(0)
+            where = e.ctx.command_path if e.ctx is not None else "hdenv"
+            click.echo(f"hdenv: error: {e.format_message()} (see `{where} --help`)", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            click.echo(f"hdenv: error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("hdenv: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -205,14 +226,17 @@ def list_cmd(ctx: click.Context, what: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
-    """Spec, dependencies, path, size and generation history of REF."""
+    """Description, what loading changes, spec, dependencies, path, size, generations of REF."""
+    from ..shell.shellcmd import describe
     from ..store import inspect
 
-    info = inspect.show(store_of(ctx), ref)
+    store = store_of(ctx)
+    info = inspect.show(store, ref)
+    header = describe(store, ref, info)  # adds "description" and "load" to info
     if as_json:
         echo_json(info)
     else:
-        click.echo(inspect.format_show(info))
+        click.echo(header + inspect.format_show(info))
 
 
 @cli.command()
@@ -241,7 +265,8 @@ def verify(ctx: click.Context, ref: str | None, sources: bool) -> None:
 
 for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
                 shell_cmds.swap_cmd, shell_cmds.purge_cmd, shell_cmds.loaded_cmd,
-                shell_cmds.avail_cmd, shell_cmds.env_cmd,
+                shell_cmds.avail_cmd, shell_cmds.env_cmd, shell_cmds.spider_cmd,
+                shell_cmds.commands_cmd,
                 profile_cmds.profile, profile_cmds.diff, profile_cmds.graph,
                 site_cmds.config_cmd, site_cmds.store_group):
     cli.add_command(command)

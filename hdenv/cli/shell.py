@@ -1,8 +1,10 @@
-"""Click commands for shell integration; thin wrappers over shellcmd.
+"""Click commands for shell integration; thin wrappers over shellcmd and catalog.
 
-The lead registers them on the `cli` group (`for c in COMMANDS:
-cli.add_command(c)`). load/unload/swap/purge exist here only to explain
-themselves: the real work happens in the shell function via hdenv.fastload.
+Registered on the `cli` group by main.py's `add_command` loop. load, unload,
+swap and purge exist here to show their usage (`--help`) and to explain the
+shell function when it is missing: the real work happens in the function via
+hdenv.shell.fastload. avail, loaded and spider usually run on that fast path
+too; these commands print exactly the same (both call `catalog.run`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import HdenvError
-from ..shell import shellcmd
+from ..shell import catalog, shellcmd
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,6 +29,7 @@ Add one of these to your shell's startup file and start a new shell:
   zsh (~/.zshrc):            eval "$(hdenv init zsh)"
   fish (config.fish):        hdenv init fish | source
   tcsh (~/.tcshrc):          eval "`hdenv init tcsh`"
+(`hdenv init SHELL --write` writes the code to a file to source instead: faster.)
 To see the code a load would run, use: hdenv env REF
 """
 
@@ -45,76 +48,128 @@ def _errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _store() -> Any:
+def _store(ctx: click.Context) -> Any:
+    """The store the global `--store` (or HDENV_STORE, config.toml) names."""
     from ..config import load_settings
     from ..store.layout import Store
 
-    settings = load_settings()
+    obj = ctx.find_root().obj or {}
+    settings = load_settings(store=obj.get("store"))
     return Store(settings.store, settings.upstreams)
+
+
+def visible_commands(ctx: click.Context) -> list[str]:
+    """Every subcommand a user may type, from the group itself: completion offers these."""
+    group = ctx.find_root().command
+    assert isinstance(group, click.Group)
+    return sorted(name for name, cmd in group.commands.items() if not cmd.hidden)
 
 
 @click.command("init")
 @click.argument("shell", required=False)
 @click.option("--no-completion", is_flag=True, help="Do not load the completion script.")
+@click.option("--write", is_flag=True,
+              help="Write the code to a file in your data dir and print its path; source that"
+                   " file from your shell's startup file (no Python runs at shell start).")
+@click.pass_context
 @_errors
-def init_cmd(shell: str | None, no_completion: bool) -> None:
+def init_cmd(ctx: click.Context, shell: str | None, no_completion: bool, write: bool) -> None:
     """Print shell integration code (bash, zsh, fish, tcsh; detected when omitted)."""
-    click.echo(shellcmd.init_code(shell, completion=not no_completion), nl=False)
+    commands = visible_commands(ctx)
+    if write:
+        click.echo(str(shellcmd.write_init(shell, completion=not no_completion,
+                                           commands=commands)))
+        return
+    click.echo(shellcmd.init_code(shell, completion=not no_completion, commands=commands),
+               nl=False)
 
 
-def _needs_function(cmd: str) -> click.Command:
-    @click.command(cmd, context_settings={"ignore_unknown_options": True},
-                   help=f"{cmd.capitalize()} profiles (runs through the shell function).")
-    @click.argument("refs", nargs=-1, type=click.UNPROCESSED)
-    def command(refs: tuple[str, ...]) -> None:
+def _needs_function(cmd: str, metavar: str, nargs: int, summary: str) -> click.Command:
+    """The command as `--help` shows it; run, it explains how to get the shell function."""
+
+    def command(**_: Any) -> None:
         click.echo(SETUP_HELP.format(cmd=cmd), err=True, nl=False)
         sys.exit(2)
 
-    return command
+    if nargs:
+        command = click.argument("refs", nargs=nargs, metavar=metavar, required=False,
+                                 type=click.UNPROCESSED)(command)
+    return click.command(cmd, help=summary + "\n\nRuns through the shell function"
+                         " (see `hdenv init`).",
+                         context_settings={"ignore_unknown_options": True})(command)
 
 
-load_cmd = _needs_function("load")
-unload_cmd = _needs_function("unload")
-swap_cmd = _needs_function("swap")
-purge_cmd = _needs_function("purge")
+load_cmd = _needs_function("load", "REF...", -1,
+                           "Load profiles: a name, NAME/N, a hash (prefix) or an artifact id.")
+unload_cmd = _needs_function("unload", "REF...", -1,
+                             "Unload loaded profiles (NAME, NAME/N or hash); the shell is"
+                             " as it was, but for what you changed by hand.")
+swap_cmd = _needs_function("swap", "OLD NEW", 2, "Unload OLD and load NEW in one step.")
+purge_cmd = _needs_function("purge", "", 0, "Unload everything hdenv loaded.")
+
+
+def _catalog(ctx: click.Context, cmd: str, args: list[str]) -> None:
+    roots = _store(ctx).search_roots() if cmd != "loaded" else []
+    click.echo(catalog.run(cmd, args, os.environ, roots), nl=False)
 
 
 @click.command("loaded")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (ref, name, generation, hash, ...).")
+@click.pass_context
 @_errors
-def loaded_cmd(as_json: bool) -> None:
-    """What is loaded in this shell, in load order, with hashes."""
-    click.echo(shellcmd.loaded_text(shellcmd.loaded_records(), as_json), nl=False)
+def loaded_cmd(ctx: click.Context, as_json: bool) -> None:
+    """What is loaded in this shell, in load order, as NAME/N."""
+    _catalog(ctx, "loaded", ["--json"] if as_json else [])
 
 
 @click.command("avail")
+@click.argument("texts", nargs=-1, metavar="[TEXT]...")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--refs", is_flag=True, hidden=True,
-              help="Names and hashes, one per line (for the completion scripts).")
+              help="Names and NAME/N, one per line (for the completion scripts).")
+@click.pass_context
 @_errors
-def avail_cmd(as_json: bool, refs: bool) -> None:
-    """Named profiles and their generations."""
-    import json
+def avail_cmd(ctx: click.Context, texts: tuple[str, ...], as_json: bool, refs: bool) -> None:
+    """Named profiles: description, generations (D: default, L: loaded) and packages.
 
-    store = _store()
-    if refs:
-        click.echo("".join(r + "\n" for r in shellcmd.complete_refs(store)), nl=False)
-    elif as_json:
-        click.echo(json.dumps(shellcmd.avail(store), indent=2))
-    else:
-        click.echo(shellcmd.avail_text(shellcmd.avail(store)), nl=False)
+    TEXT keeps the profiles whose name, description or packages contain it.
+    """
+    flags = ["--json"] * as_json + ["--refs"] * refs
+    _catalog(ctx, "avail", [*flags, "--", *texts])
+
+
+@click.command("spider")
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_errors
+def spider_cmd(ctx: click.Context, text: str, as_json: bool) -> None:
+    """Which profiles (any generation) contain a package, and how to load them.
+
+    TEXT is part of a package name, or NAME/VERSION.
+    """
+    _catalog(ctx, "spider", ["--json"] * as_json + ["--", text])
 
 
 @click.command("env")
 @click.argument("ref")
 @click.option("--shell", "shell_name", default=None,
               help="bash, zsh, fish or tcsh (default: the detected shell).")
+@click.pass_context
 @_errors
-def env_cmd(ref: str, shell_name: str | None) -> None:
+def env_cmd(ctx: click.Context, ref: str, shell_name: str | None) -> None:
     """Print the code that `hdenv load REF` would evaluate, without evaluating it."""
     name = shell_name or os.environ.get("HDENV_SHELL_FUNCTION") or shellcmd.detect_shell()
-    click.echo(shellcmd.env_code(ref, name, _store()), nl=False)
+    click.echo(shellcmd.env_code(ref, name, _store(ctx)), nl=False)
+
+
+@click.command("commands", hidden=True)
+@click.pass_context
+def commands_cmd(ctx: click.Context) -> None:
+    """The subcommands, one per line (completion scripts sourced without `hdenv init`)."""
+    click.echo("\n".join(visible_commands(ctx)))
 
 
 COMMANDS = [init_cmd, load_cmd, unload_cmd, swap_cmd, purge_cmd, loaded_cmd, avail_cmd,
-            env_cmd]
+            spider_cmd, env_cmd, commands_cmd]

@@ -55,9 +55,10 @@ class LoadRecord:
 
     def __init__(self, hash: str, name: str | None = None, family: str | None = None,
                  prefix: str = "", paths: dict[str, PathChange] | None = None,
-                 vars: dict[str, VarChange] | None = None):
+                 vars: dict[str, VarChange] | None = None, generation: int | None = None):
         self.hash = hash
         self.name = name
+        self.generation = generation  # of `name`, when loaded through names/
         self.family = family
         self.prefix = prefix
         self.paths: dict[str, PathChange] = paths or {}
@@ -70,24 +71,37 @@ class LoadRecord:
         return f"LoadRecord({self.to_json()!r})"
 
     @property
+    def ref(self) -> str:
+        """What the user sees and types: `NAME/N` (as Lmod's NAME/VERSION), NAME, or the hash."""
+        if self.name and self.generation is not None:
+            return f"{self.name}/{self.generation}"
+        return self.name or self.hash
+
+    @property
     def label(self) -> str:
-        """How `HDENV_LOADED` and messages show this load."""
-        return f"{self.name}:{self.hash}" if self.name else self.hash
+        """How `HDENV_LOADED` shows this load: `demo/2:HASH`, or the hash alone."""
+        return f"{self.ref}:{self.hash}" if self.name else self.hash
 
     def to_json(self) -> list[Any]:
-        return [
+        out: list[Any] = [
             self.hash, self.name, self.family, self.prefix,
             {k: [p.pre, p.post, int(p.created)] for k, p in self.paths.items()},
             {k: [v.old, v.new] for k, v in self.vars.items()},
         ]
+        if self.generation is not None:  # optional seventh field: older records lack it
+            out.append(self.generation)
+        return out
 
     @classmethod
     def from_json(cls, data: list[Any]) -> LoadRecord:
-        hash_, name, family, prefix, paths, vars_ = data
+        hash_, name, family, prefix, paths, vars_, *rest = data
+        generation = rest[0] if rest else None
+        if generation is not None and not isinstance(generation, int):
+            raise TypeError("generation is not a number")
         return cls(
             hash=hash_, name=name, family=family, prefix=prefix,
             paths={k: PathChange(list(p[0]), list(p[1]), bool(p[2])) for k, p in paths.items()},
-            vars={k: VarChange(v[0], v[1]) for k, v in vars_.items()},
+            vars={k: VarChange(v[0], v[1]) for k, v in vars_.items()}, generation=generation,
         )
 
 

@@ -51,8 +51,11 @@ class Profile:
         self.generation = generation
 
     @property
-    def label(self) -> str:
-        return f"{self.name}:{self.hash}" if self.name else self.hash
+    def ref(self) -> str:
+        """`demo/2` as the user sees it (the hash when loaded by hash)."""
+        if self.name and self.generation is not None:
+            return f"{self.name}/{self.generation}"
+        return self.name or self.hash
 
 
 def note(message: str) -> None:
@@ -209,6 +212,14 @@ def _named_profile(roots: list[str], name: str, entry: str) -> Profile | None:
     return read_profile(home, hash_, name, int(number) if number and number.isdigit() else None)
 
 
+def _unknown(roots: list[str], ref: str) -> UserError:
+    """The error with suggestions; only on the error path, so the store modules are fine."""
+    from ..store.layout import short_prefix_detail
+    from ..store.suggest import GENERIC, unknown_ref
+
+    return unknown_ref(roots, ref, short_prefix_detail(ref) or GENERIC)
+
+
 def resolve(roots: str | list[str], ref: str) -> Profile:
     """A profile name, NAME/N, a profile hash or unique prefix, or an artifact id."""
     roots = _roots(roots)
@@ -221,16 +232,28 @@ def resolve(roots: str | list[str], ref: str) -> Profile:
             return named
     if "/" in ref:
         return _artifact(roots, ref)  # also words a missing NAME/N
-    if is_hash_like(ref):
-        if len(ref) < MIN_PREFIX:
-            raise UserError(f"hash prefix {ref!r} is too short (at least {MIN_PREFIX} characters)")
+    if is_hash_like(ref) and len(ref) >= MIN_PREFIX:
         found = _profile_by_prefix(roots, ref)
         if found is not None:
             return found
-    raise UserError(f"unknown REF {ref!r}: not a profile name, profile hash or artifact id")
+    raise _unknown(roots, ref)
 
 
 # -- the session: one command's changes to a copy of the environment ---------
+
+def apply(env: dict[str, str], prof: Profile) -> LoadRecord:
+    """Load `prof` into `env` and return the record of exactly what changed."""
+    rec = LoadRecord(hash=prof.hash, name=prof.name, family=prof.family, prefix=prof.prefix,
+                     generation=prof.generation)
+    for var, sub, keep_default in PATH_DIRS:
+        path = lightos.join(prof.prefix, sub)
+        if lightos.is_dir(path):
+            envdiff.prepend(env, rec, var, [path], keep_default)
+    envdiff.prepend(env, rec, PREFIX_VAR, [prof.prefix])
+    for var in sorted(prof.env):
+        envdiff.set_var(env, rec, check_name(var), prof.env[var])
+    return rec
+
 
 def _who(loaded: Profile | LoadRecord) -> Who:
     return (loaded.name, getattr(loaded, "generation", None), loaded.hash)
@@ -254,17 +277,20 @@ class Session:
                             "(tcsh: unsetenv) to start afresh") from None
 
     def find_loaded(self, ref: str) -> int:
-        """Index of the loaded profile `ref` names (name, hash or hash prefix)."""
+        """Index of the loaded profile `ref` names: NAME/N, NAME, a hash or hash prefix."""
+        name, _, generation = ref.partition("/")
         for i, rec in enumerate(self.records):
-            if ref in (rec.name, rec.hash):
+            if ref in (rec.name, rec.hash, rec.ref):
                 return i
+            if generation.isdigit() and rec.name == name and rec.generation == int(generation):
+                return i  # demo/01
         if len(ref) >= MIN_PREFIX:
             hits = [i for i, r in enumerate(self.records) if r.hash.startswith(ref)]
             if len(hits) == 1:
                 return hits[0]
             if len(hits) > 1:
                 raise UserError(f"hash prefix {ref!r} matches several loaded profiles")
-        what = envdiff.loaded_value(self.records)
+        what = " ".join(r.ref for r in self.records)
         detail = f"loaded: {what}" if what else "nothing is loaded"
         raise UserError(f"{ref!r} is not loaded ({detail})")
 
@@ -293,31 +319,20 @@ class Session:
         prof = resolve(self._roots(), ref)
         for rec in list(self.records):
             if rec.hash == prof.hash:
-                note(f"{prof.label} is already loaded; nothing to do")
+                note(f"{prof.ref} is already loaded; nothing to do")
                 return None
         replaced = []
         for rec in list(self.records):
             if prof.name is not None and rec.name == prof.name:
-                note(f"replacing {rec.label} with {prof.label}")
+                note(f"replacing {rec.ref} with {prof.ref}")
                 envdiff.unload(self.env, self.records, self.records.index(rec))
                 replaced.append(_who(rec))
             elif prof.family is not None and rec.family == prof.family:
-                note(f"family {prof.family!r}: unloading {rec.label} to load {prof.label}")
+                note(f"family {prof.family!r}: unloading {rec.ref} to load {prof.ref}")
                 envdiff.unload(self.env, self.records, self.records.index(rec))
                 replaced.append(_who(rec))
-        self.records.append(self._apply(prof))
+        self.records.append(apply(self.env, prof))
         return prof, replaced
-
-    def _apply(self, prof: Profile) -> LoadRecord:
-        rec = LoadRecord(hash=prof.hash, name=prof.name, family=prof.family, prefix=prof.prefix)
-        for var, sub, keep_default in PATH_DIRS:
-            path = lightos.join(prof.prefix, sub)
-            if lightos.is_dir(path):
-                envdiff.prepend(self.env, rec, var, [path], keep_default)
-        envdiff.prepend(self.env, rec, PREFIX_VAR, [prof.prefix])
-        for var in sorted(prof.env):
-            envdiff.set_var(self.env, rec, check_name(var), prof.env[var])
-        return rec
 
     def purge(self) -> None:
         while self.records:
@@ -379,24 +394,120 @@ def log_usage(session: Session, config: Config, environ: Mapping[str, str]) -> N
                 for action, explicit, who, replaced in session.events], environ, sink)
 
 
+# -- the function's entry: global options, help, and what the full program answers --
+
+PRINT_COMMANDS = ("avail", "loaded", "spider")
+
+
+class Call:
+    """One invocation of the shell function, global options taken off."""
+
+    def __init__(self, store: str | None, debug: bool, cmd: str, args: list[str]):
+        self.store = store
+        self.debug = debug
+        self.cmd = cmd
+        self.args = args
+
+
+def parse_call(args: list[str]) -> Call | None:
+    """`[--store S] [--debug] CMD ARGS...`; None when the full program must answer.
+
+    That is anything else before the command (`--help`, `--version`, a typo),
+    and a `-h`/`--help` after it: click prints the real usage of every command.
+    """
+    store, debug, i = None, False, 0
+    while i < len(args) and args[i].startswith("-"):
+        if args[i] == "--store" and i + 1 < len(args):
+            store, i = args[i + 1], i + 2
+        elif args[i].startswith("--store="):
+            store, i = args[i][len("--store="):], i + 1
+        elif args[i] == "--debug":
+            debug, i = True, i + 1
+        else:
+            return None
+    if i >= len(args):
+        return None
+    rest = args[i + 1:]
+    for a in rest:
+        if a == "--":
+            break
+        if a in ("-h", "--help"):
+            return None
+    return Call(store, debug, args[i], rest)
+
+
+def full_program(shell_name: str, args: list[str]) -> list[str]:
+    """The command line of the full program for `args`, as the function's `*)` branch runs it."""
+    return ["env", f"HDENV_SHELL_FUNCTION={shell_name}", sys.executable, "-m", "hdenv", *args]
+
+
+def _exec_full(shell_name: str, args: list[str]) -> None:
+    import posix
+
+    argv = full_program(shell_name, args)
+    sys.stdout.flush()
+    env = {**posix.environ, b"HDENV_SHELL_FUNCTION": shell_name.encode()}
+    posix.execve(sys.executable, argv[2:], env)
+
+
+def _print_command(shell_name: str, call: Call | None, args: list[str],
+                   environ: Mapping[str, str], roots: Callable[[], list[str]]) -> None:
+    """avail, loaded, spider: printed straight to the terminal, never evaluated."""
+    if call is None:
+        _exec_full(shell_name, args)
+        return
+    from . import catalog
+
+    try:
+        text = catalog.run(call.cmd, call.args, environ, roots())
+    except catalog.Delegate:
+        _exec_full(shell_name, args)
+        return
+    sys.stdout.write(text)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the shell function: SHELL CONFIG STORE COMMAND ARGS..."""
+    """Entry point of the shell function: SHELL CONFIG STORE ARGS...
+
+    The function sends `load`, `unload`, `swap`, `purge` and anything starting
+    with an option here and evaluates what it prints; `avail`, `loaded` and
+    `spider` it runs without evaluating (the first word tells which). What the
+    fast path does not do becomes code that runs the full program.
+    """
     argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    session: Session | None = None
     try:
         if len(argv) < 4:
             raise UserError("the hdenv shell function is out of date; run `hdenv init` again")
-        shell_name, default_config, default_store, cmd, *args = argv
-        shell = get_shell(shell_name)
+        shell_name, default_config, default_store, *args = argv
         environ = lightos.environ()
+        call = parse_call(args)
+        if call is not None and call.store:  # --store: that store, then the configured upstreams
+            environ = {**environ, "HDENV_STORE": call.store}
         config = Config(environ, default_config, default_store)
-        session = Session(environ, config.roots)
-        code = run(cmd, args, shell, environ, config.roots, session)
+        if args[0] in PRINT_COMMANDS:
+            _print_command(shell_name, call, args, environ, config.roots)
+            return
+        shell = get_shell(shell_name)
+        if call is None or call.cmd not in COMMANDS:
+            code = " ".join(shell.quote(a) for a in full_program(shell_name, args)) + "\n"
+        else:
+            session = Session(environ, config.roots)
+            code = run(call.cmd, call.args, shell, environ, config.roots, session)
     except UserError as e:
         print(f"hdenv: error: {e.render()}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except Exception as e:  # a bug: one line, as the full program says it
+        if debug:
+            raise
+        print(f"hdenv: error: internal error: {type(e).__name__}: {e}"
+              " (run with --debug for a traceback)", file=sys.stderr)
+        sys.exit(1)
     sys.stdout.write(code)
     sys.stdout.flush()
-    log_usage(session, config, environ)
+    if session is not None:
+        log_usage(session, config, environ)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,11 +1,11 @@
-"""Core of the shell commands that are not on the fast path: init, loaded,
-avail, env and the completion helper. No click here (cli_shell.py is the thin
-click layer), so these are plain functions returning text or data.
+"""Core of the shell commands that are not on the fast path: init (printed or
+written to a file), env, and the head of `show`. No click here (cli/shell.py is
+the thin click layer), so these are plain functions returning text or data.
+avail, loaded and spider live in catalog.py (they run on the fast path too).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import UserError
 from ..resources import data_dir
 from ..store.layout import Store
-from . import envdiff, fastload
+from . import fastload
 from .quoting import Shell, get_shell, supported
 
 # What the shell function runs; the library directory comes in as argv[1] so the
@@ -43,8 +43,15 @@ def libdir() -> str:
     return str(Path(fastload.__file__).resolve().parents[2])
 
 
-def init_code(shell_name: str | None = None, *, completion: bool = True) -> str:
-    """The code `eval "$(hdenv init SHELL)"` runs to define the function."""
+def init_code(shell_name: str | None = None, *, completion: bool = True,
+              commands: list[str] | tuple[str, ...] = (), written: Path | None = None) -> str:
+    """The code `eval "$(hdenv init SHELL)"` runs (or the file `--write` writes).
+
+    `commands` are the subcommands completion offers (the click group knows
+    them; this layer does not import click). `written` is where the code will
+    live: it then checks at each shell start, with the shell's own file tests,
+    whether hdenv was installed anew since, and writes itself again if so.
+    """
     from ..config import default_config_file, default_store
 
     name = shell_name or detect_shell()
@@ -52,15 +59,52 @@ def init_code(shell_name: str | None = None, *, completion: bool = True) -> str:
     completion_file = None
     if shell.name in COMPLETIONS:
         completion_file = data_dir("completions") / COMPLETIONS[shell.name]
+    helper = data_dir("shell") / "hdenv.csh"
+    stamps = [Path(__file__).resolve().parents[1] / "__init__.py",
+              data_dir("templates") / TEMPLATES[shell.name]]
+    if completion and completion_file is not None:
+        stamps.append(completion_file)
+    if shell.name == "tcsh":
+        stamps.append(helper)
+    regenerate = ["init", shell.name, "--write"] + ([] if completion else ["--no-completion"])
     return render(shell, TEMPLATES[shell.name], {
         "python": sys.executable,
         "libdir": libdir(),
         "default_config": str(default_config_file()),
         "default_store": str(default_store()),
         "fast_code": FAST_CODE,
-        "helper": str(data_dir("shell") / "hdenv.csh"),
+        "helper": str(helper),
         "completion": str(completion_file) if completion and completion_file else "",
+        "commands": " ".join(commands),
+        "written": str(written) if written else "",
+        "stamps": [str(p) for p in stamps],
+        "regenerate": regenerate,
     })
+
+
+def init_file(shell_name: str) -> Path:
+    """Where `hdenv init SHELL --write` puts the code: the user's data dir, per shell."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("hdenv")) / "init" / f"hdenv.{shell_name}"
+
+
+def write_init(shell_name: str | None = None, *, completion: bool = True,
+               commands: list[str] | tuple[str, ...] = ()) -> Path:
+    """Write the init code to `init_file(SHELL)` atomically and return the path.
+
+    A shell starting while the file is rewritten reads the old or the new
+    file, never half of one.
+    """
+    from ..store.fsutil import atomic_write
+
+    name = shell_name or detect_shell()
+    get_shell(name)  # an unknown shell is an error before anything is written
+    path = init_file(name)
+    code = init_code(name, completion=completion, commands=commands, written=path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, code.encode("utf-8"))
+    return path
 
 
 def render(shell: Shell, template: str, context: dict[str, Any]) -> str:
@@ -78,60 +122,6 @@ def render(shell: Shell, template: str, context: dict[str, Any]) -> str:
     return env.get_template(template).render(**context)
 
 
-def loaded_records(environ: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """What is loaded, from the environment (the only place it is kept)."""
-    environ = dict(os.environ) if environ is None else environ
-    try:
-        records = envdiff.decode(environ.get(envdiff.RECORD_VAR))
-    except envdiff.RecordError as e:
-        raise UserError(str(e)) from None
-    return [{"name": r.name, "hash": r.hash, "prefix": r.prefix, "family": r.family}
-            for r in records]
-
-
-def loaded_text(records: list[dict[str, Any]], as_json: bool) -> str:
-    if as_json:
-        return json.dumps(records, indent=2) + "\n"
-    return "".join(f"{r['name'] or '-'} {r['hash']}\n" for r in records)
-
-
-def _generations(store: Store, name: str) -> list[tuple[int, str]]:
-    """(number, profile hash) of each generation of `name`, oldest first."""
-    from ..profile.profiles import list_generations
-
-    return [(g.number, g.hash) for g in list_generations(store, name)]
-
-
-def avail(store: Store) -> list[dict[str, Any]]:
-    """Named profiles with their generations; `current` marks the default."""
-    loaded = {r["hash"] for r in loaded_records()}
-    out = []
-    for name in store.list_names(upstreams=True):
-        current = store.name_current(name)
-        current_hash = current.name if current is not None else None
-        home = store.name_store(name)
-        out.append({
-            "name": name,
-            "upstream": str(home.root) if home is not None and home is not store else None,
-            "current": current_hash,
-            "generations": [{"generation": g, "hash": h, "current": h == current_hash,
-                             "loaded": h in loaded} for g, h in _generations(store, name)],
-        })
-    return out
-
-
-def avail_text(entries: list[dict[str, Any]]) -> str:
-    lines = []
-    for entry in entries:
-        upstream = f"  (upstream: {entry['upstream']})" if entry.get("upstream") else ""
-        lines.append(f"{entry['name']}:{upstream}")
-        for g in entry["generations"]:
-            marks = [m for m in ("current", "loaded") if g[m]]
-            suffix = f"  ({', '.join(marks)})" if marks else ""
-            lines.append(f"  {g['generation']:>7}  {g['hash']}{suffix}")
-    return "".join(line + "\n" for line in lines)
-
-
 def env_code(ref: str, shell_name: str, store: Store | Path) -> str:
     """The code `hdenv load REF` would evaluate in the current environment."""
     shell = get_shell(shell_name)
@@ -140,8 +130,26 @@ def env_code(ref: str, shell_name: str, store: Store | Path) -> str:
     return fastload.run("load", [ref], shell, os.environ, lambda: roots)
 
 
-def complete_refs(store: Store) -> list[str]:
-    """Profile names, NAME/N generations and hashes, for the completion scripts."""
-    names = store.list_names(upstreams=True)
-    generations = [f"{name}/{number}" for name in names for number, _ in _generations(store, name)]
-    return [*names, *generations, *store.list_profile_hashes(upstreams=True)]
+def describe(store: Store, ref: str, info: dict[str, Any]) -> str:
+    """`show`'s head, as `module show`: the description and what loading changes.
+
+    The changes come from applying the profile to an empty environment with
+    the load path's own code, so they are exactly what `hdenv load` does.
+    Adds "description" and "load" to `info` for `--json`.
+    """
+    from . import catalog
+
+    resolved = store.resolve(ref)
+    if resolved.kind == "profile":
+        prof = fastload.read_profile(str(resolved.upstream or store.root), resolved.ident,
+                                     resolved.name)
+        label = resolved.name or resolved.ident
+        described = store.about(resolved.ident).get("description", "")
+    else:
+        prof = fastload.Profile(resolved.ident, None, str(resolved.path), {}, None)
+        label = resolved.ident
+        described = store.about(resolved.ident.rsplit("/", 1)[1]).get("description", "")
+    changes = catalog.load_changes(fastload.apply({}, prof))
+    info["description"] = described
+    info["load"] = changes
+    return catalog.show_header(described, label, changes)

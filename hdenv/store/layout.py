@@ -41,6 +41,14 @@ def dangling_name(name: str, entry: str, target: str) -> str:
             " returns to an earlier generation)")
 
 
+def short_prefix_detail(ref: str) -> str | None:
+    """What to add when a REF could only be a hash prefix, but too short a one."""
+    if is_hash_like(ref) and len(ref) < MIN_PREFIX:
+        return ("not a profile name, and a hash prefix needs at least"
+                f" {MIN_PREFIX} characters (see `hdenv avail`)")
+    return None
+
+
 def split_id(artifact_id: str) -> tuple[str, str, str]:
     parts = artifact_id.split("/")
     if len(parts) != 3 or not all(parts):
@@ -250,29 +258,65 @@ class Store:
         return sorted(n for n in os.listdir(self.names)
                       if os.path.lexists(self.names / n / "current"))
 
+    # -- descriptions and other facts outside the hash ----------------------
+    def record_about(self, hash_: str, about: dict[str, str]) -> None:
+        """Keep what a spec's hash must not cover (a description) in `specs/HASH.about.json`.
+
+        Rewording a description must not rebuild anything, so it lives beside
+        the spec, rewritten by each build that says something different.
+        """
+        from .index import about_path, read_about
+
+        about = {k: v for k, v in about.items() if v}
+        if about and read_about(str(self.root), hash_) != about:
+            atomic_write(Path(about_path(str(self.root), hash_)), canonical_json(about) + b"\n")
+
+    def about(self, hash_: str) -> dict[str, str]:
+        """The description of a spec, from the first store of the chain that has one."""
+        from .index import read_about
+
+        for store in self.chain():
+            found = read_about(str(store.root), hash_)
+            if found:
+                return found
+        return {}
+
     # -- REF resolution ----------------------------------------------------
+    def search_roots(self) -> list[str]:
+        """The stores a REF is looked up in, in order: this one, then its upstreams."""
+        return [str(s.root) for s in self.chain()]
+
+    def unknown(self, ref: str, detail: str | None = None) -> UserError:
+        """The error for a REF that names nothing, with the closest names (store/suggest.py)."""
+        from .suggest import GENERIC, unknown_ref
+
+        return unknown_ref(self.search_roots(), ref, detail or GENERIC)
+
     def resolve(self, ref: str) -> Ref:
-        """Resolve a profile name, NAME/N (generation N), profile hash (prefix) or artifact id."""
+        """A profile name, NAME/N, profile hash (prefix), artifact id, or unique NAME/VERSION."""
         if not ref:
             raise UserError("empty REF")
-        name, _, generation = ref.partition("/")
-        if generation.isascii() and generation.isdigit():  # not '²', which int() refuses
-            return self._resolve_generation(ref, name, generation)
+        name, _, rest = ref.partition("/")
+        if rest.isascii() and rest.isdigit():  # not '²', which int() refuses
+            named = self._named_profile(name, str(int(rest)))
+            if named is not None:
+                return named
+            if self.name_current(name) is not None:
+                raise UserError(f"profile {name!r} has no generation {int(rest)}"
+                                f" (see `hdenv profile generations {name}`)")
+            # not a profile name: NAME/VERSION of an artifact whose version is a number
         if "/" in ref:
             return self._resolve_artifact(ref)
         named = self._named_profile(ref, "current")
         if named is not None:
             return named
-        if is_hash_like(ref):
-            if len(ref) < MIN_PREFIX:
-                raise UserError(f"hash prefix {ref!r} is too short"
-                                f" (at least {MIN_PREFIX} characters)")
+        if is_hash_like(ref) and len(ref) >= MIN_PREFIX:
             matches = [h for h in self.list_profile_hashes(upstreams=True) if h.startswith(ref)]
             if len(matches) == 1:
                 return self._profile_ref(matches[0])
             if len(matches) > 1:
                 raise UserError(f"hash prefix {ref!r} is ambiguous: {', '.join(matches[:5])}")
-        raise UserError(f"unknown REF {ref!r}: not a profile name, profile hash or artifact id")
+        raise self.unknown(ref, short_prefix_detail(ref))
 
     def _origin(self, store: Store | None) -> Path | None:
         return None if store is None or store is self else store.root
@@ -281,16 +325,6 @@ class Store:
         where = self.profile_store(hash_)
         return Ref("profile", hash_, (where or self).own_profile_dir(hash_), name=name,
                    upstream=self._origin(where))
-
-    def _resolve_generation(self, ref: str, name: str, generation: str) -> Ref:
-        """NAME/N, as Lmod's NAME/VERSION: the name's generation N, current or not."""
-        named = self._named_profile(name, str(int(generation)))
-        if named is not None:
-            return named
-        if self.name_current(name) is None:
-            raise UserError(f"unknown REF {ref!r}: no profile named {name!r}")
-        raise UserError(f"profile {name!r} has no generation {int(generation)}"
-                        f" (see `hdenv profile generations {name}`)")
 
     def _named_profile(self, name: str, entry: str) -> Ref | None:
         """The profile `names/NAME/ENTRY` (`current` or a generation number) points at.
@@ -311,11 +345,13 @@ class Store:
                    upstream=self._origin(self.profile_store(target.name)))
 
     def _resolve_artifact(self, ref: str) -> Ref:
+        """NAME/VERSION/HASH (HASH may be a unique prefix), or NAME/VERSION when only one exists."""
         parts = ref.split("/")
-        if len(parts) != 3 or not all(parts):
-            raise UserError(f"unknown REF {ref!r}: an artifact id is NAME/VERSION/HASH")
-        name, version, prefix = parts
-        if len(prefix) < MIN_PREFIX and len(prefix) != HASH_CHARS:
+        if len(parts) not in (2, 3) or not all(parts):
+            raise self.unknown(ref, "an artifact id is NAME/VERSION/HASH")
+        name, version = parts[0], parts[1]
+        prefix = parts[2] if len(parts) == 3 else ""
+        if prefix and len(prefix) < MIN_PREFIX and len(prefix) != HASH_CHARS:
             raise UserError(f"hash prefix {prefix!r} is too short"
                             f" (at least {MIN_PREFIX} characters)")
         found: dict[str, Store] = {}
@@ -328,9 +364,11 @@ class Store:
                         found[h] = store
         candidates = sorted(found)
         if not candidates:
-            raise UserError(f"unknown REF {ref!r}: no such artifact in the store")
+            raise self.unknown(ref, "no such artifact in the store")
         if len(candidates) > 1:
-            raise UserError(f"artifact prefix {ref!r} is ambiguous: {', '.join(candidates[:5])}")
+            ids = ", ".join(f"{name}/{version}/{h}" for h in candidates[:5])
+            what = "artifact prefix" if prefix else "NAME/VERSION"
+            raise UserError(f"{what} {ref!r} is ambiguous: {ids}")
         aid = f"{name}/{version}/{candidates[0]}"
         where = found[candidates[0]]
         return Ref("artifact", aid, where.own_artifact_dir(aid), upstream=self._origin(where))

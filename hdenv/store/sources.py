@@ -267,8 +267,10 @@ class SourceStore:
                 return dest
             except _Mismatch as e:
                 tried.append(f"{loc}: {e}")
+                self.log(f"  failed: {loc}: {e}")  # each failed attempt: one line
             except (OSError, urllib.error.URLError, ValueError) as e:
                 tried.append(f"{loc}: {_reason(e)}")
+                self.log(f"  failed: {loc}: {_reason(e)}")
         where = "; ".join(tried) if tried else "no URL or mirror configured"
         raise BuildError(f"could not get {key}{f' ({name})' if name else ''}: tried {where}")
 

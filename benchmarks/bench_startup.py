@@ -1,0 +1,114 @@
+"""Benchmark: opening a shell with hdenv's init line vs Lmod's init line.
+
+For bash (`bash -ic exit`), zsh (`zsh -ic exit`) and fish (`fish -ic exit`),
+each with a startup file that holds only the init line: hdenv's is
+`. FILE` (FILE from `hdenv init SHELL --write`), Lmod's sources its
+`init/SHELL`. A startup file with nothing in it is timed too, so the cost
+of each init line shows apart from the shell's own start. Goal: hdenv/Lmod
+at most 1.5 for bash; zsh and fish are reported.
+
+Rounds run in alternating blocks (bare, Lmod, hdenv) and each case's best
+block counts, as in bench_load.py, so other load on the machine hits all
+three alike.
+
+    .venv/bin/python benchmarks/bench_startup.py [--rounds 60] [--blocks 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+LMOD_INIT = Path("/usr/share/lmod/lmod/init")
+# shell: (startup file under HOME, how it sources a file, the command timed)
+SHELLS = {
+    "bash": (".bashrc", ". {}", ["-ic", "exit"]),
+    "zsh": (".zshrc", "source {}", ["-ic", "exit"]),
+    "fish": (".config/fish/config.fish", "source {}", ["-ic", "exit"]),
+}
+
+
+def write_init(shell: str, env: dict[str, str]) -> str:
+    hdenv = str(Path(sys.executable).parent / "hdenv")
+    proc = subprocess.run([hdenv, "init", shell, "--write"], env=env, capture_output=True,
+                          text=True, check=True)
+    return proc.stdout.strip()
+
+
+def time_block(exe: str, args: list[str], env: dict[str, str], rounds: int) -> float:
+    """Mean ms of one shell start over `rounds` (after one warm-up)."""
+    cmd = [exe, *args]
+    subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    return (time.perf_counter() - t0) / rounds * 1000
+
+
+def bench_shell(shell: str, base: Path, rounds: int, blocks: int) -> dict[str, float] | None:
+    exe = shutil.which(shell)
+    if exe is None:
+        print(f"{shell}: not installed, skipped")
+        return None
+    rc_name, source, args = SHELLS[shell]
+    homes = {}
+    for case in ("bare", "lmod", "hdenv"):
+        home = base / shell / case
+        (home / rc_name).parent.mkdir(parents=True, exist_ok=True)
+        env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(home),
+               "LANG": "C.UTF-8", "TERM": "dumb", "XDG_DATA_HOME": str(home / ".local/share"),
+               "XDG_CONFIG_HOME": str(home / ".config"), "ZDOTDIR": str(home)}
+        line = ""
+        if case == "lmod":
+            if not (LMOD_INIT / shell).is_file():
+                continue
+            line = source.format(LMOD_INIT / shell)
+        elif case == "hdenv":
+            line = source.format(write_init(shell, env))
+        (home / rc_name).write_text(line + "\n")
+        homes[case] = env
+    best: dict[str, float] = {}
+    per_block = max(1, rounds // blocks)
+    for _ in range(blocks):
+        for case, env in homes.items():
+            ms = time_block(exe, args, env, per_block)
+            best[case] = min(best.get(case, ms), ms)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--blocks", type=int, default=6)
+    args = parser.parse_args()
+    print(f"rounds: {args.rounds} per case in {args.blocks} alternating blocks, best block"
+          " counts (ms per shell start)")
+    with tempfile.TemporaryDirectory(prefix="hdenv-bench-startup-") as tmp:
+        for shell in SHELLS:
+            got = bench_shell(shell, Path(tmp), args.rounds, args.blocks)
+            if got is None:
+                continue
+            line = f"{shell:5} bare {got['bare']:6.2f}   hdenv {got['hdenv']:6.2f}"
+            if "lmod" in got:
+                ratio = got["hdenv"] / got["lmod"]
+                line += (f"   Lmod {got['lmod']:6.2f}   ratio hdenv/Lmod {ratio:5.2f}"
+                         f"   init line alone: hdenv {got['hdenv'] - got['bare']:+6.2f},"
+                         f" Lmod {got['lmod'] - got['bare']:+6.2f}")
+                if shell == "bash":
+                    line += "  (goal <= 1.50) " + ("OK" if ratio <= 1.5 else "MISSED")
+            else:
+                line += f"   (no Lmod init for {shell} at {LMOD_INIT})"
+            print(line)
+
+
+if __name__ == "__main__":
+    os.environ.pop("BASH_ENV", None)
+    main()

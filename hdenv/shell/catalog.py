@@ -1,0 +1,288 @@
+"""Finding software: `avail`, `spider`, `loaded`, and the top of `show`.
+
+An Lmod user runs `module avail`, `module spider lua` and `module list` many
+times a day, so these run on the fast path like `load` (`python -I -S`, no
+click, no jinja2): the shell function calls `fastload.main`, which hands them
+here. Everything comes from `store.index` (symlinks and one JSON file per
+profile) and from the environment (`HDENV_RECORD`). The click commands call
+the same functions, so both ways print the same.
+"""
+
+from __future__ import annotations
+
+from ..errors import UserError
+from ..store.index import Index
+from . import envdiff
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+LEGEND = ("\nWhere:\n   D:  default generation (what `hdenv load NAME` loads)\n"
+          "   L:  loaded\n")
+FIND_HINT = ('Use "hdenv spider TEXT" to find the profiles holding a package,'
+             ' "hdenv show NAME" to see one.\n')
+
+
+class Delegate(Exception):
+    """An option the fast path does not know: the full program must answer (help, errors)."""
+
+
+# -- what is loaded -------------------------------------------------------------
+
+def loaded_records(environ: Mapping[str, str]) -> list[envdiff.LoadRecord]:
+    try:
+        return envdiff.decode(environ.get(envdiff.RECORD_VAR))
+    except envdiff.RecordError as e:
+        raise UserError(f"{e}; run `unset {envdiff.RECORD_VAR} {envdiff.LOADED_VAR}`"
+                        " (tcsh: unsetenv) to start afresh") from None
+
+
+def loaded_data(environ: Mapping[str, str]) -> list[dict[str, Any]]:
+    return [{"ref": r.ref, "name": r.name, "generation": r.generation, "hash": r.hash,
+             "prefix": r.prefix, "family": r.family} for r in loaded_records(environ)]
+
+
+def loaded_text(entries: list[dict[str, Any]]) -> str:
+    """`module list`'s layout: numbered, in load order."""
+    if not entries:
+        return "No profiles loaded.\n"
+    cells = []
+    for i, e in enumerate(entries, start=1):
+        family = f" [{e['family']}]" if e.get("family") else ""
+        cells.append(f"  {i}) {e['ref']}{family}")
+    return "Currently loaded profiles:\n" + "\n".join(cells) + "\n"
+
+
+# -- avail ----------------------------------------------------------------------
+
+def _matches(text: str, *fields: str) -> bool:
+    needle = text.lower()
+    return any(needle in f.lower() for f in fields)
+
+
+def avail_data(index: Index, environ: Mapping[str, str],
+               texts: list[str] | None = None) -> list[dict[str, Any]]:
+    """Named profiles with description, generations (default, loaded) and packages."""
+    loaded = {r.hash for r in loaded_records(environ)}
+    out = []
+    for named in index.named():
+        cur = named.current
+        facts = index.facts(named.root, cur.hash) if cur else None
+        packages = facts.packages() if facts else []
+        description = facts.description if facts else ""
+        if texts and not all(_matches(t, named.name, description,
+                                      *[f"{p}/{v}" for p, v, _ in packages]) for t in texts):
+            continue
+        out.append({
+            "name": named.name,
+            "store": named.root,
+            "upstream": named.root if named.root != index.roots[0] else None,
+            "description": description,
+            "current": cur.hash if cur else None,
+            "default": cur.number if cur else None,
+            "generations": [{"generation": g.number, "ref": f"{named.name}/{g.number}",
+                             "hash": g.hash, "current": g.current, "loaded": g.hash in loaded}
+                            for g in named.generations],
+            "packages": [{"name": p, "version": v, "id": aid} for p, v, aid in packages],
+        })
+    return out
+
+
+def _marks(gen: dict[str, Any]) -> str:
+    marks = [m for m, on in (("D", gen["current"]), ("L", gen["loaded"])) if on]
+    return f" ({','.join(marks)})" if marks else ""
+
+
+def avail_text(entries: list[dict[str, Any]], roots: list[str], width: int = 78) -> str:
+    lines: list[str] = []
+    for root in roots:
+        mine = [e for e in entries if e["store"] == root]
+        if not mine:
+            continue
+        title = f" {root} " if root == roots[0] else f" {root} (upstream) "
+        dashes = max(4, width - len(title))
+        lines.append("-" * (dashes // 2) + title + "-" * (dashes - dashes // 2))
+        for e in mine:
+            lines.append("   " + "   ".join(g["ref"] + _marks(g) for g in e["generations"]))
+            if e["description"]:
+                lines.append(f"      {e['description']}")
+            if e["packages"]:
+                lines.append("      packages: " + " ".join(
+                    f"{p['name']}/{p['version']}" for p in e["packages"]))
+    return "\n".join(lines) + "\n" + LEGEND + "\n" + FIND_HINT
+
+
+def complete_refs(index: Index, typed: str = "") -> list[str]:
+    """What completion offers: names, then NAME/N; profile hashes once 6 characters are typed."""
+    named = index.named()
+    refs = [n.name for n in named] + [f"{n.name}/{g.number}" for n in named
+                                      for g in n.generations]
+    if len(typed) >= 6:
+        seen = set()
+        for n in named:
+            for g in n.generations:
+                if g.hash.startswith(typed) and g.hash not in seen:
+                    seen.add(g.hash)
+                    refs.append(g.hash)
+        refs += _profile_hashes(index, typed, seen)
+    return refs
+
+
+def _profile_hashes(index: Index, typed: str, seen: set[str]) -> list[str]:
+    import os
+
+    out = []
+    for root in index.roots:
+        try:
+            entries = os.listdir(os.path.join(root, "profiles"))
+        except OSError:
+            continue
+        out += [h for h in sorted(entries) if h.startswith(typed) and h not in seen]
+    return out
+
+
+# -- spider ---------------------------------------------------------------------
+
+def spider_data(index: Index, text: str) -> list[dict[str, Any]]:
+    """Each package NAME/VERSION matching `text`, with every generation holding it."""
+    name, _, version = text.partition("/")
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for named in index.named():
+        for gen in named.generations:
+            facts = index.facts(named.root, gen.hash)
+            for pname, pversion, aid in facts.packages():
+                if version:
+                    if (pname.lower(), pversion) != (name.lower(), version):
+                        continue
+                elif name.lower() not in pname.lower():
+                    continue
+                entry = found.setdefault((pname, pversion), {
+                    "package": pname, "version": pversion, "ids": [], "profiles": [],
+                    "description": ""})
+                if aid not in entry["ids"]:
+                    entry["ids"].append(aid)
+                entry["profiles"].append({"name": named.name, "generation": gen.number,
+                                          "ref": f"{named.name}/{gen.number}",
+                                          "hash": gen.hash, "current": gen.current,
+                                          "store": named.root})
+    from ..store.index import read_about
+
+    out = []
+    exact = name.lower()
+    for _key, entry in sorted(found.items(),
+                              key=lambda kv: (kv[0][0].lower() != exact, kv[0])):
+        for aid in entry["ids"]:
+            root = next(p["store"] for p in entry["profiles"])
+            described = read_about(root, aid.rsplit("/", 1)[1]).get("description")
+            if described:
+                entry["description"] = described
+                break
+        defaults = sorted({p["name"] for p in entry["profiles"] if p["current"]})
+        entry["load"] = (f"hdenv load {defaults[0]}" if defaults
+                         else f"hdenv load {entry['profiles'][-1]['ref']}")
+        out.append(entry)
+    return out
+
+
+def spider_text(entries: list[dict[str, Any]]) -> str:
+    lines = []
+    for e in entries:
+        about = f" - {e['description']}" if e["description"] else ""
+        lines.append(f"{e['package']}/{e['version']}{about}")
+        lines.append("    in: " + ", ".join(
+            p["ref"] + (" (D)" if p["current"] else "") for p in e["profiles"]))
+        lines.append(f"    load it with: {e['load']}")
+    return "\n".join(lines) + "\n"
+
+
+def spider_miss(index: Index, text: str) -> UserError:
+    from ..store.suggest import close_matches
+
+    close = [m for m in close_matches(index, text.partition("/")[0])
+             if index.get(m) is None]
+    if index.get(text) is not None:
+        return UserError(f"no package matches {text!r}; {text} is a profile:"
+                         f" hdenv avail {text}")
+    if close:
+        return UserError(f"no package matches {text!r}; did you mean {', '.join(close)}?")
+    return UserError(f"no package matches {text!r} in any profile (see `hdenv avail`)")
+
+
+# -- show -----------------------------------------------------------------------
+
+def load_changes(record: envdiff.LoadRecord) -> list[dict[str, str]]:
+    """What loading changes, from the record a load into an empty environment makes."""
+    out = []
+    for var, change in record.paths.items():
+        out += [{"action": "prepend", "variable": var, "value": v} for v in change.pre]
+    for var, vchange in record.vars.items():
+        out.append({"action": "set", "variable": var, "value": vchange.new})
+    return out
+
+
+def show_header(description: str, ref: str, changes: list[dict[str, str]]) -> str:
+    """`module show`'s part: what it is and what loading it does."""
+    lines = [f"{ref}: {description}" if description else ref, "loading it:"]
+    width = max((len(c["variable"]) for c in changes), default=0)
+    lines += [f"  {c['action']:<8} {c['variable']:<{width}}  {c['value']}" for c in changes]
+    return "\n".join(lines) + "\n"
+
+
+# -- the fast path's entry --------------------------------------------------------
+
+def _options(args: list[str], flags: set[str]) -> tuple[set[str], list[str]]:
+    """Split known flags from words; anything else that looks like an option delegates."""
+    seen, words = set(), []
+    only_words = False
+    for a in args:
+        if only_words or not a.startswith("-") or a == "-":
+            words.append(a)
+        elif a == "--":
+            only_words = True
+        elif a in flags:
+            seen.add(a)
+        else:
+            raise Delegate(a)
+    return seen, words
+
+
+def _dump(data: Any) -> str:
+    import json  # only for --json: the indented form people read
+
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def run(cmd: str, args: list[str], environ: Mapping[str, str], roots: list[str]) -> str:
+    """The output of `avail`, `spider` or `loaded`; UserError for bad input, Delegate for help."""
+    if cmd == "loaded":
+        flags, words = _options(args, {"--json"})
+        if words:
+            raise UserError("usage: hdenv loaded [--json]")
+        data = loaded_data(environ)
+        return _dump(data) if flags else loaded_text(data)
+    index = Index(roots)
+    if cmd == "avail":
+        flags, words = _options(args, {"--json", "--refs"})
+        if "--refs" in flags:
+            return "".join(r + "\n" for r in complete_refs(index, words[0] if words else ""))
+        entries = avail_data(index, environ, words)
+        if "--json" in flags:
+            return _dump(entries)
+        if not entries:
+            if words:
+                raise UserError(f"no profile matches {' '.join(words)!r}"
+                                f" (packages: hdenv spider {words[0]})")
+            return (f"No named profiles in {', '.join(roots)} yet:"
+                    " build one with `hdenv build FILE.toml`.\n")
+        return avail_text(entries, roots)
+    if cmd == "spider":
+        flags, words = _options(args, {"--json"})
+        if len(words) != 1:
+            raise UserError("usage: hdenv spider TEXT [--json] (a package NAME or NAME/VERSION)")
+        found = spider_data(index, words[0])
+        if not found:
+            raise spider_miss(index, words[0])
+        return _dump(found) if flags else spider_text(found)
+    raise UserError(f"not a catalog command: {cmd!r}")
