@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from ..config import Settings
 from ..errors import BuildError, UserError
+from ..store.gcroots import BuildRoots
 from ..store.layout import Store
 from ..store.sources import SourceStore
 from ..store.tmpdirs import clean_stale
@@ -22,7 +23,7 @@ from .builder import build_options
 from .plan import Plan, plan_stack
 from .preflight import preflight
 from .scheduler import BuildReport, run_plan
-from .stackfile import ProfilePlan, load_stack
+from .stackfile import ProfilePlan, Stack, load_stack
 from .storepath import check_store_path
 
 
@@ -62,10 +63,21 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
     if warning and not dry_run:
         print(f"hdenv: {warning}", file=stream)
     sources = SourceStore(store, settings.mirrors, log=lambda m: print(m, file=stream))
-    plan = plan_stack(stack, store, sources)
     if dry_run:
+        plan = plan_stack(stack, store, sources)
         return BuildOutcome(plan, BuildReport(), dry_run_lines=explain(plan, store))
     clean_stale(store)  # what killed runs left in tmp/
+    with BuildRoots(store) as roots:
+        return _build(stack, store, sources, roots, settings, jobs=jobs, keep_going=keep_going,
+                      stream=stream)
+
+
+def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
+           settings: Settings, *, jobs: int | None, keep_going: bool,
+           stream: TextIO) -> BuildOutcome:
+    with roots.holding():  # planning may store local sources before it can name them
+        plan = plan_stack(stack, store, sources)
+        roots.add(plan_roots(plan))
     for node in plan.nodes.values():  # even for artifacts already built: a URL may be new
         store.record_source_hints(node.id.rsplit("/", 1)[1], node.source_hints)
     report = run_plan(plan, store, sources, jobs=jobs or settings.jobs,
@@ -78,7 +90,7 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
         if failed & set(closure):
             continue
         try:
-            outcome.profiles.append(_make_profile(store, planned.plan, closure))
+            outcome.profiles.append(_make_profile(store, planned.plan, closure, roots))
         except UserError as e:  # e.g. two artifacts providing one file: point at the profile
             if e.file is not None:
                 raise
@@ -99,12 +111,20 @@ class BuildFailed(BuildError):
         super().__init__(message)
 
 
-def _make_profile(store: Store, plan: ProfilePlan, closure: list[str]) -> ProfileResult:
+def plan_roots(plan: Plan) -> list[str]:
+    """What a build of `plan` uses, for gc: every node and every source key."""
+    keys = [s["key"] for n in plan.nodes.values() for s in n.spec.get("sources", [])]
+    return [*plan.nodes, *keys]
+
+
+def _make_profile(store: Store, plan: ProfilePlan, closure: list[str],
+                  roots: BuildRoots) -> ProfileResult:
     from ..profile import profiles
 
     spec = profiles.profile_spec(closure, plan.env, plan.family, exclude=plan.exclude,
                                  priority=plan.priority)
     phash = profiles.profile_hash(spec)
+    roots.add([phash])  # before it exists: gc must not take it before the name points at it
     profiles.create_profile(store, spec)
     generation, new = profiles.set_current(store, plan.name, phash)
     return ProfileResult(plan.name, phash, generation, new)
