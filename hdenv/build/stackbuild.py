@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from ..config import Settings
 from ..errors import BuildError, UserError
+from ..store.gc import spec_source_keys
 from ..store.gcroots import BuildRoots
 from ..store.layout import Store
 from ..store.sources import SourceStore
@@ -113,7 +114,7 @@ class BuildFailed(BuildError):
 
 def plan_roots(plan: Plan) -> list[str]:
     """What a build of `plan` uses, for gc: every node and every source key."""
-    keys = [s["key"] for n in plan.nodes.values() for s in n.spec.get("sources", [])]
+    keys = [k for n in plan.nodes.values() for k in spec_source_keys(n.spec)]
     return [*plan.nodes, *keys]
 
 

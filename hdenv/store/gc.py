@@ -114,6 +114,13 @@ def _split_roots(ids: set[str]) -> tuple[set[str], set[str], set[str]]:
     return profiles, artifacts, sources
 
 
+def spec_source_keys(spec: dict[str, Any]) -> list[str]:
+    """Every source key a build spec names: its sources and its patches."""
+    keys = [s["key"] for s in spec.get("sources", [])
+            if isinstance(s, dict) and isinstance(s.get("key"), str)]
+    return keys + [p for p in spec.get("patches", []) if isinstance(p, str)]
+
+
 def _read_json_or(path: Path, default: Any) -> Any:
     try:
         return read_json(path)
@@ -168,9 +175,7 @@ def mark(store: Store, *, clean_dead: bool = False) -> Marked:
         if spec.get("tools"):
             refs.append(spec["tools"])
         stack.extend(r.rsplit("/", 1)[-1] for r in refs if isinstance(r, str))
-        for src in spec.get("sources", []):
-            if isinstance(src, dict) and isinstance(src.get("key"), str):
-                sources.add(src["key"])
+        sources.update(spec_source_keys(spec))
     marked.sources = sources
     return marked
 
