@@ -7,7 +7,7 @@ __hdenv_loaded_names() {
 
 __hdenv_complete() {
     local cur=${COMP_WORDS[COMP_CWORD]}
-    local cmds="init build fetch host list show path diff graph load unload swap purge loaded avail env profile verify config store"
+    local cmds="init build fetch host list show path diff graph load unload swap purge loaded avail env profile verify config store gc du pin unpin mirror"
     local words=""
     if [ "$COMP_CWORD" -eq 1 ]; then
         words=$cmds
@@ -25,7 +25,7 @@ __hdenv_complete() {
                     words=$(hdenv avail --refs 2>/dev/null)
                 fi
                 ;;
-            load|env|show|path|diff|graph) words=$(hdenv avail --refs 2>/dev/null) ;;
+            load|env|show|path|diff|graph|pin|unpin|verify) words=$(hdenv avail --refs 2>/dev/null) ;;
             *) return 0 ;;
         esac
     fi
