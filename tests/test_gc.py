@@ -22,6 +22,7 @@ from hdenv.errors import UserError
 from hdenv.store.artifacts import install_artifact
 from hdenv.store.gc import parse_size
 from hdenv.store.layout import Store
+from hdenv.store.tmpdirs import leftovers
 
 
 def ids(run_hdenv: Runner) -> set[str]:
@@ -84,7 +85,7 @@ def test_gc_after_a_parameter_change_and_prune(run_hdenv: Runner, tmp_path: Path
     assert run_hdenv("gc", "--dry-run", check=True).stdout == ""
     assert json.loads(run_hdenv("du", "--json", check=True).stdout)["gc_would_free"] == 0
     # the live profile can still be exported: the specs of its whole build closure stay
-    assert not [p for p in os.listdir(store_dir / "tmp") if p.startswith("gc-")]
+    assert leftovers(Store(store_dir)) == []
     # and building it again is a no-op apart from re-capturing the host tools
     again = run_hdenv("build", stack, "--set", "cflags=-O1", check=True)
     assert "0 built" in again.stderr
@@ -296,6 +297,6 @@ def test_gc_killed_at_random_moments_leaves_a_clean_store(
             break
     assert kills >= 2
     run_hdenv("gc", check=True)
-    assert not [p for p in os.listdir(store_dir / "tmp") if p.startswith("gc-")]
+    assert leftovers(Store(store_dir)) == []
     assert {a.split("/")[0] for a in ids(run_hdenv)} == {"base"}
     assert run_hdenv("verify").returncode == 0

@@ -10,16 +10,16 @@ compiler) may be removed, as Nix removes build-time inputs by default. With
 
 Sweep, under the exclusive GC lock: garbage profiles first, then artifacts
 with their dependents before their dependencies, then specs, then sources. A
-profile or artifact is first renamed into `tmp/gc-PID/` and only then deleted,
-so a gc killed at any moment leaves every remaining artifact complete and
-every remaining runtime closure whole; the next gc deletes what a dead one
-left in `tmp/`.
+profile or artifact is first renamed into this run's private temporary
+directory (`tmp/<uid>/TOKEN.gc-*`, see `tmpdirs`) and only then deleted, so a
+gc killed at any moment leaves every remaining artifact complete and every
+remaining runtime closure whole; the next gc or build removes what a dead
+run left there.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import shutil
@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .fsutil import read_json, remove_tree, tree_size
+from .fsutil import file_lock, read_json, remove_tree, tree_size
 from .gcroots import gc_lock, list_pins, running_roots
 from .layout import ARTIFACT_META, META_DIR, PROFILE_META, Store
+from .tmpdirs import clean_stale, temp_dir
 
 TRASH_PREFIX = "gc-"
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
@@ -243,24 +244,18 @@ def _locked(store: Store, aid: str) -> bool:
 def _artifact_lock(store: Store, aid: str) -> Iterator[bool]:
     """Hold an artifact's build lock if nobody does; yields whether we got it.
 
-    The lock file is not created when missing (nobody is building then, and gc
-    should not add an inode per artifact it removes).
+    A missing lock file is not created (nobody is building then, and gc should
+    not add an inode for every artifact it removes).
     """
-    try:
-        fd = os.open(store.lock_path(aid.rsplit("/", 1)[-1]),
-                     os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
+    path = store.lock_path(aid.rsplit("/", 1)[-1])
+    if not os.path.lexists(path):
         yield True
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+        with file_lock(path, blocking=False):
+            yield True
+    except BlockingIOError:
+        yield False
 
 
 def _dependents_first(store: Store, artifacts: dict[str, Path]) -> list[str]:
@@ -340,12 +335,14 @@ def collect(store: Store, *, dry_run: bool = False, sources: bool = False,
         say("waiting for running hdenv processes to register what they use")
         lock = gc_lock(store, shared=False)
         lock.__enter__()
+    trash: Path | None = None
     try:
         if not dry_run:
-            _empty_trash(store)
+            clean_stale(store)  # what a killed gc (or build) had moved aside
         result.kept = mark(store, clean_dead=not dry_run)
         items = garbage(store, result.kept, sources=sources, sizes=dry_run)
-        trash = store.tmp / f"{TRASH_PREFIX}{os.getpid()}"
+        if items and not dry_run:
+            trash = temp_dir(store, TRASH_PREFIX)
         git_pruned = False
         for item in items:
             if max_freed is not None and result.freed >= max_freed:
@@ -357,6 +354,7 @@ def collect(store: Store, *, dry_run: bool = False, sources: bool = False,
                 done = _drop_git_ref(item)
                 git_pruned = git_pruned or done
             else:
+                assert trash is not None
                 done = _remove(store, item, trash)
             if done:
                 result.items.append(item)
@@ -367,8 +365,9 @@ def collect(store: Store, *, dry_run: bool = False, sources: bool = False,
             _prune_empty_dirs(store, result.kept)
             if git_pruned:
                 _git_prune(store.src / "git" / "cache.git")
-            remove_tree(trash)
     finally:
+        if trash is not None:
+            remove_tree(trash)
         lock.__exit__(None, None, None)
     return result
 
@@ -388,7 +387,6 @@ def _remove(store: Store, item: Item, trash: Path) -> bool:
 
 
 def _move_and_delete(item: Item, trash: Path) -> bool:
-    trash.mkdir(parents=True, exist_ok=True)
     aside = trash / f"{item.kind}-{item.ident.replace('/', '-')}"
     try:
         st = os.lstat(item.path)
@@ -436,13 +434,6 @@ def _size_for_removal(root: Path) -> int:
                 else:
                     total += entry.stat(follow_symlinks=False).st_blocks * 512
     return total
-
-
-def _empty_trash(store: Store) -> None:
-    """What a killed gc had moved aside (we hold the exclusive lock: its owner is dead)."""
-    for entry in _listdir(store.tmp):
-        if entry.startswith(TRASH_PREFIX):
-            remove_tree(store.tmp / entry)
 
 
 def _prune_empty_dirs(store: Store, marked: Marked) -> None:

@@ -21,13 +21,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 from ..errors import UserError
-from .fsutil import file_lock
+from .fsutil import file_lock, open_dir_nofollow
 from .layout import Store
 
 GC_LOCK = "gc"
@@ -134,11 +135,15 @@ class BuildRoots:
         directory = roots_dir(self.store)
         directory.mkdir(parents=True, exist_ok=True)
         with self.holding():
-            path = directory / f"{os.getpid()}.{secrets.token_hex(6)}"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
-                         | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+            name = f"{os.getpid()}.{secrets.token_hex(6)}"
+            dfd = open_dir_nofollow(directory)
+            try:
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
+                             | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
+            finally:
+                os.close(dfd)
             lock_fd(fd)
-            self.path, self._fd = path, fd
+            self.path, self._fd = directory / name, fd
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
@@ -197,10 +202,12 @@ def running_roots(store: Store, *, clean: bool) -> RunningRoots:
     for entry in entries:
         path = directory / entry
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError:
             continue
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
             try:
                 lock_fd(fd, shared=True, blocking=False)
             except BlockingIOError:
