@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..errors import UserError
-from .fsutil import file_lock, open_dir_nofollow
+from .fsutil import file_lock, lock_fd, open_dir_nofollow
 from .layout import Store
 
 GC_LOCK = "gc"
