@@ -30,6 +30,7 @@ class BuildReport:
     built: list[str] = field(default_factory=list)
     captured: list[str] = field(default_factory=list)  # host software, new in this store
     present: list[str] = field(default_factory=list)
+    fetched: list[str] = field(default_factory=list)  # installed from a binary cache
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
@@ -47,6 +48,7 @@ class Progress:
         self.stream = stream
         self.live = stream.isatty() if live is None else live
         self.running: dict[str, float] = {}
+        self.details: dict[str, str] = {}  # e.g. download progress, shown on the live line
         self.started = time.monotonic()
         self.lock = threading.Lock()
         self._stop = threading.Event()
@@ -61,7 +63,8 @@ class Progress:
                 self._draw()
 
     def _draw(self) -> None:
-        names = ", ".join(n.split("/")[0] for n in self.running) or "-"
+        names = ", ".join(n.split("/")[0] + (f" [{self.details[n]}]" if n in self.details else "")
+                          for n in self.running) or "-"
         elapsed = time.monotonic() - self.started
         line = f"[{self.done}/{self.total}] building: {names} ({elapsed:.0f}s)"
         width = 100
@@ -83,6 +86,10 @@ class Progress:
         if not self.live:
             self._say(f"{verb} {nid}")
 
+    def meter(self, nid: str, label: str, total: int) -> _DetailMeter:
+        """A transfer meter drawn into the live line (nothing off a terminal)."""
+        return _DetailMeter(self, nid, label, total)
+
     def waiting(self, nid: str) -> None:
         self._say(f"waiting for another hdenv building {nid}")
 
@@ -90,7 +97,7 @@ class Progress:
         with self.lock:
             began = self.running.pop(nid, time.monotonic())
             self.done += 1
-        if outcome != "present":
+        if outcome not in ("present", "fetched"):  # a fetch has said where from already
             self._say(f"{outcome} {nid} ({time.monotonic() - began:.1f}s)")
 
     def fail(self, nid: str) -> None:
@@ -106,6 +113,23 @@ class Progress:
             self.stream.flush()
 
 
+class _DetailMeter:
+    def __init__(self, progress: Progress, nid: str, label: str, total: int):
+        self.progress, self.nid, self.label, self.total = progress, nid, label, total
+        self.done = 0
+
+    def update(self, nbytes: int) -> None:
+        self.done += nbytes
+        if self.progress.live:
+            with self.progress.lock:
+                self.progress.details[self.nid] = (
+                    f"{self.label} {self.done / 1e6:.1f}/{self.total / 1e6:.1f} MB")
+
+    def close(self) -> None:
+        with self.progress.lock:
+            self.progress.details.pop(self.nid, None)
+
+
 def _realise(store: Store, node: Node, sources: SourceStore, jobs: int,
              progress: Progress, options: BuildOptions) -> str:
     """Make `node` present: "built", "captured" (host software) or "present" (by another run)."""
@@ -119,6 +143,9 @@ def _realise(store: Store, node: Node, sources: SourceStore, jobs: int,
             raise HdenvError(f"host software {node.spec['name']} changed while planning"
                              f" ({node.id} became {got}); run the build again")
         return "captured"
+    if options.substitute is not None and options.substitute(node.id, progress._say,
+                                                              progress.meter):
+        return "fetched"
     _, built = build_node(store, node, sources, jobs=jobs,
                           on_wait=lambda: progress.waiting(node.id),
                           options=replace(options, note=progress._say))
@@ -180,7 +207,9 @@ def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
                     if nid in report.skipped:
                         continue
                     host_node = plan.nodes[nid].kind == "host"
-                    progress.start(nid, "capturing host software" if host_node else "building")
+                    progress.start(nid, "capturing host software" if host_node else
+                                   "looking in caches for" if options and options.substitute
+                                   else "building")
                     fut = pool.submit(_realise, store, plan.nodes[nid], sources, share,
                                       progress, options or BuildOptions())
                     running[fut] = nid
@@ -201,14 +230,14 @@ def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
                         continue
                     progress.finish(nid, outcome)
                     {"built": report.built, "captured": report.captured,
-                     "present": report.present}[outcome].append(nid)
+                     "present": report.present, "fetched": report.fetched}[outcome].append(nid)
                     for dep in dependents[nid]:
                         waiting_on[dep].discard(nid)
                         if not waiting_on[dep] and dep not in report.skipped:
                             ready.append(dep)
     finally:
         progress.close()
-    accounted = {*report.built, *report.captured, *report.present, *report.failed,
+    accounted = {*report.built, *report.captured, *report.present, *report.fetched, *report.failed,
                  *report.skipped}
     report.skipped += [nid for nid in todo if nid not in accounted]
     return report

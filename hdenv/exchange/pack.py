@@ -29,13 +29,11 @@ every file is written, so a link in the archive can never redirect a write.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 import stat
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -43,6 +41,7 @@ from typing import IO, Any
 from .. import __version__
 from ..errors import UserError
 from ..store.artifacts import install_artifact
+from ..store.fsutil import temp_file
 from ..store.hashing import CHUNK, spec_hash
 from ..store.layout import META_DIR, Store, split_id
 from .relocate import CannotRelocate, Relocator
@@ -120,29 +119,23 @@ def pack_artifact(store: Store, artifact_id: str, out_dir: Path,
     prefix = store.artifact_dir(artifact_id)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".pack-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            hashing: Any = _HashingWriter(raw, progress)
-            cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
-            with cctx.stream_writer(hashing, closefd=False) as zst, \
-                    tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT,
-                                 bufsize=CHUNK) as tar:
-                for info, path in _members(prefix):
-                    if info.isreg():
-                        with open(path, "rb") as f:
-                            tar.addfile(info, f)
-                    else:
-                        tar.addfile(info)
-            raw.flush()
-            os.fsync(raw.fileno())
+    with temp_file(out_dir, ".pack-") as (raw, tmp):
+        hashing: Any = _HashingWriter(raw, progress)
+        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
+        with cctx.stream_writer(hashing, closefd=False) as zst, \
+                tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT,
+                             bufsize=CHUNK) as tar:
+            for info, path in _members(prefix):
+                if info.isreg():
+                    with open(path, "rb") as f:
+                        tar.addfile(info, f)
+                else:
+                    tar.addfile(info)
+        raw.flush()
+        os.fsync(raw.fileno())
         digest = hashing.sha.hexdigest()
         os.chmod(tmp, 0o644)
         os.replace(tmp, out_dir / f"{digest}{ARCHIVE_SUFFIX}")
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     return {
         "format": FORMAT,
         "id": artifact_id,
