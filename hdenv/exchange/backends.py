@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import HdenvError, UserError
-from ..store.fsutil import atomic_write, file_lock, temp_file
+from ..store.fsutil import atomic_write, file_lock, pending_file
 from ..store.hashing import canonical_json
 from .pack import ARCHIVE_SUFFIX
 from .transfer import Meter, MeteredReader, copy_stream
@@ -149,7 +149,7 @@ class DirectoryCache(Cache):
         sent = False
         if not self.has_archive(sha):
             dest = self.root / "archives" / f"{sha}{ARCHIVE_SUFFIX}"
-            with temp_file(dest.parent, ".upload-") as (out, tmp), open(archive, "rb") as src:
+            with pending_file(dest.parent, ".upload-") as (out, tmp), open(archive, "rb") as src:
                 copy_stream(src, out, meter)
                 out.flush()
                 os.fsync(out.fileno())

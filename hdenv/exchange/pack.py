@@ -41,7 +41,7 @@ from typing import IO, Any
 from .. import __version__
 from ..errors import UserError
 from ..store.artifacts import install_artifact
-from ..store.fsutil import temp_file
+from ..store.fsutil import pending_file
 from ..store.hashing import CHUNK, spec_hash
 from ..store.layout import META_DIR, Store, split_id
 from .relocate import CannotRelocate, Relocator
@@ -119,7 +119,7 @@ def pack_artifact(store: Store, artifact_id: str, out_dir: Path,
     prefix = store.artifact_dir(artifact_id)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with temp_file(out_dir, ".pack-") as (raw, tmp):
+    with pending_file(out_dir, ".pack-") as (raw, tmp):
         hashing: Any = _HashingWriter(raw, progress)
         cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
         with cctx.stream_writer(hashing, closefd=False) as zst, \

@@ -10,7 +10,6 @@ Host software is never pushed: it is captured on each machine.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from ..store.artifacts import runtime_closure
 from ..store.layout import Store, split_id
+from ..store.tmpdirs import temp_dir
 from .backends import Cache
 from .pack import pack_artifact
 from .signing import SecretKey, sign
@@ -72,8 +72,7 @@ def push(store: Store, refs: list[str], cache: Cache, key: SecretKey,
     roots, profiles = roots_of(store, refs)
     report = PushReport()
     order = dependency_order(store, runtime_closure(store, roots))
-    store.tmp.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="push-", dir=store.tmp))
+    work = temp_dir(store, "push-")
     try:
         for aid in order:
             if store.artifact_meta(aid).get("kind") == "host":

@@ -8,20 +8,23 @@ store's root must be possible too. Anything else is one line saying why
 ("not found", "untrusted key", "bad signature", "hash mismatch", "cannot
 relocate", "unreachable") and the caller builds from source.
 
-A download goes to a temporary file in the store's `tmp/` and is checked
-there; the artifact directory is only touched by `install_packed`, under the
-store's install rules, so a kill during a download leaves no artifact.
+A download goes to a private temporary file in the store's `tmp/<uid>/`
+(removed by the next build if this run is killed) and is checked there; the
+artifact directory is only touched by `install_packed`, under the store's
+install rules, so a kill during a download leaves no artifact.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..store.fsutil import temp_file
 from ..store.layout import Store, split_id
+from ..store.tmpdirs import temp_file
 from .backends import Cache, CacheUnavailable, open_cache
 from .pack import ArchiveRefused, check_description, install_packed
 from .signing import PublicKey, SignatureRefused, check, parse_trusted
@@ -112,16 +115,20 @@ class Substituter:
             got = self._fetch(ref, meter, busy)
             if not isinstance(got, Fetched):
                 raise _NotHere(f"needs {ref}, which no cache provides")
-        with temp_file(self.store.tmp, "fetch-", ".tar.zst") as (out, tmp):
+        fd, tmp = temp_file(self.store, "fetch-", ".tar.zst")  # private, cleaned if we die
+        try:
             progress = meter(aid, f"downloading {aid.split('/')[0]}", description["archive_size"])
             try:
-                size, sha = cache.fetch_archive(description["archive_sha256"], out, progress)
+                with os.fdopen(fd, "wb") as out:
+                    size, sha = cache.fetch_archive(description["archive_sha256"], out, progress)
             finally:
                 progress.close()
-            out.flush()
             if not sha:
                 raise _NotHere(f"not found: archive {description['archive_sha256'][:16]}...")
             install_packed(self.store, description, tmp, source=cache.url)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         return Fetched(cache.url, size, time.monotonic() - started, signer)
 
     def realise(self, aid: str, say: Callable[[str], None], meter: MeterFactory) -> bool:

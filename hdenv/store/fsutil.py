@@ -40,8 +40,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 @contextlib.contextmanager
-def temp_file(directory: Path, prefix: str,
-              suffix: str = ".tmp") -> Iterator[tuple[IO[bytes], Path]]:
+def pending_file(directory: Path, prefix: str,
+                 suffix: str = ".tmp") -> Iterator[tuple[IO[bytes], Path]]:
     """A new file in `directory` for content whose final name comes later.
 
     The caller writes, then renames it into place; if anything fails first
