@@ -7,7 +7,7 @@ __hdenv_loaded_names() {
 
 __hdenv_complete() {
     local cur=${COMP_WORDS[COMP_CWORD]}
-    local cmds="init build fetch host list show path diff graph load unload swap purge loaded avail env profile verify config store"
+    local cmds="init build fetch host list show path diff graph load unload swap purge loaded avail env profile verify config store cache push"
     local words=""
     if [ "$COMP_CWORD" -eq 1 ]; then
         words=$cmds
@@ -17,6 +17,7 @@ __hdenv_complete() {
             profile) [ "$COMP_CWORD" -eq 2 ] && words="generations rollback prune" ;;
             host) [ "$COMP_CWORD" -eq 2 ] && words="capture" ;;
             store) [ "$COMP_CWORD" -eq 2 ] && words="fix-permissions" ;;
+            cache) [ "$COMP_CWORD" -eq 2 ] && words="keygen push list" ;;
             unload) words=$(__hdenv_loaded_names) ;;
             swap)
                 if [ "$COMP_CWORD" -eq 2 ]; then
@@ -25,7 +26,7 @@ __hdenv_complete() {
                     words=$(hdenv avail --refs 2>/dev/null)
                 fi
                 ;;
-            load|env|show|path|diff|graph) words=$(hdenv avail --refs 2>/dev/null) ;;
+            load|env|show|path|diff|graph|push) words=$(hdenv avail --refs 2>/dev/null) ;;
             *) return 0 ;;
         esac
     fi
