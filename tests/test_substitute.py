@@ -55,3 +55,14 @@ def test_a_description_filed_under_another_id_is_refused(tmp_path: Path) -> None
     got = Substituter(b, [cache], [key.public()]).fetch(top)
     assert got == f"{tmp_path / 'cache'}: hash mismatch: its description is for {dep}"
     assert not b.has_artifact(top)
+
+
+def test_a_reference_taken_from_an_upstream_store_is_relocated_there(tmp_path: Path) -> None:
+    dep, top, cache, key = pushed(tmp_path)
+    site = Store(tmp_path / "site").ensure()  # the site store already has `dep`
+    assert isinstance(Substituter(site, [cache], [key.public()]).fetch(dep), Fetched)
+    mine = Store(tmp_path / "mine", upstreams=[site.root]).ensure()
+    got = Substituter(mine, [cache], [key.public()]).fetch(top)
+    assert isinstance(got, Fetched)
+    assert not mine.has_own_artifact(dep) and mine.has_own_artifact(top)
+    assert (mine.artifact_dir(top) / "uses").read_text() == f"{site.own_artifact_dir(dep)}/lib\n"

@@ -270,7 +270,13 @@ def install_packed(store: Store, description: dict[str, Any], archive_path: Path
     if missing:
         raise ArchiveRefused(aid, f"needs {missing[0]}, which this store lacks")
     check_archive(description, archive_path)
-    relocator = Relocator(description["store_root"], str(store.root))
+    old_root = description["store_root"].rstrip("/")
+    moves = {}  # references this store takes from an upstream store live under its root
+    for ref in description["references"]:
+        where = store.artifact_store(ref)
+        if where is not None and where is not store:
+            moves[f"{old_root}/artifacts/{ref}"] = str(where.own_artifact_dir(ref))
+    relocator = Relocator(old_root, str(store.root), moves)
 
     def populate(prefix: Path, _lock_fd: int) -> None:
         _extract(archive_path, prefix, relocator, aid)
