@@ -37,6 +37,9 @@ class Settings:
     # setting name (as in config.toml) -> where its value came from: a file,
     # an environment variable, a flag, or "default"
     sources: dict[str, str] = field(default_factory=dict)
+    caches: list[str] = field(default_factory=list)  # binary caches, asked in order
+    trusted_keys: list[str] = field(default_factory=list)  # NAME:BASE64 Ed25519 public keys
+    signing_key: str | None = None  # secret key file `push` signs with
 
     def check_jobs(self) -> None:
         """For commands that build: a jobs setting that is not a number is an error."""
@@ -182,6 +185,14 @@ def load_settings(
     if usage_log is not None:
         _check_usage_log(usage_log, layers.sources["usage-log"])
 
+    caches = _string_list(layers.get("caches", None, "", "HDENV_CACHES") or [], "caches",
+                          layers.sources.get("caches", ""))
+    trusted_keys = _string_list(layers.get("trusted-keys", None, "", "HDENV_TRUSTED_KEYS") or [],
+                                "trusted-keys", layers.sources.get("trusted-keys", ""))
+    signing_key = layers.get("signing-key", None, "", "HDENV_SIGNING_KEY")
+    if signing_key is not None and not isinstance(signing_key, str):
+        raise UserError("'signing-key' must be a string", file=layers.sources["signing-key"])
+
     site = [Path(path) for path, role, _ in layers.files if role == "site"]
     return Settings(
         store=store_path.absolute(),
@@ -200,4 +211,8 @@ def load_settings(
         site_config_file=site[0] if site else None,
         sources=layers.sources,
         jobs_error=jobs_error,
+        caches=caches,
+        trusted_keys=trusted_keys,
+        signing_key=signing_key,
     )
+

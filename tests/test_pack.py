@@ -16,12 +16,12 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zstandard
+from packfixtures import make_artifact, rich_tree
 
 from hdenv.errors import UserError
 from hdenv.exchange.pack import (
@@ -35,38 +35,6 @@ from hdenv.store.artifacts import install_artifact, manifest_of
 from hdenv.store.hashing import spec_hash
 from hdenv.store.layout import Store
 from hdenv.store.verify import verify_artifact
-
-
-def make_artifact(store: Store, name: str, fill: Callable[[Path], object],
-                  deps: list[str] | None = None, salt: str = "") -> str:
-    spec = {"kind": "build", "name": name, "version": "1.0", "deps": sorted(deps or []),
-            "script": f"test {salt}"}
-
-    def populate(prefix: Path, _fd: int) -> None:
-        fill(prefix)
-
-    log = store.root / f"log-{name}"
-    log.write_text(f"built {name}\n")
-    aid, _ = install_artifact(store, spec, populate, runtime_deps=deps or [], log_path=log,
-                              extra_meta={"note": f"built in {store.root}/artifacts"})
-    return aid
-
-
-def rich_tree(prefix: Path) -> None:
-    """Files, an executable, nested dirs, relative and absolute links, a hardlink, unicode."""
-    (prefix / "bin").mkdir()
-    (prefix / "bin" / "tool").write_text(f"#!/bin/sh\necho {prefix}/share\n")
-    os.chmod(prefix / "bin" / "tool", 0o755)
-    (prefix / "lib" / "pkgconfig").mkdir(parents=True)
-    (prefix / "lib" / "pkgconfig" / "x.pc").write_text(f"prefix={prefix}\nLibs: -L{prefix}/lib\n")
-    (prefix / "lib" / "libx.so.1").write_bytes(b"\x00\x01binary\x00" + str(prefix).encode() + b"\x00")
-    (prefix / "lib" / "libx.so").symlink_to("libx.so.1")
-    (prefix / "share" / "dätä").mkdir(parents=True)
-    (prefix / "share" / "dätä" / "f").write_text("données\n")
-    os.link(prefix / "share" / "dätä" / "f", prefix / "share" / "hardlinked")
-    (prefix / "share" / "abs").symlink_to(prefix / "bin" / "tool")
-    (prefix / "share" / "dirlink").symlink_to("dätä")
-    (prefix / "empty").mkdir()
 
 
 def test_pack_and_install_round_trip(tmp_path: Path) -> None:

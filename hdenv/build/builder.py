@@ -107,6 +107,8 @@ class BuildOptions:
     strict_links: bool = False  # undeclared system libraries fail the build
     sandbox: bool = False  # run under bubblewrap (decided once per `hdenv build`)
     note: Callable[[str], None] = field(default=lambda _msg: None)  # one line for the user
+    # substitute(id, say, meter) -> True if a binary cache provided it (exchange.substitute)
+    substitute: Callable[[str, Callable[[str], None], Any], bool] | None = None
 
 
 def build_options(settings: Settings, stream: TextIO | None = None) -> BuildOptions:

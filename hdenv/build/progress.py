@@ -57,6 +57,7 @@ class Progress:
         self.live = stream.isatty() if live is None else live
         self.names: dict[str, str] = dict(names or {})
         self.running: dict[str, float] = {}
+        self.details: dict[str, str] = {}  # e.g. download progress, shown on the live line
         self.started = time.monotonic()
         self.lock = threading.RLock()
         self._stop = threading.Event()
@@ -88,7 +89,8 @@ class Progress:
         if not self.running:
             self._clear()
             return
-        names = ", ".join(self.label(n) for n in self.running)
+        names = ", ".join(self.label(n) + (f" [{self.details[n]}]" if n in self.details else "")
+                          for n in self.running)
         elapsed = time.monotonic() - self.started
         line = f"[{self.done}/{self.total}] building: {names} ({elapsed:.0f}s)"
         self.stream.write("\r\033[K" + line[:self._width()])
@@ -116,6 +118,10 @@ class Progress:
         if not self.live:
             self.say(f"{verb} {self.label(nid)} ({nid})")
 
+    def meter(self, nid: str, label: str, total: int) -> DetailMeter:
+        """A transfer meter drawn into the live line (nothing off a terminal)."""
+        return DetailMeter(self, nid, label, total)
+
     def log_at(self, nid: str, path: Path) -> None:
         """A build's live log is at `path` (said once, so it can be followed)."""
         self.say(f"  {self.label(nid)}: live log {path}")
@@ -127,7 +133,7 @@ class Progress:
         with self.lock:
             began = self.running.pop(nid, time.monotonic())
             self.done += 1
-        if outcome != "present":
+        if outcome not in ("present", "fetched"):  # a fetch has said where from already
             self.say(f"{outcome} {self.label(nid)} ({time.monotonic() - began:.1f}s)")
 
     def fail(self, nid: str, message: str) -> None:
@@ -146,3 +152,22 @@ class Progress:
         with self.lock:
             self._clear()
             self.stream.flush()
+
+
+class DetailMeter:
+    """Bytes moved so far for one package, shown beside its name on the status line."""
+
+    def __init__(self, progress: Progress, nid: str, label: str, total: int):
+        self.progress, self.nid, self.label, self.total = progress, nid, label, total
+        self.done = 0
+
+    def update(self, nbytes: int) -> None:
+        self.done += nbytes
+        if self.progress.live:
+            with self.progress.lock:
+                self.progress.details[self.nid] = (
+                    f"{self.label} {self.done / 1e6:.1f}/{self.total / 1e6:.1f} MB")
+
+    def close(self) -> None:
+        with self.progress.lock:
+            self.progress.details.pop(self.nid, None)

@@ -29,6 +29,7 @@ class BuildReport:
     built: list[str] = field(default_factory=list)
     captured: list[str] = field(default_factory=list)  # host software, new in this store
     present: list[str] = field(default_factory=list)
+    fetched: list[str] = field(default_factory=list)  # installed from a binary cache
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
@@ -48,6 +49,9 @@ def _realise(store: Store, node: Node, sources: SourceStore, jobs: int,
             raise HdenvError(f"host software {node.spec['name']} changed while planning"
                              f" ({node.id} became {got}); run the build again")
         return "captured"
+    if options.substitute is not None and options.substitute(node.id, progress.say,
+                                                              progress.meter):
+        return "fetched"
     _, built = build_node(store, node, sources, jobs=jobs,
                           on_wait=lambda: progress.waiting(node.id),
                           options=replace(options, note=progress.say),
@@ -112,7 +116,9 @@ def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
                     if nid in report.skipped:
                         continue
                     host_node = plan.nodes[nid].kind == "host"
-                    progress.start(nid, "capturing host software" if host_node else "building")
+                    progress.start(nid, "capturing host software" if host_node else
+                                   "looking in caches for" if options and options.substitute
+                                   else "building")
                     fut = pool.submit(_realise, store, plan.nodes[nid], sources, share,
                                       progress, options or BuildOptions())
                     running[fut] = nid
@@ -132,14 +138,14 @@ def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
                         continue
                     progress.finish(nid, outcome)
                     {"built": report.built, "captured": report.captured,
-                     "present": report.present}[outcome].append(nid)
+                     "present": report.present, "fetched": report.fetched}[outcome].append(nid)
                     for dep in dependents[nid]:
                         waiting_on[dep].discard(nid)
                         if not waiting_on[dep] and dep not in report.skipped:
                             ready.append(dep)
     finally:
         progress.close()
-    accounted = {*report.built, *report.captured, *report.present, *report.failed,
+    accounted = {*report.built, *report.captured, *report.present, *report.fetched, *report.failed,
                  *report.skipped}
     report.skipped += [nid for nid in todo if nid not in accounted]
     return report

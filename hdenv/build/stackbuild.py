@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -20,7 +20,7 @@ from ..store.layout import Store
 from ..store.sources import SourceStore
 from ..store.tmpdirs import clean_stale
 from . import processes
-from .builder import build_options
+from .builder import BuildOptions, build_options
 from .plan import Plan, plan_stack
 from .preflight import preflight
 from .progress import Progress
@@ -87,7 +87,8 @@ def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
     to_build = any(n.kind == "build" and not store.has_artifact(i) for i, n in plan.nodes.items())
     report = run_plan(plan, store, sources, jobs=jobs or settings.jobs,
                       build_jobs=settings.build_jobs, keep_going=keep_going, stream=stream,
-                      options=build_options(settings, stream) if to_build else None,
+                      options=(cache_options(build_options(settings, stream), store, settings)
+                               if to_build else None),
                       progress=progress)
     outcome = BuildOutcome(plan, report)
     failed = set(report.failed) | set(report.skipped)
@@ -107,6 +108,16 @@ def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
         skipped = f"; {len(report.skipped)} skipped" if report.skipped else ""
         raise BuildFailed(outcome, f"{len(report.failed)} build(s) failed: {names}{skipped}")
     return outcome
+
+
+def cache_options(options: BuildOptions, store: Store, settings: Settings) -> BuildOptions:
+    """Build options that first look for each missing artifact in the configured caches."""
+    from ..exchange.substitute import Substituter
+
+    substituter = Substituter.from_settings(store, settings.caches, settings.trusted_keys)
+    if substituter is None:
+        return options
+    return replace(options, substitute=substituter.realise)
 
 
 class BuildFailed(BuildError):

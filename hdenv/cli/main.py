@@ -20,6 +20,7 @@ from ..config import Settings, load_settings
 from ..errors import HdenvError, Interrupted, UserError
 from ..store.layout import Store
 from . import modules as modules_cmds
+from . import cache as cache_cmds
 from . import profile as profile_cmds
 from . import shell as shell_cmds
 from . import site as site_cmds
@@ -155,8 +156,9 @@ def build(ctx: click.Context, stack_file: Path, jobs: int | None, keep_going: bo
         return
     report = outcome.report
     captured = f", {len(report.captured)} host captured" if report.captured else ""
-    click.echo(f"{len(report.built)} built{captured}, {len(report.present)} already present",
-               err=True)
+    fetched = f", {len(report.fetched)} fetched" if report.fetched else ""
+    click.echo(f"{len(report.built)} built{fetched}{captured}, {len(report.present)} already"
+               " present", err=True)
     for p in outcome.profiles:
         if p.new_generation:
             click.echo(f"profile {p.name}: generation {p.generation}", err=True)
@@ -270,7 +272,8 @@ for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
                 shell_cmds.commands_cmd,
                 profile_cmds.profile, profile_cmds.diff, profile_cmds.graph,
                 site_cmds.config_cmd, site_cmds.store_group,
-                storecmds.gc, storecmds.du, storecmds.pin, storecmds.unpin, storecmds.mirror):
+                storecmds.gc, storecmds.du, storecmds.pin, storecmds.unpin, storecmds.mirror,
+                cache_cmds.cache, cache_cmds.push):
     cli.add_command(command)
 cli.add_command(modules_cmds.modulefiles)
 

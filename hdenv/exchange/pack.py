@@ -29,13 +29,11 @@ every file is written, so a link in the archive can never redirect a write.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 import stat
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -43,6 +41,7 @@ from typing import IO, Any
 from .. import __version__
 from ..errors import UserError
 from ..store.artifacts import install_artifact
+from ..store.fsutil import pending_file
 from ..store.hashing import CHUNK, spec_hash
 from ..store.layout import META_DIR, Store, split_id
 from .relocate import CannotRelocate, Relocator
@@ -120,29 +119,23 @@ def pack_artifact(store: Store, artifact_id: str, out_dir: Path,
     prefix = store.artifact_dir(artifact_id)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".pack-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            hashing: Any = _HashingWriter(raw, progress)
-            cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
-            with cctx.stream_writer(hashing, closefd=False) as zst, \
-                    tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT,
-                                 bufsize=CHUNK) as tar:
-                for info, path in _members(prefix):
-                    if info.isreg():
-                        with open(path, "rb") as f:
-                            tar.addfile(info, f)
-                    else:
-                        tar.addfile(info)
-            raw.flush()
-            os.fsync(raw.fileno())
+    with pending_file(out_dir, ".pack-") as (raw, tmp):
+        hashing: Any = _HashingWriter(raw, progress)
+        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
+        with cctx.stream_writer(hashing, closefd=False) as zst, \
+                tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT,
+                             bufsize=CHUNK) as tar:
+            for info, path in _members(prefix):
+                if info.isreg():
+                    with open(path, "rb") as f:
+                        tar.addfile(info, f)
+                else:
+                    tar.addfile(info)
+        raw.flush()
+        os.fsync(raw.fileno())
         digest = hashing.sha.hexdigest()
         os.chmod(tmp, 0o644)
         os.replace(tmp, out_dir / f"{digest}{ARCHIVE_SUFFIX}")
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     return {
         "format": FORMAT,
         "id": artifact_id,
@@ -277,7 +270,13 @@ def install_packed(store: Store, description: dict[str, Any], archive_path: Path
     if missing:
         raise ArchiveRefused(aid, f"needs {missing[0]}, which this store lacks")
     check_archive(description, archive_path)
-    relocator = Relocator(description["store_root"], str(store.root))
+    old_root = description["store_root"].rstrip("/")
+    moves = {}  # references this store takes from an upstream store live under its root
+    for ref in description["references"]:
+        where = store.artifact_store(ref)
+        if where is not None and where is not store:
+            moves[f"{old_root}/artifacts/{ref}"] = str(where.own_artifact_dir(ref))
+    relocator = Relocator(old_root, str(store.root), moves)
 
     def populate(prefix: Path, _lock_fd: int) -> None:
         _extract(archive_path, prefix, relocator, aid)

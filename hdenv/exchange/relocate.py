@@ -38,27 +38,42 @@ _NAME_CHAR = rb"[A-Za-z0-9._+~-]"
 _AFTER = rb"(?:(?<=-[LIR])|(?<![A-Za-z0-9._+~/-]))"
 
 
+def _b(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
 class CannotRelocate(Exception):
     """This content cannot move into the new root; the message is one line."""
 
 
 class Relocator:
-    """Rewrites file contents, link targets and metadata from `old_root` to `new_root`."""
+    """Rewrites file contents, link targets and metadata from `old_root` to `new_root`.
 
-    def __init__(self, old_root: str, new_root: str):
+    `moves` maps more specific old prefixes elsewhere: a dependency this store
+    takes from an upstream store lives under that store's root, not this one's.
+    """
+
+    def __init__(self, old_root: str, new_root: str, moves: dict[str, str] | None = None):
         self.old = old_root.rstrip("/") or "/"
         self.new = new_root.rstrip("/") or "/"
-        self.active = self.old != self.new
-        self.old_b = self.old.encode("utf-8", "surrogateescape")
-        self.new_b = self.new.encode("utf-8", "surrogateescape")
-        self.pattern = re.compile(_AFTER + re.escape(self.old_b) + rb"(?!" + _NAME_CHAR + rb")")
-        self.str_pattern = re.compile(self.pattern.pattern.decode("utf-8", "surrogateescape"))
-        self.in_place = len(self.new_b) <= len(self.old_b)
-        self.padded = b"/" * (len(self.old_b) - len(self.new_b)) + self.new_b
+        mapping = {self.old: self.new, **(moves or {})}
+        self.map = {k: v for k, v in mapping.items() if k != v}
+        self.active = bool(self.map)
+        self.map_b = {_b(k): _b(v) for k, v in self.map.items()}
+        self.pattern = re.compile(_AFTER + b"(?:" + b"|".join(
+            re.escape(k) for k in sorted(self.map_b, key=len, reverse=True)) + b")(?!"
+            + _NAME_CHAR + b")") if self.active else None
+        self.str_pattern = re.compile(_AFTER.decode() + "(?:" + "|".join(
+            re.escape(k) for k in sorted(self.map, key=len, reverse=True)) + ")(?!"
+            + _NAME_CHAR.decode() + ")") if self.active else None
+        self.padded = {k: b"/" * (len(k) - len(v)) + v for k, v in self.map_b.items()
+                       if len(v) <= len(k)}
         self._pending: dict[str, tuple[tuple[str, ...], bool]] = {}
 
     def text(self, value: str) -> str:
-        return self.str_pattern.sub(lambda _m: self.new, value) if self.active else value
+        if self.str_pattern is None:
+            return value
+        return self.str_pattern.sub(lambda m: self.map[m.group(0)], value)
 
     def json_value(self, value: Any) -> Any:
         """Strings inside metadata (lists, dicts) relocated like text."""
@@ -75,21 +90,26 @@ class Relocator:
 
     def file_data(self, rel: str, data: bytes) -> bytes:
         """The relocated content of file `rel` (an ELF run path follows in `after_write`)."""
-        if not self.active or self.old_b not in data:
+        if self.pattern is None or not any(k in data for k in self.map_b):
             return data
         if b"\0" not in data:
-            return self.pattern.sub(lambda _m: self.new_b, data)
-        found = [m.start() for m in self.pattern.finditer(data)]
+            return self.pattern.sub(lambda m: self.map_b[m.group(0)], data)
+        found = list(self.pattern.finditer(data))
+        if not found:
+            return data
         in_run_path = self._run_path(rel, data) if data[:4] == MAGIC else 0
-        if len(found) > in_run_path and not self.in_place:
+        growing = [m for m in found if m.group(0) not in self.padded]
+        if growing and len(found) > in_run_path:
+            old = growing[0].group(0).decode("utf-8", "surrogateescape")
+            new = self.map[old]
             raise CannotRelocate(
-                f"{rel} holds the old store root {self.old} in a binary string, and the new"
-                f" root {self.new} is longer ({len(self.new_b)} > {len(self.old_b)} bytes)")
-        if not self.in_place:
+                f"{rel} holds the old store root {old} in a binary string, and the new"
+                f" root {new} is longer ({len(_b(new))} > {len(_b(old))} bytes)")
+        if growing:
             return data  # only the run path mentions the old root: patchelf grows it
         out = bytearray(data)
-        for pos in found:  # the run path too; patchelf then sets it without the padding
-            out[pos:pos + len(self.old_b)] = self.padded
+        for m in found:  # the run path too; patchelf then sets it without the padding
+            out[m.start():m.end()] = self.padded[m.group(0)]
         return bytes(out)
 
     def _run_path(self, rel: str, data: bytes) -> int:
@@ -106,9 +126,9 @@ class Relocator:
             return 0
         entries, is_rpath = (info.runpath, False) if info.runpath is not None else (
             info.rpath, True)
-        if not entries:
+        if not entries or self.pattern is None:
             return 0
-        count = len(self.str_pattern.findall(":".join(entries)))
+        count = len(self.pattern.findall(_b(":".join(entries))))
         if count:
             self._pending[rel] = (entries, is_rpath)
         return count
@@ -119,8 +139,11 @@ class Relocator:
         if pending is None:
             return
         entries, is_rpath = pending
+        assert self.pattern is not None
+        moved = [self.pattern.sub(lambda m: self.map_b[m.group(0)], _b(e)).decode(
+            "utf-8", "surrogateescape") for e in entries]
         try:
-            set_runpath(path, [self.text(e) for e in entries], rpath=is_rpath)
+            set_runpath(path, moved, rpath=is_rpath)
         except PatchelfMissing as e:
             raise CannotRelocate(f"{rel} has a run path to relocate: {e}") from None
         except OSError as e:

@@ -17,7 +17,7 @@ import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..errors import DamagedFile, StoreError
 from .sharing import SPECIAL_BITS, read_only_mode
@@ -37,6 +37,24 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def pending_file(directory: Path, prefix: str,
+                 suffix: str = ".tmp") -> Iterator[tuple[IO[bytes], Path]]:
+    """A new file in `directory` for content whose final name comes later.
+
+    The caller writes, then renames it into place; if anything fails first
+    (or the caller never renames it), the file is removed.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f, Path(tmp)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def atomic_write_json(path: Path, obj: Any, mode: int = 0o644) -> None:

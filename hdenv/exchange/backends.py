@@ -1,0 +1,441 @@
+"""Where a binary cache lives: a directory, a static HTTP(S) server, or an OCI registry.
+
+Directory layout (also what an HTTP(S) cache serves, e.g. `python -m
+http.server` or an S3 bucket in front of a pushed directory):
+
+    hdenv-cache.json             {"hdenv-cache": 1}: marks the cache (Nix's nix-cache-info)
+    artifacts/HASH.json          one signed description per artifact (HASH: its id's hash)
+    archives/SHA256.tar.zst      archives by content hash, shared by every description
+    profiles/HASH.json           profile definitions (the spec; HASH checks it)
+    index.json                   what `cache list` shows over HTTP (no directory listing there)
+
+An entry becomes visible when its description is written, after its archive,
+each by temp file + rename: a reader never sees a description whose archive
+is still on its way (as Nix uploads `.narinfo` last).
+
+An OCI registry (`oci://HOST[:PORT]/REPO`) holds one tag per artifact (its
+hash): a manifest whose config blob is the signed description and whose one
+layer is the archive, by digest. A blob already in the repository is never
+uploaded again. Profiles are tags `profile-HASH` with the spec as config and
+no layers. The registry is spoken to with the OCI distribution API over plain
+HTTP for loopback hosts, HTTPS otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import HdenvError, UserError
+from ..store.fsutil import atomic_write, file_lock, pending_file
+from ..store.hashing import canonical_json
+from .pack import ARCHIVE_SUFFIX
+from .transfer import Meter, MeteredReader, copy_stream
+
+MARKER = "hdenv-cache.json"
+INDEX = "index.json"
+TIMEOUT = 30
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_DESCRIPTION = "application/vnd.hdenv.artifact.description.v1+json"
+OCI_PROFILE = "application/vnd.hdenv.profile.v1+json"
+OCI_ARCHIVE = "application/vnd.hdenv.artifact.archive.v1.tar+zstd"
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+class CacheUnavailable(HdenvError):
+    """The cache cannot be used (unreachable, not a cache, garbled); `reason` is short."""
+
+    def __init__(self, url: str, reason: str):
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url}: {reason}")
+
+
+class Cache:
+    """What pull, push and list need from a cache."""
+
+    url: str
+
+    def check_writable(self) -> None:
+        """Raise UserError if this kind of cache cannot be pushed to."""
+
+    def description(self, hash_: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter) -> tuple[int, str]:
+        """Write the archive into `out`; returns (size, sha256) of what arrived."""
+        raise NotImplementedError
+
+    def has_archive(self, sha: str) -> bool:
+        raise NotImplementedError
+
+    def put_entry(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
+        """Upload archive (unless present) then description; True if the archive was sent."""
+        raise NotImplementedError
+
+    def profile(self, hash_: str) -> Any:
+        raise NotImplementedError
+
+    def put_profile(self, hash_: str, spec: Any) -> None:
+        raise NotImplementedError
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every description in the cache (for `cache list`)."""
+        raise NotImplementedError
+
+
+def _json(data: bytes, url: str, what: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise CacheUnavailable(url, f"{what} is not valid JSON") from None
+
+
+def _description_doc(description: dict[str, Any]) -> bytes:
+    return json.dumps(description, indent=1, sort_keys=True).encode() + b"\n"
+
+
+# -- a directory ------------------------------------------------------------
+
+
+class DirectoryCache(Cache):
+    def __init__(self, url: str, root: Path):
+        self.url = url
+        self.root = root
+
+    def check_writable(self) -> None:
+        self._check(True)
+
+    def _check(self, creating: bool) -> None:
+        marker = self.root / MARKER
+        if marker.is_file():
+            return
+        if not creating:
+            raise CacheUnavailable(self.url, f"not an hdenv cache (no {MARKER})")
+        if self.root.exists() and any(self.root.iterdir()):
+            raise UserError(f"{self.root} is not empty and not an hdenv cache (no {MARKER}):"
+                            " push to a new or empty directory")
+        atomic_write(marker, canonical_json({"hdenv-cache": 1}) + b"\n")
+
+    def description(self, hash_: str) -> dict[str, Any] | None:
+        self._check(False)
+        path = self.root / "artifacts" / f"{hash_}.json"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        found: dict[str, Any] = _json(data, self.url, f"artifacts/{hash_}.json")
+        return found
+
+    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter) -> tuple[int, str]:
+        try:
+            with open(self.root / "archives" / f"{sha}{ARCHIVE_SUFFIX}", "rb") as f:
+                return copy_stream(f, out, meter)
+        except FileNotFoundError:
+            return 0, ""
+
+    def has_archive(self, sha: str) -> bool:
+        return (self.root / "archives" / f"{sha}{ARCHIVE_SUFFIX}").is_file()
+
+    def put_entry(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
+        self._check(True)
+        sha = description["archive_sha256"]
+        sent = False
+        if not self.has_archive(sha):
+            dest = self.root / "archives" / f"{sha}{ARCHIVE_SUFFIX}"
+            with pending_file(dest.parent, ".upload-") as (out, tmp), open(archive, "rb") as src:
+                copy_stream(src, out, meter)
+                out.flush()
+                os.fsync(out.fileno())
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, dest)
+            sent = True
+        hash_ = description["id"].split("/")[2]
+        atomic_write(self.root / "artifacts" / f"{hash_}.json", _description_doc(description))
+        self._index(lambda index: index["artifacts"].__setitem__(hash_, _summary(description)))
+        return sent
+
+    def profile(self, hash_: str) -> Any:
+        self._check(False)
+        path = self.root / "profiles" / f"{hash_}.json"
+        try:
+            return _json(path.read_bytes(), self.url, f"profiles/{hash_}.json")
+        except FileNotFoundError:
+            return None
+
+    def put_profile(self, hash_: str, spec: Any) -> None:
+        self._check(True)
+        atomic_write(self.root / "profiles" / f"{hash_}.json", canonical_json(spec) + b"\n")
+        self._index(lambda index: index["profiles"].__setitem__(hash_, {}))
+
+    def _index(self, change: Any) -> None:
+        """Keep index.json (for HTTP readers) current; concurrent pushers take turns."""
+        with file_lock(self.root / ".index.lock"):
+            try:
+                index = json.loads((self.root / INDEX).read_bytes())
+            except (FileNotFoundError, ValueError):
+                index = {}
+            index.setdefault("artifacts", {})
+            index.setdefault("profiles", {})
+            change(index)
+            atomic_write(self.root / INDEX, json.dumps(index, indent=1, sort_keys=True).encode())
+
+    def entries(self) -> list[dict[str, Any]]:
+        self._check(False)
+        out = []
+        folder = self.root / "artifacts"
+        for name in sorted(os.listdir(folder)) if folder.is_dir() else []:
+            if name.endswith(".json") and not name.startswith("."):
+                out.append(_json((folder / name).read_bytes(), self.url, f"artifacts/{name}"))
+        return out
+
+
+def _summary(description: dict[str, Any]) -> dict[str, Any]:
+    sigs = description.get("signatures", [])
+    return {"id": description["id"], "archive_size": description["archive_size"],
+            "signers": [s.get("key") for s in sigs]}
+
+
+# -- static HTTP(S) ----------------------------------------------------------
+
+
+def _open(request: urllib.request.Request | str, url: str) -> Any:
+    """urlopen with one-line errors; a 404 returns None."""
+    try:
+        return urllib.request.urlopen(request, timeout=TIMEOUT)
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise CacheUnavailable(url, f"HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise CacheUnavailable(url, f"unreachable ({reason})") from None
+
+
+class HttpCache(Cache):
+    """A directory cache served by any static web server: read-only, GET only."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.base = url.rstrip("/") + "/"
+        self._checked = False
+
+    def _get(self, rel: str) -> bytes | None:
+        resp = _open(self.base + rel, self.url)
+        if resp is None:
+            return None
+        with resp:
+            data: bytes = resp.read()
+            return data
+
+    def _check(self) -> None:
+        if not self._checked:
+            if self._get(MARKER) is None:
+                raise CacheUnavailable(self.url, f"not an hdenv cache (no {MARKER})")
+            self._checked = True
+
+    def description(self, hash_: str) -> dict[str, Any] | None:
+        self._check()
+        data = self._get(f"artifacts/{hash_}.json")
+        return None if data is None else _json(data, self.url, f"artifacts/{hash_}.json")
+
+    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter) -> tuple[int, str]:
+        resp = _open(f"{self.base}archives/{sha}{ARCHIVE_SUFFIX}", self.url)
+        if resp is None:
+            return 0, ""
+        with resp:
+            return copy_stream(resp, out, meter)
+
+    def has_archive(self, sha: str) -> bool:
+        req = urllib.request.Request(f"{self.base}archives/{sha}{ARCHIVE_SUFFIX}", method="HEAD")
+        resp = _open(req, self.url)
+        if resp is not None:
+            resp.close()
+        return resp is not None
+
+    def check_writable(self) -> None:
+        raise UserError(f"cannot push to {self.url}: HTTP caches are read-only; push to the"
+                        " directory your web server serves, or to an oci:// registry")
+
+    def put_entry(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
+        self.check_writable()
+        return False
+
+    def put_profile(self, hash_: str, spec: Any) -> None:
+        self.check_writable()
+
+    def profile(self, hash_: str) -> Any:
+        self._check()
+        data = self._get(f"profiles/{hash_}.json")
+        return None if data is None else _json(data, self.url, f"profiles/{hash_}.json")
+
+    def entries(self) -> list[dict[str, Any]]:
+        self._check()
+        data = self._get(INDEX)
+        if data is None:
+            raise CacheUnavailable(self.url, f"no {INDEX} to list")
+        index = _json(data, self.url, INDEX)
+        out = []
+        for hash_ in sorted(index.get("artifacts", {})):
+            found = self.description(hash_)
+            if found is not None:
+                out.append(found)
+        return out
+
+
+# -- OCI registry --------------------------------------------------------------
+
+
+class OciCache(Cache):
+    """The OCI distribution API: blobs by digest, one manifest per artifact tag."""
+
+    def __init__(self, url: str, host: str, repo: str):
+        self.url = url
+        self.repo = repo
+        hostname = urllib.parse.urlsplit(f"//{host}").hostname or ""
+        scheme = "http" if hostname in LOOPBACK else "https"
+        self.base = f"{scheme}://{host}/v2/{repo}"
+
+    def _request(self, method: str, url: str, data: Any = None,
+                 headers: dict[str, str] | None = None) -> Any:
+        req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        return _open(req, self.url)
+
+    def _read(self, method: str, url: str, **kw: Any) -> tuple[bytes | None, Any]:
+        resp = self._request(method, url, **kw)
+        if resp is None:
+            return None, None
+        with resp:
+            return resp.read(), resp.headers
+
+    def _manifest(self, tag: str) -> dict[str, Any] | None:
+        data, _ = self._read("GET", f"{self.base}/manifests/{tag}",
+                             headers={"Accept": OCI_MANIFEST})
+        return None if data is None else _json(data, self.url, f"manifest {tag}")
+
+    def _config(self, tag: str) -> Any:
+        manifest = self._manifest(tag)
+        if manifest is None:
+            return None
+        try:
+            digest = manifest["config"]["digest"]
+        except (KeyError, TypeError):
+            raise CacheUnavailable(self.url, f"manifest {tag} has no config") from None
+        data, _ = self._read("GET", f"{self.base}/blobs/{digest}")
+        if data is None:
+            return None
+        if f"sha256:{hashlib.sha256(data).hexdigest()}" != digest:
+            raise CacheUnavailable(self.url, f"blob {digest} does not match its digest")
+        return _json(data, self.url, f"blob {digest}")
+
+    def description(self, hash_: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._config(hash_)
+        return found
+
+    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter) -> tuple[int, str]:
+        resp = self._request("GET", f"{self.base}/blobs/sha256:{sha}")
+        if resp is None:
+            return 0, ""
+        with resp:
+            return copy_stream(resp, out, meter)
+
+    def has_archive(self, sha: str) -> bool:
+        return self._has_blob(f"sha256:{sha}")
+
+    def _has_blob(self, digest: str) -> bool:
+        resp = self._request("HEAD", f"{self.base}/blobs/{digest}")
+        if resp is not None:
+            resp.close()
+        return resp is not None
+
+    def _upload(self, digest: str, size: int, body: Any) -> None:
+        """Monolithic upload: POST for a session, PUT the bytes with their digest."""
+        _, headers = self._read("POST", f"{self.base}/blobs/uploads/", data=b"")
+        location = headers.get("Location") if headers is not None else None
+        if not location:
+            raise CacheUnavailable(self.url, "the registry gave no upload location")
+        location = urllib.parse.urljoin(self.base + "/", location)
+        sep = "&" if "?" in location else "?"
+        self._read("PUT", f"{location}{sep}digest={urllib.parse.quote(digest)}", data=body,
+                   headers={"Content-Type": "application/octet-stream",
+                            "Content-Length": str(size)})
+
+    def _put_manifest(self, tag: str, config: bytes, media: str,
+                      layers: list[dict[str, Any]], annotations: dict[str, str]) -> None:
+        digest = f"sha256:{hashlib.sha256(config).hexdigest()}"
+        if not self._has_blob(digest):
+            self._upload(digest, len(config), config)
+        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                    "config": {"mediaType": media, "digest": digest, "size": len(config)},
+                    "layers": layers, "annotations": annotations}
+        self._read("PUT", f"{self.base}/manifests/{tag}", data=canonical_json(manifest),
+                   headers={"Content-Type": OCI_MANIFEST})
+
+    def put_entry(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
+        sha = description["archive_sha256"]
+        sent = False
+        if not self.has_archive(sha):
+            size = os.stat(archive).st_size
+            with open(archive, "rb") as f:
+                self._upload(f"sha256:{sha}", size, MeteredReader(f, meter))
+            sent = True
+        layer = {"mediaType": OCI_ARCHIVE, "digest": f"sha256:{sha}",
+                 "size": description["archive_size"]}
+        self._put_manifest(description["id"].split("/")[2], _description_doc(description),
+                           OCI_DESCRIPTION, [layer],
+                           {"org.opencontainers.image.title": description["id"]})
+        return sent
+
+    def profile(self, hash_: str) -> Any:
+        return self._config(f"profile-{hash_}")
+
+    def put_profile(self, hash_: str, spec: Any) -> None:
+        self._put_manifest(f"profile-{hash_}", canonical_json(spec), OCI_PROFILE, [],
+                           {"org.opencontainers.image.title": f"profile {hash_}"})
+
+    def tags(self) -> list[str]:
+        out: list[str] = []
+        url: str | None = f"{self.base}/tags/list?n=1000"
+        while url:
+            data, headers = self._read("GET", url)
+            if data is None:
+                return out  # no repository yet: nothing pushed
+            out += _json(data, self.url, "tag list").get("tags") or []
+            link = headers.get("Link", "") if headers is not None else ""
+            url = None
+            if 'rel="next"' in link:
+                url = urllib.parse.urljoin(self.base, link.split(";")[0].strip("<> "))
+        return out
+
+    def entries(self) -> list[dict[str, Any]]:
+        out = []
+        for tag in sorted(self.tags()):
+            if not tag.startswith("profile-"):
+                found = self.description(tag)
+                if found is not None:
+                    out.append(found)
+        return out
+
+
+def open_cache(url: str) -> Cache:
+    """A cache from its URL: a path or file://, http(s)://, or oci://HOST[:PORT]/REPO."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return HttpCache(url)
+    if parts.scheme == "oci":
+        repo = parts.path.strip("/")
+        if not parts.netloc or not repo:
+            raise UserError(f"cache URL {url!r}: expected oci://HOST[:PORT]/REPOSITORY")
+        return OciCache(url, parts.netloc, repo)
+    if parts.scheme == "file":
+        return DirectoryCache(url, Path(urllib.parse.unquote(parts.path)))
+    if parts.scheme and len(parts.scheme) > 1:
+        raise UserError(f"cache URL {url!r}: unsupported scheme {parts.scheme!r}"
+                        " (a directory, file://, http(s):// or oci://)")
+    return DirectoryCache(url, Path(url).expanduser().absolute())

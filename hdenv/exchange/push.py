@@ -1,0 +1,115 @@
+"""`hdenv push REF... --to URL`: sign and upload runtime closures and profile definitions.
+
+Dependencies go up before what needs them, and each entry's archive before
+its description, so a reader never sees an entry it cannot complete. What the
+cache already describes is skipped (Nix's `copy` does the same); an archive
+the cache already holds (same bytes, another description) is not sent again.
+Host software is never pushed: it is captured on each machine.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..store.artifacts import runtime_closure
+from ..store.layout import Store, split_id
+from ..store.tmpdirs import temp_dir
+from .backends import Cache
+from .pack import pack_artifact
+from .signing import SecretKey, sign
+from .transfer import human_size, meter_for
+
+
+@dataclass
+class PushReport:
+    pushed: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    host: list[str] = field(default_factory=list)
+    profiles: list[str] = field(default_factory=list)
+    bytes_sent: int = 0
+
+
+def roots_of(store: Store, refs: list[str]) -> tuple[list[str], list[str]]:
+    """(artifact ids, profile hashes) named by REFs; a profile brings its artifacts."""
+    artifacts: list[str] = []
+    profiles: list[str] = []
+    for ref in refs:
+        resolved = store.resolve(ref)
+        if resolved.kind == "profile":
+            profiles.append(resolved.ident)
+            spec = store.read_spec(resolved.ident)
+            artifacts += list(spec.get("artifacts", []))
+        else:
+            artifacts.append(resolved.ident)
+    return artifacts, profiles
+
+
+def dependency_order(store: Store, ids: list[str]) -> list[str]:
+    """Runtime dependencies before their dependents (ties by id, for stable output)."""
+    out: list[str] = []
+    done: set[str] = set()
+
+    def visit(aid: str) -> None:
+        if aid in done:
+            return
+        done.add(aid)
+        for dep in sorted(store.artifact_meta(aid).get("runtime_deps", [])):
+            visit(dep)
+        out.append(aid)
+
+    for aid in sorted(ids):
+        visit(aid)
+    return out
+
+
+def push(store: Store, refs: list[str], cache: Cache, key: SecretKey,
+         say: Callable[[str], None]) -> PushReport:
+    cache.check_writable()
+    roots, profiles = roots_of(store, refs)
+    report = PushReport()
+    order = dependency_order(store, runtime_closure(store, roots))
+    work = temp_dir(store, "push-")
+    try:
+        for aid in order:
+            if store.artifact_meta(aid).get("kind") == "host":
+                report.host.append(aid)
+                continue
+            if cache.description(split_id(aid)[2]) is not None:
+                report.present.append(aid)
+                continue
+            _push_one(store, aid, cache, key, work, report, say)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for phash in profiles:
+        if cache.profile(phash) is None:
+            cache.put_profile(phash, store.read_spec(phash))
+            report.profiles.append(phash)
+    return report
+
+
+def _push_one(store: Store, aid: str, cache: Cache, key: SecretKey, work: Path,
+              report: PushReport, say: Callable[[str], None]) -> None:
+    name = aid.split("/")[0]
+    meter = meter_for(f"packing {name}", None)
+    try:
+        description: dict[str, Any] = pack_artifact(store, aid, work, progress=meter.update)
+    finally:
+        meter.close()
+    archive = work / f"{description['archive_sha256']}.tar.zst"
+    signed = sign(description, key)
+    meter = meter_for(f"uploading {name}", description["archive_size"])
+    try:
+        sent = cache.put_entry(signed, archive, meter)
+    finally:
+        meter.close()
+    archive.unlink()
+    size = description["archive_size"]
+    if sent:
+        report.bytes_sent += size
+    report.pushed.append(aid)
+    note = "" if sent else ", archive already there"
+    say(f"pushed {aid} ({human_size(size)}{note})")

@@ -1,0 +1,228 @@
+"""Ed25519 keys and signatures for binary caches, with `cryptography`.
+
+Keys are written as Nix writes them, `NAME:base64`: the public key is 32
+bytes, the secret key file holds the 64-byte seed+public form, so keys can
+be told apart by name in `trusted-keys` and a signature names its key. A
+signature covers a *fingerprint*: a fixed prefix and the canonical JSON of
+the whole description except its signatures, so nothing in a description
+(id, spec, store root, references, archive hash and size) can change
+without invalidating it, and a signature for one purpose can never be
+replayed as another.
+
+Refusals start with the words users grep for: "not signed", "untrusted key",
+"bad signature".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..store.hashing import canonical_json
+
+FINGERPRINT_PREFIX = b"hdenv-artifact-description-v1\n"
+SECRET_SUFFIX = ".secret"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+class SignatureRefused(Exception):
+    """A description no trusted key vouches for; the message is the one-line reason."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise UserError(f"{what}: not valid base64") from None
+
+
+def _check_name(name: str, what: str) -> str:
+    if not _NAME_RE.match(name):
+        raise UserError(f"{what}: key name {name!r} must be letters, digits, '.', '_', '+' or '-'")
+    return name
+
+
+def _named(text: str, what: str, sizes: tuple[int, ...]) -> tuple[str, bytes]:
+    """NAME:BASE64 -> (name, bytes), the form of every key file and trusted key."""
+    name, sep, data = text.strip().partition(":")
+    if not sep:
+        raise UserError(f"{what}: expected NAME:BASE64 (as `hdenv cache keygen` prints)")
+    raw = _unb64(data, what)
+    if len(raw) not in sizes:
+        allowed = " or ".join(str(n) for n in sizes)
+        raise UserError(f"{what}: an Ed25519 key here is {allowed} bytes, this is {len(raw)}")
+    return _check_name(name, what), raw
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    name: str
+    raw: bytes  # 32 bytes
+
+    def __str__(self) -> str:
+        return f"{self.name}:{_b64(self.raw)}"
+
+    @classmethod
+    def parse(cls, text: str) -> PublicKey:
+        what = f"trusted key {text.strip()!r}"
+        name, raw = _named(text, what, (32,))
+        return cls(name, raw)
+
+    def verify(self, signature: bytes, data: bytes) -> bool:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        try:
+            Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, data)
+        except InvalidSignature:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    name: str
+    seed: bytes  # 32 bytes
+
+    def public(self) -> PublicKey:
+        from cryptography.hazmat.primitives import serialization
+
+        raw = self._key().public_key().public_bytes(serialization.Encoding.Raw,
+                                                    serialization.PublicFormat.Raw)
+        return PublicKey(self.name, raw)
+
+    def _key(self) -> Any:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        return Ed25519PrivateKey.from_private_bytes(self.seed)
+
+    def sign(self, data: bytes) -> bytes:
+        signature: bytes = self._key().sign(data)
+        return signature
+
+    def to_text(self) -> str:
+        return f"{self.name}:{_b64(self.seed + self.public().raw)}\n"
+
+    @classmethod
+    def generate(cls, name: str) -> SecretKey:
+        return cls(_check_name(name, "keygen"), os.urandom(32))
+
+    @classmethod
+    def load(cls, path: Path) -> SecretKey:
+        """Read a secret key file, refusing one that others may read (as ssh does)."""
+        try:
+            st = os.stat(path)
+            text = Path(path).read_text(encoding="ascii")
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such signing key file") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"{path}: cannot read signing key: {e}") from None
+        if st.st_mode & 0o077:
+            raise UserError(f"{path}: secret key is readable by others"
+                            f" (mode {stat.S_IMODE(st.st_mode):o}); run chmod 600 on it")
+        name, raw = _named(text, str(path), (32, 64))
+        key = cls(name, raw[:32])
+        if len(raw) == 64 and raw[32:] != key.public().raw:
+            raise UserError(f"{path}: the public half does not match the secret key")
+        return key
+
+
+def keys_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("hdenv")) / "keys"
+
+
+def write_new_key(name: str, directory: Path | None = None) -> tuple[Path, PublicKey]:
+    """Make a key pair; the secret file is created 0600 and never overwritten."""
+    key = SecretKey.generate(name)
+    directory = directory or keys_dir()
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / f"{name}{SECRET_SUFFIX}"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        raise UserError(f"{path} already exists: pick another name, or remove it first") from None
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(key.to_text())
+    public = key.public()
+    (directory / f"{name}.public").write_text(f"{public}\n", encoding="ascii")
+    return path, public
+
+
+def default_key_file(configured: str | Path | None) -> Path:
+    """`--key`/`signing-key` if given, else the one key `hdenv cache keygen` made."""
+    if configured:
+        return Path(configured).expanduser()
+    directory = keys_dir()
+    found = sorted(directory.glob(f"*{SECRET_SUFFIX}")) if directory.is_dir() else []
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UserError("no signing key: make one with `hdenv cache keygen NAME`, or give"
+                        " --key FILE (or signing-key in config)")
+    names = ", ".join(p.name for p in found)
+    raise UserError(f"several signing keys in {directory} ({names}): choose one with --key FILE"
+                    " or signing-key in config")
+
+
+def fingerprint(description: dict[str, Any]) -> bytes:
+    return FINGERPRINT_PREFIX + canonical_json(
+        {k: v for k, v in description.items() if k != "signatures"})
+
+
+def sign(description: dict[str, Any], key: SecretKey) -> dict[str, Any]:
+    """The description with `key`'s signature added (replacing an older one by that name)."""
+    sig = {"key": key.name, "sig": _b64(key.sign(fingerprint(description)))}
+    others = [s for s in description.get("signatures", []) if s.get("key") != key.name]
+    return {**description, "signatures": sorted([*others, sig], key=lambda s: str(s["key"]))}
+
+
+def signers(description: dict[str, Any]) -> list[str]:
+    sigs = description.get("signatures")
+    if not isinstance(sigs, list):
+        return []
+    return [str(s["key"]) for s in sigs if isinstance(s, dict) and "key" in s]
+
+
+def check(description: dict[str, Any], trusted: list[PublicKey]) -> str:
+    """The name of a trusted key whose signature is valid; else SignatureRefused."""
+    names = signers(description)
+    if not names:
+        raise SignatureRefused("not signed")
+    data = fingerprint(description)
+    bad = []
+    for entry in description["signatures"]:
+        if not isinstance(entry, dict):
+            continue
+        for key in trusted:
+            if key.name != entry.get("key"):
+                continue
+            try:
+                signature = base64.b64decode(str(entry.get("sig", "")), validate=True)
+            except (binascii.Error, ValueError):
+                signature = b""
+            if key.verify(signature, data):
+                return key.name
+            bad.append(key.name)
+    if bad:
+        raise SignatureRefused(f"bad signature by {bad[0]}: the description was changed"
+                               " after signing, or signed by another key of that name")
+    trusted_names = ", ".join(k.name for k in trusted) or "none"
+    raise SignatureRefused(f"untrusted key: signed by {', '.join(names)};"
+                           f" trusted: {trusted_names}")
+
+
+def parse_trusted(values: list[str]) -> list[PublicKey]:
+    return [PublicKey.parse(v) for v in values]

@@ -1,0 +1,141 @@
+"""Taking an artifact from a binary cache instead of building it (Nix's substituters).
+
+For each artifact a build or reproduce is missing, the configured caches are
+asked in order. A cache's copy is installed only if its description is
+well-formed, describes exactly the wanted id, is signed by a trusted key, and
+its archive arrives with the described size and sha256; relocation into this
+store's root must be possible too. Anything else is one line saying why
+("not found", "untrusted key", "bad signature", "hash mismatch", "cannot
+relocate", "unreachable") and the caller builds from source.
+
+A download goes to a private temporary file in the store's `tmp/<uid>/`
+(removed by the next build if this run is killed) and is checked there; the
+artifact directory is only touched by `install_packed`, under the store's
+install rules, so a kill during a download leaves no artifact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..store.layout import Store, split_id
+from ..store.tmpdirs import temp_file
+from .backends import Cache, CacheUnavailable, open_cache
+from .pack import ArchiveRefused, check_description, install_packed
+from .signing import PublicKey, SignatureRefused, check, parse_trusted
+from .transfer import Meter, human_size, meter_for
+
+MeterFactory = Callable[[str, str, int], Meter]
+"""meter(artifact id, label, total bytes) -> a progress meter for one download."""
+
+
+def terminal_meter(aid: str, label: str, total: int) -> Meter:
+    return meter_for(label, total)
+
+
+@dataclass
+class Fetched:
+    cache: str
+    size: int
+    seconds: float
+    signer: str
+
+    def describe(self) -> str:
+        return (f"from {self.cache} ({human_size(self.size)}, signed by {self.signer},"
+                f" {self.seconds:.1f}s)")
+
+
+class _NotHere(Exception):
+    """This cache has no usable copy; `reason` is the short why."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass
+class Substituter:
+    store: Store
+    caches: list[Cache]
+    trusted: list[PublicKey]
+    dead: dict[str, str] = field(default_factory=dict)  # cache url -> why it is skipped
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_settings(cls, store: Store, caches: list[str], trusted_keys: list[str]
+                      ) -> Substituter | None:
+        """None when no cache is configured (then nothing is looked up)."""
+        if not caches:
+            return None
+        return cls(store, [open_cache(u) for u in caches], parse_trusted(trusted_keys))
+
+    def fetch(self, aid: str, meter: MeterFactory = terminal_meter) -> Fetched | str:
+        """Install `aid` from the first cache with a good copy, or say why none had one."""
+        return self._fetch(aid, meter, frozenset())
+
+    def _fetch(self, aid: str, meter: MeterFactory, busy: frozenset[str]) -> Fetched | str:
+        reasons = []
+        for cache in self.caches:
+            with self._lock:
+                dead = self.dead.get(cache.url)
+            if dead is not None:
+                reasons.append(f"{cache.url}: {dead}")
+                continue
+            try:
+                return self._from(cache, aid, meter, busy | {aid})
+            except CacheUnavailable as e:
+                with self._lock:
+                    self.dead[cache.url] = e.reason
+                reasons.append(f"{cache.url}: {e.reason}")
+            except (ArchiveRefused, _NotHere) as e:
+                reasons.append(f"{cache.url}: {e.reason}")
+            except SignatureRefused as e:
+                reasons.append(f"{cache.url}: {e}")
+        return "; ".join(reasons)
+
+    def _from(self, cache: Cache, aid: str, meter: MeterFactory, busy: frozenset[str]
+              ) -> Fetched:
+        started = time.monotonic()
+        description = cache.description(split_id(aid)[2])
+        if description is None:
+            raise _NotHere("not found")
+        if check_description(description) != aid:
+            raise _NotHere(f"hash mismatch: its description is for {description.get('id')}")
+        signer = check(description, self.trusted)
+        for ref in description["references"]:
+            if self.store.has_artifact(ref):
+                continue
+            if ref in busy:
+                raise _NotHere(f"its references loop back to {ref}")
+            got = self._fetch(ref, meter, busy)
+            if not isinstance(got, Fetched):
+                raise _NotHere(f"needs {ref}, which no cache provides")
+        fd, tmp = temp_file(self.store, "fetch-", ".tar.zst")  # private, cleaned if we die
+        try:
+            progress = meter(aid, f"downloading {aid.split('/')[0]}", description["archive_size"])
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    size, sha = cache.fetch_archive(description["archive_sha256"], out, progress)
+            finally:
+                progress.close()
+            if not sha:
+                raise _NotHere(f"not found: archive {description['archive_sha256'][:16]}...")
+            install_packed(self.store, description, tmp, source=cache.url)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return Fetched(cache.url, size, time.monotonic() - started, signer)
+
+    def realise(self, aid: str, say: Callable[[str], None], meter: MeterFactory) -> bool:
+        """The build's hook: True if `aid` came from a cache; one line either way."""
+        got = self.fetch(aid, meter)
+        if isinstance(got, Fetched):
+            say(f"fetched {aid} {got.describe()}")
+            return True
+        say(f"{aid}: no usable cache copy ({got}); building from source")
+        return False

@@ -1,0 +1,52 @@
+"""Streaming copies and the terminal progress meter (exchange/transfer.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+
+from hdenv.exchange.transfer import (
+    MeteredReader,
+    NullMeter,
+    TerminalMeter,
+    copy_stream,
+    human_size,
+    meter_for,
+)
+
+
+def test_copy_hashes_what_it_copies_and_reports_progress() -> None:
+    data = bytes(range(256)) * 10_000
+    out = io.BytesIO()
+    seen: list[int] = []
+
+    class Record(NullMeter):
+        def update(self, nbytes: int) -> None:
+            seen.append(nbytes)
+
+    assert copy_stream(io.BytesIO(data), out, Record()) == (len(data),
+                                                            hashlib.sha256(data).hexdigest())
+    assert out.getvalue() == data and sum(seen) == len(data)
+    reader = MeteredReader(io.BytesIO(b"abcdef"), Record())
+    assert reader.read(4) == b"abcd" and reader.read() == b"ef"
+
+
+def test_the_meter_shows_bytes_and_rate_on_a_terminal_only() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    meter = meter_for("downloading zlib", 2_000_000, tty)
+    assert isinstance(meter, TerminalMeter)
+    meter.update(1_500_000)
+    time.sleep(0.11)
+    meter.update(10)
+    meter.close()
+    text = tty.getvalue()
+    assert "\r\033[Kdownloading zlib  1.5 MB / 2.0 MB  " in text and "MB/s" in text
+    assert text.endswith("\r\033[K")
+    assert isinstance(meter_for("x", 1, io.StringIO()), NullMeter)  # a log file gets nothing
+    assert [human_size(n) for n in (5, 1500, 2_500_000, 3e9)] == ["5 B", "1.5 kB", "2.5 MB",
+                                                                   "3.0 GB"]
