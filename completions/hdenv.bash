@@ -7,7 +7,7 @@ __hdenv_loaded_names() {
 
 __hdenv_complete() {
     local cur=${COMP_WORDS[COMP_CWORD]}
-    local cmds="init build fetch host list show path diff graph load unload swap purge loaded avail env profile verify config store"
+    local cmds="init build fetch host list show path diff graph load unload swap purge loaded avail env profile verify config store usage"
     local words=""
     if [ "$COMP_CWORD" -eq 1 ]; then
         words=$cmds
@@ -17,6 +17,7 @@ __hdenv_complete() {
             profile) [ "$COMP_CWORD" -eq 2 ] && words="generations rollback prune" ;;
             host) [ "$COMP_CWORD" -eq 2 ] && words="capture" ;;
             store) [ "$COMP_CWORD" -eq 2 ] && words="fix-permissions" ;;
+            usage) [ "$COMP_CWORD" -eq 2 ] && words="report" ;;
             unload) words=$(__hdenv_loaded_names) ;;
             swap)
                 if [ "$COMP_CWORD" -eq 2 ]; then

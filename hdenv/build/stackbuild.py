@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from ..config import Settings
 from ..errors import BuildError, UserError
+from ..store import sharing
 from ..store.layout import Store
 from ..store.sources import SourceStore
 from ..store.tmpdirs import clean_stale
@@ -58,7 +59,9 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
     stack = load_stack(path, overrides)  # all input errors surface here, store untouched
     preflight(stack)  # and what planning would find: missing paths and host programs
     warning = check_store_path(settings.store)
-    store = Store(settings.store, settings.upstreams).ensure()
+    store = Store(settings.store, settings.upstreams)
+    if not (dry_run and sharing.read_only(store.root)):  # a reader may still ask what is missing
+        store.ensure()
     if warning and not dry_run:
         print(f"hdenv: {warning}", file=stream)
     sources = SourceStore(store, settings.mirrors, log=lambda m: print(m, file=stream))
@@ -103,7 +106,7 @@ def _make_profile(store: Store, plan: ProfilePlan, closure: list[str]) -> Profil
     from ..profile import profiles
 
     spec = profiles.profile_spec(closure, plan.env, plan.family, exclude=plan.exclude,
-                                 priority=plan.priority)
+                                 priority=plan.priority, python_usage=plan.python_usage)
     phash = profiles.profile_hash(spec)
     profiles.create_profile(store, spec)
     generation, new = profiles.set_current(store, plan.name, phash)

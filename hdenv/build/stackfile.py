@@ -35,7 +35,8 @@ STACK_KEYS = {"name", "description"}
 HOST_KEYS = {"programs", "family"}
 PACKAGE_KEYS = {"version", "sources", "patches", "deps", "build-deps", "env", "script", "when",
                 "description"}
-PROFILE_KEYS = {"packages", "env", "family", "exclude", "priority", "when", "description"}
+PROFILE_KEYS = {"packages", "env", "family", "exclude", "priority", "when", "description",
+                "python-usage"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -116,6 +117,7 @@ class ProfilePlan:
     exclude: list[str]
     priority: list[str]
     line: int
+    python_usage: bool = False  # log the distributions its Python imports
 
 
 @dataclass
@@ -518,6 +520,10 @@ def _render_profiles(ctx: _Ctx, stack_name: str, raw: dict[str, Any], variant: V
             family = ctx.render(ctx.string(family, *where, "family"), context, *where, "family")
         exclude = ctx.strings(table.get("exclude", []), *where, "exclude")
         priority = _render_names(ctx, table.get("priority", []), context, *where, "priority")
+        python_usage = table.get("python-usage", False)
+        if not isinstance(python_usage, bool):
+            raise ctx.error(f"profiles.{pname}.python-usage must be true or false", *where,
+                            "python-usage")
         plans.append(ProfilePlan(pname + variant.suffix, packages, env, family or None, exclude,
-                                 priority, ctx.index.line(*where)))
+                                 priority, ctx.index.line(*where), python_usage))
     return plans

@@ -231,7 +231,7 @@ for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
                 shell_cmds.swap_cmd, shell_cmds.purge_cmd, shell_cmds.loaded_cmd,
                 shell_cmds.avail_cmd, shell_cmds.env_cmd,
                 profile_cmds.profile, profile_cmds.diff, profile_cmds.graph,
-                site_cmds.config_cmd, site_cmds.store_group):
+                site_cmds.config_cmd, site_cmds.store_group, site_cmds.usage_group):
     cli.add_command(command)
 
 
