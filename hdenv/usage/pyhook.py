@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 
-_started: list[bool] = []  # `site` may process one site-packages twice (Debian's 3.11 in a venv does)
+_started: list[bool] = []  # `site` may run a .pth twice (Debian 3.11 in a venv does)
 
 
 def start() -> None:
