@@ -5,7 +5,9 @@ function `hdenv init bash` defines, then N rounds of Lmod's `module load M;
 module unload M` of an equivalent Lua modulefile (prepend PATH, MANPATH,
 PKG_CONFIG_PATH, CMAKE_PREFIX_PATH, one setenv). Then the hdenv round trip
 with stores of 10 and 10,000 artifacts, and with the store named in a
-config.toml. Goals: ratio to Lmod <= 0.5, store growth ratio ~1.0.
+config.toml, and with the site's usage log off, to a file and over UDP
+(a listener in this process). Goals: ratio to Lmod <= 0.5, store growth ratio
+~1.0, usage log under 1 ms per load (and per unload).
 
     .venv/bin/python benchmarks/bench_load.py [--rounds 100] [--blocks 10]
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -95,7 +98,7 @@ def main() -> None:
         write_modulefile(moddir, small / "profiles" / HASH)
 
         env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": tmp,
-               "LANG": "C.UTF-8", "HDENV_STORE": str(small)}
+               "LANG": "C.UTF-8", "HDENV_STORE": str(small), "HDENV_SITE_CONFIG": ""}
         have_lmod = LMOD_INIT.is_file()
         script = f". {init}\n"
         if have_lmod:
@@ -118,9 +121,22 @@ def main() -> None:
         config = base / "config.toml"
         config.write_text(f"# site settings\nstore = '{small}'\njobs = 2\n")
         without_store = {k: v for k, v in env.items() if k != "HDENV_STORE"}
+        # The usage log: the same site config with and without a sink, so the
+        # difference is the logging alone (two records per round trip).
+        logs = base / "usage"
+        logs.mkdir()
+        listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        listener.bind(("127.0.0.1", 0))
+        sites = {"usage-off": "# no usage log\njobs = 2\n",
+                 "usage-file": f'usage-log = "file:{logs}"\n',
+                 "usage-udp": f'usage-log = "udp://127.0.0.1:{listener.getsockname()[1]}"\n'}
+        for label, text in sites.items():
+            (base / f"{label}.toml").write_text(text)
         cases = (("store10", {**env, "HDENV_STORE": str(small)}),
                  ("store10000", {**env, "HDENV_STORE": str(big)}),
-                 ("config", {**without_store, "HDENV_CONFIG": str(config)}))
+                 ("config", {**without_store, "HDENV_CONFIG": str(config)}),
+                 *((label, {**env, "HDENV_SITE_CONFIG": str(base / f"{label}.toml")})
+                   for label in sites))
         growth: dict[str, float] = {}
         for _block in range(blocks):
             for label, case_env in cases:
@@ -144,6 +160,14 @@ def main() -> None:
     print(f"ratio 10,000/10:           {g:7.2f}  (goal ~1.0)")
     print(f"store named in config.toml: {growth['config']:6.2f} ms"
           f"  (ratio to HDENV_STORE: {growth['config'] / growth['store10']:.2f})")
+    off = growth["usage-off"]
+    print(f"usage log off (site config): {off:6.2f} ms")
+    for label, what in (("usage-file", "file:DIR"), ("usage-udp", "udp://")):
+        extra = (growth[label] - off) / 2  # a load and an unload: two records
+        verdict = "OK" if extra < 1.0 else "MISSED"
+        ratio = growth[label] / off
+        print(f"usage log {what:9}          {growth[label]:6.2f} ms  (ratio {ratio:.2f};"
+              f" {extra:+.2f} ms per load, goal < 1 ms) {verdict}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from ..config import Settings
 from ..errors import BuildError, UserError
+from ..store import sharing
 from ..store.gc import spec_source_keys
 from ..store.gcroots import BuildRoots
 from ..store.layout import Store
@@ -61,7 +62,9 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
     stack = load_stack(path, overrides)  # all input errors surface here, store untouched
     preflight(stack)  # and what planning would find: missing paths and host programs
     warning = check_store_path(settings.store)
-    store = Store(settings.store, settings.upstreams).ensure()
+    store = Store(settings.store, settings.upstreams)
+    if not (dry_run and sharing.read_only(store.root)):  # a reader may still ask what is missing
+        store.ensure()
     if warning and not dry_run:
         print(f"hdenv: {warning}", file=stream)
     progress = Progress(stream=stream)  # every message goes above its status line
@@ -145,7 +148,7 @@ def _make_profile(store: Store, plan: ProfilePlan, closure: list[str],
             env.update(aspec.get("env", {}))
     env.update(plan.env)
     spec = profiles.profile_spec(closure, env, plan.family, exclude=plan.exclude,
-                                 priority=plan.priority)
+                                 priority=plan.priority, python_usage=plan.python_usage)
     phash = profiles.profile_hash(spec)
     roots.add([phash])  # before it exists: gc must not take it before the name points at it
     profiles.create_profile(store, spec)

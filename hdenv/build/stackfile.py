@@ -35,7 +35,8 @@ STACK_KEYS = {"name", "description"}
 HOST_KEYS = {"programs", "libraries", "family", "version", "version-from", "env", "pkgconfig"}
 PACKAGE_KEYS = {"version", "sources", "patches", "deps", "build-deps", "env", "script", "when",
                 "description"}
-PROFILE_KEYS = {"packages", "env", "family", "exclude", "priority", "when", "description"}
+PROFILE_KEYS = {"packages", "env", "family", "exclude", "priority", "when", "description",
+                "python-usage"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -123,6 +124,7 @@ class ProfilePlan:
     priority: list[str]
     line: int
     description: str = ""  # shown by avail and show; not part of the spec
+    python_usage: bool = False  # log the distributions its Python imports
 
 
 @dataclass
@@ -564,4 +566,10 @@ def _render_profiles(ctx: _Ctx, stack_name: str, raw: dict[str, Any], variant: V
                                context, *where, "description") or stack_description
         plans.append(ProfilePlan(pname + variant.suffix, packages, env, family or None, exclude,
                                  priority, ctx.index.line(*where), described))
+        python_usage = table.get("python-usage", False)
+        if not isinstance(python_usage, bool):
+            raise ctx.error(f"profiles.{pname}.python-usage must be true or false", *where,
+                            "python-usage")
+        plans.append(ProfilePlan(pname + variant.suffix, packages, env, family or None, exclude,
+                                 priority, ctx.index.line(*where), python_usage))
     return plans

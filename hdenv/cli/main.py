@@ -273,7 +273,7 @@ for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
                 profile_cmds.profile, profile_cmds.diff, profile_cmds.graph,
                 site_cmds.config_cmd, site_cmds.store_group,
                 storecmds.gc, storecmds.du, storecmds.pin, storecmds.unpin, storecmds.mirror,
-                cache_cmds.cache, cache_cmds.push):
+                cache_cmds.cache, cache_cmds.push, site_cmds.usage_group):
     cli.add_command(command)
 cli.add_command(modules_cmds.modulefiles)
 

@@ -94,3 +94,41 @@ def fix_permissions_cmd(ctx: click.Context, group: str | None) -> None:
         click.echo(f"hdenv: could not change {len(repair.refused)} path(s) owned by other"
                    f" users: {shown}{more} (run as root or as their owner)", err=True)
         sys.exit(1)
+
+
+@click.group("usage")
+def usage_group() -> None:
+    """What people load and import, from the site's usage log."""
+
+
+@usage_group.command("report")
+@click.option("--since", metavar="DATE", help="YYYY-MM-DD[THH:MM] (UTC) or Nd (N days ago).")
+@click.option("--by", type=click.Choice(["profile", "package", "user"]), default="profile",
+              show_default=True, help="What to count: loads per profile or user, or Python"
+              " processes per imported distribution.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with counts per day).")
+@click.option("--from", "from_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Log directory (default: the file: usage-log in force).")
+@click.pass_context
+def usage_report_cmd(ctx: click.Context, since: str | None, by: str, as_json: bool,
+                     from_dir: Path | None) -> None:
+    """Counts from the file: usage log, with a bar chart on a terminal."""
+    import shutil
+
+    from ..usage import report
+
+    directory = report.log_dir(_settings(ctx).usage_log, from_dir)
+    start = report.parse_since(since)
+    found = report.scan(directory, start)
+    data = report.aggregate(found, by, start)
+    if found.unreadable:
+        click.echo(f"hdenv: {len(found.unreadable)} log file(s) not readable, e.g."
+                   f" {found.unreadable[0]}", err=True)
+    if found.bad_lines:
+        click.echo(f"hdenv: skipped {found.bad_lines} line(s) that are not usage records",
+                   err=True)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(report.render(data, bars=sys.stdout.isatty(),
+                             width=shutil.get_terminal_size().columns), nl=False)

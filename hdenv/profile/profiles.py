@@ -57,6 +57,7 @@ def profile_spec(
     *,
     exclude: list[str] | None = None,
     priority: list[str] | None = None,
+    python_usage: bool = False,
 ) -> dict[str, Any]:
     """The hashed description of a profile.
 
@@ -74,6 +75,8 @@ def profile_spec(
         spec["exclude"] = sorted(set(exclude))
     if priority:
         spec["priority"] = list(priority)
+    if python_usage:
+        spec["python_usage"] = True
     return spec
 
 
@@ -103,6 +106,13 @@ def _populate(farm: Path, final: Path, spec: dict[str, Any], hash_: str, store: 
         keep_real=keep_real,
     )
     python = pyprofile.setup_python(farm, final, version) if version else None
+    if spec.get("python_usage"):
+        if not version:
+            raise UserError("python-usage = true, but the profile has no Python (bin/python3.X)")
+        from ..usage import pyinstall
+
+        pyinstall.install(farm / "lib" / f"python{version}" / "site-packages", hash_,
+                          farm / "bin" / f"python{version}")
     meta = {
         "hash": hash_,
         "artifacts": spec["artifacts"],
@@ -111,6 +121,7 @@ def _populate(farm: Path, final: Path, spec: dict[str, Any], hash_: str, store: 
         "exclude": spec.get("exclude", []),
         "priority": spec.get("priority", []),
         "python": python,
+        "python_usage": bool(spec.get("python_usage")),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "links": stats.links,
     }

@@ -180,7 +180,7 @@ def open_lock_file(path: Path) -> int:
             raise StoreError(f"lock file {path} is a symlink; hdenv never made it (another user"
                              " may be trying to redirect its writes): remove it and retry"
                              ) from None
-        raise
+        raise OSError(e.errno, e.strerror, str(path)) from None  # name it whole, not dir-relative
     finally:
         os.close(dfd)
     st = os.fstat(fd)

@@ -95,6 +95,11 @@ def new_dir_mode(shared: bool) -> int:
     return 0o2775 if shared else 0o755
 
 
+def read_only(root: Path) -> bool:
+    """The store exists and this user may not write to it."""
+    return root.is_dir() and not os.access(root, os.W_OK)
+
+
 def check_writable(root: Path, *inside: Path) -> None:
     """A one-line UserError, before anything is written, if the store is read-only for us.
 

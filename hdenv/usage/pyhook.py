@@ -1,0 +1,111 @@
+"""The hook of a `python-usage = true` profile: which distributions a Python process used.
+
+Installed into the profile's virtual environment (usage/pyinstall.py) as the
+package `_hdenv_usage`, a copy of the few hdenv modules it needs laid out as
+they are in hdenv, so it works in the profile's own interpreter whether or
+not hdenv is importable there, plus `_hdenv_usage.pth`, which `site` runs at
+each start of that interpreter. `start` only registers an exit handler: a
+process pays nothing until it ends, and then (as NOAA's PyRats does) sends
+one `python` line listing the distributions its imported top-level modules
+belong to, looked up in `modules.json` (module -> distribution, written when
+the profile was made). Interactive sessions (the REPL, `python -i`,
+IPython/Jupyter), multiprocessing workers and `HDENV_NO_USAGE=1` send nothing.
+The sink is the `usage-log` of the user's and the site's config files, read
+at exit, so a site changing it never needs to rebuild a profile.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import events
+
+MODULES_FILE = "modules.json"
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+_started: list[bool] = []  # `site` may run a .pth twice (Debian 3.11 in a venv does)
+
+
+def start() -> None:
+    if _started:
+        return
+    _started.append(True)
+    import atexit
+
+    atexit.register(_at_exit)
+
+
+def _at_exit() -> None:
+    import contextlib
+
+    with contextlib.suppress(Exception):  # a usage log must never disturb the user's program
+        _report()
+
+
+def interactive() -> bool:
+    """The REPL (it sets sys.ps1), `python -i`, IPython and Jupyter kernels."""
+    if sys.flags.interactive or hasattr(sys, "ps1"):
+        return True
+    return "IPython" in sys.modules or "ipykernel" in sys.modules
+
+
+def _worker() -> bool:
+    """A multiprocessing child: its parent is the process that counts."""
+    process = sys.modules.get("multiprocessing.process")
+    return process is not None and process.parent_process() is not None
+
+
+def _report() -> None:
+    import os
+
+    if events.disabled(os.environ) or interactive() or _worker():
+        return
+    sink = usage_log(os.environ)
+    if not sink:
+        return
+    from ..fastjson import json_loads
+
+    with open(os.path.join(os.path.dirname(__file__), MODULES_FILE), encoding="utf-8") as f:
+        data = json_loads(f.read())
+    known: dict[str, str] = data["modules"]
+    tops = {name.partition(".")[0] for name in list(sys.modules)}
+    used = sorted({known[m] for m in tops if m in known})
+    hash_ = str(data["hash"])
+    event = events.event("python", True, events.profile_fields(
+        loaded_name(os.environ.get("HDENV_LOADED", ""), hash_), None, hash_))
+    event["packages"] = used
+    event["python"] = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    events.emit([event], os.environ, sink)
+
+
+def loaded_name(loaded: str, hash_: str) -> str | None:
+    """The name this profile was loaded under (HDENV_LOADED is `NAME:HASH ...`)."""
+    for entry in loaded.split():
+        name, _, loaded_hash = entry.rpartition(":")
+        if loaded_hash == hash_ and name:
+            return name
+    return None
+
+
+def user_config(environ: Mapping[str, str]) -> str:
+    """platformdirs' user config file, without platformdirs (not in the profile's Python)."""
+    import os
+
+    home = os.path.expanduser("~")
+    if sys.platform == "darwin":
+        return os.path.join(home, "Library", "Application Support", "hdenv", "config.toml")
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    return os.path.join(base, "hdenv", "config.toml")
+
+
+def usage_log(environ: Mapping[str, str]) -> str | None:
+    import os
+
+    from ..configfiles import lookup, read_layers
+
+    found = lookup(read_layers(environ, user_config(environ), os.path.exists), "usage-log")
+    return str(found[0]) if found and found[0] else None
