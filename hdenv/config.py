@@ -18,6 +18,7 @@ from .errors import UserError
 
 APP = "hdenv"
 DEFAULT = "default"
+EXECUTORS = ("local", "slurm")  # where `hdenv build` runs builds
 
 
 @dataclass
@@ -40,14 +41,22 @@ class Settings:
     caches: list[str] = field(default_factory=list)  # binary caches, asked in order
     trusted_keys: list[str] = field(default_factory=list)  # NAME:BASE64 Ed25519 public keys
     signing_key: str | None = None  # secret key file `push` signs with
+    executor: str = "local"  # where `hdenv build` runs builds: "local" or "slurm"
+    slurm_options: list[str] = field(default_factory=list)  # passed to every sbatch
+    executor_error: str | None = None  # as jobs_error: only `build` cares (FILE: message)
 
     def check_jobs(self) -> None:
         """For commands that build: a jobs setting that is not a number is an error."""
         if self.jobs_error is not None:
             raise UserError(self.jobs_error)
 
+    def check_executor(self) -> None:
+        """For `build`: a bad `executor` or `slurm-options` setting is an error."""
+        if self.executor_error is not None:
+            raise UserError(self.executor_error)
 
-NOT_SETTINGS = ("config_file", "site_config_file", "sources", "jobs_error")
+
+NOT_SETTINGS = ("config_file", "site_config_file", "sources", "jobs_error", "executor_error")
 
 
 def setting_items(settings: Settings) -> list[tuple[str, Any, str]]:
@@ -192,9 +201,22 @@ def load_settings(
     signing_key = layers.get("signing-key", None, "", "HDENV_SIGNING_KEY")
     if signing_key is not None and not isinstance(signing_key, str):
         raise UserError("'signing-key' must be a string", file=layers.sources["signing-key"])
+    executor, executor_error = str(layers.get("executor") or "local"), None
+    if executor not in EXECUTORS:
+        executor_error = UserError(
+            f"'executor' must be one of {', '.join(EXECUTORS)}, got {executor!r}",
+            file=layers.sources.get("executor")).render()
+    slurm_options = layers.get("slurm-options") or []
+    if not isinstance(slurm_options, list) or not all(isinstance(o, str) for o in slurm_options):
+        executor_error = UserError("'slurm-options' must be a list of strings",
+                                   file=layers.sources.get("slurm-options")).render()
+        slurm_options = []
 
     site = [Path(path) for path, role, _ in layers.files if role == "site"]
     return Settings(
+        executor=executor,
+        slurm_options=list(slurm_options),
+        executor_error=executor_error,
         store=store_path.absolute(),
         mirrors=mirror_list,
         jobs=jobs_int,

@@ -15,7 +15,7 @@ from .errors import UserError
 
 KNOWN_KEYS = frozenset({"store", "mirrors", "jobs", "build-jobs", "sandbox",
                         "strict-links", "host-identity", "upstreams", "usage-log",
-                        "caches", "trusted-keys", "signing-key"})
+                        "caches", "trusted-keys", "signing-key", "executor", "slurm-options"})
 
 _BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _DIGITS = frozenset("0123456789")

@@ -34,6 +34,13 @@ class Node:
     host: host.HostRequest | None = None  # host: what to capture
     description: str = ""  # from the stack file; kept beside the spec, never in it
     variant: dict[str, Any] = field(default_factory=dict)  # matrix values (first variant)
+    slurm: dict[str, Any] = field(default_factory=dict)  # batch resources, not in the spec
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Node:
+        """A build node from a stored spec alone: what a compute node gets to build."""
+        return cls(artifact_id(spec), spec, "build", deps=list(spec.get("deps", [])),
+                   build_deps=list(spec.get("build_deps", [])))
 
     @property
     def inputs(self) -> list[str]:
@@ -177,5 +184,6 @@ def _plan_package(stack: Stack, pkg: PackagePlan, id_of: Any, tools_id: str,
     aid = artifact_id(spec)
     if aid not in nodes:
         nodes[aid] = Node(aid, spec, "build", deps=deps, build_deps=build_deps,
-                          source_hints=hints, line=pkg.line, description=pkg.description)
+                          source_hints=hints, line=pkg.line, description=pkg.description,
+                          slurm=pkg.slurm)
     return aid
