@@ -15,8 +15,8 @@ from hdenv.exchange.backends import Cache, open_cache
 from hdenv.exchange.push import push
 from hdenv.exchange.signing import SecretKey
 from hdenv.exchange.substitute import Fetched, Substituter
-from hdenv.store.artifacts import verify_artifact
 from hdenv.store.layout import Store
+from hdenv.store.verify import verify_artifact
 
 
 def pushed(tmp_path: Path) -> tuple[str, str, Cache, SecretKey]:

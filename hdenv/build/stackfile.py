@@ -597,12 +597,11 @@ def _render_profiles(ctx: _Ctx, stack_name: str, raw: dict[str, Any], variant: V
         priority = _render_names(ctx, table.get("priority", []), context, *where, "priority")
         described = ctx.render(ctx.string(table.get("description", ""), *where, "description"),
                                context, *where, "description") or stack_description
-        plans.append(ProfilePlan(pname + variant.suffix, packages, env, family or None, exclude,
-                                 priority, ctx.index.line(*where), described))
         python_usage = table.get("python-usage", False)
         if not isinstance(python_usage, bool):
             raise ctx.error(f"profiles.{pname}.python-usage must be true or false", *where,
                             "python-usage")
         plans.append(ProfilePlan(pname + variant.suffix, packages, env, family or None, exclude,
-                                 priority, ctx.index.line(*where), python_usage))
+                                 priority, ctx.index.line(*where), described,
+                                 python_usage=python_usage))
     return plans

@@ -19,9 +19,9 @@ from .. import __version__
 from ..config import EXECUTORS, Settings, load_settings
 from ..errors import HdenvError, Interrupted, UserError
 from ..store.layout import Store
-from . import modules as modules_cmds
 from . import cache as cache_cmds
 from . import cluster as cluster_cmds
+from . import modules as modules_cmds
 from . import profile as profile_cmds
 from . import shell as shell_cmds
 from . import site as site_cmds
