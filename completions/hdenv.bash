@@ -48,6 +48,8 @@ __hdenv_complete() {
             profile) [ "$pos" -eq 1 ] && words="generations rollback prune" ;;
             host) [ "$pos" -eq 1 ] && words="capture" ;;
             store) [ "$pos" -eq 1 ] && words="fix-permissions" ;;
+            usage) [ "$pos" -eq 1 ] && words="report" ;;
+            cache) [ "$pos" -eq 1 ] && words="keygen list" ;;
             list) [ "$pos" -eq 1 ] && words="artifacts profiles names" ;;
             build)
                 compopt -o filenames 2>/dev/null

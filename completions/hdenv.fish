@@ -39,6 +39,7 @@ complete -c hdenv -n '__fish_seen_subcommand_from init' -a 'bash zsh fish tcsh'
 complete -c hdenv -n '__fish_seen_subcommand_from profile; and not __fish_seen_subcommand_from generations rollback prune' -a 'generations rollback prune'
 complete -c hdenv -n '__fish_seen_subcommand_from store; and not __fish_seen_subcommand_from fix-permissions' -a 'fix-permissions'
 complete -c hdenv -n '__fish_seen_subcommand_from usage; and not __fish_seen_subcommand_from report' -a 'report'
+complete -c hdenv -n '__fish_seen_subcommand_from cache; and not __fish_seen_subcommand_from keygen list' -a 'keygen list'
 complete -c hdenv -n '__fish_seen_subcommand_from host; and not __fish_seen_subcommand_from capture' -a capture
 complete -c hdenv -n '__fish_seen_subcommand_from list; and not __fish_seen_subcommand_from artifacts profiles names' -a 'artifacts profiles names'
 complete -c hdenv -n '__fish_seen_subcommand_from build' -F
