@@ -28,6 +28,14 @@ from hdenv.store import tmpdirs
 from hdenv.store.fsutil import make_writable
 from hdenv.store.layout import Store
 
+
+@pytest.fixture
+def hdenv_env(hdenv_env: dict[str, str]) -> dict[str, str]:
+    """Builds unsandboxed: these tests watch build processes from outside, through pid
+    files under the test's tmp dir, which the sandbox rightly hides from builds
+    (the sandbox has its own tests in test_bwrap.py)."""
+    return {**hdenv_env, "HDENV_SANDBOX": "none"}
+
 # -- 2: Jinja templates run sandboxed ------------------------------------------
 
 
