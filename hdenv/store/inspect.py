@@ -6,6 +6,7 @@ import json
 import os
 from typing import Any
 
+from ..errors import HdenvError
 from .artifacts import runtime_closure
 from .fsutil import tree_size
 from .hashing import sha256_file
@@ -162,8 +163,12 @@ def verify(store: Store, ref: str | None, *, sources: bool = False) -> tuple[lis
 
 def host_drift(store: Store, aid: str) -> list[str]:
     """Host files whose bytes changed since capture: same id (by version), other content."""
+    try:
+        recorded = store.artifact_meta(aid).get("host_files", {})
+    except (HdenvError, OSError, ValueError):  # damaged metadata: verify_artifact says so
+        return []
     out = []
-    for path, digest in sorted(store.artifact_meta(aid).get("host_files", {}).items()):
+    for path, digest in sorted(recorded.items()):
         if not os.path.isfile(path):
             out.append(f"{aid}: host file {path} is gone (drift)")
         elif sha256_file(path) != digest:
