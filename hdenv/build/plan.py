@@ -31,6 +31,13 @@ class Node:
     programs: list[str] = field(default_factory=list)  # host: what to capture
     source_hints: list[dict[str, Any]] = field(default_factory=list)
     line: int = 0
+    slurm: dict[str, Any] = field(default_factory=dict)  # batch resources, not in the spec
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Node:
+        """A build node from a stored spec alone: what a compute node gets to build."""
+        return cls(artifact_id(spec), spec, "build", deps=list(spec.get("deps", [])),
+                   build_deps=list(spec.get("build_deps", [])))
 
     @property
     def inputs(self) -> list[str]:
@@ -157,5 +164,5 @@ def _plan_package(stack: Stack, pkg: PackagePlan, id_of: Any, tools_id: str,
     aid = artifact_id(spec)
     if aid not in nodes:
         nodes[aid] = Node(aid, spec, "build", deps=deps, build_deps=build_deps,
-                          source_hints=hints, line=pkg.line)
+                          source_hints=hints, line=pkg.line, slurm=pkg.slurm)
     return aid
