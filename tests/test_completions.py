@@ -59,7 +59,7 @@ def expected(store: Path, *, filtered: bool) -> dict[str, set[str]]:
     """What each labelled request must offer; `filtered`: the shell itself applies the prefix."""
     refs = {"demo", "demo/1", "other", "other/1"} | profile_hashes(store)
     want = {
-        "cmds": set(cli_group.commands),
+        "cmds": {n for n, c in cli_group.commands.items() if not c.hidden},  # as --help lists
         "init": {"bash", "zsh", "fish", "tcsh"},
         "profile": {"generations", "rollback", "prune"},
         "load": refs,
