@@ -49,7 +49,7 @@ __hdenv_complete() {
             host) [ "$pos" -eq 1 ] && words="capture" ;;
             store) [ "$pos" -eq 1 ] && words="fix-permissions" ;;
             list) [ "$pos" -eq 1 ] && words="artifacts profiles names" ;;
-            build)
+            build|mirror)
                 compopt -o filenames 2>/dev/null
                 mapfile -t COMPREPLY < <(compgen -f -- "$cur")
                 return 0
@@ -62,7 +62,7 @@ __hdenv_complete() {
                     words=$(HDENV_STORE=${store:-${HDENV_STORE-}} hdenv avail --refs "$cur" 2>/dev/null)
                 fi
                 ;;
-            load|env|show|path|diff|graph|verify)
+            load|env|show|path|diff|graph|verify|pin|unpin)
                 words=$(HDENV_STORE=${store:-${HDENV_STORE-}} hdenv avail --refs "$cur" 2>/dev/null)
                 ;;
             *) return 0 ;;

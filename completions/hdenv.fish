@@ -40,8 +40,8 @@ complete -c hdenv -n '__fish_seen_subcommand_from profile; and not __fish_seen_s
 complete -c hdenv -n '__fish_seen_subcommand_from store; and not __fish_seen_subcommand_from fix-permissions' -a 'fix-permissions'
 complete -c hdenv -n '__fish_seen_subcommand_from host; and not __fish_seen_subcommand_from capture' -a capture
 complete -c hdenv -n '__fish_seen_subcommand_from list; and not __fish_seen_subcommand_from artifacts profiles names' -a 'artifacts profiles names'
-complete -c hdenv -n '__fish_seen_subcommand_from build' -F
+complete -c hdenv -n '__fish_seen_subcommand_from build mirror' -F
 complete -c hdenv -n '__fish_seen_subcommand_from unload' -a '(__hdenv_loaded_refs)'
 complete -c hdenv -n '__fish_seen_subcommand_from swap; and test (count (commandline -opc)) -le 2' -a '(__hdenv_loaded_refs)'
 complete -c hdenv -n '__fish_seen_subcommand_from swap; and test (count (commandline -opc)) -ge 3' -a '(__hdenv_refs)'
-complete -c hdenv -n '__fish_seen_subcommand_from load env show path diff graph verify' -a '(__hdenv_refs)'
+complete -c hdenv -n '__fish_seen_subcommand_from load env show path diff graph verify pin unpin' -a '(__hdenv_refs)'

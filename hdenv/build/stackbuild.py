@@ -14,6 +14,8 @@ from typing import Any, TextIO
 
 from ..config import Settings
 from ..errors import BuildError, UserError
+from ..store.gc import spec_source_keys
+from ..store.gcroots import BuildRoots
 from ..store.layout import Store
 from ..store.sources import SourceStore
 from ..store.tmpdirs import clean_stale
@@ -23,7 +25,7 @@ from .plan import Plan, plan_stack
 from .preflight import preflight
 from .progress import Progress
 from .scheduler import BuildReport, run_plan
-from .stackfile import ProfilePlan, load_stack
+from .stackfile import ProfilePlan, Stack, load_stack
 from .storepath import check_store_path
 
 
@@ -64,10 +66,21 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
         print(f"hdenv: {warning}", file=stream)
     progress = Progress(stream=stream)  # every message goes above its status line
     sources = SourceStore(store, settings.mirrors, log=progress.say)
-    plan = plan_stack(stack, store, sources)
     if dry_run:
+        plan = plan_stack(stack, store, sources)
         return BuildOutcome(plan, BuildReport(), dry_run_lines=explain(plan, store))
     clean_stale(store)  # what killed runs left in tmp/
+    with BuildRoots(store) as roots:
+        return _build(stack, store, sources, roots, settings, jobs=jobs, keep_going=keep_going,
+                      stream=stream, progress=progress)
+
+
+def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
+           settings: Settings, *, jobs: int | None, keep_going: bool,
+           stream: TextIO, progress: Progress) -> BuildOutcome:
+    with roots.holding():  # planning may store local sources before it can name them
+        plan = plan_stack(stack, store, sources)
+        roots.add(plan_roots(plan))
     for node in plan.nodes.values():  # even for artifacts already built: a URL may be new
         store.record_source_hints(node.id.rsplit("/", 1)[1], node.source_hints)
         store.record_about(node.id.rsplit("/", 1)[1], {"description": node.description})
@@ -81,7 +94,7 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
         if failed & set(closure):
             continue
         try:
-            outcome.profiles.append(_make_profile(store, planned.plan, closure))
+            outcome.profiles.append(_make_profile(store, planned.plan, closure, roots))
         except UserError as e:  # e.g. two artifacts providing one file: point at the profile
             if e.file is not None:
                 raise
@@ -102,12 +115,20 @@ class BuildFailed(BuildError):
         super().__init__(message)
 
 
-def _make_profile(store: Store, plan: ProfilePlan, closure: list[str]) -> ProfileResult:
+def plan_roots(plan: Plan) -> list[str]:
+    """What a build of `plan` uses, for gc: every node and every source key."""
+    keys = [k for n in plan.nodes.values() for k in spec_source_keys(n.spec)]
+    return [*plan.nodes, *keys]
+
+
+def _make_profile(store: Store, plan: ProfilePlan, closure: list[str],
+                  roots: BuildRoots) -> ProfileResult:
     from ..profile import profiles
 
     spec = profiles.profile_spec(closure, plan.env, plan.family, exclude=plan.exclude,
                                  priority=plan.priority)
     phash = profiles.profile_hash(spec)
+    roots.add([phash])  # before it exists: gc must not take it before the name points at it
     profiles.create_profile(store, spec)
     store.record_about(phash, {"description": plan.description})
     generation, new = profiles.set_current(store, plan.name, phash)

@@ -22,6 +22,7 @@ from ..store.layout import Store
 from . import profile as profile_cmds
 from . import shell as shell_cmds
 from . import site as site_cmds
+from . import storecmds
 
 
 class HdenvGroup(click.Group):
@@ -256,7 +257,8 @@ for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
                 shell_cmds.avail_cmd, shell_cmds.env_cmd, shell_cmds.spider_cmd,
                 shell_cmds.commands_cmd,
                 profile_cmds.profile, profile_cmds.diff, profile_cmds.graph,
-                site_cmds.config_cmd, site_cmds.store_group):
+                site_cmds.config_cmd, site_cmds.store_group,
+                storecmds.gc, storecmds.du, storecmds.pin, storecmds.unpin, storecmds.mirror):
     cli.add_command(command)
 
 

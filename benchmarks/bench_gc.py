@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Benchmark: `hdenv gc` on generated stores of 1,000 and 10,000 artifacts.
+
+Each generated store has artifacts in dependency chains (runtime deps), each
+with a few files, a spec per artifact, and one named profile keeping half of
+them alive; the other half is garbage. Times the real command (`hdenv gc
+--dry-run`: the mark and the listing with sizes; then `hdenv gc`), Python
+start-up included, against a baseline measured in the same run: `rm -rf` of
+exactly the same garbage in an identical store (deleting files is what a
+disk makes expensive; gc cannot be faster than that). Prints the ratio to the
+baseline and of the large store to the small one. Goals: seconds for 10,000
+artifacts, gc close to `rm -rf`, and the size ratio linear.
+
+    .venv/bin/python benchmarks/bench_gc.py [--sizes 1000,10000] [--files 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from hdenv.store.hashing import canonical_json, spec_hash
+
+HDENV = str(Path(sys.executable).parent / "hdenv")
+CHAIN = 10
+
+
+def generate(root: Path, count: int, files: int) -> list[Path]:
+    """`count` artifacts written straight into the layout (no builds: we time gc, not builds).
+
+    Returns the garbage: what gc should remove.
+    """
+    for d in ("artifacts", "specs", "profiles", "names", "tmp", "locks"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    live: list[str] = []
+    garbage: list[Path] = []
+    previous = None
+    for i in range(count):
+        deps: list[str] = [previous] if previous and i % CHAIN else []
+        spec = {"kind": "build", "name": f"pkg{i}", "version": "1.0", "sources": [],
+                "deps": deps, "build_deps": [], "env": {}, "script": str(i)}
+        hash_ = spec_hash(spec)
+        aid = f"pkg{i}/1.0/{hash_}"
+        prefix = root / "artifacts" / aid
+        (prefix / "bin").mkdir(parents=True)
+        for f in range(files):
+            (prefix / "bin" / f"tool{f}").write_bytes(b"#!/bin/sh\necho %d\n" % i)
+        (prefix / ".hdenv").mkdir()
+        (prefix / ".hdenv" / "artifact.json").write_text(
+            json.dumps({"id": aid, "kind": "build", "runtime_deps": deps}))
+        (root / "specs" / f"{hash_}.json").write_bytes(canonical_json(spec) + b"\n")
+        if (i // CHAIN) % 2 == 0:
+            live.append(aid)
+        else:
+            garbage += [root / "artifacts" / f"pkg{i}", root / "specs" / f"{hash_}.json"]
+        previous = aid
+    pspec: dict[str, Any] = {"kind": "profile", "artifacts": sorted(live), "env": {},
+                             "family": None}
+    phash = spec_hash(pspec)
+    (root / "specs" / f"{phash}.json").write_bytes(canonical_json(pspec) + b"\n")
+    (root / "profiles" / phash / ".hdenv").mkdir(parents=True)
+    (root / "profiles" / phash / ".hdenv" / "profile.json").write_text(
+        json.dumps({"hash": phash, "artifacts": sorted(live), "env": {}, "family": None}))
+    (root / "names" / "keep").mkdir()
+    os.symlink(f"../../profiles/{phash}", root / "names" / "keep" / "1")
+    os.symlink("1", root / "names" / "keep" / "current")
+    return garbage
+
+
+def timed(args: list[str], store: Path) -> tuple[float, str]:
+    env = {**os.environ, "HDENV_STORE": str(store), "HDENV_CONFIG": os.devnull}
+    subprocess.run(["sync"])
+    start = time.perf_counter()
+    proc = subprocess.run([HDENV, *args], env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"hdenv {' '.join(args)} failed:\n{proc.stderr}")
+    return elapsed, proc.stderr.strip().splitlines()[-1]
+
+
+def rm_baseline(paths: list[Path]) -> float:
+    subprocess.run(["sync"])
+    start = time.perf_counter()
+    for i in range(0, len(paths), 500):
+        subprocess.run(["rm", "-rf", "--", *map(str, paths[i:i + 500])], check=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--files", type=int, default=4, help="files per artifact")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results: dict[int, tuple[float, float, float]] = {}
+    work = Path(tempfile.mkdtemp(prefix="bench-gc-"))
+    try:
+        for n in sizes:
+            store, twin = work / f"store{n}", work / f"twin{n}"
+            generate(store, n, args.files)
+            baseline = rm_baseline(generate(twin, n, args.files))
+            dry, _ = timed(["gc", "--dry-run"], store)
+            real, summary = timed(["gc"], store)
+            left = sum(1 for _ in (store / "artifacts").iterdir())
+            results[n] = (dry, real, baseline)
+            print(f"{n:>6} artifacts: gc --dry-run {dry:6.2f} s, gc {real:6.2f} s,"
+                  f" rm -rf of the same garbage {baseline:6.2f} s: gc/rm {real / baseline:.2f}"
+                  f" ({left} names left) | {summary}")
+            shutil.rmtree(store)
+            shutil.rmtree(twin)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if len(sizes) >= 2:
+        small, large = sizes[0], sizes[-1]
+        ratio = results[large][1] / results[small][1]
+        dry_ratio = results[large][0] / results[small][0]
+        rm_ratio = results[large][2] / results[small][2]
+        print(f"ratio {large}/{small}: gc {ratio:.1f}x, --dry-run {dry_ratio:.1f}x,"
+              f" rm -rf {rm_ratio:.1f}x for {large / small:.0f}x the artifacts"
+              f" (linear: {large / small:.0f}x)")
+
+
+if __name__ == "__main__":
+    main()

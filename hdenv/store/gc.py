@@ -1,0 +1,474 @@
+"""Garbage collection: keep what the roots reach, remove the rest crash-safely.
+
+Mark: the roots (`gcroots`) name profiles and artifacts; a profile keeps the
+artifacts its `profile.json` lists, an artifact keeps its recorded runtime
+dependencies. Specs are kept for the whole *build* closure of what is live
+(dependencies, build-only dependencies, tools), so `export` and `reproduce` of
+a live profile still work after gc although build-only artifacts (a captured
+compiler) may be removed, as Nix removes build-time inputs by default. With
+`--sources`, the sources of those specs stay and all others go.
+
+Sweep, under the exclusive GC lock: garbage profiles first, then artifacts
+with their dependents before their dependencies, then specs, then sources. A
+profile or artifact is first renamed into this run's private temporary
+directory (`tmp/<uid>/TOKEN.gc-*`, see `tmpdirs`) and only then deleted, so a
+gc killed at any moment leaves every remaining artifact complete and every
+remaining runtime closure whole; the next gc or build removes what a dead
+run left there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from .fsutil import file_lock, read_json, remove_tree, tree_size
+from .gcroots import gc_lock, list_pins, running_roots
+from .layout import ARTIFACT_META, META_DIR, PROFILE_META, Store
+from .tmpdirs import clean_stale, temp_dir
+
+TRASH_PREFIX = "gc-"
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$", re.IGNORECASE)
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass
+class Item:
+    """One thing gc would remove."""
+
+    kind: str  # "profile", "artifact", "leftover", "spec", "source"
+    ident: str
+    path: Path
+    size: int = 0
+
+
+@dataclass
+class Marked:
+    profiles: set[str] = field(default_factory=set)
+    artifacts: set[str] = field(default_factory=set)
+    specs: set[str] = field(default_factory=set)
+    sources: set[str] = field(default_factory=set)
+    running: int = 0
+
+
+@dataclass
+class GcResult:
+    items: list[Item] = field(default_factory=list)  # removed (or, dry run, would be)
+    freed: int = 0
+    kept: Marked = field(default_factory=Marked)
+    stopped_early: bool = False
+    dry_run: bool = False
+
+    def count(self, kind: str) -> int:
+        return sum(1 for i in self.items if i.kind == kind)
+
+
+def parse_size(text: str) -> int:
+    """`500M`, `2G`, `1.5GiB`, `100kB` or plain bytes -> bytes (powers of 1024)."""
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise UserError(f"not a size: {text!r} (e.g. 500M, 2G, 1.5GiB, 4096)")
+    number, unit = float(m.group(1)), m.group(2).lower()
+    return int(number * 1024 ** " kmgtp".index(unit or " "))
+
+
+# -- mark ------------------------------------------------------------------------------
+
+def root_profiles(store: Store) -> set[str]:
+    """Profile hashes named by any generation of any name."""
+    out: set[str] = set()
+    try:
+        names = os.listdir(store.names)
+    except FileNotFoundError:
+        return out
+    for name in names:
+        ndir = store.names / name
+        try:
+            entries = os.listdir(ndir)
+        except (NotADirectoryError, FileNotFoundError):
+            continue
+        for entry in entries:
+            if entry.isdigit():
+                with contextlib.suppress(OSError):
+                    out.add(os.path.basename(os.readlink(ndir / entry)))
+    return out
+
+
+def _split_roots(ids: set[str]) -> tuple[set[str], set[str], set[str]]:
+    """(profile hashes, artifact ids, source keys) from registered root lines."""
+    profiles, artifacts, sources = set(), set(), set()
+    for i in ids:
+        if i.startswith(("sha256:", "git:")):
+            sources.add(i)
+        elif i.count("/") == 2:
+            artifacts.add(i)
+        elif "/" not in i:
+            profiles.add(i)
+    return profiles, artifacts, sources
+
+
+def spec_source_keys(spec: dict[str, Any]) -> list[str]:
+    """Every source key a build spec names: its sources and its patches."""
+    keys = [s["key"] for s in spec.get("sources", [])
+            if isinstance(s, dict) and isinstance(s.get("key"), str)]
+    return keys + [p for p in spec.get("patches", []) if isinstance(p, str)]
+
+
+def _read_json_or(path: Path, default: Any) -> Any:
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return default
+
+
+def mark(store: Store, *, clean_dead: bool = False) -> Marked:
+    """Everything the roots keep alive (see the module docstring)."""
+    marked = Marked()
+    running = running_roots(store, clean=clean_dead)
+    marked.running = running.processes
+    run_profiles, run_artifacts, run_sources = _split_roots(running.ids)
+    profiles = root_profiles(store) | run_profiles
+    artifacts = set(run_artifacts)
+    for p in list_pins(store):
+        (artifacts if p.kind == "artifact" else profiles).add(p.ident)
+    specs: set[str] = set()
+    for phash in profiles:
+        meta = _read_json_or(store.profile_dir(phash) / META_DIR / PROFILE_META, None)
+        if meta is None:  # damaged or not made yet (a running build): its spec knows
+            meta = _read_json_or(store.spec_path(phash), {})
+        artifacts.update(a for a in meta.get("artifacts", []) if isinstance(a, str))
+        specs.add(phash)
+    marked.profiles = profiles
+    # runtime closure through recorded runtime dependencies
+    stack = list(artifacts)
+    live: set[str] = set()
+    while stack:
+        aid = stack.pop()
+        if aid in live:
+            continue
+        live.add(aid)
+        try:
+            meta = read_json(store.artifact_meta_path(aid))
+        except (OSError, ValueError, UserError):
+            continue  # not built (yet), or not an id
+        stack.extend(d for d in meta.get("runtime_deps", []) if d not in live)
+    marked.artifacts = live
+    # specs: the build closure of what is live
+    stack = [a.rsplit("/", 1)[-1] for a in live] + list(specs)
+    sources = set(run_sources)
+    while stack:
+        h = stack.pop()
+        if h in marked.specs:
+            continue
+        marked.specs.add(h)
+        spec = _read_json_or(store.spec_path(h), None)
+        if not isinstance(spec, dict):
+            continue
+        refs = [*spec.get("deps", []), *spec.get("build_deps", []), *spec.get("artifacts", [])]
+        if spec.get("tools"):
+            refs.append(spec["tools"])
+        stack.extend(r.rsplit("/", 1)[-1] for r in refs if isinstance(r, str))
+        sources.update(spec_source_keys(spec))
+    marked.sources = sources
+    return marked
+
+
+# -- what would go ----------------------------------------------------------------------
+
+def artifact_dirs(store: Store) -> Iterator[tuple[str, Path, bool]]:
+    """(id, path, complete) of every artifact directory, leftovers included."""
+    try:
+        names = sorted(os.listdir(store.artifacts))
+    except FileNotFoundError:
+        return
+    for name in names:
+        ndir = store.artifacts / name
+        for version in _listdir(ndir):
+            vdir = ndir / version
+            for hash_ in _listdir(vdir):
+                path = vdir / hash_
+                yield f"{name}/{version}/{hash_}", path, (path / META_DIR / ARTIFACT_META).is_file()
+
+
+def _listdir(path: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except (NotADirectoryError, FileNotFoundError):
+        return []
+
+
+def garbage(store: Store, marked: Marked, *, sources: bool,
+            sizes: bool = True) -> list[Item]:
+    """What is not marked, in a safe removal order (see the module docstring)."""
+    items: list[Item] = []
+    for phash in _listdir(store.profiles):
+        if phash not in marked.profiles:
+            items.append(Item("profile", phash, store.profile_dir(phash)))
+    garbage_artifacts: dict[str, Path] = {}
+    for aid, path, complete in artifact_dirs(store):
+        if aid in marked.artifacts:
+            continue
+        if complete:
+            garbage_artifacts[aid] = path
+        elif not _locked(store, aid):  # else a build is writing it right now
+            items.append(Item("leftover", aid, path))
+    items += [Item("artifact", a, garbage_artifacts[a])
+              for a in _dependents_first(store, garbage_artifacts)]
+    for entry in _listdir(store.specs):
+        h = entry.split(".", 1)[0]
+        if entry.endswith(".json") and not entry.startswith(".") and h not in marked.specs:
+            items.append(Item("spec", entry, store.specs / entry))
+    if sources:
+        items += _garbage_sources(store, marked.sources)
+    if sizes:
+        for item in items:
+            if not item.ident.startswith("git:"):  # a ref in the shared git cache
+                item.size = path_size(item.path)
+    return items
+
+
+def _locked(store: Store, aid: str) -> bool:
+    with _artifact_lock(store, aid) as free:
+        return not free
+
+
+@contextlib.contextmanager
+def _artifact_lock(store: Store, aid: str) -> Iterator[bool]:
+    """Hold an artifact's build lock if nobody does; yields whether we got it.
+
+    A missing lock file is not created (nobody is building then, and gc should
+    not add an inode for every artifact it removes).
+    """
+    path = store.lock_path(aid.rsplit("/", 1)[-1])
+    if not os.path.lexists(path):
+        yield True
+        return
+    try:
+        with file_lock(path, blocking=False):
+            yield True
+    except BlockingIOError:
+        yield False
+
+
+def _dependents_first(store: Store, artifacts: dict[str, Path]) -> list[str]:
+    """Garbage artifact ids ordered so none is removed before an artifact that needs it."""
+    deps: dict[str, list[str]] = {}
+    for aid in artifacts:
+        meta = _read_json_or(store.artifact_meta_path(aid), {})
+        deps[aid] = [d for d in meta.get("runtime_deps", []) if d in artifacts]
+    users: dict[str, int] = dict.fromkeys(artifacts, 0)
+    for aid in artifacts:
+        for d in deps[aid]:
+            users[d] += 1
+    ready = sorted((a for a, n in users.items() if n == 0), reverse=True)
+    out: list[str] = []
+    while ready:
+        aid = ready.pop()
+        out.append(aid)
+        for d in deps[aid]:
+            users[d] -= 1
+            if users[d] == 0:
+                ready.append(d)
+    out += sorted(set(artifacts) - set(out))  # a cycle (a damaged store): any order
+    return out
+
+
+def _garbage_sources(store: Store, live: set[str]) -> list[Item]:
+    items = []
+    sha_dir = store.src / "sha256"
+    for hex_ in _listdir(sha_dir):
+        if _HEX64.fullmatch(hex_) and f"sha256:{hex_}" not in live:
+            items.append(Item("source", f"sha256:{hex_}", sha_dir / hex_))
+    git_dir = store.src / "git" / "cache.git"
+    if (git_dir / "HEAD").is_file():
+        for commit in _git_keep_refs(git_dir):
+            if f"git:{commit}" not in live:
+                items.append(Item("source", f"git:{commit}", git_dir))
+    return items
+
+
+def _git_keep_refs(git_dir: Path) -> list[str]:
+    try:
+        proc = subprocess.run(["git", f"--git-dir={git_dir}", "for-each-ref",
+                               "--format=%(refname)", "refs/hdenv/keep/"],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    except OSError:
+        return []
+    return [line.rsplit("/", 1)[-1] for line in proc.stdout.split()]
+
+
+def path_size(path: Path) -> int:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return 0
+    if os.path.isdir(path) and not os.path.islink(path):
+        return tree_size(path) + st.st_blocks * 512
+    return st.st_blocks * 512
+
+
+# -- sweep ------------------------------------------------------------------------------
+
+Log = Callable[[str], None]
+
+
+def collect(store: Store, *, dry_run: bool = False, sources: bool = False,
+            max_freed: int | None = None, log: Log | None = None,
+            on_item: Callable[[Item], None] | None = None) -> GcResult:
+    """`hdenv gc`: remove (or with `dry_run` list) what no root keeps alive."""
+    say = log or (lambda _m: None)
+    result = GcResult(dry_run=dry_run)
+    if not store.root.is_dir():
+        return result
+    lock = gc_lock(store, shared=False, blocking=False)
+    try:
+        lock.__enter__()
+    except BlockingIOError:
+        say("waiting for running hdenv processes to register what they use")
+        lock = gc_lock(store, shared=False)
+        lock.__enter__()
+    trash: Path | None = None
+    try:
+        if not dry_run:
+            clean_stale(store)  # what a killed gc (or build) had moved aside
+        result.kept = mark(store, clean_dead=not dry_run)
+        items = garbage(store, result.kept, sources=sources, sizes=dry_run)
+        if items and not dry_run:
+            trash = temp_dir(store, TRASH_PREFIX)
+        git_pruned = False
+        for item in items:
+            if max_freed is not None and result.freed >= max_freed:
+                result.stopped_early = True
+                break
+            if dry_run:
+                done = True
+            elif item.kind == "source" and item.ident.startswith("git:"):
+                done = _drop_git_ref(item)
+                git_pruned = git_pruned or done
+            else:
+                assert trash is not None
+                done = _remove(store, item, trash)
+            if done:
+                result.items.append(item)
+                result.freed += item.size
+                if on_item is not None:
+                    on_item(item)
+        if not dry_run:
+            _prune_empty_dirs(store, result.kept)
+            if git_pruned:
+                _git_prune(store.src / "git" / "cache.git")
+    finally:
+        if trash is not None:
+            remove_tree(trash)
+        lock.__exit__(None, None, None)
+    return result
+
+
+def _remove(store: Store, item: Item, trash: Path) -> bool:
+    """Move `item` out of the store (one rename), measure it, delete it."""
+    if item.kind in ("artifact", "leftover"):
+        # a build in progress holds the artifact's lock: never touch that one
+        with _artifact_lock(store, item.ident) as free:
+            return free and _move_and_delete(item, trash)
+    if item.kind == "source":
+        _move_and_delete(item, trash)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(store.src / "names" / item.ident.split(":", 1)[1])
+        return True
+    return _move_and_delete(item, trash)
+
+
+def _move_and_delete(item: Item, trash: Path) -> bool:
+    aside = trash / f"{item.kind}-{item.ident.replace('/', '-')}"
+    try:
+        st = os.lstat(item.path)
+    except FileNotFoundError:
+        return False
+    is_dir = os.path.isdir(item.path) and not os.path.islink(item.path)
+    # moving a directory to another parent rewrites its `..`: it must be writable
+    if is_dir and os.geteuid() != 0 and not st.st_mode & 0o200:
+        os.chmod(item.path, st.st_mode | 0o200)
+    try:
+        os.rename(item.path, aside)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        if is_dir:
+            os.chmod(item.path, st.st_mode)
+        raise
+    if is_dir:
+        item.size = _size_for_removal(aside)
+        shutil.rmtree(aside)  # its directories were made writable while measuring
+    else:
+        item.size = st.st_blocks * 512
+        os.unlink(aside)
+    return True
+
+
+def _size_for_removal(root: Path) -> int:
+    """Allocated bytes of a tree, making its directories writable on the way (one walk).
+
+    Root may delete in read-only directories; anyone else needs u+w on each.
+    """
+    fix = os.geteuid() != 0
+    total = 0
+    stack = [str(root)]
+    while stack:
+        top = stack.pop()
+        st = os.lstat(top)
+        total += st.st_blocks * 512
+        if fix and not st.st_mode & 0o200:
+            os.chmod(top, st.st_mode | 0o200)
+        with os.scandir(top) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    total += entry.stat(follow_symlinks=False).st_blocks * 512
+    return total
+
+
+def _prune_empty_dirs(store: Store, marked: Marked) -> None:
+    """Remove NAME/VERSION directories left empty; never one a live id lives under
+    (a running build may be about to create its artifact there)."""
+    busy = {a.rsplit("/", 1)[0] for a in marked.artifacts}
+    busy_names = {b.split("/", 1)[0] for b in busy}
+    for name in _listdir(store.artifacts):
+        ndir = store.artifacts / name
+        for version in _listdir(ndir):
+            if f"{name}/{version}" not in busy:
+                with contextlib.suppress(OSError):
+                    os.rmdir(ndir / version)
+        if name not in busy_names:
+            with contextlib.suppress(OSError):
+                os.rmdir(ndir)
+
+
+def _drop_git_ref(item: Item) -> bool:
+    commit = item.ident.split(":", 1)[1]
+    proc = subprocess.run(["git", f"--git-dir={item.path}", "update-ref", "-d",
+                           f"refs/hdenv/keep/{commit}"], capture_output=True,
+                          stdin=subprocess.DEVNULL)
+    return proc.returncode == 0
+
+
+def _git_prune(git_dir: Path) -> None:
+    """Drop the objects no kept commit reaches (remote-tracking refs go too)."""
+    refs = subprocess.run(["git", f"--git-dir={git_dir}", "for-each-ref",
+                           "--format=%(refname)", "refs/hdenv/remotes/"],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL).stdout.split()
+    for ref in refs:
+        subprocess.run(["git", f"--git-dir={git_dir}", "update-ref", "-d", ref],
+                       capture_output=True, stdin=subprocess.DEVNULL)
+    subprocess.run(["git", f"--git-dir={git_dir}", "reflog", "expire", "--expire=now", "--all"],
+                   capture_output=True, stdin=subprocess.DEVNULL)
+    subprocess.run(["git", f"--git-dir={git_dir}", "gc", "--prune=now", "--quiet"],
+                   capture_output=True, stdin=subprocess.DEVNULL)

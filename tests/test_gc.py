@@ -1,0 +1,302 @@
+"""`hdenv gc`, `du`, `pin` and `mirror` through the real program.
+
+Real builds (the demo with the host gcc), a gc run beside a build that is in
+progress, and gc killed with SIGKILL at random moments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES, Runner, require_tool
+
+from hdenv.errors import UserError
+from hdenv.store.artifacts import install_artifact
+from hdenv.store.gc import parse_size
+from hdenv.store.layout import Store
+from hdenv.store.tmpdirs import leftovers
+
+
+def ids(run_hdenv: Runner) -> set[str]:
+    out = run_hdenv("list", "artifacts", check=True).stdout
+    return {line.split()[0] for line in out.splitlines()}
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if "locks" not in p.parts)
+
+
+def test_parse_size() -> None:
+    assert parse_size("4096") == 4096
+    assert parse_size("500M") == 500 * 1024**2
+    assert parse_size("1.5GiB") == int(1.5 * 1024**3)
+    assert parse_size("2 kb") == 2048
+    with pytest.raises(UserError):
+        parse_size("lots")
+
+
+def test_gc_after_a_parameter_change_and_prune(run_hdenv: Runner, tmp_path: Path,
+                                               store_dir: Path) -> None:
+    require_tool("gcc")
+    shutil.copytree(EXAMPLES / "demo", tmp_path / "demo")
+    stack = str(tmp_path / "demo" / "stack.toml")
+    run_hdenv("build", stack, check=True)
+    first = ids(run_hdenv)
+    run_hdenv("build", stack, "--set", "cflags=-O1", check=True)
+    second = ids(run_hdenv)
+    old = {a for a in first if a.split("/")[0] in ("libgreet", "greet")}
+    assert len(old) == 2 and old < second
+    run_hdenv("profile", "prune", "demo", "--keep", "1", check=True)
+
+    usage = json.loads(run_hdenv("du", "--json", check=True).stdout)
+    assert usage["parts"]["artifacts"]["count"] == len(second)
+    assert usage["gc_would_free"] > 0
+
+    before = tree(store_dir)
+    dry = run_hdenv("gc", "--dry-run", check=True)
+    listed = {line.split()[1] for line in dry.stdout.splitlines() if line.startswith("artifact ")}
+    assert old <= listed
+    assert not listed & {a for a in second - first}  # the live generation's artifacts stay
+    assert all(line.split()[-1] in ("B", "KiB", "MiB") for line in dry.stdout.splitlines())
+    assert "would free" in dry.stderr
+    assert tree(store_dir) == before  # removes nothing
+    assert ids(run_hdenv) == second
+
+    done = run_hdenv("gc", check=True)
+    assert {line.split()[1] for line in done.stdout.splitlines()} >= old
+    left = ids(run_hdenv)
+    assert not left & old
+    live = {a for a in second - first}
+    assert live <= left
+    prefix = Path(run_hdenv("path", "demo", check=True).stdout.strip())
+    proc = subprocess.run([str(prefix / "bin" / "greet"), "gc"], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"})
+    assert proc.stdout == "Hello, gc!\n"
+    verify = run_hdenv("verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert run_hdenv("gc", "--dry-run", check=True).stdout == ""
+    assert json.loads(run_hdenv("du", "--json", check=True).stdout)["gc_would_free"] == 0
+    # the live profile can still be exported: the specs of its whole build closure stay
+    assert leftovers(Store(store_dir)) == []
+    # and building it again is a no-op apart from re-capturing the host tools
+    again = run_hdenv("build", stack, "--set", "cflags=-O1", check=True)
+    assert "0 built" in again.stderr
+
+
+def test_pins_keep_what_gc_would_remove(run_hdenv: Runner, tmp_path: Path) -> None:
+    stack = tmp_path / "s.toml"
+    body = """
+[parameters]
+v = "1"
+[packages.thing]
+version = "1"
+env = {{ V = "{{{{ v }}}}" }}
+script = 'mkdir -p "$PREFIX/share" && echo "$V" > "$PREFIX/share/v" {extra}'
+"""
+    stack.write_text(body.format(extra=""))
+    old_profile = run_hdenv("build", str(stack), check=True).stdout.split()[1]
+    old = {a for a in ids(run_hdenv) if a.startswith("thing/")}
+    run_hdenv("build", str(stack), "--set", "v=2", check=True)
+    run_hdenv("profile", "prune", "s", "--keep", "1", check=True)
+    run_hdenv("pin", old_profile, check=True)
+    assert run_hdenv("pin", check=True).stdout.split() == [old_profile, "profile", old_profile]
+    run_hdenv("gc", check=True)
+    assert old <= ids(run_hdenv)
+    assert run_hdenv("path", old_profile, check=True).returncode == 0
+    bad = run_hdenv("unpin", "thing/1/" + "a" * 32)
+    assert bad.returncode == 2 and bad.stderr.startswith("hdenv: error:")
+    run_hdenv("unpin", old_profile, check=True)
+    run_hdenv("gc", check=True)
+    assert not old & ids(run_hdenv)
+    assert run_hdenv("path", old_profile).returncode == 2
+
+
+def test_max_freed_stops_early_and_sources_go_with_their_specs(
+        run_hdenv: Runner, tmp_path: Path, store_dir: Path) -> None:
+    sources = []
+    for i in range(3):
+        src = tmp_path / f"src{i}"
+        src.mkdir()
+        (src / "data").write_bytes(os.urandom(64 * 1024))
+        sources.append(src)
+    stack = tmp_path / "s.toml"
+    text = ""
+    for i in range(3):
+        text += (f"[packages.p{i}]\nversion = \"1\"\nsources = [{{ path = \"src{i}\" }}]\n"
+                 f"script = 'mkdir -p \"$PREFIX\" && cp data \"$PREFIX/data{i}\"'\n")
+    text += '[profiles.s]\npackages = ["p0", "p1", "p2"]\n'
+    stack.write_text(text)
+    run_hdenv("build", str(stack), check=True)
+    stack.write_text(text.replace('packages = ["p0", "p1", "p2"]', 'packages = ["p0"]'))
+    run_hdenv("build", str(stack), check=True)
+    run_hdenv("profile", "prune", "s", "--keep", "1", check=True)
+    n_sources = len(os.listdir(store_dir / "src" / "sha256"))
+    first = run_hdenv("gc", "--max-freed", "1", check=True)
+    assert "stopped at --max-freed 1" in first.stderr
+    assert len(first.stdout.splitlines()) == 1
+    run_hdenv("gc", check=True)
+    assert {a.split("/")[0] for a in ids(run_hdenv)} >= {"p0"}
+    assert not {a.split("/")[0] for a in ids(run_hdenv)} & {"p1", "p2"}
+    assert len(os.listdir(store_dir / "src" / "sha256")) == n_sources  # kept without --sources
+    gone = run_hdenv("gc", "--sources", check=True).stdout.splitlines()
+    assert len([g for g in gone if g.startswith("source ")]) == 2
+    assert len(os.listdir(store_dir / "src" / "sha256")) == n_sources - 2
+    bad = run_hdenv("gc", "--max-freed", "lots")
+    assert bad.returncode == 2 and "not a size" in bad.stderr
+
+
+def test_mirror_writes_the_layout_incrementally(run_hdenv: Runner, tmp_path: Path,
+                                                shared_sources: Path) -> None:
+    run_hdenv("fetch", str(shared_sources / "zlib-1.2.13.tar.bz2"), check=True)
+    mirror = tmp_path / "mirror"
+    run_hdenv("mirror", str(mirror), check=True)
+    digest = (shared_sources / "SHA256SUMS").read_text()
+    hex_ = next(line.split()[0] for line in digest.splitlines() if "zlib" in line)
+    assert (mirror / "zlib-1.2.13.tar.bz2").read_bytes() == \
+        (shared_sources / "zlib-1.2.13.tar.bz2").read_bytes()
+    assert (mirror / "sha256" / hex_).is_file()
+    stamp = (mirror / "sha256" / hex_).stat().st_mtime_ns
+    run_hdenv("fetch", str(shared_sources / "six-1.16.0.tar.gz"), check=True)
+    again = run_hdenv("mirror", str(mirror), check=True)
+    assert "2 source(s)" in again.stderr
+    assert (mirror / "six-1.16.0.tar.gz").is_file()
+    assert (mirror / "sha256" / hex_).stat().st_mtime_ns == stamp  # not copied again
+
+
+SLOW = """
+[parameters]
+v = "1"
+
+[packages.base]
+version = "1"
+env = {{ V = "{{{{ v }}}}" }}
+script = '''
+mkdir -p "$PREFIX/bin" "$PREFIX/share"
+echo "$V" > "$PREFIX/share/v"
+printf '#!/bin/sh\\necho base %s\\n' "$V" > "$PREFIX/bin/base"
+chmod +x "$PREFIX/bin/base"
+'''
+
+[packages.slow]
+version = "1"
+deps = ["base"]
+script = '''
+touch "{started}"
+i=0
+while [ ! -e "{go}" ]; do sleep 0.1; i=$((i+1)); [ $i -lt 1200 ] || exit 9; done
+"$BASE_DIR/bin/base" > "$PREFIX/used-base"
+'''
+
+[profiles.{profile}]
+packages = [{packages}]
+"""
+
+
+def only_base(profile: str) -> str:
+    text = SLOW.format(started="", go="", profile="", packages="")
+    return text.split("[packages.slow]")[0] + f'[profiles.{profile}]\npackages = ["base"]\n'
+
+
+def test_gc_beside_a_running_build_leaves_its_inputs(run_hdenv: Runner, hdenv_exe: str,
+                                                     hdenv_env: dict[str, str],
+                                                     tmp_path: Path) -> None:
+    started, go = tmp_path / "started", tmp_path / "go"
+    a = tmp_path / "a.toml"
+    a.write_text(only_base("a"))
+    run_hdenv("build", str(a), check=True)
+    base_v1 = {x for x in ids(run_hdenv) if x.startswith("base/")}
+    run_hdenv("build", str(a), "--set", "v=2", check=True)
+    run_hdenv("profile", "prune", "a", "--keep", "1", check=True)
+    assert base_v1 <= {line.split()[1] for line in
+                       run_hdenv("gc", "--dry-run", check=True).stdout.splitlines()}
+    # b uses base v1 (garbage right now) and builds `slow`, which waits for us
+    b = tmp_path / "b.toml"
+    b.write_text(SLOW.format(started=started, go=go, profile="b", packages='"slow"'))
+    build = subprocess.Popen([hdenv_exe, "build", str(b)], env=hdenv_env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists():
+            assert build.poll() is None, build.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        gc = run_hdenv("gc", check=True, timeout=60)
+        removed = {line.split()[1] for line in gc.stdout.splitlines()}
+        assert not removed & base_v1
+        assert "1 running build(s)" in gc.stderr
+        assert any(r.startswith("base/") for r in removed) is False
+        assert base_v1 <= ids(run_hdenv)
+        go.touch()
+        out, err = build.communicate(timeout=120)
+    finally:
+        if build.poll() is None:
+            build.kill()
+    assert build.returncode == 0, err
+    prefix = Path(run_hdenv("path", "b", check=True).stdout.strip())
+    assert (prefix / "used-base").read_text() == "base 1\n"
+    assert subprocess.run([str(prefix / "bin" / "base")], capture_output=True,
+                          text=True).stdout == "base 1\n"
+    assert run_hdenv("verify").returncode == 0
+
+
+def synthetic_garbage(store: Store, count: int, files: int) -> None:
+    """`count` artifacts in chains of runtime dependencies, `files` files each, no root."""
+    previous: str | None = None
+    for i in range(count):
+        deps = [previous] if previous and i % 10 else []
+        spec = {"kind": "build", "name": f"junk{i}", "version": "1", "sources": [],
+                "deps": deps, "build_deps": [], "env": {}, "script": str(i)}
+
+        def populate(prefix: Path, _fd: int, i: int = i) -> None:
+            for d in range(files // 20):
+                sub = prefix / f"d{d}"
+                sub.mkdir()
+                for f in range(20):
+                    (sub / f"f{f}").write_bytes(b"x" * (i + f))
+
+        previous = install_artifact(store, spec, populate, runtime_deps=deps)[0]
+
+
+@pytest.mark.slow
+def test_gc_killed_at_random_moments_leaves_a_clean_store(
+        run_hdenv: Runner, hdenv_exe: str, hdenv_env: dict[str, str], tmp_path: Path,
+        store_dir: Path) -> None:
+    stack = tmp_path / "live.toml"
+    stack.write_text(only_base("live"))
+    run_hdenv("build", str(stack), check=True)
+    live_prefix = Path(run_hdenv("path", "live", check=True).stdout.strip())
+    store = Store(store_dir)
+    rng = random.Random()
+    kills = 0
+    for _ in range(8):
+        if len(ids(run_hdenv)) < 20:
+            synthetic_garbage(store, 40, 60)
+        proc = subprocess.Popen([hdenv_exe, "gc"], env=hdenv_env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.2, 1.2))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        verify = run_hdenv("verify")
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        for aid in ids(run_hdenv):  # every remaining runtime closure is whole
+            for dep in store.artifact_meta(aid)["runtime_deps"]:
+                assert store.has_artifact(dep), f"{aid} lost its dependency {dep}"
+        assert subprocess.run([str(live_prefix / "bin" / "base")], capture_output=True,
+                              text=True).stdout == "base 1\n"
+        if kills >= 4:
+            break
+    assert kills >= 2
+    run_hdenv("gc", check=True)
+    assert leftovers(Store(store_dir)) == []
+    assert {a.split("/")[0] for a in ids(run_hdenv)} == {"base"}
+    assert run_hdenv("verify").returncode == 0
