@@ -18,6 +18,7 @@ from .errors import UserError
 
 APP = "hdenv"
 DEFAULT = "default"
+EXECUTORS = ("local", "slurm")  # where `hdenv build` runs builds
 
 
 @dataclass
@@ -37,14 +38,22 @@ class Settings:
     # setting name (as in config.toml) -> where its value came from: a file,
     # an environment variable, a flag, or "default"
     sources: dict[str, str] = field(default_factory=dict)
+    executor: str = "local"  # where `hdenv build` runs builds: "local" or "slurm"
+    slurm_options: list[str] = field(default_factory=list)  # passed to every sbatch
+    executor_error: str | None = None  # as jobs_error: only `build` cares (FILE: message)
 
     def check_jobs(self) -> None:
         """For commands that build: a jobs setting that is not a number is an error."""
         if self.jobs_error is not None:
             raise UserError(self.jobs_error)
 
+    def check_executor(self) -> None:
+        """For `build`: a bad `executor` or `slurm-options` setting is an error."""
+        if self.executor_error is not None:
+            raise UserError(self.executor_error)
 
-NOT_SETTINGS = ("config_file", "site_config_file", "sources", "jobs_error")
+
+NOT_SETTINGS = ("config_file", "site_config_file", "sources", "jobs_error", "executor_error")
 
 
 def setting_items(settings: Settings) -> list[tuple[str, Any, str]]:
@@ -182,8 +191,22 @@ def load_settings(
     if usage_log is not None:
         _check_usage_log(usage_log, layers.sources["usage-log"])
 
+    executor, executor_error = str(layers.get("executor") or "local"), None
+    if executor not in EXECUTORS:
+        executor_error = UserError(
+            f"'executor' must be one of {', '.join(EXECUTORS)}, got {executor!r}",
+            file=layers.sources.get("executor")).render()
+    slurm_options = layers.get("slurm-options") or []
+    if not isinstance(slurm_options, list) or not all(isinstance(o, str) for o in slurm_options):
+        executor_error = UserError("'slurm-options' must be a list of strings",
+                                   file=layers.sources.get("slurm-options")).render()
+        slurm_options = []
+
     site = [Path(path) for path, role, _ in layers.files if role == "site"]
     return Settings(
+        executor=executor,
+        slurm_options=list(slurm_options),
+        executor_error=executor_error,
         store=store_path.absolute(),
         mirrors=mirror_list,
         jobs=jobs_int,

@@ -14,7 +14,8 @@ from __future__ import annotations
 from .errors import UserError
 
 KNOWN_KEYS = frozenset({"store", "mirrors", "jobs", "build-jobs", "sandbox",
-                        "strict-links", "host-identity", "upstreams", "usage-log"})
+                        "strict-links", "host-identity", "upstreams", "usage-log",
+                        "executor", "slurm-options"})
 
 _BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _DIGITS = frozenset("0123456789")

@@ -70,7 +70,7 @@ def expected(store: Path, *, filtered: bool) -> dict[str, set[str]]:
     """
     refs = {"demo", "demo/1", "other", "other/1"}
     want = {
-        "cmds": {name for name, cmd in cli_group.commands.items() if not cmd.hidden},
+        "cmds": {n for n, c in cli_group.commands.items() if not c.hidden},  # as --help lists
         "init": {"bash", "zsh", "fish", "tcsh"},
         "profile": {"generations", "rollback", "prune"},
         "list": {"artifacts", "profiles", "names"},

@@ -102,6 +102,9 @@ class BuildOptions:
 
     strict_links: bool = False  # undeclared system libraries fail the build
     note: Callable[[str], None] = field(default=lambda _msg: None)  # one line for the user
+    # where the build ran (a batch job's id and node), for later readers:
+    log_first: str = ""  # the build log's first line
+    meta: dict[str, Any] = field(default_factory=dict)  # added to artifact.json
 
 
 def build_options(settings: Settings) -> BuildOptions:
@@ -116,6 +119,13 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 
 
+def fetch_sources(node: Node, sources: SourceStore) -> None:
+    """Have every source of `node` in the store (a batch job may have no network)."""
+    for hint in node.source_hints:
+        sources.ensure(hint["key"], urls=[hint["url"]] if hint.get("url") else [],
+                       git_url=hint.get("git"))
+
+
 def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
                on_wait: Callable[[], None] | None = None,
                on_log: Callable[[Path], None] | None = None,
@@ -123,16 +133,16 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
     """Build `node` unless present; returns (id, built_now). Raises BuildError on failure."""
     options = options or BuildOptions()
     spec = node.spec
-    for hint in node.source_hints:
-        sources.ensure(hint["key"], urls=[hint["url"]] if hint.get("url") else [],
-                       git_url=hint.get("git"))
+    fetch_sources(node, sources)
     store.tmp.mkdir(parents=True, exist_ok=True)
     build_dir = temp_dir(store, f"build-{spec['name']}-")
     log_path = build_dir / "build.log"
 
-    meta: dict[str, Any] = {}  # filled by populate; install_artifact reads it afterwards
+    meta: dict[str, Any] = dict(options.meta)  # populate adds; install_artifact reads it after
 
     def populate(prefix: Path, guard_fd: int) -> None:
+        if options.log_first:
+            log_path.write_text(options.log_first.rstrip("\n") + "\n", encoding="utf-8")
         if on_log is not None:  # where to follow it while it runs (the progress display says)
             on_log(log_path)
         _run_script(store, node, sources, prefix, build_dir, log_path, jobs, guard_fd)
@@ -149,6 +159,10 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
             f"build of {node.id} failed (exit {e.returncode}); log: {kept}\n"
             f"--- last lines of the build log ---\n{tail(kept)}"
         ) from None
+    except Interrupted:
+        if log_path.exists():  # where a stopped build had got to (a batch job out of time)
+            _keep_failed_log(store, node, log_path)
+        raise
     finally:
         remove_tree(build_dir)
 
@@ -180,9 +194,13 @@ def _audit_links(store: Store, node: Node, prefix: Path, build_dir: Path, log_pa
     return result.meta()
 
 
+def failed_log_path(store: Store, aid: str) -> Path:
+    return store.root / "logs" / f"{aid.replace('/', '-')}.failed.log"
+
+
 def _keep_failed_log(store: Store, node: Node, log_path: Path) -> Path:
     """The artifact directory is removed on failure; keep its log where the user can read it."""
-    kept = store.root / "logs" / f"{node.id.replace('/', '-')}.failed.log"
+    kept = failed_log_path(store, node.id)
     data = log_path.read_bytes() if log_path.exists() else b""
     atomic_write(kept, data)
     return kept

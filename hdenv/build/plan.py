@@ -33,6 +33,13 @@ class Node:
     line: int = 0
     description: str = ""  # from the stack file; kept beside the spec, never in it
     variant: dict[str, Any] = field(default_factory=dict)  # matrix values (first variant)
+    slurm: dict[str, Any] = field(default_factory=dict)  # batch resources, not in the spec
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> Node:
+        """A build node from a stored spec alone: what a compute node gets to build."""
+        return cls(artifact_id(spec), spec, "build", deps=list(spec.get("deps", [])),
+                   build_deps=list(spec.get("build_deps", [])))
 
     @property
     def inputs(self) -> list[str]:
@@ -162,5 +169,6 @@ def _plan_package(stack: Stack, pkg: PackagePlan, id_of: Any, tools_id: str,
     aid = artifact_id(spec)
     if aid not in nodes:
         nodes[aid] = Node(aid, spec, "build", deps=deps, build_deps=build_deps,
-                          source_hints=hints, line=pkg.line, description=pkg.description)
+                          source_hints=hints, line=pkg.line, slurm=pkg.slurm,
+                          description=pkg.description)
     return aid

@@ -37,18 +37,61 @@ class BuildReport:
         return not self.failed and not self.skipped
 
 
+@dataclass
+class Pending:
+    """What a run has to make, and in which order: shared by every executor.
+
+    `order` lists the missing nodes dependencies first; `waiting_on[n]` the
+    missing nodes `n` needs; `dependents[n]` the missing nodes that need `n`.
+    """
+
+    order: list[str]
+    present: list[str]
+    waiting_on: dict[str, set[str]]
+    dependents: dict[str, list[str]]
+
+    def downstream(self, nid: str) -> list[str]:
+        """Every missing node that needs `nid`, directly or not, in build order."""
+        found: set[str] = set()
+        stack = list(self.dependents[nid])
+        while stack:
+            dep = stack.pop()
+            if dep not in found:
+                found.add(dep)
+                stack.extend(self.dependents[dep])
+        return [n for n in self.order if n in found]
+
+
+def pending(plan: Plan, store: Store) -> Pending:
+    """The nodes of `plan` that are not present in `store`, with their edges."""
+    order = plan.order()
+    todo = [nid for nid in order if not store.has_artifact(nid)]
+    missing = set(todo)
+    waiting_on = {nid: {d for d in plan.nodes[nid].inputs if d in missing} for nid in todo}
+    dependents: dict[str, list[str]] = {nid: [] for nid in todo}
+    for nid, deps in waiting_on.items():
+        for d in deps:
+            dependents[d].append(nid)
+    return Pending(todo, [nid for nid in order if nid not in missing], waiting_on, dependents)
+
+
+def capture_host(store: Store, node: Node) -> None:
+    """Capture host software on this machine; it must still be what was planned."""
+    if node.spec["name"] == host.BASIC_TOOLS_NAME:
+        got = host.capture_basic_tools(store)
+    else:
+        got = host.capture(store, node.spec["name"], node.programs,
+                           family=node.spec.get("family"))
+    if got != node.id:
+        raise HdenvError(f"host software {node.spec['name']} changed while planning"
+                         f" ({node.id} became {got}); run the build again")
+
+
 def _realise(store: Store, node: Node, sources: SourceStore, jobs: int,
              progress: Progress, options: BuildOptions) -> str:
     """Make `node` present: "built", "captured" (host software) or "present" (by another run)."""
     if node.kind == "host":
-        if node.spec["name"] == host.BASIC_TOOLS_NAME:
-            got = host.capture_basic_tools(store)
-        else:
-            got = host.capture(store, node.spec["name"], node.programs,
-                               family=node.spec.get("family"))
-        if got != node.id:
-            raise HdenvError(f"host software {node.spec['name']} changed while planning"
-                             f" ({node.id} became {got}); run the build again")
+        capture_host(store, node)
         return "captured"
     _, built = build_node(store, node, sources, jobs=jobs,
                           on_wait=lambda: progress.waiting(node.id),
@@ -81,16 +124,11 @@ def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
     gets every core, `-j 2` on two cores gives two `make -j1`, not four processes.
     """
     report = BuildReport()
-    order = plan.order()
-    todo = [nid for nid in order if not store.has_artifact(nid)]
-    report.present = [nid for nid in order if nid not in set(todo)]
+    graph = pending(plan, store)
+    todo, waiting_on, dependents = graph.order, graph.waiting_on, graph.dependents
+    report.present = list(graph.present)
     if not todo:
         return report
-    waiting_on = {nid: {d for d in plan.nodes[nid].inputs if d in todo} for nid in todo}
-    dependents: dict[str, list[str]] = {nid: [] for nid in todo}
-    for nid, deps in waiting_on.items():
-        for d in deps:
-            dependents[d].append(nid)
     ready = [nid for nid in todo if not waiting_on[nid]]
     progress = progress or Progress(stream=stream)
     progress.begin(len(todo), labels((nid, node.variant) for nid, node in plan.nodes.items()))

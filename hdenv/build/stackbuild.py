@@ -10,7 +10,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from ..config import Settings
 from ..errors import BuildError, UserError
@@ -45,22 +45,43 @@ class BuildOutcome:
     dry_run_lines: list[str] = field(default_factory=list)
 
 
+class Executor(Protocol):
+    """Where the missing artifacts of a plan get built (here, or as batch jobs).
+
+    Planning before it and profiles after it are the same for every executor,
+    so `NAME HASH` lines and generations never depend on where builds ran.
+    """
+
+    def check(self, stack: Stack) -> None:
+        """Refuse bad settings (UserError) before the store is touched."""
+
+    def describe(self, plan: Plan, store: Store) -> list[str]:
+        """Extra `--dry-run` lines: what would be submitted, and after what."""
+
+    def run(self, plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
+            build_jobs: int | None, keep_going: bool, stream: TextIO) -> BuildReport:
+        """Make every node of `plan` present, or report why not."""
+
+
 def build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str] | None = None,
                 jobs: int | None = None, keep_going: bool = False, dry_run: bool = False,
-                stream: TextIO = sys.stderr) -> BuildOutcome:
+                stream: TextIO = sys.stderr, executor: Executor | None = None) -> BuildOutcome:
     """Build a stack file; Ctrl-C, SIGTERM and SIGHUP stop it cleanly (`Interrupted`)."""
     with processes.interruptible():
         return _build_stack(path, settings, overrides=overrides, jobs=jobs,
-                            keep_going=keep_going, dry_run=dry_run, stream=stream)
+                            keep_going=keep_going, dry_run=dry_run, stream=stream,
+                            executor=executor)
 
 
 def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str] | None,
                  jobs: int | None, keep_going: bool, dry_run: bool,
-                 stream: TextIO) -> BuildOutcome:
+                 stream: TextIO, executor: Executor | None) -> BuildOutcome:
     settings.check_jobs()
     stack = load_stack(path, overrides)  # all input errors surface here, store untouched
     preflight(stack)  # and what planning would find: missing paths and host programs
     warning = check_store_path(settings.store)
+    if executor is not None:
+        executor.check(stack)
     store = Store(settings.store, settings.upstreams).ensure()
     if warning and not dry_run:
         print(f"hdenv: {warning}", file=stream)
@@ -68,25 +89,31 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
     sources = SourceStore(store, settings.mirrors, log=progress.say)
     if dry_run:
         plan = plan_stack(stack, store, sources)
-        return BuildOutcome(plan, BuildReport(), dry_run_lines=explain(plan, store))
+        lines = explain(plan, store) + (executor.describe(plan, store) if executor else [])
+        return BuildOutcome(plan, BuildReport(), dry_run_lines=lines)
     clean_stale(store)  # what killed runs left in tmp/
     with BuildRoots(store) as roots:
         return _build(stack, store, sources, roots, settings, jobs=jobs, keep_going=keep_going,
-                      stream=stream, progress=progress)
+                      stream=stream, progress=progress, executor=executor)
 
 
 def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
            settings: Settings, *, jobs: int | None, keep_going: bool,
-           stream: TextIO, progress: Progress) -> BuildOutcome:
+           stream: TextIO, progress: Progress, executor: Executor | None) -> BuildOutcome:
     with roots.holding():  # planning may store local sources before it can name them
         plan = plan_stack(stack, store, sources)
         roots.add(plan_roots(plan))
     for node in plan.nodes.values():  # even for artifacts already built: a URL may be new
         store.record_source_hints(node.id.rsplit("/", 1)[1], node.source_hints)
         store.record_about(node.id.rsplit("/", 1)[1], {"description": node.description})
-    report = run_plan(plan, store, sources, jobs=jobs or settings.jobs,
-                      build_jobs=settings.build_jobs, keep_going=keep_going, stream=stream,
-                      options=build_options(settings), progress=progress)
+    if executor is None:
+        report = run_plan(plan, store, sources, jobs=jobs or settings.jobs,
+                          build_jobs=settings.build_jobs, keep_going=keep_going, stream=stream,
+                          options=build_options(settings), progress=progress)
+    else:
+        report = executor.run(plan, store, sources, jobs=jobs or settings.jobs,
+                              build_jobs=settings.build_jobs, keep_going=keep_going,
+                              stream=stream)
     outcome = BuildOutcome(plan, report)
     failed = set(report.failed) | set(report.skipped)
     for planned in plan.profiles:

@@ -34,7 +34,8 @@ TOP_KEYS = {"stack", "parameters", "matrix", "host", "packages", "profiles"}
 STACK_KEYS = {"name", "description"}
 HOST_KEYS = {"programs", "family"}
 PACKAGE_KEYS = {"version", "sources", "patches", "deps", "build-deps", "env", "script", "when",
-                "description"}
+                "description", "slurm"}
+SLURM_KEYS = {"cpus", "time", "mem", "options"}
 PROFILE_KEYS = {"packages", "env", "family", "exclude", "priority", "when", "description"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -105,6 +106,7 @@ class PackagePlan:
     line: int
     patches: list[SourceDecl] = field(default_factory=list)
     sources_line: int = 0  # where `sources` is, for errors found later (a missing path)
+    slurm: dict[str, Any] = field(default_factory=dict)  # batch resources; never in the spec
     description: str = ""  # shown by spider and show; not part of the spec
 
 
@@ -436,8 +438,9 @@ def _render_package(ctx: _Ctx, pname: str, table: dict[str, Any], context: dict[
     patches = _render_patches(ctx, table.get("patches", []), context, *where, "patches")
     description = ctx.render(ctx.string(table.get("description", ""), *where, "description"),
                              context, *where, "description")
+    slurm = _render_slurm(ctx, table.get("slurm", {}), context, *where, "slurm")
     return PackagePlan(pname, version, sources, deps, build_deps, env, script,
-                       ctx.index.line(*where), patches, sources_line=line,
+                       ctx.index.line(*where), patches, sources_line=line, slurm=slurm,
                        description=description)
 
 
@@ -459,6 +462,36 @@ def _render_patches(ctx: _Ctx, value: Any, context: dict[str, Any], *path: str) 
             raise ctx.error(f"{'.'.join(path)}: unknown key(s) {', '.join(bad)} in a patch"
                             " (a patch is a file name, { path }, or { url, sha256 })", *path)
         out.append(SourceDecl.from_toml(rendered, file=ctx.file, line=line))
+    return out
+
+
+def _render_slurm(ctx: _Ctx, value: Any, context: dict[str, Any], *where: str) -> dict[str, Any]:
+    """`slurm = { cpus = 8, time = "2:00:00" }`: what a batch job asks for, not what is built.
+
+    It stays out of the spec, so giving a package more cores or time on the
+    cluster never changes its id. Only the types are checked here; which
+    options Slurm accepts is the cluster executor's business.
+    """
+    table = ctx.table(value, *where)
+    ctx.keys(table, SLURM_KEYS, *where)
+    out: dict[str, Any] = {}
+    if "cpus" in table:
+        cpus = table["cpus"]
+        if isinstance(cpus, str):
+            cpus = ctx.render(cpus, context, *where, "cpus").strip()
+            cpus = int(cpus) if cpus.isdigit() else cpus
+        if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
+            raise ctx.error(f"{'.'.join(where)}.cpus must be a whole number of at least 1",
+                            *where, "cpus")
+        out["cpus"] = cpus
+    for key in ("time", "mem"):
+        if key in table:
+            text = ctx.render(ctx.string(table[key], *where, key), context, *where, key).strip()
+            if text:
+                out[key] = text
+    if "options" in table:
+        out["options"] = [ctx.render(o, context, *where, "options")
+                          for o in ctx.strings(table["options"], *where, "options")]
     return out
 
 

@@ -16,9 +16,10 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..config import Settings, load_settings
+from ..config import EXECUTORS, Settings, load_settings
 from ..errors import HdenvError, Interrupted, UserError
 from ..store.layout import Store
+from . import cluster as cluster_cmds
 from . import profile as profile_cmds
 from . import shell as shell_cmds
 from . import site as site_cmds
@@ -132,16 +133,26 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--dry-run", is_flag=True, help="Say what would be built, and why.")
 @click.option("--set", "sets", multiple=True, metavar="PARAM=VALUE",
               help="Override a parameter (or pick one matrix value).")
+@click.option("--executor", type=click.Choice(EXECUTORS),
+              help="Build here (local) or as one Slurm job per package (slurm).")
 @click.pass_context
 def build(ctx: click.Context, stack_file: Path, jobs: int | None, keep_going: bool,
-          dry_run: bool, sets: tuple[str, ...]) -> None:
+          dry_run: bool, sets: tuple[str, ...], executor: str | None) -> None:
     """Build every package and profile of STACK_FILE; print `NAME HASH` per profile."""
     from ..build.stackbuild import BuildFailed, build_stack
 
     settings = settings_of(ctx, jobs)
+    settings.check_executor()
+    runner = None
+    if (executor or settings.executor) == "slurm":
+        from ..cluster.executor import SlurmExecutor
+
+        runner = SlurmExecutor(settings.slurm_options, build_jobs=settings.build_jobs,
+                               options_file=settings.sources.get("slurm-options"),
+                               strict_links=settings.strict_links)
     try:
         outcome = build_stack(stack_file, settings, overrides=parse_sets(sets), jobs=jobs,
-                              keep_going=keep_going, dry_run=dry_run)
+                              keep_going=keep_going, dry_run=dry_run, executor=runner)
     except BuildFailed as e:
         for p in e.outcome.profiles:
             click.echo(f"{p.name} {p.hash}")
@@ -258,7 +269,8 @@ for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
                 shell_cmds.commands_cmd,
                 profile_cmds.profile, profile_cmds.diff, profile_cmds.graph,
                 site_cmds.config_cmd, site_cmds.store_group,
-                storecmds.gc, storecmds.du, storecmds.pin, storecmds.unpin, storecmds.mirror):
+                storecmds.gc, storecmds.du, storecmds.pin, storecmds.unpin, storecmds.mirror,
+                cluster_cmds.build_node_cmd):
     cli.add_command(command)
 
 
