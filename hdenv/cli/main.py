@@ -20,6 +20,7 @@ from ..config import EXECUTORS, Settings, load_settings
 from ..errors import HdenvError, Interrupted, UserError
 from ..store.layout import Store
 from . import cluster as cluster_cmds
+from . import modules as modules_cmds
 from . import profile as profile_cmds
 from . import shell as shell_cmds
 from . import site as site_cmds
@@ -272,6 +273,7 @@ for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
                 storecmds.gc, storecmds.du, storecmds.pin, storecmds.unpin, storecmds.mirror,
                 cluster_cmds.build_node_cmd):
     cli.add_command(command)
+cli.add_command(modules_cmds.modulefiles)
 
 
 def main() -> None:

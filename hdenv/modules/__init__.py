@@ -1,0 +1,1 @@
+"""Lmod and Environment Modules modulefiles for the store's profiles and artifacts."""
