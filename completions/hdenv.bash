@@ -62,7 +62,7 @@ __hdenv_complete() {
                     words=$(HDENV_STORE=${store:-${HDENV_STORE-}} hdenv avail --refs "$cur" 2>/dev/null)
                 fi
                 ;;
-            load|env|show|path|diff|graph|verify|pin|unpin)
+            load|env|show|path|diff|graph|verify|pin|unpin|modulefiles)
                 words=$(HDENV_STORE=${store:-${HDENV_STORE-}} hdenv avail --refs "$cur" 2>/dev/null)
                 ;;
             *) return 0 ;;

@@ -44,4 +44,4 @@ complete -c hdenv -n '__fish_seen_subcommand_from build mirror' -F
 complete -c hdenv -n '__fish_seen_subcommand_from unload' -a '(__hdenv_loaded_refs)'
 complete -c hdenv -n '__fish_seen_subcommand_from swap; and test (count (commandline -opc)) -le 2' -a '(__hdenv_loaded_refs)'
 complete -c hdenv -n '__fish_seen_subcommand_from swap; and test (count (commandline -opc)) -ge 3' -a '(__hdenv_refs)'
-complete -c hdenv -n '__fish_seen_subcommand_from load env show path diff graph verify pin unpin' -a '(__hdenv_refs)'
+complete -c hdenv -n '__fish_seen_subcommand_from load env show path diff graph verify pin unpin modulefiles' -a '(__hdenv_refs)'
