@@ -28,7 +28,8 @@ def modulefiles(ctx: click.Context, fmt: str, out: Path, spider_cache: bool,
     from ..modules.generate import write_modulefiles
 
     obj = ctx.find_root().obj or {}
-    store = Store(load_settings(store=obj.get("store")).store)
+    settings = load_settings(store=obj.get("store"))
+    store = Store(settings.store, settings.upstreams)  # user profiles may use site artifacts
     outcome = write_modulefiles(store, out, fmt, list(refs), spider_cache=spider_cache)
     for warning in outcome.warnings:
         click.echo(f"hdenv: warning: {warning}", err=True)
