@@ -7,11 +7,11 @@ each with a startup file that holds only the init line: hdenv's is
 of each init line shows apart from the shell's own start. Goal: hdenv/Lmod
 at most 1.5 for bash; zsh and fish are reported.
 
-Rounds run in alternating blocks (bare, Lmod, hdenv) and each case's best
-block counts, as in bench_load.py, so other load on the machine hits all
-three alike.
+The three cases take turns start by start (bare, Lmod, hdenv, bare, ...)
+and each reports its median, so other load on the machine hits all three
+alike and a few slow starts do not decide the ratio.
 
-    .venv/bin/python benchmarks/bench_startup.py [--rounds 60] [--blocks 6]
+    .venv/bin/python benchmarks/bench_startup.py [--rounds 100]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,19 +42,15 @@ def write_init(shell: str, env: dict[str, str]) -> str:
     return proc.stdout.strip()
 
 
-def time_block(exe: str, args: list[str], env: dict[str, str], rounds: int) -> float:
-    """Mean ms of one shell start over `rounds` (after one warm-up)."""
-    cmd = [exe, *args]
+def time_start(cmd: list[str], env: dict[str, str]) -> float:
+    """ms of one shell start."""
+    t0 = time.perf_counter()
     subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    t0 = time.perf_counter()
-    for _ in range(rounds):
-        subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-    return (time.perf_counter() - t0) / rounds * 1000
+    return (time.perf_counter() - t0) * 1000
 
 
-def bench_shell(shell: str, base: Path, rounds: int, blocks: int) -> dict[str, float] | None:
+def bench_shell(shell: str, base: Path, rounds: int) -> dict[str, float] | None:
     exe = shutil.which(shell)
     if exe is None:
         print(f"{shell}: not installed, skipped")
@@ -75,25 +72,23 @@ def bench_shell(shell: str, base: Path, rounds: int, blocks: int) -> dict[str, f
             line = source.format(write_init(shell, env))
         (home / rc_name).write_text(line + "\n")
         homes[case] = env
-    best: dict[str, float] = {}
-    per_block = max(1, rounds // blocks)
-    for _ in range(blocks):
+    times: dict[str, list[float]] = {case: [] for case in homes}
+    for env in homes.values():  # warm the caches
+        time_start([exe, *args], env)
+    for _ in range(rounds):
         for case, env in homes.items():
-            ms = time_block(exe, args, env, per_block)
-            best[case] = min(best.get(case, ms), ms)
-    return best
+            times[case].append(time_start([exe, *args], env))
+    return {case: statistics.median(ts) for case, ts in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=60)
-    parser.add_argument("--blocks", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=100)
     args = parser.parse_args()
-    print(f"rounds: {args.rounds} per case in {args.blocks} alternating blocks, best block"
-          " counts (ms per shell start)")
+    print(f"{args.rounds} starts per case, taking turns; median ms per shell start")
     with tempfile.TemporaryDirectory(prefix="hdenv-bench-startup-") as tmp:
         for shell in SHELLS:
-            got = bench_shell(shell, Path(tmp), args.rounds, args.blocks)
+            got = bench_shell(shell, Path(tmp), args.rounds)
             if got is None:
                 continue
             line = f"{shell:5} bare {got['bare']:6.2f}   hdenv {got['hdenv']:6.2f}"

@@ -57,6 +57,7 @@ deps = ["lib"]
 script = 'mkdir -p "$PREFIX/bin" && printf "#!/bin/sh\\necho app\\n" > "$PREFIX/bin/hdenvapp" && chmod +x "$PREFIX/bin/hdenvapp"'
 
 [profiles.mods]
+description = "Tools for the module tests"
 packages = ["tool", "app"]
 env = ENV
 
@@ -169,7 +170,9 @@ def test_artifact_module_sets_root_and_loads_runtime_deps(built: Env, tmp_path: 
     assert app["APP_ROOT"] == built.artifact("app")[1]
     assert "LIB_ROOT" not in sh.env("gone")
     tool = (out / "Core" / "tool" / "1.0.lua").read_text()
-    assert "Description: tool 1.0" in tool  # until descriptions are recorded in the store
+    assert 'whatis("Description: A tool with a man page")' in tool
+    mods = (out / "Core" / "mods" / "1.lua").read_text()
+    assert 'whatis("Description: Tools for the module tests")' in mods
 
 
 def test_rerun_replaces_the_tree_and_drops_what_is_gone(tmp_path: Path) -> None:

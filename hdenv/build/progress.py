@@ -63,6 +63,8 @@ class Progress:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._drawn = False
+        if total:  # the total known up front (the Slurm executor): start at once
+            self.begin(total)
 
     def label(self, nid: str) -> str:
         return self.names.get(nid, nid)

@@ -141,7 +141,8 @@ def _artifact_module(store: Store, catalog: Catalog, p: Placement) -> Module:
     spec, meta = catalog.specs[p.ident], catalog.metas[p.ident]
     prefix = store.artifact_dir(p.ident)
     node = catalog.nodes[p.ident]
-    description = _description(spec, meta) or f"{node.name} {node.version}"
+    about = store.about(p.ident.rsplit("/", 1)[1])
+    description = _description(about, spec, meta) or f"{node.name} {node.version}"
     text = [description, "", f"hdenv artifact {p.ident}", f"prefix: {prefix}"]
     if node.family == "compiler":
         text.append("Loading it makes the modules built with it available.")
@@ -163,7 +164,7 @@ def _artifact_module(store: Store, catalog: Catalog, p: Placement) -> Module:
 def _profile_module(store: Store, catalog: Catalog, p: Placement) -> Module:
     meta = catalog.profile_metas[p.ident]
     prefix = store.profile_dir(p.ident)
-    description = _description(meta) or f"hdenv profile {p.name}"
+    description = _description(store.about(p.ident), meta) or f"hdenv profile {p.name}"
     members = ", ".join(a.rsplit("/", 1)[0] for a in meta.get("artifacts", []))
     text = [description, "", f"generation {p.generation} of the hdenv profile {p.name}",
             f"hash: {p.ident}", f"prefix: {prefix}", f"contains: {members or 'nothing'}",
