@@ -85,7 +85,7 @@ def test_file_sink_logs_loads_swaps_and_auto_swaps(tmp_path: Path, store: Path,
     logs = tmp_path / "logs"
     logs.mkdir()
     proc = in_bash(tmp_path, store, f"file:{logs}", SESSION + "hdenv loaded\n")
-    assert proc.returncode == 0 and proc.stdout == "", proc.stderr
+    assert proc.returncode == 0 and proc.stdout == "No profiles loaded.\n", proc.stderr
     check_session(read_log(logs), store)
 
     report = run_hdenv("usage", "report", "--from", str(logs), "--by", "profile", "--json",
