@@ -91,7 +91,7 @@ def test_user_builds_only_what_the_site_lacks_and_loads_both(users: UnixUsers,
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[:2] == ["site tool", "my tool"]
-    assert [line.split()[0] for line in lines[2:]] == ["site-tools", "mine"]
+    assert lines[2:] == ["Currently loaded profiles:", "  1) site-tools/1", "  2) mine/1"]
     assert snapshot(site) == before
 
 

@@ -68,8 +68,8 @@ def check_session(lines: list[dict[str, object]], store: Path) -> None:
         ("load", True, "gcc", 1, hashes["gcc"], None),
         ("auto-swap", False, "clang", 1, hashes["clang"], ["gcc"]),
         ("swap", True, "other", 1, hashes["other"], ["demo"]),
-        ("unload", True, "other", None, hashes["other"], None),
-        ("unload", False, "clang", None, hashes["clang"], None),
+        ("unload", True, "other", 1, hashes["other"], None),  # loads remember NAME/N
+        ("unload", False, "clang", 1, hashes["clang"], None),
     ]
 
 
