@@ -11,6 +11,7 @@ skip with the reason; under CI=true that is a failure.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -180,7 +181,7 @@ def start_cluster(root: Path) -> Iterator[SlurmCluster]:
         _wait_for(idle, "the node to be idle in sinfo", cluster)
         yield cluster
         # this private cluster's jobs are all the tests' own: none outlives it
-        cluster.run("scancel", f"--user={os.getuid()}")
+        cluster.run("scancel", f"--user={pwd.getpwuid(os.getuid()).pw_name}")
         _wait_for(lambda: not cluster.queue(), "the queue to empty", cluster)
     finally:
         _stop(cluster.procs)
@@ -194,4 +195,10 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
     try:
         yield from start_cluster(root)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        # a job's slurmstepd may still be writing its spool for a moment after slurmd
+        # has gone: retry until the directory is really gone
+        deadline = time.monotonic() + 30
+        while root.exists() and time.monotonic() < deadline:
+            shutil.rmtree(root, ignore_errors=True)
+            if root.exists():
+                time.sleep(0.5)
