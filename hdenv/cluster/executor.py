@@ -34,7 +34,7 @@ from typing import Any, TextIO
 from ..build import processes
 from ..build.builder import fetch_sources, tail
 from ..build.plan import Plan
-from ..build.progress import Progress
+from ..build.progress import Progress, labels
 from ..build.scheduler import BuildReport, Pending, capture_host, pending
 from ..build.stackfile import Stack
 from ..errors import BuildError, HdenvError, Interrupted, UserError
@@ -129,14 +129,17 @@ class SlurmExecutor:
         return lines
 
     def run(self, plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
-            build_jobs: int | None, keep_going: bool, stream: TextIO = sys.stderr) -> BuildReport:
+            build_jobs: int | None, keep_going: bool, stream: TextIO = sys.stderr,
+            progress: Progress | None = None) -> BuildReport:
         report = BuildReport()
         graph = pending(plan, store)
         report.present = list(graph.present)
         if not graph.order:
             return report  # everything present: nothing is submitted
         self.slurm.require()
-        progress = Progress(len(graph.order), stream)
+        progress = progress or Progress(stream=stream)
+        progress.begin(len(graph.order),
+                       labels((n, node.variant) for n, node in plan.nodes.items()))
         run = _Run(self, plan, store, graph, report, progress, keep_going)
         try:
             run.prepare(sources)
