@@ -10,7 +10,9 @@ skip with the reason; under CI=true that is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -145,6 +147,34 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
                 proc.wait()
 
 
+def _step_daemons(conf: Path) -> list[int]:
+    """Pids of the slurmstepd processes of this cluster (slurmd started them for our jobs;
+    they carry our SLURM_CONF), so that none outlives the cluster."""
+    mine = f"SLURM_CONF={conf}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry}/comm").read_text().strip() != "slurmstepd":
+                continue
+            if mine in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                found.append(int(entry))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def _stop_steps(conf: Path, timeout: float = 10.0) -> None:
+    """Give our jobs' step daemons time to finish, then stop the ones left."""
+    deadline = time.monotonic() + timeout
+    while _step_daemons(conf) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in _step_daemons(conf):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def start_cluster(root: Path) -> Iterator[SlurmCluster]:
     for tool in TOOLS:
         require_tool(tool)
@@ -180,10 +210,12 @@ def start_cluster(root: Path) -> Iterator[SlurmCluster]:
         _wait_for(idle, "the node to be idle in sinfo", cluster)
         yield cluster
         # this private cluster's jobs are all the tests' own: none outlives it
-        cluster.run("scancel", f"--user={os.getuid()}")
+        cluster.run("scancel", f"--user={pwd.getpwuid(os.getuid()).pw_name}")
         _wait_for(lambda: not cluster.queue(), "the queue to empty", cluster)
     finally:
+        _stop_steps(conf)
         _stop(cluster.procs)
+        _stop_steps(conf, timeout=0)
         log.close()
 
 
@@ -194,4 +226,10 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
     try:
         yield from start_cluster(root)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        # a job's slurmstepd may still be writing its spool for a moment after slurmd
+        # has gone: retry until the directory is really gone
+        deadline = time.monotonic() + 30
+        while root.exists() and time.monotonic() < deadline:
+            shutil.rmtree(root, ignore_errors=True)
+            if root.exists():
+                time.sleep(0.5)

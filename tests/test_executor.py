@@ -340,3 +340,74 @@ def test_what_is_upstream_is_not_submitted(hdenv_exe_mod: str, tmp_path: Path,
     left = artifact(tmp_path / "store", "left")
     assert json.loads((left / ".hdenv" / "artifact.json").read_text())["runtime_deps"] == [
         f"base/1/{artifact(site / 'store', 'base').name}"]
+
+
+def test_sbatch_refusing_a_job_cancels_the_others(hdenv_exe_mod: str, tmp_path: Path,
+                                                  slurm_cluster: SlurmCluster) -> None:
+    """A job sbatch refuses (a partition that does not exist) stops the run before
+    anything is released; the jobs already submitted (held) are cancelled."""
+    stack = package("base", []) + package("elsewhere", ["base"],
+                                                'slurm = { options = ["--partition=nosuch"] }\n')
+    (tmp_path / "elsewhere.toml").write_text(stack)
+    proc = hdenv(hdenv_exe_mod, hdenv_env(tmp_path, slurm_cluster), "build",
+                 str(tmp_path / "elsewhere.toml"), "--executor", "slurm")
+    assert proc.returncode == 1, proc.stderr
+    jobs = submitted(proc.stderr)
+    assert list(jobs) == ["base"]
+    assert f"cancelled 1 Slurm job(s) of this run: {jobs['base']}" in proc.stderr
+    assert re.search(r"\nhdenv: error: elsewhere/1/\w+: sbatch failed: invalid partition"
+                     " specified: nosuch; Batch job submission failed: Invalid partition name"
+                     " specified\n\\Z", proc.stderr), proc.stderr
+    assert slurm_cluster.queue(list(jobs.values())) == {}
+    assert not (tmp_path / "store" / "artifacts" / "base").exists()
+
+
+def test_unusual_pending_reason_is_shown(hdenv_exe_mod: str, tmp_path: Path,
+                                         slurm_cluster: SlurmCluster) -> None:
+    """A job that waits for something other than its dependencies says so, once."""
+    stack = package("later", [], 'slurm = { options = ["--begin=now+3600"] }\n')
+    (tmp_path / "later.toml").write_text(stack)
+    err = tmp_path / "stderr"
+    with open(err, "w") as f:
+        proc = subprocess.Popen([hdenv_exe_mod, "build", str(tmp_path / "later.toml"),
+                                 "--executor", "slurm"], env=hdenv_env(tmp_path, slurm_cluster),
+                                stdout=subprocess.DEVNULL, stderr=f)
+    try:
+        deadline = time.monotonic() + 60
+        while "pending: BeginTime" not in err.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.2)
+        time.sleep(3)  # several more polls: still said once
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = err.read_text()
+    job = submitted(text)["later"]
+    assert re.findall(r"^job \d+ \(later/1/\w+\) pending: \w+$", text, re.M) == [
+        f"job {job} ({artifact_id_of(text, 'later')}) pending: BeginTime"]
+    assert slurm_cluster.queue([job]) == {}
+
+
+def test_job_no_node_can_run_fails_at_release(hdenv_exe_mod: str, tmp_path: Path,
+                                              slurm_cluster: SlurmCluster) -> None:
+    """More cores than any node has: sbatch takes it, `scontrol release` refuses it,
+    and the run stops there, naming the package, rather than waiting forever."""
+    stack = package("base", []) + package("wide", ["base"], "slurm = { cpus = 99 }\n")
+    (tmp_path / "wide.toml").write_text(stack)
+    proc = hdenv(hdenv_exe_mod, hdenv_env(tmp_path, slurm_cluster), "build",
+                 str(tmp_path / "wide.toml"), "--executor", "slurm")
+    assert proc.returncode == 1, proc.stderr
+    jobs = submitted(proc.stderr)
+    assert re.search(rf"\nhdenv: error: scontrol failed: .* for job {jobs['wide']}"
+                     rf" \(wide/1/\w+\)", proc.stderr), proc.stderr
+    assert f"cancelled 2 Slurm job(s) of this run: {jobs['base']}, {jobs['wide']}" in proc.stderr
+    assert slurm_cluster.queue(list(jobs.values())) == {}
+
+
+def artifact_id_of(stderr: str, name: str) -> str:
+    found = re.search(rf"^submitted job \d+ for ({name}/\S+)", stderr, re.M)
+    assert found, stderr
+    return found.group(1)

@@ -60,7 +60,8 @@ class Executor(Protocol):
         """Extra `--dry-run` lines: what would be submitted, and after what."""
 
     def run(self, plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
-            build_jobs: int | None, keep_going: bool, stream: TextIO) -> BuildReport:
+            build_jobs: int | None, keep_going: bool, stream: TextIO,
+            progress: Progress | None = None) -> BuildReport:
         """Make every node of `plan` present, or report why not."""
 
 
@@ -120,7 +121,7 @@ def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
     else:
         report = executor.run(plan, store, sources, jobs=jobs or settings.jobs,
                               build_jobs=settings.build_jobs, keep_going=keep_going,
-                              stream=stream)
+                              stream=stream, progress=progress)
     outcome = BuildOutcome(plan, report)
     failed = set(report.failed) | set(report.skipped)
     for planned in plan.profiles:

@@ -17,6 +17,7 @@ the caller once this returns, exactly as after a local build.
 from __future__ import annotations
 
 import contextlib
+import re
 import shlex
 import signal
 import socket
@@ -33,10 +34,10 @@ from typing import Any, TextIO
 from ..build import processes
 from ..build.builder import fetch_sources, tail
 from ..build.plan import Plan
-from ..build.progress import Progress
+from ..build.progress import Progress, labels
 from ..build.scheduler import BuildReport, Pending, capture_host, pending
 from ..build.stackfile import Stack
-from ..errors import HdenvError, Interrupted, UserError
+from ..errors import BuildError, HdenvError, Interrupted, UserError
 from ..store.fsutil import read_json
 from ..store.layout import Store
 from ..store.sources import SourceStore
@@ -44,6 +45,8 @@ from .slurm import JobState, Slurm, check_options, check_time
 
 POLL_MIN = 0.5  # seconds between squeue calls right after something changed
 CANCEL_WAIT = 60.0  # how long Ctrl-C waits for cancelled jobs to leave squeue
+# why a job waits, in the normal course of things: not worth a line each
+ROUTINE_REASONS = frozenset({"", "None", "Dependency", "Priority", "Resources", "JobHeldUser"})
 
 
 @dataclass
@@ -126,15 +129,17 @@ class SlurmExecutor:
         return lines
 
     def run(self, plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
-            build_jobs: int | None, keep_going: bool, stream: TextIO = sys.stderr) -> BuildReport:
+            build_jobs: int | None, keep_going: bool, stream: TextIO = sys.stderr,
+            progress: Progress | None = None) -> BuildReport:
         report = BuildReport()
         graph = pending(plan, store)
         report.present = list(graph.present)
         if not graph.order:
             return report  # everything present: nothing is submitted
         self.slurm.require()
-        progress = Progress(stream=stream)
-        progress.begin(len(graph.order))
+        progress = progress or Progress(stream=stream)
+        progress.begin(len(graph.order),
+                       labels((n, node.variant) for n, node in plan.nodes.items()))
         run = _Run(self, plan, store, graph, report, progress, keep_going)
         try:
             run.prepare(sources)
@@ -168,6 +173,7 @@ class _Run:
         self.node_of: dict[str, str] = {}  # job id -> node id
         self.open: set[str] = set()  # job ids not finished (nor cancelled by us)
         self.running: set[str] = set()
+        self.reason: dict[str, str] = {}  # job id -> the unusual pending reason last said
         self.dropped: set[str] = set()  # failed or skipped nodes
         self.run_dir: Path | None = None
 
@@ -233,7 +239,10 @@ class _Run:
                                              dir=logs))
         with _signals_deferred() as interrupted:
             for r in requests:
-                job = self.slurm.submit(str(self.write_script(r)), self.sbatch_options(r))
+                try:
+                    job = self.slurm.submit(str(self.write_script(r)), self.sbatch_options(r))
+                except BuildError as e:
+                    raise BuildError(f"{r.nid}: {e.message}") from None
                 self.job_of[r.nid] = job
                 self.node_of[job] = r.nid
                 self.open.add(job)
@@ -243,8 +252,16 @@ class _Run:
                 if interrupted.is_set():
                     break  # the signal is raised on leaving the block; all ids are known
             if not interrupted.is_set():
-                self.slurm.release(self.open)
+                try:
+                    self.slurm.release(self.open)
+                except BuildError as e:  # e.g. a job no partition can ever run
+                    raise BuildError(self.name_jobs(e.message)) from None
         self.say(f"released {len(requests)} job(s); logs in {self.run_dir}")
+
+    def name_jobs(self, text: str) -> str:
+        """Slurm's `job 12` in a message, as `job 12 (NAME/VERSION/HASH)`."""
+        return re.sub(r"\bjob (\d+)\b", lambda m: f"job {m[1]} ({self.node_of[m[1]]})"
+                      if m[1] in self.node_of else m[0], text)
 
     def write_script(self, r: JobRequest) -> Path:
         assert self.run_dir is not None
@@ -299,6 +316,9 @@ class _Run:
         """Act on one job's state; True if it changed."""
         nid = self.node_of[job]
         if state is not None and state.waiting:
+            if state.reason not in ROUTINE_REASONS and self.reason.get(job) != state.reason:
+                self.reason[job] = state.reason  # e.g. a partition down, a QOS limit
+                self.say(f"job {job} ({nid}) pending: {state.reason}")
             return False
         if state is not None and not state.finished:
             if job not in self.running:

@@ -73,6 +73,13 @@ def check_time(value: str) -> bool:
     return bool(TIME_RE.match(value))
 
 
+def said(command: str, proc: subprocess.CompletedProcess[str]) -> str:
+    """A command's complaint on one line, without its `sbatch: error: ` prefixes."""
+    lines = [ln.strip().removeprefix(f"{command}: error: ").removeprefix(f"{command}: ")
+             for ln in proc.stderr.splitlines() if ln.strip()]
+    return "; ".join(lines) or f"exit {proc.returncode}"
+
+
 @dataclass(frozen=True)
 class JobState:
     state: str  # squeue %T: PENDING, RUNNING, COMPLETED, FAILED, ...
@@ -116,8 +123,7 @@ class Slurm:
         except subprocess.TimeoutExpired:
             raise BuildError(f"{args[0]} did not answer within 120 s") from None
         if check and proc.returncode != 0:
-            said = " ".join(proc.stderr.split()) or f"exit {proc.returncode}"
-            raise BuildError(f"{args[0]} failed: {said}")
+            raise BuildError(f"{args[0]} failed: {said(args[0], proc)}")
         return proc
 
     def submit(self, script: str, options: Sequence[str]) -> str:
@@ -155,8 +161,7 @@ class Slurm:
         if proc.returncode != 0:
             if "Invalid job id" in proc.stderr:  # every one of them is gone
                 return {}
-            said = " ".join(proc.stderr.split()) or f"exit {proc.returncode}"
-            raise BuildError(f"squeue failed: {said}")
+            raise BuildError(f"squeue failed: {said('squeue', proc)}")
         found: dict[str, JobState] = {}
         for line in proc.stdout.splitlines():
             parts = line.strip().split("|")
