@@ -286,7 +286,9 @@ def test_6_a_signal_stops_every_build_and_keeps_nothing(hdenv_exe: str,
     pids.mkdir()
     stack = tmp_path / "run.toml"
     stack.write_text(RUNNING.format(pids=pids))
-    proc = subprocess.Popen([hdenv_exe, "build", "-j", "2", str(stack)], env=hdenv_env,
+    # the builds report their host pids in tmp_path: unsandboxed (bwrap has its own pids)
+    proc = subprocess.Popen([hdenv_exe, "build", "-j", "2", str(stack)],
+                            env={**hdenv_env, "HDENV_SANDBOX": "none"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not all((pids / p).exists() for p in ("script", "child", "other")):
@@ -318,10 +320,11 @@ def test_7_lingering_child_of_a_failed_build_is_killed(run_hdenv: Runner,
     stack.write_text('[packages.f]\nversion = "1"\nscript = \'\'\'\n'
                      f'sh -c \'echo $$ > "{pids}/child"; exec sleep 300\' &\n'
                      'sleep 0.5\nexit 1\n\'\'\'\n')
-    first = run_hdenv("build", str(stack))
+    unsandboxed = {"HDENV_SANDBOX": "none"}  # the child reports its host pid in tmp_path
+    first = run_hdenv("build", str(stack), env=unsandboxed)
     assert first.returncode == 1
     assert gone(int((pids / "child").read_text()))
-    second = run_hdenv("build", str(stack), timeout=60)
+    second = run_hdenv("build", str(stack), timeout=60, env=unsandboxed)
     assert second.returncode == 1 and "waiting" not in second.stderr
     assert "build of f/1/" in second.stderr
 
@@ -336,7 +339,8 @@ def test_10_next_build_removes_what_killed_runs_left(run_hdenv: Runner, hdenv_ex
     pids.mkdir()
     stack = tmp_path / "run.toml"
     stack.write_text(RUNNING.format(pids=pids))
-    proc = subprocess.Popen([hdenv_exe, "build", "-j", "2", str(stack)], env=hdenv_env,
+    proc = subprocess.Popen([hdenv_exe, "build", "-j", "2", str(stack)],
+                            env={**hdenv_env, "HDENV_SANDBOX": "none"},  # host pids, as in 6
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (pids / "other").exists() or not (pids / "script").exists():

@@ -161,10 +161,14 @@ def test_hidden_dirs_and_install_roots(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert bwrap.install_root("/srv/tools/x") == "/srv/tools"
 
 
-def _usable_by_others(exe: str) -> bool:
-    """Whether another user could run this interpreter (not so for a pyenv under /root)."""
-    path = Path(os.path.realpath(exe))
-    return all(os.stat(parent).st_mode & 0o001 for parent in [path, *path.parents])
+def _usable_by_others(*paths: str) -> bool:
+    """Whether another user could reach these files (not so for a pyenv or a checkout in /root)."""
+    for p in paths:
+        path = Path(os.path.realpath(p))
+        if not os.stat(path).st_mode & 0o004 or \
+                not all(os.stat(parent).st_mode & 0o001 for parent in path.parents):
+            return False
+    return True
 
 
 @pytest.mark.slow
@@ -172,9 +176,12 @@ def test_sandbox_works_for_a_normal_user(hdenv_exe: str) -> None:
     require_tool("bwrap")
     if os.geteuid() != 0:
         pytest.skip("needs root to create the test user")
+    import hdenv
+
     python = Path(hdenv_exe).with_name("python")
-    if not _usable_by_others(str(python)):
-        pytest.skip(f"{os.path.realpath(python)} is not usable by another user on this machine")
+    if not _usable_by_others(str(python), hdenv_exe, hdenv.__file__):
+        pytest.skip(f"hdenv ({hdenv_exe}, {os.path.realpath(python)}, {hdenv.__file__}) "
+                    "is not reachable by another user on this machine")
     require_tool("useradd")
     user = "hdenv9a"
     subprocess.run(["userdel", "-r", user], capture_output=True)
