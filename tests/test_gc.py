@@ -220,7 +220,9 @@ def test_gc_beside_a_running_build_leaves_its_inputs(run_hdenv: Runner, hdenv_ex
     # b uses base v1 (garbage right now) and builds `slow`, which waits for us
     b = tmp_path / "b.toml"
     b.write_text(SLOW.format(started=started, go=go, profile="b", packages='"slow"'))
-    build = subprocess.Popen([hdenv_exe, "build", str(b)], env=hdenv_env, text=True,
+    # the build signals through files in tmp_path, which the sandbox hides: unsandboxed
+    build = subprocess.Popen([hdenv_exe, "build", str(b)], text=True,
+                             env={**hdenv_env, "HDENV_SANDBOX": "none"},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
