@@ -11,19 +11,24 @@ import base64
 import contextlib
 import hashlib
 import io
+import json
 import os
 import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Runner, require_tool
+from conftest import Runner, require, require_tool
+from shellfixtures import make_profile
 from usersupport import User, as_user, gone, other_users, world_readable_dir
 
+from hdenv.shell.quoting import get_shell
 from hdenv.store import tmpdirs
 from hdenv.store.fsutil import make_writable
 from hdenv.store.layout import Store
@@ -560,3 +565,115 @@ def test_10_truncated_archive_and_overlong_names_are_one_line(tmp_path: Path,
         want = ("its name is too long for this file system" if cut is None
                 else "truncated gzip data")
         assert want in proc.stderr, proc.stderr
+
+
+# -- 5: a long value cannot brick the shell ------------------------------------------
+
+LONG = "ab'\"$x; " * 12_500  # 100,000 bytes, with everything a shell would trip on
+DUMP_ENV = ("import json, os, sys; json.dump({k: v for k, v in os.environ.items()"
+            " if k not in ('_', 'SHLVL', 'PWD', 'OLDPWD', 'fish_pid', 'LS_COLORS')},"
+            " open(sys.argv[1], 'w'))")  # fish's ls sets LS_COLORS
+
+
+@pytest.mark.parametrize("shell", ["bash", "fish"])
+def test_5_100kb_values_load_unload_and_oversized_ones_are_refused(shell: str, tmp_path: Path,
+                                                                  hdenv_exe: str) -> None:
+    shell_path = require_tool(shell)
+    store = tmp_path / "store"
+    make_profile(store, "big", env={"BIG": LONG, "PREV": "short"})
+    make_profile(store, "huge", env={"HUGE": LONG + "y" * 40_000})
+    status = "$status" if shell == "fish" else "$?"
+    q = get_shell(shell).quote
+    dump = f"{q(sys.executable)} -c {q(DUMP_ENV)}"
+    script = tmp_path / f"drive.{shell}"
+    script.write_text("\n".join([
+        "hdenv init fish | source" if shell == "fish" else 'eval "$(hdenv init bash)"',
+        f"{dump} before.json",
+        f"hdenv load big; echo load={status}",
+        f"ls / >/dev/null; echo ls={status}",
+        f"{dump} loaded.json",
+        f"hdenv load huge; echo huge={status}",
+        f"ls / >/dev/null; echo ls2={status}",
+        f"hdenv unload big; echo unload={status}",
+        f"{dump} after.json",
+    ]) + "\n")
+    env = {"PATH": f"{Path(hdenv_exe).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "LANG": "C.UTF-8", "TERM": "dumb", "HDENV_STORE": str(store),
+           "PREV": LONG.replace("x", "p")[:99_000]}  # a long value of the user's own
+    flags = ["--no-config"] if shell == "fish" else ["--norc", "--noprofile"]
+    proc = subprocess.run([shell_path, *flags, str(script)], env=env, capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert proc.stdout.split() == ["load=0", "ls=0", "huge=2", "ls2=0", "unload=0"], proc.stderr
+    assert proc.stderr == ("hdenv: error: hdenv load huge would make HUGE 140006 bytes long,"
+                           " over the 131072-byte limit for one environment variable (every"
+                           " command would then fail with 'Argument list too long'); nothing"
+                           " was changed\n")
+    before, loaded, after = (json.loads((tmp_path / f"{n}.json").read_text())
+                             for n in ("before", "loaded", "after"))
+    assert loaded["BIG"] == LONG and loaded["PREV"] == "short"
+    assert len(loaded["HDENV_RECORD"]) < 2000  # was 132 KB: over the limit itself
+    assert after == before
+
+
+# -- 10: a full disk, permissions and long names are one line, never a traceback ----
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    require(os.geteuid() == 0, "mounting a small file system needs root (CI runs as root)")
+    require_tool("mount")
+    where.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    require(proc.returncode == 0, f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_10_full_disk_while_writing_metadata(run_hdenv: Runner, tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path / "small", "8m") as small:
+        store = small / "store"
+        stack = tmp_path / "fill.toml"
+        stack.write_text('[packages.fill]\nversion = "1"\nscript = \'\'\'\nmkdir -p "$PREFIX"\n'
+                         'dd if=/dev/zero of="$PREFIX/fill" bs=64k 2>/dev/null || true\n\'\'\'\n')
+        proc = run_hdenv("build", str(stack), env={"HDENV_STORE": str(store)})
+        assert proc.returncode == 1, proc.stderr
+        assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+        assert "no space left on the device (" in proc.stderr
+        assert "free some space" in proc.stderr
+        assert not (store / "artifacts" / "fill" / "1").exists() or \
+            os.listdir(store / "artifacts" / "fill" / "1") == []
+        assert run_hdenv("verify", env={"HDENV_STORE": str(store)}).returncode == 0
+
+
+def test_10_what_a_build_leaves_unreadable_is_not_an_internal_error(hdenv_exe: str) -> None:
+    with other_users("hdenv10a", group="hdenv10g") as users, world_readable_dir() as base:
+        user = users["hdenv10a"]
+        os.chown(base, user.uid, user.gid)
+        env = _hdenv_env(base / "store", base)
+        stack = base / "odd.toml"
+        stack.write_text('[packages.odd]\nversion = "1"\nscript = \'\'\'\n'
+                         'mkdir -p "$PREFIX/d/e" && echo x > "$PREFIX/d/e/f"\n'
+                         'echo y > "$PREFIX/wo" && chmod 200 "$PREFIX/wo"\n'
+                         'chmod 000 "$PREFIX/d"\nmkdir -m 000 junk\n\'\'\'\n')
+        os.chmod(stack, 0o644)
+        proc = as_user(user, [hdenv_exe, "build", str(stack)], env=env)
+        assert proc.returncode == 0, proc.stderr
+        proc = as_user(user, [hdenv_exe, "verify"], env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        stack.write_text(stack.read_text().replace("mkdir -m 000 junk", "exit 1"))
+        proc = as_user(user, [hdenv_exe, "build", str(stack)], env=env)
+        assert proc.returncode == 1 and "build of odd/1/" in proc.stderr, proc.stderr
+        assert "internal error" not in proc.stderr
+        # a store this user may not write to, and a store path too long for the system
+        root_store = base / "roots"
+        root_store.mkdir()
+        os.chown(root_store, 0, 0)
+        for store, code, fragment in ((root_store, 2, "read-only for you"),
+                                      (base / ("n" * 300) / "s", 2, "file name too long")):
+            proc = as_user(user, [hdenv_exe, "build", str(stack)],
+                           env={**env, "HDENV_STORE": str(store)})
+            assert proc.returncode == code and proc.stderr.count("\n") == 1, proc.stderr
+            assert fragment in proc.stderr and "internal error" not in proc.stderr

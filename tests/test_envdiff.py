@@ -116,3 +116,51 @@ def test_records_survive_an_interpreter_without_the_json_accelerator() -> None:
     reencoded, refused = proc.stdout.split()
     assert envdiff.decode(reencoded) == records
     assert refused == "refused"
+
+
+def test_long_values_stay_out_of_the_record_and_round_trip() -> None:
+    """A long value set is recorded by checksum, a long previous value in HDENV_SAVED_N."""
+    mine = "m" * 50_000
+    env = {"PATH": "/usr/bin", "CFLAGS": mine}
+    before = dict(env)
+    records = [load(env, "a", {}, {"CFLAGS": "-O2", "BIG": "b" * 100_000})]
+    assert env["HDENV_SAVED_1"] == mine
+    envdiff.store_records(env, records)
+    assert len(env[envdiff.RECORD_VAR]) < 1000
+    records = envdiff.decode(env[envdiff.RECORD_VAR])
+    envdiff.unload(env, records, 0)
+    envdiff.store_records(env, records)
+    assert env == before
+
+
+def test_long_values_hand_over_between_loads_in_any_order() -> None:
+    for order in ((0, 0), (1, 0)):
+        env = {"X": "u" * 5000}
+        before = dict(env)
+        records = [load(env, "a", {}, {"X": "a" * 5000}), load(env, "b", {}, {"X": "b" * 5000})]
+        records = envdiff.decode(envdiff.encode(records))
+        for i in order:
+            envdiff.unload(env, records, i)
+        assert env == before, order
+
+
+def test_a_user_edit_of_a_long_value_is_kept() -> None:
+    env: dict[str, str] = {}
+    records = [load(env, "a", {}, {"X": "a" * 5000})]
+    env["X"] = "a" * 4999 + "b"  # same length, one character changed
+    envdiff.unload(env, records, 0)
+    assert env == {"X": "a" * 4999 + "b"}
+
+
+@pytest.mark.parametrize("record", [
+    '[["h",null,null,"/p",{"PATH":[[1],[],0]},{}]]',
+    '[["h",null,null,"/p",{},{"X":[1,2]}]]',
+    '[["h",null,null,"/p",{},{"X":[{"saved":"PATH"},"v"]}]]',
+    '"abc',
+    "[1]",
+])
+def test_records_hdenv_did_not_write_are_refused(record: str) -> None:
+    import base64
+
+    with pytest.raises(envdiff.RecordError):
+        envdiff.decode(base64.b64encode(record.encode()).decode())

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from ..config import Settings
 from ..errors import BuildError, Interrupted
+from ..oserrors import describe as describe_os_error
 from ..store.artifacts import install_artifact, runtime_closure
 from ..store.fsutil import atomic_write, remove_tree
 from ..store.layout import Store
@@ -167,7 +168,10 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
     except BuildError:
         raise
     except subprocess.CalledProcessError as e:
-        kept = _keep_failed_log(store, node, log_path)
+        try:
+            kept = _keep_failed_log(store, node, log_path)
+        except OSError:  # e.g. the disk is full: show the tail from where it is
+            kept = log_path
         raise BuildError(
             f"build of {node.id} failed (exit {e.returncode}); log: {kept}\n"
             f"--- last lines of the build log ---\n{tail(kept)}"
@@ -176,6 +180,11 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
         if log_path.exists():  # where a stopped build had got to (a batch job out of time)
             _keep_failed_log(store, node, log_path)
         raise
+    except OSError as e:  # a full disk while writing the artifact's metadata, ...
+        described = describe_os_error(e)
+        if described is None:
+            raise
+        raise BuildError(f"build of {node.id} failed: {described[0]}") from None
     finally:
         remove_tree(build_dir)
 

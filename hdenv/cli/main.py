@@ -18,6 +18,7 @@ import click
 from .. import __version__
 from ..config import EXECUTORS, Settings, load_settings
 from ..errors import HdenvError, Interrupted, UserError
+from ..oserrors import describe as describe_os_error
 from ..store.layout import Store
 from . import cache as cache_cmds
 from . import cluster as cluster_cmds
@@ -74,23 +75,14 @@ class HdenvGroup(click.Group):
         except Exception as e:  # a bug: still one line, with the way to see more
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            denied = denied_line(e) if isinstance(e, OSError) else None
-            if denied is not None:  # not a bug: a store this user may only read
-                click.echo(f"hdenv: error: {denied}", err=True)
-                ctx.exit(2)
+            # not a bug: a full disk, a store this user may only read, a name too long
+            described = describe_os_error(e) if isinstance(e, OSError) else None
+            if described is not None:
+                click.echo(f"hdenv: error: {described[0]}", err=True)
+                ctx.exit(described[1])
             click.echo(f"hdenv: error: internal error: {type(e).__name__}: {e}"
                        " (run with --debug for a traceback)", err=True)
             ctx.exit(1)
-
-
-def denied_line(e: OSError) -> str | None:
-    """One line for a file hdenv may not write (a store shared read-only), else None."""
-    import errno
-
-    if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return None
-    what = "read-only file system" if e.errno == errno.EROFS else "permission denied"
-    return f"cannot write {e.filename or 'to the store'}: {what}"
 
 
 def settings_of(ctx: click.Context, jobs: int | None = None) -> Settings:

@@ -44,10 +44,57 @@ class PathChange:
         self.created = created  # the variable was unset before the load
 
 
+INLINE = 256  # a value a load sets is recorded in full up to this length, else by checksum
+SAVE_OVER = 1024  # a previous value longer than this waits in a variable of its own
+SAVED_PREFIX = "HDENV_SAVED_"
+
+
+
+def fingerprint(value: str) -> list[int]:
+    """What the record keeps of a long value: enough to tell whether it is still there."""
+    data = value.encode("utf-8", "surrogateescape")
+    return [len(data), binascii.crc32(data)]
+
+
 class VarChange:
-    def __init__(self, old: str | None, new: str):
+    """A variable one load set: what it was before, and (a fingerprint of) what it set.
+
+    The record must stay small whatever the values (an environment string over
+    128 KiB breaks every command the shell runs), so a long value the load set
+    is kept as a fingerprint, and a long previous value waits in a variable of
+    its own, `HDENV_SAVED_N`, until the unload restores it.
+    """
+
+    def __init__(self, old: Any, new: Any):
         self.old = old
         self.new = new
+
+    def holds_new(self, value: str | None) -> bool:
+        """Whether `value` is what this load set (the user has not changed it since)."""
+        if value is None:
+            return False
+        return value == self.new if isinstance(self.new, str) else fingerprint(value) == self.new
+
+    def old_value(self, env: Env) -> str | None:
+        old = self.old
+        return env.get(old["saved"]) if isinstance(old, dict) else old
+
+    def forget_old(self, env: Env) -> None:
+        """Drop the variable a long previous value waited in."""
+        if isinstance(self.old, dict):
+            env.pop(self.old["saved"], None)
+
+    @classmethod
+    def checked(cls, data: Any) -> VarChange:
+        old, new = data
+        if not (old is None or isinstance(old, str) or (
+                isinstance(old, dict) and isinstance(old.get("saved"), str)
+                and old["saved"].startswith(SAVED_PREFIX))):
+            raise ValueError("bad previous value")
+        if not (isinstance(new, str) or (isinstance(new, list) and len(new) == 2
+                                         and all(isinstance(n, int) for n in new))):
+            raise ValueError("bad value")
+        return cls(old, new)
 
 
 class LoadRecord:
@@ -94,15 +141,32 @@ class LoadRecord:
 
     @classmethod
     def from_json(cls, data: list[Any]) -> LoadRecord:
+        """Parse one record; ValueError/TypeError on anything hdenv did not write."""
         hash_, name, family, prefix, paths, vars_, *rest = data
         generation = rest[0] if rest else None
         if generation is not None and not isinstance(generation, int):
             raise TypeError("generation is not a number")
+        if not all(isinstance(x, (str, type(None))) for x in (name, family)) \
+                or not isinstance(hash_, str) or not isinstance(prefix, str):
+            raise ValueError("bad record header")
         return cls(
             hash=hash_, name=name, family=family, prefix=prefix,
-            paths={k: PathChange(list(p[0]), list(p[1]), bool(p[2])) for k, p in paths.items()},
-            vars={k: VarChange(v[0], v[1]) for k, v in vars_.items()}, generation=generation,
+            paths={_name(k): PathChange(_strings(p[0]), _strings(p[1]), bool(p[2]))
+                   for k, p in paths.items()},
+            vars={_name(k): VarChange.checked(v) for k, v in vars_.items()}, generation=generation,
         )
+
+
+def _strings(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ValueError("bad path entries")
+    return value
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("bad variable name")
+    return value
 
 
 # -- encoding ---------------------------------------------------------------
@@ -175,7 +239,14 @@ def prepend(env: Env, rec: LoadRecord, var: str, entries: list[str],
 
 
 def set_var(env: Env, rec: LoadRecord, var: str, value: str) -> None:
-    rec.vars[var] = VarChange(env.get(var), value)
+    old: Any = env.get(var)
+    if old is not None and len(old) > SAVE_OVER:
+        n = 1
+        while f"{SAVED_PREFIX}{n}" in env:
+            n += 1
+        env[f"{SAVED_PREFIX}{n}"] = old
+        old = {"saved": f"{SAVED_PREFIX}{n}"}
+    rec.vars[var] = VarChange(old, value if len(value) <= INLINE else fingerprint(value))
     env[var] = value
 
 
@@ -214,15 +285,22 @@ def _undo_path(env: Env, var: str, change: PathChange, later: list[LoadRecord]) 
 def _undo_var(env: Env, var: str, change: VarChange, later: list[LoadRecord]) -> None:
     heir = _next_touching(later, var, "vars")
     if heir is not None:
-        if heir.vars[var].old == change.new:
-            heir.vars[var].old = change.old
+        successor = heir.vars[var]
+        if change.holds_new(successor.old_value(env)):  # it replaced our value: now it
+            successor.forget_old(env)  # restores what was there before us
+            successor.old = change.old
+        else:
+            change.forget_old(env)
         return
-    if env.get(var) != change.new:
+    if not change.holds_new(env.get(var)):
+        change.forget_old(env)
         return  # changed by the user after the load: theirs now
-    if change.old is None:
-        del env[var]
+    old = change.old_value(env)
+    change.forget_old(env)
+    if old is None:
+        env.pop(var, None)
     else:
-        env[var] = change.old
+        env[var] = old
 
 
 def unload(env: Env, records: list[LoadRecord], index: int) -> LoadRecord:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import UserError
-from . import envdiff, lightos
+from . import envdiff, envlimits, lightos
 from .envdiff import LoadRecord
 from .quoting import Shell, get_shell
 from .quoting.base import check_name
@@ -373,7 +373,9 @@ def run(cmd: str, args: list[str], shell: Shell, environ: Mapping[str, str],
         session.purge()
     else:
         raise UserError(f"not a load command: {cmd!r}")
-    return shell.script(envdiff.changes(dict(environ), session.finish()))
+    after = session.finish()
+    envlimits.check(environ, after, f"hdenv {cmd} {' '.join(args)}".rstrip())
+    return shell.script(envdiff.changes(dict(environ), after))
 
 
 def log_usage(session: Session, config: Config, environ: Mapping[str, str]) -> None:
