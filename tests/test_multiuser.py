@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Runner
+from conftest import SHARED_SOURCES, Runner, require
 from test_upstreams import SITE_STACK, USER_STACK, own_artifacts, snapshot
 from unixusers import UnixUsers
 
@@ -39,6 +39,7 @@ def users() -> Iterator[UnixUsers]:
 
 @pytest.fixture(scope="module")
 def site(users: UnixUsers) -> Path:
+    require(SHARED_SOURCES.is_dir(), f"{SHARED_SOURCES} (offline source mirror) is absent")
     """Root builds the site's stack into a store everyone may read."""
     root = users.base / "site"
     stack = users.base / "site.toml"
@@ -47,17 +48,14 @@ def site(users: UnixUsers) -> Path:
     os.chmod(users.base / "mine.toml", 0o644)
     os.chmod(stack, 0o644)
     proc = subprocess.run([str(users.bin / "hdenv"), "build", str(stack)],
-                          env=users.env("root", HDENV_STORE=str(root), HDENV_SITE_CONFIG=""),
+                          env=users.env("root", HDENV_STORE=str(root), HDENV_SITE_CONFIG="",
+                                        HDENV_MIRRORS=str(SHARED_SOURCES)),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     config = users.base / "site-config.toml"
     config.write_text(f'upstreams = ["{root}"]\n')
     os.chmod(config, 0o644)
     return root
-
-
-def uid_of(name: str) -> int:
-    return pwd.getpwnam(name).pw_uid
 
 
 def user_env(users: UnixUsers, name: str, store: Path, **extra: str) -> dict[str, str]:
@@ -74,12 +72,12 @@ def test_user_builds_only_what_the_site_lacks_and_loads_both(users: UnixUsers,
     env = user_env(users, a, store)
     proc = users.run(a, ["hdenv", "build", str(users.base / "mine.toml")], env)
     assert proc.returncode == 0, proc.stderr
-    assert "1 built, 3 already present" in proc.stderr
-    assert own_artifacts(store) == ["mytool/1"]
-    assert os.stat(store / "artifacts" / "mytool").st_uid == uid_of(a)
+    assert "2 built, 3 already present" in proc.stderr
+    assert own_artifacts(store) == ["hello-readme/2.10", "mytool/1"]
+    assert os.stat(store / "artifacts" / "mytool").st_uid == pwd.getpwnam(a).pw_uid
     proc = users.run(a, ["hdenv", "build", str(users.base / "site.toml")], env)
     assert proc.returncode == 0, proc.stderr
-    assert "0 built, 4 already present" in proc.stderr
+    assert "0 built, 5 already present" in proc.stderr
     assert snapshot(site) == before, "the user's builds wrote into the site store"
 
     script = users.home(a) / "load.sh"
@@ -182,20 +180,17 @@ def test_two_group_members_build_one_shared_store_at_once(users: UnixUsers,
 
     # An artifact one member built is read-only, and the other member can remove it
     # (as gc does: the store's own remove_tree).
-    owner_of = {p: os.stat(shared / "artifacts" / p).st_uid
-                for p in os.listdir(shared / "artifacts")}
-    victim_pkg = next(p for p, uid in owner_of.items()
-                      if uid == uid_of("hdenv15a") and p.startswith("p"))
-    (version,) = os.listdir(shared / "artifacts" / victim_pkg)
-    (hash_,) = os.listdir(shared / "artifacts" / victim_pkg / version)
-    victim = shared / "artifacts" / victim_pkg / version / hash_
+    victim = sorted((shared / "artifacts").glob("p[0-9]/1/*"))[0]
+    builder = pwd.getpwuid(os.stat(victim).st_uid).pw_name
+    other = {"hdenv15a": "hdenv15b", "hdenv15b": "hdenv15a"}[builder]
+    env_other = {**env_b, "HOME": str(users.home(other)), "USER": other, "LOGNAME": other}
     data = next(victim.rglob("data"))
     assert not os.stat(data).st_mode & 0o222
-    write = users.run("hdenv15b", ["sh", "-c", f'echo x >> "{data}"'], env_b)
+    write = users.run(other, ["sh", "-c", f'echo x >> "{data}"'], env_other)
     assert write.returncode != 0
-    remove = users.run("hdenv15b", [users.python, "-c",
-                                    "import sys; from pathlib import Path;"
-                                    " from hdenv.store.fsutil import remove_tree;"
-                                    " remove_tree(Path(sys.argv[1]))", str(victim)], env_b)
+    remove = users.run(other, [users.python, "-c",
+                               "import sys; from pathlib import Path;"
+                               " from hdenv.store.fsutil import remove_tree;"
+                               " remove_tree(Path(sys.argv[1]))", str(victim)], env_other)
     assert remove.returncode == 0, remove.stderr
     assert not victim.exists()

@@ -32,6 +32,11 @@ SITE_STACK = """
 name = "site-tools"
 description = "what the site provides"
 """ + COMMON + """
+[packages.hello-src]
+version = "2.10"
+sources = [{ url = "https://example.invalid/hello-2.10.tar.gz", sha256 = "31e066137a962676e89f69d1b65382de95a7ef7d914b8cb956f41ea72e0f516b", strip = 1 }]
+script = 'mkdir -p "$PREFIX/share" && cp NEWS "$PREFIX/share/hello-news"'
+
 [packages.tool]
 version = "1"
 deps = ["lib"]
@@ -46,6 +51,11 @@ USER_STACK = """
 [stack]
 name = "mine"
 """ + COMMON + """
+[packages.hello-readme]
+version = "2.10"
+sources = [{ url = "https://example.invalid/hello-2.10.tar.gz", sha256 = "31e066137a962676e89f69d1b65382de95a7ef7d914b8cb956f41ea72e0f516b", strip = 1 }]
+script = 'mkdir -p "$PREFIX/share" && cp README "$PREFIX/share/hello-readme"'
+
 [packages.mytool]
 version = "1"
 deps = ["lib"]
@@ -75,10 +85,12 @@ def own_artifacts(store: Path) -> list[str]:
 
 
 @pytest.fixture
-def site(run_hdenv: Runner, tmp_path: Path) -> Path:
+def site(run_hdenv: Runner, tmp_path: Path, shared_sources: Path) -> Path:
+    """The site's store; its build got hello's archive from the mirror, users will not."""
     root = tmp_path / "site"
     (tmp_path / "site.toml").write_text(SITE_STACK)
-    run_hdenv("build", str(tmp_path / "site.toml"), env={"HDENV_STORE": str(root)}, check=True)
+    run_hdenv("build", str(tmp_path / "site.toml"),
+              env={"HDENV_STORE": str(root), "HDENV_MIRRORS": str(shared_sources)}, check=True)
     return root
 
 
@@ -92,10 +104,11 @@ def test_user_store_builds_only_what_the_site_lacks(run_hdenv: Runner, tmp_path:
     (tmp_path / "mine.toml").write_text(USER_STACK)
 
     dry = run_hdenv("build", "--dry-run", str(tmp_path / "mine.toml"), env=env, check=True)
-    assert [line.split()[2].split("/")[0] for line in dry.stdout.splitlines()] == ["mytool"]
+    assert [line.split()[2].split("/")[0] for line in dry.stdout.splitlines()] == [
+        "hello-readme", "mytool"]
     built = run_hdenv("build", str(tmp_path / "mine.toml"), env=env, check=True)
-    assert "1 built, 3 already present" in built.stderr
-    assert own_artifacts(user) == ["mytool/1"]
+    assert "2 built, 3 already present" in built.stderr
+    assert own_artifacts(user) == ["hello-readme/2.10", "mytool/1"]
     mine = Path(run_hdenv("path", "mine", env=env, check=True).stdout.strip())
     assert mine.parent == user / "profiles"
     out = subprocess.run([mine / "bin" / "my-tool"], capture_output=True, text=True).stdout
@@ -103,10 +116,10 @@ def test_user_store_builds_only_what_the_site_lacks(run_hdenv: Runner, tmp_path:
 
     # The site's own stack, built by the user: everything is upstream, profile included.
     again = run_hdenv("build", str(tmp_path / "site.toml"), env=env, check=True)
-    assert "0 built, 4 already present" in again.stderr
+    assert "0 built, 5 already present" in again.stderr
     site_tools = Path(run_hdenv("path", "site-tools", env=env, check=True).stdout.strip())
     assert site_tools.parent == site / "profiles"
-    assert own_artifacts(user) == ["mytool/1"]
+    assert own_artifacts(user) == ["hello-readme/2.10", "mytool/1"]
     assert snapshot(site) == before, "something was written upstream"
 
     avail = {e["name"]: e for e in json.loads(run_hdenv("avail", "--json", env=env,
@@ -128,7 +141,7 @@ def test_user_store_builds_only_what_the_site_lacks(run_hdenv: Runner, tmp_path:
     assert shown["upstream"] == str(site) and shown["path"] == str(site_tools)
     tool_id = next(a for a in shown["artifacts"] if a.startswith("tool/"))
     assert f"upstream: {site}" in run_hdenv("show", tool_id, env=env, check=True).stdout
-    assert run_hdenv("verify", "mine", env=env, check=True).stderr.startswith("verified 3 ")
+    assert run_hdenv("verify", "mine", env=env, check=True).stderr.startswith("verified 4 ")
     assert snapshot(site) == before
 
 

@@ -275,7 +275,10 @@ class SourceStore:
         raise BuildError(f"could not get {key}{f' ({name})' if name else ''}: tried {where}")
 
     def _locations(self, hex_: str, urls: Sequence[str], name: str | None) -> list[str]:
-        locs = list(urls)
+        # an upstream store that has the archive: a copy from a local disk, checked like any
+        upstream = [str(u.src / "sha256" / hex_) for u in self.store.upstreams
+                    if (u.src / "sha256" / hex_).is_file()]
+        locs = [*upstream, *urls]
         for mirror in self.mirrors:
             if name:
                 locs.append(_join(mirror, name))
