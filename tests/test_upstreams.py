@@ -144,6 +144,12 @@ def test_user_store_builds_only_what_the_site_lacks(run_hdenv: Runner, tmp_path:
     assert run_hdenv("verify", "mine", env=env, check=True).stderr.startswith("verified 4 ")
     assert snapshot(site) == before
 
+    # gc in the user's store keeps what the user's names need and never looks upstream
+    run_hdenv("gc", env=env, check=True)
+    assert own_artifacts(user) == ["hello-readme/2.10", "mytool/1"]
+    assert snapshot(site) == before
+    assert run_hdenv("verify", "mine", env=env, check=True).stderr.startswith("verified 4 ")
+
 
 def test_bash_loads_site_and_own_profiles(run_hdenv: Runner, tmp_path: Path,
                                           site: Path) -> None:
