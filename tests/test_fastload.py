@@ -159,3 +159,59 @@ def test_store_from_config_toml(store: Path, tmp_path: Path) -> None:
     assert proc.stderr.splitlines()[-1] == (
         f"hdenv: error: {config}: unknown setting(s) colour; known: "
         + ", ".join(sorted(KNOWN_KEYS)))
+
+
+def test_upstream_stores_are_searched_after_this_one(tmp_path: Path) -> None:
+    """Names: the first store that has one decides; hashes and prefixes: any store."""
+    mine, site = tmp_path / "mine", tmp_path / "site"
+    own_demo = make_profile(mine, "demo", env={"WHO": "mine"})
+    make_profile(site, "demo", env={"WHO": "site"}, seed="site-demo")
+    tools = make_profile(site, "tools", seed="site-tools")
+    roots = [str(mine), str(site)]
+    assert fastload.resolve(roots, "demo").hash == own_demo
+    found = fastload.resolve(roots, "tools")
+    assert (found.hash, found.prefix) == (tools, f"{site}/profiles/{tools}")
+    assert fastload.resolve(roots, tools[:8]).hash == tools
+    assert fastload.resolve(roots, tools).prefix == f"{site}/profiles/{tools}"
+    with pytest.raises(UserError, match="unknown REF"):
+        fastload.resolve([str(mine)], "tools")
+    session = fastload.Session({"PATH": "/usr/bin"}, lambda: roots)
+    session.load("tools")
+    session.load("demo")
+    env = session.finish()
+    assert env["WHO"] == "mine" and f"{site}/profiles/{tools}/bin" in env["PATH"]
+
+
+def test_session_records_usage_events(store: Path) -> None:
+    session = fastload.Session({"PATH": "/usr/bin"}, lambda: str(store))
+    session.load("demo")
+    session.load("gcc")
+    session.load("clang")  # same family: an automatic swap
+    session.swap("demo", "gcc")  # replaces demo, and clang (family)
+    session.purge()
+    demo, gcc, clang = (fastload.resolve(str(store), n).hash for n in ("demo", "gcc", "clang"))
+    assert session.events == [
+        ("load", True, ("demo", 1, demo), None),
+        ("load", True, ("gcc", 1, gcc), None),
+        ("auto-swap", False, ("clang", 1, clang), [("gcc", 1, gcc)]),
+        ("swap", True, ("gcc", 1, gcc), [("demo", 1, demo), ("clang", 1, clang)]),
+        ("unload", False, ("gcc", 1, gcc), None),
+    ]
+
+
+def test_usage_log_imports_stay_light(store: Path, tmp_path: Path) -> None:
+    """With a file: usage log the fast path still imports no os, json or socket."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    site = tmp_path / "site.toml"
+    site.write_text(f'usage-log = "file:{logs}"\n')
+    proc, imported = fast_load("/nonexistent/config.toml", str(store),
+                               {"HDENV_SITE_CONFIG": str(site), "USER": "ana"})
+    assert proc.returncode == 0, proc.stderr
+    assert "hdenv.usage.events" in imported and "hdenv.usage.sinks" in imported
+    for heavy in (*HEAVY, "json", "socket", "_socket", "syslog"):
+        assert heavy not in imported, heavy
+    (log,) = logs.iterdir()
+    assert '"action":"load"' in log.read_text()
+    proc, imported = fast_load("/nonexistent/config.toml", str(store))
+    assert not any(m.startswith("hdenv.usage") for m in imported)

@@ -11,6 +11,7 @@ the working tree's hdenv and the pure-Python packages it imports.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
@@ -55,7 +56,12 @@ def _same_version(python: str) -> bool:
 
 
 class UnixUsers:
-    """Users and a group made for one test module; `close()` removes them."""
+    """Users and a group made for one test module; `close()` removes them.
+
+    User names are machine-wide, and several checkouts may run this suite at
+    once: a lock in /tmp (held until `close`) makes them take turns, so one
+    run's clean-up never removes another run's users.
+    """
 
     def __init__(self, prefix: str, group: str):
         require(os.geteuid() == 0, "creating Unix users needs root")
@@ -65,6 +71,9 @@ class UnixUsers:
         require(python is not None, f"no python{sys.version_info[0]}.{sys.version_info[1]}"
                 " that other users may run")
         assert python is not None
+        self._lock = os.open(f"/tmp/{prefix}-users.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                             0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)  # waits for another run of these tests
         self.prefix = prefix
         self.group = group
         self.names: list[str] = []
@@ -72,9 +81,13 @@ class UnixUsers:
         os.chmod(self.base, 0o755)
         self.python = python
         self.bin = self.base / "bin"
-        self._make_runtime()
-        self._remove_leftovers()
-        subprocess.run(["groupadd", group], check=True)
+        try:
+            self._make_runtime()
+            self._remove_leftovers()
+            subprocess.run(["groupadd", group], check=True)
+        except BaseException:
+            self.close()
+            raise
 
     def _make_runtime(self) -> None:
         lib = self.base / "pylib"
@@ -138,7 +151,10 @@ class UnixUsers:
                               cwd=self.base, timeout=timeout)
 
     def close(self) -> None:
-        for name in self.names:
-            _run("userdel", name)
-        _run("groupdel", self.group)
-        subprocess.run(["rm", "-rf", str(self.base)], check=False)
+        try:
+            for name in self.names:
+                _run("userdel", name)
+            _run("groupdel", self.group)
+            subprocess.run(["rm", "-rf", str(self.base)], check=False)
+        finally:
+            os.close(self._lock)

@@ -75,20 +75,21 @@ def _report() -> None:
     tops = {name.partition(".")[0] for name in list(sys.modules)}
     used = sorted({known[m] for m in tops if m in known})
     hash_ = str(data["hash"])
-    event = events.event("python", True, events.profile_fields(
-        loaded_name(os.environ.get("HDENV_LOADED", ""), hash_), None, hash_))
+    name, generation = loaded_as(os.environ.get("HDENV_LOADED", ""), hash_)
+    event = events.event("python", True, events.profile_fields(name, generation, hash_))
     event["packages"] = used
     event["python"] = f"{sys.version_info[0]}.{sys.version_info[1]}"
     events.emit([event], os.environ, sink)
 
 
-def loaded_name(loaded: str, hash_: str) -> str | None:
-    """The name this profile was loaded under (HDENV_LOADED is `NAME:HASH ...`)."""
+def loaded_as(loaded: str, hash_: str) -> tuple[str | None, int | None]:
+    """The name and generation this profile was loaded as (`HDENV_LOADED`: `NAME/N:HASH ...`)."""
     for entry in loaded.split():
-        name, _, loaded_hash = entry.rpartition(":")
-        if loaded_hash == hash_ and name:
-            return name
-    return None
+        ref, _, loaded_hash = entry.rpartition(":")
+        if loaded_hash == hash_ and ref:
+            name, _, number = ref.partition("/")
+            return name, int(number) if number.isdigit() else None
+    return None, None
 
 
 def user_config(environ: Mapping[str, str]) -> str:
