@@ -51,7 +51,7 @@ __hdenv_complete() {
             usage) [ "$pos" -eq 1 ] && words="report" ;;
             cache) [ "$pos" -eq 1 ] && words="keygen list" ;;
             list) [ "$pos" -eq 1 ] && words="artifacts profiles names" ;;
-            build)
+            build|mirror|reproduce)
                 compopt -o filenames 2>/dev/null
                 mapfile -t COMPREPLY < <(compgen -f -- "$cur")
                 return 0
@@ -64,7 +64,7 @@ __hdenv_complete() {
                     words=$(HDENV_STORE=${store:-${HDENV_STORE-}} hdenv avail --refs "$cur" 2>/dev/null)
                 fi
                 ;;
-            load|env|show|path|diff|graph|verify|modulefiles|pin|unpin|push)
+            load|env|show|path|diff|graph|verify|modulefiles|pin|unpin|push|export|report)
                 words=$(HDENV_STORE=${store:-${HDENV_STORE-}} hdenv avail --refs "$cur" 2>/dev/null)
                 ;;
             *) return 0 ;;

@@ -42,8 +42,8 @@ complete -c hdenv -n '__fish_seen_subcommand_from usage; and not __fish_seen_sub
 complete -c hdenv -n '__fish_seen_subcommand_from cache; and not __fish_seen_subcommand_from keygen list' -a 'keygen list'
 complete -c hdenv -n '__fish_seen_subcommand_from host; and not __fish_seen_subcommand_from capture' -a capture
 complete -c hdenv -n '__fish_seen_subcommand_from list; and not __fish_seen_subcommand_from artifacts profiles names' -a 'artifacts profiles names'
-complete -c hdenv -n '__fish_seen_subcommand_from build' -F
+complete -c hdenv -n '__fish_seen_subcommand_from build mirror reproduce' -F
 complete -c hdenv -n '__fish_seen_subcommand_from unload' -a '(__hdenv_loaded_refs)'
 complete -c hdenv -n '__fish_seen_subcommand_from swap; and test (count (commandline -opc)) -le 2' -a '(__hdenv_loaded_refs)'
 complete -c hdenv -n '__fish_seen_subcommand_from swap; and test (count (commandline -opc)) -ge 3' -a '(__hdenv_refs)'
-complete -c hdenv -n '__fish_seen_subcommand_from load env show path diff graph verify modulefiles pin unpin push' -a '(__hdenv_refs)'
+complete -c hdenv -n '__fish_seen_subcommand_from load env show path diff graph verify modulefiles pin unpin push export report' -a '(__hdenv_refs)'

@@ -1,86 +1,62 @@
-"""`hdenv usage report`: counting log lines by profile, user and package, over time."""
+"""`hdenv report`: what a bug report needs, from a real shell with a profile loaded."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-import pytest
-from conftest import Runner
+from conftest import Runner, require_tool
 
-from hdenv.errors import UserError
-from hdenv.usage import report
+from hdenv.exchange.hostfacts import cpu_summary, host_facts
 
-
-def line(time: str, action: str, **fields: object) -> str:
-    return json.dumps({"time": time, "user": "ana", "action": action, "explicit": True,
-                       "name": None, "generation": None, "hash": "h1", **fields})
-
-
-@pytest.fixture
-def logs(tmp_path: Path) -> Path:
-    d = tmp_path / "logs"
-    d.mkdir()
-    (d / "ana@n1.jsonl").write_text("\n".join([
-        line("2024-05-01T10:00:00.000Z", "load", name="demo"),
-        line("2024-05-01T11:00:00.000Z", "unload", name="demo"),
-        line("2024-05-02T10:00:00.000Z", "auto-swap", name="gcc"),
-        line("2024-05-03T10:00:00.000Z", "python", packages=["numpy", "six"]),
-        "{not json",
-    ]) + "\n")
-    (d / "bob@n2.jsonl").write_text("\n".join([
-        line("2024-05-02T09:00:00.000Z", "swap", name="demo", user="bob"),
-        line("2024-05-03T09:00:00.000Z", "load", hash="abcdef", user="bob"),
-        line("2024-05-03T09:30:00.000Z", "python", packages=["six"], user="bob"),
-    ]) + "\n")
-    (d / "README").write_text("not a log\n")
-    return d
+VENV_BIN = str(Path(sys.executable).parent)
+STACK = """
+[packages.tool]
+version = "3"
+script = 'mkdir -p "$PREFIX/bin" && printf "#!/bin/sh\\necho hi\\n" > "$PREFIX/bin/tool"'
+"""
 
 
-def test_counts_by_profile_user_and_package_with_days(logs: Path) -> None:
-    found = report.scan(logs, None)
-    assert found.files == 2 and found.bad_lines == 1
-    by_profile = report.aggregate(found, "profile", None)
-    assert [(r["key"], r["count"]) for r in by_profile["rows"]] == [
-        ("demo", 2), ("abcdef", 1), ("gcc", 1)]
-    assert by_profile["rows"][0]["by_day"] == {"2024-05-01": 1, "2024-05-02": 1}
-    by_user = report.aggregate(found, "user", None)
-    assert [(r["key"], r["count"]) for r in by_user["rows"]] == [("ana", 2), ("bob", 2)]
-    by_package = report.aggregate(found, "package", None)
-    assert [(r["key"], r["count"]) for r in by_package["rows"]] == [("six", 2), ("numpy", 1)]
+def test_report_of_what_is_loaded_in_bash(run_hdenv: Runner, tmp_path: Path,
+                                          hdenv_env: dict[str, str]) -> None:
+    bash = require_tool("bash")
+    stack = tmp_path / "rep.toml"
+    stack.write_text(STACK)
+    name, hash_ = run_hdenv("build", str(stack), check=True).stdout.split()
+    script = 'eval "$(hdenv init bash)"\nhdenv load rep\nhdenv report\nhdenv report --json\n'
+    env = {**hdenv_env, "PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.run([bash, "--norc", "--noprofile", "-c", script], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    text, _, js = proc.stdout.partition("\n{")
+    assert f"profile rep  {hash_}" in text
+    assert "generation rep/1 (current)" in text
+    assert "  tool/3/" in text
+    assert f"hdenv reproduce {hash_}.tar --name rep" in text
+    assert f"hdenv export {hash_} -o {hash_}.tar --with-sources" in text
+    assert "libc:" in text and "kernel:" in text
+    data = json.loads("{" + js)
+    (entry,) = data["entries"]
+    assert entry["hash"] == hash_ and entry["loaded_as"] == "rep"
+    assert data["hdenv_version"] and data["host"]["cpu"]["cores"] >= 1
+    nothing = subprocess.run([bash, "--norc", "--noprofile", "-c", "hdenv report"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert nothing.returncode == 2 and "nothing is loaded" in nothing.stderr
+    by_id = run_hdenv("report", next(a["id"] for a in entry["artifacts"]), check=True)
+    assert by_id.stdout.startswith("hdenv report") and "artifact tool/3/" in by_id.stdout
+    assert name == "rep"
 
 
-def test_since_filters_and_accepts_dates_and_days(logs: Path) -> None:
-    since = report.parse_since("2024-05-02")
-    rows = report.aggregate(report.scan(logs, since), "profile", since)["rows"]
-    assert [(r["key"], r["count"]) for r in rows] == [("abcdef", 1), ("demo", 1), ("gcc", 1)]
-    now = dt.datetime(2024, 5, 10, tzinfo=dt.timezone.utc)
-    assert report.parse_since("7d", now) == dt.datetime(2024, 5, 3, tzinfo=dt.timezone.utc)
-    with pytest.raises(UserError, match="not a date"):
-        report.parse_since("yesterday")
-
-
-def test_render_draws_bars_only_on_a_terminal(logs: Path) -> None:
-    data = report.aggregate(report.scan(logs, None), "profile", None)
-    plain = report.render(data, bars=False)
-    assert plain.splitlines() == ["loads by profile: 4", "demo    2", "abcdef  1", "gcc     1"]
-    drawn = report.render(data, bars=True, width=40).splitlines()
-    assert drawn[1].count("█") > drawn[2].count("█") > 0
-
-
-def test_cli_report_reads_the_configured_file_log(run_hdenv: Runner, logs: Path,
-                                                  tmp_path: Path) -> None:
-    site = tmp_path / "site.toml"
-    site.write_text(f'usage-log = "file:{logs}"\n')
-    proc = run_hdenv("usage", "report", "--by", "package", "--json", "--since", "2024-05-03",
-                     env={"HDENV_SITE_CONFIG": str(site)}, check=True)
-    data = json.loads(proc.stdout)
-    assert [(r["key"], r["count"]) for r in data["rows"]] == [("six", 2), ("numpy", 1)]
-    assert data["since"] == "2024-05-03T00:00:00+00:00"
-    site.write_text('usage-log = "udp://127.0.0.1:9"\n')
-    proc = run_hdenv("usage", "report", env={"HDENV_SITE_CONFIG": str(site)})
-    assert proc.returncode == 2 and "not a file: log" in proc.stderr
-    proc = run_hdenv("usage", "report", "--from", str(tmp_path / "none"))
-    assert (proc.returncode, proc.stderr) == (
-        2, f"hdenv: error: no usage log directory {tmp_path / 'none'}\n")
+def test_cpu_summary_names_the_x86_64_level() -> None:
+    v2 = ["lm", "sse2", "cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"]
+    v3 = v2 + ["avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"]
+    assert cpu_summary(["lm", "sse2"])["level"] == "x86-64-v1"
+    assert cpu_summary(v2)["level"] == "x86-64-v2"
+    assert cpu_summary(v3 + ["avx512f"]) == {"level": "x86-64-v3",
+                                             "notable": ["sse4_2", "avx", "avx2", "fma",
+                                                         "avx512f"]}
+    assert cpu_summary(["asimd", "sve"]) == {"level": None, "notable": ["asimd", "sve"]}
+    facts = host_facts()
+    assert facts["libc"] and facts["kernel"].split()[0] == "Linux"

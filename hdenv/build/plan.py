@@ -57,7 +57,7 @@ class PlannedProfile:
 
 @dataclass
 class Plan:
-    stack: Stack
+    stack: Stack | None  # None: made from stored specs (`hdenv reproduce`), not a stack file
     nodes: dict[str, Node]
     profiles: list[PlannedProfile]
     tools_id: str

@@ -23,6 +23,7 @@ from ..store.layout import Store
 from . import cache as cache_cmds
 from . import cluster as cluster_cmds
 from . import modules as modules_cmds
+from . import exchange as exchange_cmds
 from . import profile as profile_cmds
 from . import shell as shell_cmds
 from . import site as site_cmds
@@ -277,7 +278,8 @@ for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
                 site_cmds.config_cmd, site_cmds.store_group,
                 storecmds.gc, storecmds.du, storecmds.pin, storecmds.unpin, storecmds.mirror,
                 cache_cmds.cache, cache_cmds.push, site_cmds.usage_group,
-                cluster_cmds.build_node_cmd):
+                cluster_cmds.build_node_cmd,
+                exchange_cmds.export, exchange_cmds.reproduce, exchange_cmds.report):
     cli.add_command(command)
 cli.add_command(modules_cmds.modulefiles)
 

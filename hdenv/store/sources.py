@@ -306,7 +306,21 @@ class SourceStore:
 
     def _store_location(self, loc: str, expected: str | None, name: str | None) -> str:
         """Stream one location into tmp/, hashing as it goes; land it if it matches."""
-        with self._tempfile() as (tmp, f), _open_location(loc) as src:
+        with _open_location(loc) as src:
+            return self._store_stream(src, expected, name)
+
+    def add_stream(self, src: IO[bytes], sha256: str, name: str | None) -> str:
+        """Store the bytes of an open file (a bundle member) that must hash to `sha256`.
+
+        Returns the key; BuildError (nothing stored) when the bytes do not match.
+        """
+        try:
+            return f"sha256:{self._store_stream(src, sha256, name)}"
+        except _Mismatch as e:
+            raise BuildError(f"{name or sha256}: {e}") from None
+
+    def _store_stream(self, src: IO[bytes], expected: str | None, name: str | None) -> str:
+        with self._tempfile() as (tmp, f):
             h = hashlib.sha256()
             buf = bytearray(CHUNK)
             view = memoryview(buf)
