@@ -31,7 +31,7 @@ def test_report_of_what_is_loaded_in_bash(run_hdenv: Runner, tmp_path: Path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     text, _, js = proc.stdout.partition("\n{")
-    assert f"profile rep  {hash_}" in text
+    assert f"profile rep/1  {hash_}" in text
     assert "generation rep/1 (current)" in text
     assert "  tool/3/" in text
     assert f"hdenv reproduce {hash_}.tar --name rep" in text
@@ -39,7 +39,7 @@ def test_report_of_what_is_loaded_in_bash(run_hdenv: Runner, tmp_path: Path,
     assert "libc:" in text and "kernel:" in text
     data = json.loads("{" + js)
     (entry,) = data["entries"]
-    assert entry["hash"] == hash_ and entry["loaded_as"] == "rep"
+    assert entry["hash"] == hash_ and entry["loaded_as"] in ("rep", "rep/1")
     assert data["hdenv_version"] and data["host"]["cpu"]["cores"] >= 1
     nothing = subprocess.run([bash, "--norc", "--noprofile", "-c", "hdenv report"], env=env,
                              capture_output=True, text=True, timeout=60)

@@ -8,6 +8,7 @@ progress on stderr.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -89,9 +90,9 @@ def report(ctx: click.Context, refs: tuple[str, ...], as_json: bool) -> None:
     """
     from ..exchange.report import format_report
     from ..exchange.report import report as make
-    from ..shell.shellcmd import loaded_records
+    from ..shell.catalog import loaded_data
 
-    data = make(Store(_settings(ctx).store), list(refs), [] if refs else loaded_records())
+    data = make(Store(_settings(ctx).store), list(refs), [] if refs else loaded_data(os.environ))
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
     else:

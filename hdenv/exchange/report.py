@@ -86,7 +86,7 @@ def report(store: Store, refs: list[str], loaded: list[dict[str, Any]]) -> dict[
         entries = [_entry(store, ref, None) for ref in refs]
     else:
         for rec in loaded:
-            label = rec.get("name")
+            label = rec.get("ref") or rec.get("name")
             try:
                 entries.append(_entry(store, rec["hash"], label))
             except UserError:
