@@ -91,3 +91,29 @@ def test_verify_reports_host_drift(bundle: dict[str, str], run_hdenv: Runner) ->
     assert line.startswith("gcc/99.1.0/") and "99.1.0" in line and "99.3.0" in line
     report = run_hdenv("report", bundle["name"], check=True).stdout
     assert "DRIFT" in report and "99.3.0" in report
+
+
+def test_host_drift_compares_what_the_spec_holds(tmp_path: Path) -> None:
+    """Versions always; bytes only where the id covers them (host-identity = "content")."""
+    from hdenv.build import host
+    from hdenv.exchange.drift import host_drift
+    from hdenv.store.layout import Store
+
+    store = Store(tmp_path / "store")
+    prog = tmp_path / "bin" / "tool"
+    prog.parent.mkdir()
+    prog.write_text('#!/bin/sh\necho "tool 1.0"\n')
+    prog.chmod(0o755)
+    spec = host.host_spec(store, "tool", [str(prog)])
+    assert host_drift(store, spec) == []
+    prog.write_text('#!/bin/sh\necho "tool 1.0" # same version, other bytes\n')
+    assert host_drift(store, spec) == []
+    strict = host.host_spec(store, "tool", [str(prog)], identity="content")
+    prog.write_text('#!/bin/sh\necho "tool 1.0"\n')
+    (bytes_,) = host_drift(store, strict)
+    assert "sha256" in bytes_.line() and "same version output" in bytes_.line()
+    prog.write_text('#!/bin/sh\necho "tool 2.0"\n')
+    (version,) = host_drift(store, spec)
+    assert "tool 1.0" in version.line() and "tool 2.0" in version.line()
+    prog.unlink()
+    assert "is missing" in host_drift(store, spec)[0].line()

@@ -375,22 +375,6 @@ def test_corrupt_cache_is_ignored(store: Store, tmp_path: Path) -> None:
     assert host.host_spec(store, "counted", [str(prog)]) == spec
 
 
-def test_host_differences(store: Store, tmp_path: Path) -> None:
-    prog = script(tmp_path / "bin" / "tool", 'echo "tool 1.0"\n')
-    spec = host.host_spec(store, "tool", [str(prog)])
-    assert host.host_differences(store, spec) == []
-    prog.write_text("#!/bin/sh\n" + 'echo "tool 1.0" # same version, other bytes\n')
-    assert host.host_differences(store, spec) == []
-    strict = host.host_spec(store, "tool", [str(prog)], identity="content")
-    prog.write_text("#!/bin/sh\n" + 'echo "tool 1.0"\n')
-    assert "other content" in host.host_differences(store, strict)[0]
-    prog.write_text("#!/bin/sh\n" + 'echo "tool 2.0"\n')
-    diffs = host.host_differences(store, spec)
-    assert len(diffs) == 1 and "tool 1.0" in diffs[0] and "tool 2.0" in diffs[0]
-    prog.unlink()
-    assert "missing" in host.host_differences(store, spec)[0]
-
-
 def test_script_run_by_a_managed_interpreter_is_not_a_shim(tmp_path: Path) -> None:
     """pip under ~/.pyenv/versions names pyenv in its #! line but is a real program."""
     pip = tmp_path / ".pyenv" / "versions" / "3.11.7" / "bin" / "pip"

@@ -127,7 +127,7 @@ def test_reproduce_from_a_bundle_with_sources_builds_the_same_hash(
     proc = run_hdenv("reproduce", str(exported["sources"]), env={"HDENV_STORE": str(store)})
     assert proc.returncode == 0, proc.stderr
     assert line_of(proc.stdout) == (exported["name"], exported["hash"])
-    assert "built lua/5.4.4/" in proc.stderr and "fetching" not in proc.stderr
+    assert "built lua (" in proc.stderr and "fetching" not in proc.stderr
     check_profile(store / "profiles" / exported["hash"])
     assert run_hdenv("verify", env={"HDENV_STORE": str(store)}).returncode == 0
     # the reproduced store can export the same state again

@@ -733,34 +733,3 @@ def capture_basic_tools(store: Store, search_path: str = SYSTEM_PATH,
     return capture_request(store, basic_tools_request(search_path, identity),
                            search_path=search_path)
 
-
-def host_differences(store: Store, spec: dict[str, Any]) -> list[str]:
-    """How this machine differs from a recorded host spec, one line per program or library.
-
-    For `hdenv reproduce`: each recorded path is probed again under its
-    recorded name; what the spec holds (path and version, and the sha256 with
-    `host-identity = "content"`) is compared, so an empty list means the host
-    artifact would get the same id here.
-    """
-    out: list[str] = []
-    cache = HostCache(cache_path(store))
-    for prog, info in sorted(spec.get("programs", {}).items()):
-        path = info["path"]
-        if not os.path.isfile(path):
-            out.append(f"{spec['name']}: {prog}: {path} is missing on this machine")
-            continue
-        digest, version = cache.lookup(path, prog, os.stat(path)) or cache.probe(path, prog)
-        if version != info["version"]:
-            old = info["version"].splitlines()[0] if info["version"] else "?"
-            new = version.splitlines()[0] if version else "?"
-            out.append(f"{spec['name']}: {prog} ({path}) differs: recorded {old!r}, here {new!r}")
-        elif "sha256" in info and digest != info["sha256"]:
-            out.append(f"{spec['name']}: {prog} ({path}) has other content than recorded")
-    for lib, info in sorted(spec.get("libraries", {}).items()):
-        path = info["path"]
-        if not os.path.isfile(path):
-            out.append(f"{spec['name']}: {lib}: {path} is missing on this machine")
-        elif "sha256" in info and cache.digest(path) != info["sha256"]:
-            out.append(f"{spec['name']}: {lib} ({path}) has other content than recorded")
-    cache.save()
-    return out

@@ -22,8 +22,8 @@ from ..oserrors import describe as describe_os_error
 from ..store.layout import Store
 from . import cache as cache_cmds
 from . import cluster as cluster_cmds
-from . import modules as modules_cmds
 from . import exchange as exchange_cmds
+from . import modules as modules_cmds
 from . import profile as profile_cmds
 from . import shell as shell_cmds
 from . import site as site_cmds
@@ -259,10 +259,12 @@ def path(ctx: click.Context, ref: str) -> None:
 @click.option("--sources", is_flag=True, help="Also re-hash every stored source archive.")
 @click.pass_context
 def verify(ctx: click.Context, ref: str | None, sources: bool) -> None:
-    """Check artifacts, profiles and names for damage (all, or REF's closure)."""
+    """Check artifacts, profiles and names for damage, host software for drift (all, or REF's)."""
+    from ..exchange.drift import artifact_drift
     from ..store import inspect
 
-    problems, checked = inspect.verify(store_of(ctx), ref, sources=sources)
+    problems, checked = inspect.verify(store_of(ctx), ref, sources=sources,
+                                       host_check=artifact_drift)
     for p in problems:
         click.echo(p)
     click.echo(f"verified {checked} artifact(s): {len(problems)} problem(s)", err=True)
