@@ -267,6 +267,10 @@ def synthetic_garbage(store: Store, count: int, files: int) -> None:
         previous = install_artifact(store, spec, populate, runtime_deps=deps)[0]
 
 
+def junk_left(store: Store) -> int:
+    return len(list(store.artifacts.glob("junk*/1/*")))
+
+
 @pytest.mark.slow
 def test_gc_killed_at_random_moments_leaves_a_clean_store(
         run_hdenv: Runner, hdenv_exe: str, hdenv_env: dict[str, str], tmp_path: Path,
@@ -277,13 +281,24 @@ def test_gc_killed_at_random_moments_leaves_a_clean_store(
     live_prefix = Path(run_hdenv("path", "live", check=True).stdout.strip())
     store = Store(store_dir)
     rng = random.Random()
+    # How long a whole gc of one batch takes here (a busy CI machine or a fast
+    # one): the kills below land inside that window, wherever it lies.
+    synthetic_garbage(store, 40, 60)
+    started = time.monotonic()
+    subprocess.run([hdenv_exe, "gc"], env=hdenv_env, check=True, capture_output=True)
+    whole = time.monotonic() - started
+    assert not [i for i in ids(run_hdenv) if i.startswith("junk")]  # the whole batch went
     kills = 0
-    for _ in range(8):
-        if len(ids(run_hdenv)) < 20:
-            synthetic_garbage(store, 40, 60)
+    for attempt in range(10):
+        synthetic_garbage(store, 40, 60)  # the same ids: what the last gc removed comes back
         proc = subprocess.Popen([hdenv_exe, "gc"], env=hdenv_env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.2, 1.2))
+        if attempt % 2:  # anywhere in the run: start-up, marking, removing
+            time.sleep(rng.uniform(0.1, 0.9) * whole)
+        else:  # while it removes: the moment a half-removed artifact could be left
+            while proc.poll() is None and junk_left(store) == 40:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, 0.02))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1

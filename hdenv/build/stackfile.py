@@ -512,7 +512,7 @@ def _render_slurm(ctx: _Ctx, value: Any, context: dict[str, Any], *where: str) -
         cpus = table["cpus"]
         if isinstance(cpus, str):
             cpus = ctx.render(cpus, context, *where, "cpus").strip()
-            cpus = int(cpus) if cpus.isdigit() else cpus
+            cpus = int(cpus) if cpus.isascii() and cpus.isdigit() else cpus
         if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
             raise ctx.error(f"{'.'.join(where)}.cpus must be a whole number of at least 1",
                             *where, "cpus")

@@ -262,6 +262,7 @@ def _name_dir(store: Store, name: str) -> Path:
 def rollback(store: Store, name: str, to: int | None = None) -> int:
     """Make generation `to` (default: the one before current) current; returns it."""
     ndir = _name_dir(store, name)
+    store.ensure()  # a read-only store says so in its own words, before the lock
     with _name_lock(store, name):
         links = _generation_links(ndir)
         cur = _current_number(ndir)
@@ -287,6 +288,7 @@ def prune(store: Store, name: str, keep: int) -> list[int]:
     if keep < 0:
         raise UserError("--keep must be at least 0")
     ndir = _name_dir(store, name)
+    store.ensure()
     with _name_lock(store, name):
         links = _generation_links(ndir)
         cur = _current_number(ndir)

@@ -209,7 +209,8 @@ def _named_profile(roots: list[str], name: str, entry: str) -> Profile | None:
         from ..store.layout import dangling_name
 
         raise UserError(dangling_name(name, entry, hash_))
-    return read_profile(home, hash_, name, int(number) if number and number.isdigit() else None)
+    generation = int(number) if number and number.isascii() and number.isdigit() else None
+    return read_profile(home, hash_, name, generation)
 
 
 def _unknown(roots: list[str], ref: str) -> UserError:
@@ -282,7 +283,8 @@ class Session:
         for i, rec in enumerate(self.records):
             if ref in (rec.name, rec.hash, rec.ref):
                 return i
-            if generation.isdigit() and rec.name == name and rec.generation == int(generation):
+            if (generation.isascii() and generation.isdigit() and rec.name == name
+                    and rec.generation == int(generation)):
                 return i  # demo/01
         if len(ref) >= MIN_PREFIX:
             hits = [i for i, r in enumerate(self.records) if r.hash.startswith(ref)]

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from . import sharing
 from .artifacts import manifest_of, split_manifest_entry
 from .fsutil import lock_is_held, read_json
 from .hashing import sha256_file, spec_hash
@@ -201,11 +202,13 @@ def _verify_profile(store: Store, hash_: str) -> Problems:
             problems.append(f"{where}: needs artifact {aid}, which is not in the store")
         else:
             allowed.append(str(store.artifact_dir(aid)))
-    problems += _check_farm(root, allowed, where)
+    problems += _check_farm(root, allowed, where, shared=sharing.is_shared(store.root))
     return problems
 
 
-def _check_farm(root: Path, allowed: list[str], where: str) -> Problems:
+def _check_farm(root: Path, allowed: list[str], where: str, *, shared: bool) -> Problems:
+    """A farm's symlinks point into its artifacts; nothing in it is writable, except
+    that a shared store's directories stay group-writable (how members remove them)."""
     problems: Problems = []
     for dirpath, dirnames, filenames in os.walk(root):
         if dirpath == str(root):
@@ -216,7 +219,7 @@ def _check_farm(root: Path, allowed: list[str], where: str) -> Problems:
             st = os.lstat(path)
             if stat.S_ISLNK(st.st_mode):
                 problems += _check_link(path, rel, allowed, where)
-            elif st.st_mode & 0o222:
+            elif st.st_mode & (0o202 if shared and stat.S_ISDIR(st.st_mode) else 0o222):
                 problems.append(f"{where}: {rel} is writable (profiles are read-only)")
             if stat.S_ISREG(st.st_mode) and st.st_mode & 0o6000:
                 problems.append(f"{where}: {rel} has a setuid/setgid bit")

@@ -59,7 +59,7 @@ def parse_since(text: str | None, now: _dt.datetime | None = None) -> _dt.dateti
     if text is None:
         return None
     now = now or _dt.datetime.now(_dt.timezone.utc)
-    if text.endswith("d") and text[:-1].isdigit():
+    if text.endswith("d") and text[:-1].isascii() and text[:-1].isdigit():
         return now - _dt.timedelta(days=int(text[:-1]))
     try:
         when = _dt.datetime.fromisoformat(text.removesuffix("Z"))

@@ -44,7 +44,7 @@ def parse(sink: str) -> tuple[str, str, int]:
             port = rest[1:] if rest.startswith(":") else ""
         else:
             host, _, port = hostport.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ValueError(f"udp:// needs HOST:PORT, got {hostport!r}")
         return "udp", host, int(port)
     raise ValueError(f"not a usage log: {sink!r} (syslog, file:DIR or udp://HOST:PORT)")
