@@ -107,6 +107,7 @@ class World:
     a_root: Path
     ids: dict[str, str]  # package name -> artifact id
     hd: Run
+    phash: str  # the pushed profile's hash
 
     def store(self, name: str) -> Path:
         return self.work / name
@@ -155,6 +156,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     hd("build", str(stack), store=a_root, check=True)
     ids = {line.split()[0].split("/")[0]: line.split()[0]
            for line in hd("list", store=a_root, check=True).stdout.splitlines()}
+    phash = hd("list", "profiles", store=a_root, check=True).stdout.split()[1]
     dir_cache = work / "dircache"
     with registry(work / "registry") as reg, \
             http_server(dir_cache.parent, work / "http.log") as http:
@@ -165,7 +167,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         moved = a_root.with_name(a_root.name + "-moved")
         a_root.rename(moved)  # programs from other stores must not reach into A
         yield World(work, stack, keys, k1, k2, dir_cache, f"{http}{dir_cache.name}/", oci_url,
-                    a_root, ids, hd)
+                    a_root, ids, hd, phash)
 
 
 def assert_relocated_and_running(world: World, store: Path, built: str) -> None:
@@ -226,9 +228,10 @@ def test_untrusted_key_builds_from_source(world: World) -> None:
 
 
 def tampered_cache(world: World, name: str,
-                   change: Callable[[Path, dict[str, Any]], dict[str, Any] | None]) -> Path:
+                   change: Callable[[Path, dict[str, Any]], dict[str, Any] | None],
+                   tag: str = "") -> Path:
     """A copy of the directory cache where `change` edits the entry of package `name`."""
-    copy = world.work / f"cache-{name}-{change.__name__}"
+    copy = world.work / f"cache-{name}-{change.__name__}{tag}"
     shutil.copytree(world.dir_cache, copy)
     desc_path = copy / "artifacts" / f"{world.ids[name].split('/')[2]}.json"
     os.chmod(desc_path, 0o644)
@@ -314,3 +317,87 @@ def test_push_skips_what_is_there_and_lists(world: World) -> None:
         assert {r["id"] for r in rows} == {world.ids[n] for n in ("zlib", "libpng", "app")}
     to_http = world.hd("push", "pngapp", "--to", world.http_url, store=moved)
     assert to_http.returncode == 2 and "HTTP caches are read-only" in to_http.stderr
+
+
+# -- reproduce HASH --from CACHE: the profile from the cache alone, nothing built -------
+
+
+def store_is_empty(store: Path) -> None:
+    for sub in ("artifacts", "specs", "profiles"):
+        assert not (store / sub).is_dir() or os.listdir(store / sub) == [], sub
+
+
+@pytest.mark.parametrize("kind", ["dir", "http", "oci"])
+def test_reproduce_from_a_cache_builds_nothing(world: World, kind: str) -> None:
+    url = {"dir": f"file://{world.dir_cache}", "http": world.http_url, "oci": world.oci_url}[kind]
+    store = world.store(f"R{kind[0]}")
+    assert len(str(store)) < len(str(world.a_root))
+    # no compiler, no make on PATH: a build, or capturing gcc for one, would fail
+    bare = {"PATH": str(Path(sys.executable).parent)}
+    proc = world.hd("reproduce", world.phash, "--from", url, "--name", "again", store=store,
+                    env={**bare, "HDENV_TRUSTED_KEYS": world.k1})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"again {world.phash}\n"  # the same profile hash
+    assert "3 installed from the cache, 0 built" in proc.stderr, proc.stderr
+    for name in ("zlib", "libpng", "app"):
+        assert f"fetched {world.ids[name]} from {url} (" in proc.stderr
+        meta = json.loads((store / "artifacts" / world.ids[name] / ".hdenv" / "artifact.json")
+                          .read_text())
+        assert meta["installed_from"]["source"] == url
+    assert_relocated_and_running(world, store, proc.stderr)
+    # the profile's program, through the profile
+    profile = world.run(store, "list", "profiles").stdout.split()
+    assert profile[:2] == ["again", world.phash]
+    ran = subprocess.run([str(Path(profile[3]) / "bin" / "app-wrapper")], capture_output=True,
+                         text=True, env={"PATH": "/usr/bin:/bin"})
+    assert ran.returncode == 0 and ran.stdout.endswith("message from app\n"), ran.stderr
+    # the host and build-only specs came too: the store can export the state it holds
+    zlib = json.loads((store / "specs" / f"{world.ids['zlib'].split('/')[2]}.json").read_text())
+    inputs = [*zlib["build_deps"], *([zlib["tools"]] if zlib.get("tools") else [])]
+    assert inputs and all((store / "specs" / f"{i.split('/')[2]}.json").is_file() for i in inputs)
+    verify = world.run(store, "verify")
+    assert verify.returncode == 0 and verify.stdout == "", verify.stdout + verify.stderr
+
+
+@pytest.mark.parametrize("trusted,reason", [
+    ([], "untrusted key: signed by k1; trusted: none"),
+    (["k2"], "untrusted key: signed by k1; trusted: k2"),
+])
+def test_reproduce_from_a_cache_refuses_an_untrusted_key(
+        world: World, trusted: list[str], reason: str) -> None:
+    store = world.store(f"Ru{len(trusted)}")
+    keys = [world.k2] if trusted else []
+    proc = world.run(store, "reproduce", world.phash, "--from", world.oci_url, trusted=keys)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"hdenv: error: --from {world.oci_url}:"
+                                                   " refusing "), proc.stderr
+    assert lines[0].endswith(f"{reason} (trust its signer with trusted-keys in the config or"
+                             " HDENV_TRUSTED_KEYS)"), lines[0]
+    store_is_empty(store)
+
+
+def test_reproduce_from_a_cache_refuses_a_forged_description_before_writing(
+        world: World) -> None:
+    cache = tampered_cache(world, "app", forge_as_k1, "-r")
+    store = world.store("Rf")
+    proc = world.run(store, "reproduce", world.phash, "--from", str(cache), trusted=[world.k1])
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"hdenv: error: --from {cache}: refusing {world.ids['app']}:"
+                                  " bad signature by k1"), proc.stderr
+    store_is_empty(store)
+
+
+def test_reproduce_from_a_cache_keeps_only_what_passed_every_check(world: World) -> None:
+    cache = tampered_cache(world, "app", flip_a_byte, "-r")  # signed right, archive changed
+    store = world.store("Rb")
+    proc = world.run(store, "reproduce", world.phash, "--from", str(cache), trusted=[world.k1])
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith(f"hdenv: error: --from {cache}: refusing {world.ids['app']}:"
+                           " hash mismatch: archive is sha256:"), last
+    assert last.endswith("(a cache is used as it is: nothing is built)"), last
+    assert sorted(os.listdir(store / "artifacts")) == sorted(
+        world.ids[n].split("/")[0] for n in ("zlib", "libpng"))
+    assert not (store / "artifacts" / world.ids["app"]).exists()
+    assert world.run(store, "verify").returncode == 0

@@ -50,7 +50,7 @@ def export(ctx: click.Context, ref: str, output: Path, with_sources: bool,
 @click.argument("bundle")
 @click.option("--from", "from_", metavar="DIR|URL",
               help="Where to find BUNDLE by hash: another store, a directory of bundles,"
-                   " or a URL prefix serving HASH.tar.")
+                   " a URL prefix serving HASH.tar, or a binary cache (nothing is built).")
 @click.option("--allow-host-drift", is_flag=True,
               help="Use this machine's host software where it differs (the hash changes).")
 @click.option("--name", help="Profile name (default: the original name).")
@@ -63,7 +63,8 @@ def reproduce(ctx: click.Context, bundle: str, from_: str | None, allow_host_dri
 
     result = run(_settings(ctx, jobs), bundle, from_=from_, allow_host_drift=allow_host_drift,
                  name=name, jobs=jobs)
-    parts = [f"{len(result.installed)} installed from the bundle"] if result.installed else []
+    parts = [f"{len(result.installed)} installed from {result.source}"] \
+        if result.installed else []
     parts.append(f"{len(result.built)} built")
     if result.captured:
         parts.append(f"{len(result.captured)} host captured")

@@ -6,7 +6,9 @@ http.server` or an S3 bucket in front of a pushed directory):
     hdenv-cache.json             {"hdenv-cache": 1}: marks the cache (Nix's nix-cache-info)
     artifacts/HASH.json          one signed description per artifact (HASH: its id's hash)
     archives/SHA256.tar.zst      archives by content hash, shared by every description
-    profiles/HASH.json           profile definitions (the spec; HASH checks it)
+    profiles/HASH.json           profile definitions, and the specs no description
+                                 carries (host software, build-only tools) that
+                                 `reproduce --from` needs: a spec, HASH checks it
     index.json                   what `cache list` shows over HTTP (no directory listing there)
 
 An entry becomes visible when its description is written, after its archive,
@@ -16,9 +18,10 @@ is still on its way (as Nix uploads `.narinfo` last).
 An OCI registry (`oci://HOST[:PORT]/REPO`) holds one tag per artifact (its
 hash): a manifest whose config blob is the signed description and whose one
 layer is the archive, by digest. A blob already in the repository is never
-uploaded again. Profiles are tags `profile-HASH` with the spec as config and
-no layers. The registry is spoken to with the OCI distribution API over plain
-HTTP for loopback hosts, HTTPS otherwise.
+uploaded again. Profiles (and the other specs kept with them) are tags
+`profile-HASH` with the spec as config and no layers. The registry is spoken
+to with the OCI distribution API over plain HTTP for loopback hosts, HTTPS
+otherwise.
 """
 
 from __future__ import annotations
@@ -65,6 +68,10 @@ class Cache:
     def check_writable(self) -> None:
         """Raise UserError if this kind of cache cannot be pushed to."""
 
+    def is_cache(self) -> bool:
+        """Whether the URL has a cache's layout (never raises): `reproduce --from` asks."""
+        return True
+
     def description(self, hash_: str) -> dict[str, Any] | None:
         raise NotImplementedError
 
@@ -84,6 +91,13 @@ class Cache:
 
     def put_profile(self, hash_: str, spec: Any) -> None:
         raise NotImplementedError
+
+    def spec(self, hash_: str) -> Any:
+        """A spec by hash, kept where profile definitions are (unchecked: the reader hashes it)."""
+        return self.profile(hash_)
+
+    def put_spec(self, hash_: str, spec: Any) -> None:
+        self.put_profile(hash_, spec)
 
     def entries(self) -> list[dict[str, Any]]:
         """Every description in the cache (for `cache list`)."""
@@ -122,6 +136,9 @@ class DirectoryCache(Cache):
             raise UserError(f"{self.root} is not empty and not an hdenv cache (no {MARKER}):"
                             " push to a new or empty directory")
         atomic_write(marker, canonical_json({"hdenv-cache": 1}) + b"\n")
+
+    def is_cache(self) -> bool:
+        return (self.root / MARKER).is_file()
 
     def description(self, hash_: str) -> dict[str, Any] | None:
         self._check(False)
@@ -239,6 +256,13 @@ class HttpCache(Cache):
             if self._get(MARKER) is None:
                 raise CacheUnavailable(self.url, f"not an hdenv cache (no {MARKER})")
             self._checked = True
+
+    def is_cache(self) -> bool:
+        try:
+            self._check()
+        except CacheUnavailable:
+            return False
+        return True
 
     def description(self, hash_: str) -> dict[str, Any] | None:
         self._check()

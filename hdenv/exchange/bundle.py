@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import BuildError, UserError
@@ -48,6 +48,9 @@ from ..store.gc import spec_source_keys
 from ..store.hashing import is_hash_like, spec_hash
 from ..store.layout import Store
 from ..store.sources import SourceStore, parse_key
+
+if TYPE_CHECKING:
+    from .substitute import Substituter
 
 FORMAT = 1
 MANIFEST = "hdenv-bundle.json"
@@ -261,6 +264,8 @@ class Bundle:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     host: dict[str, Any] = field(default_factory=dict)
     origin: Store | None = None  # the store it is read from (`--from STORE`), if any
+    # a binary cache (`--from CACHE`): artifacts come through its checks, never `archive`
+    substituter: Substituter | None = None
 
     @contextlib.contextmanager
     def open_source(self, hex_: str) -> Iterator[IO[bytes] | None]:

@@ -3,7 +3,9 @@
 `--from` is another store (`/sw/hdenv`: its specs, sources and artifacts are
 used directly, and any REF of that store works, names included), a directory
 of bundles (`DIR/HASH.tar`, else any `DIR/*.tar` whose roots include HASH),
-or a URL prefix serving such a directory (`URL/HASH.tar`). Without `--from`,
+a URL prefix serving such a directory (`URL/HASH.tar`), or a binary cache
+(`oci://`, or a directory or URL with `hdenv-cache.json`: cachebundle.py,
+which installs artifacts only through the substituter's checks). Without `--from`,
 a hash whose spec this store still has is reproduced from this store.
 """
 
@@ -37,12 +39,21 @@ def _is_store(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def open_bundle(what: str, from_: str | None, store: Store) -> Iterator[Bundle]:
-    """The checked bundle for `what` (a bundle file, a hash, or with a store `--from` any REF)."""
+def open_bundle(what: str, from_: str | None, store: Store,
+                trusted_keys: list[str] | None = None) -> Iterator[Bundle]:
+    """The checked bundle for `what` (a bundle file, a hash, or with a store `--from` any REF).
+
+    `trusted_keys` (NAME:BASE64): whose signatures a binary cache's artifacts need.
+    """
+    from .cachebundle import CacheBundle, cache_at
+
+    cache = None if from_ is None else cache_at(from_)
     if from_ is None and Path(what).is_file():
         bundle: Bundle = TarBundle(Path(what))
     elif from_ is None:
         bundle = _from_store(store, what, own=True)
+    elif cache is not None:
+        bundle = CacheBundle(store, cache, what, trusted_keys or [])
     elif _is_url(from_) and not from_.startswith("file:"):
         with _download(store, from_, what) as path:
             bundle = TarBundle(path)

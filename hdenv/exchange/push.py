@@ -4,7 +4,10 @@ Dependencies go up before what needs them, and each entry's archive before
 its description, so a reader never sees an entry it cannot complete. What the
 cache already describes is skipped (Nix's `copy` does the same); an archive
 the cache already holds (same bytes, another description) is not sent again.
-Host software is never pushed: it is captured on each machine.
+Host software is never pushed: it is captured on each machine. Its spec is,
+with those of build-only inputs (compilers, tools) and the profile
+definitions: they are what `hdenv reproduce HASH --from CACHE` reads to know
+the whole state (cachebundle.py), and each is checked by its hash there.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from ..store.artifacts import runtime_closure
 from ..store.layout import Store, split_id
 from ..store.tmpdirs import temp_dir
 from .backends import Cache
+from .bundle import build_closure
 from .pack import pack_artifact
 from .signing import SecretKey, sign
 from .transfer import human_size, meter_for
@@ -30,6 +35,7 @@ class PushReport:
     present: list[str] = field(default_factory=list)
     host: list[str] = field(default_factory=list)
     profiles: list[str] = field(default_factory=list)
+    specs: list[str] = field(default_factory=list)  # host and build-only specs, for reproduce
     bytes_sent: int = 0
 
 
@@ -84,11 +90,32 @@ def push(store: Store, refs: list[str], cache: Cache, key: SecretKey,
             _push_one(store, aid, cache, key, work, report, say)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    for phash in profiles:
+    pushed_specs = {split_id(a)[2] for a in order if a not in report.host}
+    for h, spec in sorted(_closure_specs(store, [*profiles, *(split_id(a)[2] for a in roots)],
+                                         say).items()):
+        if h not in pushed_specs and h not in profiles and cache.spec(h) is None:
+            cache.put_spec(h, spec)
+            report.specs.append(h)
+    for phash in profiles:  # last: a reader that finds a profile finds what it names
         if cache.profile(phash) is None:
             cache.put_profile(phash, store.read_spec(phash))
             report.profiles.append(phash)
     return report
+
+
+def _closure_specs(store: Store, roots: list[str], say: Callable[[str], None]
+                   ) -> dict[str, Any]:
+    """hash -> spec over the build closure of the roots (what a bundle would carry)."""
+
+    def read(h: str) -> dict[str, Any]:
+        try:
+            spec: dict[str, Any] = store.read_spec(h)
+            return spec
+        except (UserError, ValueError):
+            say(f"note: spec {h} is not in this store: `reproduce --from` the cache needs it")
+            return {}  # no references: the walk goes on without it
+
+    return {h: s for h, s in build_closure(read, roots).items() if s}
 
 
 def _push_one(store: Store, aid: str, cache: Cache, key: SecretKey, work: Path,

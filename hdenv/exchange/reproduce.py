@@ -9,6 +9,9 @@ Order of work, each step before anything later touches the store:
    and every id above it is recomputed, so the profile hash changes);
 3. specs and source hints are stored; built artifacts the bundle carries are
    installed (`install_packed`: hash checks, relocation), in dependency order;
+   from a binary cache (`--from CACHE`, cachebundle.py) every artifact comes
+   through the substituter instead (signature, hash, relocation) and a refused
+   one is an error, as nothing is built from a cache;
 4. what is still missing is built from source, in dependency order, by the
    same scheduler and progress display as `hdenv build`: sources come from the
    bundle, the store, mirrors or the recorded URLs, all fetched before the
@@ -23,7 +26,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..config import Settings
 from ..errors import BuildError, UserError
@@ -35,6 +38,9 @@ from ..store.sources import SourceStore
 from .bundle import Bundle, node_id, references, store_sources
 from .drift import Drift, host_drift
 from .locate import open_bundle
+
+if TYPE_CHECKING:
+    from .substitute import Substituter
 
 Log = Callable[[str], None]
 
@@ -49,6 +55,7 @@ class ReproduceResult:
     new_generation: bool = False
     drift: list[Drift] = field(default_factory=list)
     installed: list[str] = field(default_factory=list)  # from packed artifacts
+    source: str = "the bundle"  # where `installed` came from, for the summary line
     captured: list[str] = field(default_factory=list)
     built: list[str] = field(default_factory=list)
     present: int = 0
@@ -64,7 +71,8 @@ def reproduce(settings: Settings, what: str, *, from_: str | None = None,
     if name is not None:
         _check_name(name)
     store = Store(settings.store).ensure()
-    with processes.interruptible(), open_bundle(what, from_, store) as bundle, \
+    with processes.interruptible(), \
+            open_bundle(what, from_, store, settings.trusted_keys) as bundle, \
             BuildRoots(store) as roots:
         roots.add([*(node_id(h, s) for h, s in bundle.specs.items()),
                    *(k for s in bundle.specs.values() for k in spec_source_keys(s))])
@@ -91,6 +99,8 @@ class _Reproduction:
         self.result = ReproduceResult(self.root["kind"],
                                       node_id(self.root_hash, self.specs[self.root_hash]),
                                       node_id(self.root_hash, self.specs[self.root_hash]))
+        if bundle.substituter is not None:
+            self.result.source = "the cache"
         self.renamed: dict[str, str] = {}  # old hash -> new hash (host drift allowed)
         self.origin: dict[str, str] = {}  # new hash -> the bundle's hash it stands for
 
@@ -175,6 +185,10 @@ class _Reproduction:
                 raise BuildError("host software here differs from the bundle's:\n"
                                  + "\n".join(f"  {d.line()}" for d in drift))
             self.capture(late)
+        if builds and self.bundle.substituter is not None:
+            raise UserError(f"--from {self.bundle.label}: {self.aid(builds[-1])} would have to be"
+                            " built (after host drift), and nothing is built from a cache:"
+                            " reproduce from a bundle with sources instead")
         if builds:
             self.build(builds, jobs)
         return self.finish(name)
@@ -274,6 +288,9 @@ class _Reproduction:
                 aid = self.aid(h)
                 if h not in wanted or h in self.origin or self.store.has_artifact(aid):
                     continue
+                if self.bundle.substituter is not None:
+                    self.fetch(self.bundle.substituter, aid)
+                    continue
                 with self.bundle.archive(h, Path(work)) as got:
                     if got is None:
                         continue
@@ -289,6 +306,18 @@ class _Reproduction:
                         continue
                 self.result.installed.append(aid)
                 self.say(f"installed {aid} from {self.bundle.label}")
+
+    def fetch(self, substituter: Substituter, aid: str) -> None:
+        """From a binary cache, through the substituter's checks; a refusal stops here."""
+        from .substitute import Fetched
+
+        got = substituter.fetch(aid)
+        if not isinstance(got, Fetched):
+            why = got.removeprefix(f"{self.bundle.label}: ")  # the one cache asked
+            raise UserError(f"--from {self.bundle.label}: refusing {aid}: {why}"
+                            " (a cache is used as it is: nothing is built)")
+        self.result.installed.append(aid)
+        self.say(f"fetched {aid} {got.describe()}")
 
     def build(self, builds: list[str], jobs: int | None) -> None:
         from ..build.builder import build_options

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..store.layout import Store, split_id
 from ..store.tmpdirs import temp_file
@@ -50,12 +51,26 @@ class Fetched:
                 f" {self.seconds:.1f}s)")
 
 
-class _NotHere(Exception):
+class NotHere(Exception):
     """This cache has no usable copy; `reason` is the short why."""
 
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(reason)
+
+
+def check_entry(description: Any, aid: str, trusted: list[PublicKey]) -> str:
+    """The trusted key that signed `aid`'s description, which must be well-formed and for `aid`.
+
+    Raises NotHere (no entry, or one filed under another id), ArchiveRefused
+    (malformed) or SignatureRefused. `reproduce --from CACHE` calls this too,
+    to refuse a cache before the store is written to.
+    """
+    if description is None:
+        raise NotHere("not found")
+    if check_description(description) != aid:
+        raise NotHere(f"hash mismatch: its description is for {description.get('id')}")
+    return check(description, trusted)
 
 
 @dataclass
@@ -92,7 +107,7 @@ class Substituter:
                 with self._lock:
                     self.dead[cache.url] = e.reason
                 reasons.append(f"{cache.url}: {e.reason}")
-            except (ArchiveRefused, _NotHere) as e:
+            except (ArchiveRefused, NotHere) as e:
                 reasons.append(f"{cache.url}: {e.reason}")
             except SignatureRefused as e:
                 reasons.append(f"{cache.url}: {e}")
@@ -102,19 +117,16 @@ class Substituter:
               ) -> Fetched:
         started = time.monotonic()
         description = cache.description(split_id(aid)[2])
-        if description is None:
-            raise _NotHere("not found")
-        if check_description(description) != aid:
-            raise _NotHere(f"hash mismatch: its description is for {description.get('id')}")
-        signer = check(description, self.trusted)
+        signer = check_entry(description, aid, self.trusted)
+        assert description is not None
         for ref in description["references"]:
             if self.store.has_artifact(ref):
                 continue
             if ref in busy:
-                raise _NotHere(f"its references loop back to {ref}")
+                raise NotHere(f"its references loop back to {ref}")
             got = self._fetch(ref, meter, busy)
             if not isinstance(got, Fetched):
-                raise _NotHere(f"needs {ref}, which no cache provides")
+                raise NotHere(f"needs {ref}, which no cache provides")
         fd, tmp = temp_file(self.store, "fetch-", ".tar.zst")  # private, cleaned if we die
         try:
             progress = meter(aid, f"downloading {aid.split('/')[0]}", description["archive_size"])
@@ -124,7 +136,7 @@ class Substituter:
             finally:
                 progress.close()
             if not sha:
-                raise _NotHere(f"not found: archive {description['archive_sha256'][:16]}...")
+                raise NotHere(f"not found: archive {description['archive_sha256'][:16]}...")
             install_packed(self.store, description, tmp, source=cache.url)
         finally:
             with contextlib.suppress(FileNotFoundError):

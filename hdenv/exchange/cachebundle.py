@@ -1,0 +1,100 @@
+"""`hdenv reproduce HASH --from CACHE`: a binary cache read as a bundle, nothing built.
+
+A cache that `hdenv push` filled holds everything a bundle does for a profile
+or artifact it was given: the profile definition, each artifact's spec (in its
+description), the specs of host software and build-only inputs (pushed beside
+the profile definitions), and the packed artifacts. So a cache is one more
+kind of `Bundle`, and `reproduce` runs its usual steps over it (host drift,
+specs, install, profile); `locate.open_bundle` picks it when `--from` is
+`oci://...` or a directory / http(s) URL with the cache's marker file.
+
+Trust has two parts, each with one implementation:
+
+- specs are checked by their hash, from the HASH the user typed down (the
+  profile names artifact ids, each id's hash is its spec's), so no signature
+  is needed to know the state;
+- artifacts are installed only by the `Substituter`, the code `hdenv build`
+  uses for caches: trusted keys from the settings, signature over the
+  description, archive size and sha256, relocation into this store's root,
+  the store's install rules. The unsigned path bundles use (`Bundle.archive`)
+  is never taken for a cache.
+
+Every description the state needs is signature-checked (`check_entry`) while
+the bundle is opened, so an untrusted key or a bad signature stops reproduce
+before the store is written to; the substituter checks again as it installs,
+since the cache may have changed in between. `--from CACHE` builds nothing: a
+copy the substituter refuses (a flipped byte, a root too long to relocate
+into) is an error, and only the artifacts that passed every check stay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import UserError
+from ..store.hashing import HASH_BITS, is_hash_like, spec_hash
+from ..store.layout import Store
+from .backends import Cache, open_cache
+from .bundle import Bundle, build_closure, check_graph, node_id
+from .pack import ArchiveRefused
+from .signing import SignatureRefused, parse_trusted
+from .substitute import NotHere, Substituter, check_entry
+
+HASH_LEN = (HASH_BITS + 4) // 5  # base32 characters of a full hash
+
+
+def cache_at(url: str) -> Cache | None:
+    """The cache at `--from URL`, or None if it is something else (a store, bundles)."""
+    try:
+        cache = open_cache(url)
+    except UserError:
+        return None
+    return cache if cache.is_cache() else None
+
+
+class CacheBundle(Bundle):
+    def __init__(self, store: Store, cache: Cache, what: str, trusted: list[str]):
+        url = cache.url
+        if not (is_hash_like(what) and len(what) == HASH_LEN):
+            raise UserError(f"{what}: give the full hash of a profile or artifact"
+                            f" ({HASH_LEN} characters): a cache is looked up by hash")
+        descriptions: dict[str, dict[str, Any]] = {}
+
+        def read(h: str) -> dict[str, Any]:
+            spec = cache.spec(h)
+            if spec is None:
+                found = cache.description(h)
+                if isinstance(found, dict):
+                    descriptions[h] = found
+                    spec = found.get("spec")
+            if spec is None and h == what:
+                raise UserError(f"{url}: has no profile or artifact {what}")
+            if spec is None:
+                raise UserError(f"{url}: has no spec {h}, which {what} needs (pushed by an"
+                                " older hdenv? push it again)")
+            if not isinstance(spec, dict) or spec_hash(spec) != h:
+                raise UserError(f"{url}: spec {h} does not hash to {h}: it was changed or"
+                                " damaged; refusing the cache")
+            return spec
+
+        specs = build_closure(read, [what])
+        check_graph(specs, [what], url)
+        keys = parse_trusted(trusted)
+        for h, description in sorted(descriptions.items()):
+            aid = node_id(h, specs[h])
+            try:
+                check_entry(description, aid, keys)
+            except (NotHere, ArchiveRefused) as e:
+                raise UserError(f"--from {url}: refusing {aid}: {e.reason}") from None
+            except SignatureRefused as e:
+                hint = (" (trust its signer with trusted-keys in the config or"
+                        " HDENV_TRUSTED_KEYS)") if str(e).startswith("untrusted") else ""
+                raise UserError(f"--from {url}: refusing {aid}: {e}{hint}") from None
+        kind = "profile" if specs[what].get("kind") == "profile" else "artifact"
+        root: dict[str, Any] = {"kind": kind, "hash": what}
+        if kind == "artifact":
+            root["id"] = node_id(what, specs[what])
+        # "artifact" marks what the cache provides, so reproduce plans no build for it
+        nodes = {h: {"artifact": {"cache": url}} for h in descriptions}
+        super().__init__(url, [root], specs, nodes)
+        self.substituter = Substituter(store, [cache], keys)

@@ -1,0 +1,116 @@
+"""`reproduce HASH --from CACHE` over small artifacts (exchange/cachebundle.py).
+
+Artifacts are made with install_artifact (packfixtures), pushed with the real
+push code to a directory cache, and reproduced into other stores with the real
+reproduce code. The end-to-end runs over HTTP and OCI with a real stack are in
+test_cache.py.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from packfixtures import two_level
+
+from hdenv.config import Settings
+from hdenv.errors import UserError
+from hdenv.exchange.backends import open_cache
+from hdenv.exchange.push import push
+from hdenv.exchange.reproduce import ReproduceResult, reproduce
+from hdenv.exchange.signing import SecretKey
+from hdenv.store.layout import Store, split_id
+from hdenv.store.verify import verify_artifact
+
+
+def pushed(tmp_path: Path) -> tuple[Store, dict[str, str], Path, SecretKey]:
+    """A profile of dep <- top plus host software, pushed from a long root to a directory."""
+    a = Store(tmp_path / "store-a-with-a-long-root").ensure()
+    dep, top, phash = two_level(a)
+    host = next(x for x in a.read_spec(phash)["artifacts"] if x.startswith("cc/"))
+    key = SecretKey.generate("k1")
+    cache = tmp_path / "cache"
+    report = push(a, [phash], open_cache(str(cache)), key, lambda _m: None)
+    assert report.host == [host] and split_id(host)[2] in report.specs
+    return a, {"dep": dep, "top": top, "host": host, "profile": phash}, cache, key
+
+
+def reproduce_into(root: Path, what: str, cache: Path, keys: list[str]
+                   ) -> tuple[ReproduceResult, str]:
+    out = io.StringIO()
+    result = reproduce(Settings(store=root, trusted_keys=keys), what, from_=str(cache),
+                       stream=out)
+    return result, out.getvalue()
+
+
+def test_a_profile_with_host_software_comes_from_the_cache(tmp_path: Path) -> None:
+    _, ids, cache, key = pushed(tmp_path)
+    b = Store(tmp_path / "b")
+    result, said = reproduce_into(b.root, ids["profile"], cache, [str(key.public())])
+    assert result.ident == ids["profile"] and result.name == f"repro-{ids['profile'][:8]}"
+    assert result.installed == [ids["dep"], ids["top"]] and result.built == []
+    assert result.captured == [ids["host"]]  # host software is captured here, never shipped
+    assert result.source == "the cache"
+    assert f"fetched {ids['top']} from {cache} (" in said
+    assert (b.artifact_dir(ids["top"]) / "uses").read_text() == f"{b.artifact_dir(ids['dep'])}/lib\n"
+    assert verify_artifact(b, ids["top"]) == [] and verify_artifact(b, ids["dep"]) == []
+
+
+def test_an_artifact_hash_brings_its_runtime_closure(tmp_path: Path) -> None:
+    _, ids, cache, key = pushed(tmp_path)
+    b = Store(tmp_path / "b")
+    result, _ = reproduce_into(b.root, split_id(ids["top"])[2], cache, [str(key.public())])
+    assert result.kind == "artifact" and result.ident == ids["top"]
+    assert result.installed == [ids["dep"], ids["top"]]
+
+
+def test_a_cache_without_the_host_spec_says_so_and_a_new_push_fills_it(tmp_path: Path) -> None:
+    a, ids, cache, key = pushed(tmp_path)
+    spec_doc = cache / "profiles" / f"{split_id(ids['host'])[2]}.json"
+    spec_doc.unlink()  # as an hdenv that pushed no host specs left it
+    b = Store(tmp_path / "b")
+    with pytest.raises(UserError) as e:
+        reproduce_into(b.root, ids["profile"], cache, [str(key.public())])
+    assert e.value.message == (f"{cache}: has no spec {split_id(ids['host'])[2]}, which"
+                               f" {ids['profile']} needs (pushed by an older hdenv? push it"
+                               " again)")
+    assert not b.artifacts.is_dir() or list(b.artifacts.iterdir()) == []
+    again = push(a, [ids["profile"]], open_cache(str(cache)), key, lambda _m: None)
+    assert again.pushed == [] and again.specs == [split_id(ids["host"])[2]]
+    result, _ = reproduce_into(b.root, ids["profile"], cache, [str(key.public())])
+    assert result.ident == ids["profile"]
+
+
+def test_a_changed_spec_in_the_cache_is_refused(tmp_path: Path) -> None:
+    _, ids, cache, key = pushed(tmp_path)
+    spec_doc = cache / "profiles" / f"{split_id(ids['host'])[2]}.json"
+    spec_doc.chmod(0o644)
+    spec_doc.write_text(spec_doc.read_text().replace('"version":"1"', '"version":"2"'))
+    b = Store(tmp_path / "b")
+    with pytest.raises(UserError, match=r"does not hash to .*: it was changed or damaged"):
+        reproduce_into(b.root, ids["profile"], cache, [str(key.public())])
+
+
+@pytest.mark.parametrize("what,message", [
+    ("abc", "abc: give the full hash of a profile or artifact (32 characters): a cache is"
+            " looked up by hash"),
+    ("a" * 32, f"{{cache}}: has no profile or artifact {'a' * 32}"),
+])
+def test_a_cache_is_looked_up_by_full_hash(tmp_path: Path, what: str, message: str) -> None:
+    _, _, cache, key = pushed(tmp_path)
+    with pytest.raises(UserError) as e:
+        reproduce_into(tmp_path / "b", what, cache, [str(key.public())])
+    assert e.value.message == message.format(cache=cache)
+
+
+def test_an_untrusted_signer_is_refused_before_the_store_is_written(tmp_path: Path) -> None:
+    _, ids, cache, _ = pushed(tmp_path)
+    b = Store(tmp_path / "b")
+    other = SecretKey.generate("k1").public()  # the right name, another key
+    with pytest.raises(UserError) as e:
+        reproduce_into(b.root, ids["profile"], cache, [str(other)])
+    assert e.value.message.startswith(f"--from {cache}: refusing {ids['dep']}: bad signature"
+                                      " by k1")
+    for sub in (b.artifacts, b.specs):
+        assert not sub.is_dir() or list(sub.iterdir()) == [], sub
