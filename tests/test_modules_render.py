@@ -96,13 +96,19 @@ def test_every_value_reaches_the_module_command_exactly(fmt: str, tmp_path: Path
 
 
 def test_the_wheel_ships_every_template() -> None:
-    """package-data patterns are not recursive: a new templates/ subdirectory needs one."""
+    """package-data patterns are not recursive: each templates/ subdirectory is a
+    package of its own (mapped in package-dir), with a pattern for its files."""
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "hdenv.modules" in config["packages"]
-    patterns = config["package-data"]["hdenv._data.templates"]
     root = REPO / "templates"
-    files = [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()]
-    assert any(f.startswith("modules/") for f in files)
-    unshipped = [f for f in files if not any(
-        fnmatch.fnmatch(f, pat) and f.count("/") == pat.count("/") for pat in patterns)]
+    files = [p.relative_to(root) for p in root.rglob("*") if p.is_file()]
+    assert any(f.parts[0] == "modules" for f in files)
+    unshipped = []
+    for f in files:
+        package = ".".join(("hdenv._data.templates", *f.parts[:-1]))
+        mapped = config["package-dir"].get(package)
+        patterns = config["package-data"].get(package, [])
+        if (package not in config["packages"] or mapped != "/".join(("templates", *f.parts[:-1]))
+                or not any(fnmatch.fnmatch(f.name, pat) for pat in patterns)):
+            unshipped.append(str(f))
     assert unshipped == []
