@@ -18,7 +18,7 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -207,14 +207,18 @@ def build_guard(store: Store, key: str, on_wait: Callable[[], None] | None) -> I
         os.close(fd)
 
 
-def runtime_closure(store: Store, roots: list[str]) -> list[str]:
-    """Every artifact reachable from `roots` through runtime deps, sorted."""
+def reachable(roots: Iterable[str], neighbours: Callable[[str], Iterable[str]]) -> list[str]:
+    """Every node reachable from `roots` (roots included), sorted."""
     seen: set[str] = set()
     stack = list(roots)
     while stack:
-        aid = stack.pop()
-        if aid in seen:
-            continue
-        seen.add(aid)
-        stack.extend(store.artifact_meta(aid).get("runtime_deps", []))
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(neighbours(node))
     return sorted(seen)
+
+
+def runtime_closure(store: Store, roots: list[str]) -> list[str]:
+    """Every artifact reachable from `roots` through runtime deps, sorted."""
+    return reachable(roots, lambda aid: store.artifact_meta(aid).get("runtime_deps", []))

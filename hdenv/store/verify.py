@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import sharing
-from .artifacts import manifest_of, split_manifest_entry
+from .artifacts import manifest_of, reachable, split_manifest_entry
 from .fsutil import lock_is_held, read_json
 from .hashing import sha256_file, spec_hash
 from .layout import ARTIFACT_META, META_DIR, PROFILE_META, Store
@@ -149,22 +149,17 @@ def _listdir(path: Path) -> list[str]:
 def closure(store: Store, roots: list[str], problems: Problems) -> list[str]:
     """The runtime closure of `roots`; an artifact whose metadata cannot be read ends
     the walk there (and is reported by its own check)."""
-    seen: set[str] = set()
-    stack = list(roots)
-    while stack:
-        aid = stack.pop()
-        if aid in seen:
-            continue
-        seen.add(aid)
+    def deps_of(aid: str) -> list[str]:
         try:
             deps = read_json(store.artifact_meta_path(aid)).get("runtime_deps", [])
         except (OSError, ValueError, AttributeError):
-            continue
+            return []
         if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
             problems.append(f"{aid}: {META_DIR}/{ARTIFACT_META} has damaged runtime_deps")
-            continue
-        stack.extend(deps)
-    return sorted(seen)
+            return []
+        return deps
+
+    return reachable(roots, deps_of)
 
 
 # -- profiles and names ------------------------------------------------------
