@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pwd
 import socket
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Runner, require, require_tool
+from unixusers import UnixUsers
 
 from hdenv.build import bwrap
 
@@ -161,47 +161,32 @@ def test_hidden_dirs_and_install_roots(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert bwrap.install_root("/srv/tools/x") == "/srv/tools"
 
 
-def _usable_by_others(*paths: str) -> bool:
-    """Whether another user could reach these files (not so for a pyenv or a checkout in /root)."""
-    for p in paths:
-        path = Path(os.path.realpath(p))
-        if not os.stat(path).st_mode & 0o004 or \
-                not all(os.stat(parent).st_mode & 0o001 for parent in path.parents):
-            return False
-    return True
-
-
 @pytest.mark.slow
-def test_sandbox_works_for_a_normal_user(hdenv_exe: str) -> None:
+def test_sandbox_works_for_a_normal_user() -> None:
+    """bwrap without root: user namespaces. The user runs a world-readable copy
+    of hdenv (tests/unixusers.py), as a pyenv under /root is private."""
     require_tool("bwrap")
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create the test user")
-    import hdenv
-
-    python = Path(hdenv_exe).with_name("python")
-    if not _usable_by_others(str(python), hdenv_exe, hdenv.__file__):
-        pytest.skip(f"hdenv ({hdenv_exe}, {os.path.realpath(python)}, {hdenv.__file__}) "
-                    "is not reachable by another user on this machine")
-    require_tool("useradd")
-    user = "hdenv9a"
-    subprocess.run(["userdel", "-r", user], capture_output=True)
-    subprocess.run(["useradd", "-m", user], check=True)
+    users = UnixUsers("hdenv9", "hdenv9g")
     try:
-        home = Path(os.path.expanduser(f"~{user}"))
-        work = home / "work"
+        user = users.add("a")
+        home = users.home(user)
         probe_file = home / "escaped"
         script = (f'mkdir -p "$PREFIX/share"; touch {probe_file} 2>/dev/null || true; '
                   'id -u > "$PREFIX/share/uid"')
-        subprocess.run(["su", user, "-c", f"mkdir -p {work}"], check=True)
-        stack = work / "s.toml"
+        stack = users.base / "s.toml"
         stack.write_text(f'[packages.a]\nversion = "1"\nscript = \'{script}\'\n')
         os.chmod(stack, 0o644)
-        cmd = (f"HDENV_SANDBOX=bwrap HDENV_STORE={work}/store HDENV_CONFIG=/dev/null "
-               f"{hdenv_exe} build {stack}")
-        proc = subprocess.run(["su", user, "-c", cmd], capture_output=True, text=True)
+        env = users.env(user, HDENV_SANDBOX="bwrap", HDENV_STORE=str(home / "store"),
+                        HDENV_CONFIG="/dev/null", HDENV_SITE_CONFIG="")
+        proc = users.run(user, ["hdenv", "build", str(stack)], env)
         assert proc.returncode == 0, proc.stderr
-        uid = next((work / "store" / "artifacts" / "a" / "1").iterdir()) / "share" / "uid"
+        uid = next((home / "store" / "artifacts" / "a" / "1").iterdir()) / "share" / "uid"
         assert uid.read_text().strip() == str(pwd.getpwnam(user).pw_uid)
         assert not probe_file.exists()
+        # the same script without the sandbox does reach the home: the probe can fail
+        env["HDENV_SANDBOX"] = "none"
+        stack.write_text(stack.read_text().replace('version = "1"', 'version = "2"'))
+        assert users.run(user, ["hdenv", "build", str(stack)], env).returncode == 0
+        assert probe_file.exists()
     finally:
-        subprocess.run(["userdel", "-r", user], capture_output=True)
+        users.close()
