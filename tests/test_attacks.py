@@ -451,6 +451,22 @@ def _writable(path: Path) -> None:
     os.chmod(path, 0o755 if path.is_dir() else 0o644)
 
 
+def test_9_profiles_are_read_only_and_a_write_bit_is_reported(
+        run_hdenv: Runner, tmp_path: Path, store_dir: Path) -> None:
+    stack = tmp_path / "many.toml"
+    stack.write_text(MANY)
+    built = run_hdenv("build", str(stack), check=True).stdout.split()
+    farm = store_dir / "profiles" / dict(zip(built[::2], built[1::2]))["p1"]
+    modes = {str(p.relative_to(farm)): p.lstat().st_mode for p in [farm, *farm.rglob("*")]
+             if not p.is_symlink()}
+    assert len(modes) > 2 and {k: oct(m) for k, m in modes.items() if m & 0o222} == {}
+    os.chmod(farm / ".hdenv" / "profile.json", 0o644)
+    proc = run_hdenv("verify")
+    assert proc.returncode == 1
+    assert proc.stdout == (f"profile {farm.name}: .hdenv/profile.json is writable"
+                           " (profiles are read-only)\n")
+
+
 def test_9_verify_reports_every_kind_of_damage(run_hdenv: Runner, tmp_path: Path,
                                                store_dir: Path) -> None:
     stack = tmp_path / "many.toml"

@@ -205,19 +205,21 @@ def _check_farm(root: Path, allowed: list[str], where: str, *, shared: bool) -> 
     """A farm's symlinks point into its artifacts; nothing in it is writable, except
     that a shared store's directories stay group-writable (how members remove them)."""
     problems: Problems = []
+    paths = [str(root)]  # the farm itself and its metadata are read-only too
     for dirpath, dirnames, filenames in os.walk(root):
-        if dirpath == str(root):
-            dirnames[:] = [d for d in dirnames if d != META_DIR]
-        for name in [*dirnames, *filenames]:
-            path = os.path.join(dirpath, name)
-            rel = os.path.relpath(path, root)
+        paths += [os.path.join(dirpath, name) for name in [*dirnames, *filenames]]
+    for path in paths:
+        rel = os.path.relpath(path, root)
+        try:
             st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                problems += _check_link(path, rel, allowed, where)
-            elif st.st_mode & (0o202 if shared and stat.S_ISDIR(st.st_mode) else 0o222):
-                problems.append(f"{where}: {rel} is writable (profiles are read-only)")
-            if stat.S_ISREG(st.st_mode) and st.st_mode & 0o6000:
-                problems.append(f"{where}: {rel} has a setuid/setgid bit")
+        except FileNotFoundError:
+            continue  # removed while we looked
+        if stat.S_ISLNK(st.st_mode):
+            problems += _check_link(path, rel, allowed, where)
+        elif st.st_mode & (0o202 if shared and stat.S_ISDIR(st.st_mode) else 0o222):
+            problems.append(f"{where}: {rel} is writable (profiles are read-only)")
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o6000:
+            problems.append(f"{where}: {rel} has a setuid/setgid bit")
     return problems
 
 
