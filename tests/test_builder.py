@@ -6,6 +6,7 @@ installed by the host's pip, real `patch -p1` on a real tree.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -58,6 +59,46 @@ def test_patch_is_applied_and_changes_the_id(run_hdenv: Runner, tmp_path: Path) 
     dry = run_hdenv("build", str(stack), "--dry-run", check=True).stdout
     assert "would build greeting/1.0/" in dry and "patches" in dry
     assert proc.returncode == 0
+
+
+PATCHED_URL = """
+[packages.greeting]
+version = "1.0"
+sources = [{{ path = "src" }}]
+patches = [{{ url = "{url}", sha256 = "{sha256}" }}]
+script = '''
+mkdir -p "$PREFIX/share"
+cp greeting.txt "$PREFIX/share/"
+'''
+"""
+
+
+def test_patch_from_a_url_is_checked_then_applied(run_hdenv: Runner, store_dir: Path,
+                                                  tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "greeting.txt").write_text("hello\n")
+    patch = tmp_path / "elsewhere" / "fix.patch"
+    patch.parent.mkdir()
+    patch.write_text(PATCH.format(old="hello", new="fetched hello"))
+    good = hashlib.sha256(patch.read_bytes()).hexdigest()
+    stack = tmp_path / "stack.toml"
+    # a wrong sha256: like a URL source, checked when fetched; the package is not built
+    # and the bytes are not stored under the wrong name
+    stack.write_text(PATCHED_URL.format(url=patch.as_uri(), sha256="0" * 64))
+    proc = run_hdenv("build", str(stack))
+    assert proc.returncode == 1, proc.stderr
+    assert f"hash mismatch: expected sha256:{'0' * 64}, got sha256:{good}" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "hdenv: error: 1 build(s) failed: greeting"
+    assert "greeting/" not in run_hdenv("list", check=True).stdout
+    assert not (store_dir / "src" / "sha256" / ("0" * 64)).exists()
+    # the right one: fetched, its hash in the spec, applied before the script
+    stack.write_text(PATCHED_URL.format(url=patch.as_uri(), sha256=good))
+    run_hdenv("build", str(stack), check=True)
+    prefix = artifact_path(run_hdenv, "greeting/")
+    assert (prefix / "share" / "greeting.txt").read_text() == "fetched hello\n"
+    assert "applying 01-fix.patch" in (prefix / ".hdenv" / "build.log").read_text()
+    spec = json.loads((prefix / ".hdenv" / "spec.json").read_text())
+    assert spec["patches"] == [f"sha256:{good}"]
 
 
 def test_patch_that_does_not_apply_fails_the_build(run_hdenv: Runner, tmp_path: Path) -> None:
@@ -129,6 +170,19 @@ def test_store_path_with_colon_is_refused(run_hdenv: Runner, tmp_path: Path) -> 
     assert proc.returncode == 2
     assert proc.stderr.startswith("hdenv: error: store path") and "':'" in proc.stderr
     assert not bad.exists()
+
+
+def test_store_path_with_a_control_character_is_refused(run_hdenv: Runner,
+                                                       tmp_path: Path) -> None:
+    stack = tmp_path / "s.toml"
+    stack.write_text('[packages.a]\nversion = "1"\nscript = "true"\n')
+    for name, shown in (("a\nb", "'\\n'"), ("a\x01b", "'\\x01'"), ("a\x7fb", "'\\x7f'")):
+        bad = tmp_path / name
+        proc = run_hdenv("build", str(stack), env={"HDENV_STORE": str(bad)})
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("hdenv: error: store path") and shown in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert not bad.exists()
 
 
 def test_store_path_with_space_warns_once_and_builds(run_hdenv: Runner, tmp_path: Path) -> None:

@@ -269,6 +269,53 @@ def test_pkg_config_sees_declared_packages_only(hd: Hd, built: dict[str, Path],
     assert (prefix / "share" / "zlib-prefix").read_text().strip() == str(built["zlib"])
 
 
+SYSTEM_PC = """
+[packages.syspc]
+version = "{v}"
+build-deps = {deps}
+script = '''
+mkdir -p "$PREFIX/share"
+pkg-config --modversion zlib > "$PREFIX/share/zlib-version" || echo none > "$PREFIX/share/zlib-version"
+'''
+"""
+
+ALLOWED_ZLIB = """
+[host.syszlib]
+libraries = ["libz.so.1"]
+pkgconfig = ["{pcdir}"]
+"""
+
+
+def test_host_pkgconfig_dir_lets_a_build_see_a_system_library(hd: Hd, tmp_path: Path) -> None:
+    require_tool("pkg-config")
+    def host_pkg_config(*args: str) -> str:
+        proc = subprocess.run(["pkg-config", *args, "zlib"], capture_output=True, text=True)
+        require(proc.returncode == 0, "the host has no zlib.pc (zlib1g-dev)")
+        return proc.stdout.strip()
+
+    version, pcdir = host_pkg_config("--modversion"), host_pkg_config("--variable=pcfiledir")
+    # not declared: the build's pkg-config does not see the system's zlib.pc
+    (tmp_path / "one").mkdir()
+    one = tmp_path / "one" / "stack.toml"
+    one.write_text(HOST + SYSTEM_PC.format(v="1", deps='["pkgconf"]'))
+    hd("build", str(one), check=True)
+    assert (artifact(hd, "syspc") / "share" / "zlib-version").read_text() == "none\n"
+    # a host artifact allowing it by `pkgconfig = [DIR]`: the system's zlib is found
+    (tmp_path / "two").mkdir()
+    two = tmp_path / "two" / "stack.toml"
+    two.write_text(HOST + ALLOWED_ZLIB.format(pcdir=pcdir)
+                   + SYSTEM_PC.format(v="2", deps='["pkgconf", "syszlib"]'))
+    hd("build", str(two), check=True)
+    ids = [x.split()[0] for x in hd("list").stdout.splitlines() if x.startswith("syspc/2/")]
+    prefix = Path(hd("path", ids[0], check=True).stdout.strip())
+    assert (prefix / "share" / "zlib-version").read_text() == version + "\n"
+    (syszlib,) = [x.split()[0] for x in hd("list").stdout.splitlines()
+                  if x.startswith("syszlib/")]
+    spec = json.loads(Path(hd("path", syszlib, check=True).stdout.strip(), ".hdenv",
+                           "spec.json").read_text())
+    assert spec["pkgconfig"] == [pcdir]
+
+
 def test_libc_and_loaders_are_expected() -> None:
     for name in ("libc.so.6", "libm.so.6", "ld-linux-x86-64.so.2", "libnss_files.so.2"):
         assert linkaudit.is_libc(name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -271,14 +272,24 @@ def test_mpi_example_hello_runs_with_mpirun_np_2(run_hdenv: Runner, tmp_path: Pa
     assert out.stdout.split()[0] == "mpi-demo"
     ids = [x.split()[0] for x in run_hdenv("list", check=True).stdout.splitlines()]
     (mpi,) = [i for i in ids if i.startswith("mpi/")]
-    assert mpi.split("/")[1].startswith("4.")  # Open MPI's version, not gcc's
+    # Open MPI's own version as this machine's ompi_info reports it ("Open MPI v4.1.4"),
+    # which the stack takes from `mpirun --version`, not gcc's from `mpicc --version`
+    require_tool("ompi_info")
+    info = subprocess.run(["ompi_info", "--version"], capture_output=True, text=True,
+                          check=True).stdout
+    found = re.search(r"Open MPI v(\d+(?:\.\d+)+)", info)
+    assert found, info
+    ompi_version = found.group(1)
+    gcc_version = subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+    assert mpi.split("/")[1] == ompi_version != gcc_version
     profile = Path(run_hdenv("path", "mpi-demo", check=True).stdout.strip())
     env = {**json.loads((profile / ".hdenv" / "profile.json").read_text())["env"],
            "OMPI_MCA_plm": "isolated", **ROOT_OK}  # one node, no ssh; as root: allowed
     for program, lines in (("hello", ["hello from rank 0 of 2", "hello from rank 1 of 2",
                                       "total 13.0"]),
                            ("hello_c", ["hello from C rank 0 of 2", "hello from C rank 1 of 2",
-                                        "library Open MPI v4."])):
+                                        f"library Open MPI v{ompi_version}"])):
         proc = subprocess.run(
             ["env", "-i", *[f"{k}={v}" for k, v in env.items()], str(profile / "bin" / "mpirun"),
              "-np", "2", str(profile / "bin" / program)],

@@ -4,9 +4,13 @@ The environment holds only what the spec names: PREFIX, HDENV_JOBS,
 `<DEP>_DIR` for every dependency, search paths built from the dependencies
 (and their runtime closure) and the declared host artifacts, the basic POSIX
 tools, and the spec's own env. A compiler that was not declared is simply not
-on PATH. Libraries are found at run time through an RPATH: GNU ld records
-`LD_RUN_PATH` in every executable and shared library it links when no
-`-rpath` is given, which reaches every build system without compiler wrappers.
+on PATH.
+
+Run paths are not this module's promise: `LD_RUN_PATH` is set, but GNU ld
+ignores it as soon as anything passes its own `-rpath` (libtool does), so it
+only serves test programs run before install. After install the link audit
+(`linkaudit.audit`) reads every ELF file the build installed and completes
+its run path with patchelf, whatever the build system passed to the linker.
 """
 
 from __future__ import annotations
