@@ -220,6 +220,7 @@ def run(tmp: Path, mb: int, count: int, rounds: int) -> None:
 
         t_oci = best(rounds, new_repo, lambda: push(
             store, [phash], open_cache(f"oci://{reg}/{repo['name']}"), key, quiet))
+        pushed_repo = repo["name"]  # the baseline rounds below each make a repository of their own
 
         def base_oci() -> None:
             tar_zstd(store, ids, archive)
@@ -235,7 +236,7 @@ def run(tmp: Path, mb: int, count: int, rounds: int) -> None:
             archive.read_bytes()).hexdigest()
         results.append(pull_round("pull from HTTP", f"{http}served/", f"{http}served.tar.zst",
                                   ids, key, fresh, rounds))
-        results.append(pull_round("pull from OCI registry", f"oci://{reg}/{repo['name']}",
+        results.append(pull_round("pull from OCI registry", f"oci://{reg}/{pushed_repo}",
                                   oci_blob, ids, key, fresh, rounds))
     print(f"{'':28} {'hdenv':>8} {'baseline':>9} {'ratio':>6}")
     for label, ours, base in results:
