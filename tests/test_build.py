@@ -219,6 +219,15 @@ def test_verify_detects_modified_file(run_hdenv: Runner, tmp_path: Path) -> None
     proc = run_hdenv("verify")
     assert proc.returncode == 1
     assert f"{lib}: modified include/greet.h" in proc.stdout
+    # A deleted file is reported as missing, beside the modified one; the
+    # artifact's directories are read-only, so the parent is opened up first.
+    pc_dir = header.parent.parent / "lib" / "pkgconfig"
+    os.chmod(pc_dir, 0o755)
+    (pc_dir / "greet.pc").unlink()
+    proc = run_hdenv("verify")
+    assert proc.returncode == 1
+    assert f"{lib}: missing lib/pkgconfig/greet.pc" in proc.stdout
+    assert f"{lib}: modified include/greet.h" in proc.stdout
 
 
 def test_show_json_and_list(run_hdenv: Runner, tmp_path: Path) -> None:

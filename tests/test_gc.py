@@ -34,6 +34,13 @@ def tree(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if "locks" not in p.parts)
 
 
+def du_bytes(path: Path) -> int:
+    """Allocated bytes of `path` as coreutils' `du` counts them (the yardstick for `hdenv du`)."""
+    out = subprocess.run(["du", "-s", "-B1", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    return int(out.split()[0])
+
+
 def test_parse_size() -> None:
     assert parse_size("4096") == 4096
     assert parse_size("500M") == 500 * 1024**2
@@ -56,14 +63,41 @@ def test_gc_after_a_parameter_change_and_prune(run_hdenv: Runner, tmp_path: Path
     assert len(old) == 2 and old < second
     run_hdenv("profile", "prune", "demo", "--keep", "1", check=True)
 
+    failing = tmp_path / "fails.toml"
+    failing.write_text("[packages.broken]\nversion = \"1\"\nscript = 'echo oops; exit 3'\n")
+    assert run_hdenv("build", str(failing)).returncode == 1  # keeps its log under logs/
+
     usage = json.loads(run_hdenv("du", "--json", check=True).stdout)
-    assert usage["parts"]["artifacts"]["count"] == len(second)
+    parts = usage["parts"]
+    assert parts["artifacts"]["count"] == len(second)
     assert usage["gc_would_free"] > 0
+    # Every part is what coreutils' `du` says of the same files, part by part.
+    store = Store(store_dir)
+    artifact_dirs = [store.artifact_dir(a) for a in second]
+    assert parts["artifacts"]["bytes"] == sum(du_bytes(p) for p in artifact_dirs)
+    profile_dirs = sorted(store.profiles.iterdir())
+    assert parts["profiles"]["count"] == len(profile_dirs) >= 2  # both generations' profiles
+    assert parts["profiles"]["bytes"] == sum(du_bytes(p) for p in profile_dirs)
+    assert parts["sources"]["count"] == len(list((store.src / "sha256").iterdir())) > 0
+    assert parts["sources"]["bytes"] == du_bytes(store.src)
+    logs = sorted((store_dir / "logs").iterdir())
+    assert [p.name for p in logs] == [p.name for p in logs if p.name.startswith("broken-1-")]
+    assert parts["logs"]["count"] == len(logs) == 1
+    assert parts["logs"]["bytes"] == du_bytes(store_dir / "logs") > 0
+    assert all(parts[k]["bytes"] > 0 for k in ("artifacts", "profiles", "sources", "specs"))
+    assert usage["total"] == sum(p["bytes"] for p in parts.values())
+    assert usage["total"] <= du_bytes(store_dir)
 
     before = tree(store_dir)
     dry = run_hdenv("gc", "--dry-run", check=True)
     listed = {line.split()[1] for line in dry.stdout.splitlines() if line.startswith("artifact ")}
     assert old <= listed
+    # what gc would free is what `du` says of exactly the things the dry run lists
+    where = {"artifact": store.artifact_dir, "profile": lambda i: store.profiles / i,
+             "spec": lambda i: store.specs / i}
+    listed_paths = [where[line.split()[0]](line.split()[1]) for line in dry.stdout.splitlines()]
+    assert all(p.exists() for p in listed_paths)
+    assert usage["gc_would_free"] == sum(du_bytes(p) for p in listed_paths)
     assert not listed & {a for a in second - first}  # the live generation's artifacts stay
     assert all(line.split()[-1] in ("B", "KiB", "MiB") for line in dry.stdout.splitlines())
     assert "would free" in dry.stderr

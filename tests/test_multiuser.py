@@ -22,6 +22,9 @@ from conftest import SHARED_SOURCES, Runner, require
 from test_upstreams import SITE_STACK, USER_STACK, own_artifacts, snapshot
 from unixusers import UnixUsers
 
+from hdenv.store.layout import Store
+from hdenv.store.tmpdirs import leftovers
+
 GROUP = "hdenv15g"
 
 
@@ -194,3 +197,176 @@ def test_two_group_members_build_one_shared_store_at_once(users: UnixUsers,
                                " remove_tree(Path(sys.argv[1]))", str(victim)], env_other)
     assert remove.returncode == 0, remove.stderr
     assert not victim.exists()
+
+
+PARAMETERISED = """
+[stack]
+name = "{name}"
+[parameters]
+v = "1"
+[packages.{pkg}0]
+version = "1"
+env = {{ V = "{{{{ v }}}}" }}
+script = '''
+mkdir -p "$PREFIX/share/deep/sub" "$PREFIX/bin"
+echo "$V" > "$PREFIX/share/deep/sub/data"
+'''
+[packages.{pkg}1]
+version = "1"
+deps = ["{pkg}0"]
+script = '''
+mkdir -p "$PREFIX/bin"
+printf '#!/bin/sh\\ncat %s/share/deep/sub/data\\n' "${PKG}0_DIR" > "$PREFIX/bin/{pkg}tool"
+chmod +x "$PREFIX/bin/{pkg}tool"
+'''
+"""
+
+
+class Member:
+    """One group member working in one shared store through the real `hdenv` (as that user)."""
+
+    def __init__(self, users: UnixUsers, name: str, store: Path, umask: str) -> None:
+        self.users, self.name, self.store, self.umask = users, name, store, umask
+        self.env = users.env(name, HDENV_STORE=str(store), HDENV_CONFIG="/dev/null",
+                             HDENV_SITE_CONFIG="", PYTHONPATH=str(users.base / "pylib"))
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        argv = ["sh", "-c", f'umask {self.umask} && exec hdenv "$@"', "hdenv", *args]
+        return self.users.run(self.name, argv, self.env)
+
+    def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
+        proc = self.run(*args)
+        assert proc.returncode == 0, (self.name, args, proc.stdout, proc.stderr)
+        assert "ermission denied" not in proc.stderr and "internal error" not in proc.stderr, (
+            self.name, args, proc.stderr)
+        return proc
+
+    def artifacts(self) -> set[str]:
+        return {line.split()[0] for line in self.ok("list", "artifacts").stdout.splitlines()}
+
+    def tool(self, profile: str, program: str) -> str:
+        prefix = self.ok("path", profile).stdout.strip()
+        return self.users.run(self.name, [f"{prefix}/bin/{program}"], self.env).stdout
+
+
+def shared_store(users: UnixUsers, run_hdenv: Runner, name: str) -> Path:
+    store = users.base / name
+    fix = run_hdenv("--store", str(store), "store", "fix-permissions", "--group", GROUP)
+    assert fix.returncode == 0, fix.stderr
+    for stack, pkg in ((f"{name}-a.toml", "qa"), (f"{name}-b.toml", "qb")):
+        (users.base / stack).write_text(PARAMETERISED.format(name=pkg, pkg=pkg, PKG=pkg.upper()))
+        os.chmod(users.base / stack, 0o644)
+    return store
+
+
+def a_leaves_garbage(users: UnixUsers, store: Path) -> tuple[Member, Member, set[str]]:
+    """Member A (umask 077) builds twice and prunes, leaving A's first build to gc."""
+    a = Member(users, "hdenv15a", store, "077")
+    b = Member(users, "hdenv15b", store, "022")
+    stack = str(users.base / f"{store.name}-a.toml")
+    a.ok("build", stack)
+    first = a.artifacts()
+    a.ok("build", stack, "--set", "v=2")
+    old = {x for x in first if x.startswith("qa")}
+    assert len(old) == 2 and not old & {x for x in a.artifacts() - first}
+    a.ok("profile", "prune", "qa", "--keep", "1")
+    a_uid = pwd.getpwnam("hdenv15a").pw_uid
+    assert all(os.stat(store / "artifacts" / x).st_uid == a_uid for x in old)
+    return a, b, old
+
+
+def test_a_member_gcs_what_another_member_built(users: UnixUsers, run_hdenv: Runner) -> None:
+    store = shared_store(users, run_hdenv, "shared-gc")
+    a, b, old = a_leaves_garbage(users, store)
+    b.ok("build", str(users.base / "shared-gc-b.toml"))
+    b_live = {x for x in b.artifacts() if x.startswith("qb")}
+    old_profile = next(p for p in os.listdir(store / "profiles")
+                       if p != a.ok("path", "qa").stdout.strip().rsplit("/", 1)[1]
+                       and p != b.ok("path", "qb").stdout.strip().rsplit("/", 1)[1])
+
+    dry = b.ok("gc", "--dry-run")
+    listed = {line.split()[1] for line in dry.stdout.splitlines()}
+    assert old | {old_profile} <= listed and not listed & b_live
+    done = b.ok("gc")
+    assert old | {old_profile} <= {line.split()[1] for line in done.stdout.splitlines()}
+    for x in old:
+        assert not (store / "artifacts" / x).exists()
+    assert not (store / "profiles" / old_profile).exists()
+    assert leftovers(Store(store)) == []
+    assert a.tool("qa", "qatool") == "2\n"  # A's live generation is whole
+    assert b.tool("qb", "qbtool") == "1\n"
+    for member in (a, b):
+        verify = member.ok("verify")
+        assert " 0 problem(s)" in verify.stderr, verify.stdout + verify.stderr
+    assert b.ok("gc", "--dry-run").stdout == ""
+
+
+def test_fix_permissions_repairs_modes_so_members_can_gc_and_build(
+        users: UnixUsers, run_hdenv: Runner) -> None:
+    store = shared_store(users, run_hdenv, "shared-fix")
+    a, b, old = a_leaves_garbage(users, store)
+    live = next(x for x in a.artifacts() if x.startswith("qa0/") and x not in old)
+    dead = next(x for x in old if x.startswith("qa0/"))
+    # Modes as a careless chmod (or a copy without -p) leaves them, on A's paths:
+    broken = {
+        "artifacts/qa0": 0o755,  # no set-gid, no group write on a name directory
+        f"artifacts/{dead}/share/deep": 0o555,  # B could not remove what is inside
+        f"artifacts/{live}/share/deep/sub/data": 0o400,  # B could not read A's file
+        f"specs/{live.rsplit('/', 1)[1]}.json": 0o600,
+    }
+    a_uid = pwd.getpwnam("hdenv15a").pw_uid
+    lock = next(p for p in (store / "locks").rglob("*") if p.is_file()
+                and p.stat().st_uid == a_uid)
+    broken[str(lock.relative_to(store))] = 0o600  # B could not take that lock
+    for rel, mode in broken.items():
+        assert os.stat(store / rel).st_uid == a_uid, rel
+        os.chmod(store / rel, mode)
+    os.chmod(store / "profiles", 0o755)  # and on root's: B could not add a profile
+    # B meets the damage: the file B may not read makes verify fail.
+    assert b.run("verify").returncode != 0
+
+    # B may not chmod A's paths: B's repair says whose they are, and fails.
+    refused = b.run("store", "fix-permissions")
+    assert refused.returncode == 1, refused.stderr
+    assert "owned by other users" in refused.stderr and "run as root or as their owner" in \
+        refused.stderr
+    # A repairs every path of A's own, and names root's as one it may not change.
+    by_a = a.run("store", "fix-permissions")
+    assert by_a.returncode == 1, by_a.stderr
+    assert f"could not change 1 path(s) owned by other users: {store}/profiles " in by_a.stderr
+    assert int(by_a.stderr.split(": ")[1].split()[0]) >= len(broken), by_a.stderr
+    gid = grp.getgrnam(GROUP).gr_gid
+    # repaired as it was built: the same mode as the same path of the untouched twin
+    # (what others may do is left as it was: A's umask 077 gave them nothing)
+    twin = {f"artifacts/{dead}/share/deep": f"artifacts/{live}/share/deep",
+            f"artifacts/{live}/share/deep/sub/data": f"artifacts/{dead}/share/deep/sub/data"}
+    for rel, other in twin.items():
+        assert os.stat(store / rel).st_mode & ~0o007 == os.stat(store / other).st_mode, rel
+    for rel in broken:
+        st = os.stat(store / rel)
+        assert st.st_gid == gid, rel
+        mode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISDIR(st.st_mode):
+            assert mode & (stat.S_ISGID | 0o070) == stat.S_ISGID | 0o070, (rel, oct(mode))
+        elif rel.startswith("locks/"):
+            assert mode & 0o060 == 0o060, (rel, oct(mode))
+        else:
+            assert mode & 0o040, (rel, oct(mode))
+        if rel.startswith("artifacts/") and rel.count("/") >= 4:
+            assert not mode & 0o222 & ~0o020, (rel, oct(mode))  # still read-only for its owner
+    # root repairs the rest; then there is nothing left to repair
+    fixed = run_hdenv("--store", str(store), "store", "fix-permissions")
+    assert fixed.returncode == 0 and fixed.stderr == f"{store}: 1 change(s)\n", fixed.stderr
+    assert os.stat(store / "profiles").st_mode & 0o7777 == 0o2775
+    assert a.ok("store", "fix-permissions").stderr == f"{store}: 0 change(s)\n"
+
+    # And the store works for B again: verify, gc of A's garbage, a build of B's own.
+    for member in (a, b):
+        verify = member.ok("verify")
+        assert " 0 problem(s)" in verify.stderr, verify.stdout + verify.stderr
+    done = b.ok("gc")
+    assert old <= {line.split()[1] for line in done.stdout.splitlines()}
+    assert not any((store / "artifacts" / x).exists() for x in old)
+    b.ok("build", str(users.base / "shared-fix-b.toml"))
+    assert b.tool("qb", "qbtool") == "1\n" and a.tool("qa", "qatool") == "2\n"
+    assert os.stat(store / "profiles").st_mode & stat.S_ISGID

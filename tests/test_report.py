@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from conftest import Runner, require_tool
 
@@ -41,12 +44,65 @@ def test_report_of_what_is_loaded_in_bash(run_hdenv: Runner, tmp_path: Path,
     (entry,) = data["entries"]
     assert entry["hash"] == hash_ and entry["loaded_as"] in ("rep", "rep/1")
     assert data["hdenv_version"] and data["host"]["cpu"]["cores"] >= 1
+    check_host_facts_against_the_machine(data["host"], text)
     nothing = subprocess.run([bash, "--norc", "--noprofile", "-c", "hdenv report"], env=env,
                              capture_output=True, text=True, timeout=60)
     assert nothing.returncode == 2 and "nothing is loaded" in nothing.stderr
     by_id = run_hdenv("report", next(a["id"] for a in entry["artifacts"]), check=True)
     assert by_id.stdout.startswith("hdenv report") and "artifact tool/3/" in by_id.stdout
     assert name == "rep"
+
+
+def os_release_name() -> str:
+    """PRETTY_NAME of /etc/os-release, read here without hdenv's code."""
+    for line in Path("/etc/os-release").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key == "PRETTY_NAME":
+            return shlex.split(value)[0]
+    raise AssertionError("no PRETTY_NAME in /etc/os-release")
+
+
+def cpuinfo() -> tuple[str, set[str]]:
+    """The first CPU's model name and flags as /proc/cpuinfo states them."""
+    model, flags = "", set[str]()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Model", "cpu model") and not model:
+            model = value.strip()
+        if key.strip() in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    return model, flags
+
+
+def tool_says(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=True,
+                          env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"}).stdout.strip()
+
+
+def check_host_facts_against_the_machine(host: dict[str, Any], text: str) -> None:
+    """Each host fact of `report --json` is what the machine itself says, and the text says it."""
+    require_tool("gcc")
+    require_tool("getconf")
+    assert host["os"] == os_release_name()
+    uname = os.uname()
+    assert host["kernel"] == f"{uname.sysname} {uname.release}"
+    assert host["machine"] == uname.machine
+    model, flags = cpuinfo()
+    assert host["cpu"]["model"] == model != ""
+    assert host["cpu"]["cores"] == os.cpu_count()
+    assert set(host["cpu"]["notable"]) <= flags
+    libc = tool_says("getconf", "GNU_LIBC_VERSION")  # "glibc 2.36"
+    assert host["libc"] == libc
+    gcc_version = tool_says("gcc", "-dumpfullversion")
+    gcc_first_line = tool_says("gcc", "--version").splitlines()[0]
+    assert host["compilers"]["gcc"] == gcc_first_line
+    assert host["compilers"]["gcc"].endswith(" " + gcc_version)
+    lines = text.splitlines()
+    assert f"  os:        {host['os']}" in lines
+    assert f"  kernel:    {uname.sysname} {uname.release} {uname.machine}" in lines
+    assert f"  cpu:       {model} ({os.cpu_count()} cores" in text
+    assert f"  libc:      {libc}" in lines
+    assert f"  gcc:       {gcc_first_line}" in lines
 
 
 def test_cpu_summary_names_the_x86_64_level() -> None:

@@ -6,6 +6,7 @@ directory caches, and pulled into other stores.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from packfixtures import two_level
@@ -66,3 +67,78 @@ def test_a_reference_taken_from_an_upstream_store_is_relocated_there(tmp_path: P
     assert isinstance(got, Fetched)
     assert not mine.has_own_artifact(dep) and mine.has_own_artifact(top)
     assert (mine.artifact_dir(top) / "uses").read_text() == f"{site.own_artifact_dir(dep)}/lib\n"
+
+
+CONFIGURED_STACK = """
+[packages.dep]
+version = "1"
+script = 'mkdir -p "$PREFIX/lib" && echo "dep at $PREFIX" > "$PREFIX/lib/where"'
+[packages.top]
+version = "1"
+deps = ["dep"]
+script = '''
+mkdir -p "$PREFIX/bin"
+printf '#!/bin/sh\\ncat %s/lib/where\\n' "$DEP_DIR" > "$PREFIX/bin/top"
+chmod +x "$PREFIX/bin/top"
+'''
+"""
+
+
+def test_signing_key_caches_and_trusted_keys_come_from_config_toml(
+        tmp_path: Path, hdenv_exe: str, hdenv_env: dict[str, str]) -> None:
+    """No --key, no HDENV_CACHES/HDENV_TRUSTED_KEYS: config.toml alone names them all."""
+    base = {k: v for k, v in hdenv_env.items()
+            if k not in ("HDENV_CACHES", "HDENV_TRUSTED_KEYS", "HDENV_SIGNING_KEY")}
+    base["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+
+    def hd(store: Path, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**base, "HDENV_STORE": str(store), "HDENV_CONFIG": str(config)}
+        return subprocess.run([hdenv_exe, *args], env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    stack = tmp_path / "s.toml"
+    stack.write_text(CONFIGURED_STACK)
+    a, cache = tmp_path / "store-a-with-a-longer-root", tmp_path / "cache"
+    a_config = tmp_path / "a.toml"
+    a_config.write_text("")
+    k1 = hd(a, a_config, "cache", "keygen", "k1").stdout.strip()
+    k2 = hd(a, a_config, "cache", "keygen", "k2").stdout.strip()
+    assert k1.startswith("k1:") and k2.startswith("k2:")
+    assert hd(a, a_config, "build", str(stack)).returncode == 0
+    # two keys and nothing configured: push cannot guess which one to sign with
+    refused = hd(a, a_config, "push", "s", "--to", str(cache))
+    assert refused.returncode == 2 and "several signing keys" in refused.stderr
+    k2_secret = tmp_path / "xdg" / "hdenv" / "keys" / "k2.secret"
+    a_config.write_text(f'signing-key = "{k2_secret}"\n')
+    shown = hd(a, a_config, "config").stdout
+    assert f'signing-key = "{k2_secret}"' in shown and f"# {a_config}" in shown
+    pushed = hd(a, a_config, "push", "s", "--to", str(cache))
+    assert pushed.returncode == 0, pushed.stderr
+    assert "pushed 2 artifact(s)" in pushed.stderr
+
+    # a store that trusts only k1 (from config) refuses the k2 signatures and builds
+    b1, b1_config = tmp_path / "b1", tmp_path / "b1.toml"
+    b1_config.write_text(f'caches = ["{cache}"]\ntrusted-keys = ["{k1}"]\n')
+    built = hd(b1, b1_config, "build", str(stack))
+    assert built.returncode == 0, built.stderr
+    assert f"({cache}: untrusted key: signed by k2; trusted: k1); building from source" \
+        in built.stderr
+    assert "2 built" in built.stderr
+
+    # the store that trusts k2 in its config.toml takes both from the cache
+    b, b_config = tmp_path / "b", tmp_path / "b.toml"
+    b_config.write_text(f'caches = ["{cache}"]\ntrusted-keys = ["{k2}"]\n')
+    shown = hd(b, b_config, "config").stdout.splitlines()
+    assert any(line.startswith(f'caches = ["{cache}"]') and line.endswith(f"# {b_config}")
+               for line in shown), shown
+    assert any(line.startswith(f'trusted-keys = ["{k2}"]') and line.endswith(f"# {b_config}")
+               for line in shown), shown
+    got = hd(b, b_config, "build", str(stack))
+    assert got.returncode == 0, got.stderr
+    assert "0 built, 2 fetched" in got.stderr
+    assert f"from {cache} (" in got.stderr and "signed by k2" in got.stderr
+    top = Path(hd(b, b_config, "path", "s").stdout.strip()) / "bin" / "top"
+    ran = subprocess.run([str(top)], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert ran.stdout.startswith(f"dep at {b}/artifacts/dep/1/"), ran.stdout + ran.stderr
+    verify = hd(b, b_config, "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -247,9 +247,21 @@ def file_lock(path: Path, *, shared: bool = False, blocking: bool = True) -> Ite
 
 
 def tree_size(root: Path) -> int:
+    """Allocated bytes of everything below `root`, as `du -sB1` counts them.
+
+    Subdirectories and symlinks take blocks too (a profile's symlink farm is
+    nearly all directories), and a file hard-linked twice is stored once, so
+    both are counted the way `du` does; the root's own blocks are the caller's.
+    """
     total = 0
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for name in filenames:
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
             with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+                st = os.lstat(os.path.join(dirpath, name))
+                if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
     return total

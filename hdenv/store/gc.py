@@ -393,15 +393,18 @@ def _move_and_delete(item: Item, trash: Path) -> bool:
     except FileNotFoundError:
         return False
     is_dir = os.path.isdir(item.path) and not os.path.islink(item.path)
-    # moving a directory to another parent rewrites its `..`: it must be writable
-    if is_dir and os.geteuid() != 0 and not st.st_mode & 0o200:
+    # Moving a directory to another parent rewrites its `..`: it must be writable for
+    # us. In a shared store another member's tree is writable through its group bits,
+    # and only its owner may chmod it, so ask for access rather than at the owner's bits.
+    made_writable = is_dir and not os.access(item.path, os.W_OK, follow_symlinks=False)
+    if made_writable:
         os.chmod(item.path, st.st_mode | 0o200)
     try:
         os.rename(item.path, aside)
     except FileNotFoundError:
         return False
     except OSError:
-        if is_dir:
+        if made_writable:
             os.chmod(item.path, st.st_mode)
         raise
     if is_dir:
@@ -416,7 +419,9 @@ def _move_and_delete(item: Item, trash: Path) -> bool:
 def _size_for_removal(root: Path) -> int:
     """Allocated bytes of a tree, making its directories writable on the way (one walk).
 
-    Root may delete in read-only directories; anyone else needs u+w on each.
+    Root may delete in read-only directories; anyone else needs write access to
+    each: a directory of our own gets u+w, one another member of a shared store
+    built is already group-writable (and is not ours to chmod).
     """
     fix = os.geteuid() != 0
     total = 0
@@ -425,8 +430,8 @@ def _size_for_removal(root: Path) -> int:
         top = stack.pop()
         st = os.lstat(top)
         total += st.st_blocks * 512
-        if fix and not st.st_mode & 0o200:
-            os.chmod(top, st.st_mode | 0o200)
+        if fix and not os.access(top, os.W_OK | os.X_OK, follow_symlinks=False):
+            os.chmod(top, st.st_mode | 0o300)
         with os.scandir(top) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):

@@ -127,7 +127,8 @@ class Repair:
 def _wanted_mode(mode: int, is_dir: bool, rel: tuple[str, ...]) -> int:
     """The mode a path `rel` (components under the store root) should have in a shared store."""
     if rel[0] == "artifacts" and len(rel) >= 4:  # artifacts/NAME/VERSION/HASH and below
-        return read_only_mode(mode, is_dir, shared=True)
+        # set-gid as a directory built in the shared store has it (inherited from tmp/)
+        return read_only_mode(mode | (stat.S_ISGID if is_dir else 0), is_dir, shared=True)
     mode = stat.S_IMODE(mode)
     if is_dir:
         return mode | stat.S_ISGID | GROUP_RWX
