@@ -128,11 +128,11 @@ def test_signing_key_caches_and_trusted_keys_come_from_config_toml(
     # the store that trusts k2 in its config.toml takes both from the cache
     b, b_config = tmp_path / "b", tmp_path / "b.toml"
     b_config.write_text(f'caches = ["{cache}"]\ntrusted-keys = ["{k2}"]\n')
-    shown = hd(b, b_config, "config").stdout.splitlines()
+    shown_lines = hd(b, b_config, "config").stdout.splitlines()
     assert any(line.startswith(f'caches = ["{cache}"]') and line.endswith(f"# {b_config}")
-               for line in shown), shown
+               for line in shown_lines), shown_lines
     assert any(line.startswith(f'trusted-keys = ["{k2}"]') and line.endswith(f"# {b_config}")
-               for line in shown), shown
+               for line in shown_lines), shown_lines
     got = hd(b, b_config, "build", str(stack))
     assert got.returncode == 0, got.stderr
     assert "0 built, 2 fetched" in got.stderr
