@@ -63,6 +63,17 @@ class SlurmCluster:
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip()
 
+    def wait_for_steps(self, timeout: float = 60.0) -> bool:
+        """Wait until no job of this cluster runs any process: squeue forgets a
+        cancelled job before its step daemon has delivered the signal and the job's
+        own clean-up has run. False if some are still there at the deadline."""
+        deadline = time.monotonic() + timeout
+        while _step_daemons(self.conf):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
+
     def logs(self) -> str:
         parts = []
         for log in sorted(self.root.glob("log/*")):

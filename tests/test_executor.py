@@ -294,7 +294,8 @@ def test_ctrl_c_cancels_exactly_this_runs_jobs(hdenv_exe_mod: str, tmp_path: Pat
     # another job of the same user is not this run's: left alone
     assert slurm_cluster.queue([foreign_id]) == {foreign_id: "PENDING"}
     slurm_cluster.run("scancel", foreign_id)
-    # the cancelled build left no half-built artifact behind
+    # the cancelled build, once its job's processes have ended, left no half-built artifact
+    assert slurm_cluster.wait_for_steps(), "the cancelled job's processes did not end"
     assert list((tmp_path / "store" / "artifacts" / "sleeper" / "1").iterdir()) == []
 
 
