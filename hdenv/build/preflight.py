@@ -9,6 +9,7 @@ at here first, and reported with the stack file's FILE:LINE.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserError
@@ -22,15 +23,12 @@ def preflight(stack: Stack) -> None:
     file = str(stack.path)
     host.basic_tool_programs()
     for decl in stack.hosts.values():
-        for program in decl.programs:
+        lookups: list[tuple[str, Callable[[str], object]]] = [
+            *((p, host.resolve_program) for p in decl.programs),
+            *((lib, hostlibs.find_library) for lib in decl.libraries)]
+        for wanted, find in lookups:
             try:
-                host.resolve_program(program)
-            except UserError as e:
-                raise UserError(f"host.{decl.name}: {e.message}", file=file,
-                                line=decl.line) from None
-        for library in decl.libraries:
-            try:
-                hostlibs.find_library(library)
+                find(wanted)
             except UserError as e:
                 raise UserError(f"host.{decl.name}: {e.message}", file=file,
                                 line=decl.line) from None
