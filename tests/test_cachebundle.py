@@ -18,8 +18,8 @@ from hdenv.config import Settings
 from hdenv.errors import UserError
 from hdenv.exchange.backends import open_cache
 from hdenv.exchange.push import push
-from hdenv.exchange.reproduce import ReproduceResult, reproduce
 from hdenv.exchange.signing import SecretKey
+from hdenv.provenance.reproduce import ReproduceResult, reproduce
 from hdenv.store.layout import Store, split_id
 from hdenv.store.verify import verify_artifact
 

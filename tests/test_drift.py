@@ -96,7 +96,7 @@ def test_verify_reports_host_drift(bundle: dict[str, str], run_hdenv: Runner) ->
 def test_host_drift_compares_what_the_spec_holds(tmp_path: Path) -> None:
     """Versions always; bytes only where the id covers them (host-identity = "content")."""
     from hdenv.build import host
-    from hdenv.exchange.drift import host_drift
+    from hdenv.provenance.drift import host_drift
     from hdenv.store.layout import Store
 
     store = Store(tmp_path / "store")

@@ -116,7 +116,7 @@ def test_same_version_other_bytes_keeps_the_id_and_records_the_hash(store: Store
     assert spec["programs"]["tool"]["sha256"] == old_digest
     assert "sha256" not in store.read_spec(first.rsplit("/", 1)[1])["programs"]["tool"]
     # verify reports the drift of the version-identified artifact
-    from hdenv.store.inspect import host_drift
+    from hdenv.store.verify import host_file_drift as host_drift
     (drift,) = host_drift(store, first)
     assert str(prog) in drift and "drift" in drift
 

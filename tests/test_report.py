@@ -12,7 +12,7 @@ from typing import Any
 
 from conftest import Runner, require_tool
 
-from hdenv.exchange.hostfacts import cpu_summary, host_facts
+from hdenv.provenance.hostfacts import cpu_summary, host_facts
 
 VENV_BIN = str(Path(sys.executable).parent)
 STACK = """

@@ -22,9 +22,9 @@ from ..oserrors import describe as describe_os_error
 from ..store.layout import Store
 from . import cache as cache_cmds
 from . import cluster as cluster_cmds
-from . import exchange as exchange_cmds
 from . import modules as modules_cmds
 from . import profile as profile_cmds
+from . import provenance as provenance_cmds
 from . import shell as shell_cmds
 from . import site as site_cmds
 from . import storecmds
@@ -218,14 +218,14 @@ def host_capture(ctx: click.Context, name: str, programs: tuple[str, ...], famil
 @click.pass_context
 def list_cmd(ctx: click.Context, what: str, as_json: bool) -> None:
     """List artifacts (id first), named profiles (`NAME HASH GEN PATH`) or names."""
-    from ..store import inspect
+    from ..profile import views
 
-    rows = inspect.list_rows(store_of(ctx), what)
+    rows = views.list_rows(store_of(ctx), what)
     if as_json:
         echo_json(rows)
         return
     for row in rows:
-        click.echo(" ".join(str(row[k]) for k in inspect.LIST_COLUMNS[what]))
+        click.echo(" ".join(str(row[k]) for k in views.LIST_COLUMNS[what]))
 
 
 @cli.command()
@@ -234,16 +234,16 @@ def list_cmd(ctx: click.Context, what: str, as_json: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Description, what loading changes, spec, dependencies, path, size, generations of REF."""
+    from ..profile import views
     from ..shell.shellcmd import describe
-    from ..store import inspect
 
     store = store_of(ctx)
-    info = inspect.show(store, ref)
+    info = views.show(store, ref)
     header = describe(store, ref, info)  # adds "description" and "load" to info
     if as_json:
         echo_json(info)
     else:
-        click.echo(header + inspect.format_show(info))
+        click.echo(header + views.format_show(info))
 
 
 @cli.command()
@@ -260,11 +260,11 @@ def path(ctx: click.Context, ref: str) -> None:
 @click.pass_context
 def verify(ctx: click.Context, ref: str | None, sources: bool) -> None:
     """Check artifacts, profiles and names for damage, host software for drift (all, or REF's)."""
-    from ..exchange.drift import artifact_drift
-    from ..store import inspect
+    from ..provenance.drift import artifact_drift
+    from ..store.verify import run_checks
 
-    problems, checked = inspect.verify(store_of(ctx), ref, sources=sources,
-                                       host_check=artifact_drift)
+    problems, checked = run_checks(store_of(ctx), ref, sources=sources,
+                                   host_check=artifact_drift)
     for p in problems:
         click.echo(p)
     click.echo(f"verified {checked} artifact(s): {len(problems)} problem(s)", err=True)
@@ -281,7 +281,7 @@ for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
                 storecmds.gc, storecmds.du, storecmds.pin, storecmds.unpin, storecmds.mirror,
                 cache_cmds.cache, cache_cmds.push, site_cmds.usage_group,
                 cluster_cmds.build_node_cmd,
-                exchange_cmds.export, exchange_cmds.reproduce, exchange_cmds.report):
+                provenance_cmds.export, provenance_cmds.reproduce, provenance_cmds.report):
     cli.add_command(command)
 cli.add_command(modules_cmds.modulefiles)
 

@@ -15,7 +15,7 @@ from ..config import load_settings
 from ..store import du as du_mod
 from ..store import gc as gc_mod
 from ..store import gcroots
-from ..store.inspect import human_size
+from ..store.fsutil import human_size
 from ..store.layout import Store
 
 

@@ -265,3 +265,13 @@ def tree_size(root: Path) -> int:
                     seen.add((st.st_dev, st.st_ino))
                 total += st.st_blocks * 512
     return total
+
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from ..errors import HdenvError
 from . import sharing
 from .artifacts import manifest_of, reachable, split_manifest_entry
 from .fsutil import lock_is_held, read_json
@@ -271,3 +272,53 @@ def verify_sources(store: Store) -> tuple[Problems, int]:
             problems.append(f"source sha256:{hex_}: damaged, its content hashes to sha256:{got}"
                             " (the next build that needs it fetches it again)")
     return problems, len(names)
+
+
+def run_checks(store: Store, ref: str | None, *, sources: bool = False,
+           host_check: Callable[[Store, str], list[str]] | None = None,
+           ) -> tuple[list[str], int]:
+    """Problems found, and how many artifacts were checked (see store/verify.py).
+
+    Without REF: every artifact, leftover, profile, name (and with `sources`,
+    every stored source). With REF: that artifact's or profile's closure.
+    `host_check` replaces the byte check of host files (`host_file_drift`): the
+    exchange layer passes one that also re-asks versions, which the store
+    layer cannot do without importing host capture.
+    """
+    problems: list[str] = []
+    if ref is None:
+        targets = store.list_artifacts()
+        problems += incomplete_artifacts(store)
+        profiles = store.list_profile_hashes()
+        problems += verify_names(store)
+    else:
+        resolved = store.resolve(ref)
+        profiles = [resolved.ident] if resolved.kind == "profile" else []
+        targets = [resolved.ident] if resolved.kind == "artifact" else []
+        if resolved.kind == "profile":
+            meta = read_profile_meta(store, resolved.ident)
+            targets = [a for a in meta.get("artifacts", []) if isinstance(a, str)] if meta else []
+        targets = closure(store, targets, problems)
+    for aid in targets:
+        problems += verify_artifact(store, aid)
+        problems += (host_check or host_file_drift)(store, aid)
+    for hash_ in profiles:
+        problems += verify_profile(store, hash_)
+    if sources:
+        problems += verify_sources(store)[0]
+    return problems, len(targets)
+
+
+def host_file_drift(store: Store, aid: str) -> list[str]:
+    """Host files whose bytes changed since capture: same id (by version), other content."""
+    try:
+        recorded = store.artifact_meta(aid).get("host_files", {})
+    except (HdenvError, OSError, ValueError):  # damaged metadata: verify_artifact says so
+        return []
+    out = []
+    for path, digest in sorted(recorded.items()):
+        if not os.path.isfile(path):
+            out.append(f"{aid}: host file {path} is gone (drift)")
+        elif sha256_file(path) != digest:
+            out.append(f"{aid}: host file {path} changed since it was captured (drift)")
+    return out

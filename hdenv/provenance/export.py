@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..exchange.bundle import ExportResult, Log, write_bundle
 from ..profile.profiles import list_generations, names_of
 from ..store.layout import Store
-from .bundle import ExportResult, Log, write_bundle
 from .hostfacts import host_facts
 
 

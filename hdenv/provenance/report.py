@@ -12,9 +12,10 @@ from typing import Any
 
 from .. import __version__
 from ..errors import UserError
+from ..exchange.bundle import build_closure, node_id
+from ..profile.profiles import names_of
 from ..store.artifacts import runtime_closure
 from ..store.layout import Store
-from .bundle import build_closure, node_id
 from .drift import host_drift
 from .hostfacts import format_facts, host_facts
 
@@ -38,8 +39,6 @@ def _artifact_rows(store: Store, ids: list[str]) -> list[dict[str, Any]]:
 
 
 def _entry(store: Store, ref: str, loaded_as: str | None) -> dict[str, Any]:
-    from ..profile.profiles import names_of
-
     resolved = store.resolve(ref)
     if resolved.kind == "artifact":
         return {"kind": "artifact", "id": resolved.ident, "ref": ref,

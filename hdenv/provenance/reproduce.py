@@ -26,21 +26,27 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
+from ..build import host, processes
+from ..build.builder import build_options
+from ..build.plan import Node, Plan
+from ..build.scheduler import run_plan
 from ..config import Settings
 from ..errors import BuildError, UserError
+from ..exchange.bundle import Bundle, node_id, references, store_sources
+from ..exchange.locate import open_bundle
+from ..exchange.pack import ArchiveRefused, install_packed
+from ..exchange.substitute import Fetched, Substituter
+from ..profile import profiles
+from ..profile.profiles import profile_hash
 from ..store.artifacts import artifact_id
 from ..store.gc import spec_source_keys
 from ..store.gcroots import BuildRoots
 from ..store.layout import Store
 from ..store.sources import SourceStore
-from .bundle import Bundle, node_id, references, store_sources
+from ..validate import profile_name_problem
 from .drift import Drift, host_drift
-from .locate import open_bundle
-
-if TYPE_CHECKING:
-    from .substitute import Substituter
 
 Log = Callable[[str], None]
 
@@ -65,8 +71,6 @@ def reproduce(settings: Settings, what: str, *, from_: str | None = None,
               allow_host_drift: bool = False, name: str | None = None, jobs: int | None = None,
               stream: TextIO = sys.stderr) -> ReproduceResult:
     """Reproduce the bundle file or hash `what`; Ctrl-C stops its builds cleanly."""
-    from ..build import processes
-
     settings.check_jobs()
     if name is not None:
         _check_name(name)
@@ -81,8 +85,6 @@ def reproduce(settings: Settings, what: str, *, from_: str | None = None,
 
 
 def _check_name(name: str) -> None:
-    from ..validate import profile_name_problem
-
     problem = profile_name_problem(name)
     if problem:
         raise UserError(f"--name {name!r}: {problem}")
@@ -209,8 +211,6 @@ class _Reproduction:
         return out
 
     def capture(self, hosts: set[str]) -> None:
-        from ..build import host
-
         for h in sorted(hosts, key=self.aid):
             aid = self.aid(h)
             if self.store.has_artifact(aid):
@@ -221,8 +221,6 @@ class _Reproduction:
 
     def rebase_on_host(self, drifted_names: set[str], hosts: set[str]) -> None:
         """Capture this machine's host software for the drifted ones; re-hash all above them."""
-        from ..build import host
-
         mapping: dict[str, str] = {}  # old id -> new id
         for h in hosts:
             spec = self.specs[h]
@@ -249,8 +247,6 @@ class _Reproduction:
             if changed is spec:
                 continue
             if changed.get("kind") == "profile":
-                from ..profile.profiles import profile_hash
-
                 new_hash = profile_hash(changed)
             else:
                 new_hash = artifact_id(changed).rsplit("/", 1)[-1]
@@ -279,9 +275,6 @@ class _Reproduction:
                     self.store.record_source_hints(h, [entry])
 
     def install_packed(self) -> None:
-        from .pack import ArchiveRefused
-        from .pack import install_packed as install
-
         wanted = set(self.runtime())
         with tempfile.TemporaryDirectory(prefix="hdenv-reproduce-") as work:
             for h in self.order():
@@ -300,7 +293,7 @@ class _Reproduction:
                                  f" {description.get('id')!r}")
                         continue
                     try:
-                        install(self.store, description, path, source=self.bundle.label)
+                        install_packed(self.store, description, path, source=self.bundle.label)
                     except ArchiveRefused as e:
                         self.say(f"not using the bundle's {aid}: {e.reason}; building it")
                         continue
@@ -309,8 +302,6 @@ class _Reproduction:
 
     def fetch(self, substituter: Substituter, aid: str) -> None:
         """From a binary cache, through the substituter's checks; a refusal stops here."""
-        from .substitute import Fetched
-
         got = substituter.fetch(aid)
         if not isinstance(got, Fetched):
             why = got.removeprefix(f"{self.bundle.label}: ")  # the one cache asked
@@ -320,10 +311,6 @@ class _Reproduction:
         self.say(f"fetched {aid} {got.describe()}")
 
     def build(self, builds: list[str], jobs: int | None) -> None:
-        from ..build.builder import build_options
-        from ..build.plan import Node, Plan
-        from ..build.scheduler import run_plan
-
         srcstore = SourceStore(self.store, self.settings.mirrors, log=self.say)
         self.fetch_sources(builds, srcstore)
         nodes = {}
@@ -376,8 +363,6 @@ class _Reproduction:
             if not self.store.has_artifact(result.ident):
                 raise BuildError(f"{result.ident} was not made")
             return result
-        from ..profile import profiles
-
         profiles.create_profile(self.store, spec)
         if name is None and not self.root.get("name") and self.bundle.origin is not None:
             named = profiles.names_of(self.bundle.origin, self.result.expected)

@@ -15,8 +15,8 @@ from typing import Any
 
 from ..build import host
 from ..errors import HdenvError, UserError
-from ..store.inspect import host_drift as host_file_drift
 from ..store.layout import Store
+from ..store.verify import host_file_drift
 
 
 @dataclass(frozen=True)

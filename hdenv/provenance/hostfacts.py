@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from .. import __version__
+from ..build.host import version_output
 
 COMPILERS = ("gcc", "g++", "gfortran", "clang", "icx", "nvc")
 NOTABLE_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512vl", "amx_tile",
@@ -78,8 +79,6 @@ def _libc() -> str:
 
 def compiler_versions() -> dict[str, str]:
     """First line of `--version` of each compiler found on PATH."""
-    from ..build.host import version_output
-
     out = {}
     for name in COMPILERS:
         found = shutil.which(name)

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from ..config import Settings, load_settings
-from ..store.inspect import human_size
+from ..store.fsutil import human_size
 from ..store.layout import Store
 
 
@@ -34,7 +34,7 @@ def _settings(ctx: click.Context, jobs: int | None = None) -> Settings:
 def export(ctx: click.Context, ref: str, output: Path, with_sources: bool,
            with_artifacts: bool) -> None:
     """Write REF's specs (and sources, artifacts) as a bundle `hdenv reproduce` reads."""
-    from ..exchange.export import export as run
+    from ..provenance.export import export as run
 
     settings = _settings(ctx)
     store = Store(settings.store)
@@ -59,7 +59,7 @@ def export(ctx: click.Context, ref: str, output: Path, with_sources: bool,
 def reproduce(ctx: click.Context, bundle: str, from_: str | None, allow_host_drift: bool,
               name: str | None, jobs: int | None) -> None:
     """Set this machine up in the state of BUNDLE (a bundle file or a hash); print NAME HASH."""
-    from ..exchange.reproduce import reproduce as run
+    from ..provenance.reproduce import reproduce as run
 
     result = run(_settings(ctx, jobs), bundle, from_=from_, allow_host_drift=allow_host_drift,
                  name=name, jobs=jobs)
@@ -89,8 +89,8 @@ def report(ctx: click.Context, refs: tuple[str, ...], as_json: bool) -> None:
 
     Without REF: the profiles loaded in this shell.
     """
-    from ..exchange.report import format_report
-    from ..exchange.report import report as make
+    from ..provenance.report import format_report
+    from ..provenance.report import report as make
     from ..shell.catalog import loaded_data
 
     data = make(Store(_settings(ctx).store), list(refs), [] if refs else loaded_data(os.environ))

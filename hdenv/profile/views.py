@@ -1,17 +1,18 @@
-"""Read-only views of the store for `list`, `show` and `verify`."""
+"""What `hdenv list` and `hdenv show` print about artifacts and profiles.
+
+These views sit in the profile layer because a profile's view needs its
+generations and names (profiles.py), which the store layer below cannot know.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from typing import Any
 
-from ..errors import HdenvError
-from .artifacts import runtime_closure
-from .fsutil import tree_size
-from .hashing import sha256_file
-from .layout import Store
+from ..store.artifacts import runtime_closure
+from ..store.fsutil import human_size, tree_size
+from ..store.layout import Store
+from .profiles import list_generations, profile_info
 
 LIST_COLUMNS = {
     "artifacts": ("id", "path"),
@@ -33,10 +34,6 @@ def list_rows(store: Store, what: str) -> list[dict[str, Any]]:
 
 
 def _generation(store: Store, name: str) -> int | str:
-    try:
-        from ..profile.profiles import list_generations
-    except ImportError:  # pragma: no cover - profiles module is part of the package
-        return "?"
     for gen in list_generations(store, name):
         if gen.current:
             return gen.number
@@ -46,8 +43,6 @@ def _generation(store: Store, name: str) -> int | str:
 def show(store: Store, ref: str) -> dict[str, Any]:
     resolved = store.resolve(ref)
     if resolved.kind == "profile":
-        from ..profile.profiles import profile_info
-
         info: dict[str, Any] = profile_info(store, ref)
         info.setdefault("kind", "profile")
         info["upstream"] = str(resolved.upstream) if resolved.upstream else None
@@ -119,64 +114,3 @@ def format_profile(info: dict[str, Any]) -> str:
             mark = "  (current)" if g["current"] else ""
             lines.append(f"  {g['number']:>3}  {g['hash']}  {g['created']}{mark}")
     return "\n".join(lines)
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
-def verify(store: Store, ref: str | None, *, sources: bool = False,
-           host_check: Callable[[Store, str], list[str]] | None = None,
-           ) -> tuple[list[str], int]:
-    """Problems found, and how many artifacts were checked (see store/verify.py).
-
-    Without REF: every artifact, leftover, profile, name (and with `sources`,
-    every stored source). With REF: that artifact's or profile's closure.
-    `host_check` replaces the byte check of host files (`host_drift`): the
-    exchange layer passes one that also re-asks versions, which the store
-    layer cannot do without importing host capture.
-    """
-    from . import verify as checks
-
-    problems: list[str] = []
-    if ref is None:
-        targets = store.list_artifacts()
-        problems += checks.incomplete_artifacts(store)
-        profiles = store.list_profile_hashes()
-        problems += checks.verify_names(store)
-    else:
-        resolved = store.resolve(ref)
-        profiles = [resolved.ident] if resolved.kind == "profile" else []
-        targets = [resolved.ident] if resolved.kind == "artifact" else []
-        if resolved.kind == "profile":
-            meta = checks.read_profile_meta(store, resolved.ident)
-            targets = [a for a in meta.get("artifacts", []) if isinstance(a, str)] if meta else []
-        targets = checks.closure(store, targets, problems)
-    for aid in targets:
-        problems += checks.verify_artifact(store, aid)
-        problems += (host_check or host_drift)(store, aid)
-    for hash_ in profiles:
-        problems += checks.verify_profile(store, hash_)
-    if sources:
-        problems += checks.verify_sources(store)[0]
-    return problems, len(targets)
-
-
-def host_drift(store: Store, aid: str) -> list[str]:
-    """Host files whose bytes changed since capture: same id (by version), other content."""
-    try:
-        recorded = store.artifact_meta(aid).get("host_files", {})
-    except (HdenvError, OSError, ValueError):  # damaged metadata: verify_artifact says so
-        return []
-    out = []
-    for path, digest in sorted(recorded.items()):
-        if not os.path.isfile(path):
-            out.append(f"{aid}: host file {path} is gone (drift)")
-        elif sha256_file(path) != digest:
-            out.append(f"{aid}: host file {path} changed since it was captured (drift)")
-    return out
