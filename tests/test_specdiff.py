@@ -71,6 +71,24 @@ def test_spec_diff_names_fields() -> None:
     assert spec_diff(a, a) == []
 
 
+def test_an_inserted_script_line_is_one_change_not_every_later_line() -> None:
+    script = "".join(f"step {i}\n" for i in range(1, 9))
+    a = build("app", script=script)
+    b = build("app", script="set -e\n" + script)
+    assert spec_diff(a, b) == ["script line 1 added: 'set -e'"]
+    c = build("app", script=script.replace("step 4\n", "").replace("step 7", "step seven"))
+    assert spec_diff(a, c) == ["script line 4 removed: 'step 4' (+1 more changed lines)"]
+
+
+def test_an_inserted_source_is_one_addition() -> None:
+    a = build("app", key=KEY_A)
+    b = build("app", key=KEY_A)
+    extra = {"key": KEY_B, "strip": 0, "target": "vendor"}
+    b["sources"] = [extra, *b["sources"]]
+    assert spec_diff(a, b) == [
+        'sources[0] added {"key": "' + KEY_B + '", "strip": 0, "target": "vendor"}']
+
+
 def test_spec_diff_pairs_dependencies_by_name() -> None:
     z1, z2 = "zlib/1.2.13/" + "c" * 32, "zlib/1.2.13/" + "d" * 32
     ssl = "openssl/3.0/" + "e" * 32

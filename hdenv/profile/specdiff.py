@@ -13,6 +13,7 @@ changed, explains that change recursively, so the answer is one command away:
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -105,28 +106,53 @@ def field_changes(a: Any, b: Any, path: str = "") -> list[Change]:
     if isinstance(a, list) and isinstance(b, list):
         if all(is_artifact_id(x) for x in [*a, *b]):
             return _id_list_changes(path, a, b)
-        out = []
-        for i in range(max(len(a), len(b))):
-            old = a[i] if i < len(a) else MISSING
-            new = b[i] if i < len(b) else MISSING
-            out += field_changes(old, new, f"{path}[{i}]")
-        return out
+        return _list_changes(path, a, b)
     return [Change(path, a, b)]
 
 
+def _hunks(a: list[Any], b: list[Any]) -> list[tuple[str, int, int, int, int]]:
+    """Where two lists differ, aligned on what they share (an inserted item is one change)."""
+    keys_a = [json.dumps(x, sort_keys=True) for x in a]
+    keys_b = [json.dumps(x, sort_keys=True) for x in b]
+    matcher = difflib.SequenceMatcher(None, keys_a, keys_b, autojunk=False)
+    return [op for op in matcher.get_opcodes() if op[0] != "equal"]
+
+
+def _list_changes(path: str, a: list[Any], b: list[Any]) -> list[Change]:
+    """Items paired where they line up, so one inserted source or patch is one change.
+
+    Inside a replaced run the items are paired in order (a changed source key
+    reads `sources[0].key A -> B`); what one side has beyond the other is an
+    addition or a removal, indexed where it stands in its own list.
+    """
+    out: list[Change] = []
+    for _tag, i1, i2, j1, j2 in _hunks(a, b):
+        paired = min(i2 - i1, j2 - j1)
+        for k in range(paired):
+            out += field_changes(a[i1 + k], b[j1 + k], f"{path}[{i1 + k}]")
+        out += [Change(f"{path}[{i}]", a[i], MISSING) for i in range(i1 + paired, i2)]
+        out += [Change(f"{path}[{j}]", MISSING, b[j]) for j in range(j1 + paired, j2)]
+    return out
+
+
 def _text_change(path: str, old: str, new: str) -> str:
-    """A multi-line value (a script): the first differing line, not the whole text."""
+    """A multi-line value (a script): its first changed line, aligned as `diff` aligns.
+
+    Lines are matched by content, not position, so one line inserted at the
+    top is "line 1 added", not every later line changed.
+    """
     la, lb = old.splitlines(), new.splitlines()
-    for i in range(max(len(la), len(lb))):
-        x = la[i] if i < len(la) else None
-        y = lb[i] if i < len(lb) else None
-        if x != y:
-            rest = sum(1 for j in range(i + 1, max(len(la), len(lb)))
-                       if (la[j] if j < len(la) else None) != (lb[j] if j < len(lb) else None))
-            more = f" (+{rest} more changed lines)" if rest else ""
-            return f"{path} line {i + 1}: {show(x) if x is not None else '(none)'} -> " \
-                   f"{show(y) if y is not None else '(none)'}{more}"
-    return f"{path}: whitespace at line ends differs"
+    hunks = _hunks(la, lb)
+    if not hunks:
+        return f"{path}: whitespace at line ends differs"
+    changed = sum(max(i2 - i1, j2 - j1) for _tag, i1, i2, j1, j2 in hunks)
+    _tag, i1, i2, j1, j2 = hunks[0]
+    more = f" (+{changed - 1} more changed lines)" if changed > 1 else ""
+    if i1 == i2:
+        return f"{path} line {j1 + 1} added: {show(lb[j1])}{more}"
+    if j1 == j2:
+        return f"{path} line {i1 + 1} removed: {show(la[i1])}{more}"
+    return f"{path} line {i1 + 1}: {show(la[i1])} -> {show(lb[j1])}{more}"
 
 
 def _label(path: str) -> str:
