@@ -116,3 +116,18 @@ def test_cpu_summary_names_the_x86_64_level() -> None:
     assert cpu_summary(["asimd", "sve"]) == {"level": None, "notable": ["asimd", "sve"]}
     facts = host_facts()
     assert facts["libc"] and facts["kernel"].split()[0] == "Linux"
+
+
+def test_report_names_a_host_artifact_by_the_program_its_version_came_from(
+        run_hdenv: Runner) -> None:
+    """`ar` sorts first, but the artifact is gcc: the report says gcc's version, not binutils'."""
+    gcc = require_tool("gcc")
+    require_tool("ar")
+    aid = run_hdenv("host", "capture", "gcc", "ar", "gcc", "--version-from", "gcc",
+                    check=True).stdout.strip()
+    gcc_line = subprocess.run([gcc, "--version"], capture_output=True, text=True
+                              ).stdout.splitlines()[0]
+    data = json.loads(run_hdenv("report", aid, "--json", check=True).stdout)
+    (row,) = [a for a in data["entries"][0]["artifacts"] if a["id"] == aid]
+    assert row["host"] == gcc_line
+    assert f"host: {gcc_line}" in run_hdenv("report", aid, check=True).stdout

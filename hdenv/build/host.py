@@ -534,7 +534,8 @@ def _probe_all(cache: HostCache, resolved: list[Resolved]) -> dict[str, dict[str
     }
 
 
-def _version_of(text: str) -> str:
+def version_of(text: str) -> str:
+    """The version number in a program's version output (`host` when there is none)."""
     m = _VERSION_RE.search(text)
     return m.group(0) if m else "host"
 
@@ -639,7 +640,7 @@ def _spec_version(request: HostRequest, probed: dict[str, dict[str, str]],
         raise UserError(f"host {request.name}: version-from names {source!r}, which is not "
                         f"one of its programs ({', '.join(sorted(probed))})")
     text = probed[source]["version"]
-    return "host" if _FAILED_RE.search(text) else _version_of(text)
+    return "host" if _FAILED_RE.search(text) else version_of(text)
 
 
 def host_spec(store: Store, name: str, programs: Sequence[str], *,

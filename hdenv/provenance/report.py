@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
+from ..build.host import version_of
 from ..errors import UserError
 from ..exchange.bundle import build_closure, node_id
 from ..profile.profiles import names_of
@@ -18,6 +19,24 @@ from ..store.artifacts import runtime_closure
 from ..store.layout import Store
 from .drift import host_drift
 from .hostfacts import format_facts, host_facts
+
+
+def host_version_line(spec: dict[str, Any]) -> str:
+    """What a host artifact *is*, in the words of the program its version came from.
+
+    The spec records the version, not which program gave it (`version-from`,
+    default the first program listed), so the program is found again: the
+    one whose output carries that version, preferring the artifact's own name
+    (`gcc` of `[host.gcc]`, whose `as` reports binutils' version instead).
+    """
+    version = str(spec.get("version", ""))
+    outputs = {name: str(info.get("version", ""))
+               for name, info in spec.get("programs", {}).items()}
+    givers = [n for n in sorted(outputs) if version_of(outputs[n]) == version]
+    if not givers:
+        return f"{spec.get('name')} {version}"
+    name = spec.get("name") if spec.get("name") in givers else givers[0]
+    return (outputs[str(name)].splitlines() or [""])[0]
 
 
 def _artifact_rows(store: Store, ids: list[str]) -> list[dict[str, Any]]:
@@ -29,10 +48,7 @@ def _artifact_rows(store: Store, ids: list[str]) -> list[dict[str, Any]]:
         except (UserError, ValueError):
             spec = {}
         if spec.get("kind") == "host":
-            progs = spec.get("programs", {})
-            first = next(iter(sorted(progs)), None)
-            row["host"] = (str(progs[first].get("version", "")).splitlines() or [""])[0] \
-                if first else ""
+            row["host"] = host_version_line(spec)
             row["drift"] = [d.line() for d in host_drift(store, spec)]
         rows.append(row)
     return rows
