@@ -12,6 +12,7 @@ import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from conftest import SHARED_SOURCES, require, require_tool
@@ -153,7 +154,7 @@ def test_ensure_from_own_store_needs_no_location(sstore: SourceStore, archive: t
     assert sstore.ensure(key, urls=["https://nowhere.invalid/x.tar.gz"]) == sstore.path(key)
 
 
-def test_failing_url_falls_through_to_mirror_by_basename(tmp_path: Path, archive: tuple[Path, str]) -> None:
+def test_mirror_by_basename_is_used_before_the_url(tmp_path: Path, archive: tuple[Path, str]) -> None:
     path, hex_ = archive
     mirror = tmp_path / "mirror"
     mirror.mkdir()
@@ -162,8 +163,16 @@ def test_failing_url_falls_through_to_mirror_by_basename(tmp_path: Path, archive
     ss = SourceStore(Store(tmp_path / "store"), [str(mirror)], log=messages.append)
     got = ss.ensure(f"sha256:{hex_}", urls=["http://nonexistent.invalid/dl/pkg-1.0.tar.gz"])
     assert got.read_bytes() == path.read_bytes()
-    assert any("nonexistent.invalid" in m for m in messages)
+    assert not any("nonexistent.invalid" in m for m in messages), messages
     assert ss.name_of(f"sha256:{hex_}") == "pkg-1.0.tar.gz"
+
+
+def test_the_url_is_tried_when_no_mirror_has_the_file(tmp_path: Path, archive: tuple[Path, str]) -> None:
+    path, hex_ = archive
+    empty = tmp_path / "empty-mirror"
+    empty.mkdir()
+    ss = SourceStore(Store(tmp_path / "store"), [str(empty)])
+    assert ss.ensure(f"sha256:{hex_}", urls=[path.as_uri()]).read_bytes() == path.read_bytes()
 
 
 def test_mirror_by_sha256_path_as_file_url(tmp_path: Path, archive: tuple[Path, str]) -> None:
@@ -196,8 +205,14 @@ def test_wrong_bytes_in_mirror_store_nothing_and_next_mirror_wins(tmp_path: Path
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
+    requests: list[str] = []  # every path asked for, across servers of one test run
+
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
         pass
+
+    def send_head(self) -> io.BytesIO | BinaryIO | None:
+        _Handler.requests.append(self.path)
+        return super().send_head()
 
 
 @pytest.fixture
@@ -391,3 +406,18 @@ def test_kept_archive_is_copied_not_unpacked(tmp_path: Path, shared_sources: Pat
     (tmp_path / "d").mkdir()
     with pytest.raises(UserError, match="is a directory: unpack = false"):
         ss.key_for(SourceDecl(path="d", unpack=False), tmp_path)
+
+
+def test_a_web_server_sees_no_request_when_a_mirror_holds_the_file(
+        tmp_path: Path, archive: tuple[Path, str], http_root: tuple[Path, str]) -> None:
+    """An offline site's mirror is used first: the upstream URL is never contacted."""
+    path, hex_ = archive
+    root, base = http_root
+    shutil.copy(path, root / "pkg-1.0.tar.gz")
+    mirror = tmp_path / "site-mirror"
+    (mirror / "sha256").mkdir(parents=True)
+    shutil.copy(path, mirror / "sha256" / hex_)
+    _Handler.requests.clear()
+    ss = SourceStore(Store(tmp_path / "store"), [f"{base}/no-such-mirror/", str(mirror)])
+    assert ss.ensure(f"sha256:{hex_}", urls=[f"{base}/pkg-1.0.tar.gz"]).is_file()
+    assert _Handler.requests == []

@@ -246,8 +246,9 @@ class SourceStore:
     # -- getting sources --------------------------------------------------
     def ensure(self, key: str, *, urls: Sequence[str] = (), name: str | None = None,
                git_url: str | None = None) -> Path:
-        """Make the source present: own store, then the URLs, then each mirror
-        (`<mirror>/NAME` and `<mirror>/sha256/HEX`). BuildError lists every place tried."""
+        """Make the source present: own store, upstream stores, each mirror (local
+        directories first; `<mirror>/NAME` and `<mirror>/sha256/HEX`), then the URLs.
+        BuildError lists every place tried."""
         kind, value = parse_key(key)
         if kind == "git":
             return self._ensure_git(value, git_url)
@@ -278,12 +279,15 @@ class SourceStore:
         # an upstream store that has the archive: a copy from a local disk, checked like any
         upstream = [str(u.src / "sha256" / hex_) for u in self.store.upstreams
                     if (u.src / "sha256" / hex_).is_file()]
-        locs = [*upstream, *urls]
-        for mirror in self.mirrors:
+        # mirrors before the URL: a site keeps one so that an offline cluster never
+        # waits on upstream servers; local-directory mirrors before URL mirrors
+        mirrors = sorted(self.mirrors, key=lambda m: not _is_local(m))
+        locs = list(upstream)
+        for mirror in mirrors:
             if name:
                 locs.append(_join(mirror, name))
             locs.append(_join(mirror, f"sha256/{hex_}"))
-        return locs
+        return [*locs, *urls]
 
     def fetch(self, url: str, sha256: str | None = None) -> str:
         """`hdenv fetch URL [--sha256 HEX]`: store one file, return its key."""
