@@ -147,6 +147,26 @@ def test_every_libpng_file_loads_zlib_from_the_zlib_artifact(built: dict[str, Pa
     assert "OK" in proc.stdout or proc.stdout.strip() == "" or "in.png" in proc.stdout
 
 
+@pytest.mark.slow
+def test_no_run_path_entry_points_at_a_directory_that_does_not_exist(
+        built: dict[str, Path]) -> None:
+    """LD_RUN_PATH names `$PREFIX/lib64` before the build; an artifact without one keeps none."""
+    checked = 0
+    for root in built.values():
+        for dirpath, _dirs, files in os.walk(root):
+            for name in files:
+                p = Path(dirpath) / name
+                info = None if p.is_symlink() else read_elf(p)
+                if info is None or not info.dynamic:
+                    continue
+                checked += 1
+                for entry in info.search_path:
+                    real = entry.replace("$ORIGIN", str(p.parent))
+                    assert os.path.isdir(real), (p, entry)
+    assert checked >= 3
+    assert not (built["zlib"] / "lib64").exists()
+
+
 SYSTEM_COPY = """
 [packages.usesz]
 version = "1"
@@ -240,6 +260,42 @@ def test_library_of_a_build_only_dependency_must_be_declared(hd: Hd, built: dict
     assert proc.returncode == 1
     assert "bin/buildonly needs libz.so.1 at run time" in proc.stderr
     assert "declare it in deps" in proc.stderr
+
+
+HOST_ZLIB = """
+[host.hostz]
+libraries = ["libz.so.1"]
+
+[packages.usesysz]
+version = "1"
+{which} = ["gcc", "hostz"]
+script = '''
+printf 'int zlibVersion(void);\\nint main(void){{return !zlibVersion();}}\\n' > main.c
+mkdir -p "$PREFIX/bin"
+gcc main.c -o "$PREFIX/bin/usesysz" "$HOSTZ_DIR/lib/libz.so.1"
+'''
+"""
+
+
+@pytest.mark.slow
+def test_a_host_library_linked_at_run_time_must_be_a_runtime_dependency(
+        hd: Hd, built: dict[str, Path], tmp_path: Path) -> None:
+    """Only in build-deps, the host's libz would vanish from the profile's closure: refused."""
+    def host_zlib_stack(which: str) -> str:
+        path = tmp_path / f"{which}.toml"
+        path.write_text(HOST + HOST_ZLIB.format(which=which))
+        return str(path)
+
+    proc = hd("build", host_zlib_stack("build-deps"))
+    assert proc.returncode == 1, proc.stderr
+    assert "bin/usesysz needs libz.so.1 at run time, which only the build-only dependency" \
+        " hostz/" in proc.stderr
+    assert "declare it in deps" in proc.stderr
+    assert not [x for x in hd("list").stdout.splitlines() if x.startswith("usesysz/")]
+    ok = hd("build", host_zlib_stack("deps"))
+    assert ok.returncode == 0, ok.stderr
+    exe = artifact(hd, "usesysz") / "bin" / "usesysz"
+    assert subprocess.run(["env", "-i", str(exe)]).returncode == 0
 
 
 PKGCONF = """

@@ -13,12 +13,17 @@ the dynamic loader will:
   it from the system's default directories (libtool passed its own `-rpath`,
   so `LD_RUN_PATH` was ignored; CMake dropped its build run path): the
   provider's directory is *appended* to the file's run path (patchelf). hdenv
-  completes run paths; it never overrides an entry the build chose;
+  completes run paths; it never overrides an entry the build chose, but drops
+  entries into the artifact or a dependency that do not exist (`$PREFIX/lib64`
+  from `LD_RUN_PATH` when the build made no `lib64`);
 - provided by a dependency but found through an entry the build itself put
   in the run path that points at the system (the build linked the system's
   copy): the build fails, naming the file, the library and both places;
 - provided only by a build-only dependency: the build fails (the library is
-  needed at run time, so the dependency belongs in `deps`);
+  needed at run time, so the dependency belongs in `deps`); a host library
+  counts as build-only too when its host artifact is only in `build-deps`,
+  except a compiler's runtime libraries (libstdc++, libgfortran, ...), which
+  come with the compiler a package is built with;
 - taken from the host system and provided by no declared host artifact: an
   *undeclared system library*, listed in the build output and `hdenv show`,
   an error with `strict-links = true`. libc and the dynamic loader are
@@ -37,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import HdenvError
 from ..store.artifacts import runtime_closure
 from ..store.elf import (
     ET_DYN,
@@ -48,6 +54,7 @@ from ..store.elf import (
     walk_elf,
 )
 from ..store.layout import Store
+from .toolchain import driver_language
 
 # glibc's own libraries and the dynamic loaders: always taken from the host.
 LIBC = frozenset({
@@ -121,9 +128,13 @@ def shared_libraries(root: Path) -> dict[str, str]:
 def providers(store: Store, deps: list[str], build_deps: list[str]) -> list[Provider]:
     """Runtime dependencies (direct ones first), then build-only ones, as providers.
 
-    Host artifacts in either group provide the libraries linked in their
-    `lib/`; built artifacts the ones their metadata lists (older artifacts
-    are walked).
+    Host artifacts provide the libraries linked in their `lib/`: as runtime
+    providers when they are runtime dependencies, or when they are compilers
+    (a compiler's runtime libraries, libstdc++ or libgfortran, come with the
+    compiler a package builds with); a host library that is only a build
+    dependency is build-only like any other, so linking it at run time fails
+    the audit. Built artifacts provide the libraries their metadata lists
+    (older artifacts are walked).
     """
     runtime = deps + [a for a in runtime_closure(store, deps) if a not in deps]
     build_only = [a for a in build_deps + runtime_closure(store, build_deps)
@@ -137,7 +148,8 @@ def providers(store: Store, deps: list[str], build_deps: list[str]) -> list[Prov
         if meta.get("kind") == "host":
             libdir = root / "lib"
             names = sorted(os.listdir(libdir)) if libdir.is_dir() else []
-            out.append(Provider(aid, root, "host", {n: str(libdir / n) for n in names}))
+            host_role = "host" if role == "runtime" or _is_compiler(store, aid) else role
+            out.append(Provider(aid, root, host_role, {n: str(libdir / n) for n in names}))
             continue
         recorded = meta.get("libraries")
         libs = ({n: str(root / rel) for n, rel in recorded.items()}
@@ -146,11 +158,29 @@ def providers(store: Store, deps: list[str], build_deps: list[str]) -> list[Prov
     return out
 
 
+def _is_compiler(store: Store, aid: str) -> bool:
+    """A host artifact of `family = "compiler"`, or one that captured a compiler driver."""
+    try:
+        spec = store.read_spec(aid.rsplit("/", 1)[1])
+    except (OSError, ValueError, HdenvError):
+        return False
+    return spec.get("family") == "compiler" or \
+        any(driver_language(name) for name in spec.get("programs", {}))
+
+
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def _dangling(entry: str, prefix: Path, providers: list[Provider]) -> bool:
+    """A run-path entry into this artifact or a dependency that does not exist (`lib64`
+    named by `LD_RUN_PATH` before anyone knew whether the build would make one)."""
+    inside = entry == str(prefix) or entry.startswith(str(prefix) + os.sep) or \
+        any(p.owns(entry) for p in providers)
+    return inside and not os.path.isdir(entry)
 
 
 def _is_transient(entry: str, transient: tuple[str, ...]) -> bool:
@@ -198,7 +228,8 @@ def _complete(prefix: Path, elves: list[ElfInfo], providers: list[Provider],
         if not info.dynamic:
             continue
         current = list(info.search_path)
-        kept = [e for e in current if not _is_transient(loader.expand(info, e), transient)]
+        kept = [e for e in current if not _is_transient(loader.expand(info, e), transient)
+                and not _dangling(loader.expand(info, e), prefix, providers)]
         additions: list[str] = []
         for lib in info.needed:
             hit = _provider_for(lib, providers)
