@@ -71,6 +71,37 @@ def test_set_parameter_gives_new_id_beside_old(run_hdenv: Runner, tmp_path: Path
     assert new == {"libgreet", "greet"}
 
 
+MATRIX = """
+[matrix]
+compiler = ["gcc", "clang"]
+
+[host.gcc]
+programs = ["gcc"]
+family = "compiler"
+
+[host.clang]
+programs = ["clang"]
+family = "compiler"
+
+[packages.tool]
+version = "1"
+build-deps = ["{{ compiler }}"]
+script = 'mkdir -p "$PREFIX"'
+"""
+
+
+def test_set_of_a_matrix_key_to_an_unlisted_value_names_the_allowed_ones(
+        run_hdenv: Runner, tmp_path: Path, store_dir: Path) -> None:
+    stack = tmp_path / "m.toml"
+    stack.write_text(MATRIX)
+    for flags in ([], ["--dry-run"]):
+        proc = run_hdenv("build", str(stack), *flags, "--set", "compiler=intel")
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == (f"hdenv: error: --set compiler=intel: matrix.compiler in {stack}"
+                               " allows only gcc, clang\n")
+    assert not store_dir.exists() or not any((store_dir / "artifacts").glob("*"))
+
+
 def test_changing_only_a_url_changes_no_id(run_hdenv: Runner, tmp_path: Path,
                                            shared_sources: Path) -> None:
     require_tool("gcc")

@@ -239,7 +239,12 @@ def _parse_set(overrides: Mapping[str, str], params: dict[str, Any], matrix: dic
     """Apply `--set` values: parameters are replaced, matrix keys narrowed to one value."""
     for key, raw in overrides.items():
         if key in matrix:
-            matrix[key] = [_coerce(raw, matrix[key][0] if matrix[key] else "")]
+            value = _coerce(raw, matrix[key][0] if matrix[key] else "")
+            if value not in matrix[key]:
+                allowed = ", ".join(str(v) for v in matrix[key])
+                raise UserError(f"--set {key}={raw}: matrix.{key} in {ctx.file} allows only"
+                                f" {allowed}")
+            matrix[key] = [value]
         elif key in params:
             params[key] = _coerce(raw, params[key])
         else:
