@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import servers
 from conftest import EXAMPLES, Runner, require_tool
 
 
@@ -100,6 +102,37 @@ def test_set_of_a_matrix_key_to_an_unlisted_value_names_the_allowed_ones(
         assert proc.stderr == (f"hdenv: error: --set compiler=intel: matrix.compiler in {stack}"
                                " allows only gcc, clang\n")
     assert not store_dir.exists() or not any((store_dir / "artifacts").glob("*"))
+
+
+VARIANTS = """
+[matrix]
+flavour = ["plain", "spicy"]
+
+[packages.tool]
+version = "1"
+sources = [{{ url = "{url}", sha256 = "{sha}" }}]
+env = {{ FLAVOUR = "{{{{ flavour }}}}" }}
+script = '{script}'
+"""
+
+
+def test_variants_share_one_fetch_and_failures_name_the_variant(
+        run_hdenv: Runner, tmp_path: Path) -> None:
+    www = tmp_path / "www"
+    www.mkdir()
+    payload = www / "tool-1.tar"
+    subprocess.run(["tar", "-cf", str(payload), "-C", str(tmp_path), "www"], check=True)
+    sha = hashlib.sha256(payload.read_bytes()).hexdigest()
+    log = tmp_path / "http.log"
+    with servers.http_server(www, log) as base:
+        stack = tmp_path / "v.toml"
+        stack.write_text(VARIANTS.format(url=f"{base}tool-1.tar", sha=sha,
+                                         script='echo "$FLAVOUR" >&2; exit 1'))
+        proc = run_hdenv("build", "-j", "2", "--keep-going", str(stack))
+    assert proc.returncode == 1, proc.stderr
+    assert "2 build(s) failed: tool [plain], tool [spicy]" in proc.stderr
+    gets = [line for line in log.read_text().splitlines() if "GET /tool-1.tar" in line]
+    assert len(gets) == 1, log.read_text()
 
 
 def test_changing_only_a_url_changes_no_id(run_hdenv: Runner, tmp_path: Path,

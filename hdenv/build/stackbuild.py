@@ -24,7 +24,7 @@ from . import processes
 from .builder import BuildOptions, build_options
 from .plan import Plan, plan_stack
 from .preflight import preflight
-from .progress import Progress
+from .progress import Progress, labels
 from .scheduler import BuildReport, run_plan
 from .stackfile import ProfilePlan, Stack, load_stack
 from .storepath import check_store_path
@@ -136,7 +136,8 @@ def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
             raise UserError(f"profile {planned.plan.name}: {e.message}", file=str(stack.path),
                             line=planned.plan.line) from None
     if not report.ok:
-        names = ", ".join(sorted(n.split("/")[0] for n in report.failed))
+        seen = labels((nid, node.variant) for nid, node in plan.nodes.items())
+        names = ", ".join(sorted(seen.get(n, n.split("/")[0]) for n in report.failed))
         skipped = f"; {len(report.skipped)} skipped" if report.skipped else ""
         raise BuildFailed(outcome, f"{len(report.failed)} build(s) failed: {names}{skipped}")
     return outcome

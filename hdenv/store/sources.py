@@ -253,12 +253,28 @@ class SourceStore:
         if kind == "git":
             return self._ensure_git(value, git_url)
         dest = self.sha_dir / value
-        if dest.is_file():
-            if srcstat.intact(self.store.src, value):
+        if self._intact(key, dest):
+            return dest
+        # one download per source: variants of a matrix building at once (or other
+        # runs) wait for the first, then find the source stored
+        with file_lock(self.store.lock_path(f"src-{value}")):
+            if self._intact(key, dest):
                 return dest
-            self.log(f"stored source {key} is damaged (its bytes no longer hash to its name):"
-                     " removed, fetching it again")
-            srcstat.discard(self.store.src, value)
+            return self._fetch_locked(key, value, dest, urls, name)
+
+    def _intact(self, key: str, dest: Path) -> bool:
+        """Stored and still what its name says; a damaged copy is removed."""
+        if not dest.is_file():
+            return False
+        if srcstat.intact(self.store.src, dest.name):
+            return True
+        self.log(f"stored source {key} is damaged (its bytes no longer hash to its name):"
+                 " removed, fetching it again")
+        srcstat.discard(self.store.src, dest.name)
+        return False
+
+    def _fetch_locked(self, key: str, value: str, dest: Path, urls: Sequence[str],
+                      name: str | None) -> Path:
         name = name or next((_basename(u) for u in urls if _basename(u)), None)
         tried: list[str] = []
         for loc in self._locations(value, urls, name):
