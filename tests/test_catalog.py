@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import Runner
 from shellfixtures import add_artifact, add_profile, fake_hash
 
 from hdenv.errors import UserError
@@ -138,3 +139,31 @@ def test_fast_path_stays_light(store: Path, args: list[str]) -> None:
     for heavy in HEAVY:
         assert heavy not in imported, heavy
     assert proc.stdout  # and it printed the answer itself
+
+
+VARIANT_STACK = """
+[stack]
+name = "s"
+
+[matrix]
+level = ["fast", "small"]
+
+[packages.tool]
+version = "1"
+env = { OPT = "{{ level }}" }
+script = 'mkdir -p "$PREFIX/bin" && printf "#!/bin/sh\\necho $OPT\\n" > "$PREFIX/bin/tool"'
+"""
+
+
+def test_spider_keeps_variants_apart_and_names_a_profile_holding_each(
+        run_hdenv: Runner, tmp_path: Path) -> None:
+    stack = tmp_path / "s.toml"
+    stack.write_text(VARIANT_STACK)
+    run_hdenv("build", str(stack), check=True)
+    text = run_hdenv("spider", "tool", check=True).stdout
+    assert text == ("tool/1 [OPT=fast]\n    in: s-fast/1 (D)\n    load it with: hdenv load s-fast\n"
+                    "tool/1 [OPT=small]\n    in: s-small/1 (D)\n"
+                    "    load it with: hdenv load s-small\n")
+    entries = json.loads(run_hdenv("spider", "--json", "tool/1", check=True).stdout)
+    assert [(e["variant"], e["load"], len(e["ids"])) for e in entries] == [
+        ("OPT=fast", "hdenv load s-fast", 1), ("OPT=small", "hdenv load s-small", 1)]

@@ -146,9 +146,14 @@ def _profile_hashes(index: Index, typed: str, seen: set[str]) -> list[str]:
 # -- spider ---------------------------------------------------------------------
 
 def spider_data(index: Index, text: str) -> list[dict[str, Any]]:
-    """Each package NAME/VERSION matching `text`, with every generation holding it."""
+    """Each package NAME/VERSION matching `text`, one entry per build of it (variant).
+
+    Two builds of one version (a gcc and a clang variant, two CFLAGS) are
+    different software, so each gets its own entry, labelled by what tells it
+    apart, and "load it with" names a profile that holds *that* build.
+    """
     name, _, version = text.partition("/")
-    found: dict[tuple[str, str], dict[str, Any]] = {}
+    found: dict[str, dict[str, Any]] = {}  # by artifact id
     for named in index.named():
         for gen in named.generations:
             facts = index.facts(named.root, gen.hash)
@@ -158,39 +163,74 @@ def spider_data(index: Index, text: str) -> list[dict[str, Any]]:
                         continue
                 elif name.lower() not in pname.lower():
                     continue
-                entry = found.setdefault((pname, pversion), {
-                    "package": pname, "version": pversion, "ids": [], "profiles": [],
-                    "description": ""})
-                if aid not in entry["ids"]:
-                    entry["ids"].append(aid)
+                entry = found.setdefault(aid, {
+                    "package": pname, "version": pversion, "ids": [aid], "variant": "",
+                    "profiles": [], "description": "", "store": named.root})
                 entry["profiles"].append({"name": named.name, "generation": gen.number,
                                           "ref": f"{named.name}/{gen.number}",
                                           "hash": gen.hash, "current": gen.current,
                                           "store": named.root})
     from ..store.index import read_about
 
+    by_version: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for entry in found.values():
+        by_version.setdefault((entry["package"], entry["version"]), []).append(entry)
     out = []
     exact = name.lower()
-    for _key, entry in sorted(found.items(),
+    for _key, group in sorted(by_version.items(),
                               key=lambda kv: (kv[0][0].lower() != exact, kv[0])):
-        for aid in entry["ids"]:
-            root = next(p["store"] for p in entry["profiles"])
-            described = read_about(root, aid.rsplit("/", 1)[1]).get("description")
-            if described:
-                entry["description"] = described
-                break
-        defaults = sorted({p["name"] for p in entry["profiles"] if p["current"]})
-        entry["load"] = (f"hdenv load {defaults[0]}" if defaults
-                         else f"hdenv load {entry['profiles'][-1]['ref']}")
-        out.append(entry)
+        labels = variant_labels({e["ids"][0]: e.pop("store") for e in group})
+        for entry in sorted(group, key=lambda e: labels[e["ids"][0]]):
+            aid = entry["ids"][0]
+            entry["variant"] = labels[aid]
+            root = entry["profiles"][0]["store"]
+            entry["description"] = read_about(root, aid.rsplit("/", 1)[1]).get(
+                "description", "")
+            defaults = sorted({p["name"] for p in entry["profiles"] if p["current"]})
+            entry["load"] = (f"hdenv load {defaults[0]}" if defaults
+                             else f"hdenv load {entry['profiles'][-1]['ref']}")
+            out.append(entry)
     return out
+
+
+def variant_labels(stores: Mapping[str, str]) -> dict[str, str]:
+    """Artifact id -> what sets it apart from the other builds of the same NAME/VERSION.
+
+    The dependencies one build has and the others lack (`gcc` against
+    `clang`), then the environment values that differ (`CFLAGS=-O1`); a
+    short hash only when nothing else tells them apart. One build: "".
+    """
+    if len(stores) < 2:
+        return {aid: "" for aid in stores}
+    from ..store.index import read_spec
+
+    deps: dict[str, set[str]] = {}
+    envs: dict[str, dict[str, str]] = {}
+    for aid, root in stores.items():
+        spec = read_spec(root, aid.rsplit("/", 1)[1])
+        ids = [*(spec.get("deps") or []), *(spec.get("build_deps") or [])]  # type: ignore[misc]
+        deps[aid] = {str(d).split("/")[0] for d in ids}
+        env = spec.get("env")
+        envs[aid] = {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
+    common = set.intersection(*deps.values())
+    keys = sorted({k for e in envs.values() for k in e})
+    differ = [k for k in keys if len({e.get(k) for e in envs.values()}) > 1]
+    labels = {}
+    for aid in stores:
+        parts = sorted(deps[aid] - common)
+        parts += [f"{k}={envs[aid][k]}" for k in differ if k in envs[aid]]
+        labels[aid] = ", ".join(parts)
+    if len(set(labels.values())) < len(labels) or not all(labels.values()):
+        return {aid: aid.rsplit("/", 1)[1][:7] for aid in stores}
+    return labels
 
 
 def spider_text(entries: list[dict[str, Any]]) -> str:
     lines = []
     for e in entries:
         about = f" - {e['description']}" if e["description"] else ""
-        lines.append(f"{e['package']}/{e['version']}{about}")
+        variant = f" [{e['variant']}]" if e.get("variant") else ""
+        lines.append(f"{e['package']}/{e['version']}{variant}{about}")
         lines.append("    in: " + ", ".join(
             p["ref"] + (" (D)" if p["current"] else "") for p in e["profiles"]))
         lines.append(f"    load it with: {e['load']}")

@@ -36,6 +36,15 @@ def read_about(root: str, hash_: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
+def read_spec(root: str, hash_: str) -> dict[str, object]:
+    """`specs/HASH.json`, or {} when it is missing or damaged (listings never fail on it)."""
+    try:
+        data = fastjson.read(os.path.join(root, "specs", hash_ + ".json"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 class Generation:
     def __init__(self, number: int, hash_: str, current: bool):
         self.number = number
