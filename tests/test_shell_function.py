@@ -330,3 +330,42 @@ def test_help_store_and_generations_in_other_shells(shell: str, store: Path, hom
     assert "load=0\nhello from demo\nunload=0\n" in out, proc.stderr
     assert "nosuch=2\n" in out
     assert "unknown REF 'nosuch'" in proc.stderr
+
+
+VARIANTS = """
+[stack]
+name = "s"
+
+[matrix]
+level = ["fast", "small"]
+
+[packages.tool]
+version = "1"
+env = { OPT = "{{ level }}" }
+script = '''
+mkdir -p "$PREFIX/bin" && printf "#!/bin/sh\\necho $OPT\\n" > "$PREFIX/bin/tool"
+chmod +x "$PREFIX/bin/tool"
+'''
+"""
+
+
+def test_two_builds_of_one_package_are_never_loaded_together(home: Path) -> None:
+    """s-fast and s-small hold different builds of tool/1: the second load is refused."""
+    store = home / "variants-store"
+    env = base_env(home, store)
+    (home / "s.toml").write_text(VARIANTS)
+    subprocess.run([HDENV, "build", str(home / "s.toml")], env=env, check=True,
+                   capture_output=True)
+    init = write_init("bash", env)
+    script = f""". {init}
+hdenv load s-fast; echo "fast=$?"
+hdenv load s-small; echo "small=$?"
+tool
+hdenv swap s-fast s-small; echo "swap=$?"
+tool
+"""
+    proc = bash(script, env, home)
+    assert proc.stdout == "fast=0\nsmall=2\nfast\nswap=0\nsmall\n", proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if "another build" in x]
+    assert line.startswith("hdenv: error: s-small/1 holds tool/1/")
+    assert line.endswith("; swap them: hdenv swap s-fast/1 s-small/1")

@@ -42,13 +42,15 @@ class Profile:
     """What a load needs to know about one profile."""
 
     def __init__(self, hash_: str, name: str | None, prefix: str,
-                 env: dict[str, str], family: str | None, generation: int | None = None):
+                 env: dict[str, str], family: str | None, generation: int | None = None,
+                 artifacts: list[str] | None = None):
         self.hash = hash_
         self.name = name
         self.prefix = prefix
         self.env = env
         self.family = family
         self.generation = generation
+        self.artifacts = artifacts or []  # ids of its runtime closure
 
     @property
     def ref(self) -> str:
@@ -146,8 +148,9 @@ def read_profile(root: str, hash_: str, name: str | None,
     if not isinstance(env, dict) or not isinstance(family, (str, type(None))):
         raise UserError("damaged profile metadata (no 'env' table); see `hdenv verify`",
                         file=meta_path)
+    artifacts = meta.get("artifacts")
     return Profile(hash_, name, prefix, {str(k): str(v) for k, v in env.items()}, family,
-                   generation)
+                   generation, [str(a) for a in artifacts] if isinstance(artifacts, list) else [])
 
 
 def _home(roots: list[str], hash_: str) -> str | None:
@@ -256,6 +259,17 @@ def apply(env: dict[str, str], prof: Profile) -> LoadRecord:
     return rec
 
 
+def _loaded_artifacts(prefix: str) -> list[str]:
+    """The artifact ids of a loaded profile; [] when it is gone (unload still works then)."""
+    try:
+        with open(lightos.join(prefix, ".hdenv", "profile.json"), encoding="utf-8") as f:
+            meta = envdiff.json_loads(f.read())
+    except (OSError, ValueError):
+        return []
+    artifacts = meta.get("artifacts") if isinstance(meta, dict) else None
+    return [str(a) for a in artifacts] if isinstance(artifacts, list) else []
+
+
 def _who(loaded: Profile | LoadRecord) -> Who:
     return (loaded.name, getattr(loaded, "generation", None), loaded.hash)
 
@@ -333,8 +347,21 @@ class Session:
                 note(f"family {prof.family!r}: unloading {rec.ref} to load {prof.ref}")
                 envdiff.unload(self.env, self.records, self.records.index(rec))
                 replaced.append(_who(rec))
+        self._refuse_other_builds(prof)
         self.records.append(apply(self.env, prof))
         return prof, replaced
+
+    def _refuse_other_builds(self, prof: Profile) -> None:
+        """Two builds of one NAME/VERSION (a gcc and a clang variant) never load together:
+        whichever comes first on PATH would win silently, program by program."""
+        mine = {a.rpartition("/")[0]: a for a in prof.artifacts}
+        for rec in self.records:
+            for aid in _loaded_artifacts(rec.prefix):
+                other = mine.get(aid.rpartition("/")[0])
+                if other is not None and other != aid:
+                    raise UserError(
+                        f"{prof.ref} holds {other} but the loaded {rec.ref} holds another"
+                        f" build of it ({aid}); swap them: hdenv swap {rec.ref} {prof.ref}")
 
     def purge(self) -> None:
         while self.records:
