@@ -79,9 +79,42 @@ def format_show(info: dict[str, Any]) -> str:
         *[f"  {d}" for d in info["runtime_deps"] or ["(none)"]],
         *_undeclared_lines(info.get("undeclared_system_libraries", [])),
         "spec:",
-        *["  " + line for line in json.dumps(info["spec"], indent=2, sort_keys=True).splitlines()],
+        *spec_lines(info["spec"]),
     ]
     return "\n".join(lines)
+
+
+def spec_lines(spec: dict[str, Any]) -> list[str]:
+    """A spec as a person reads it: one field a line, lists and tables indented.
+
+    `--json` has the exact canonical form; this is for reading: the script as
+    the shell sees it, environment values as KEY=VALUE, a host artifact's
+    programs with their paths and version lines.
+    """
+    out: list[str] = []
+    for key in ("kind", "name", "version", "family"):
+        if spec.get(key) is not None:
+            out.append(f"  {key + ':':<12}{spec[key]}")
+    for src in spec.get("sources", []):
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(src.items()) if k != "key" and v)
+        out.append(f"  {'source:':<12}{src.get('key')}" + (f" ({detail})" if detail else ""))
+    for key, label in (("deps", "dep"), ("build_deps", "build dep"), ("tools", "tools")):
+        ids = spec.get(key) or []
+        out += [f"  {label + ':':<12}{aid}" for aid in ([ids] if isinstance(ids, str) else ids)]
+    out += [f"  {'env:':<12}{k}={v}" for k, v in sorted(spec.get("env", {}).items())]
+    for name, prog in sorted(spec.get("programs", {}).items()):
+        first = (str(prog.get("version", "")).splitlines() or [""])[0]
+        out.append(f"  {'program:':<12}{name}  {prog.get('path')}  {first}")
+    for name, lib in sorted(spec.get("libraries", {}).items()):
+        out.append(f"  {'library:':<12}{name}  {lib.get('path')}")
+    shown = {"kind", "name", "version", "family", "sources", "deps", "build_deps", "tools",
+             "env", "programs", "libraries", "script"}
+    for key in sorted(set(spec) - shown):
+        out.append(f"  {key + ':':<12}{json.dumps(spec[key], sort_keys=True)}")
+    if spec.get("script"):
+        out.append("  script:")
+        out += [f"    {line}" for line in str(spec["script"]).splitlines()]
+    return out
 
 
 def _undeclared_lines(undeclared: list[dict[str, str]]) -> list[str]:
