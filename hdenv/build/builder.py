@@ -84,6 +84,9 @@ def build_environment(store: Store, node: Node, prefix: Path, build_dir: Path,
         "PKG_CONFIG_PATH": os.pathsep.join(pc_dirs),
         "PKG_CONFIG_LIBDIR": os.pathsep.join(pc_dirs) or str(empty_pc),
         "CMAKE_PREFIX_PATH": os.pathsep.join(str(d) for d in dirs),
+        # Python packages among the dependencies are importable while this builds
+        "PYTHONPATH": os.pathsep.join(str(p) for d in dirs for p in sorted(
+            d.glob("lib/python3*/site-packages")) if p.is_dir()),
         "HOME": str(build_dir / "home"),
         "TMPDIR": str(build_dir / "tmp"),
         "LC_ALL": "C",

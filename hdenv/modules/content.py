@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import UserError
-from ..shell.fastload import PATH_DIRS, PREFIX_VAR
+from ..shell.fastload import PATH_DIRS, PREFIX_VAR, python_site_dirs
 from ..store.layout import Store
 from .catalog import Catalog
 from .hierarchy import Layout, Placement
@@ -88,6 +88,8 @@ def _prepends(prefix: Path) -> list[tuple[str, str]]:
         path = prefix / sub if sub else prefix
         if not sub or path.is_dir():
             out.append((var, check_value(var, str(path), "the store path")))
+    out += [("PYTHONPATH", check_value("PYTHONPATH", d, "the store path"))
+            for d in python_site_dirs(str(prefix))]  # as `hdenv load` does
     return out
 
 

@@ -253,6 +253,9 @@ def apply(env: dict[str, str], prof: Profile) -> LoadRecord:
         path = lightos.join(prof.prefix, sub)
         if lightos.is_dir(path):
             envdiff.prepend(env, rec, var, [path], keep_default)
+    site = python_site_dirs(prof.prefix)
+    if site:
+        envdiff.prepend(env, rec, "PYTHONPATH", site, False)
     envdiff.prepend(env, rec, PREFIX_VAR, [prof.prefix])
     for var in sorted(prof.env):
         envdiff.set_var(env, rec, check_name(var), prof.env[var])
@@ -268,6 +271,25 @@ def _loaded_artifacts(prefix: str) -> list[str]:
         return []
     artifacts = meta.get("artifacts") if isinstance(meta, dict) else None
     return [str(a) for a in artifacts] if isinstance(artifacts, list) else []
+
+
+def python_site_dirs(prefix: str) -> list[str]:
+    """`lib/pythonX.Y/site-packages` of a prefix that has no Python of its own.
+
+    A profile holding a Python is a virtual environment whose interpreter
+    finds its packages itself; packages loaded on their own (an artifact, a
+    profile of Python packages for another interpreter) need PYTHONPATH, as
+    Spack's and Lmod's Python modules set it.
+    """
+    if lightos.exists(lightos.join(prefix, "bin", "python3")):
+        return []
+    lib = lightos.join(prefix, "lib")
+    try:
+        names = lightos.listdir(lib)
+    except OSError:
+        return []
+    return [lightos.join(lib, n, "site-packages") for n in sorted(names)
+            if n.startswith("python3") and lightos.is_dir(lightos.join(lib, n, "site-packages"))]
 
 
 def _who(loaded: Profile | LoadRecord) -> Who:

@@ -1,0 +1,89 @@
+"""Python packages outside a Python profile: importable while dependents build, after
+`hdenv load` of the artifact alone, and after `module load` of its generated module
+in real Lmod and Environment Modules (PYTHONPATH, as Spack's modules set it)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import Runner, require_tool
+from modulerunner import ModuleShell
+
+PYVER = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+STACK = f"""
+[stack]
+name = "py"
+
+[host.python]
+programs = ["python3"]
+
+[packages.pylib]
+version = "1"
+script = '''
+d="$PREFIX/lib/{PYVER}/site-packages/hdenvmod"
+mkdir -p "$d"
+echo "VALUE = 42" > "$d/__init__.py"
+'''
+
+[packages.user]
+version = "1"
+deps = ["pylib"]
+build-deps = ["python"]
+script = '''
+mkdir -p "$PREFIX/share"
+python3 -c "import hdenvmod; print(hdenvmod.VALUE)" > "$PREFIX/share/value"
+'''
+
+[profiles.py]
+packages = ["user"]
+"""
+
+
+@pytest.fixture
+def built(run_hdenv: Runner, tmp_path: Path) -> dict[str, str]:
+    require_tool("python3")
+    (tmp_path / "py.toml").write_text(STACK)
+    # --keep-going: each test below fails for its own reason, not for another's
+    run_hdenv("build", "--keep-going", str(tmp_path / "py.toml"))
+    rows = run_hdenv("list", "artifacts", check=True).stdout.splitlines()
+    return {line.split("/")[0]: line.split()[0] for line in rows}
+
+
+def test_a_dependency_is_importable_while_its_dependent_builds(
+        built: dict[str, str], run_hdenv: Runner) -> None:
+    assert "user" in built, "user failed to build: it could not import hdenvmod"
+    user = Path(run_hdenv("path", built["user"], check=True).stdout.strip())
+    assert (user / "share" / "value").read_text() == "42\n"
+
+
+def test_loading_the_artifact_alone_makes_it_importable(
+        built: dict[str, str], run_hdenv: Runner, hdenv_env: dict[str, str],
+        tmp_path: Path) -> None:
+    exe = str(Path(sys.executable).parent / "hdenv")
+    script = f"""eval "$({exe} init bash)"
+hdenv load {built['pylib']}
+python3 -c "import hdenvmod; print('value', hdenvmod.VALUE)"
+hdenv unload {built['pylib']}
+echo "after: ${{PYTHONPATH-unset}}"
+"""
+    env = {**hdenv_env, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+           "HOME": str(tmp_path)}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout == "value 42\nafter: unset\n", proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["lmod", "em"])
+def test_module_load_of_a_python_package_imports_it(built: dict[str, str], run_hdenv: Runner,
+                                                    tmp_path: Path, kind: str) -> None:
+    out = tmp_path / f"modules-{kind}"
+    fmt = "lmod" if kind == "lmod" else "tcl"
+    run_hdenv("modulefiles", "--format", fmt, "--out", str(out), check=True)
+    sh = ModuleShell(kind, tmp_path)
+    proc = sh.run(out / "Core", ["module load pylib",
+                                 "python3 -c 'import hdenvmod; print(hdenvmod.VALUE)'"])
+    assert proc.stdout.strip().splitlines()[-1] == "42", proc.stderr
