@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Runner, require_tool
+from conftest import Runner, require, require_tool
 from modulerunner import ModuleShell
 
 PYVER = f"python{sys.version_info[0]}.{sys.version_info[1]}"
@@ -87,3 +87,40 @@ def test_module_load_of_a_python_package_imports_it(built: dict[str, str], run_h
     proc = sh.run(out / "Core", ["module load pylib",
                                  "python3 -c 'import hdenvmod; print(hdenvmod.VALUE)'"])
     assert proc.stdout.strip().splitlines()[-1] == "42", proc.stderr
+
+
+WHEEL = "packaging-24.1-py3-none-any.whl"
+WHEEL_SHA = "5b8f2217dbdbd2f7f384c41c628544e6d52f2d0f53c6d0c3ea61aa5d1d7ff124"
+DISTRO_PYTHON = "/usr/bin/python3"  # Debian's: its sysconfig defaults to posix_local
+PIP_STACK = """
+[host.python]
+programs = ["{python}"]
+
+[packages.packaging]
+version = "24.1"
+sources = [{{ url = "file://{src}/{wheel}", sha256 = "{sha}", unpack = false }}]
+build-deps = ["python"]
+script = '''
+python3 -m pip install --no-index --no-deps --no-build-isolation --ignore-installed --prefix "$PREFIX" {wheel}
+'''
+"""
+
+
+def test_pip_install_into_the_prefix_uses_site_packages_whatever_the_distro_patched(
+        run_hdenv: Runner, tmp_path: Path, shared_sources: Path) -> None:
+    """Debian's pip would write PREFIX/local/lib/python3.X/dist-packages."""
+    require(subprocess.run([DISTRO_PYTHON, "-m", "pip", "--version"], capture_output=True
+                           ).returncode == 0, f"{DISTRO_PYTHON} has no pip (python3-pip)")
+    stack = tmp_path / "pip.toml"
+    stack.write_text(PIP_STACK.format(src=shared_sources, wheel=WHEEL, sha=WHEEL_SHA,
+                                      python=DISTRO_PYTHON))
+    run_hdenv("build", str(stack), check=True)
+    (aid,) = [line.split()[0] for line in run_hdenv("list", "artifacts", check=True
+                                                     ).stdout.splitlines()
+              if line.startswith("packaging/")]
+    prefix = Path(run_hdenv("path", aid, check=True).stdout.strip())
+    host = subprocess.run([DISTRO_PYTHON, "-c", "import sys; print(*sys.version_info[:2], sep='.')"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert (prefix / "lib" / f"python{host}" / "site-packages" / "packaging" /
+            "__init__.py").is_file()
+    assert not (prefix / "local").exists()

@@ -84,9 +84,11 @@ def build_environment(store: Store, node: Node, prefix: Path, build_dir: Path,
         "PKG_CONFIG_PATH": os.pathsep.join(pc_dirs),
         "PKG_CONFIG_LIBDIR": os.pathsep.join(pc_dirs) or str(empty_pc),
         "CMAKE_PREFIX_PATH": os.pathsep.join(str(d) for d in dirs),
-        # Python packages among the dependencies are importable while this builds
-        "PYTHONPATH": os.pathsep.join(str(p) for d in dirs for p in sorted(
+        # Python packages among the dependencies are importable while this builds,
+        # and installs into $PREFIX take the posix_prefix scheme (_python_prefix_scheme)
+        "PYTHONPATH": os.pathsep.join([*(str(p) for d in dirs for p in sorted(
             d.glob("lib/python3*/site-packages")) if p.is_dir()),
+            str(build_dir / PY_SCHEME_DIR)]),
         "HOME": str(build_dir / "home"),
         "TMPDIR": str(build_dir / "tmp"),
         "LC_ALL": "C",
@@ -235,6 +237,31 @@ def _keep_failed_log(store: Store, node: Node, log_path: Path) -> Path:
     return kept
 
 
+PY_SCHEME_DIR = "hdenv-python"
+PY_SCHEME = """\
+# Written by hdenv for this build: `pip install --prefix "$PREFIX"` and setuptools
+# install into PREFIX/lib/pythonX.Y/site-packages (the posix_prefix scheme), as on
+# an unpatched Python, whatever the distribution made the default (Debian's
+# posix_local writes PREFIX/local/lib/pythonX.Y/dist-packages, which nothing finds).
+import sysconfig
+
+_distro_preferred = sysconfig.get_preferred_scheme
+
+
+def _preferred(key):
+    return "posix_prefix" if key == "prefix" else _distro_preferred(key)
+
+
+sysconfig.get_preferred_scheme = _preferred
+"""
+
+
+def _python_prefix_scheme(build_dir: Path) -> None:
+    """A `sitecustomize` on the build's PYTHONPATH that makes installs use posix_prefix."""
+    (build_dir / PY_SCHEME_DIR).mkdir()
+    (build_dir / PY_SCHEME_DIR / "sitecustomize.py").write_text(PY_SCHEME, encoding="utf-8")
+
+
 def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, build_dir: Path,
                 log_path: Path, jobs: int, guard_fd: int, sandboxed: bool = False) -> None:
     spec: dict[str, Any] = node.spec
@@ -242,6 +269,7 @@ def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, bu
     src.mkdir()
     (build_dir / "home").mkdir()
     (build_dir / "tmp").mkdir()
+    _python_prefix_scheme(build_dir)
     for entry in spec["sources"]:
         dest = src / entry["target"] if entry.get("target") else src
         dest.mkdir(parents=True, exist_ok=True)
