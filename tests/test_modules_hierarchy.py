@@ -133,3 +133,14 @@ def test_dependency_under_another_compiler_is_a_warning() -> None:
 def test_names_that_cannot_be_module_names_are_refused() -> None:
     with pytest.raises(UserError, match="cannot be a module name"):
         plan_layout({"x": Node("x", "bad name", "1")}, [])
+
+
+def test_variant_suffixes_say_what_differs_and_give_way_to_the_hash() -> None:
+    from hdenv.modules.hierarchy import variant_suffixes
+
+    assert variant_suffixes({"a": ("dep:gcc", "env:CFLAGS=-O1"),
+                             "b": ("dep:gcc", "env:CFLAGS=-O3 -g")}) == {"a": "O1", "b": "O3-g"}
+    assert variant_suffixes({"a": ("dep:gcc", "dep:zlib"), "b": ("dep:gcc",)}) is None  # b: ""
+    assert variant_suffixes({"a": ("dep:openblas",), "b": ("dep:netlib",)}) == {
+        "a": "openblas", "b": "netlib"}
+    assert variant_suffixes({"a": ("env:X=1",), "b": ("env:X=1",)}) is None

@@ -14,8 +14,11 @@ rules can be tested without a store:
   serves several compilers) and opens the MPI level below it. Nothing inside
   the tree ever re-adds `Core` to MODULEPATH.
 - **Names.** `NAME/VERSION`. When two artifacts would take one name and version
-  at one level (the same zlib with other CFLAGS), each gets a short hash
-  suffix, `zlib/1.2.13-abc1234` (7 characters, more if those collide).
+  at one level (the same zlib with other CFLAGS), each gets a suffix saying
+  what sets it apart, `zlib/1.2.13-O1` against `zlib/1.2.13-O3` (the value of
+  the variable that differs, or the dependency one has and the others lack);
+  only when that does not tell them apart, a short hash suffix,
+  `zlib/1.2.13-abc1234` (7 characters, more if those collide).
 - **Defaults.** Only where a name has several modules at a level, and then in
   one way only: for a profile its current generation (what `hdenv load NAME`
   loads); for artifacts the highest version, and among hash-suffixed variants
@@ -51,6 +54,7 @@ class Node:
     mpis: tuple[str, ...] = ()  # direct deps/build-deps with family "mpi"
     runtime_deps: tuple[str, ...] = ()
     created: str = ""
+    traits: tuple[str, ...] = ()  # "dep:NAME", "env:KEY=VALUE": what may tell variants apart
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,26 @@ def _suffixes(hashes: list[str]) -> dict[str, str]:
     return {h: h[:width] for h in hashes}
 
 
-def _name_modules(placements: list[Placement]) -> None:
+def variant_suffixes(traits: dict[str, tuple[str, ...]]) -> dict[str, str] | None:
+    """Module-version suffixes a person can tell apart (`-O1`, `-clang`), or None.
+
+    From what one build has and the others lack: a dependency's name, then the
+    value of an environment variable that differs (`CFLAGS=-O1` gives `O1`),
+    in characters a module version may hold. None when that does not give
+    every build its own non-empty suffix: the hash decides then.
+    """
+    common = set.intersection(*(set(t) for t in traits.values()))
+    out = {}
+    for ident, mine in traits.items():
+        words = [t.split(":", 1)[1].split("=", 1)[-1] for t in mine if t not in common]
+        word = "-".join(re.sub(r"[^A-Za-z0-9_.+~]+", "-", w).strip("-.") for w in words)
+        out[ident] = word
+    if not all(out.values()) or len(set(out.values())) < len(out):
+        return None
+    return out
+
+
+def _name_modules(placements: list[Placement], nodes: dict[str, Node]) -> None:
     groups: dict[tuple[Level, str, str], list[Placement]] = defaultdict(list)
     for p in placements:
         groups[(p.level, p.name, p.version)].append(p)
@@ -164,9 +187,12 @@ def _name_modules(placements: list[Placement]) -> None:
         clashing = [p for p in group if p.kind == "artifact"]
         if len(group) < 2 or not clashing:
             continue
+        named = variant_suffixes({p.ident: nodes[p.ident].traits for p in clashing}) \
+            if len(clashing) == len(group) else None
         short = _suffixes([p.ident.rsplit("/", 1)[1] for p in clashing])
         for p in clashing:
-            p.version = f"{p.version}-{short[p.ident.rsplit('/', 1)[1]]}"
+            suffix = named[p.ident] if named else short[p.ident.rsplit("/", 1)[1]]
+            p.version = f"{p.version}-{suffix}"
 
 
 def _defaults(placements: list[Placement], nodes: dict[str, Node],
@@ -213,7 +239,7 @@ def plan_layout(nodes: dict[str, Node], profiles: list[ProfileNode]) -> Layout:
     for name in sorted(core_names & {p.name for p in profiles}):
         planner.warnings.append(f"profile {name} and an artifact share the module name"
                                 f" {name} in Core; `module load {name}` loads the profile")
-    _name_modules(placements)
+    _name_modules(placements, nodes)
     where = {(p.ident, p.level): p for p in placements if p.kind == "artifact"}
     for p in placements:
         if p.kind != "artifact":
