@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from hdenv.errors import UserError
-from hdenv.modules.hierarchy import CORE, Node, ProfileNode, plan_layout, version_key
+from hdenv.modules.hierarchy import (
+    CORE,
+    Node,
+    ProfileNode,
+    plan_layout,
+    variant_suffixes,
+    version_key,
+)
 
 GCC = "gcc/12.2.0/" + "g" * 32
 CLANG = "clang/14.0.6/" + "c" * 32
@@ -136,8 +143,6 @@ def test_names_that_cannot_be_module_names_are_refused() -> None:
 
 
 def test_variant_suffixes_say_what_differs_and_give_way_to_the_hash() -> None:
-    from hdenv.modules.hierarchy import variant_suffixes
-
     assert variant_suffixes({"a": ("dep:gcc", "env:CFLAGS=-O1"),
                              "b": ("dep:gcc", "env:CFLAGS=-O3 -g")}) == {"a": "O1", "b": "O3-g"}
     assert variant_suffixes({"a": ("dep:gcc", "dep:zlib"), "b": ("dep:gcc",)}) is None  # b: ""
