@@ -107,6 +107,7 @@ def test_a_real_build_on_a_terminal(tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     os.replace(archive, mirror / "tool-1.0.tar.gz")
+    (tmp_path / "empty-mirror").mkdir()
     (tmp_path / "stack.toml").write_text(f"""
 [matrix]
 flavour = ["mild", "hot"]
@@ -118,7 +119,8 @@ env = {{ FLAVOUR = "{{{{ flavour }}}}" }}
 script = 'sleep 1.2; mkdir -p "$PREFIX/bin"; cp tool.sh "$PREFIX/bin/tool"; echo "$FLAVOUR"'
 """)
     env = {**os.environ, "HDENV_STORE": str(tmp_path / "store"),
-           "HDENV_CONFIG": str(tmp_path / "none.toml"), "HDENV_MIRRORS": str(mirror),
+           "HDENV_CONFIG": str(tmp_path / "none.toml"),
+           "HDENV_MIRRORS": f"{tmp_path / 'empty-mirror'} {mirror}",
            "HDENV_JOBS": "1", "COLUMNS": "200"}
     (tmp_path / "none.toml").write_text("")
     hdenv = str(Path(sys.executable).parent / "hdenv")
@@ -127,9 +129,10 @@ script = 'sleep 1.2; mkdir -p "$PREFIX/bin"; cp tool.sh "$PREFIX/bin/tool"; echo
     lines = [re.sub(r".*\r\x1b\[K", "", line) for line in out.replace("\r\n", "\n").split("\n")]
     fetching = [line for line in lines if "fetching" in line]
     assert fetching and all(line.startswith("fetching ") for line in fetching), out
+    # mirrors come first: the empty one fails twice (by name, by hash), each on its own line
     failed = [line for line in lines if line.startswith("  failed: ")]
-    assert failed == [f"  failed: file://{tmp_path}/gone/tool-1.0.tar.gz: "
-                      + failed[0].split(": ", 2)[2]], out
+    assert [line.split(": ", 2)[1] for line in failed] == [
+        f"{tmp_path}/empty-mirror/tool-1.0.tar.gz", f"{tmp_path}/empty-mirror/sha256/{sha}"], out
     assert any(line.startswith("  tool [mild]: live log ") and line.endswith("build.log")
                for line in lines), out
     assert any(line.startswith("built tool [hot] (") for line in lines), out
