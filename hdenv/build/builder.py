@@ -122,14 +122,18 @@ class BuildOptions:
     # where the build ran (a batch job's id and node), for later readers:
     log_first: str = ""  # the build log's first line
     meta: dict[str, Any] = field(default_factory=dict)  # added to artifact.json
+    skip_checks: bool = False  # `--skip-checks`, `[stack] checks = "never"` (said in the log)
+    keep_failed: bool = False  # `--keep-failed`: a failed build's directory stays (logs/)
 
 
-def build_options(settings: Settings, stream: TextIO | None = None) -> BuildOptions:
+def build_options(settings: Settings, stream: TextIO | None = None, *,
+                  skip_checks: bool = False, keep_failed: bool = False) -> BuildOptions:
     """Options for the builds of one `hdenv build`; says once if builds are not sandboxed."""
     sandboxed, notice = bwrap.use_sandbox(settings.sandbox)
     if notice and stream is not None:
         print(f"hdenv: {notice}", file=stream)
-    return BuildOptions(strict_links=settings.strict_links, sandbox=sandboxed)
+    return BuildOptions(strict_links=settings.strict_links, sandbox=sandboxed,
+                        skip_checks=skip_checks, keep_failed=keep_failed)
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -169,6 +173,7 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
         _run_script(store, node, sources, prefix, build_dir, log_path, jobs, guard_fd,
                     sandboxed=options.sandbox)
         meta.update(_audit_links(store, node, prefix, build_dir, log_path, options))
+        _run_checks(store, node, prefix, build_dir, log_path, jobs, guard_fd, options)
 
     try:
         return install_artifact(store, spec, populate, runtime_deps=node.deps, log_path=log_path,
@@ -181,8 +186,12 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
             kept = _keep_failed_log(store, node, log_path)
         except OSError:  # e.g. the disk is full: show the tail from where it is
             kept = log_path
+        what = (f"check `{e.cmd}` of {node.id} failed" if isinstance(e, CheckFailed)
+                else f"build of {node.id} failed")
+        where = _keep_build_dir(store, node, build_dir) if options.keep_failed else None
+        kept_dir = f"\nbuild directory kept: {where}" if where else ""
         raise BuildError(
-            f"build of {node.id} failed (exit {e.returncode}); log: {kept}\n"
+            f"{what} (exit {e.returncode}); log: {kept}{kept_dir}\n"
             f"--- last lines of the build log ---\n{tail(kept)}"
         ) from None
     except Interrupted:
@@ -195,7 +204,28 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
             raise
         raise BuildError(f"build of {node.id} failed: {described[0]}") from None
     finally:
-        remove_tree(build_dir)
+        if build_dir.exists():
+            remove_tree(build_dir)
+
+
+def kept_build_dir(store: Store, aid: str) -> Path:
+    """Where `--keep-failed` leaves a failed build's directory (beside its failed log).
+
+    Not in tmp/: the next build removes what dead runs left there.
+    """
+    return store.root / "logs" / f"{aid.replace('/', '-')}.build"
+
+
+def _keep_build_dir(store: Store, node: Node, build_dir: Path) -> Path | None:
+    dest = kept_build_dir(store, node.id)
+    try:
+        if dest.exists():
+            remove_tree(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(build_dir, dest)
+    except OSError:
+        return None
+    return dest
 
 
 def _audit_links(store: Store, node: Node, prefix: Path, build_dir: Path, log_path: Path,
@@ -262,8 +292,13 @@ def _python_prefix_scheme(build_dir: Path) -> None:
     (build_dir / PY_SCHEME_DIR / "sitecustomize.py").write_text(PY_SCHEME, encoding="utf-8")
 
 
-def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, build_dir: Path,
-                log_path: Path, jobs: int, guard_fd: int, sandboxed: bool = False) -> None:
+def prepare(store: Store, node: Node, sources: SourceStore, prefix: Path, build_dir: Path,
+            jobs: int) -> tuple[Path, Path, dict[str, str]]:
+    """Lay out `build_dir` as the build sees it: sources unpacked, patches ready, the script.
+
+    Returns (source directory, script, environment); `hdenv build-env` opens a
+    shell in exactly this.
+    """
     spec: dict[str, Any] = node.spec
     src = build_dir / "src"
     src.mkdir()
@@ -278,20 +313,75 @@ def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, bu
     script = build_dir / "hdenv-build.sh"
     prologue = _patch_prologue(sources, spec.get("patches", []), build_dir)
     script.write_text("set -e\n" + prologue + spec["script"] + "\n", encoding="utf-8")
-    env = build_environment(store, node, prefix, build_dir, jobs)
-    sh = store.artifact_dir(spec["tools"]) / "bin" / "sh"
+    return src, script, build_environment(store, node, prefix, build_dir, jobs)
+
+
+def in_sandbox(store: Store, node: Node, argv: list[str], *, writable: list[Path], cwd: Path,
+               sandboxed: bool, readable: tuple[str, ...] = ()) -> list[str]:
+    """`argv` as the build runs it: under bubblewrap when builds are sandboxed."""
+    if not sandboxed:
+        return argv
+    return bwrap.wrap(argv, writable=writable,
+                      readable=[*_sandbox_reads(store, node), *readable], cwd=cwd)
+
+
+def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, build_dir: Path,
+                log_path: Path, jobs: int, guard_fd: int, sandboxed: bool = False) -> None:
+    src, script, env = prepare(store, node, sources, prefix, build_dir, jobs)
+    sh = store.artifact_dir(node.spec["tools"]) / "bin" / "sh"
     with open(log_path, "ab") as log:
         log.write(f"hdenv: building {node.id}\n".encode())
         log.flush()
-        argv = [str(sh), str(script)]
-        if sandboxed:
-            argv = bwrap.wrap(argv, writable=[build_dir, prefix],
-                              readable=_sandbox_reads(store, node), cwd=src)
+        argv = in_sandbox(store, node, [str(sh), str(script)], writable=[build_dir, prefix],
+                          cwd=src, sandboxed=sandboxed)
         rc = processes.run_in_group(argv, cwd=src, env=env, log=log, pass_fds=(guard_fd,))
     if rc != 0:
         if processes.stopping():
             raise Interrupted(processes.stop_signal())
         raise subprocess.CalledProcessError(rc, str(script))
+
+
+class CheckFailed(subprocess.CalledProcessError):
+    """A check of the package (its `check` or `import` list) exited non-zero."""
+
+
+def check_environment(env: dict[str, str], prefix: Path) -> dict[str, str]:
+    """The build's environment with the package itself first: its programs and modules."""
+    out = dict(env)
+    out["PATH"] = os.pathsep.join(p for p in (str(prefix / "bin"), env.get("PATH", "")) if p)
+    site = [str(p) for p in sorted(prefix.glob("lib/python3*/site-packages")) if p.is_dir()]
+    out["PYTHONPATH"] = os.pathsep.join([*site, *filter(None, [env.get("PYTHONPATH", "")])])
+    return out
+
+
+def _run_checks(store: Store, node: Node, prefix: Path, build_dir: Path, log_path: Path,
+                jobs: int, guard_fd: int, options: BuildOptions) -> None:
+    """Each check after install, in the build's sandbox and directory; the first failure
+    fails the build (a package that built but cannot `import` is not done)."""
+    checks = node.spec.get("checks", [])
+    if not checks:
+        return
+    if options.skip_checks:
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(f"hdenv: {len(checks)} check(s) skipped (--skip-checks or"
+                      " [stack] checks = \"never\")\n")
+        return
+    env = check_environment(build_environment(store, node, prefix, build_dir, jobs), prefix)
+    sh = store.artifact_dir(node.spec["tools"]) / "bin" / "sh"
+    src = build_dir / "src"
+    for n, command in enumerate(checks, start=1):
+        script = build_dir / f"hdenv-check-{n}.sh"
+        script.write_text(command + "\n", encoding="utf-8")
+        with open(log_path, "ab") as log:
+            log.write(f"hdenv: check: {command}\n".encode())
+            log.flush()
+            argv = in_sandbox(store, node, [str(sh), str(script)], writable=[build_dir],
+                              cwd=src, sandboxed=options.sandbox, readable=(str(prefix),))
+            rc = processes.run_in_group(argv, cwd=src, env=env, log=log, pass_fds=(guard_fd,))
+        if rc != 0:
+            if processes.stopping():
+                raise Interrupted(processes.stop_signal())
+            raise CheckFailed(rc, command)
 
 
 def _sandbox_reads(store: Store, node: Node) -> list[str]:

@@ -180,6 +180,9 @@ def _plan_package(stack: Stack, pkg: PackagePlan, id_of: Any, tools_id: str,
         "tools": tools_id,
         "env": dict(sorted(pkg.env.items())),
         "script": pkg.script,
+        # a check is part of what the build does (as Nix's checkPhase), but only when
+        # there is one, so that packages without checks keep their ids
+        **({"checks": list(pkg.checks)} if pkg.checks else {}),
     }
     aid = artifact_id(spec)
     if aid not in nodes:

@@ -67,17 +67,20 @@ class Executor(Protocol):
 
 def build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str] | None = None,
                 jobs: int | None = None, keep_going: bool = False, dry_run: bool = False,
-                stream: TextIO = sys.stderr, executor: Executor | None = None) -> BuildOutcome:
+                stream: TextIO = sys.stderr, executor: Executor | None = None,
+                skip_checks: bool = False, keep_failed: bool = False) -> BuildOutcome:
     """Build a stack file; Ctrl-C, SIGTERM and SIGHUP stop it cleanly (`Interrupted`)."""
     with processes.interruptible():
         return _build_stack(path, settings, overrides=overrides, jobs=jobs,
                             keep_going=keep_going, dry_run=dry_run, stream=stream,
-                            executor=executor)
+                            executor=executor, skip_checks=skip_checks,
+                            keep_failed=keep_failed)
 
 
 def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str] | None,
                  jobs: int | None, keep_going: bool, dry_run: bool,
-                 stream: TextIO, executor: Executor | None) -> BuildOutcome:
+                 stream: TextIO, executor: Executor | None, skip_checks: bool,
+                 keep_failed: bool) -> BuildOutcome:
     settings.check_jobs()
     stack = load_stack(path, overrides)  # all input errors surface here, store untouched
     preflight(stack)  # and what planning would find: missing paths and host programs
@@ -98,12 +101,14 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
     clean_stale(store)  # what killed runs left in tmp/
     with BuildRoots(store) as roots:
         return _build(stack, store, sources, roots, settings, jobs=jobs, keep_going=keep_going,
-                      stream=stream, progress=progress, executor=executor)
+                      stream=stream, progress=progress, executor=executor,
+                      skip_checks=skip_checks or not stack.run_checks, keep_failed=keep_failed)
 
 
 def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
            settings: Settings, *, jobs: int | None, keep_going: bool,
-           stream: TextIO, progress: Progress, executor: Executor | None) -> BuildOutcome:
+           stream: TextIO, progress: Progress, executor: Executor | None,
+           skip_checks: bool, keep_failed: bool) -> BuildOutcome:
     with roots.holding():  # planning may store local sources before it can name them
         plan = plan_stack(stack, store, sources, host_identity=settings.host_identity)
         roots.add(plan_roots(plan))
@@ -115,8 +120,9 @@ def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
                        for i, n in plan.nodes.items())
         report = run_plan(plan, store, sources, jobs=jobs or settings.jobs,
                           build_jobs=settings.build_jobs, keep_going=keep_going, stream=stream,
-                          options=(cache_options(build_options(settings, stream), store, settings)
-                                   if to_build else None),
+                          options=(cache_options(build_options(
+                              settings, stream, skip_checks=skip_checks, keep_failed=keep_failed),
+                              store, settings) if to_build else None),
                           progress=progress)
     else:
         report = executor.run(plan, store, sources, jobs=jobs or settings.jobs,

@@ -31,10 +31,10 @@ PROFILE_PLACEHOLDER = "@@HDENV_PROFILE@@"
 Scalar = (str, int, float, bool)
 
 TOP_KEYS = {"stack", "parameters", "matrix", "host", "packages", "profiles"}
-STACK_KEYS = {"name", "description"}
+STACK_KEYS = {"name", "description", "checks"}
 HOST_KEYS = {"programs", "libraries", "family", "version", "version-from", "env", "pkgconfig"}
 PACKAGE_KEYS = {"version", "sources", "patches", "deps", "build-deps", "env", "script", "when",
-                "description", "slurm"}
+                "description", "slurm", "check", "import"}
 SLURM_KEYS = {"cpus", "time", "mem", "options"}
 PROFILE_KEYS = {"packages", "env", "family", "exclude", "priority", "when", "description",
                 "python-usage"}
@@ -111,6 +111,7 @@ class PackagePlan:
     script: str
     line: int
     patches: list[SourceDecl] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)  # run after install; in the spec
     sources_line: int = 0  # where `sources` is, for errors found later (a missing path)
     description: str = ""  # shown by spider and show; not part of the spec
     slurm: dict[str, Any] = field(default_factory=dict)  # batch resources; never in the spec
@@ -147,6 +148,7 @@ class Stack:
     hosts: dict[str, HostDecl]
     variants: list[Variant]
     description: str = ""
+    run_checks: bool = True  # `[stack] checks = "never"`: checks stay in the specs, not run
 
     @property
     def base_dir(self) -> Path:
@@ -306,6 +308,10 @@ def load_stack(path: Path, overrides: Mapping[str, str] | None = None) -> Stack:
     name = ctx.name(ctx.string(stack_table.get("name", path.stem), "stack", "name"), "stack",
                     "stack", "name")
     description = ctx.string(stack_table.get("description", ""), "stack", "description")
+    checks_mode = ctx.string(stack_table.get("checks", "always"), "stack", "checks")
+    if checks_mode not in ("always", "never"):
+        raise ctx.error(f"stack.checks must be \"always\" or \"never\", not {checks_mode!r}",
+                        "stack", "checks")
 
     params = dict(ctx.table(data.get("parameters", {}), "parameters"))
     for k, v in params.items():
@@ -352,7 +358,7 @@ def load_stack(path: Path, overrides: Mapping[str, str] | None = None) -> Stack:
         variants.append(variant)
     _check_profile_names(ctx, variants, matrix)
     return Stack(path=path, name=name, parameters=params, hosts=hosts, variants=variants,
-                 description=description)
+                 description=description, run_checks=checks_mode == "always")
 
 
 NESTING_REPORTED = 100
@@ -479,7 +485,30 @@ def _render_package(ctx: _Ctx, pname: str, table: dict[str, Any], context: dict[
     slurm = _render_slurm(ctx, table.get("slurm", {}), context, *where, "slurm")
     return PackagePlan(pname, version, sources, deps, build_deps, env, script,
                        ctx.index.line(*where), patches, sources_line=line,
-                       description=description, slurm=slurm)
+                       description=description, slurm=slurm,
+                       checks=_render_checks(ctx, table, context, *where))
+
+
+_IMPORT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _render_checks(ctx: _Ctx, table: dict[str, Any], context: dict[str, Any],
+                   *where: str) -> list[str]:
+    """`check = ["make check", ...]` and `import = ["yaml", "yaml._yaml"]` as shell commands.
+
+    An import check runs `python3 -c 'import X'` with the package's runtime
+    environment, which catches a build that quietly fell back to pure Python.
+    """
+    raw = table.get("check", [])
+    checks = [raw] if isinstance(raw, str) else raw
+    out = [ctx.render(c, context, *where, "check")
+           for c in ctx.strings(checks, *where, "check")]
+    for module in ctx.strings(table.get("import", []), *where, "import"):
+        module = ctx.render(module, context, *where, "import")
+        if not _IMPORT_NAME.match(module):
+            raise ctx.error(f"import: {module!r} is not a Python module name", *where, "import")
+        out.append(f"python3 -c 'import {module}'")
+    return out
 
 
 def _render_patches(ctx: _Ctx, value: Any, context: dict[str, Any], *path: str) -> list[SourceDecl]:

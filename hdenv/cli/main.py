@@ -130,9 +130,14 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
               help="Override a parameter (or pick one matrix value).")
 @click.option("--executor", type=click.Choice(EXECUTORS),
               help="Build here (local) or as one Slurm job per package (slurm).")
+@click.option("--skip-checks", is_flag=True,
+              help="Do not run the packages' checks (the build log says so).")
+@click.option("--keep-failed", is_flag=True,
+              help="Keep a failed build's directory and print where it is.")
 @click.pass_context
 def build(ctx: click.Context, stack_file: Path, jobs: int | None, keep_going: bool,
-          dry_run: bool, sets: tuple[str, ...], executor: str | None) -> None:
+          dry_run: bool, sets: tuple[str, ...], executor: str | None, skip_checks: bool,
+          keep_failed: bool) -> None:
     """Build every package and profile of STACK_FILE; print `NAME HASH` per profile."""
     from ..build.stackbuild import BuildFailed, build_stack
 
@@ -147,7 +152,8 @@ def build(ctx: click.Context, stack_file: Path, jobs: int | None, keep_going: bo
                                strict_links=settings.strict_links)
     try:
         outcome = build_stack(stack_file, settings, overrides=parse_sets(sets), jobs=jobs,
-                              keep_going=keep_going, dry_run=dry_run, executor=runner)
+                              keep_going=keep_going, dry_run=dry_run, executor=runner,
+                              skip_checks=skip_checks, keep_failed=keep_failed)
     except BuildFailed as e:
         for p in e.outcome.profiles:
             click.echo(f"{p.name} {p.hash}")
@@ -167,6 +173,23 @@ def build(ctx: click.Context, stack_file: Path, jobs: int | None, keep_going: bo
         if p.new_generation:
             click.echo(f"profile {p.name}: generation {p.generation}", err=True)
         click.echo(f"{p.name} {p.hash}")
+
+
+@cli.command("build-env", context_settings={"ignore_unknown_options": True})
+@click.argument("stack_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("package")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--set", "sets", multiple=True, metavar="PARAM=VALUE",
+              help="Override a parameter (or pick one matrix value).")
+@click.pass_context
+def build_env_cmd(ctx: click.Context, stack_file: Path, package: str,
+                  command: tuple[str, ...], sets: tuple[str, ...]) -> None:
+    """A shell (or `-- COMMAND`) with exactly the environment, sandbox and unpacked
+    sources that PACKAGE's build gets; its dependencies must be built."""
+    from ..build.buildenv import build_env
+
+    sys.exit(build_env(stack_file, settings_of(ctx), package, command,
+                       overrides=parse_sets(sets)))
 
 
 @cli.command()
