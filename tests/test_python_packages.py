@@ -4,6 +4,8 @@ in real Lmod and Environment Modules (PYTHONPATH, as Spack's modules set it)."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +126,29 @@ def test_pip_install_into_the_prefix_uses_site_packages_whatever_the_distro_patc
     assert (prefix / "lib" / f"python{host}" / "site-packages" / "packaging" /
             "__init__.py").is_file()
     assert not (prefix / "local").exists()
+
+
+@pytest.mark.slow
+def test_the_readme_python_packages_build_with_their_import_checks(
+        run_hdenv: Runner, tmp_path: Path, shared_sources: Path) -> None:
+    """The README's three shapes (wheel, sdist, C extension), built as written."""
+    require(subprocess.run([DISTRO_PYTHON, "-c", "import setuptools, wheel, pip"],
+                           capture_output=True).returncode == 0,
+            f"{DISTRO_PYTHON} lacks pip, setuptools or wheel")
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = re.search(r"## Python packages.*?```toml\n(.*?)```", readme, re.S)
+    assert block is not None
+    text = block.group(1).replace('programs = ["python3"]', f'programs = ["{DISTRO_PYTHON}"]')
+    for name in ("packaging-24.1-py3-none-any.whl", "six-1.16.0.tar.gz",
+                 "MarkupSafe-2.1.5.tar.gz"):
+        digest = hashlib.sha256((shared_sources / name).read_bytes()).hexdigest()
+        text = text.replace(f'url = ".../{name}", sha256 = "..."',
+                            f'url = "file://{shared_sources}/{name}", sha256 = "{digest}"')
+    (tmp_path / "py.toml").write_text(text)
+    proc = run_hdenv("build", str(tmp_path / "py.toml"), check=True)
+    assert "3 built" in proc.stderr
+    for aid in run_hdenv("list", "artifacts", check=True).stdout.split():
+        if aid.startswith(("six/", "markupsafe/", "packaging/")):
+            log = (Path(run_hdenv("path", aid, check=True).stdout.strip()) / ".hdenv" /
+                   "build.log").read_text()
+            assert "hdenv: check: python3 -c 'import " in log
