@@ -347,7 +347,7 @@ def test_concurrent_builds_build_each_package_once(hdenv_exe: str, hdenv_env: di
 [packages.other]
 version = "1"
 deps = ["slow"]
-script = 'echo other >> "{counter}"; mkdir -p "$PREFIX/share"; ls "$SLOW_DIR/bin" > "$PREFIX/share/list"'
+script = 'echo other >> "{counter}"; mkdir -p "$PREFIX/share"; ls "$HDENV_DEP_SLOW/bin" > "$PREFIX/share/list"'
 """)
     # the builds count themselves in a file outside their prefix: no sandbox for this one
     env = {**hdenv_env, "HDENV_SANDBOX": "none"}
@@ -358,3 +358,37 @@ script = 'echo other >> "{counter}"; mkdir -p "$PREFIX/share"; ls "$SLOW_DIR/bin
     assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
     assert sorted(counter.read_text().split()) == ["other", "run"]
     assert len({o[0] for o in outs}) == 1  # every run printed the same profile line
+
+
+CONVENTIONS = """
+[packages.hdf5]
+version = "1"
+script = 'mkdir -p "$PREFIX/include"'
+
+[packages.foo]
+version = "1"
+script = 'mkdir -p "$PREFIX/lib/cmake/Foo" && echo "# Foo" > "$PREFIX/lib/cmake/Foo/FooConfig.cmake"'
+
+[packages.user]
+version = "1"
+deps = ["hdf5", "foo"]
+script = '''
+mkdir -p "$PREFIX/share"
+for v in HDENV_DEP_HDF5 HDF5_ROOT HDF5_DIR HDENV_DEP_FOO FOO_ROOT Foo_DIR FOO_DIR; do
+  eval "echo $v=\\${$v-unset}"
+done > "$PREFIX/share/vars"
+'''
+"""
+
+
+def test_dependency_variables_never_collide_with_upstream_conventions(
+        run_hdenv: Runner, tmp_path: Path) -> None:
+    stack = tmp_path / "conv.toml"
+    stack.write_text(CONVENTIONS)
+    run_hdenv("build", str(stack), check=True)
+    prefix = {line.split("/")[0]: line.split()[1] for line in
+              run_hdenv("list", "artifacts", check=True).stdout.splitlines()}
+    assert (Path(prefix["user"]) / "share" / "vars").read_text().splitlines() == [
+        f"HDENV_DEP_HDF5={prefix['hdf5']}", f"HDF5_ROOT={prefix['hdf5']}", "HDF5_DIR=unset",
+        f"HDENV_DEP_FOO={prefix['foo']}", f"FOO_ROOT={prefix['foo']}",
+        f"Foo_DIR={prefix['foo']}/lib/cmake/Foo", "FOO_DIR=unset"]

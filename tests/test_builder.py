@@ -196,4 +196,4 @@ def test_store_path_with_space_warns_once_and_builds(run_hdenv: Runner, tmp_path
 
 
 def test_env_var_name() -> None:
-    assert env_var_name("py-yaml.x") == "PY_YAML_X_DIR"
+    assert env_var_name("py-yaml.x") == "HDENV_DEP_PY_YAML_X"

@@ -31,7 +31,7 @@ version = "2"
 deps = ["base"]
 script = '''
 mkdir -p "$PREFIX/bin"
-printf '#!/bin/sh\\ncat %s/share/data.txt\\n' "$BASE_DIR" > "$PREFIX/bin/app"
+printf '#!/bin/sh\\ncat %s/share/data.txt\\n' "$HDENV_DEP_BASE" > "$PREFIX/bin/app"
 chmod +x "$PREFIX/bin/app"
 '''
 """

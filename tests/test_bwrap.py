@@ -39,7 +39,7 @@ if python3.11 -c 'import socket; socket.create_connection(("127.0.0.1", {port}),
 then echo net=yes >> "$r"; else echo net=no >> "$r"; fi
 touch '{home_probe}' 2>/dev/null || true
 touch '{tmp_probe}' 2>/dev/null || true
-if touch "$VICTIM_DIR/share/intruder" 2>/dev/null; then echo victim=yes >> "$r"; else echo victim=no >> "$r"; fi
+if touch "$HDENV_DEP_VICTIM/share/intruder" 2>/dev/null; then echo victim=yes >> "$r"; else echo victim=no >> "$r"; fi
 if mkdir /usr/hdenv9-probe 2>/dev/null; then rmdir /usr/hdenv9-probe; echo usr=yes >> "$r"; else echo usr=no >> "$r"; fi
 '''
 """

@@ -70,7 +70,7 @@ echo "message from app" > "$PREFIX/share/app/message"
 printf '#!/bin/sh\\nexec %s/bin/app "$@"\\n' "$PREFIX" > "$PREFIX/bin/app-wrapper"
 chmod +x "$PREFIX/bin/app-wrapper"
 ln -s "$PREFIX/bin/app" "$PREFIX/bin/app-link"
-ln -s "$LIBPNG_DIR/include/png.h" "$PREFIX/share/app/png.h"
+ln -s "$HDENV_DEP_LIBPNG/include/png.h" "$PREFIX/share/app/png.h"
 '''
 
 [profiles.pngapp]

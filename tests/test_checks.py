@@ -113,7 +113,7 @@ deps = ["dep"]
 sources = [{ path = "src" }]
 patches = ["fix.patch"]
 env = { GREETING = "hello" }
-script = 'cat "$DEP_DIR/share/dep.txt"; cat notes.txt; exit 3'
+script = 'cat "$HDENV_DEP_DEP/share/dep.txt"; cat notes.txt; exit 3'
 """
 PATCH = """--- a/notes.txt
 +++ b/notes.txt

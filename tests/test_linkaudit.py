@@ -272,7 +272,7 @@ version = "1"
 script = '''
 printf 'int zlibVersion(void);\\nint main(void){{return !zlibVersion();}}\\n' > main.c
 mkdir -p "$PREFIX/bin"
-gcc main.c -o "$PREFIX/bin/usesysz" "$HOSTZ_DIR/lib/libz.so.1"
+gcc main.c -o "$PREFIX/bin/usesysz" "$HDENV_DEP_HOSTZ/lib/libz.so.1"
 '''
 """
 

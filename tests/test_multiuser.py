@@ -216,7 +216,7 @@ version = "1"
 deps = ["{pkg}0"]
 script = '''
 mkdir -p "$PREFIX/bin"
-printf '#!/bin/sh\\ncat %s/share/deep/sub/data\\n' "${PKG}0_DIR" > "$PREFIX/bin/{pkg}tool"
+printf '#!/bin/sh\\ncat %s/share/deep/sub/data\\n' "$HDENV_DEP_{PKG}0" > "$PREFIX/bin/{pkg}tool"
 chmod +x "$PREFIX/bin/{pkg}tool"
 '''
 """

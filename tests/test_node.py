@@ -31,7 +31,7 @@ deps = ["dep"]
 script = '''
 mkdir -p "$PREFIX/share"
 echo "$HDENV_JOBS" > "$PREFIX/share/jobs"
-cat "$DEP_DIR/lib/dep.txt" > "$PREFIX/share/from-dep"
+cat "$HDENV_DEP_DEP/lib/dep.txt" > "$PREFIX/share/from-dep"
 '''
 
 [packages.broken]

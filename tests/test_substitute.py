@@ -78,7 +78,7 @@ version = "1"
 deps = ["dep"]
 script = '''
 mkdir -p "$PREFIX/bin"
-printf '#!/bin/sh\\ncat %s/lib/where\\n' "$DEP_DIR" > "$PREFIX/bin/top"
+printf '#!/bin/sh\\ncat %s/lib/where\\n' "$HDENV_DEP_DEP" > "$PREFIX/bin/top"
 chmod +x "$PREFIX/bin/top"
 '''
 """

@@ -224,7 +224,7 @@ deps = ["vecmod"]
 build-deps = ["gfortran"]
 script = '''
 mkdir -p "$PREFIX/bin"
-gfortran -O2 -I"$VECMOD_DIR/include" -o "$PREFIX/bin/dotprog" main.f90 -lvecmod
+gfortran -O2 -I"$HDENV_DEP_VECMOD/include" -o "$PREFIX/bin/dotprog" main.f90 -lvecmod
 '''
 """
 

@@ -24,7 +24,7 @@ script = 'mkdir -p "$PREFIX/share/base" && echo base > "$PREFIX/share/base/data"
 [packages.lib]
 version = "1"
 deps = ["base"]
-script = 'mkdir -p "$PREFIX/share/lib" && echo "lib on $BASE_DIR" > "$PREFIX/share/lib/data"'
+script = 'mkdir -p "$PREFIX/share/lib" && echo "lib on $HDENV_DEP_BASE" > "$PREFIX/share/lib/data"'
 """
 
 SITE_STACK = """
@@ -61,7 +61,7 @@ version = "1"
 deps = ["lib"]
 script = '''
 mkdir -p "$PREFIX/bin"
-printf '#!/bin/sh\\necho my tool; cat %s/share/lib/data\\n' "$LIB_DIR" > "$PREFIX/bin/my-tool"
+printf '#!/bin/sh\\necho my tool; cat %s/share/lib/data\\n' "$HDENV_DEP_LIB" > "$PREFIX/bin/my-tool"
 chmod +x "$PREFIX/bin/my-tool"
 '''
 """

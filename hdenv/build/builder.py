@@ -1,7 +1,9 @@
 """Run one build in a cleared environment and install it as an artifact.
 
 The environment holds only what the spec names: PREFIX, HDENV_JOBS,
-`<DEP>_DIR` for every dependency, search paths built from the dependencies
+`HDENV_DEP_<NAME>` for every dependency (and the upstream conventions only
+where they mean what they say: `<NAME>_ROOT` for a built prefix, `<Pkg>_DIR`
+for a CMake package directory), search paths built from the dependencies
 (and their runtime closure) and the declared host artifacts, the basic POSIX
 tools, and the spec's own env. A compiler that was not declared is simply not
 on PATH.
@@ -40,8 +42,35 @@ LOG_TAIL_LINES = 25
 
 
 def env_var_name(package: str) -> str:
-    """`<NAME>_DIR` variable for a dependency: upper case, other characters as `_`."""
-    return "".join(c if c.isalnum() else "_" for c in package).upper() + "_DIR"
+    """`HDENV_DEP_<NAME>` for a dependency: upper case, other characters as `_`.
+
+    Namespaced, because `<NAME>_DIR` and `<NAME>_ROOT` already mean something
+    to the tools a build runs: CMake and h5py read `HDF5_DIR` as HDF5's CMake
+    package directory, so a prefix there breaks them (`Boost_DIR`, `MPI_DIR`,
+    `Python_DIR` the same).
+    """
+    return "HDENV_DEP_" + "".join(c if c.isalnum() else "_" for c in package).upper()
+
+
+def convention_vars(package: str, prefix: Path, built: bool) -> dict[str, str]:
+    """The upstream variables whose meaning this dependency fits, and only those.
+
+    `<NAME>_ROOT` (CMake's find_package prefix, many Makefiles' too) for a
+    built artifact, a real prefix; never for a host artifact, a directory of
+    symlinks that find modules cannot use. `<Pkg>_DIR` only to a directory
+    holding `<Pkg>Config.cmake` or `<pkg>-config.cmake` of this package.
+    """
+    out = {}
+    upper = "".join(c if c.isalnum() else "_" for c in package).upper()
+    if built:
+        out[f"{upper}_ROOT"] = str(prefix)
+    for config in sorted([*prefix.glob("lib*/cmake/*/*onfig.cmake"),
+                          *prefix.glob("share/cmake/*/*onfig.cmake")]):
+        stem = config.name[: -len("Config.cmake")] if config.name.endswith("Config.cmake") \
+            else config.name[: -len("-config.cmake")]
+        if stem.lower() == package.lower() and stem.isidentifier():
+            out.setdefault(f"{stem}_DIR", str(config.parent))
+    return out
 
 
 def build_environment(store: Store, node: Node, prefix: Path, build_dir: Path,
@@ -98,7 +127,11 @@ def build_environment(store: Store, node: Node, prefix: Path, build_dir: Path,
         "SOURCE_DATE_EPOCH": "315532800",
     }
     for aid in direct:
-        env[env_var_name(aid.split("/")[0])] = str(store.artifact_dir(aid))
+        dep_prefix = store.artifact_dir(aid)
+        env[env_var_name(aid.split("/")[0])] = str(dep_prefix)
+        for var, value in convention_vars(aid.split("/")[0], dep_prefix,
+                                          built=not _is_host(store, aid)).items():
+            env.setdefault(var, value)
     env = {k: v for k, v in env.items() if v}
     for hs in host_specs:  # `env = {...}` of the declared host artifacts, then the package's
         env.update(hs.get("env", {}))
