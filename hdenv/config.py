@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .configfiles import lookup, read_layers
+from .configscan import check_whole
 from .errors import UserError
 
 APP = "hdenv"
@@ -44,6 +45,9 @@ class Settings:
     executor: str = "local"  # where `hdenv build` runs builds: "local" or "slurm"
     slurm_options: list[str] = field(default_factory=list)  # passed to every sbatch
     executor_error: str | None = None  # as jobs_error: only `build` cares (FILE: message)
+    # config files with `[host.NAME]` tables, the user's first: host software every
+    # stack shares (one gcc, one artifact) when it names NAME without declaring it
+    host_files: list[Path] = field(default_factory=list)
 
     def check_jobs(self) -> None:
         """For commands that build: a jobs setting that is not a number is an error."""
@@ -56,7 +60,8 @@ class Settings:
             raise UserError(self.executor_error)
 
 
-NOT_SETTINGS = ("config_file", "site_config_file", "sources", "jobs_error", "executor_error")
+NOT_SETTINGS = ("config_file", "site_config_file", "sources", "jobs_error", "executor_error",
+                "host_files")
 
 
 def setting_items(settings: Settings) -> list[tuple[str, Any, str]]:
@@ -213,7 +218,11 @@ def load_settings(
         slurm_options = []
 
     site = [Path(path) for path, role, _ in layers.files if role == "site"]
+    host_files = [Path(p) for p, _role, data in layers.files if "host" in data]
+    for host_file in host_files:
+        check_whole(str(host_file))
     return Settings(
+        host_files=host_files,
         executor=executor,
         slurm_options=list(slurm_options),
         executor_error=executor_error,

@@ -15,7 +15,8 @@ from .errors import UserError
 
 KNOWN_KEYS = frozenset({"store", "mirrors", "jobs", "build-jobs", "sandbox",
                         "strict-links", "host-identity", "upstreams", "usage-log",
-                        "caches", "trusted-keys", "signing-key", "executor", "slurm-options"})
+                        "caches", "trusted-keys", "signing-key", "executor", "slurm-options",
+                        "host"})  # `[host.NAME]`: host software shared by every stack
 
 _BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _DIGITS = frozenset("0123456789")
@@ -137,6 +138,11 @@ def scan(text: str) -> dict[str, object] | None:
             if scanner.peek() in ("#", "\n", "\r", ""):
                 scanner.end_of_line()
                 continue
+            if scanner.text.startswith(("[host.", "[host]"), scanner.pos):
+                # every key from here on belongs to a table: the top-level settings are
+                # all read; host declarations are for builds, which read them in full
+                data["host"] = {}
+                return data
             key = scanner.key()
             scanner.skip_blanks()
             if scanner.peek() != "=":
@@ -180,6 +186,20 @@ def read_config(path: str, explicit: bool) -> dict[str, object]:
             file=path,
         )
     return data
+
+
+def check_whole(path: str) -> None:
+    """Everything in a config file that `scan` stopped reading at its host tables.
+
+    The load path needs only the top-level settings; commands that build read
+    the whole file, so a mistake after `[host.NAME]` is still one clear line.
+    """
+    with open(path, encoding="utf-8") as f:
+        data = _parse_with_tomllib(f.read(), path)
+    unknown = set(data) - KNOWN_KEYS
+    if unknown:
+        raise UserError(f"unknown setting(s) {', '.join(sorted(unknown))};"
+                        f" known: {', '.join(sorted(KNOWN_KEYS))}", file=path)
 
 
 def _parse_with_tomllib(text: str, path: str) -> dict[str, object]:

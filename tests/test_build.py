@@ -392,3 +392,47 @@ def test_dependency_variables_never_collide_with_upstream_conventions(
         f"HDENV_DEP_HDF5={prefix['hdf5']}", f"HDF5_ROOT={prefix['hdf5']}", "HDF5_DIR=unset",
         f"HDENV_DEP_FOO={prefix['foo']}", f"FOO_ROOT={prefix['foo']}",
         f"Foo_DIR={prefix['foo']}/lib/cmake/Foo", "FOO_DIR=unset"]
+
+
+SITE_HOSTS = """
+[host.gcc]
+programs = ["gcc"]
+family = "compiler"
+"""
+USES_GCC = """
+[packages.{name}]
+version = "1"
+build-deps = ["gcc"]
+script = 'mkdir -p "$PREFIX/bin" && printf "int main(void){{return 0;}}" | gcc -x c - -o "$PREFIX/bin/{name}"'
+"""
+OWN_GCC = """
+[host.gcc]
+programs = ["gcc", "g++"]
+family = "compiler"
+""" + USES_GCC
+
+
+def test_config_host_declarations_are_shared_by_every_stack_that_names_them(
+        run_hdenv: Runner, tmp_path: Path) -> None:
+    require_tool("gcc")
+    config = tmp_path / "config.toml"
+    config.write_text(SITE_HOSTS)
+    env = {"HDENV_CONFIG": str(config)}
+    for name in ("one", "two"):
+        (tmp_path / f"{name}.toml").write_text(USES_GCC.format(name=name))
+        run_hdenv("build", str(tmp_path / f"{name}.toml"), env=env, check=True)
+    gccs = [a for a in artifact_ids(run_hdenv) if a.startswith("gcc/")]
+    assert len(gccs) == 1  # one gcc for both stacks, not one per stack
+    # a stack's own declaration wins, and a dry run does not call it a change of the other
+    (tmp_path / "own.toml").write_text(OWN_GCC.format(name="own"))
+    dry = run_hdenv("build", "--dry-run", str(tmp_path / "own.toml"), env=env, check=True)
+    (line,) = [x for x in dry.stdout.splitlines() if x.startswith("would build gcc/")]
+    assert line.endswith("(host software not captured yet)"), line
+    run_hdenv("build", str(tmp_path / "own.toml"), env=env, check=True)
+    assert len([a for a in artifact_ids(run_hdenv) if a.startswith("gcc/")]) == 2
+    # a declaration in config is checked like one in a stack file: FILE:LINE
+    config.write_text(SITE_HOSTS + 'colour = "blue"\n')
+    bad = run_hdenv("build", str(tmp_path / "one.toml"), env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith(f"hdenv: error: {config}:"), bad.stderr
+    assert "colour" in bad.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hdenv.configscan import read_config, scan
+from hdenv.configscan import check_whole, read_config, scan
 from hdenv.errors import UserError
 
 if sys.version_info >= (3, 11):
@@ -98,3 +98,16 @@ def test_read_config_errors_name_the_file(tmp_path: Path) -> None:
     config.write_text("store = '/x'\n[table]\nk = 1.5\n")  # tomllib's to read
     with pytest.raises(UserError, match="unknown setting.s. table"):
         read_config(str(config), explicit=True)
+
+
+def test_host_tables_end_the_scan_without_tomllib(tmp_path: Path) -> None:
+    """The load path reads the top-level settings; `[host.NAME]` tables are for builds."""
+    text = 'store = "/s"\njobs = 2\n\n[host.gcc]\nprograms = ["gcc"]\nfamily = "compiler"\n'
+    assert scan(text) == {"store": "/s", "jobs": 2, "host": {}}
+    assert scan('[hosts]\nx = 1\n') is None  # not a host table: tomllib's to judge
+    config = tmp_path / "config.toml"
+    config.write_text(text + "[typo]\nk = 1\n")
+    assert read_config(str(config), explicit=True)["store"] == "/s"
+    with pytest.raises(UserError, match="unknown setting.s. typo") as exc:
+        check_whole(str(config))
+    assert exc.value.file == str(config)

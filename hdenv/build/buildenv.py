@@ -35,7 +35,7 @@ from .stackfile import load_stack
 def build_env(path: Path, settings: Settings, package: str, command: Sequence[str], *,
               overrides: Mapping[str, str] | None = None) -> int:
     """Run `command` (default: an interactive shell) in `package`'s build; its exit code."""
-    stack = load_stack(path, overrides)
+    stack = load_stack(path, overrides, settings.host_files)
     preflight(stack)
     store = Store(settings.store, settings.upstreams).ensure()
     sources = SourceStore(store, settings.mirrors)

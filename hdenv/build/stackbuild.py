@@ -82,7 +82,8 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
                  stream: TextIO, executor: Executor | None, skip_checks: bool,
                  keep_failed: bool) -> BuildOutcome:
     settings.check_jobs()
-    stack = load_stack(path, overrides)  # all input errors surface here, store untouched
+    # all input errors surface here (config host declarations too), store untouched
+    stack = load_stack(path, overrides, settings.host_files)
     preflight(stack)  # and what planning would find: missing paths and host programs
     warning = check_store_path(settings.store)
     if executor is not None:
@@ -206,7 +207,7 @@ def explain(plan: Plan, store: Store) -> list[str]:
         name = node.spec["name"]
         previous = [a for a in present if a.split("/")[0] == name]
         if node.kind == "host":
-            why = "host software not captured yet" if not previous else "host software changed"
+            why = _host_reason(store, node.spec, previous)
         elif not previous:
             why = "new"
         else:
@@ -215,6 +216,23 @@ def explain(plan: Plan, store: Store) -> list[str]:
             why = f"differs from {best}: " + "; ".join(changes[:4]) if changes else "new"
         lines.append(f"would build {nid} ({why})")
     return lines
+
+
+def _host_reason(store: Store, spec: dict[str, Any], previous: list[str]) -> str:
+    """Changed only against a capture of the same declaration (same programs and libraries):
+    another stack's `[host.gcc]` with other programs is not an earlier version of this one."""
+    def declared(s: dict[str, Any]) -> tuple[set[str], set[str], Any]:
+        return set(s.get("programs", {})), set(s.get("libraries", {})), s.get("family")
+
+    same = [a for a in previous
+            if declared(store.read_spec(a.split("/")[2])) == declared(spec)]
+    if not same:
+        return "host software not captured yet"
+    from ..profile.specdiff import spec_diff
+
+    best = _closest(store, spec, same)
+    changes = spec_diff(store.read_spec(best.split("/")[2]), spec)
+    return f"host software changed since {best}: " + "; ".join(changes[:3])
 
 
 def _closest(store: Store, spec: dict[str, Any], candidates: list[str]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,7 +276,48 @@ def _coerce(raw: str, like: Any) -> Any:
     return raw
 
 
-def load_stack(path: Path, overrides: Mapping[str, str] | None = None) -> Stack:
+class _SiteHosts:
+    """`[host.NAME]` tables of the config files, parsed when a stack names one.
+
+    A stack's own `[host.NAME]` wins; the user's config over the site's. Errors
+    name the config file and line, as for a stack file.
+    """
+
+    def __init__(self, files: Sequence[Path]):
+        self.files = list(files)
+        self.parsed: dict[Path, tuple[_Ctx, dict[str, Any]]] = {}
+
+    def get(self, name: str) -> HostDecl | None:
+        for file in self.files:
+            ctx, table = self._read(file)
+            if name in table:
+                return _parse_hosts(ctx, {name: table[name]})[name]
+        return None
+
+    def _read(self, file: Path) -> tuple[_Ctx, dict[str, Any]]:
+        if file not in self.parsed:
+            try:
+                text = file.read_text(encoding="utf-8")
+                data = tomllib.loads(text)
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+                raise UserError(f"cannot read host declarations: {e}", file=str(file)) from None
+            ctx = _Ctx(file, text)
+            self.parsed[file] = (ctx, ctx.table(data.get("host", {}), "host"))
+        return self.parsed[file]
+
+
+def _add_site_hosts(variant: Variant, hosts: dict[str, HostDecl], site: _SiteHosts) -> None:
+    """Host packages a variant names that neither it nor the stack declares, from config."""
+    for plan in variant.packages.values():
+        for dep in plan.deps + plan.build_deps:
+            if dep not in variant.packages and dep not in hosts:
+                found = site.get(dep)
+                if found is not None:
+                    hosts[dep] = found
+
+
+def load_stack(path: Path, overrides: Mapping[str, str] | None = None,
+               host_files: Sequence[Path] = ()) -> Stack:
     """Parse, validate and render a stack file into variants."""
     path = Path(path).absolute()
     try:
@@ -329,6 +370,7 @@ def load_stack(path: Path, overrides: Mapping[str, str] | None = None) -> Stack:
     _parse_set(overrides or {}, params, matrix, ctx)
 
     hosts = _parse_hosts(ctx, ctx.table(data.get("host", {}), "host"))
+    site = _SiteHosts(host_files)
     packages_raw = ctx.table(data.get("packages", {}), "packages")
     profiles_raw = ctx.table(data.get("profiles", {}), "profiles")
     for pname, ptable in packages_raw.items():
@@ -352,6 +394,7 @@ def load_stack(path: Path, overrides: Mapping[str, str] | None = None) -> Stack:
             plan = _render_package(ctx, pname, ptable, context, path.parent)
             if plan is not None:
                 variant.packages[pname] = plan
+        _add_site_hosts(variant, hosts, site)
         _check_references(ctx, variant, hosts)
         variant.profiles = _render_profiles(ctx, name, profiles_raw, variant, hosts, context,
                                             stack_description)
