@@ -226,7 +226,7 @@ script = '''
 touch "{started}"
 i=0
 while [ ! -e "{go}" ]; do sleep 0.1; i=$((i+1)); [ $i -lt 1200 ] || exit 9; done
-"$BASE_DIR/bin/base" > "$PREFIX/used-base"
+"$HDENV_DEP_BASE/bin/base" > "$PREFIX/used-base"
 '''
 
 [profiles.{profile}]
