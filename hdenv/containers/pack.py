@@ -254,9 +254,8 @@ def _specs_bundle(store: Store, closure: Closure, scratch: Path) -> bytes:
     from ..exchange.bundle import write_bundle
 
     out = scratch / "bundle.tar"
+    # no name: the same profile packed by name or by hash must give the same image
     root: dict[str, Any] = {"kind": "profile", "hash": closure.hash}
-    if closure.name is not None:
-        root["name"] = closure.name
     write_bundle(store, root, out, host={})
     data = _fixed_time(out)
     out.unlink()

@@ -23,6 +23,7 @@ from .. import __version__
 from ..store.hashing import sha256_file
 from ..store.layout import Store
 from .closure import Closure
+from .hostpkgs import HostPackage, owners
 from .image import created
 from .sysfiles import SystemFiles
 from .trees import TreeReader
@@ -60,13 +61,14 @@ def _spdx_id(text: str) -> str:
 
 def document(store: Store, closure: Closure, system: SystemFiles, kind: str,
              reader: TreeReader) -> bytes:
-    doc = _spdx(store, closure, system, reader) if kind == "spdx" else _cyclonedx(
-        store, closure, system, reader)
+    host = owners(sorted(system.files))
+    doc = _spdx(store, closure, system, reader, host) if kind == "spdx" else _cyclonedx(
+        store, closure, system, reader, host)
     return json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
 
 
-def _spdx(store: Store, closure: Closure, system: SystemFiles,
-          reader: TreeReader) -> dict[str, Any]:
+def _spdx(store: Store, closure: Closure, system: SystemFiles, reader: TreeReader,
+          host: list[HostPackage]) -> dict[str, Any]:
     packages: list[dict[str, Any]] = []
     relationships: list[dict[str, str]] = []
     root_id = _spdx_id(f"profile-{closure.hash}")
@@ -107,14 +109,31 @@ def _spdx(store: Store, closure: Closure, system: SystemFiles,
                 relationships.append({"spdxElementId": pid, "relationshipType": "DEPENDS_ON",
                                       "relatedSpdxElement": _spdx_id(f"{dn}-{dv}-{dh}")})
     files = []
+    owner: dict[str, str] = {}
+    for hp in host:
+        hid = _spdx_id(f"host-{hp.manager}-{hp.name}")
+        packages.append({
+            "SPDXID": hid, "name": hp.name, "versionInfo": hp.version,
+            "downloadLocation": "NOASSERTION", "filesAnalyzed": False,
+            "supplier": "Organization: host operating system",
+            "comment": f"host {hp.manager} package ({hp.arch}); its files are copied in",
+            "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
+                              "referenceLocator": hp.purl}]})
+        relationships.append({"spdxElementId": root_id, "relationshipType": "DEPENDS_ON",
+                              "relatedSpdxElement": hid})
+        for f in hp.files:
+            owner[f] = hid
     for path in sorted(system.files):
         fid = _spdx_id("file" + path)
-        files.append({"SPDXID": fid, "fileName": path,
+        files.append({"SPDXID": fid, "fileName": "." + path,
                       "checksums": [{"algorithm": "SHA256", "checksumValue": sha256_file(path)},
                                     {"algorithm": "SHA1", "checksumValue": _sha1(path)}],
                       "comment": "copied from the host system"})
-        relationships.append({"spdxElementId": root_id, "relationshipType": "CONTAINS",
+        relationships.append({"spdxElementId": root_id, "relationshipType": "DEPENDS_ON",
                               "relatedSpdxElement": fid})
+        if path in owner:
+            relationships.append({"spdxElementId": fid, "relationshipType": "GENERATED_FROM",
+                                  "relatedSpdxElement": owner[path]})
     serial = uuid.uuid5(NAMESPACE, closure.hash + reader.image_path(closure.path))
     return {
         "spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT",
@@ -133,8 +152,8 @@ def _sha1(path: str) -> str:
     return h.hexdigest()
 
 
-def _cyclonedx(store: Store, closure: Closure, system: SystemFiles,
-               reader: TreeReader) -> dict[str, Any]:
+def _cyclonedx(store: Store, closure: Closure, system: SystemFiles, reader: TreeReader,
+               host: list[HostPackage]) -> dict[str, Any]:
     components: list[dict[str, Any]] = []
     deps: list[dict[str, Any]] = []
     ids = {p.ident for p in closure.parts}
@@ -164,8 +183,15 @@ def _cyclonedx(store: Store, closure: Closure, system: SystemFiles,
         components.append({"type": "file", "bom-ref": f"host:{path}", "name": path,
                            "hashes": [{"alg": "SHA-256", "content": sha256_file(path)}],
                            "properties": [{"name": "hdenv:host-file", "value": "true"}]})
+    for hp in host:
+        components.append({"type": "library", "bom-ref": hp.purl, "name": hp.name,
+                           "version": hp.version, "purl": hp.purl,
+                           "description": f"host {hp.manager} package; its files are copied in",
+                           "properties": [{"name": "hdenv:host-file", "value": f}
+                                          for f in hp.files]})
     root_ref = f"profile:{closure.hash}"
-    deps.insert(0, {"ref": root_ref, "dependsOn": [p.ident for p in closure.parts]})
+    deps.insert(0, {"ref": root_ref, "dependsOn": [p.ident for p in closure.parts]
+                    + [hp.purl for hp in host]})
     return {
         "bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
         "serialNumber": f"urn:uuid:{uuid.uuid5(NAMESPACE, 'cdx' + closure.hash)}",
