@@ -117,7 +117,7 @@ def write_squashfs(image: Image, out: Path, work: Path, env: dict[str, str],
     when = os.environ.get("SOURCE_DATE_EPOCH", "0")
     when = when if when.isdigit() else "0"
     argv = [exe, str(tree), str(out), "-noappend", "-all-root", "-no-xattrs", "-no-progress",
-            "-mkfs-time", when, "-all-time", when, "-processors", "1", "-quiet"]
+            "-mkfs-time", when, "-all-time", when, "-quiet"]
     with open(work / "mksquashfs.log", "wb") as log:
         status = run_in_group(argv, cwd=work, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                               log=log)
