@@ -199,6 +199,58 @@ def test_pack_push_to_registry_pulled_back_by_skopeo(built: Built) -> None:
         assert "0 blob(s) sent" in again.stderr
 
 
+PY_STACK = """
+[stack]
+name = "py"
+
+[host.python]
+programs = ["python3", "{exe}"]
+
+[packages.hello]
+version = "1.0"
+sources = [{{ path = "src" }}]
+deps = ["python"]
+script = '''
+mkdir -p "$PREFIX/lib/{exe}/site-packages"
+cp hello.py "$PREFIX/lib/{exe}/site-packages/"
+'''
+
+[profiles.py]
+packages = ["hello", "python"]
+"""
+
+
+def test_pack_python_profile_runs_in_an_empty_base(built: Built,
+                                                   request: pytest.FixtureRequest) -> None:
+    """A profile on the host's Python (a venv of it): its interpreter, standard library and
+    the libraries its extension modules load come along."""
+    host_python = shutil.which("python3", path=built.env.get("PATH"))
+    assert host_python is not None
+    exe = subprocess.run([host_python, "-c", "import sys; print('python%d.%d' % sys.version_info[:2])"],
+                         capture_output=True, text=True, env=built.env, check=True).stdout.strip()
+    work = built.tmp / "py"
+    (work / "src").mkdir(parents=True)
+    (work / "src" / "hello.py").write_text("import json, ssl, sqlite3\nprint('hello from python')\n")
+    (work / "stack.toml").write_text(PY_STACK.format(exe=exe))
+    done = built.hdenv("build", str(work / "stack.toml"))
+    assert done.returncode == 0, done.stderr
+    py_hash = done.stdout.split()[-1]
+    out = built.tmp / "py-oci"
+    built.pack("py", "-o", str(out))
+    info = _inspect(f"oci:{out}:latest")
+    env = _env_of(info)
+    rootfs = umoci_unpack(out, "latest", built.tmp / "umoci-py")
+    assert (rootfs / str(built.store).lstrip("/") / "profiles" / py_hash / "pyvenv.cfg").is_file()
+    run = bwrap_run(rootfs, ["python3", "-c", "import hello"], env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "hello from python"
+    podman = Podman(built.tmp / "podman-py")
+    request.addfinalizer(podman.close)
+    run = podman.run(f"oci:{out}:latest", "python3", "-c", "import hello")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "hello from python"
+
+
 def test_pack_squashfs_unsquashfs_and_run(built: Built) -> None:
     unsquashfs = require_tool("unsquashfs")
     require_tool("mksquashfs")

@@ -54,7 +54,7 @@ def pack(ctx: click.Context, ref: str, fmt: str, output: str | None, to: str | N
     with interruptible():
         result = pack_image(store, ref, opts, say=lambda line: click.echo(line, err=True))
     for lib in result.missing:
-        click.echo(f"warning: no {lib} on this machine: a program of the image that loads it"
+        click.echo(f"warning: no {lib} on this machine: a program of the image that needs it"
                    " will not start", err=True)
     if result.sbom_path is not None:
         click.echo(f"SBOM written to {result.sbom_path}", err=True)

@@ -20,6 +20,7 @@ anything that reads `/proc/self/exe` see what they would see on the host.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,6 +32,10 @@ from .closure import Closure
 from .tarlayer import Entry, file_mode
 
 MAX_LINKS = 40  # as the kernel's symlink limit: a loop ends here
+PYTHON_RE = re.compile(r"^python(\d+\.\d+)$")
+# Left out of a host Python's standard library: the host's own packages (a profile's
+# Python is a venv without them) and what only CPython's developers run.
+PYTHON_SKIP = frozenset({"site-packages", "dist-packages", "test", "idlelib", "turtledemo"})
 
 
 class HostFileError(HdenvError):
@@ -149,7 +154,7 @@ def collect_system_files(closure: Closure, base_dirs: frozenset[str] = frozenset
     for s in scripts:
         interp = _interpreter(s)
         if interp is not None and not _inside(interp, roots):
-            queue.append(interp)
+            _queue_interpreter(interp, queue, found)
     done: set[str] = set()
     while queue:
         path = queue.pop()
@@ -160,18 +165,60 @@ def collect_system_files(closure: Closure, base_dirs: frozenset[str] = frozenset
         if real is None or real in done and real != path:
             continue
         done.add(real)
+        queue += _runtime_tree(real, done)
         try:
             elf = read_elf(real)
         except ElfError:
             elf = None
         if elf is not None:
             queue += _needs(loader, elf, found)
-        else:
+        elif os.access(real, os.X_OK):
             interp = _interpreter(real)
             if interp is not None:
-                queue.append(interp)
+                _queue_interpreter(interp, queue, found)
     found.missing.sort()
     return found
+
+
+def _queue_interpreter(interp: str, queue: list[str], found: SystemFiles) -> None:
+    """A script's interpreter; one this machine lacks is noted (the script cannot run here
+    either), never an error."""
+    if os.path.exists(interp):
+        queue.append(interp)
+    elif interp not in found.missing:
+        found.missing.append(interp)
+
+
+def _runtime_tree(real: str, done: set[str]) -> list[str]:
+    """What an interpreter cannot start without beside its binary: a Python's standard library.
+
+    `PREFIX/bin/pythonX.Y` reads `PREFIX/lib/pythonX.Y` (found by its `os.py`,
+    as CPython itself finds it); its extension modules' libraries follow from
+    the ELF scan like any other file's.
+    """
+    m = PYTHON_RE.match(os.path.basename(real))
+    if m is None:
+        return []
+    tree = os.path.join(os.path.dirname(os.path.dirname(real)), "lib", f"python{m.group(1)}")
+    if tree in done or not os.path.isfile(os.path.join(tree, "os.py")):
+        return []
+    done.add(tree)
+    out: list[str] = []
+    stack = [tree]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            if d == tree and e.name in PYTHON_SKIP:
+                continue
+            if e.is_dir(follow_symlinks=False):
+                stack.append(e.path)
+            else:
+                out.append(e.path)
+    return out
 
 
 def _needs(loader: LoaderPath, info: ElfInfo, found: SystemFiles) -> list[str]:
