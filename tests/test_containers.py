@@ -398,6 +398,35 @@ def test_pack_sbom_cyclonedx_validates(built: Built) -> None:
     assert again == _inspect(f"oci:{out}:latest")["Digest"]
 
 
+# -- back into a store --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["oci", "docker-archive", "squashfs"])
+def test_pack_reproduce_from_image(built: Built, fmt: str, tmp_path: Path) -> None:
+    """An image received from a colleague becomes store entries again: the artifacts come
+    from its layers (installed, relocated, nothing built), the profile has the same hash."""
+    if fmt == "squashfs":
+        require_tool("unsquashfs")
+    image = tmp_path / f"img-{fmt}"
+    built.pack("demo", "--format", fmt, "-o", str(image), "--root", "/opt/colleague")
+    other = tmp_path / "other-store"
+    env = {**built.env, "HDENV_STORE": str(other)}
+    exe = str(Path(sys.executable).parent / "hdenv")
+    done = subprocess.run([exe, "reproduce", str(image)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    name, phash = done.stdout.split()
+    assert phash == built.demo
+    assert name == "demo" or (fmt == "squashfs" and name.startswith("repro-"))
+    assert "2 installed from" in done.stderr and "0 built" in done.stderr
+    run = subprocess.run([str(other / "profiles" / phash / "bin" / "greet")],
+                         capture_output=True, text=True, timeout=30)
+    assert run.stdout.strip() == "Hello, world!", run.stderr
+    verify = subprocess.run([exe, "verify", phash], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert verify.returncode == 0, verify.stderr
+
+
 # -- bad input and faults --------------------------------------------------------
 
 

@@ -205,7 +205,7 @@ def pack(store: Store, ref: str, opts: PackOptions,
         assert opts.output is not None
         final = opts.output
         if opts.format == "oci":
-            ocilayout.finish_layout(layout, image, opts.tag)
+            ocilayout.finish_layout(layout, image, opts.tag, closure.name)
             built = layout
         else:
             built = work / "out"
