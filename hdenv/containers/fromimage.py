@@ -120,8 +120,8 @@ def _open_image(path: Path, work: Path) -> _Image | None:
     img.stack.enter_context(outer)
     names = outer.getnames()
     if "manifest.json" in names:  # a docker archive
-        f = outer.extractfile("manifest.json")
-        manifest = json.loads(f.read()) if f is not None else []
+        mf = outer.extractfile("manifest.json")
+        manifest = json.loads(mf.read()) if mf is not None else []
         cf = outer.extractfile(manifest[0]["Config"])
         config = json.loads(cf.read()) if cf is not None else {}
         labels = (config.get("config") or {}).get("Labels") or {}
@@ -137,7 +137,7 @@ def _open_image(path: Path, work: Path) -> _Image | None:
             lf = outer.extractfile(name)
             if lf is None:
                 raise UserError(f"{path}: layer {name} is missing")
-            img.add(what, lf)  # type: ignore[arg-type]
+            img.add(what, lf)
         return img
     if f"{IMAGE_META}/image.json" in names or f"./{IMAGE_META}/image.json" in names:
         img.layers.append(("flat", outer))
@@ -181,7 +181,8 @@ def _repack(tar: tarfile.TarFile, prefix: str, out: Path, aid: str) -> tuple[str
 
     with open(out, "wb") as raw:
         cctx = zstandard.ZstdCompressor(level=3)
-        with cctx.stream_writer(_Sink(), closefd=False) as zst, \
+        sink: Any = _Sink()
+        with cctx.stream_writer(sink, closefd=False) as zst, \
                 tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT) as dst:
             for m in tar.getmembers():
                 name = m.name[2:] if m.name.startswith("./") else m.name
