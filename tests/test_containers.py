@@ -255,7 +255,7 @@ def test_pack_squashfs_unsquashfs_and_run(built: Built) -> None:
     unsquashfs = require_tool("unsquashfs")
     require_tool("mksquashfs")
     out = built.tmp / "demo.sqfs"
-    built.pack("demo", "--format", "squashfs", "-o", str(out))
+    built.pack("demo", "--format", "squashfs", "-o", str(out), "--entrypoint", "greet")
     tree = built.tmp / "unsquashed"
     done = subprocess.run([unsquashfs, "-d", str(tree), str(out)], capture_output=True,
                           text=True, timeout=120)
@@ -267,9 +267,13 @@ def test_pack_squashfs_unsquashfs_and_run(built: Built) -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "Hello, world!"
     assert (tree / "tmp").stat().st_mode & 0o7777 == 0o1777
+    # what `apptainer run` starts: the runscript (with the /bin/sh it needs)
+    run = bwrap_run(tree, ["/.singularity.d/runscript"], {})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "Hello, world!"
     # reproducible: the same bytes again
     again = built.tmp / "demo2.sqfs"
-    built.pack("demo", "--format", "squashfs", "-o", str(again))
+    built.pack("demo", "--format", "squashfs", "-o", str(again), "--entrypoint", "greet")
     assert out.read_bytes() == again.read_bytes()
 
 

@@ -112,7 +112,8 @@ def write_squashfs(image: Image, out: Path, work: Path, env: dict[str, str],
     (sing / "env").mkdir(parents=True, exist_ok=True)
     (sing / "env" / "90-hdenv.sh").write_text(_env_script(env))
     if entrypoint is not None:
-        (sing / "runscript").write_text(f"#!/bin/sh\nexec {entrypoint} \"$@\"\n")
+        (sing / "runscript").write_text(  # Apptainer sources env/ too; bare `sh` does not
+            f"#!/bin/sh\n. /.singularity.d/env/90-hdenv.sh\nexec {entrypoint} \"$@\"\n")
         os.chmod(sing / "runscript", 0o755)
     when = os.environ.get("SOURCE_DATE_EPOCH", "0")
     when = when if when.isdigit() else "0"

@@ -137,8 +137,9 @@ def _inside(path: str, roots: Iterable[Path]) -> bool:
     return any(path == str(r) or path.startswith(f"{r}/") for r in roots)
 
 
-def collect_system_files(closure: Closure, base_dirs: frozenset[str] = frozenset()) -> SystemFiles:
-    """Every host file the closure needs, with the libraries they load, transitively."""
+def collect_system_files(closure: Closure, base_dirs: frozenset[str] = frozenset(),
+                         extra: tuple[str, ...] = ()) -> SystemFiles:
+    """Every host file the closure needs (and `extra` paths), with what they load, transitively."""
     found = SystemFiles(skip_dirs=base_dirs)
     loader = LoaderPath()
     roots = closure.roots()
@@ -148,7 +149,7 @@ def collect_system_files(closure: Closure, base_dirs: frozenset[str] = frozenset
         if part.kind != "host":
             elves += list(walk_elf(part.path))
             scripts += _scripts(part.path)
-    queue = _host_paths(closure)
+    queue = _host_paths(closure) + list(extra)
     for info in elves:
         queue += _needs(loader, info, found)
     for s in scripts:
