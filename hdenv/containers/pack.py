@@ -164,9 +164,9 @@ def pack(store: Store, ref: str, opts: PackOptions,
         base = base_mod.read_base(opts.base, blobs) if opts.base is not None else None
         reader = TreeReader(_relocator(closure, opts.root), scratch)
         # Apptainer's `run` executes /.singularity.d/runscript, a /bin/sh script
-        extra = ("/bin/sh",) if opts.format == "squashfs" and opts.entrypoint else ()
+        shell = ("/bin/sh",) if opts.format == "squashfs" and opts.entrypoint else ()
         system = collect_system_files(closure, base.paths if base is not None else frozenset(),
-                                      extra)
+                                      shell)
         say(f"packing profile {closure.hash}: {len(closure.parts)} artifact(s),"
             f" {len(system.files)} host file(s)")
         layers: list[Layer] = list(base.layers) if base is not None else []
