@@ -223,16 +223,51 @@ def pack(store: Store, ref: str, opts: PackOptions,
             sbom_tmp.write_bytes(sbom_doc)
         _publish(built, final)
         if sbom_doc is not None and result.sbom_path is not None:
-            os.replace(work / "sbom", result.sbom_path)
+            _publish(work / "sbom", result.sbom_path)
         result.output = str(final)
         return result
 
 
 def _publish(built: Path, final: Path) -> None:
-    """Rename into place without replacing anything that appeared meanwhile."""
+    """Move into place without replacing anything that appeared meanwhile (in /tmp,
+    someone else may create the name after the first check): a file by link(2),
+    which never replaces, a directory by renameat2(RENAME_NOREPLACE)."""
+    exists = UserError(f"{final} already exists: choose another path or remove it")
+    if not built.is_dir():
+        try:
+            os.link(built, final)
+        except FileExistsError:
+            raise exists from None
+        os.unlink(built)
+        return
+    if _rename_noreplace(built, final):
+        return
     if os.path.lexists(final):
-        raise UserError(f"{final} already exists: choose another path or remove it")
+        raise exists
     os.rename(built, final)
+
+
+def _rename_noreplace(src: Path, dst: Path) -> bool:
+    """renameat2(RENAME_NOREPLACE); False where the C library or file system lacks it."""
+    import ctypes
+    import errno
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    at_fdcwd, noreplace = -100, 1
+    if renameat2(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), noreplace) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err == errno.EEXIST:
+        raise UserError(f"{dst} already exists: choose another path or remove it")
+    if err in (errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(err, os.strerror(err), str(dst))
 
 
 def _write_flat_or_archive(opts: PackOptions, image: Image, out: Path, name: str, work: Path,
