@@ -84,8 +84,7 @@ def dump(doc: Any) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def labels_of(profile_hash: str, layers: list[Layer], root: str,
-              description: str) -> dict[str, str]:
+def labels_of(profile_hash: str, layers: list[Layer], root: str) -> dict[str, str]:
     """The provenance every image carries (config labels and manifest annotations)."""
     when = created()
     out = {
@@ -99,8 +98,6 @@ def labels_of(profile_hash: str, layers: list[Layer], root: str,
         f"{LABEL}.version": __version__,
         f"{LABEL}.layers": json.dumps([layer.what for layer in layers], separators=(",", ":")),
     }
-    if description:
-        out["org.opencontainers.image.description"] = description
     return out
 
 

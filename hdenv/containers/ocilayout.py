@@ -30,21 +30,26 @@ def put_blob(layout: Path, blob: Blob) -> None:
         os.replace(tmp, path)
 
 
-def index_doc(image: Image, tag: str, name: str | None = None) -> dict[str, Any]:
-    """The index: the tag, and the profile's name (kept out of the manifest: same digest)."""
+def index_doc(image: Image, tag: str, name: str | None = None,
+              description: str = "") -> dict[str, Any]:
+    """The index: the tag, the profile's name and description (kept out of the manifest:
+    neither is part of the profile's hash, so neither may change the image's digest)."""
     notes = {"org.opencontainers.image.ref.name": tag}
     if name:
         notes["dev.hdenv.profile-name"] = name
+    if description:
+        notes["org.opencontainers.image.description"] = description
     desc = image.manifest.descriptor(notes)
     return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [desc]}
 
 
-def finish_layout(layout: Path, image: Image, tag: str, name: str | None = None) -> None:
+def finish_layout(layout: Path, image: Image, tag: str, name: str | None = None,
+                  description: str = "") -> None:
     """Config, manifest, index and the layout marker (the layers are already there)."""
     put_blob(layout, image.config)
     put_blob(layout, image.manifest)
     (layout / "oci-layout").write_bytes(dump(LAYOUT))
-    (layout / "index.json").write_bytes(dump(index_doc(image, tag, name)))
+    (layout / "index.json").write_bytes(dump(index_doc(image, tag, name, description)))
     for sub in ("blobs/sha256", "blobs"):
         os.chmod(layout / sub, 0o755)
     os.chmod(layout, 0o755)

@@ -76,6 +76,10 @@ def check_options(opts: PackOptions) -> None:
         raise UserError("--to pushes an OCI image: leave out --format or use --format oci")
     if opts.output is not None and os.path.lexists(opts.output):
         raise UserError(f"{opts.output} already exists: choose another path or remove it")
+    if opts.output is not None and opts.sbom is not None:
+        beside = sbom_path(opts.output, opts.sbom)
+        if os.path.lexists(beside):
+            raise UserError(f"{beside} already exists: remove it or choose another -o")
     if opts.output is not None and not opts.output.parent.is_dir():
         raise UserError(f"{opts.output.parent} is not a directory")
     if opts.root is not None and not opts.root.startswith("/"):
@@ -90,6 +94,13 @@ def check_options(opts: PackOptions) -> None:
         raise UserError(f"--tag {opts.tag!r}: expected a tag such as latest or v1")
     if opts.to is not None:
         parse_target(opts.to)
+
+
+def sbom_path(output: Path, kind: str) -> Path:
+    """Where the SBOM goes beside the image: PATH.sbom.spdx.json or PATH.sbom.cdx.json."""
+    from .sbom import file_name
+
+    return output.with_name(f"{output.name}.{file_name(kind)}")
 
 
 def parse_target(url: str) -> tuple[str, str, str]:
@@ -191,8 +202,7 @@ def pack(store: Store, ref: str, opts: PackOptions,
                     base_path = e[5:]
         env = {k: (reader.relocator.text(v) if reader.relocator is not None else v)
                for k, v in load_env(closure, base_path).items()}
-        labels = labels_of(closure.hash, layers, reader.image_path(closure.store_root),
-                           store.about(closure.hash).get("description", ""))
+        labels = labels_of(closure.hash, layers, reader.image_path(closure.store_root))
         entry = shlex.split(opts.entrypoint) if opts.entrypoint is not None else None
         image = build_image(layers, env, labels, entrypoint=entry,
                             base_config=base.config if base is not None else None)
@@ -208,17 +218,14 @@ def pack(store: Store, ref: str, opts: PackOptions,
         assert opts.output is not None
         final = opts.output
         if opts.format == "oci":
-            ocilayout.finish_layout(layout, image, opts.tag, closure.name)
+            ocilayout.finish_layout(layout, image, opts.tag, closure.name,
+                                    store.about(closure.hash).get("description", ""))
             built = layout
         else:
             built = work / "out"
             _write_flat_or_archive(opts, image, built, name, work, env, closure)
         if sbom_doc is not None:
-            sbom_name = sbom_mod.file_name(opts.sbom or "")
-            result.sbom_path = final.with_name(f"{final.name}.{sbom_name}")
-            if os.path.lexists(result.sbom_path):
-                raise UserError(f"{result.sbom_path} already exists:"
-                                " remove it or choose another -o")
+            result.sbom_path = sbom_path(final, opts.sbom or "")
             sbom_tmp = work / "sbom"
             sbom_tmp.write_bytes(sbom_doc)
         _publish(built, final)
