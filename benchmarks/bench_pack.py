@@ -9,6 +9,9 @@ best of R rounds:
   same artifact trees (the cheapest way to carry a closure);
 - the size of each image  vs  `du -sb` of the closure (ratio above 1: the
   image's overhead; the OCI layout's layers are uncompressed, SquashFS's are not).
+  The OCI row is split into the layer of host files (the C library and every
+  system library the closure's programs load: real binaries from /usr pull
+  in many) and the rest (the closure's layers, the profile, the specs).
 
 Time ratios above 1 mean packing is slower than the baseline.
 Run: .venv/bin/python benchmarks/bench_pack.py [--mb 50] [--artifacts 5] [--rounds 3]
@@ -17,6 +20,7 @@ Run: .venv/bin/python benchmarks/bench_pack.py [--mb 50] [--artifacts 5] [--roun
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -36,6 +40,15 @@ def du(path: Path) -> int:
     """Bytes of `path` as `du -sb` counts them (apparent sizes)."""
     out = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[0])
+
+
+def host_layer(layout: Path) -> int:
+    """Bytes of the layer of host files (system libraries the closure's programs load)."""
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].split(":")[1]
+    manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
+    return sum(d["size"] for d in manifest["layers"]
+               if d.get("annotations", {}).get("dev.hdenv.content") == "system")
 
 
 def main() -> None:
@@ -77,9 +90,14 @@ def run(tmp: Path, mb: int, count: int, rounds: int) -> None:
 
         t = best(rounds, new, go)
         rows.append((f"pack --format {fmt}", t, du(target["path"])))
+        if fmt == "oci":
+            host = host_layer(target["path"])
+            rows.append(("  of which host files", 0.0, host))
+            rows.append(("  of which the rest", 0.0, du(target["path"]) - host))
     print(f"{'':28} {'time':>8} {'x tar|zstd':>10} {'size MB':>8} {'x du':>6}")
     for label, t, size in rows:
-        print(f"{label:28} {t:7.2f}s {t / t_base:10.2f} {size / 1e6:8.1f} {size / closure:6.2f}")
+        timing = f"{t:7.2f}s {t / t_base:10.2f}" if t else f"{'':8} {'':10}"
+        print(f"{label:28} {timing} {size / 1e6:8.1f} {size / closure:6.2f}")
     if os.environ.get("BENCH_VERBOSE"):
         print(f"closure du: {closure} bytes")
 
