@@ -402,6 +402,32 @@ def test_pack_sbom_cyclonedx_validates(built: Built) -> None:
     assert again == _inspect(f"oci:{out}:latest")["Digest"]
 
 
+def test_pack_swapped_directory_is_not_followed(tmp_path: Path) -> None:
+    """In a group-shared store a member may rename entries inside artifact directories: a
+    directory swapped for a symlink (to a secret) after the walk must not be read through."""
+    from hdenv.containers.tarlayer import write_layer
+    from hdenv.containers.trees import TreeReader
+
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "data").write_text("top secret\n")
+    tree = tmp_path / "artifact"
+    (tree / "share").mkdir(parents=True)
+    (tree / "share" / "data").write_text("public\n")
+    (tree / "bin").mkdir()
+    (tree / "bin" / "tool").write_text("#!/bin/sh\n")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    entries = TreeReader(None, scratch).entries(tree)
+    (tree / "share").rename(tmp_path / "moved")
+    (tree / "share").symlink_to(secret)
+    with open(tmp_path / "layer.tar", "wb") as out, pytest.raises(OSError):
+        write_layer(entries, out)
+    # the walk itself goes through directory fds as well
+    assert not any("secret" in e.name for e in TreeReader(None, scratch).entries(tree))
+    assert b"top secret" not in (tmp_path / "layer.tar").read_bytes()
+
+
 # -- back into a store --------------------------------------------------------------
 
 

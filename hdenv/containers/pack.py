@@ -17,6 +17,7 @@ that refuses or dies midway has no tag pointing at an incomplete image.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shlex
 import shutil
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import StoreError, UserError
 from ..exchange.relocate import Relocator
 from ..store.hashing import canonical_json
 from ..store.layout import Store
@@ -134,7 +135,13 @@ def _workspace(opts: PackOptions) -> Iterator[Path]:
 def _layer(blobs: Path, what: str, entries: list[Entry]) -> Layer:
     fd, tmp = tempfile.mkstemp(prefix=".layer-", dir=blobs)
     with os.fdopen(fd, "wb") as out:
-        sha, size = write_layer(entries, out)
+        try:
+            sha, size = write_layer(entries, out)
+        except OSError as e:
+            if e.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EINVAL, errno.ENOENT):
+                raise
+            raise StoreError(f"cannot pack {what}: {e.filename or ''} changed while it was"
+                             f" read ({e.strerror}); see `hdenv verify`") from None
     final = blobs / sha
     os.replace(tmp, final)
     os.chmod(final, 0o644)

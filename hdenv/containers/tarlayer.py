@@ -12,8 +12,10 @@ is written.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import tarfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,6 +37,8 @@ class Entry:
     mode: int = DIR_MODE
     target: str = ""  # a link's target
     source: Path | None = None  # a file's content, read when the tar is written
+    beneath: Path | None = None  # if set, `source` is relative to this tree, opened without
+    #                              following any symlink on the way (see open_beneath)
     data: bytes | None = None  # or its content in memory
     transform: Callable[[bytes], bytes] | None = None  # applied to `source`'s bytes (relocation)
 
@@ -98,9 +102,44 @@ def _info(e: Entry) -> tarfile.TarInfo:
     return info
 
 
-def _read_source(path: Path) -> IO[bytes]:
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_beneath(root: Path, rel: str, *, directory: bool) -> int:
+    """An fd on `root/rel`, every component opened with O_NOFOLLOW relative to the last.
+
+    In a group-shared store another member may rename entries inside artifact
+    directories: a directory swapped for a symlink to /root between the walk
+    and the read must not make hdenv read (and put into an image) what the
+    link points at. A component that is a symlink fails with ELOOP/ENOTDIR.
+    """
+    fd = os.open(root, DIR_FLAGS)
+    parts = [p for p in rel.split("/") if p]
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            flags = DIR_FLAGS if (directory or not last) else (
+                os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            nxt = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_source(e: Entry) -> IO[bytes]:
     """Open a file to copy without following a symlink swapped in at its place."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    assert e.source is not None
+    if e.beneath is not None:
+        fd = open_beneath(e.beneath, str(e.source), directory=False)
+    else:
+        fd = os.open(e.source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file any more", str(e.source))
     return os.fdopen(fd, "rb")
 
 
@@ -117,14 +156,12 @@ def write_layer(entries: Iterable[Entry], out: IO[bytes]) -> tuple[str, int]:
                 info.size = len(e.data)
                 tar.addfile(info, _BytesReader(e.data))
             elif e.transform is not None:
-                assert e.source is not None
-                with _read_source(e.source) as f:
+                with _read_source(e) as f:
                     data = e.transform(f.read())
                 info.size = len(data)
                 tar.addfile(info, _BytesReader(data))
             else:
-                assert e.source is not None
-                with _read_source(e.source) as f:
+                with _read_source(e) as f:
                     info.size = os.fstat(f.fileno()).st_size
                     tar.addfile(info, f)
     return sink.sha.hexdigest(), sink.size

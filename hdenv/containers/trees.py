@@ -22,7 +22,7 @@ from ..errors import HdenvError
 from ..exchange.relocate import CannotRelocate, Relocator
 from ..store.hashing import canonical_json
 from ..store.layout import ARTIFACT_META, META_DIR, PROFILE_META
-from .tarlayer import DIR_MODE, Entry, file_mode
+from .tarlayer import DIR_MODE, Entry, file_mode, open_beneath
 
 VOLATILE = frozenset({"created", "build_seconds", "slurm", "log_first"})
 LEFT_OUT = frozenset({"build.log"})
@@ -55,43 +55,49 @@ class TreeReader:
         return self.relocator.text(p) if self.relocator is not None else p
 
     def entries(self, root: Path) -> list[Entry]:
-        """Every entry under `root` (iterative walk: no recursion over the tree's depth)."""
+        """Every entry under `root`: an iterative walk (no recursion over the tree's depth)
+        through directory fds, nothing followed (`tarlayer.open_beneath`)."""
         top = self.image_path(root).strip("/")
         out = [Entry(top, "dir", DIR_MODE)]
-        stack = [("", root)]
+        stack = [""]
         while stack:
-            rel, d = stack.pop()
-            with os.scandir(d) as it:
-                children = sorted(it, key=lambda e: e.name)
-            for child in children:
-                crel = f"{rel}/{child.name}" if rel else child.name
-                if rel == META_DIR and child.name in LEFT_OUT:
-                    continue
-                st = child.stat(follow_symlinks=False)
-                name = f"{top}/{crel}"
-                if stat.S_ISDIR(st.st_mode):
-                    out.append(Entry(name, "dir", DIR_MODE))
-                    stack.append((crel, Path(child.path)))
-                elif stat.S_ISLNK(st.st_mode):
-                    target = os.readlink(child.path)
-                    if self.relocator is not None:
-                        target = self.relocator.link_target(target)
-                    out.append(Entry(name, "link", 0o777, target=target))
-                elif stat.S_ISREG(st.st_mode):
-                    out.append(self._file(crel, name, Path(child.path), st.st_mode))
+            rel = stack.pop()
+            fd = open_beneath(root, rel, directory=True)
+            try:
+                with os.scandir(fd) as it:
+                    children = sorted(it, key=lambda e: e.name)
+                for child in children:
+                    crel = f"{rel}/{child.name}" if rel else child.name
+                    if rel == META_DIR and child.name in LEFT_OUT:
+                        continue
+                    st = child.stat(follow_symlinks=False)
+                    name = f"{top}/{crel}"
+                    if stat.S_ISDIR(st.st_mode):
+                        out.append(Entry(name, "dir", DIR_MODE))
+                        stack.append(crel)
+                    elif stat.S_ISLNK(st.st_mode):
+                        target = os.readlink(child.name, dir_fd=fd)
+                        if self.relocator is not None:
+                            target = self.relocator.link_target(target)
+                        out.append(Entry(name, "link", 0o777, target=target))
+                    elif stat.S_ISREG(st.st_mode):
+                        out.append(self._file(crel, name, root, st.st_mode))
+            finally:
+                os.close(fd)
         return out
 
-    def _file(self, rel: str, name: str, path: Path, mode: int) -> Entry:
+    def _file(self, rel: str, name: str, root: Path, mode: int) -> Entry:
         meta = rel in (f"{META_DIR}/{ARTIFACT_META}", f"{META_DIR}/{PROFILE_META}")
         if not meta and self.relocator is None:
-            return Entry(name, "file", file_mode(mode), source=path)
+            return Entry(name, "file", file_mode(mode), source=Path(rel), beneath=root)
 
         def transform(data: bytes) -> bytes:
             if meta:
                 data = _clean_meta(data)
             return self._relocate(rel, data) if self.relocator is not None else data
 
-        return Entry(name, "file", file_mode(mode), source=path, transform=transform)
+        return Entry(name, "file", file_mode(mode), source=Path(rel), beneath=root,
+                     transform=transform)
 
     def _relocate(self, rel: str, data: bytes) -> bytes:
         assert self.relocator is not None
