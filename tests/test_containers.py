@@ -388,6 +388,14 @@ def test_pack_sbom_cyclonedx_validates(built: Built) -> None:
     from cyclonedx.schema import SchemaVersion
     from cyclonedx.validation.json import JsonStrictValidator
 
+    # a download URL recorded for greet's source (specs/HASH.hints.json) reaches the SBOM
+    store = Store(built.store)
+    greet = next(a for a in json.loads((built.store / "profiles" / built.demo / ".hdenv"
+                                        / "profile.json").read_text())["artifacts"]
+                 if a.startswith("greet/"))
+    key = store.read_spec(greet.rsplit("/", 1)[1])["sources"][0]["key"]
+    store.record_source_hints(greet.rsplit("/", 1)[1],
+                              [{"key": key, "url": "https://example.org/greet-1.0.tar.gz"}])
     out = built.tmp / "sbom-cdx"
     built.pack("demo", "-o", str(out), "--sbom", "cyclonedx")
     text = (built.tmp / "sbom-cdx.sbom.cdx.json").read_text()
@@ -395,8 +403,13 @@ def test_pack_sbom_cyclonedx_validates(built: Built) -> None:
     doc = json.loads(text)
     comps = {c["name"]: c for c in doc["components"]}
     assert comps["libgreet"]["version"] == "1.0"
-    assert any(p["value"].startswith("sha256:") or p["value"].startswith("local:")
-               or p["name"] == "hdenv:source" for p in comps["greet"]["properties"])
+    assert {"name": "hdenv:source", "value": key} in comps["greet"]["properties"]
+    assert {"type": "distribution", "url": "https://example.org/greet-1.0.tar.gz"} in \
+        comps["greet"]["externalReferences"]
+    if key.startswith("sha256:"):
+        assert {"alg": "SHA-256", "content": key[7:]} in comps["greet"]["hashes"]
+    assert any(c.get("purl", "").startswith("pkg:deb/debian/libc6@") for c in doc["components"]) \
+        or not shutil.which("dpkg-query")
     # the SBOM is inside, so the image differs from one without, but is itself reproducible
     _, again = built.pack("demo", "-o", str(built.tmp / "sbom-cdx2"), "--sbom", "cyclonedx")
     assert again == _inspect(f"oci:{out}:latest")["Digest"]
