@@ -64,7 +64,7 @@ __hdenv_complete() {
                     words=$(HDENV_STORE=${store:-${HDENV_STORE-}} hdenv avail --refs "$cur" 2>/dev/null)
                 fi
                 ;;
-            load|env|show|path|diff|graph|verify|modulefiles|pin|unpin|push|export|report)
+            load|env|show|path|diff|graph|verify|modulefiles|pin|unpin|push|export|report|pack)
                 words=$(HDENV_STORE=${store:-${HDENV_STORE-}} hdenv avail --refs "$cur" 2>/dev/null)
                 ;;
             *) return 0 ;;

@@ -46,4 +46,4 @@ complete -c hdenv -n '__fish_seen_subcommand_from build mirror reproduce' -F
 complete -c hdenv -n '__fish_seen_subcommand_from unload' -a '(__hdenv_loaded_refs)'
 complete -c hdenv -n '__fish_seen_subcommand_from swap; and test (count (commandline -opc)) -le 2' -a '(__hdenv_loaded_refs)'
 complete -c hdenv -n '__fish_seen_subcommand_from swap; and test (count (commandline -opc)) -ge 3' -a '(__hdenv_refs)'
-complete -c hdenv -n '__fish_seen_subcommand_from load env show path diff graph verify modulefiles pin unpin push export report' -a '(__hdenv_refs)'
+complete -c hdenv -n '__fish_seen_subcommand_from load env show path diff graph verify modulefiles pin unpin push export report pack' -a '(__hdenv_refs)'

@@ -22,6 +22,7 @@ from ..oserrors import describe as describe_os_error
 from ..store.layout import Store
 from . import cache as cache_cmds
 from . import cluster as cluster_cmds
+from . import containers as container_cmds
 from . import modules as modules_cmds
 from . import profile as profile_cmds
 from . import provenance as provenance_cmds
@@ -307,6 +308,7 @@ for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
                 provenance_cmds.export, provenance_cmds.reproduce, provenance_cmds.report):
     cli.add_command(command)
 cli.add_command(modules_cmds.modulefiles)
+cli.add_command(container_cmds.pack)
 
 
 def main() -> None:

@@ -21,9 +21,10 @@ Order of work, each step before anything later touches the store:
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,10 +42,12 @@ from ..exchange.substitute import Fetched, Substituter
 from ..profile import profiles
 from ..profile.profiles import profile_hash
 from ..store.artifacts import artifact_id
+from ..store.fsutil import remove_tree
 from ..store.gc import spec_source_keys
 from ..store.gcroots import BuildRoots
 from ..store.layout import Store
 from ..store.sources import SourceStore
+from ..store.tmpdirs import temp_dir
 from ..validate import profile_name_problem
 from .drift import Drift, host_drift
 
@@ -75,13 +78,30 @@ def reproduce(settings: Settings, what: str, *, from_: str | None = None,
     if name is not None:
         _check_name(name)
     store = Store(settings.store).ensure()
-    with processes.interruptible(), \
+    with processes.interruptible(), _image_read_as_bundle(what, from_, store) as what, \
             open_bundle(what, from_, store, settings.trusted_keys) as bundle, \
             BuildRoots(store) as roots:
         roots.add([*(node_id(h, s) for h, s in bundle.specs.items()),
                    *(k for s in bundle.specs.values() for k in spec_source_keys(s))])
         return _Reproduction(store, settings, bundle, roots, stream).run(
             allow_host_drift=allow_host_drift, name=name, jobs=jobs)
+
+
+@contextlib.contextmanager
+def _image_read_as_bundle(what: str, from_: str | None, store: Store) -> Iterator[str]:
+    """An image made by `hdenv pack` (OCI layout, docker archive, tar, SquashFS) is read as a
+    bundle of its specs and the artifacts its layers hold (containers/fromimage.py)."""
+    if from_ is not None:
+        yield what
+        return
+    from ..containers.fromimage import image_as_bundle
+
+    work = temp_dir(store, "image-")
+    try:
+        with image_as_bundle(what, work) as (path, _name):
+            yield path
+    finally:
+        remove_tree(work)
 
 
 def _check_name(name: str) -> None:
