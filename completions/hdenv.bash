@@ -70,6 +70,19 @@ __hdenv_complete() {
             *) return 0 ;;
         esac
     fi
-    mapfile -t COMPREPLY < <(compgen -W "$words" -- "$cur")
+    __hdenv_reply "$words"
+}
+
+# The words of $1 (one per line, or blank-separated for the fixed lists) that start
+# with $cur, taken literally: compgen -W would expand $(...) and globs in a name.
+__hdenv_reply() {
+    local w
+    COMPREPLY=()
+    while IFS= read -r w; do
+        case "$w" in
+            "") ;;
+            "$cur"*) COMPREPLY+=("$w") ;;
+        esac
+    done < <(printf '%s\n' "$1" | tr ' ' '\n')
 }
 complete -F __hdenv_complete hdenv

@@ -43,6 +43,14 @@ def profile_name_problem(name: str) -> str | None:
     return None
 
 
+HASH_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyz234567")
+
+
+def looks_like_hash(text: str) -> bool:
+    """A profile or artifact hash as hdenv writes them (32 base32 characters)."""
+    return len(text) == 32 and set(text) <= HASH_ALPHABET
+
+
 def env_name_problem(name: str) -> str | None:
     """Why `name` cannot be set by a profile in all four shells, or None."""
     if not (name.isascii() and name.isidentifier()):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ..errors import UserError
 from ..store.index import Index
+from ..validate import looks_like_hash
 from . import envdiff
 
 TYPE_CHECKING = False
@@ -139,7 +140,8 @@ def _profile_hashes(index: Index, typed: str, seen: set[str]) -> list[str]:
             entries = os.listdir(os.path.join(root, "profiles"))
         except OSError:
             continue
-        out += [h for h in sorted(entries) if h.startswith(typed) and h not in seen]
+        out += [h for h in sorted(entries)
+                if h.startswith(typed) and h not in seen and looks_like_hash(h)]
     return out
 
 

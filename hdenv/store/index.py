@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 from .. import fastjson
+from ..validate import looks_like_hash, profile_name_problem
 
 META_DIR = ".hdenv"
 PROFILE_META = "profile.json"
@@ -121,8 +122,10 @@ def _generations(ndir: str) -> list[Generation]:
             target = os.readlink(os.path.join(ndir, entry))
         except OSError:
             continue
-        out.append(Generation(int(entry), target.rstrip("/").rpartition("/")[2],
-                              entry == current))
+        hash_ = target.rstrip("/").rpartition("/")[2]
+        if not looks_like_hash(hash_):  # not hdenv's: nothing read from it reaches a shell
+            continue
+        out.append(Generation(int(entry), hash_, entry == current))
     return sorted(out, key=lambda g: g.number)
 
 
@@ -145,7 +148,9 @@ class Index:
                 except OSError:
                     continue
                 for name in entries:
-                    if name in seen or name.startswith("."):
+                    # names read from any store (another user's, an upstream) are checked
+                    # as when they were made: a planted `x$(id)` never reaches a shell
+                    if name in seen or profile_name_problem(name):
                         continue
                     gens = _generations(os.path.join(names_dir, name))
                     if gens:

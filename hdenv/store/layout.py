@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..validate import looks_like_hash, profile_name_problem
 from . import sharing
 from .fsutil import atomic_write, read_json
 from .hashing import HASH_CHARS, canonical_json, is_hash_like
@@ -248,7 +249,11 @@ class Store:
         link = store.names / name / "current"
         if not os.path.lexists(link):
             return None
-        return Path(os.path.realpath(link))
+        target = Path(os.path.realpath(link))
+        # only a generation hdenv could have made: profiles/HASH (of this or an upstream store)
+        if not looks_like_hash(target.name) or target.parent.name != "profiles":
+            return None
+        return target
 
     def list_names(self, *, upstreams: bool = False) -> list[str]:
         if upstreams and self.upstreams:
@@ -256,7 +261,8 @@ class Store:
         if not self.names.is_dir():
             return []
         return sorted(n for n in os.listdir(self.names)
-                      if os.path.lexists(self.names / n / "current"))
+                      if not profile_name_problem(n)  # validated on read, as in index.py
+                      and self.name_current(n) is not None)
 
     # -- descriptions and other facts outside the hash ----------------------
     def record_about(self, hash_: str, about: dict[str, str]) -> None:
