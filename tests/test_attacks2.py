@@ -55,3 +55,46 @@ t hdenv load e
     listed = subprocess.run([f"{VENV_BIN}/hdenv", "list", "profiles"], env=env,
                             capture_output=True, text=True, check=True).stdout
     assert [line.split()[0] for line in listed.splitlines()] == ["demo"]
+
+
+# -- 19: text from stack files and other stores reaches the terminal defanged ---
+
+ESCAPES = "\x1b]52;c;cm0gLXJmIH4=\x07\x1b]2;owned\x07\x1b[2J"
+HOSTILE_TEXT_STACK = """
+[stack]
+name = "esc"
+description = "{esc}stack"
+
+[packages.tool]
+version = "1"
+description = "{esc}package"
+env = {{ NOTE = "{esc}env" }}
+script = 'mkdir -p "$PREFIX/bin"'
+
+[profiles.esc]
+packages = ["tool"]
+description = "{esc}profile"
+env = {{ NOTE = "{esc}value" }}
+"""
+
+
+def test_21_19_escape_sequences_from_a_stack_never_reach_the_terminal(
+        tmp_path: Path) -> None:
+    bash = require_tool("bash")
+    toml_escaped = ESCAPES.replace("\x1b", "\\u001b").replace("\x07", "\\u0007")
+    (tmp_path / "esc.toml").write_text(HOSTILE_TEXT_STACK.format(esc=toml_escaped))
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
+           "HDENV_STORE": str(tmp_path / "store"), "HDENV_CONFIG": str(tmp_path / "none.toml")}
+    (tmp_path / "none.toml").write_text("")
+    subprocess.run([f"{VENV_BIN}/hdenv", "build", str(tmp_path / "esc.toml")], env=env,
+                   check=True, capture_output=True)
+    script = ('eval "$(hdenv init bash)"\nhdenv avail\nhdenv spider tool\n'
+              'hdenv show esc\nhdenv show tool/1\nhdenv report esc\n'
+              'command hdenv avail\ncommand hdenv spider tool\n')
+    proc = subprocess.run([bash, "--norc", "--noprofile", "-c", script], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "\x1b" not in out and "\x07" not in out
+    assert out.count("\\x1b]52;c;") >= 5  # shown, visibly, in each listing
+    assert "\\x1b]2;owned\\x07\\x1b[2Jprofile" in out

@@ -20,6 +20,7 @@ from ..config import EXECUTORS, Settings, load_settings
 from ..errors import HdenvError, Interrupted, UserError
 from ..oserrors import describe as describe_os_error
 from ..store.layout import Store
+from ..terminal import printable
 from . import cache as cache_cmds
 from . import cluster as cluster_cmds
 from . import containers as container_cmds
@@ -249,7 +250,7 @@ def list_cmd(ctx: click.Context, what: str, as_json: bool) -> None:
         echo_json(rows)
         return
     for row in rows:
-        click.echo(" ".join(str(row[k]) for k in views.LIST_COLUMNS[what]))
+        click.echo(printable(" ".join(str(row[k]) for k in views.LIST_COLUMNS[what])))
 
 
 @cli.command()
@@ -267,7 +268,7 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     if as_json:
         echo_json(info)
     else:
-        click.echo(header + views.format_show(info))
+        click.echo(printable(header + views.format_show(info)))
 
 
 @cli.command()

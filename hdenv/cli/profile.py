@@ -13,6 +13,7 @@ import click
 from ..config import load_settings
 from ..profile import profiles, specdiff
 from ..store.layout import Store
+from ..terminal import printable
 
 
 def _store(ctx: click.Context) -> Store:
@@ -79,7 +80,7 @@ def diff(ctx: click.Context, ref_a: str, ref_b: str, exit_code: bool) -> None:
     if not lines:
         click.echo(f"{ref_a} and {ref_b} are identical", err=True)
     for line in lines:
-        click.echo(line)
+        click.echo(printable(line))
     if exit_code and lines:
         ctx.exit(1)
 

@@ -16,6 +16,7 @@ import click
 from ..config import Settings, load_settings
 from ..store.fsutil import human_size
 from ..store.layout import Store
+from ..terminal import printable
 
 
 def _settings(ctx: click.Context, jobs: int | None = None) -> Settings:
@@ -97,4 +98,4 @@ def report(ctx: click.Context, refs: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
     else:
-        click.echo(format_report(data), nl=False)
+        click.echo(printable(format_report(data)), nl=False)

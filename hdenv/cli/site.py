@@ -15,6 +15,7 @@ import click
 
 from ..config import Settings, load_settings, setting_items
 from ..configfiles import config_files
+from ..terminal import printable
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -130,5 +131,5 @@ def usage_report_cmd(ctx: click.Context, since: str | None, by: str, as_json: bo
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    click.echo(report.render(data, bars=sys.stdout.isatty(),
-                             width=shutil.get_terminal_size().columns), nl=False)
+    click.echo(printable(report.render(data, bars=sys.stdout.isatty(),
+                                       width=shutil.get_terminal_size().columns)), nl=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ..errors import UserError
 from ..store.index import Index
+from ..terminal import printable
 from ..validate import looks_like_hash
 from . import envdiff
 
@@ -297,7 +298,15 @@ def _dump(data: Any) -> str:
 
 
 def run(cmd: str, args: list[str], environ: Mapping[str, str], roots: list[str]) -> str:
-    """The output of `avail`, `spider` or `loaded`; UserError for bad input, Delegate for help."""
+    """The output of `avail`, `spider` or `loaded`; UserError for bad input, Delegate for help.
+
+    Descriptions come from stack files and other users' stores: the text is
+    printed with its control characters made visible (terminal.printable).
+    """
+    return printable(_run(cmd, args, environ, roots))
+
+
+def _run(cmd: str, args: list[str], environ: Mapping[str, str], roots: list[str]) -> str:
     if cmd == "loaded":
         flags, words = _options(args, {"--json"})
         if words:
