@@ -6,13 +6,19 @@ another user (a group store, a shared log directory) it runs as a real one.
 
 from __future__ import annotations
 
+import json
 import os
+import pwd
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import require_tool
+import pytest
+from conftest import Runner, require_tool
 from shellfixtures import build_profiles
+from unixusers import UnixUsers
 
 VENV_BIN = str(Path(sys.executable).parent)
 
@@ -98,3 +104,93 @@ def test_21_19_escape_sequences_from_a_stack_never_reach_the_terminal(
     assert "\x1b" not in out and "\x07" not in out
     assert out.count("\\x1b]52;c;") >= 5  # shown, visibly, in each listing
     assert "\\x1b]2;owned\\x07\\x1b[2Jprofile" in out
+
+
+# -- 17, 18: a shared usage-log directory -----------------------------------------
+
+@pytest.fixture(scope="module")
+def users() -> Iterator[UnixUsers]:
+    made = UnixUsers("hdenv21", "hdenv21g")
+    try:
+        made.add("a")  # the attacker
+        made.add("b")  # the victim
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture(scope="module")
+def shared_logs(users: UnixUsers) -> tuple[Path, Path, Path]:
+    """A store everyone may read (root's), a sticky world-writable log dir, a site config."""
+    store = users.base / "site-store"
+    build_profiles(store, users.base, {"demo": {"env": {"DEMO": "1"}}})
+    subprocess.run(["chmod", "-R", "a+rX", str(store)], check=True)
+    logs = users.base / "logs"
+    logs.mkdir()
+    os.chmod(logs, 0o1777)
+    config = users.base / "site-config.toml"
+    config.write_text(f'usage-log = "file:{logs}"\n')
+    os.chmod(config, 0o644)
+    return store, logs, config
+
+
+def _victim_loads(users: UnixUsers, store: Path, config: Path,
+                  **extra: str) -> subprocess.CompletedProcess[str]:
+    victim = f"{users.prefix}b"
+    env = users.env(victim, HDENV_STORE=str(store), HDENV_SITE_CONFIG=str(config),
+                    HDENV_CONFIG="/dev/null", **extra)
+    script = 'eval "$(hdenv init bash)"\nhdenv load demo && echo "DEMO=$DEMO"\n'
+    return users.run(victim, ["bash", "--norc", "--noprofile", "-c", script], env, timeout=30)
+
+
+def _uid(name: str) -> int:
+    return pwd.getpwnam(name).pw_uid
+
+
+def test_21_17_a_fifo_in_the_log_directory_cannot_hang_a_load(
+        users: UnixUsers, shared_logs: tuple[Path, Path, Path]) -> None:
+    store, logs, config = shared_logs
+    attacker, victim = f"{users.prefix}a", f"{users.prefix}b"
+    host = os.uname().nodename
+    for name in (f"{_uid(victim)}@{host}.jsonl", f"{victim}@{host}.jsonl"):  # by uid or name
+        assert users.run(attacker, ["mkfifo", "-m", "666", str(logs / name)],
+                         users.env(attacker)).returncode == 0
+    try:
+        started = time.monotonic()
+        proc = _victim_loads(users, store, config)
+        assert proc.returncode == 0 and proc.stdout == "DEMO=1\n", proc.stderr
+        assert time.monotonic() - started < 20
+        second = logs / f"{_uid(victim)}@{host}.2.jsonl"  # the record is not lost either
+        (line,) = [json.loads(x) for x in second.read_text().splitlines()]
+        assert line["action"] == "load" and line["uid"] == _uid(victim)
+        assert os.stat(second).st_uid == _uid(victim)
+    finally:
+        for leftover in logs.iterdir():
+            leftover.unlink()
+
+
+def test_21_18_usage_records_can_be_neither_forged_nor_swallowed(
+        users: UnixUsers, shared_logs: tuple[Path, Path, Path], run_hdenv: Runner) -> None:
+    store, logs, config = shared_logs
+    attacker, victim = f"{users.prefix}a", f"{users.prefix}b"
+    host = os.uname().nodename
+    planted = logs / f"{_uid(victim)}@{host}.jsonl"
+    forged = json.dumps({"time": "2030-01-01T00:00:00.000Z", "user": victim, "action": "load",
+                         "uid": _uid(victim), "explicit": True, "name": "forged",
+                         "generation": 1, "hash": "f" * 32})
+    for name in (planted, logs / f"{victim}@{host}.jsonl", logs / f"{attacker}@{host}.jsonl"):
+        make = f"umask 0; printf '%s\\n' '{forged}' > {name}"
+        assert users.run(attacker, ["sh", "-c", make], users.env(attacker)).returncode == 0
+    try:
+        proc = _victim_loads(users, store, config, USER=attacker, LOGNAME=attacker)
+        assert proc.returncode == 0, proc.stderr
+        assert planted.read_text() == forged + "\n"  # nothing of the victim's went there
+        mine = logs / f"{_uid(victim)}@{host}.2.jsonl"
+        (line,) = [json.loads(x) for x in mine.read_text().splitlines()]
+        assert (line["user"], line["uid"]) == (victim, _uid(victim))  # not $USER's attacker
+        report = json.loads(run_hdenv("usage", "report", "--from", str(logs), "--by", "user",
+                                      "--json", check=True).stdout)
+        assert [(r["key"], r["count"]) for r in report["rows"]] == [(victim, 1)]
+    finally:
+        for leftover in logs.iterdir():
+            leftover.unlink()

@@ -26,13 +26,14 @@ def test_parse_accepts_the_three_forms_and_names_what_is_wrong() -> None:
 
 
 def test_file_sink_appends_one_line_per_event_to_its_own_file(tmp_path: Path) -> None:
-    sinks.send(f"file:{tmp_path}", ['{"a":1}', '{"b":"é"}'], "ana", "node1")
-    sinks.send(f"file:{tmp_path}", ['{"c":2}'], "ana", "node1")
-    log = tmp_path / "ana@node1.jsonl"
+    uid = os.getuid()
+    sinks.send(f"file:{tmp_path}", ['{"a":1}', '{"b":"é"}'], uid, "node1")
+    sinks.send(f"file:{tmp_path}", ['{"c":2}'], uid, "node1")
+    log = tmp_path / f"{uid}@node1.jsonl"
     assert log.read_text(encoding="utf-8") == '{"a":1}\n{"b":"é"}\n{"c":2}\n'
     assert log.stat().st_mode & 0o777 == 0o640 & ~_umask()
-    sinks.send(f"file:{tmp_path}", ['{"x":1}'], "../evil", "h/o/st")
-    assert (tmp_path / ".._evil@h_o_st.jsonl").is_file()
+    sinks.send(f"file:{tmp_path}", ['{"x":1}'], uid, "h/o/st")
+    assert (tmp_path / f"{uid}@h_o_st.jsonl").is_file()
 
 
 def _umask() -> int:
@@ -42,12 +43,14 @@ def _umask() -> int:
 
 
 def test_file_sink_never_follows_a_planted_link(tmp_path: Path) -> None:
+    """The name is taken by a link: the target is untouched, the line goes to UID@HOST.2."""
+    uid = os.getuid()
     target = tmp_path / "victim"
     target.write_text("mine\n")
-    (tmp_path / "ana@node1.jsonl").symlink_to(target)
-    with pytest.raises(OSError):
-        sinks.send(f"file:{tmp_path}", ['{"a":1}'], "ana", "node1")
+    (tmp_path / f"{uid}@node1.jsonl").symlink_to(target)
+    sinks.send(f"file:{tmp_path}", ['{"a":1}'], uid, "node1")
     assert target.read_text() == "mine\n"
+    assert (tmp_path / f"{uid}@node1.2.jsonl").read_text() == '{"a":1}\n'
 
 
 def test_udp_sink_sends_datagrams() -> None:
@@ -56,7 +59,7 @@ def test_udp_sink_sends_datagrams() -> None:
     listener.settimeout(10)
     try:
         port = listener.getsockname()[1]
-        sinks.send(f"udp://127.0.0.1:{port}", ['{"a":1}', '{"b":2}'], "ana", "node1")
+        sinks.send(f"udp://127.0.0.1:{port}", ['{"a":1}', '{"b":2}'], os.getuid(), "node1")
         assert [listener.recv(100), listener.recv(100)] == [b'{"a":1}', b'{"b":2}']
     finally:
         listener.close()

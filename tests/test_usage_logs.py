@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import socket
 import subprocess
 import sys
@@ -57,7 +58,8 @@ def check_session(lines: list[dict[str, object]], store: Path) -> None:
               for n in ("demo", "other", "gcc", "clang")}
     for line in lines:
         assert list(line)[:len(FIELDS)] == FIELDS
-        assert line["user"] == "ana" and line["uid"] == os.getuid()
+        # the uid decides who it was, not $USER (the session sets USER=ana)
+        assert line["user"] == pwd.getpwuid(os.getuid()).pw_name and line["uid"] == os.getuid()
         assert line["slurm_job_id"] == "4242" and line["host"] == os.uname().nodename
         assert str(line["time"]).endswith("Z") and len(str(line["time"])) == 24
     got = [(e["action"], e["explicit"], e["name"], e["generation"], e["hash"],
@@ -75,7 +77,7 @@ def check_session(lines: list[dict[str, object]], store: Path) -> None:
 
 def read_log(directory: Path) -> list[dict[str, object]]:
     (log,) = directory.iterdir()
-    assert log.name == f"ana@{os.uname().nodename}.jsonl"
+    assert log.name == f"{os.getuid()}@{os.uname().nodename}.jsonl"
     assert log.stat().st_mode & 0o777 == 0o640
     return [json.loads(line) for line in log.read_text().splitlines()]
 
@@ -94,7 +96,8 @@ def test_file_sink_logs_loads_swaps_and_auto_swaps(tmp_path: Path, store: Path,
     assert counts == {"demo": 1, "gcc": 1, "clang": 1, "other": 1}
     users = json.loads(run_hdenv("usage", "report", "--from", str(logs), "--by", "user",
                                  "--json", check=True).stdout)
-    assert [(r["key"], r["count"]) for r in users["rows"]] == [("ana", 4)]
+    assert [(r["key"], r["count"]) for r in users["rows"]] == [
+        (pwd.getpwuid(os.getuid()).pw_name, 4)]
     text = run_hdenv("usage", "report", "--from", str(logs), check=True).stdout
     assert text.splitlines()[0] == "loads by profile: 4"
 

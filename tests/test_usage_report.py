@@ -4,49 +4,56 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import pytest
-from conftest import Runner
+from conftest import Runner, require
 
 from hdenv.errors import UserError
 from hdenv.usage import report
 
 
-def line(time: str, action: str, **fields: object) -> str:
-    return json.dumps({"time": time, "user": "ana", "action": action, "explicit": True,
-                       "name": None, "generation": None, "hash": "h1", **fields})
+def line(time: str, action: str, uid: int = 0, **fields: object) -> str:
+    return json.dumps({"time": time, "user": "claimed", "uid": uid, "action": action,
+                       "explicit": True, "name": None, "generation": None, "hash": "h1",
+                       **fields})
 
 
 @pytest.fixture
 def logs(tmp_path: Path) -> Path:
+    """Logs of root (uid 0) and daemon (uid 1): a line counts for its file's owner only."""
+    require(os.geteuid() == 0, "the log files must belong to two users (run as root)")
     d = tmp_path / "logs"
     d.mkdir()
-    (d / "ana@n1.jsonl").write_text("\n".join([
+    (d / "0@n1.jsonl").write_text("\n".join([
         line("2024-05-01T10:00:00.000Z", "load", name="demo"),
         line("2024-05-01T11:00:00.000Z", "unload", name="demo"),
         line("2024-05-02T10:00:00.000Z", "auto-swap", name="gcc"),
         line("2024-05-03T10:00:00.000Z", "python", packages=["numpy", "six"]),
         "{not json",
     ]) + "\n")
-    (d / "bob@n2.jsonl").write_text("\n".join([
-        line("2024-05-02T09:00:00.000Z", "swap", name="demo", user="bob"),
-        line("2024-05-03T09:00:00.000Z", "load", hash="abcdef", user="bob"),
-        line("2024-05-03T09:30:00.000Z", "python", packages=["six"], user="bob"),
+    (d / "1@n2.jsonl").write_text("\n".join([
+        line("2024-05-02T09:00:00.000Z", "swap", 1, name="demo"),
+        line("2024-05-03T09:00:00.000Z", "load", 1, hash="abcdef"),
+        line("2024-05-03T09:30:00.000Z", "python", 1, packages=["six"]),
+        line("2024-05-03T09:40:00.000Z", "load", 0, name="forged"),  # not its owner's uid
     ]) + "\n")
+    os.chown(d / "1@n2.jsonl", 1, 1)
     (d / "README").write_text("not a log\n")
     return d
 
 
 def test_counts_by_profile_user_and_package_with_days(logs: Path) -> None:
     found = report.scan(logs, None)
-    assert found.files == 2 and found.bad_lines == 1
+    assert found.files == 2 and found.bad_lines == 2  # "{not json" and the forged line
     by_profile = report.aggregate(found, "profile", None)
     assert [(r["key"], r["count"]) for r in by_profile["rows"]] == [
         ("demo", 2), ("abcdef", 1), ("gcc", 1)]
     assert by_profile["rows"][0]["by_day"] == {"2024-05-01": 1, "2024-05-02": 1}
     by_user = report.aggregate(found, "user", None)
-    assert [(r["key"], r["count"]) for r in by_user["rows"]] == [("ana", 2), ("bob", 2)]
+    assert [(r["key"], r["count"]) for r in by_user["rows"]] == [
+        ("daemon", 2), ("root", 2)]
     by_package = report.aggregate(found, "package", None)
     assert [(r["key"], r["count"]) for r in by_package["rows"]] == [("six", 2), ("numpy", 1)]
 

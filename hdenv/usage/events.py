@@ -1,8 +1,9 @@
 """What one usage line records, as a JSON object (see README, "Usage logs").
 
 Fields, in this order:
-`time` (UTC, ISO 8601 with milliseconds), `user` (`$USER`, else `$LOGNAME`,
-else the uid), `uid`, `host` (node name), `slurm_job_id` (null outside a
+`time` (UTC, ISO 8601 with milliseconds), `user` (the uid's name in the
+password database, never `$USER`, which anyone can set; else the uid), `uid`,
+`host` (node name), `slurm_job_id` (null outside a
 job), `action` (`load`, `unload`, `swap`, `auto-swap` or `python`),
 `explicit` (false when hdenv chose the change itself: the profile an
 auto-swap replaced, the profiles `purge` unloads), `name` and `generation`
@@ -41,11 +42,20 @@ def who(environ: Mapping[str, str]) -> dict[str, Any]:
     uid = posix.getuid()
     return {
         "time": f"{stamp}.{int(now % 1 * 1000):03d}Z",
-        "user": environ.get("USER") or environ.get("LOGNAME") or str(uid),
+        "user": _user_name(uid),
         "uid": uid,
         "host": posix.uname().nodename,
         "slurm_job_id": environ.get("SLURM_JOB_ID") or None,
     }
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def profile_fields(name: str | None, generation: int | None, hash_: str) -> dict[str, Any]:
@@ -73,6 +83,6 @@ def emit(events: list[dict[str, Any]], environ: Mapping[str, str], sink: str | N
         from .sinks import send
 
         head = who(environ)
-        send(sink, lines(events, head), str(head["user"]), str(head["host"]))
+        send(sink, lines(events, head), int(head["uid"]), str(head["host"]))
     except Exception:  # noqa: BLE001 - a log must never cost the user their load
         pass

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import pwd
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -82,6 +83,13 @@ def _lines(path: Path) -> Iterator[str]:
         yield from f
 
 
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def scan(directory: Path, since: _dt.datetime | None) -> Scan:
     if not directory.is_dir():
         raise UserError(f"no usage log directory {directory}")
@@ -95,6 +103,7 @@ def scan(directory: Path, since: _dt.datetime | None) -> Scan:
         if not name.endswith(".jsonl"):
             continue
         try:
+            owner = os.stat(directory / name, follow_symlinks=False).st_uid
             lines = list(_lines(directory / name))
         except OSError:
             out.unreadable.append(name)
@@ -107,9 +116,10 @@ def scan(directory: Path, since: _dt.datetime | None) -> Scan:
                 out.bad_lines += 1
                 continue
             when = _stamp(event) if isinstance(event, dict) else None
-            if when is None:
+            if when is None or event.get("uid") != owner:  # a line counts for its file's owner
                 out.bad_lines += 1
                 continue
+            event["user"] = _user_name(owner)  # who wrote it, whatever the line claims
             if since is None or when >= since:
                 event["_day"] = when.date().isoformat()
                 out.events.append(event)

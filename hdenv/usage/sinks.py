@@ -6,13 +6,19 @@ built-in modules and the C extension a sink needs, imported when used.
 
 - `syslog` (or `syslog:FACILITY`, e.g. `syslog:local0`): one message per
   line, ident `hdenv`, priority info; the site's syslog daemon forwards it.
-- `file:DIR`: appended to `DIR/USER@HOST.jsonl`, one `write` per line with
+- `file:DIR`: appended to `DIR/UID@HOST.jsonl`, one `write` per line with
   O_APPEND. One file per user and host: no two machines ever append to the
   same file (appends from several NFS clients can interleave), and a user
   cannot alter another's lines. A site makes DIR with mode 3733 (sticky,
   set-gid to an admin group, world-writable but not listable): every user can
   create their own file, only the admins can read them all. Files are
-  created 0640.
+  created 0640. The uid names the file, never `$USER`: in a directory others
+  can write, the file is opened without following a link or blocking (a
+  FIFO planted under the name cannot hang a load) and used only if it is a
+  regular file of the user's own; a name someone else took makes hdenv try
+  `UID@HOST.2.jsonl` and so on, so a planted file cannot swallow a user's
+  records, and `hdenv usage report` counts a line only when the file's owner
+  is the uid the line names.
 - `udp://HOST:PORT` (`udp://[::1]:PORT` for IPv6): one datagram per line,
   sent without waiting. Give an IP address: a host name costs a DNS lookup on
   every load.
@@ -50,31 +56,51 @@ def parse(sink: str) -> tuple[str, str, int]:
     raise ValueError(f"not a usage log: {sink!r} (syslog, file:DIR or udp://HOST:PORT)")
 
 
-def file_name(user: str, host: str) -> str:
+ALTERNATES = 8  # names tried after UID@HOST.jsonl when another user took it
+
+
+def file_name(uid: int, host: str, n: int = 1) -> str:
     """A user's log file in a `file:` directory; '/' cannot reach another directory."""
-    return f"{user}@{host}.jsonl".replace("/", "_")
+    suffix = "" if n == 1 else f".{n}"
+    return f"{uid}@{host}{suffix}.jsonl".replace("/", "_")
 
 
-def send(sink: str, lines: list[str], user: str, host: str) -> None:
+def send(sink: str, lines: list[str], uid: int, host: str) -> None:
     """Deliver `lines` (each one JSON object, no newline); OSError/ValueError if it cannot."""
     kind, target, port = parse(sink)
     if kind == "file":
-        _append(f"{target}/{file_name(user, host)}", lines)
+        data = "".join(line + "\n" for line in lines).encode("utf-8", "replace")
+        for n in range(1, ALTERNATES + 1):
+            if _append(f"{target}/{file_name(uid, host, n)}", data, uid):
+                return
+        raise PermissionError(f"{target}: every log file name of uid {uid} is taken")
     elif kind == "udp":
         _datagrams(target, port, lines)
     else:
         _syslog(target, lines)
 
 
-def _append(path: str, lines: list[str]) -> None:
+def _append(path: str, data: bytes, uid: int) -> bool:
+    """Append to `path` if it is (or can be made) a regular file of `uid`; False if not.
+
+    O_NONBLOCK: a FIFO someone planted under the name opens at once (or fails
+    with ENXIO) instead of blocking the load until a reader comes.
+    """
     import posix
 
-    fd = posix.open(path, posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_CLOEXEC
-                    | posix.O_NOFOLLOW, 0o640)
     try:
-        if posix.fstat(fd).st_uid != posix.geteuid():
-            raise PermissionError(f"{path} belongs to another user")  # planted in a shared dir
-        posix.write(fd, "".join(line + "\n" for line in lines).encode("utf-8", "replace"))
+        fd = posix.open(path, posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_CLOEXEC
+                        | posix.O_NOFOLLOW | posix.O_NONBLOCK, 0o640)
+    except OSError as e:
+        if e.errno in (13, 6, 40, 21):  # EACCES, ENXIO (a FIFO), ELOOP (a link), EISDIR
+            return False
+        raise
+    try:
+        st = posix.fstat(fd)
+        if st.st_uid != uid or (st.st_mode & 0o170000) != 0o100000:
+            return False  # planted in a shared directory: not ours, or not a regular file
+        posix.write(fd, data)
+        return True
     finally:
         posix.close(fd)
 
