@@ -194,3 +194,67 @@ def test_21_18_usage_records_can_be_neither_forged_nor_swallowed(
     finally:
         for leftover in logs.iterdir():
             leftover.unlink()
+
+
+# -- 13, 16, 7 (load time): every source of profile env, and family, checked ------
+
+HOST_ENV = """
+[host.evil]
+programs = ["sh"]
+env = {{ {var} = "x" }}
+
+[packages.tool]
+version = "1"
+deps = ["evil"]
+script = 'mkdir -p "$PREFIX"'
+"""
+
+
+@pytest.mark.parametrize("var", ["PATH", "BASH_ENV", "status", "HDENV_RECORD"])
+def test_21_13_host_env_obeys_the_profile_env_rule(run_hdenv: Runner, tmp_path: Path,
+                                                   store_dir: Path, var: str) -> None:
+    stack = tmp_path / "h.toml"
+    stack.write_text(HOST_ENV.format(var=var))
+    proc = run_hdenv("build", str(stack))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"hdenv: error: {stack}:4: host.evil.env: cannot set"
+                                  f" {var!r}: "), proc.stderr
+    assert not store_dir.exists() or not list((store_dir / "artifacts").glob("*"))
+
+
+@pytest.mark.parametrize("where", ["host", "profile"])
+def test_21_16_a_family_that_cannot_be_a_module_family_is_refused_at_build(
+        run_hdenv: Runner, tmp_path: Path, where: str) -> None:
+    text = ('[host.cc]\nprograms = ["sh"]\nfamily = "a b"\n' if where == "host" else
+            '[packages.t]\nversion = "1"\nscript = "true"\n'
+            '[profiles.p]\npackages = ["t"]\nfamily = "a b"\n')
+    stack = tmp_path / "f.toml"
+    stack.write_text(text)
+    proc = run_hdenv("build", str(stack))
+    assert proc.returncode == 2
+    assert "family 'a b': use letters, digits and _" in proc.stderr
+    assert proc.stderr.startswith(f"hdenv: error: {stack}:")
+
+
+def test_21_7_load_refuses_a_profile_whose_recorded_env_sets_a_reserved_variable(
+        tmp_path: Path) -> None:
+    """profile.json from another store or a cache is checked again at load time."""
+    bash = require_tool("bash")
+    store = tmp_path / "store"
+    build_profiles(store, tmp_path, {"demo": {"env": {"DEMO": "1"}}})
+    meta = Path(os.path.realpath(store / "names" / "demo" / "current")) / ".hdenv"
+    data = json.loads((meta / "profile.json").read_text())
+    data["env"]["BASH_ENV"] = str(tmp_path / "evil.sh")
+    os.chmod(meta, 0o755)
+    os.chmod(meta / "profile.json", 0o644)
+    (meta / "profile.json").write_text(json.dumps(data))
+    (tmp_path / "evil.sh").write_text("touch PWNED\n")
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
+           "HDENV_STORE": str(store), "HDENV_CONFIG": str(tmp_path / "none.toml")}
+    script = ('eval "$(hdenv init bash)"\nhdenv load demo; echo "rc=$?"\n'
+              'echo "BASH_ENV=${BASH_ENV-unset}"\nbash -c true\n')
+    proc = subprocess.run([bash, "--norc", "--noprofile", "-c", script], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.stdout == "rc=2\nBASH_ENV=unset\n", proc.stderr
+    assert "sets BASH_ENV, which a profile may not set" in proc.stderr
+    assert not (tmp_path / "PWNED").exists()

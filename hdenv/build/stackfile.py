@@ -445,6 +445,26 @@ def _values(plan: ProfilePlan, variants: list[Variant]) -> dict[str, Any]:
     return next(v.values for v in variants if plan in v.profiles)
 
 
+def _check_profile_env(ctx: _Ctx, env: Mapping[str, str], what: str, *where: str) -> None:
+    """One rule for every source of a profile's environment (profile and host `env`):
+    a name every shell can set, none that `load` manages or a shell owns."""
+    for k in env:
+        problem = env_name_problem(k)
+        if problem is not None:
+            raise ctx.error(f"{what}.env: cannot set {k!r}: {problem}", *where, "env", k)
+
+
+_FAMILY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_family(ctx: _Ctx, family: str, *where: str) -> None:
+    """A family becomes a variable name in Lmod and Environment Modules (and a word here):
+    checked when the stack is read, so a bad one never reaches `hdenv modulefiles`."""
+    if not _FAMILY.match(family):
+        raise ctx.error(f"family {family!r}: use letters, digits and _ (it becomes a module"
+                        " family name)", *where, "family")
+
+
 def _parse_hosts(ctx: _Ctx, table: dict[str, Any]) -> dict[str, HostDecl]:
     hosts = {}
     for hname, htable in table.items():
@@ -460,7 +480,7 @@ def _parse_hosts(ctx: _Ctx, table: dict[str, Any]) -> dict[str, HostDecl]:
             raise ctx.error(f"host.{hname}.programs is empty", *where, "programs")
         family = htable.get("family")
         if family is not None:
-            ctx.string(family, *where, "family")
+            _check_family(ctx, ctx.string(family, *where, "family"), *where)
         version = htable.get("version")
         if version is not None:
             ctx.name(ctx.string(version, *where, "version"), "version", *where, "version")
@@ -476,9 +496,7 @@ def _parse_hosts(ctx: _Ctx, table: dict[str, Any]) -> dict[str, HostDecl]:
                 raise ctx.error(f"host.{hname}: give version or version-from, not both",
                                 *where, "version-from")
         env = ctx.str_table(htable.get("env", {}), *where, "env")
-        for k in env:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
-                raise ctx.error(f"invalid environment variable name {k!r}", *where, "env", k)
+        _check_profile_env(ctx, env, f"host.{hname}", *where)  # it reaches profiles too
         pkgconfig = ctx.strings(htable.get("pkgconfig", []), *where, "pkgconfig")
         for d in pkgconfig:
             if not d.startswith("/"):
@@ -662,14 +680,11 @@ def _render_profiles(ctx: _Ctx, stack_name: str, raw: dict[str, Any], variant: V
                 raise ctx.error(f"profile {pname}: unknown package '{p}'", *where, "packages")
         env = {k: ctx.render(v, profile_context, *where, "env", k)
                for k, v in ctx.str_table(table.get("env", {}), *where, "env").items()}
-        for k in env:
-            problem = env_name_problem(k)
-            if problem is not None:
-                raise ctx.error(f"profiles.{pname}.env: cannot set {k!r}: {problem}",
-                                *where, "env", k)
+        _check_profile_env(ctx, env, f"profiles.{pname}", *where)
         family = table.get("family")
         if family is not None:
             family = ctx.render(ctx.string(family, *where, "family"), context, *where, "family")
+            _check_family(ctx, family, *where)
         exclude = ctx.strings(table.get("exclude", []), *where, "exclude")
         priority = _render_names(ctx, table.get("priority", []), context, *where, "priority")
         described = ctx.render(ctx.string(table.get("description", ""), *where, "description"),

@@ -2,7 +2,7 @@
 
 Users run `hdenv load` all day, so this module is what the function executes
 with `python -I -S` (no site-packages, no click, no jinja2, not even `os`): it
-imports only `binascii`, `_json`, `errors`, `lightos`, `envdiff` and the one
+imports only `binascii`, `_json`, `errors`, `validate`, `lightos`, `envdiff` and the one
 shell module it needs. A profile is found by following one link (names) or
 one `stat` (full hashes); a hash prefix lists
 `profiles/` only, never `artifacts/`, so the cost does not grow with the
@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import UserError
+from ..validate import env_name_problem
 from . import envdiff, envlimits, lightos
 from .envdiff import LoadRecord
 from .quoting import Shell, get_shell
@@ -258,7 +259,11 @@ def apply(env: dict[str, str], prof: Profile) -> LoadRecord:
         envdiff.prepend(env, rec, "PYTHONPATH", site, False)
     envdiff.prepend(env, rec, PREFIX_VAR, [prof.prefix])
     for var in sorted(prof.env):
-        envdiff.set_var(env, rec, check_name(var), prof.env[var])
+        problem = env_name_problem(check_name(var))
+        if problem is not None:  # profile.json from another store or a cache: checked again
+            raise UserError(f"profile {prof.ref} sets {var}, which a profile may not set"
+                            f" ({problem}); refusing to load it (see `hdenv verify`)")
+        envdiff.set_var(env, rec, var, prof.env[var])
     return rec
 
 
