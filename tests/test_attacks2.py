@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import Runner, require_tool
 from shellfixtures import build_profiles
+from test_attacks import small_tmpfs
 from unixusers import UnixUsers
 
 VENV_BIN = str(Path(sys.executable).parent)
@@ -258,3 +259,33 @@ def test_21_7_load_refuses_a_profile_whose_recorded_env_sets_a_reserved_variable
     assert proc.stdout == "rc=2\nBASH_ENV=unset\n", proc.stderr
     assert "sets BASH_ENV, which a profile may not set" in proc.stderr
     assert not (tmp_path / "PWNED").exists()
+
+
+# -- 20: the smaller ones ---------------------------------------------------------
+
+def test_21_20_a_full_disk_names_the_path_it_filled(run_hdenv: Runner, tmp_path: Path) -> None:
+    big = tmp_path / "src" / "big.bin"
+    big.parent.mkdir()
+    big.write_bytes(os.urandom(12 * 1024 * 1024))
+    stack = tmp_path / "big.toml"
+    stack.write_text('[packages.p]\nversion = "1"\nsources = [{ path = "src" }]\n'
+                     'script = "true"\n')
+    with small_tmpfs(tmp_path / "small", "8m") as small:
+        for argv in (["fetch", str(big)], ["build", str(stack)]):
+            proc = run_hdenv(*argv, env={"HDENV_STORE": str(small / "store")})
+            assert proc.returncode == 1, proc.stderr
+            assert f"no space left on the device ({small}/store/tmp/" in proc.stderr, proc.stderr
+            assert "internal error" not in proc.stderr
+
+
+def test_21_20_jinja2_is_required_at_a_version_without_known_sandbox_escapes() -> None:
+    """CVE-2024-56201, CVE-2024-56326 (fixed in 3.1.5) and CVE-2025-27516 (3.1.6)."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    requires = importlib.metadata.requires("hdenv") or []
+    (jinja,) = [Requirement(r) for r in requires if r.lower().startswith("jinja2")]
+    assert not jinja.specifier.contains("3.1.5") and jinja.specifier.contains("3.1.6")
+    assert Version(importlib.metadata.version("jinja2")) >= Version("3.1.6")

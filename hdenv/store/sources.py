@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import BuildError, UserError
+from ..oserrors import describe as describe_os_error
+from ..oserrors import naming
 from . import archive, srcstat
 from .fsutil import atomic_write, file_lock
 from .hashing import CHUNK, sha256_file
@@ -320,7 +322,12 @@ class SourceStore:
             hex_ = self._store_location(url, expected, _basename(url) or None)
         except _Mismatch as e:
             raise BuildError(f"{url}: {e}") from None
-        except (OSError, urllib.error.URLError, ValueError) as e:
+        except OSError as e:
+            described = describe_os_error(e)
+            if described is not None and e.filename is not None:  # the store's problem
+                raise BuildError(f"could not fetch {url}: {described[0]}") from None
+            raise BuildError(f"could not fetch {url}: {_reason(e)}") from None
+        except (urllib.error.URLError, ValueError) as e:
             raise BuildError(f"could not fetch {url}: {_reason(e)}") from None
         return f"sha256:{hex_}"
 
@@ -362,7 +369,7 @@ class SourceStore:
         """A temp file in the store's tmp/ (same filesystem as src/), removed unless landed."""
         fd, tmp = temp_file(self.store, "src-", ".part")
         try:
-            with os.fdopen(fd, "wb") as f:
+            with naming(tmp), os.fdopen(fd, "wb") as f:  # a full disk names where it filled
                 yield tmp, f
         finally:
             with contextlib.suppress(FileNotFoundError):
