@@ -6,9 +6,11 @@ another user (a group store, a shared log directory) it runs as a real one.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import pwd
+import resource
 import subprocess
 import sys
 import time
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from conftest import Runner, require_tool
+from packaging.requirements import Requirement
+from packaging.version import Version
 from shellfixtures import build_profiles
 from test_attacks import small_tmpfs
 from unixusers import UnixUsers
@@ -280,12 +284,43 @@ def test_21_20_a_full_disk_names_the_path_it_filled(run_hdenv: Runner, tmp_path:
 
 def test_21_20_jinja2_is_required_at_a_version_without_known_sandbox_escapes() -> None:
     """CVE-2024-56201, CVE-2024-56326 (fixed in 3.1.5) and CVE-2025-27516 (3.1.6)."""
-    import importlib.metadata
-
-    from packaging.requirements import Requirement
-    from packaging.version import Version
-
     requires = importlib.metadata.requires("hdenv") or []
     (jinja,) = [Requirement(r) for r in requires if r.lower().startswith("jinja2")]
     assert not jinja.specifier.contains("3.1.5") and jinja.specifier.contains("3.1.6")
     assert Version(importlib.metadata.version("jinja2")) >= Version("3.1.6")
+
+
+# -- 14: a template's size and work are bounded --------------------------------------
+
+BIG = 100_000_000
+TEMPLATES = {
+    "ljust": f"{{{{ 'x'.ljust({BIG}) }}}}",
+    "printf": f"{{{{ '%0{BIG}d' % 1 }}}}",
+    "format": f"{{{{ '{{:>{BIG}}}'.format(1) }}}}",
+    "center": f"{{{{ 'x' | center({BIG}) }}}}",
+    "replace": "{{ 'xx'" + " | replace('x', 'xxxxxxxxxx')" * 9 + " }}",
+    "nested-range": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}"
+                    "{% endfor %}",
+    "nested-lists": "{% for i in [1] * 1000000 %}{% for j in [1] * 1000000 %}{% endfor %}"
+                    "{% endfor %}",
+    "big-join": "{{ ([('x' * 1000000)] * 1000) | join }}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_21_14_a_template_cannot_eat_memory_or_time(hdenv_exe: str, hdenv_env: dict[str, str],
+                                                    tmp_path: Path, name: str) -> None:
+    def one_gib_of_address_space() -> None:  # a big value would be a MemoryError instead
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    stack = tmp_path / "t.toml"
+    stack.write_text('[packages.t]\nversion = "1"\n'
+                     f'env = {{ X = "{TEMPLATES[name]}" }}\nscript = "true"\n')
+    started = time.monotonic()
+    proc = subprocess.run([hdenv_exe, "build", "--dry-run", str(stack)], env=hdenv_env,
+                          capture_output=True, text=True, timeout=60,
+                          preexec_fn=one_gib_of_address_space)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"hdenv: error: {stack}:3: unsafe template in packages.t.env"),\
+        proc.stderr
+    assert time.monotonic() - started < 20

@@ -20,7 +20,7 @@ import jinja2
 from ..errors import UserError
 from ..store.sources import SourceDecl
 from ..validate import env_name_problem, profile_name_problem
-from .sandbox import StackSandbox
+from .sandbox import StackSandbox, check_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -175,7 +175,8 @@ class _Ctx:
             template = self.templates.get(value)
             if template is None:
                 template = self.templates[value] = self.jinja.from_string(value)
-            return template.render(context)
+            with self.jinja.budget():
+                return check_value(template.render(context))
         except jinja2.TemplateSyntaxError as e:
             line = self.index.line(*path) + max((e.lineno or 1) - 1, 0)
             raise UserError(f"template error in {'.'.join(path)}: {e.message}",
@@ -189,7 +190,8 @@ class _Ctx:
 
     def condition(self, expr: str, context: Mapping[str, Any], *path: str) -> bool:
         try:
-            return bool(self.jinja.compile_expression(expr, undefined_to_none=False)(context))
+            with self.jinja.budget():
+                return bool(self.jinja.compile_expression(expr, undefined_to_none=False)(context))
         except jinja2.TemplateSyntaxError as e:
             raise self.error(f"bad condition in {'.'.join(path)}: {e.message}", *path) from None
         except jinja2.UndefinedError as e:
