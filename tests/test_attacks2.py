@@ -6,13 +6,16 @@ another user (a group store, a shared log directory) it runs as a real one.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import io
 import json
 import os
 import pwd
 import resource
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -324,3 +327,59 @@ def test_21_14_a_template_cannot_eat_memory_or_time(hdenv_exe: str, hdenv_env: d
     assert proc.stderr.startswith(f"hdenv: error: {stack}:3: unsafe template in packages.t.env"),\
         proc.stderr
     assert time.monotonic() - started < 20
+
+
+# -- 15: no recursion over a depth someone else chose --------------------------------
+
+def _deep_archive(path: Path, depth: int) -> str:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        name = "d"
+        for _ in range(depth):
+            name += "/a"
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tf.addfile(info)
+        info = tarfile.TarInfo(name + "/f")
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"x"))
+    path.write_bytes(buf.getvalue())
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_21_15_a_1000_deep_archive_builds_verifies_and_is_collected(
+        run_hdenv: Runner, tmp_path: Path, store_dir: Path) -> None:
+    sha = _deep_archive(tmp_path / "deep.tgz", 1000)
+    stack = tmp_path / "deep.toml"
+    stack.write_text(f'[packages.deep]\nversion = "1"\nsources = [{{ url = '
+                     f'"file://{tmp_path}/deep.tgz", sha256 = "{sha}" }}]\n'
+                     'script = \'mkdir -p "$PREFIX" && cp -r d "$PREFIX/"\'\n')
+    for step in (["build", str(stack)], ["verify"], ["du"]):
+        proc = run_hdenv(*step)
+        assert proc.returncode == 0, (step, proc.stderr)
+    (aid,) = [x.split()[0] for x in run_hdenv("list", "artifacts").stdout.splitlines()
+              if x.startswith("deep/")]
+    assert run_hdenv("show", aid).returncode == 0
+    (store_dir / "names").rename(store_dir / "names.gone")  # nothing roots it any more
+    (store_dir / "names").mkdir()
+    proc = run_hdenv("gc")
+    assert proc.returncode == 0, proc.stderr
+    assert not (store_dir / "artifacts" / aid).exists()
+    assert [p.name for p in (store_dir / "tmp").rglob("*") if "build" in p.name] == []
+
+
+def test_21_15_a_deep_dependency_chain_plans(run_hdenv: Runner, tmp_path: Path) -> None:
+    """1,200 packages, each depending on the next one defined (the worst order)."""
+    stack = tmp_path / "chain.toml"
+    stack.write_text("\n".join(
+        f'[packages.p{i}]\nversion = "1"\n' + (f'deps = ["p{i - 1}"]\n' if i else "")
+        + 'script = "true"\n' for i in reversed(range(1200))))
+    proc = run_hdenv("build", "--dry-run", str(stack))
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert len([x for x in proc.stdout.splitlines()
+                if x.startswith("would build p") and not x.startswith("would build posix")]
+               ) == 1200
+    stack.write_text(stack.read_text().replace('[packages.p0]\nversion = "1"\n',
+                                               '[packages.p0]\nversion = "1"\ndeps = ["p1199"]\n'))
+    proc = run_hdenv("build", "--dry-run", str(stack))
+    assert proc.returncode == 2 and "dependency cycle: p" in proc.stderr, proc.stderr[-500:]

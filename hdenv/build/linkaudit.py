@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HdenvError
+from ..store import fdtree
 from ..store.artifacts import runtime_closure
 from ..store.elf import (
     ET_DYN,
@@ -105,7 +106,7 @@ def shared_libraries(root: Path) -> dict[str, str]:
     over a plugin directory), as that is where a run path would point.
     """
     found: dict[str, tuple[int, str]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in fdtree.walk(root):
         if dirpath == str(root):
             dirnames[:] = [d for d in dirnames if d != ".hdenv"]
         depth = dirpath.count(os.sep)

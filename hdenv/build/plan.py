@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError
+from ..graphs import postorder
 from ..store.artifacts import artifact_id
 from ..store.layout import Store
 from ..store.sources import SourceStore
@@ -64,21 +65,9 @@ class Plan:
 
     def order(self) -> list[str]:
         """Node ids, dependencies first (deterministic)."""
-        seen: set[str] = set()
-        out: list[str] = []
-
-        def visit(nid: str) -> None:
-            if nid in seen:
-                return
-            seen.add(nid)
-            for dep in sorted(self.nodes[nid].inputs):
-                if dep in self.nodes:
-                    visit(dep)
-            out.append(nid)
-
-        for nid in sorted(self.nodes):
-            visit(nid)
-        return out
+        return postorder(sorted(self.nodes),
+                         lambda nid: [d for d in sorted(self.nodes[nid].inputs)
+                                      if d in self.nodes])
 
     def runtime_closure(self, roots: list[str]) -> list[str]:
         seen: set[str] = set()
@@ -134,15 +123,15 @@ def _plan_variant(stack: Stack, variant: Variant, host_ids: dict[str, str], tool
     ids: dict[str, str] = {}
 
     def id_of(name: str) -> str:
-        if name in host_ids:
-            return host_ids[name]
-        if name not in ids:
-            ids[name] = _plan_package(stack, variant.packages[name], id_of, tools_id, nodes,
-                                      sources)
-        return ids[name]
+        return host_ids[name] if name in host_ids else ids[name]
 
-    for name in variant.packages:
-        id_of(name)
+    def deps_of(name: str) -> list[str]:
+        pkg = variant.packages[name]
+        return [d for d in pkg.deps + pkg.build_deps if d not in host_ids]
+
+    # dependencies first, without recursion: an id needs its dependencies' ids
+    for name in postorder(variant.packages, deps_of):
+        ids[name] = _plan_package(stack, variant.packages[name], id_of, tools_id, nodes, sources)
     for aid in ids.values():  # progress names variants apart by these (`zstd [gcc]`)
         if not nodes[aid].variant:
             nodes[aid].variant = dict(variant.values)

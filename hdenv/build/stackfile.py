@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 
 from ..errors import UserError
+from ..graphs import Cycle, postorder
 from ..store.sources import SourceDecl
 from ..validate import env_name_problem, profile_name_problem
 from .sandbox import StackSandbox, check_value
@@ -641,25 +642,16 @@ def _check_references(ctx: _Ctx, variant: Variant, hosts: dict[str, HostDecl]) -
                 if dep == plan.name:
                     raise ctx.error(f"package {plan.name} depends on itself",
                                     "packages", plan.name, kind)
-    # cycle detection by depth-first search with colours
-    state: dict[str, int] = {}
-
-    def visit(name: str, trail: list[str]) -> None:
-        state[name] = 1
+    # cycle detection, without recursion (a chain may be thousands deep)
+    def deps_of(name: str) -> list[str]:
         plan = variant.packages[name]
-        for dep in plan.deps + plan.build_deps:
-            if dep not in variant.packages:
-                continue
-            if state.get(dep) == 1:
-                cycle = trail[trail.index(dep):] + [dep] if dep in trail else [name, dep]
-                raise ctx.error(f"dependency cycle: {' -> '.join(cycle)}", "packages", dep)
-            if dep not in state:
-                visit(dep, trail + [dep])
-        state[name] = 2
+        return [d for d in plan.deps + plan.build_deps if d in variant.packages]
 
-    for name in variant.packages:
-        if name not in state:
-            visit(name, [name])
+    try:
+        postorder(variant.packages, deps_of)
+    except Cycle as e:
+        raise ctx.error(f"dependency cycle: {' -> '.join(map(str, e.path))}", "packages",
+                        str(e.path[-1])) from None
 
 
 def _render_profiles(ctx: _Ctx, stack_name: str, raw: dict[str, Any], variant: Variant,

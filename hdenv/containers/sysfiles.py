@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import HdenvError
+from ..store import fdtree
 from ..store.elf import ElfError, ElfInfo, LoaderPath, read_elf, walk_elf
 from .closure import Closure
 from .tarlayer import Entry, file_mode
@@ -123,7 +124,7 @@ def _host_paths(closure: Closure) -> list[str]:
         links = meta.get("links") or {}
         out += [str(u.get("path")) for u in links.get("undeclared", []) if u.get("path")]
         if part.kind == "host":  # the links themselves: where the programs are
-            for dirpath, _dirs, names in os.walk(part.path):
+            for dirpath, _dirs, names in fdtree.walk(part.path):
                 for n in names:
                     p = os.path.join(dirpath, n)
                     if os.path.islink(p) and os.readlink(p).startswith("/"):
@@ -238,7 +239,7 @@ def _needs(loader: LoaderPath, info: ElfInfo, found: SystemFiles) -> list[str]:
 def _scripts(root: Path) -> list[str]:
     """Executable files under `root` that start with `#!` (metadata left out)."""
     out = []
-    for dirpath, dirnames, names in os.walk(root):
+    for dirpath, dirnames, names in fdtree.walk(root):
         if dirpath == str(root):
             dirnames[:] = [d for d in dirnames if d != ".hdenv"]
         for n in names:

@@ -40,6 +40,7 @@ from typing import IO, Any
 
 from .. import __version__
 from ..errors import UserError
+from ..store import fdtree
 from ..store.artifacts import install_artifact
 from ..store.fsutil import pending_file
 from ..store.hashing import CHUNK, spec_hash
@@ -156,7 +157,7 @@ def _members(prefix: Path) -> Iterator[tuple[tarfile.TarInfo, str]]:
     Ownership and hardlinks are properties of one machine's copy, not of the
     artifact; leaving them out makes the same tree pack to the same bytes.
     """
-    for dirpath, dirnames, filenames in os.walk(prefix):
+    for dirpath, dirnames, filenames in fdtree.walk(prefix):
         rel_dir = os.path.relpath(dirpath, prefix)
         real_dirs = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
         leaves = sorted([*filenames, *(d for d in dirnames if d not in real_dirs)])

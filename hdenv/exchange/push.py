@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..graphs import postorder
 from ..store.artifacts import runtime_closure
 from ..store.layout import Store, split_id
 from ..store.tmpdirs import temp_dir
@@ -56,20 +57,8 @@ def roots_of(store: Store, refs: list[str]) -> tuple[list[str], list[str]]:
 
 def dependency_order(store: Store, ids: list[str]) -> list[str]:
     """Runtime dependencies before their dependents (ties by id, for stable output)."""
-    out: list[str] = []
-    done: set[str] = set()
-
-    def visit(aid: str) -> None:
-        if aid in done:
-            return
-        done.add(aid)
-        for dep in sorted(store.artifact_meta(aid).get("runtime_deps", [])):
-            visit(dep)
-        out.append(aid)
-
-    for aid in sorted(ids):
-        visit(aid)
-    return out
+    return postorder(sorted(ids),
+                     lambda aid: sorted(store.artifact_meta(aid).get("runtime_deps", [])))
 
 
 def push(store: Store, refs: list[str], cache: Cache, key: SecretKey,

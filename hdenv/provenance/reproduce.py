@@ -39,6 +39,7 @@ from ..exchange.bundle import Bundle, node_id, references, store_sources
 from ..exchange.locate import open_bundle
 from ..exchange.pack import ArchiveRefused, install_packed
 from ..exchange.substitute import Fetched, Substituter
+from ..graphs import postorder
 from ..profile import profiles
 from ..profile.profiles import profile_hash
 from ..store.artifacts import artifact_id
@@ -132,19 +133,10 @@ class _Reproduction:
     # -- the graph ------------------------------------------------------------
     def order(self) -> list[str]:
         """Hashes reachable from the root, dependencies first."""
-        seen: set[str] = set()
-        out: list[str] = []
+        def refs(h: str) -> list[str]:
+            return [r.rsplit("/", 1)[-1] for r in sorted(references(self.specs[h]))]
 
-        def visit(h: str) -> None:
-            if h in seen:
-                return
-            seen.add(h)
-            for ref in sorted(references(self.specs[h])):
-                visit(ref.rsplit("/", 1)[-1])
-            out.append(h)
-
-        visit(self.root_hash)
-        return out
+        return postorder([self.root_hash], refs)
 
     def runtime(self) -> list[str]:
         """Hashes of the artifacts the root needs at run time (its runtime closure)."""

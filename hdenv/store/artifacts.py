@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from . import fdtree
 from .fsutil import (
     atomic_write,
     atomic_write_json,
@@ -51,7 +52,7 @@ def manifest_of(root: Path) -> dict[str, str]:
     `.hdenv/` is excluded: it holds the manifest itself and the log.
     """
     out: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in fdtree.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         if rel_dir == ".":
             dirnames[:] = [d for d in dirnames if d != META_DIR]

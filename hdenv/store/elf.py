@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from . import fdtree
+
 MAGIC = b"\x7fELF"
 ET_EXEC, ET_DYN = 2, 3
 PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
@@ -183,7 +185,7 @@ def walk_elf(root: Path, skip: Sequence[str] = (".hdenv",)) -> Iterator[ElfInfo]
     dynamic section holds no data, truncated files) are left out: the loader
     would refuse them too, so they load nothing.
     """
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in fdtree.walk(root):
         if dirpath == str(root):
             dirnames[:] = [d for d in dirnames if d not in skip]
         for name in filenames:

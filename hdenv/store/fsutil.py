@@ -11,7 +11,6 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import stat
 import struct
 import tempfile
@@ -21,6 +20,7 @@ from typing import IO, Any
 
 from ..errors import DamagedFile, StoreError
 from ..oserrors import naming
+from . import fdtree
 from .sharing import SPECIAL_BITS, read_only_mode
 
 
@@ -73,17 +73,11 @@ def read_json(path: Path) -> Any:
 
 
 def make_writable(root: Path) -> None:
-    """Undo `make_read_only` so a tree can be deleted or repaired."""
+    """Undo `make_read_only` so a tree can be deleted or repaired (rwx for the owner:
+    a build may leave a mode-000 directory); through descriptors, see fdtree."""
     with contextlib.suppress(OSError):
-        st = os.lstat(root)
-        if stat.S_ISDIR(st.st_mode):
-            os.chmod(root, st.st_mode | stat.S_IRWXU)
-    for dirpath, dirnames, _ in os.walk(root):
-        for name in [dirpath, *(os.path.join(dirpath, d) for d in dirnames)]:
-            with contextlib.suppress(OSError):
-                st = os.lstat(name)
-                if not stat.S_ISLNK(st.st_mode):  # rwx: a build may leave a mode-000 directory
-                    os.chmod(name, st.st_mode | stat.S_IRWXU)
+        fdtree.change_modes(root, lambda _rel, st: (
+            stat.S_IMODE(st.st_mode) | stat.S_IRWXU if stat.S_ISDIR(st.st_mode) else None))
 
 
 def make_read_only(root: Path, *, shared: bool = False) -> list[str]:
@@ -94,21 +88,20 @@ def make_read_only(root: Path, *, shared: bool = False) -> list[str]:
     shared by a group, directories keep the group's write bit so any member
     can remove the tree later (see sharing.py). Returns the relative paths of
     files that lost a setuid, setgid or sticky bit, so the caller can say so.
+    Each directory is changed before it is opened (a mode-000 directory a
+    build left becomes readable), and nothing is reached through a symlink.
     """
     stripped: list[str] = []
-    st = os.lstat(root)
-    os.chmod(root, read_only_mode(st.st_mode, True, shared))
-    # Top-down, each directory changed before os.walk lists it: a mode-000
-    # directory a build left behind becomes readable, and so does its content.
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in [*filenames, *dirnames]:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            if not stat.S_ISLNK(st.st_mode):
-                is_dir = stat.S_ISDIR(st.st_mode)
-                if st.st_mode & SPECIAL_BITS and not is_dir:
-                    stripped.append(os.path.relpath(p, root))
-                os.chmod(p, read_only_mode(st.st_mode, is_dir, shared))
+
+    def mode(rel: str, st: os.stat_result) -> int:
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if rel and st.st_mode & SPECIAL_BITS and not is_dir:
+            stripped.append(rel)
+        return read_only_mode(st.st_mode, True if not rel else is_dir, shared)
+
+    refused = fdtree.change_modes(root, mode)
+    if refused:
+        raise PermissionError(errno.EPERM, "cannot make read-only", str(root / refused[0]))
     return sorted(stripped)
 
 
@@ -130,14 +123,9 @@ def lock_is_held(path: Path) -> bool:
 
 
 def remove_tree(path: Path) -> None:
-    """Remove a tree even if it was made read-only; missing is fine."""
-    if not os.path.lexists(path):
-        return
-    if path.is_symlink() or not path.is_dir():
-        path.unlink()
-        return
-    make_writable(path)
-    shutil.rmtree(path)
+    """Remove a tree even if it was made read-only; missing is fine; no recursion and no
+    link followed, whatever depth and shape a build or an archive gave it (fdtree)."""
+    fdtree.remove_tree(path)
 
 
 LOCK_FILE_MODE = 0o664  # less the umask; a shared store opens it to the group (sharing.adopt)
@@ -253,19 +241,7 @@ def tree_size(root: Path) -> int:
     nearly all directories), and a file hard-linked twice is stored once, so
     both are counted the way `du` does; the root's own blocks are the caller's.
     """
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            with contextlib.suppress(OSError):
-                st = os.lstat(os.path.join(dirpath, name))
-                if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
-                    if (st.st_dev, st.st_ino) in seen:
-                        continue
-                    seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512
-    return total
-
+    return fdtree.size(root)
 
 
 def human_size(n: int) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
+import stat
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from . import fdtree
 from .fsutil import file_lock, read_json, remove_tree, tree_size
 from .gcroots import gc_lock, list_pins, running_roots
 from .layout import ARTIFACT_META, META_DIR, PROFILE_META, Store
@@ -387,58 +388,43 @@ def _remove(store: Store, item: Item, trash: Path) -> bool:
 
 
 def _move_and_delete(item: Item, trash: Path) -> bool:
+    """Rename `item` into our private tmp/, then measure and delete it there.
+
+    In a shared store a member can swap the name for a symlink at any moment,
+    so nothing here acts on it by path after looking: the u+w a directory may
+    need (moving a directory rewrites its `..`) is set through its parent's
+    descriptor without following a link, and what is measured and deleted is
+    whatever the rename moved, judged by its own lstat (a link is unlinked,
+    never followed).
+    """
     aside = trash / f"{item.kind}-{item.ident.replace('/', '-')}"
     try:
         st = os.lstat(item.path)
     except FileNotFoundError:
         return False
-    is_dir = os.path.isdir(item.path) and not os.path.islink(item.path)
-    # Moving a directory to another parent rewrites its `..`: it must be writable for
-    # us. In a shared store another member's tree is writable through its group bits,
-    # and only its owner may chmod it, so ask for access rather than at the owner's bits.
-    made_writable = is_dir and not os.access(item.path, os.W_OK, follow_symlinks=False)
+    # In a shared store another member's tree is writable through its group bits, and
+    # only its owner may chmod it, so ask for access rather than look at the owner's bits.
+    made_writable = stat.S_ISDIR(st.st_mode) and \
+        not os.access(item.path, os.W_OK, follow_symlinks=False)
     if made_writable:
-        os.chmod(item.path, st.st_mode | 0o200)
+        fdtree.chmod_entry(item.path, stat.S_IMODE(st.st_mode) | 0o200)
     try:
         os.rename(item.path, aside)
     except FileNotFoundError:
         return False
     except OSError:
         if made_writable:
-            os.chmod(item.path, st.st_mode)
+            with contextlib.suppress(OSError):
+                fdtree.chmod_entry(item.path, stat.S_IMODE(st.st_mode))
         raise
-    if is_dir:
-        item.size = _size_for_removal(aside)
-        shutil.rmtree(aside)  # its directories were made writable while measuring
+    moved = os.lstat(aside)
+    if stat.S_ISDIR(moved.st_mode):
+        item.size = moved.st_blocks * 512 + fdtree.size(aside)
+        fdtree.remove_tree(aside)
     else:
-        item.size = st.st_blocks * 512
+        item.size = moved.st_blocks * 512
         os.unlink(aside)
     return True
-
-
-def _size_for_removal(root: Path) -> int:
-    """Allocated bytes of a tree, making its directories writable on the way (one walk).
-
-    Root may delete in read-only directories; anyone else needs write access to
-    each: a directory of our own gets u+w, one another member of a shared store
-    built is already group-writable (and is not ours to chmod).
-    """
-    fix = os.geteuid() != 0
-    total = 0
-    stack = [str(root)]
-    while stack:
-        top = stack.pop()
-        st = os.lstat(top)
-        total += st.st_blocks * 512
-        if fix and not os.access(top, os.W_OK | os.X_OK, follow_symlinks=False):
-            os.chmod(top, st.st_mode | 0o300)
-        with os.scandir(top) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                else:
-                    total += entry.stat(follow_symlinks=False).st_blocks * 512
-    return total
 
 
 def _prune_empty_dirs(store: Store, marked: Marked) -> None:

@@ -30,6 +30,8 @@ import threading
 from pathlib import Path
 
 from ..errors import UserError
+from . import fdtree
+from .safeio import check_root_may_write
 
 GROUP_RWX = 0o070
 SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
@@ -144,8 +146,8 @@ def fix_permissions(root: Path, group: str | None = None) -> Repair:
     group-writable only, see the module doc), every path gets the group, lock
     files become group-writable, everything else group-readable. In-progress
     build directories under tmp/ are left alone. Paths this user may not
-    change (owned by others) are counted, not fatal: run it as root, or as
-    each owner.
+    change (owned by others) are counted, not fatal: each owner runs it. Root
+    refuses a store others can write to (one line, as for `build`).
     """
     import grp
 
@@ -156,33 +158,26 @@ def fix_permissions(root: Path, group: str | None = None) -> Repair:
             raise UserError(f"no group named {group!r}") from None
     else:
         gid = os.stat(root).st_gid if root.is_dir() else os.getgid()
+    subs = ("src", "specs", "artifacts", "profiles", "names", "tmp", "locks")
+    # root walking a tree others can write to is how a member makes root chmod a file
+    # of root's: root refuses such a store, as `build` does (fdtree alone stops links,
+    # not a member's own files hard-linked or renamed under root's feet)
+    check_root_may_write(root, [root / s for s in subs])
     root.mkdir(parents=True, exist_ok=True)
-    for sub in ("src", "specs", "artifacts", "profiles", "names", "tmp", "locks"):
+    for sub in subs:
         (root / sub).mkdir(exist_ok=True)
     repair = Repair()
 
-    def fix(path: str, rel: tuple[str, ...]) -> None:
-        try:
-            st = os.lstat(path)
-            if st.st_gid != gid:
-                os.lchown(path, -1, gid)
-                repair.changed += 1
-            if stat.S_ISLNK(st.st_mode):
-                return
-            is_dir = stat.S_ISDIR(st.st_mode)
-            want = (stat.S_IMODE(st.st_mode) | stat.S_ISGID | GROUP_RWX if not rel
-                    else _wanted_mode(st.st_mode, is_dir, rel))
-            if stat.S_IMODE(st.st_mode) != want:
-                os.chmod(path, want)
-                repair.changed += 1
-        except PermissionError:
-            repair.refused.append(path)
+    def want(rel: str, st: os.stat_result) -> int:
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if not rel:
+            return stat.S_IMODE(st.st_mode) | stat.S_ISGID | GROUP_RWX
+        return _wanted_mode(st.st_mode, is_dir, tuple(rel.split("/")))
 
-    fix(str(root), ())
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = tuple(Path(os.path.relpath(dirpath, root)).parts) if dirpath != str(root) else ()
-        if rel_dir == ("tmp",):
-            dirnames[:] = []  # builds in progress: their owners' business
-        for name in [*dirnames, *filenames]:
-            fix(os.path.join(dirpath, name), (*rel_dir, name))
+    # through directory descriptors, never following a link a member swaps in (fdtree)
+    changed: list[str] = []
+    refused = fdtree.change_modes(root, want, skip=lambda rel: rel == "tmp", group=gid,
+                                  changed=changed)
+    repair.changed = len(changed)
+    repair.refused = [str(root / r) if r != "." else str(root) for r in refused]
     return repair

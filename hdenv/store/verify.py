@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HdenvError
-from . import sharing
+from . import fdtree, sharing
 from .artifacts import manifest_of, reachable, split_manifest_entry
 from .fsutil import lock_is_held, read_json
 from .hashing import sha256_file, spec_hash
@@ -207,7 +207,7 @@ def _check_farm(root: Path, allowed: list[str], where: str, *, shared: bool) -> 
     that a shared store's directories stay group-writable (how members remove them)."""
     problems: Problems = []
     paths = [str(root)]  # the farm itself and its metadata are read-only too
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in fdtree.walk(root):
         paths += [os.path.join(dirpath, name) for name in [*dirnames, *filenames]]
     for path in paths:
         rel = os.path.relpath(path, root)
