@@ -13,6 +13,7 @@ import json
 import os
 import pwd
 import resource
+import stat
 import subprocess
 import sys
 import tarfile
@@ -27,6 +28,8 @@ from packaging.version import Version
 from shellfixtures import build_profiles
 from test_attacks import small_tmpfs
 from unixusers import UnixUsers
+
+from hdenv.store import fdtree
 
 VENV_BIN = str(Path(sys.executable).parent)
 
@@ -347,6 +350,15 @@ def _deep_archive(path: Path, depth: int) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.fixture
+def deep_cleanup(tmp_path: Path) -> Iterator[None]:
+    """pytest removes old temp dirs with shutil.rmtree, which recurses: a 1000-deep tree
+    left behind (by a failing run) would break its clean-up, so remove it iteratively."""
+    yield
+    fdtree.remove_tree(tmp_path)
+
+
+@pytest.mark.usefixtures("deep_cleanup")
 def test_21_15_a_1000_deep_archive_builds_verifies_and_is_collected(
         run_hdenv: Runner, tmp_path: Path, store_dir: Path) -> None:
     sha = _deep_archive(tmp_path / "deep.tgz", 1000)
@@ -383,3 +395,24 @@ def test_21_15_a_deep_dependency_chain_plans(run_hdenv: Runner, tmp_path: Path) 
                                                '[packages.p0]\nversion = "1"\ndeps = ["p1199"]\n'))
     proc = run_hdenv("build", "--dry-run", str(stack))
     assert proc.returncode == 2 and "dependency cycle: p" in proc.stderr, proc.stderr[-500:]
+
+
+# -- 1, 4: a directory swapped for a symlink while a tree is chmod-ed ---------------
+
+def test_21_1_root_refuses_fix_permissions_on_a_store_others_can_write(
+        users: UnixUsers, run_hdenv: Runner) -> None:
+    store = users.base / "group-store"
+    first = run_hdenv("--store", str(store), "store", "fix-permissions", "--group",
+                      "hdenv21g")
+    assert first.returncode == 0, first.stderr  # a new store: root sets it up
+    secret = users.base / "root-secret"
+    secret.write_text("x")
+    os.chmod(secret, 0o600)
+    attacker = f"{users.prefix}a"
+    assert users.run(attacker, ["ln", "-s", str(secret), str(store / "specs" / "bait")],
+                     users.env(attacker)).returncode == 0
+    again = run_hdenv("--store", str(store), "store", "fix-permissions")
+    assert again.returncode == 1
+    assert again.stderr.startswith(f"hdenv: error: refusing to write to the store {store} as"
+                                   " root:"), again.stderr
+    assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
