@@ -1,4 +1,4 @@
-"""Attacks by a binary cache (issue 21, items 8, 9, 10 and 20b), over real loopback servers.
+"""Attacks by a binary cache (issue 21, items 7, 8, 9, 10 and 20b), over real loopback servers.
 
 A built and pushed one-package stack is fetched through tests/badserver.py,
 which trickles, over-sends or answers without end; the real `hdenv build`
@@ -8,6 +8,7 @@ on Ctrl-C. A push killed with SIGKILL leaves an upload the next push removes.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,11 @@ from pathlib import Path
 
 import pytest
 from servers import bad_http_server
+from test_cachebundle import pushed, reproduce_into
+
+from hdenv.errors import UserError
+from hdenv.store.hashing import canonical_json, spec_hash
+from hdenv.store.layout import Store
 
 pytestmark = pytest.mark.slow
 
@@ -91,6 +97,39 @@ def assert_built_from_source(proc: subprocess.CompletedProcess[str], store: Path
     assert "no usable cache copy" in proc.stderr and "building from source" in proc.stderr
     assert "1 built" in proc.stderr and "Traceback" not in proc.stderr
     assert (store / "artifacts").is_dir()
+
+
+@pytest.mark.parametrize("made_up", ["profile", "host"])
+def test_7_reproduce_refuses_an_unsigned_profile_or_host_spec(tmp_path: Path, made_up: str
+                                                              ) -> None:
+    a, ids, cache, key = pushed(tmp_path)  # every artifact validly signed by k1
+    evil = tmp_path / "evil"
+    evil.write_text(f"#!/bin/sh\ntouch {tmp_path}/ran\n")
+    evil.chmod(0o755)
+    if made_up == "profile":
+        spec = {**a.read_spec(ids["profile"]), "env": {"PATH": str(tmp_path),
+                                                      "BASH_ENV": str(evil)}}
+    else:
+        program = {"path": str(evil), "version": "1"}  # reproduce's drift check runs it
+        spec = {"kind": "host", "name": "cc", "version": "1", "programs": {"cc": program}}
+    h = spec_hash(spec)
+    (cache / "profiles" / f"{h}.json").write_bytes(canonical_json(spec) + b"\n")
+    b = Store(tmp_path / "b")
+    with pytest.raises(UserError) as e:
+        reproduce_into(b.root, h, cache, [str(key.public())])
+    assert e.value.message.startswith(f"--from {cache}: refusing spec {h}: not signed"), \
+        e.value.message
+    assert "\n" not in e.value.message and not (tmp_path / "ran").exists()
+    for sub in (b.artifacts, b.specs, b.root / "profiles"):
+        assert not sub.is_dir() or list(sub.iterdir()) == [], sub
+    # signed by the trusted key's name but not by the key: refused as well
+    forged = {"hdenv-signed-spec": 1, "hash": h, "spec": spec,
+              "signatures": [{"key": "k1", "sig": json.loads(
+                  (cache / "artifacts" / f"{ids['dep'].split('/')[2]}.json").read_text()
+              )["signatures"][0]["sig"]}]}
+    (cache / "profiles" / f"{h}.json").write_bytes(canonical_json(forged) + b"\n")
+    with pytest.raises(UserError, match=f"refusing spec {h}: bad signature by k1"):
+        reproduce_into(b.root, h, cache, [str(key.public())])
 
 
 def test_8_a_trickling_cache_is_abandoned_and_built_from_source(tiny: Tiny, tmp_path: Path
