@@ -86,3 +86,13 @@ def http_server(directory: Path, log: Path) -> Iterator[str]:
             str(directory), str(port)]
     with _serving(argv, f"http://127.0.0.1:{port}/", log):
         yield f"http://127.0.0.1:{port}/"
+
+
+@contextlib.contextmanager
+def bad_http_server(directory: Path, log: Path, mode: str) -> Iterator[str]:
+    """tests/badserver.py over `directory` in `mode` (trickle, oversend, bigmeta); yields its URL."""
+    port = free_port()
+    argv = [sys.executable, str(Path(__file__).with_name("badserver.py")), str(directory),
+            str(port), mode]
+    with _serving(argv, f"http://127.0.0.1:{port}/", log):
+        yield f"http://127.0.0.1:{port}/"

@@ -110,7 +110,8 @@ def test_an_untrusted_signer_is_refused_before_the_store_is_written(tmp_path: Pa
     other = SecretKey.generate("k1").public()  # the right name, another key
     with pytest.raises(UserError) as e:
         reproduce_into(b.root, ids["profile"], cache, [str(other)])
-    assert e.value.message.startswith(f"--from {cache}: refusing {ids['dep']}: bad signature"
-                                      " by k1")
+    # the profile definition is signed too, and checked before anything it names
+    assert e.value.message.startswith(f"--from {cache}: refusing spec {ids['profile']}: bad"
+                                      " signature by k1")
     for sub in (b.artifacts, b.specs):
         assert not sub.is_dir() or list(sub.iterdir()) == [], sub

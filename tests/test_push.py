@@ -24,7 +24,7 @@ def test_push_order_skips_and_profile_definitions(tmp_path: Path) -> None:
     assert report.pushed == [dep, top]  # dependencies first
     assert [line.split()[1] for line in lines] == [dep, top]
     assert len(report.host) == 1 and report.profiles == [phash]
-    assert json.loads((tmp_path / "cache" / "profiles" / f"{phash}.json").read_text()) == \
-        store.read_spec(phash)
+    kept = json.loads((tmp_path / "cache" / "profiles" / f"{phash}.json").read_text())
+    assert kept["spec"] == store.read_spec(phash) and kept["hash"] == phash  # signed envelope
     again = push(store, [top], cache, key, lines.append)
     assert again.pushed == [] and again.present == [dep, top] and again.bytes_sent == 0

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import Interrupted
+from ..exchange import transfer
 
 GRACE_SECONDS = 2.0
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -91,6 +92,7 @@ def stop_all(signum: int = signal.SIGINT, grace: float = GRACE_SECONDS) -> int:
         _signum = _signum or signum
         _stopping.set()
         procs = list(_running.values())
+    transfer.cancel_all()  # cache downloads in build threads stop too
     for proc in procs:
         _kill_group(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -139,3 +141,4 @@ def _reset() -> None:
     with _lock:
         _stopping.clear()
         _signum = 0
+    transfer.reset_cancel()

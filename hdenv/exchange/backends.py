@@ -26,7 +26,10 @@ otherwise.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import io
 import json
 import os
 import urllib.error
@@ -39,7 +42,7 @@ from ..errors import HdenvError, UserError
 from ..store.fsutil import atomic_write, file_lock, pending_file
 from ..store.hashing import canonical_json
 from .pack import ARCHIVE_SUFFIX
-from .transfer import Meter, MeteredReader, copy_stream
+from .transfer import Meter, MeteredReader, TransferRefused, cancellable, copy_stream, low_speed
 
 MARKER = "hdenv-cache.json"
 INDEX = "index.json"
@@ -49,6 +52,9 @@ OCI_DESCRIPTION = "application/vnd.hdenv.artifact.description.v1+json"
 OCI_PROFILE = "application/vnd.hdenv.profile.v1+json"
 OCI_ARCHIVE = "application/vnd.hdenv.artifact.archive.v1.tar+zstd"
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
+MAX_METADATA = 16 << 20
+"""Most bytes read of any unverified document (description, profile, index, manifest):
+a cache answering 600 MB for a description must not cost gigabytes of memory."""
 
 
 class CacheUnavailable(HdenvError):
@@ -75,8 +81,13 @@ class Cache:
     def description(self, hash_: str) -> dict[str, Any] | None:
         raise NotImplementedError
 
-    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter) -> tuple[int, str]:
-        """Write the archive into `out`; returns (size, sha256) of what arrived."""
+    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter, limit: int | None = None
+                      ) -> tuple[int, str]:
+        """Write the archive into `out`; returns (size, sha256) of what arrived.
+
+        More than `limit` bytes (the signed archive_size) raise CacheUnavailable
+        before they reach the disk.
+        """
         raise NotImplementedError
 
     def has_archive(self, sha: str) -> bool:
@@ -109,6 +120,34 @@ def _json(data: bytes, url: str, what: str) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise CacheUnavailable(url, f"{what} is not valid JSON") from None
+
+
+def _bounded(src: Any, url: str, what: str, network: bool) -> bytes:
+    """At most MAX_METADATA bytes of `src`; more is a one-line refusal naming the cache."""
+    buf = io.BytesIO()
+    try:
+        copy_stream(src, buf, limit=MAX_METADATA, network=network)
+    except TransferRefused as e:
+        if e.reason.startswith("sent more"):
+            raise CacheUnavailable(url, f"{what} is larger than {MAX_METADATA} bytes;"
+                                   " refused unread") from None
+        raise CacheUnavailable(url, f"{what}: {e.reason}") from None
+    return buf.getvalue()
+
+
+def _read_file(path: Path, url: str, what: str) -> bytes:
+    """A directory cache's metadata file, bounded like a download; FileNotFoundError passes."""
+    with open(path, "rb") as f:
+        return _bounded(f, url, what, network=False)
+
+
+def _archive(src: Any, out: IO[bytes], meter: Meter, limit: int | None, url: str,
+             network: bool) -> tuple[int, str]:
+    try:
+        with cancellable(src):
+            return copy_stream(src, out, meter, limit=limit, network=network)
+    except TransferRefused as e:
+        raise CacheUnavailable(url, f"archive: {e.reason}") from None
 
 
 def _description_doc(description: dict[str, Any]) -> bytes:
@@ -144,16 +183,17 @@ class DirectoryCache(Cache):
         self._check(False)
         path = self.root / "artifacts" / f"{hash_}.json"
         try:
-            data = path.read_bytes()
+            data = _read_file(path, self.url, f"artifacts/{hash_}.json")
         except FileNotFoundError:
             return None
         found: dict[str, Any] = _json(data, self.url, f"artifacts/{hash_}.json")
         return found
 
-    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter) -> tuple[int, str]:
+    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter, limit: int | None = None
+                      ) -> tuple[int, str]:
         try:
             with open(self.root / "archives" / f"{sha}{ARCHIVE_SUFFIX}", "rb") as f:
-                return copy_stream(f, out, meter)
+                return _archive(f, out, meter, limit, self.url, network=False)
         except FileNotFoundError:
             return 0, ""
 
@@ -164,9 +204,12 @@ class DirectoryCache(Cache):
         self._check(True)
         sha = description["archive_sha256"]
         sent = False
+        (self.root / "archives").mkdir(parents=True, exist_ok=True)
+        _remove_stale_uploads(self.root / "archives")
         if not self.has_archive(sha):
             dest = self.root / "archives" / f"{sha}{ARCHIVE_SUFFIX}"
             with pending_file(dest.parent, ".upload-") as (out, tmp), open(archive, "rb") as src:
+                fcntl.flock(out.fileno(), fcntl.LOCK_EX)  # held while alive: not stale
                 copy_stream(src, out, meter)
                 out.flush()
                 os.fsync(out.fileno())
@@ -182,7 +225,8 @@ class DirectoryCache(Cache):
         self._check(False)
         path = self.root / "profiles" / f"{hash_}.json"
         try:
-            return _json(path.read_bytes(), self.url, f"profiles/{hash_}.json")
+            return _json(_read_file(path, self.url, f"profiles/{hash_}.json"), self.url,
+                         f"profiles/{hash_}.json")
         except FileNotFoundError:
             return None
 
@@ -209,8 +253,46 @@ class DirectoryCache(Cache):
         folder = self.root / "artifacts"
         for name in sorted(os.listdir(folder)) if folder.is_dir() else []:
             if name.endswith(".json") and not name.startswith("."):
-                out.append(_json((folder / name).read_bytes(), self.url, f"artifacts/{name}"))
+                out.append(_json(_read_file(folder / name, self.url, f"artifacts/{name}"),
+                                 self.url, f"artifacts/{name}"))
         return out
+
+
+def _remove_stale_uploads(folder: Path) -> None:
+    """Remove `.upload-*.tmp` left by a push that was killed (kill -9 runs no cleanup).
+
+    A live push holds an exclusive flock on its upload file; the kernel drops
+    it when the process dies, so a file whose lock we can take is stale. The
+    directory is opened once and every name is used relative to it, without
+    following symlinks.
+    """
+    try:
+        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        for name in os.listdir(dfd):
+            if not (name.startswith(".upload-") and name.endswith(".tmp")):
+                continue
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue  # a push still writing it
+            try:
+                st = os.fstat(fd)
+                with contextlib.suppress(OSError):
+                    now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                    if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                        os.unlink(name, dir_fd=dfd)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(dfd)
 
 
 def _summary(description: dict[str, Any]) -> dict[str, Any]:
@@ -225,7 +307,7 @@ def _summary(description: dict[str, Any]) -> dict[str, Any]:
 def _open(request: urllib.request.Request | str, url: str) -> Any:
     """urlopen with one-line errors; a 404 returns None."""
     try:
-        return urllib.request.urlopen(request, timeout=TIMEOUT)
+        return urllib.request.urlopen(request, timeout=min(TIMEOUT, low_speed()[1]))
     except urllib.error.HTTPError as e:
         if e.code == 404:
             return None
@@ -247,9 +329,8 @@ class HttpCache(Cache):
         resp = _open(self.base + rel, self.url)
         if resp is None:
             return None
-        with resp:
-            data: bytes = resp.read()
-            return data
+        with resp, cancellable(resp):
+            return _bounded(resp, self.url, rel, network=True)
 
     def _check(self) -> None:
         if not self._checked:
@@ -269,12 +350,13 @@ class HttpCache(Cache):
         data = self._get(f"artifacts/{hash_}.json")
         return None if data is None else _json(data, self.url, f"artifacts/{hash_}.json")
 
-    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter) -> tuple[int, str]:
+    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter, limit: int | None = None
+                      ) -> tuple[int, str]:
         resp = _open(f"{self.base}archives/{sha}{ARCHIVE_SUFFIX}", self.url)
         if resp is None:
             return 0, ""
         with resp:
-            return copy_stream(resp, out, meter)
+            return _archive(resp, out, meter, limit, self.url, network=True)
 
     def has_archive(self, sha: str) -> bool:
         req = urllib.request.Request(f"{self.base}archives/{sha}{ARCHIVE_SUFFIX}", method="HEAD")
@@ -335,8 +417,9 @@ class OciCache(Cache):
         resp = self._request(method, url, **kw)
         if resp is None:
             return None, None
-        with resp:
-            return resp.read(), resp.headers
+        with resp, cancellable(resp):
+            return _bounded(resp, self.url, url.removeprefix(self.base + "/"), network=True), \
+                resp.headers
 
     def _manifest(self, tag: str) -> dict[str, Any] | None:
         data, _ = self._read("GET", f"{self.base}/manifests/{tag}",
@@ -362,12 +445,13 @@ class OciCache(Cache):
         found: dict[str, Any] | None = self._config(hash_)
         return found
 
-    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter) -> tuple[int, str]:
+    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter, limit: int | None = None
+                      ) -> tuple[int, str]:
         resp = self._request("GET", f"{self.base}/blobs/sha256:{sha}")
         if resp is None:
             return 0, ""
         with resp:
-            return copy_stream(resp, out, meter)
+            return _archive(resp, out, meter, limit, self.url, network=True)
 
     def has_archive(self, sha: str) -> bool:
         return self._has_blob(f"sha256:{sha}")

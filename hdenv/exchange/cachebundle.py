@@ -37,7 +37,7 @@ from ..store.layout import Store
 from .backends import Cache, open_cache
 from .bundle import Bundle, build_closure, check_graph, node_id
 from .pack import ArchiveRefused
-from .signing import SignatureRefused, parse_trusted
+from .signing import PublicKey, SignatureRefused, open_spec, parse_trusted
 from .substitute import NotHere, Substituter, check_entry
 
 HASH_LEN = (HASH_BITS + 4) // 5  # base32 characters of a full hash
@@ -52,6 +52,25 @@ def cache_at(url: str) -> Cache | None:
     return cache if cache.is_cache() else None
 
 
+def _verified_spec(url: str, doc: Any, h: str, keys: list[PublicKey]) -> Any:
+    """A profile definition or host spec from the cache, only if a trusted key signed it.
+
+    Checked before the spec is used at all: an unsigned profile could set
+    PATH or BASH_ENV in its env, an unsigned host spec could name any program.
+    """
+    inner = doc.get("spec") if isinstance(doc, dict) else None
+    if isinstance(inner, dict) and spec_hash(inner) != h:
+        raise UserError(f"{url}: spec {h} does not hash to {h}: it was changed or"
+                        " damaged; refusing the cache")
+    try:
+        spec, _ = open_spec(doc, h, keys)
+    except SignatureRefused as e:
+        hint = (" (trust its signer with trusted-keys in the config or HDENV_TRUSTED_KEYS)"
+                if str(e).startswith("untrusted") else "")
+        raise UserError(f"--from {url}: refusing spec {h}: {e}{hint}") from None
+    return spec
+
+
 class CacheBundle(Bundle):
     def __init__(self, store: Store, cache: Cache, what: str, trusted: list[str]):
         url = cache.url
@@ -59,10 +78,13 @@ class CacheBundle(Bundle):
             raise UserError(f"{what}: give the full hash of a profile or artifact"
                             f" ({HASH_LEN} characters): a cache is looked up by hash")
         descriptions: dict[str, dict[str, Any]] = {}
+        keys = parse_trusted(trusted)
 
         def read(h: str) -> dict[str, Any]:
             spec = cache.spec(h)
-            if spec is None:
+            if spec is not None:
+                spec = _verified_spec(url, spec, h, keys)
+            else:
                 found = cache.description(h)
                 if isinstance(found, dict):
                     descriptions[h] = found
@@ -79,7 +101,6 @@ class CacheBundle(Bundle):
 
         specs = build_closure(read, [what])
         check_graph(specs, [what], url)
-        keys = parse_trusted(trusted)
         for h, description in sorted(descriptions.items()):
             aid = node_id(h, specs[h])
             try:

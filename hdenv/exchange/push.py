@@ -26,7 +26,7 @@ from ..store.tmpdirs import temp_dir
 from .backends import Cache
 from .bundle import build_closure
 from .pack import pack_artifact
-from .signing import SecretKey, sign
+from .signing import SecretKey, sign, sign_spec, signed_by
 from .transfer import human_size, meter_for
 
 
@@ -82,12 +82,12 @@ def push(store: Store, refs: list[str], cache: Cache, key: SecretKey,
     pushed_specs = {split_id(a)[2] for a in order if a not in report.host}
     for h, spec in sorted(_closure_specs(store, [*profiles, *(split_id(a)[2] for a in roots)],
                                          say).items()):
-        if h not in pushed_specs and h not in profiles and cache.spec(h) is None:
-            cache.put_spec(h, spec)
+        if h not in pushed_specs and h not in profiles and not signed_by(cache.spec(h), key.name):
+            cache.put_spec(h, sign_spec(h, spec, key))
             report.specs.append(h)
     for phash in profiles:  # last: a reader that finds a profile finds what it names
-        if cache.profile(phash) is None:
-            cache.put_profile(phash, store.read_spec(phash))
+        if not signed_by(cache.profile(phash), key.name):
+            cache.put_profile(phash, sign_spec(phash, store.read_spec(phash), key))
             report.profiles.append(phash)
     return report
 

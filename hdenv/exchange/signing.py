@@ -226,3 +226,35 @@ def check(description: dict[str, Any], trusted: list[PublicKey]) -> str:
 
 def parse_trusted(values: list[str]) -> list[PublicKey]:
     return [PublicKey.parse(v) for v in values]
+
+
+SPEC_ENVELOPE = "hdenv-signed-spec"
+
+
+def sign_spec(hash_: str, spec: Any, key: SecretKey) -> dict[str, Any]:
+    """A spec as a cache keeps it (profile definitions, host specs): signed like a description.
+
+    Without a signature, anyone who can write to (or impersonate) a cache
+    could make up a host spec naming their own program, or a profile whose
+    env sets PATH, and `reproduce --from` would use it beside validly
+    signed artifacts.
+    """
+    return sign({SPEC_ENVELOPE: 1, "hash": hash_, "spec": spec}, key)
+
+
+def signed_by(doc: Any, name: str) -> bool:
+    """Whether `doc` is a spec envelope signed by a key named `name` (else push signs it anew)."""
+    return isinstance(doc, dict) and doc.get(SPEC_ENVELOPE) == 1 and name in signers(doc)
+
+
+def open_spec(doc: Any, hash_: str, trusted: list[PublicKey]) -> tuple[Any, str]:
+    """(spec, signer) of a cache's spec envelope for `hash_`; SignatureRefused otherwise.
+
+    The caller still checks that the spec hashes to `hash_`; the envelope's
+    own hash field ties the signature to that name.
+    """
+    if not (isinstance(doc, dict) and doc.get(SPEC_ENVELOPE) == 1 and "spec" in doc):
+        raise SignatureRefused("not signed (pushed by an older hdenv? push it again)")
+    if doc.get("hash") != hash_:
+        raise SignatureRefused(f"signed for {doc.get('hash')!r}, not {hash_}")
+    return doc["spec"], check(doc, trusted)

@@ -132,7 +132,8 @@ class Substituter:
             progress = meter(aid, f"downloading {aid.split('/')[0]}", description["archive_size"])
             try:
                 with os.fdopen(fd, "wb") as out:
-                    size, sha = cache.fetch_archive(description["archive_sha256"], out, progress)
+                    size, sha = cache.fetch_archive(description["archive_sha256"], out, progress,
+                                                    limit=description["archive_size"])
             finally:
                 progress.close()
             if not sha:

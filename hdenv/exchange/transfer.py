@@ -8,12 +8,91 @@ get one line per artifact from the caller instead.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import socket
 import sys
+import threading
 import time
-from typing import IO, Protocol, TextIO
+from collections.abc import Iterator
+from typing import IO, Any, Protocol, TextIO
 
 CHUNK = 1 << 20
+LOW_SPEED_TIME = 30.0
+"""Seconds over which a download must average LOW_SPEED_LIMIT bytes/s (curl's --speed-time)."""
+LOW_SPEED_LIMIT = 1024
+"""Bytes per second below which a download is abandoned (curl's --speed-limit)."""
+
+
+class TransferRefused(Exception):
+    """A download was abandoned: too slow, stalled, too big, or cancelled; `reason` is short."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+def low_speed() -> tuple[int, float]:
+    """(bytes/s, seconds): HDENV_CACHE_LOW_SPEED_LIMIT / HDENV_CACHE_LOW_SPEED_TIME or defaults.
+
+    A cache that trickles a byte every few seconds never trips a socket
+    timeout, so a download also needs an average-rate deadline.
+    """
+    try:
+        limit = int(os.environ.get("HDENV_CACHE_LOW_SPEED_LIMIT", LOW_SPEED_LIMIT))
+        seconds = float(os.environ.get("HDENV_CACHE_LOW_SPEED_TIME", LOW_SPEED_TIME))
+    except ValueError:
+        return LOW_SPEED_LIMIT, LOW_SPEED_TIME
+    return max(0, limit), max(0.1, seconds)
+
+
+_cancelled = threading.Event()
+_active: set[socket.socket] = set()
+_active_lock = threading.Lock()
+
+
+def cancel_all() -> None:
+    """Stop every download now (a signal arrived): shut their sockets so blocked reads return.
+
+    Called from the main thread by the build's signal handling; download
+    threads then raise TransferRefused("cancelled") instead of waiting on.
+    """
+    _cancelled.set()
+    with _active_lock:
+        socks = list(_active)
+    for s in socks:
+        with contextlib.suppress(OSError):
+            s.shutdown(socket.SHUT_RDWR)
+
+
+def reset_cancel() -> None:
+    _cancelled.clear()
+
+
+def _socket_of(resp: Any) -> socket.socket | None:
+    """The socket under an http.client response (None for anything else)."""
+    raw = getattr(getattr(resp, "fp", None), "raw", None)
+    sock = getattr(raw, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+@contextlib.contextmanager
+def cancellable(resp: Any) -> Iterator[None]:
+    """While the block runs, `cancel_all()` can interrupt reads from `resp`."""
+    sock = _socket_of(resp)
+    if sock is None:
+        yield
+        return
+    with _active_lock:
+        _active.add(sock)
+    try:
+        if _cancelled.is_set():
+            raise TransferRefused("cancelled")
+        yield
+    finally:
+        with _active_lock:
+            _active.discard(sock)
 
 
 class Meter(Protocol):
@@ -73,14 +152,44 @@ def meter_for(label: str, total: int | None, stream: TextIO = sys.stderr) -> Met
     return TerminalMeter(label, total, stream) if stream.isatty() else NullMeter()
 
 
-def copy_stream(src: IO[bytes], dst: IO[bytes], meter: Meter | None = None) -> tuple[int, str]:
-    """Copy everything; returns (bytes, sha256 hex) of what was copied."""
+def copy_stream(src: IO[bytes] | Any, dst: IO[bytes], meter: Meter | None = None, *,
+                limit: int | None = None, network: bool = False) -> tuple[int, str]:
+    """Copy everything; returns (bytes, sha256 hex) of what was copied.
+
+    `limit`: more bytes than this raise TransferRefused before they are
+    written (a signed size, or a bound on unverified metadata). `network`:
+    reads return what has arrived (read1), and a download averaging less than
+    the low-speed limit over the low-speed time, or cancelled, is abandoned.
+    """
     sha = hashlib.sha256()
     size = 0
+    speed, window = low_speed()
+    started = time.monotonic()
+    window_bytes = 0
+    read = getattr(src, "read1", src.read) if network else src.read
     while True:
-        chunk = src.read(CHUNK)
+        try:
+            chunk = read(CHUNK if limit is None else max(1, min(CHUNK, limit + 1 - size)))
+        except (TimeoutError, OSError) as e:
+            if _cancelled.is_set():
+                raise TransferRefused("cancelled") from None
+            if isinstance(e, TimeoutError):
+                raise TransferRefused(f"stalled: nothing arrived for {window:g}s") from None
+            raise
+        if network and _cancelled.is_set():
+            raise TransferRefused("cancelled")
         if not chunk:
             break
+        if limit is not None and size + len(chunk) > limit:
+            raise TransferRefused(f"sent more than the {limit} bytes expected; stopped reading")
+        if network:
+            window_bytes += len(chunk)
+            now = time.monotonic()
+            if now - started >= window:
+                if window_bytes < speed * window:
+                    raise TransferRefused(f"too slow: {window_bytes} bytes in {now - started:.0f}s"
+                                          f" (under {speed} bytes/s)")
+                started, window_bytes = now, 0
         sha.update(chunk)
         dst.write(chunk)
         size += len(chunk)
