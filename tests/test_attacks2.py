@@ -13,6 +13,7 @@ import json
 import os
 import pwd
 import resource
+import shutil
 import stat
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Runner, require_tool
+from conftest import REPO, Runner, require_tool
 from packaging.requirements import Requirement
 from packaging.version import Version
 from shellfixtures import build_profiles
@@ -416,3 +417,40 @@ def test_21_1_root_refuses_fix_permissions_on_a_store_others_can_write(
     assert again.stderr.startswith(f"hdenv: error: refusing to write to the store {store} as"
                                    " root:"), again.stderr
     assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
+
+
+# -- 2: a store someone else made is not trusted ----------------------------------
+
+def test_21_2_a_store_another_user_created_is_refused(users: UnixUsers) -> None:
+    """Another user pre-creates a victim's predictable store path, mode 0777, with a
+    trojaned `demo`: the victim's build refuses it in one line and runs nothing."""
+    attacker, victim = f"{users.prefix}a", f"{users.prefix}b"
+    base = users.base / "world"
+    base.mkdir()
+    os.chmod(base, 0o1777)  # like /tmp
+    demo = users.base / "demo"
+    shutil.copytree(REPO / "examples" / "demo", demo)
+    subprocess.run(["chmod", "-R", "a+rX", str(demo)], check=True)
+    trap = base / f"hdenv-demo-{_uid(victim)}"
+    bait = (f"umask 0; mkdir -p {trap}/names/demo && printf '#!/bin/sh\\ntouch {trap}/PWNED\\n'"
+            f" > {trap}/greet && chmod 755 {trap}/greet")
+    assert users.run(attacker, ["sh", "-c", bait], users.env(attacker)).returncode == 0
+    env = users.env(victim, HDENV_CONFIG="/dev/null", HDENV_SITE_CONFIG="")
+    proc = users.run(victim, ["hdenv", "--store", str(trap), "build",
+                              str(demo / "stack.toml")], env)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (f"hdenv: error: {trap} belongs to {attacker} (uid {_uid(attacker)}),"
+                           " not to you, and is not a store of a group you are in: another"
+                           " user could have put anything in it; use a store of your own"
+                           " (--store, HDENV_STORE)\n")
+    assert not (trap / "PWNED").exists() and not (trap / "artifacts").exists()
+    # the victim's own store works, and one left writable by everyone is refused too
+    own = users.home(victim) / "store"
+    assert users.run(victim, ["hdenv", "--store", str(own), "build", "--dry-run",
+                              str(demo / "stack.toml")], env).returncode == 0
+    wide_open = users.home(victim) / "open-store"
+    assert users.run(victim, ["mkdir", "-m", "777", str(wide_open)], env).returncode == 0
+    open_store = users.run(victim, ["hdenv", "--store", str(wide_open), "build",
+                                    str(demo / "stack.toml")], env)
+    assert open_store.returncode == 2
+    assert "is writable by every user" in open_store.stderr

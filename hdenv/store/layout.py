@@ -26,7 +26,7 @@ from ..validate import looks_like_hash, profile_name_problem
 from . import sharing
 from .fsutil import atomic_write, read_json
 from .hashing import HASH_CHARS, canonical_json, is_hash_like
-from .safeio import check_root_may_write
+from .safeio import check_owned, check_root_may_write
 
 META_DIR = ".hdenv"
 ARTIFACT_META = "artifact.json"
@@ -99,6 +99,7 @@ class Store:
                 self.locks)
         sharing.check_writable(self.root, self.locks)
         check_root_may_write(self.root, dirs)  # before root creates anything in it
+        check_owned(self.root, (*dirs, self.root / "pins", self.root / "logs"))
         self.shared = sharing.adopt(self.root)
         for d in dirs:
             d.mkdir(parents=True, exist_ok=True)

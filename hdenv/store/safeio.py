@@ -20,11 +20,12 @@ have to trust each other (README, "Security model").
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import StoreError, UserError
 
 
 def _problem(path: Path, st: os.stat_result, uid: int) -> str | None:
@@ -72,3 +73,58 @@ def _refusal(root: Path, path: Path, problem: str) -> str:
     return (f"refusing to write to the store {root} as root: {path} {problem}, so another user"
             " could redirect root's writes there; build as an ordinary user (the store's"
             " owner), or make every directory on the way root's and not writable by others")
+
+
+def check_owned(root: Path, own_dirs: Iterable[Path]) -> None:
+    """UserError unless the store and its top-level directories are this user's to trust.
+
+    OpenSSH's StrictModes, for a store: another local user who created the
+    store's directory (the README's first command once used a predictable path
+    in /tmp) could have put a trojaned artifact in it, which a build would
+    call "already present" and the next command would run. So the root and
+    each top-level directory must belong to this user (or to root, not
+    writable by others), or the store must be a group store (set-gid,
+    group-writable) of a group this user is in; none may be writable by
+    everyone, and no top-level directory may be a symlink.
+    """
+    uid = os.geteuid()
+    if uid == 0:
+        return  # root's stricter rule: check_root_may_write
+    try:
+        top = os.stat(root)
+    except FileNotFoundError:
+        return  # made now, by this user
+    groups = {os.getegid(), *os.getgroups()}
+    group_store = bool(top.st_mode & stat.S_ISGID) and bool(top.st_mode & stat.S_IWGRP) \
+        and top.st_gid in groups
+    for path, st in [(root, top), *_lstats(own_dirs)]:
+        if stat.S_ISLNK(st.st_mode):
+            raise StoreError(f"{path} is not a directory but a symlink; hdenv never made it:"
+                             " remove it, or use a store of your own (--store, HDENV_STORE)")
+        trusted = st.st_uid == uid or (st.st_uid == 0 and not st.st_mode & 0o002) or \
+            (group_store and st.st_gid == top.st_gid)
+        if not trusted:
+            raise UserError(f"{path} belongs to {_user(st.st_uid)}, not to you, and is not a"
+                            " store of a group you are in: another user could have put"
+                            " anything in it; use a store of your own (--store, HDENV_STORE)")
+        if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+            raise UserError(f"{path} is writable by every user, so anyone could have put"
+                            " software in it; use a store of your own (--store, HDENV_STORE),"
+                            " or `chmod o-w` it if it is yours")
+
+
+def _lstats(paths: Iterable[Path]) -> list[tuple[Path, os.stat_result]]:
+    out = []
+    for path in paths:
+        try:
+            out.append((path, os.lstat(path)))
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
