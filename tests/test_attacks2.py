@@ -454,3 +454,34 @@ def test_21_2_a_store_another_user_created_is_refused(users: UnixUsers) -> None:
                                     str(demo / "stack.toml")], env)
     assert open_store.returncode == 2
     assert "is writable by every user" in open_store.stderr
+
+
+# -- 5: a half-built artifact swapped for a link ------------------------------------
+
+SWAP = """
+[packages.swapped]
+version = "1"
+script = '''
+mkdir -p "$PREFIX/bin" && echo built > "$PREFIX/bin/tool"
+# what a member of a shared store does at this moment: the directory becomes a link
+mv "$PREFIX" "$PREFIX.taken" && ln -s "{target}" "$PREFIX"
+'''
+"""
+
+
+def test_21_5_a_half_built_artifact_swapped_for_a_link_is_not_registered(
+        run_hdenv: Runner, tmp_path: Path, store_dir: Path) -> None:
+    target = tmp_path / "victims-own-dir"
+    target.mkdir()
+    (target / "notes").write_text("mine\n")
+    before = os.stat(target).st_mode
+    stack = tmp_path / "swap.toml"
+    stack.write_text(SWAP.format(target=target))
+    proc = run_hdenv("build", str(stack), env={"HDENV_SANDBOX": "none"})
+    assert proc.returncode == 1, proc.stderr
+    assert "was replaced while it was being built" in proc.stderr
+    assert os.stat(target).st_mode == before  # not made read-only
+    assert sorted(os.listdir(target)) == ["notes"]  # no .hdenv written into it
+    assert (target / "notes").read_text() == "mine\n"
+    assert not [x for x in run_hdenv("list", "artifacts").stdout.splitlines()
+                if x.startswith("swapped/")]

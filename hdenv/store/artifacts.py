@@ -14,7 +14,9 @@ into `artifacts/NAME/VERSION/HASH`. Safety comes from the order of operations:
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import json
 import os
 import stat
 import time
@@ -22,19 +24,16 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..errors import StoreError
 from . import fdtree
 from .fsutil import (
-    atomic_write,
-    atomic_write_json,
     file_lock,
     lock_fd,
-    make_read_only,
     open_lock_file,
-    remove_tree,
 )
 from .hashing import CHUNK, spec_hash
 from .layout import ARTIFACT_META, META_DIR, Store
-from .sharing import read_only_mode
+from .sharing import SPECIAL_BITS, read_only_mode
 
 Populate = Callable[[Path, int], None]
 """populate(prefix, guard_fd): fill `prefix`; build processes inherit `guard_fd` (build_guard)."""
@@ -129,43 +128,103 @@ def install_artifact(
     try:
         if store.has_artifact(aid):
             return aid, False
-        with build_guard(store, aid.rsplit("/", 1)[1], on_wait) as guard:
-            remove_tree(prefix)  # leftover of a killed build, whose processes are gone now
-            prefix.mkdir(parents=True)
-            started = time.time()
-            try:
-                populate(prefix, guard)
-            except BaseException:
-                remove_tree(prefix)
-                raise
+        name, version, hash_ = aid.split("/")
+        # artifacts/NAME/VERSION through descriptors: a symlink a group member planted
+        # there is refused, never followed (fdtree.make_dirs)
         try:
-            meta_dir = prefix / META_DIR
-            meta_dir.mkdir(exist_ok=True)
-            stripped = make_read_only(prefix, shared=store.shared)
-            os.chmod(meta_dir, 0o755)
-            if stripped:
-                _note_stripped(stripped, log_path, on_note)
-            manifest = manifest_of(prefix)  # of the final modes
-            atomic_write_json(meta_dir / "spec.json", spec, mode=0o444)
-            atomic_write_json(meta_dir / "manifest.json", manifest, mode=0o444)
-            if log_path is not None and log_path.exists():
-                atomic_write(meta_dir / "build.log", log_path.read_bytes(), mode=0o444)
-            meta = {
-                "id": aid,
-                "kind": spec.get("kind", "build"),
-                "runtime_deps": sorted(runtime_deps),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "build_seconds": round(time.time() - started, 3),
-                **(extra_meta or {}),
-            }
-            atomic_write_json(meta_dir / ARTIFACT_META, meta, mode=0o444)
-            os.chmod(meta_dir, read_only_mode(0o755, True, store.shared))
-        except BaseException:
-            remove_tree(prefix)
-            raise
+            parent = fdtree.make_dirs(store.artifacts, [name, version])
+        except OSError as e:
+            raise StoreError(f"{e.filename}: {e.strerror}; hdenv never made it: remove it"
+                             " (`hdenv verify` names what else is wrong)") from None
+        try:
+            with build_guard(store, hash_, on_wait) as guard:
+                fdtree.remove_at(parent, hash_)  # a killed build's leftover
+                os.mkdir(hash_, mode=0o777, dir_fd=parent)
+                prefix_fd = fdtree.open_dir(hash_, dir_fd=parent)
+                started = time.time()
+                try:
+                    populate(prefix, guard)
+                    _check_same(parent, hash_, prefix_fd, prefix)
+                except BaseException:
+                    os.close(prefix_fd)
+                    fdtree.remove_at(parent, hash_)
+                    raise
+            try:
+                _register(store, spec, aid, prefix, prefix_fd, parent, runtime_deps, log_path,
+                          extra_meta, started, on_note)
+            except BaseException:
+                fdtree.remove_at(parent, hash_)
+                raise
+            finally:
+                os.close(prefix_fd)
+        finally:
+            os.close(parent)
         return aid, True
     finally:
         ctx.__exit__(None, None, None)
+
+
+def _check_same(parent: int, name: str, prefix_fd: int, prefix: Path) -> None:
+    """The name still is the directory the build was given (not a link or another one that
+    a member of a shared store swapped in): else nothing is registered there."""
+    mine = os.fstat(prefix_fd)
+    try:
+        now = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        now = None
+    if now is None or (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+        raise StoreError(f"{prefix} was replaced while it was being built (by a symlink or"
+                         " another directory): nothing was registered; another user of this"
+                         " store did it, see `hdenv verify`")
+
+
+def _register(store: Store, spec: dict[str, Any], aid: str, prefix: Path, prefix_fd: int,
+              parent: int, runtime_deps: list[str], log_path: Path | None,
+              extra_meta: dict[str, Any] | None, started: float,
+              on_note: Callable[[str], None] | None) -> None:
+    """Read-only modes, manifest and metadata, all through the artifact's own descriptor;
+    the metadata (artifact.json last) only if the name still is that directory."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(META_DIR, dir_fd=prefix_fd)
+    meta_fd = fdtree.open_dir(META_DIR, dir_fd=prefix_fd)
+    meta = prefix / META_DIR
+    try:
+        def mode(rel: str, st: os.stat_result) -> int:
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if rel and st.st_mode & SPECIAL_BITS and not is_dir:
+                stripped.append(rel)
+            if rel == META_DIR:
+                return 0o755
+            return read_only_mode(st.st_mode, True if not rel else is_dir, store.shared)
+
+        stripped: list[str] = []
+        refused = fdtree.change_modes_at(prefix_fd, mode)
+        if refused:
+            raise PermissionError(errno.EPERM, "cannot make read-only", str(prefix / refused[0]))
+        if stripped:
+            _note_stripped(sorted(stripped), log_path, on_note)
+        manifest = manifest_of(prefix)  # of the final modes
+        _check_same(parent, aid.rsplit("/", 1)[1], prefix_fd, prefix)
+        fdtree.write_at(meta_fd, "spec.json", _json(spec), 0o444, meta)
+        fdtree.write_at(meta_fd, "manifest.json", _json(manifest), 0o444, meta)
+        if log_path is not None and log_path.exists():
+            fdtree.write_at(meta_fd, "build.log", log_path.read_bytes(), 0o444, meta)
+        info = {
+            "id": aid,
+            "kind": spec.get("kind", "build"),
+            "runtime_deps": sorted(runtime_deps),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "build_seconds": round(time.time() - started, 3),
+            **(extra_meta or {}),
+        }
+        fdtree.write_at(meta_fd, ARTIFACT_META, _json(info), 0o444, meta)
+        os.fchmod(meta_fd, read_only_mode(0o755, True, store.shared))
+    finally:
+        os.close(meta_fd)
+
+
+def _json(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
 
 
 def _note_stripped(paths: list[str], log_path: Path | None,

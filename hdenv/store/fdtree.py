@@ -21,6 +21,8 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ..oserrors import naming
+
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 Entry = tuple[str, os.stat_result]  # a path relative to the walk's root, its lstat
@@ -166,9 +168,30 @@ def change_modes(root: Path | str, new_mode: Callable[[str, os.stat_result], int
         _set(parent, root.name, "", top, new_mode, refused, group, done)
         if not stat.S_ISDIR(top.st_mode):
             return refused
-        dirs = _Dirs(open_dir(root.name, dir_fd=parent))
+        root_fd = open_dir(root.name, dir_fd=parent)
     finally:
         os.close(parent)
+    _change_below(root_fd, new_mode, skip, group, refused, done)
+    return refused
+
+
+def change_modes_at(root_fd: int, new_mode: Callable[[str, os.stat_result], int | None]
+                    ) -> list[str]:
+    """`change_modes` of the directory open as `root_fd` (it stays open): for a tree
+    whose name someone else could swap, such as an artifact being registered."""
+    refused: list[str] = []
+    top = os.fstat(root_fd)
+    mode = new_mode("", top)
+    if mode is not None and mode != stat.S_IMODE(top.st_mode):
+        os.fchmod(root_fd, mode)
+    _change_below(os.dup(root_fd), new_mode, lambda _rel: False, None, refused, [])
+    return refused
+
+
+def _change_below(root_fd: int, new_mode: Callable[[str, os.stat_result], int | None],
+                  skip: Callable[[str], bool], group: int | None, refused: list[str],
+                  done: list[str]) -> None:
+    dirs = _Dirs(root_fd)
     stack: list[tuple[str, str]] = [("", "")]  # (rel, name in its parent)
     try:
         while stack:
@@ -189,7 +212,6 @@ def change_modes(root: Path | str, new_mode: Callable[[str, os.stat_result], int
             dirs.finished_listing(rel)
     finally:
         dirs.close_all()
-    return refused
 
 
 def _entries(fd: int) -> list[os.DirEntry[str]]:
@@ -233,48 +255,53 @@ def remove_tree(path: Path | str) -> None:
     except FileNotFoundError:
         return
     try:
-        try:
-            st = os.stat(path.name, dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if not stat.S_ISDIR(st.st_mode):
-            os.unlink(path.name, dir_fd=parent)
-            return
-        _make_searchable(parent, path.name, stat.S_IMODE(st.st_mode))
-        dirs = _Dirs(open_dir(path.name, dir_fd=parent))
-        names: dict[str, str] = {}
-
-        def rmdir(rel: str, _fd: int) -> None:
-            if rel:  # the top is removed by its caller, below
-                os.rmdir(names[rel], dir_fd=dirs.fds[dirs.parent[rel]])
-
-        dirs.done = rmdir
-        stack: list[tuple[str, str]] = [("", "")]
-        try:
-            while stack:
-                rel, name = stack.pop()
-                fd = dirs.fds[""] if rel == "" else dirs.open(rel, name)
-                if fd is None:
-                    continue
-                for entry in _entries(fd):
-                    sub = f"{rel}/{entry.name}" if rel else entry.name
-                    try:
-                        est = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue
-                    if stat.S_ISDIR(est.st_mode):
-                        _make_searchable(fd, entry.name, stat.S_IMODE(est.st_mode))
-                        names[sub] = entry.name
-                        dirs.child(rel, sub)
-                        stack.append((sub, entry.name))
-                    else:
-                        os.unlink(entry.name, dir_fd=fd)
-                dirs.finished_listing(rel)
-        finally:
-            dirs.close_all()
-        os.rmdir(path.name, dir_fd=parent)
+        remove_at(parent, path.name)
     finally:
         os.close(parent)
+
+
+def remove_at(parent: int, name: str) -> None:
+    """`remove_tree` of the entry `name` of the open directory `parent`."""
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=parent)
+        return
+    _make_searchable(parent, name, stat.S_IMODE(st.st_mode))
+    dirs = _Dirs(open_dir(name, dir_fd=parent))
+    names: dict[str, str] = {}
+
+    def rmdir(rel: str, _fd: int) -> None:
+        if rel:  # the top is removed below, from `parent`
+            os.rmdir(names[rel], dir_fd=dirs.fds[dirs.parent[rel]])
+
+    dirs.done = rmdir
+    stack: list[tuple[str, str]] = [("", "")]
+    try:
+        while stack:
+            rel, entry_name = stack.pop()
+            fd = dirs.fds[""] if rel == "" else dirs.open(rel, entry_name)
+            if fd is None:
+                continue
+            for entry in _entries(fd):
+                sub = f"{rel}/{entry.name}" if rel else entry.name
+                try:
+                    est = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISDIR(est.st_mode):
+                    _make_searchable(fd, entry.name, stat.S_IMODE(est.st_mode))
+                    names[sub] = entry.name
+                    dirs.child(rel, sub)
+                    stack.append((sub, entry.name))
+                else:
+                    os.unlink(entry.name, dir_fd=fd)
+            dirs.finished_listing(rel)
+    finally:
+        dirs.close_all()
+    os.rmdir(name, dir_fd=parent)
 
 
 def size(root: Path | str) -> int:
@@ -310,3 +337,54 @@ def size(root: Path | str) -> int:
     finally:
         dirs.close_all()
     return total
+
+
+def make_dirs(base: Path | str, parts: list[str]) -> int:
+    """A descriptor of `base/parts...`, each part made if missing and none followed if it
+    is a symlink (StoreError-worthy: OSError ELOOP/ENOTDIR names the path)."""
+    fd = open_dir(base)
+    where = Path(base)
+    try:
+        for part in parts:
+            where = where / part
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, dir_fd=fd)
+            try:
+                nfd = open_dir(part, dir_fd=fd)
+            except OSError as e:
+                raise OSError(e.errno, "not a directory but a symlink or a file",
+                              str(where)) from None
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_at(dir_fd: int, name: str, data: bytes, mode: int = 0o644,
+             where: Path | None = None) -> None:
+    """Write `name` in an open directory atomically (a temp name, then a rename there);
+    `where` (the directory's path) names the file in an error such as a full disk."""
+    with naming(where / name if where is not None else name):
+        _write_at(dir_fd, name, data, mode)
+
+
+def _write_at(dir_fd: int, name: str, data: bytes, mode: int) -> None:
+    tmp = f".{name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600, dir_fd=dir_fd)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
