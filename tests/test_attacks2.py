@@ -485,3 +485,39 @@ def test_21_5_a_half_built_artifact_swapped_for_a_link_is_not_registered(
     assert (target / "notes").read_text() == "mine\n"
     assert not [x for x in run_hdenv("list", "artifacts").stdout.splitlines()
                 if x.startswith("swapped/")]
+
+
+# -- 6: symlinks planted in a group store --------------------------------------------
+
+PLANTED = """
+[stack]
+name = "planted"
+
+[packages.hello]
+version = "1"
+script = 'mkdir -p "$PREFIX/bin" && echo hi > "$PREFIX/bin/hello"'
+"""
+
+
+@pytest.mark.parametrize("where", ["names/planted", "artifacts/hello", "artifacts/hello/1"])
+def test_21_6_a_planted_symlink_in_a_group_store_is_refused(
+        users: UnixUsers, run_hdenv: Runner, where: str) -> None:
+    attacker, victim = f"{users.prefix}a", f"{users.prefix}b"
+    store = users.base / f"planted-{where.replace('/', '-')}"
+    assert run_hdenv("--store", str(store), "store", "fix-permissions", "--group",
+                     "hdenv21g").returncode == 0
+    target = users.home(victim) / "precious"
+    assert users.run(victim, ["mkdir", "-p", str(target)], users.env(victim)).returncode == 0
+    link = store / where
+    plant = f"mkdir -p {link.parent} && ln -s {target} {link}"
+    assert users.run(attacker, ["sh", "-c", plant], users.env(attacker)).returncode == 0
+    stack = users.base / f"{store.name}.toml"
+    stack.write_text(PLANTED)
+    os.chmod(stack, 0o644)
+    env = users.env(victim, HDENV_STORE=str(store), HDENV_CONFIG="/dev/null",
+                    HDENV_SITE_CONFIG="", HDENV_SANDBOX="none")
+    proc = users.run(victim, ["hdenv", "build", str(stack)], env)
+    assert proc.returncode == 1, proc.stderr
+    assert f"{link}: not a directory but a symlink or a file; hdenv never made it" in \
+        proc.stderr, proc.stderr
+    assert os.listdir(target) == []  # nothing written through the link

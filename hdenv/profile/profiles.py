@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from ..store import sharing
+from ..errors import StoreError, UserError
+from ..store import fdtree, sharing
 from ..store.fsutil import (
     atomic_write_json,
     file_lock,
@@ -205,13 +205,22 @@ def _current_number(ndir: Path) -> int | None:
     return int(target) if target.isdigit() else None
 
 
-def _atomic_symlink(target: str, link: Path) -> None:
-    """Point `link` at `target` with one rename (replacing whatever was there)."""
-    tmp = link.parent / f".{link.name}.{os.getpid()}.tmp"
+def _open_name_dir(store: Store, name: str) -> int:
+    """A descriptor of names/NAME (made if missing); a symlink planted there is refused."""
+    try:
+        return fdtree.make_dirs(store.names, [name])
+    except OSError as e:
+        raise StoreError(f"{e.filename}: {e.strerror}; hdenv never made it: remove it"
+                         " (`hdenv verify` names what else is wrong)") from None
+
+
+def _symlink_at(dir_fd: int, target: str, name: str) -> None:
+    """Point `name` in the open directory at `target` with one rename there."""
+    tmp = f".{name}.{os.getpid()}.tmp"
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
+        os.unlink(tmp, dir_fd=dir_fd)
+    os.symlink(target, tmp, dir_fd=dir_fd)
+    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
 def set_current(store: Store, name: str, profile_hash: str) -> tuple[int, bool]:
@@ -225,17 +234,22 @@ def set_current(store: Store, name: str, profile_hash: str) -> tuple[int, bool]:
     store.ensure()
     ndir = store.names / name
     with _name_lock(store, name):
-        ndir.mkdir(parents=True, exist_ok=True)
-        links = _generation_links(ndir)
-        cur = _current_number(ndir)
-        if cur is not None and links.get(cur) == profile_hash:
-            return cur, False
-        number = max(links, default=0) + 1
-        # relative within the store (it may be moved); absolute to an upstream's profile
-        target = (f"../../profiles/{profile_hash}" if store.has_own_profile(profile_hash)
-                  else str(store.profile_dir(profile_hash)))
-        _atomic_symlink(target, ndir / str(number))
-        _atomic_symlink(str(number), ndir / "current")
+        # names/NAME through a descriptor: a symlink planted there is refused, and the
+        # generation links are made in the directory that was checked, never elsewhere
+        fd = _open_name_dir(store, name)
+        try:
+            links = _generation_links(ndir)
+            cur = _current_number(ndir)
+            if cur is not None and links.get(cur) == profile_hash:
+                return cur, False
+            number = max(links, default=0) + 1
+            # relative within the store (it may be moved); absolute to an upstream's profile
+            target = (f"../../profiles/{profile_hash}" if store.has_own_profile(profile_hash)
+                      else str(store.profile_dir(profile_hash)))
+            _symlink_at(fd, target, str(number))
+            _symlink_at(fd, str(number), "current")
+        finally:
+            os.close(fd)
         return number, True
 
 
@@ -276,7 +290,11 @@ def rollback(store: Store, name: str, to: int | None = None) -> int:
             raise UserError(f"{name} has no generation {to} (generations: {have})")
         if not store.has_profile(links[to]):
             raise UserError(f"generation {to} of {name} points at a missing profile {links[to]}")
-        _atomic_symlink(str(to), ndir / "current")
+        fd = _open_name_dir(store, name)
+        try:
+            _symlink_at(fd, str(to), "current")
+        finally:
+            os.close(fd)
         return to
 
 
