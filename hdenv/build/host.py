@@ -406,8 +406,8 @@ class HostCache:
             self.entries = {}
 
     def save(self) -> None:
-        if not self.dirty:
-            return
+        if not self.dirty or not self.path.parent.parent.is_dir():
+            return  # a memo of an existing store; a dry run never creates a store for it
         entries = {
             p: {"key": e.key, "sha256": e.sha256, "checked_ns": e.checked_ns,
                 "versions": e.versions}

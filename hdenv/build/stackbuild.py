@@ -14,7 +14,6 @@ from typing import Any, Protocol, TextIO
 
 from ..config import Settings
 from ..errors import BuildError, UserError
-from ..store import sharing
 from ..store.gc import spec_source_keys
 from ..store.gcroots import BuildRoots
 from ..store.layout import Store
@@ -89,12 +88,12 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
     if executor is not None:
         executor.check(stack)
     store = Store(settings.store, settings.upstreams)
-    if not (dry_run and sharing.read_only(store.root)):  # a reader may still ask what is missing
+    if not dry_run:  # a dry run looks and stores nothing (a reader may ask what is missing)
         store.ensure()
     if warning and not dry_run:
         print(f"hdenv: {warning}", file=stream)
     progress = Progress(stream=stream)  # every message goes above its status line
-    sources = SourceStore(store, settings.mirrors, log=progress.say)
+    sources = SourceStore(store, settings.mirrors, log=progress.say, keys_only=dry_run)
     if dry_run:
         plan = plan_stack(stack, store, sources, host_identity=settings.host_identity)
         lines = explain(plan, store) + (executor.describe(plan, store) if executor else [])

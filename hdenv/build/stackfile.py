@@ -32,7 +32,7 @@ PROFILE_PLACEHOLDER = "@@HDENV_PROFILE@@"
 Scalar = (str, int, float, bool)
 
 TOP_KEYS = {"stack", "parameters", "matrix", "host", "packages", "profiles"}
-STACK_KEYS = {"name", "description", "checks"}
+STACK_KEYS = {"name", "description", "checks", "allow-outside"}
 HOST_KEYS = {"programs", "libraries", "family", "version", "version-from", "env", "pkgconfig"}
 PACKAGE_KEYS = {"version", "sources", "patches", "deps", "build-deps", "env", "script", "when",
                 "description", "slurm", "check", "import"}
@@ -163,8 +163,22 @@ class _Ctx:
         self.file = str(path)
         self.index = LineIndex(text)
         self.jinja = StackSandbox()
+        self.base = path.parent
+        self.allow_outside = False  # `[stack] allow-outside = true`: paths beyond the stack's dir
         # one compiled template per distinct string: a 500-package stack repeats a few
         self.templates: dict[str, jinja2.Template] = {}
+
+    def inside(self, path: str, *where: str) -> None:
+        """A local source or patch must be in the stack file's directory (or below):
+        a stack file someone sent must not copy /etc/shadow into the store."""
+        if self.allow_outside:
+            return
+        base = self.base.resolve()
+        target = (self.base / path).resolve()
+        if target != base and base not in target.parents:
+            raise self.error(f"{'.'.join(where)}: {path!r} is outside the stack file's"
+                             f" directory {base}; set allow-outside = true in [stack] to"
+                             " use it", *where)
 
     def error(self, message: str, *path: str) -> UserError:
         return UserError(message, file=self.file, line=self.index.line(*path))
@@ -352,6 +366,10 @@ def load_stack(path: Path, overrides: Mapping[str, str] | None = None,
     name = ctx.name(ctx.string(stack_table.get("name", path.stem), "stack", "name"), "stack",
                     "stack", "name")
     description = ctx.string(stack_table.get("description", ""), "stack", "description")
+    allow = stack_table.get("allow-outside", False)
+    if not isinstance(allow, bool):
+        raise ctx.error("stack.allow-outside must be true or false", "stack", "allow-outside")
+    ctx.allow_outside = allow
     checks_mode = ctx.string(stack_table.get("checks", "always"), "stack", "checks")
     if checks_mode not in ("always", "never"):
         raise ctx.error(f"stack.checks must be \"always\" or \"never\", not {checks_mode!r}",
@@ -542,7 +560,10 @@ def _render_package(ctx: _Ctx, pname: str, table: dict[str, Any], context: dict[
             raise ctx.error(f"packages.{pname}.sources entries must be tables", *where, "sources")
         rendered = {k: ctx.render(v, context, *where, "sources") if isinstance(v, str) else v
                     for k, v in s.items()}
-        sources.append(SourceDecl.from_toml(rendered, file=ctx.file, line=line))
+        decl = SourceDecl.from_toml(rendered, file=ctx.file, line=line)
+        if decl.path is not None:
+            ctx.inside(decl.path, *where, "sources")
+        sources.append(decl)
     patches = _render_patches(ctx, table.get("patches", []), context, *where, "patches")
     description = ctx.render(ctx.string(table.get("description", ""), *where, "description"),
                              context, *where, "description")
@@ -592,7 +613,10 @@ def _render_patches(ctx: _Ctx, value: Any, context: dict[str, Any], *path: str) 
         if bad:
             raise ctx.error(f"{'.'.join(path)}: unknown key(s) {', '.join(bad)} in a patch"
                             " (a patch is a file name, { path }, or { url, sha256 })", *path)
-        out.append(SourceDecl.from_toml(rendered, file=ctx.file, line=line))
+        decl = SourceDecl.from_toml(rendered, file=ctx.file, line=line)
+        if decl.path is not None:
+            ctx.inside(decl.path, *path)
+        out.append(decl)
     return out
 
 

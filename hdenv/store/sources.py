@@ -173,8 +173,10 @@ class _HashingWriter:
 
 class SourceStore:
     def __init__(self, store: Store, mirrors: Sequence[str] = (), *,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, keys_only: bool = False):
         self.store = store
+        # `build --dry-run`: local sources are hashed for their keys, never stored
+        self.keys_only = keys_only
         self.mirrors = list(mirrors)
         self.log = log or (lambda _msg: None)
         self.sha_dir = store.src / "sha256"
@@ -217,7 +219,9 @@ class SourceStore:
                                 "keeps a single file")
             return self._store_dir(local)
         if local.is_file():
-            return f"sha256:{self._store_location(str(local), None, local.name)}"
+            if self.keys_only:
+                return f"sha256:{sha256_file(local)}"
+            return f"sha256:{self._store_location(str(local), None, local.name, private=True)}"
         raise UserError(f"source path {str(local)!r} does not exist")
 
     def _store_dir(self, root: Path) -> str:
@@ -229,20 +233,14 @@ class SourceStore:
         does not trigger a rebuild but editing a file does. Uncompressed,
         because gzip output may differ between zlib versions.
         """
+        if self.keys_only:
+            with open(os.devnull, "wb") as sink:
+                return f"sha256:{_tar_dir(root, sink)}"
         self.store.tmp.mkdir(parents=True, exist_ok=True)
         with self._tempfile() as (tmp, f):
-            writer = _HashingWriter(f)
-            with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
-                for rel, full in _walk_sorted(root):
-                    info = _tar_info(root, rel, full)
-                    if info.isreg():
-                        with open(full, "rb") as data:
-                            tf.addfile(info, data)
-                    else:
-                        tf.addfile(info)
-            hex_ = writer.h.hexdigest()
+            hex_ = _tar_dir(root, f)
             f.close()
-            self._land(tmp, hex_, f"{root.name}.tar")
+            self._land(tmp, hex_, f"{root.name}.tar", private=True)
         return f"sha256:{hex_}"
 
     # -- getting sources --------------------------------------------------
@@ -331,10 +329,11 @@ class SourceStore:
             raise BuildError(f"could not fetch {url}: {_reason(e)}") from None
         return f"sha256:{hex_}"
 
-    def _store_location(self, loc: str, expected: str | None, name: str | None) -> str:
+    def _store_location(self, loc: str, expected: str | None, name: str | None, *,
+                        private: bool = False) -> str:
         """Stream one location into tmp/, hashing as it goes; land it if it matches."""
         with _open_location(loc) as src:
-            return self._store_stream(src, expected, name)
+            return self._store_stream(src, expected, name, private=private)
 
     def add_stream(self, src: IO[bytes], sha256: str, name: str | None) -> str:
         """Store the bytes of an open file (a bundle member) that must hash to `sha256`.
@@ -346,7 +345,8 @@ class SourceStore:
         except _Mismatch as e:
             raise BuildError(f"{name or sha256}: {e}") from None
 
-    def _store_stream(self, src: IO[bytes], expected: str | None, name: str | None) -> str:
+    def _store_stream(self, src: IO[bytes], expected: str | None, name: str | None, *,
+                      private: bool = False) -> str:
         with self._tempfile() as (tmp, f):
             h = hashlib.sha256()
             buf = bytearray(CHUNK)
@@ -361,7 +361,7 @@ class SourceStore:
             got = h.hexdigest()
             if expected is not None and got != expected:
                 raise _Mismatch(f"hash mismatch: expected sha256:{expected}, got sha256:{got}")
-            self._land(tmp, got, name)
+            self._land(tmp, got, name, private=private)
         return got
 
     @contextlib.contextmanager
@@ -375,11 +375,14 @@ class SourceStore:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
-    def _land(self, tmp: Path, hex_: str, name: str | None) -> None:
+    def _land(self, tmp: Path, hex_: str, name: str | None, *, private: bool = False) -> None:
+        """Move a checked file to src/sha256/HEX. A local file or directory (`path =`)
+        may be anything its owner could read, so it stays owner-readable only (and the
+        group's in a shared store); a download was public anyway."""
         self.sha_dir.mkdir(parents=True, exist_ok=True)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o444)
+        os.chmod(tmp, (0o440 if self.store.shared else 0o400) if private else 0o444)
         os.replace(tmp, self.sha_dir / hex_)
         srcstat.record(self.store.src, hex_)
         if name and not (self.names_dir / hex_).exists():
@@ -480,17 +483,40 @@ class SourceStore:
 # -- helpers ----------------------------------------------------------------
 
 
-def _walk_sorted(root: Path, rel: str = "") -> Iterator[tuple[str, Path]]:
-    """(relative posix path, full path) of everything under root, in sorted order,
-    leaving out VCS metadata directories."""
-    for name in sorted(os.listdir(root)):
-        full, child_rel = root / name, f"{rel}{name}"
+def _tar_dir(root: Path, f: IO[bytes]) -> str:
+    """Write the deterministic tar of `root` to `f`; its sha256."""
+    writer = _HashingWriter(f)
+    with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
+        for rel, full in _walk_sorted(root):
+            info = _tar_info(root, rel, full)
+            if info.isreg():
+                with open(full, "rb") as data:
+                    tf.addfile(info, data)
+            else:
+                tf.addfile(info)
+    return writer.h.hexdigest()
+
+
+def _walk_sorted(root: Path) -> Iterator[tuple[str, Path]]:
+    """(relative posix path, full path) of everything under root, in sorted order
+    (depth first, without recursion), leaving out VCS metadata directories."""
+    stack: list[Iterator[str]] = [iter(sorted(os.listdir(root)))]
+    dirs: list[tuple[Path, str]] = [(root, "")]
+    while stack:
+        name = next(stack[-1], None)
+        if name is None:
+            stack.pop()
+            dirs.pop()
+            continue
+        here, rel = dirs[-1]
+        full, child_rel = here / name, f"{rel}{name}"
         is_dir = full.is_dir() and not full.is_symlink()
         if is_dir and name in SKIP_DIRS:
             continue
         yield child_rel, full
         if is_dir:
-            yield from _walk_sorted(full, child_rel + "/")
+            stack.append(iter(sorted(os.listdir(full))))
+            dirs.append((full, child_rel + "/"))
 
 
 def _tar_info(root: Path, rel: str, full: Path) -> tarfile.TarInfo:
