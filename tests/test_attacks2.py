@@ -521,3 +521,85 @@ def test_21_6_a_planted_symlink_in_a_group_store_is_refused(
     assert f"{link}: not a directory but a symlink or a file; hdenv never made it" in \
         proc.stderr, proc.stderr
     assert os.listdir(target) == []  # nothing written through the link
+
+
+# -- 12: what a dry run and a stranger's stack file may store ------------------------
+
+def test_21_12_a_dry_run_stores_nothing_and_outside_paths_need_an_opt_in(
+        run_hdenv: Runner, tmp_path: Path, store_dir: Path) -> None:
+    work = tmp_path / "stack"
+    work.mkdir()
+    secret = tmp_path / "secret.txt"  # outside the stack file's directory
+    secret.write_text("not for the store\n")
+    outside = work / "outside.toml"
+    outside.write_text('[packages.p]\nversion = "1"\n'
+                       f'sources = [{{ path = "{secret}", unpack = false }}]\nscript = "true"\n')
+    for flags in ([], ["--dry-run"]):
+        proc = run_hdenv("build", *flags, str(outside))
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"hdenv: error: {outside}:3: packages.p.sources: "
+                                      f"{str(secret)!r} is outside the stack file's directory")
+    patched = work / "patched.toml"
+    patched.write_text('[packages.p]\nversion = "1"\npatches = ["../../../../etc/passwd"]\n'
+                       'script = "true"\n')
+    proc = run_hdenv("build", "--dry-run", str(patched))
+    assert proc.returncode == 2 and "is outside the stack file's directory" in proc.stderr
+    assert not store_dir.exists()  # refused before anything, and a dry run made no store
+    # inside the directory: a dry run hashes the source but stores it nowhere
+    (work / "src").mkdir()
+    (work / "src" / "a.txt").write_text("private\n")
+    inside = work / "inside.toml"
+    inside.write_text('[packages.p]\nversion = "1"\nsources = [{ path = "src" }]\n'
+                      'script = "mkdir -p \\"$PREFIX\\""\n')
+    assert run_hdenv("build", "--dry-run", str(inside)).returncode == 0
+    assert not store_dir.exists()
+    # the real build stores it, readable by its owner only
+    run_hdenv("build", str(inside), check=True)
+    (stored,) = (store_dir / "src" / "sha256").iterdir()
+    assert stat.S_IMODE(os.stat(stored).st_mode) == 0o400
+    # and with the opt-in, an outside file is used
+    allowed = work / "allowed.toml"
+    allowed.write_text("[stack]\nallow-outside = true\n" + outside.read_text())
+    assert run_hdenv("build", str(allowed)).returncode == 0
+
+
+# -- 11: a dry run runs nothing a stack file chose --------------------------------------
+
+def test_21_11_a_dry_run_runs_no_program_the_stack_names(run_hdenv: Runner,
+                                                          tmp_path: Path) -> None:
+    helper = tmp_path / "helper"
+    helper.write_text(f"#!/bin/sh\ntouch {tmp_path}/RAN\necho 'helper 1.0'\n")
+    helper.chmod(0o755)
+    if os.geteuid() == 0:  # a stranger's file, not root's own
+        os.chown(helper, 65534, 65534)
+        os.chmod(tmp_path, 0o777)  # where the stranger's helper would write
+    for program, why in ((str(helper), "a dry run does not run it"),
+                         ("/proc/self/cwd/helper", "a program name or a plain absolute path"),
+                         ("./helper", "a program name or a plain absolute path"),
+                         (f"{tmp_path}/../{tmp_path.name}/helper",
+                          "a program name or a plain absolute path")):
+        stack = tmp_path / "h.toml"
+        stack.write_text(f'[host.tool]\nprograms = ["{program}"]\n\n'
+                         '[packages.p]\nversion = "1"\nbuild-deps = ["tool"]\nscript = "true"\n')
+        proc = run_hdenv("build", "--dry-run", str(stack), cwd=tmp_path)
+        assert proc.returncode == 2, (program, proc.stderr)
+        assert why in proc.stderr and proc.stderr.startswith(f"hdenv: error: {stack}:"), \
+            proc.stderr
+        assert not (tmp_path / "RAN").exists(), program
+
+
+# -- 20: a symlinked locks/ gets nothing created in its target -----------------------
+
+def test_21_20_a_symlinked_locks_dir_gets_no_roots_dir_in_its_target(
+        run_hdenv: Runner, tmp_path: Path, store_dir: Path) -> None:
+    (store_dir).mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, store_dir / "locks")
+    stack = tmp_path / "s.toml"
+    stack.write_text('[packages.p]\nversion = "1"\nscript = "mkdir -p \\"$PREFIX\\""\n')
+    proc = run_hdenv("build", str(stack))
+    assert proc.returncode == 1, proc.stderr
+    assert f"{store_dir}/locks" in proc.stderr and "symlink" in proc.stderr, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+    assert os.listdir(elsewhere) == []  # no roots/ (nor anything) made there first

@@ -141,7 +141,7 @@ def test_version_output_enters_hash(store: Store, tmp_path: Path) -> None:
     assert spec1["programs"]["tool"]["version"] == "tool 2.0.1"
     assert spec1["version"] == "2.0.1"
     (tmp_path / "bin" / "VERSION").write_text("2.0.2\n")
-    host.cache_path(store).unlink()  # the content did not change, so the cache would answer
+    host.cache_path(store).unlink(missing_ok=True)  # unchanged content: a cache would answer
     spec2 = host.host_spec(store, "tool", [str(prog)])
     assert spec2["programs"]["tool"]["path"] == spec1["programs"]["tool"]["path"]
     assert spec2["version"] == "2.0.2"

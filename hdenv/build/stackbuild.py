@@ -6,6 +6,7 @@ other front ends can call it.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -95,6 +96,7 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
     progress = Progress(stream=stream)  # every message goes above its status line
     sources = SourceStore(store, settings.mirrors, log=progress.say, keys_only=dry_run)
     if dry_run:
+        refuse_chosen_programs(stack)
         plan = plan_stack(stack, store, sources, host_identity=settings.host_identity)
         lines = explain(plan, store) + (executor.describe(plan, store) if executor else [])
         return BuildOutcome(plan, BuildReport(), dry_run_lines=lines)
@@ -191,6 +193,25 @@ def _make_profile(store: Store, plan: ProfilePlan, closure: list[str],
     store.record_about(phash, {"description": plan.description})
     generation, new = profiles.set_current(store, plan.name, phash)
     return ProfileResult(plan.name, phash, generation, new)
+
+
+def refuse_chosen_programs(stack: Stack) -> None:
+    """Looking is safe: a dry run asks `--version` only of programs a stack names by name
+    (found on PATH, where this user put them) or of system files owned by root and
+    writable by nobody else; a path a stack file chose could be any program."""
+    for host in stack.hosts.values():
+        for program in host.programs:
+            if not program.startswith("/"):
+                continue
+            try:
+                st = os.stat(program)
+            except OSError:
+                continue  # preflight says it is missing
+            if st.st_uid != 0 or st.st_mode & 0o022:
+                raise UserError(f"host.{host.name}.programs names {program}, which is not a"
+                                " system file (owned by root, writable by nobody else): a dry"
+                                " run does not run it; build without --dry-run to capture it",
+                                file=str(stack.path), line=host.line)
 
 
 def explain(plan: Plan, store: Store) -> list[str]:

@@ -8,6 +8,7 @@ store. tomllib gives no positions, so `LineIndex` recovers them from the text.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -466,6 +467,20 @@ def _values(plan: ProfilePlan, variants: list[Variant]) -> dict[str, Any]:
     return next(v.values for v in variants if plan in v.profiles)
 
 
+_SPECIAL_TREES = ("/proc/", "/dev/", "/sys/")
+
+
+def _check_program(ctx: _Ctx, program: str, *where: str) -> None:
+    """A name looked up on PATH, or a plain absolute path: never `./x`, `a/../b` or a
+    /proc path (`/proc/self/cwd/helper` is whatever directory hdenv runs in)."""
+    plain = program.startswith("/") and os.path.normpath(program) == program \
+        and not program.startswith(_SPECIAL_TREES)
+    if "/" in program and not plain:
+        raise ctx.error(f"{'.'.join(where)}: {program!r} must be a program name or a plain"
+                        " absolute path (no '.', '..', relative or /proc, /dev, /sys paths)",
+                        *where)
+
+
 def _check_profile_env(ctx: _Ctx, env: Mapping[str, str], what: str, *where: str) -> None:
     """One rule for every source of a profile's environment (profile and host `env`):
     a name every shell can set, none that `load` manages or a shell owns."""
@@ -496,6 +511,8 @@ def _parse_hosts(ctx: _Ctx, table: dict[str, Any]) -> dict[str, HostDecl]:
         if "programs" not in htable and "libraries" not in htable:
             raise ctx.error(f"host.{hname} needs 'programs' (or 'libraries')", *where)
         programs = ctx.strings(htable.get("programs", []), *where, "programs")
+        for program in programs:
+            _check_program(ctx, program, *where, "programs")
         libraries = ctx.strings(htable.get("libraries", []), *where, "libraries")
         if not programs and not libraries:
             raise ctx.error(f"host.{hname}.programs is empty", *where, "programs")
