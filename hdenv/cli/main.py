@@ -55,6 +55,16 @@ class HdenvGroup(click.Group):
             sys.exit(130)
         sys.exit(rv if isinstance(rv, int) else 0)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """`hdenv --help | head -1` (help prints while parsing): quiet, exit 0, as below."""
+        try:
+            return super().parse_args(ctx, args)
+        except BrokenPipeError:
+            from ..shell.fastload import quiet_broken_pipe
+
+            quiet_broken_pipe()
+            raise  # not reached: quiet_broken_pipe exits
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -67,6 +77,10 @@ class HdenvGroup(click.Group):
             raise
         except click.ClickException:
             raise
+        except BrokenPipeError:  # `hdenv config | head -1`: the reader has all it wanted
+            from ..shell.fastload import quiet_broken_pipe
+
+            quiet_broken_pipe()
         except KeyboardInterrupt:
             click.echo("hdenv: interrupted", err=True)
             ctx.exit(130)
@@ -236,13 +250,20 @@ def host_capture(ctx: click.Context, name: str, programs: tuple[str, ...], famil
 
 
 @cli.command("list")
-@click.argument("what", type=click.Choice(["artifacts", "profiles", "names"]),
-                default="artifacts")
+@click.argument("what", type=click.Choice(["artifacts", "profiles", "names"]), required=False)
 @click.option("--json", "as_json", is_flag=True)
+@shell_cmds.output_options
 @click.pass_context
-def list_cmd(ctx: click.Context, what: str, as_json: bool) -> None:
-    """List artifacts (id first), named profiles (`NAME HASH GEN PATH`) or names."""
+def list_cmd(ctx: click.Context, what: str | None, as_json: bool, terse: bool, color: str,
+             redirect: bool) -> None:
+    """What is loaded (as `module list`); or the store's artifacts (id first), named
+    profiles (`NAME HASH GEN PATH`) or names."""
     from ..profile import views
+
+    if what is None:
+        shell_cmds.loaded_cmd.callback(as_json=as_json, terse=terse,  # type: ignore[misc]
+                                       color=color, redirect=redirect)
+        return
 
     rows = views.list_rows(store_of(ctx), what)
     if as_json:
@@ -312,4 +333,12 @@ cli.add_command(container_cmds.pack)
 
 
 def main() -> None:
-    cli(prog_name="hdenv")
+    try:
+        cli(prog_name="hdenv")
+    finally:  # the last buffered lines: a reader gone by now is no error either
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            from ..shell.fastload import quiet_broken_pipe
+
+            quiet_broken_pipe()

@@ -108,19 +108,37 @@ swap_cmd = _needs_function("swap", "OLD NEW", 2, "Unload OLD and load NEW in one
 purge_cmd = _needs_function("purge", "", 0, "Unload everything hdenv loaded.")
 
 
-def _catalog(ctx: click.Context, cmd: str, args: list[str]) -> None:
-    roots = _store(ctx).search_roots() if cmd != "loaded" else []
-    click.echo(catalog.run(cmd, args, os.environ, roots), nl=False)
+def _catalog(ctx: click.Context, cmd: str, args: list[str], color: str = "auto") -> None:
+    """Print as the fast path prints (same text, width, colour and pager)."""
+    from ..shell import terminal
+
+    roots = _store(ctx).search_roots() if cmd in ("avail", "spider") else []
+    width = terminal.width(os.environ) if cmd == "avail" else terminal.DEFAULT_WIDTH
+    text = catalog.run(cmd, args, os.environ, roots, width)
+    terminal.write(text, os.environ, terminal.Output(color))
+
+
+def output_options(func: F) -> F:
+    """`-t/--terse`, `--color` and `--redirect` (a no-op), as `module` takes them."""
+    func = click.option("-t", "--terse", is_flag=True,
+                        help="One entry per line, nothing else (for scripts).")(func)
+    func = click.option("--color", type=click.Choice(["auto", "always", "never"]),
+                        default="auto", show_default=True,
+                        help="Colour the markers (auto: on a terminal, unless NO_COLOR).")(func)
+    return click.option("--redirect", is_flag=True, hidden=True,
+                        help="Accepted for Lmod's sake; output goes to stdout anyway.")(func)
 
 
 @click.command("loaded")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON (ref, name, generation, hash, ...).")
+@output_options
 @click.pass_context
 @_errors
-def loaded_cmd(ctx: click.Context, as_json: bool) -> None:
-    """What is loaded in this shell, in load order, as NAME/N."""
-    _catalog(ctx, "loaded", ["--json"] if as_json else [])
+def loaded_cmd(ctx: click.Context, as_json: bool, terse: bool, color: str,
+               redirect: bool) -> None:
+    """What is loaded in this shell, in load order, as NAME/N (also: `hdenv list`)."""
+    _catalog(ctx, "loaded", ["--json"] * as_json + ["--terse"] * terse, color)
 
 
 @click.command("avail")
@@ -128,28 +146,32 @@ def loaded_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--refs", is_flag=True, hidden=True,
               help="Names and NAME/N, one per line (for the completion scripts).")
+@output_options
 @click.pass_context
 @_errors
-def avail_cmd(ctx: click.Context, texts: tuple[str, ...], as_json: bool, refs: bool) -> None:
+def avail_cmd(ctx: click.Context, texts: tuple[str, ...], as_json: bool, refs: bool,
+              terse: bool, color: str, redirect: bool) -> None:
     """Named profiles: description, generations (D: default, L: loaded) and packages.
 
     TEXT keeps the profiles whose name, description or packages contain it.
     """
-    flags = ["--json"] * as_json + ["--refs"] * refs
-    _catalog(ctx, "avail", [*flags, "--", *texts])
+    flags = ["--json"] * as_json + ["--refs"] * refs + ["--terse"] * terse
+    _catalog(ctx, "avail", [*flags, "--", *texts], color)
 
 
 @click.command("spider")
 @click.argument("text")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@output_options
 @click.pass_context
 @_errors
-def spider_cmd(ctx: click.Context, text: str, as_json: bool) -> None:
+def spider_cmd(ctx: click.Context, text: str, as_json: bool, terse: bool, color: str,
+               redirect: bool) -> None:
     """Which profiles (any generation) contain a package, and how to load them.
 
     TEXT is part of a package name, or NAME/VERSION.
     """
-    _catalog(ctx, "spider", ["--json"] * as_json + ["--", text])
+    _catalog(ctx, "spider", ["--json"] * as_json + ["--terse"] * terse + ["--", text], color)
 
 
 @click.command("env")

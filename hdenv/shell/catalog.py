@@ -102,6 +102,8 @@ def avail_text(entries: list[dict[str, Any]], roots: list[str], width: int = 78)
         if not mine:
             continue
         title = f" {root} " if root == roots[0] else f" {root} (upstream) "
+        if len(title) + 4 > width:  # a narrow terminal: the path's end, never a wrap
+            title = " ..." + title[len(title) - max(0, width - 8):]
         dashes = max(4, width - len(title))
         lines.append("-" * (dashes // 2) + title + "-" * (dashes - dashes // 2))
         for e in mine:
@@ -294,35 +296,59 @@ def _dump(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def run(cmd: str, args: list[str], environ: Mapping[str, str], roots: list[str]) -> str:
-    """The output of `avail`, `spider` or `loaded`; UserError for bad input, Delegate for help."""
-    if cmd == "loaded":
-        flags, words = _options(args, {"--json"})
+TERSE = {"-t", "--terse"}
+
+
+def terse_avail(entries: list[dict[str, Any]]) -> str:
+    """`module -t avail`: every NAME/N, one per line, for scripts."""
+    return "".join(g["ref"] + "\n" for e in entries for g in e["generations"])
+
+
+def terse_spider(entries: list[dict[str, Any]]) -> str:
+    """`module -t spider`: each NAME/VERSION once, one per line."""
+    seen = dict.fromkeys(f"{e['package']}/{e['version']}" for e in entries)
+    return "".join(k + "\n" for k in seen)
+
+
+def run(cmd: str, args: list[str], environ: Mapping[str, str], roots: list[str],
+        width: int = 78) -> str:
+    """The output of `avail`, `spider` or `loaded` (`list`: the same); UserError for bad
+    input, Delegate for help. `width` is what the avail headers fill."""
+    if cmd in ("loaded", "list"):
+        flags, words = _options(args, {"--json", *TERSE})
         if words:
-            raise UserError("usage: hdenv loaded [--json]")
+            raise UserError(f"usage: hdenv {cmd} [--json] [-t]")
         data = loaded_data(environ)
-        return _dump(data) if flags else loaded_text(data)
+        if "--json" in flags:
+            return _dump(data)
+        if flags & TERSE:
+            return "".join(e["ref"] + "\n" for e in data)
+        return loaded_text(data)
     index = Index(roots)
     if cmd == "avail":
-        flags, words = _options(args, {"--json", "--refs"})
+        flags, words = _options(args, {"--json", "--refs", *TERSE})
         if "--refs" in flags:
             return "".join(r + "\n" for r in complete_refs(index, words[0] if words else ""))
         entries = avail_data(index, environ, words)
         if "--json" in flags:
             return _dump(entries)
+        if flags & TERSE:
+            return terse_avail(entries)
         if not entries:
             if words:
                 raise UserError(f"no profile matches {' '.join(words)!r}"
                                 f" (packages: hdenv spider {words[0]})")
             return (f"No named profiles in {', '.join(roots)} yet:"
                     " build one with `hdenv build FILE.toml`.\n")
-        return avail_text(entries, roots)
+        return avail_text(entries, roots, width)
     if cmd == "spider":
-        flags, words = _options(args, {"--json"})
+        flags, words = _options(args, {"--json", *TERSE})
         if len(words) != 1:
             raise UserError("usage: hdenv spider TEXT [--json] (a package NAME or NAME/VERSION)")
         found = spider_data(index, words[0])
         if not found:
             raise spider_miss(index, words[0])
-        return _dump(found) if flags else spider_text(found)
+        if "--json" in flags:
+            return _dump(found)
+        return terse_spider(found) if flags & TERSE else spider_text(found)
     raise UserError(f"not a catalog command: {cmd!r}")

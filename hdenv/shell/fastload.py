@@ -449,7 +449,7 @@ def log_usage(session: Session, config: Config, environ: Mapping[str, str]) -> N
 
 # -- the function's entry: global options, help, and what the full program answers --
 
-PRINT_COMMANDS = ("avail", "loaded", "spider")
+PRINT_COMMANDS = ("avail", "loaded", "spider", "list")
 
 
 class Call:
@@ -505,18 +505,40 @@ def _exec_full(shell_name: str, args: list[str]) -> None:
 
 def _print_command(shell_name: str, call: Call | None, args: list[str],
                    environ: Mapping[str, str], roots: Callable[[], list[str]]) -> None:
-    """avail, loaded, spider: printed straight to the terminal, never evaluated."""
-    if call is None:
+    """avail, loaded, spider, list: printed straight to the terminal, never evaluated.
+
+    `list` with a word (`list artifacts`) is the full program's store listing.
+    """
+    if call is None or (call.cmd == "list" and any(not a.startswith("-") for a in call.args)):
         _exec_full(shell_name, args)
         return
-    from . import catalog
+    from . import catalog, terminal
 
     try:
-        text = catalog.run(call.cmd, call.args, environ, roots())
+        rest, opts = terminal.take_options(call.args)
+        width = terminal.width(environ) if call.cmd == "avail" else terminal.DEFAULT_WIDTH
+        text = catalog.run(call.cmd, rest, environ, roots() if call.cmd in ("avail", "spider")
+                           else [], width)
     except catalog.Delegate:
         _exec_full(shell_name, args)
         return
-    sys.stdout.write(text)
+    terminal.write(text, environ, opts)
+
+
+def quiet_broken_pipe() -> None:
+    """`hdenv avail | head`: the reader left, so say nothing and exit 0, as `cat` would.
+
+    stdout points at /dev/null from here on, so the interpreter's final flush
+    cannot complain either.
+    """
+    import posix
+
+    try:
+        null = posix.open("/dev/null", posix.O_WRONLY)
+        posix.dup2(null, 1)
+    except OSError:
+        pass
+    sys.exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -551,14 +573,19 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as e:
         print(f"hdenv: error: {e.render()}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except BrokenPipeError:
+        quiet_broken_pipe()
     except Exception as e:  # a bug: one line, as the full program says it
         if debug:
             raise
         print(f"hdenv: error: internal error: {type(e).__name__}: {e}"
               " (run with --debug for a traceback)", file=sys.stderr)
         sys.exit(1)
-    sys.stdout.write(code)
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(code)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_broken_pipe()
     if session is not None:
         log_usage(session, config, environ)
 
