@@ -328,6 +328,8 @@ for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
                 cluster_cmds.build_node_cmd,
                 provenance_cmds.export, provenance_cmds.reproduce, provenance_cmds.report):
     cli.add_command(command)
+for command in shell_cmds.HABIT_COMMANDS:
+    cli.add_command(command)
 cli.add_command(modules_cmds.modulefiles)
 cli.add_command(container_cmds.pack)
 

@@ -106,8 +106,6 @@ unload_cmd = _needs_function("unload", "REF...", -1,
                              " as it was, but for what you changed by hand.")
 swap_cmd = _needs_function("swap", "OLD NEW", 2, "Unload OLD and load NEW in one step.")
 purge_cmd = _needs_function("purge", "", 0, "Unload everything hdenv loaded.")
-
-
 def _catalog(ctx: click.Context, cmd: str, args: list[str], color: str = "auto") -> None:
     """Print as the fast path prints (same text, width, colour and pager)."""
     from ..shell import terminal
@@ -193,5 +191,58 @@ def commands_cmd(ctx: click.Context) -> None:
     click.echo("\n".join(visible_commands(ctx)))
 
 
+restore_cmd = _needs_function("restore", "[NAME] [--latest]", -1,
+                              "Unload everything, then load collection NAME (default:"
+                              " `default`) exactly as saved, by profile hash; --latest loads"
+                              " today's default of each name instead and says what changed.")
+
+
+@click.command("save")
+@click.argument("name", default="default")
+@_errors
+def save_cmd(name: str) -> None:
+    """Save what is loaded as collection NAME (default: `default`), by exact profile hash."""
+    from ..shell import collection
+
+    records = catalog.loaded_records(os.environ)
+    path = collection.save(os.environ, name, records)
+    what = " ".join(r.ref for r in records) or "nothing"
+    click.echo(f"hdenv: saved {what} as collection {name!r} ({path})", err=True)
+
+
+@click.command("savelist")
+@output_options
+@_errors
+def savelist_cmd(terse: bool, color: str, redirect: bool) -> None:
+    """The saved collections."""
+    from ..shell import collection, terminal
+
+    text = collection.savelist_text(collection.names(os.environ), terse)
+    terminal.write(text, os.environ, terminal.Output(color))
+
+
+@click.command("describe")
+@click.argument("name", default="default")
+@_errors
+def describe_cmd(name: str) -> None:
+    """What collection NAME loads, in order, with each profile's hash."""
+    from ..shell import collection
+
+    click.echo(collection.describe_text(name, collection.read(os.environ, name)), nl=False)
+
+
+@click.command("disable")
+@click.argument("name")
+@_errors
+def disable_cmd(name: str) -> None:
+    """Delete collection NAME."""
+    from ..shell import collection
+
+    path = collection.disable(os.environ, name)
+    click.echo(f"hdenv: removed collection {name!r} ({path})", err=True)
+
+
 COMMANDS = [init_cmd, load_cmd, unload_cmd, swap_cmd, purge_cmd, loaded_cmd, avail_cmd,
             spider_cmd, env_cmd, commands_cmd]
+# issue 22's module habits: registered by main.py
+HABIT_COMMANDS = [restore_cmd, save_cmd, savelist_cmd, describe_cmd, disable_cmd]

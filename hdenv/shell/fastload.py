@@ -35,7 +35,7 @@ PREFIX_VAR = "CMAKE_PREFIX_PATH"
 B32 = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 HASH_CHARS = 32
 MIN_PREFIX = 6
-COMMANDS = ("load", "unload", "swap", "purge")
+COMMANDS = ("load", "unload", "swap", "purge", "restore")
 
 
 class Profile:
@@ -337,8 +337,8 @@ class Session:
         self.events.append(("unload", True, _who(rec), None))
         return rec
 
-    def load(self, ref: str) -> None:
-        loaded = self._load(ref)
+    def load(self, ref: str, prof: Profile | None = None) -> None:
+        loaded = self._load(ref, prof)
         if loaded is not None:
             prof, replaced = loaded
             if replaced:
@@ -352,9 +352,10 @@ class Session:
         if loaded is not None:
             self.events.append(("swap", True, _who(loaded[0]), [_who(rec), *loaded[1]]))
 
-    def _load(self, ref: str) -> tuple[Profile, list[Who]] | None:
-        """Load `ref`; the profile and what it replaced, or None if it was loaded already."""
-        prof = resolve(self._roots(), ref)
+    def _load(self, ref: str, prof: Profile | None = None) -> tuple[Profile, list[Who]] | None:
+        """Load `ref` (or `prof`, found already); the profile and what it replaced, or
+        None if it was loaded already."""
+        prof = prof or resolve(self._roots(), ref)
         for rec in list(self.records):
             if rec.hash == prof.hash:
                 note(f"{prof.ref} is already loaded; nothing to do")
@@ -390,6 +391,36 @@ class Session:
             rec = envdiff.unload(self.env, self.records, len(self.records) - 1)
             self.events.append(("unload", False, _who(rec), None))
 
+    def restore(self, name: str, latest: bool) -> None:
+        """Purge, then load collection `name`: its exact profiles, or (`latest`) today's
+        default of each name, saying what changed."""
+        from . import collection
+
+        entries = collection.read(self.env, name)
+        roots = _roots(self._roots())
+        wanted = []
+        for e in entries:
+            pname = e.get("name") if isinstance(e.get("name"), str) else None
+            gen = e.get("generation") if isinstance(e.get("generation"), int) else None
+            if latest and pname:
+                prof = resolve(roots, pname)
+                if prof.hash != e["hash"]:
+                    note(f"{pname}: {e.get('ref') or e['hash']} -> {prof.ref}"
+                         f" ({e['hash'][:8]} -> {prof.hash[:8]})")
+            else:
+                home = _home(roots, e["hash"])
+                if home is None:
+                    hint = (f"; `hdenv restore {name} --latest` loads today's {pname}"
+                            if pname else "")
+                    raise UserError(f"collection {name!r}: profile {e['hash']} ("
+                                    f"{e.get('ref') or 'by hash'}) is no longer in the store"
+                                    + hint)
+                prof = read_profile(home, e["hash"], pname, gen)
+            wanted.append(prof)
+        self.purge()
+        for prof in wanted:
+            self.load(prof.ref, prof)
+
     def finish(self) -> dict[str, str]:
         envdiff.store_records(self.env, self.records)
         return self.env
@@ -400,7 +431,8 @@ def _arity(cmd: str, args: list[str], low: int, high: int | None) -> None:
         if a.startswith("-"):
             raise UserError(f"hdenv {cmd}: unknown option {a!r}")
     if len(args) < low or (high is not None and len(args) > high):
-        usage = {"load": "REF...", "unload": "REF...", "swap": "OLD NEW", "purge": ""}[cmd]
+        usage = {"load": "REF...", "unload": "REF...", "swap": "OLD NEW", "purge": "",
+                 "restore": "[NAME] [--latest]"}[cmd]
         raise UserError(f"usage: hdenv {cmd} {usage}".rstrip())
 
 
@@ -422,6 +454,11 @@ def run(cmd: str, args: list[str], shell: Shell, environ: Mapping[str, str],
     elif cmd == "purge":
         _arity(cmd, args, 0, 0)
         session.purge()
+    elif cmd == "restore":
+        latest = "--latest" in args
+        words = [a for a in args if a != "--latest"]
+        _arity(cmd, words, 0, 1)
+        session.restore(words[0] if words else "default", latest)
     else:
         raise UserError(f"not a load command: {cmd!r}")
     after = session.finish()
