@@ -185,7 +185,8 @@ def _make_profile(store: Store, plan: ProfilePlan, closure: list[str],
             env.update(aspec.get("env", {}))
     env.update(plan.env)
     spec = profiles.profile_spec(closure, env, plan.family, exclude=plan.exclude,
-                                 priority=plan.priority, python_usage=plan.python_usage)
+                                 priority=plan.priority, python_usage=plan.python_usage,
+                                 sticky=plan.sticky)
     phash = profiles.profile_hash(spec)
     roots.add([phash])  # before it exists: gc must not take it before the name points at it
     profiles.create_profile(store, spec)

@@ -37,7 +37,7 @@ PACKAGE_KEYS = {"version", "sources", "patches", "deps", "build-deps", "env", "s
                 "description", "slurm", "check", "import"}
 SLURM_KEYS = {"cpus", "time", "mem", "options"}
 PROFILE_KEYS = {"packages", "env", "family", "exclude", "priority", "when", "description",
-                "python-usage"}
+                "python-usage", "sticky"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -128,6 +128,7 @@ class ProfilePlan:
     line: int
     description: str = ""  # shown by avail and show; not part of the spec
     python_usage: bool = False  # log the distributions its Python imports
+    sticky: bool = False  # survives `hdenv purge`/`unload` unless --force
 
 
 @dataclass
@@ -678,7 +679,10 @@ def _render_profiles(ctx: _Ctx, stack_name: str, raw: dict[str, Any], variant: V
         if not isinstance(python_usage, bool):
             raise ctx.error(f"profiles.{pname}.python-usage must be true or false", *where,
                             "python-usage")
+        sticky = table.get("sticky", False)
+        if not isinstance(sticky, bool):
+            raise ctx.error(f"profiles.{pname}.sticky must be true or false", *where, "sticky")
         plans.append(ProfilePlan(pname + variant.suffix, packages, env, family or None, exclude,
                                  priority, ctx.index.line(*where), described,
-                                 python_usage=python_usage))
+                                 python_usage=python_usage, sticky=sticky))
     return plans

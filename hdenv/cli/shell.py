@@ -101,11 +101,15 @@ def _needs_function(cmd: str, metavar: str, nargs: int, summary: str) -> click.C
 
 load_cmd = _needs_function("load", "REF...", -1,
                            "Load profiles: a name, NAME/N, a hash (prefix) or an artifact id.")
-unload_cmd = _needs_function("unload", "REF...", -1,
+unload_cmd = _needs_function("unload", "[--force] REF...", -1,
                              "Unload loaded profiles (NAME, NAME/N or hash); the shell is"
-                             " as it was, but for what you changed by hand.")
+                             " as it was, but for what you changed by hand. Sticky profiles"
+                             " stay unless --force.")
 swap_cmd = _needs_function("swap", "OLD NEW", 2, "Unload OLD and load NEW in one step.")
-purge_cmd = _needs_function("purge", "", 0, "Unload everything hdenv loaded.")
+purge_cmd = _needs_function("purge", "[--force]", -1,
+                            "Unload everything hdenv loaded but sticky profiles (`sticky ="
+                            " true` in the stack file, or the config's `sticky = [...]`);"
+                            " --force unloads those too.")
 def _catalog(ctx: click.Context, cmd: str, args: list[str], color: str = "auto") -> None:
     """Print as the fast path prints (same text, width, colour and pager)."""
     from ..shell import terminal
@@ -191,6 +195,9 @@ def commands_cmd(ctx: click.Context) -> None:
     click.echo("\n".join(visible_commands(ctx)))
 
 
+reset_cmd = _needs_function("reset", "[--force]", -1,
+                            "Purge, then load the config's `default-load = [REF, ...]`"
+                            " (as Lmod's module reset).")
 restore_cmd = _needs_function("restore", "[NAME] [--latest]", -1,
                               "Unload everything, then load collection NAME (default:"
                               " `default`) exactly as saved, by profile hash; --latest loads"
@@ -245,4 +252,4 @@ def disable_cmd(name: str) -> None:
 COMMANDS = [init_cmd, load_cmd, unload_cmd, swap_cmd, purge_cmd, loaded_cmd, avail_cmd,
             spider_cmd, env_cmd, commands_cmd]
 # issue 22's module habits: registered by main.py
-HABIT_COMMANDS = [restore_cmd, save_cmd, savelist_cmd, describe_cmd, disable_cmd]
+HABIT_COMMANDS = [reset_cmd, restore_cmd, save_cmd, savelist_cmd, describe_cmd, disable_cmd]

@@ -35,7 +35,7 @@ PREFIX_VAR = "CMAKE_PREFIX_PATH"
 B32 = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 HASH_CHARS = 32
 MIN_PREFIX = 6
-COMMANDS = ("load", "unload", "swap", "purge", "restore")
+COMMANDS = ("load", "unload", "swap", "purge", "restore", "reset")
 
 
 class Profile:
@@ -106,6 +106,25 @@ class Config:
             raise UserError("'upstreams' must be a list of strings", file=source)
         ups = [lightos.absolute(str(u)) for u in value]
         return [root, *(u for u in ups if u != root)]
+
+    def _refs(self, key: str) -> list[str]:
+        found = self._get(key)
+        if not found:
+            return []
+        value, source = found
+        if isinstance(value, str):
+            value = value.split()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UserError(f"'{key}' must be a list of REFs (strings)", file=source)
+        return [str(v) for v in value]
+
+    def default_load(self) -> list[str]:
+        """What `hdenv reset` loads (Lmod's LMOD_SYSTEM_DEFAULT_MODULES)."""
+        return self._refs("default-load")
+
+    def sticky(self) -> list[str]:
+        """NAME, NAME/N or hashes that purge and unload keep unless --force."""
+        return self._refs("sticky")
 
     def usage_log(self) -> str | None:
         found = self._get("usage-log")
@@ -262,14 +281,19 @@ def apply(env: dict[str, str], prof: Profile) -> LoadRecord:
     return rec
 
 
-def _loaded_artifacts(prefix: str) -> list[str]:
-    """The artifact ids of a loaded profile; [] when it is gone (unload still works then)."""
+def _loaded_meta(prefix: str) -> dict[str, object]:
+    """A loaded profile's profile.json; {} when it is gone (unload still works then)."""
     try:
         with open(lightos.join(prefix, ".hdenv", "profile.json"), encoding="utf-8") as f:
             meta = envdiff.json_loads(f.read())
     except (OSError, ValueError):
-        return []
-    artifacts = meta.get("artifacts") if isinstance(meta, dict) else None
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _loaded_artifacts(prefix: str) -> list[str]:
+    """The artifact ids of a loaded profile; [] when it is gone (unload still works then)."""
+    artifacts = _loaded_meta(prefix).get("artifacts")
     return [str(a) for a in artifacts] if isinstance(artifacts, list) else []
 
 
@@ -306,6 +330,8 @@ class Session:
     def __init__(self, environ: Mapping[str, str], roots: Callable[[], str | list[str]]):
         self.env: dict[str, str] = dict(environ)
         self._roots = roots
+        self.sticky_refs: Callable[[], list[str]] = list  # the site's `sticky = [...]`
+        self.force = False  # --force: sticky profiles go too
         self.events: list[tuple[str, bool, Who, list[Who] | None]] = []
         try:
             self.records = envdiff.decode(self.env.get(envdiff.RECORD_VAR))
@@ -332,8 +358,20 @@ class Session:
         detail = f"loaded: {what}" if what else "nothing is loaded"
         raise UserError(f"{ref!r} is not loaded ({detail})")
 
-    def unload(self, ref: str) -> LoadRecord:
-        rec = envdiff.unload(self.env, self.records, self.find_loaded(ref))
+    def is_sticky(self, rec: LoadRecord) -> bool:
+        """Sticky in its profile.json (`sticky = true` in the stack) or the site's list."""
+        if self.force:
+            return False
+        if _loaded_meta(rec.prefix).get("sticky") is True:
+            return True
+        return any(s in (rec.name, rec.ref, rec.hash) for s in self.sticky_refs())
+
+    def unload(self, ref: str) -> LoadRecord | None:
+        index = self.find_loaded(ref)
+        if self.is_sticky(self.records[index]):
+            note(f"{self.records[index].ref} is sticky: kept (--force unloads it)")
+            return None
+        rec = envdiff.unload(self.env, self.records, index)
         self.events.append(("unload", True, _who(rec), None))
         return rec
 
@@ -387,9 +425,21 @@ class Session:
                         f" build of it ({aid}); swap them: hdenv swap {rec.ref} {prof.ref}")
 
     def purge(self) -> None:
-        while self.records:
-            rec = envdiff.unload(self.env, self.records, len(self.records) - 1)
+        """Unload everything but sticky profiles (those too with --force), last first."""
+        for index in range(len(self.records) - 1, -1, -1):
+            if self.is_sticky(self.records[index]):
+                continue
+            rec = envdiff.unload(self.env, self.records, index)
             self.events.append(("unload", False, _who(rec), None))
+
+    def reset(self, defaults: list[str]) -> None:
+        """`module reset`: purge, then the site's `default-load` (sticky ones stay)."""
+        self.purge()
+        kept = {r.hash for r in self.records}
+        for ref in defaults:
+            prof = resolve(self._roots(), ref)
+            if prof.hash not in kept:
+                self.load(ref, prof)
 
     def restore(self, name: str, latest: bool) -> None:
         """Purge, then load collection `name`: its exact profiles, or (`latest`) today's
@@ -432,18 +482,22 @@ def _arity(cmd: str, args: list[str], low: int, high: int | None) -> None:
             raise UserError(f"hdenv {cmd}: unknown option {a!r}")
     if len(args) < low or (high is not None and len(args) > high):
         usage = {"load": "REF...", "unload": "REF...", "swap": "OLD NEW", "purge": "",
-                 "restore": "[NAME] [--latest]"}[cmd]
+                 "restore": "[NAME] [--latest]", "reset": ""}[cmd]
         raise UserError(f"usage: hdenv {cmd} {usage}".rstrip())
 
 
 def run(cmd: str, args: list[str], shell: Shell, environ: Mapping[str, str],
-        roots: Callable[[], str | list[str]], session: Session | None = None) -> str:
+        roots: Callable[[], str | list[str]], session: Session | None = None,
+        defaults: Callable[[], list[str]] = list) -> str:
     """The shell code for one command; raises UserError before printing anything.
 
     `roots` gives the store and its upstreams (or just the store) when first
     needed; pass a `session` to see its usage events afterwards.
     """
     session = session or Session(environ, roots)
+    if cmd in ("unload", "purge", "reset") and "--force" in args:
+        session.force = True
+        args = [a for a in args if a != "--force"]
     if cmd in ("load", "unload"):
         _arity(cmd, args, 1, None)
         for ref in args:
@@ -459,6 +513,9 @@ def run(cmd: str, args: list[str], shell: Shell, environ: Mapping[str, str],
         words = [a for a in args if a != "--latest"]
         _arity(cmd, words, 0, 1)
         session.restore(words[0] if words else "default", latest)
+    elif cmd == "reset":
+        _arity(cmd, args, 0, 0)
+        session.reset(defaults())
     else:
         raise UserError(f"not a load command: {cmd!r}")
     after = session.finish()
@@ -606,7 +663,9 @@ def main(argv: list[str] | None = None) -> None:
             code = " ".join(shell.quote(a) for a in full_program(shell_name, args)) + "\n"
         else:
             session = Session(environ, config.roots)
-            code = run(call.cmd, call.args, shell, environ, config.roots, session)
+            session.sticky_refs = config.sticky
+            code = run(call.cmd, call.args, shell, environ, config.roots, session,
+                       config.default_load)
     except UserError as e:
         print(f"hdenv: error: {e.render()}", file=sys.stderr)
         sys.exit(e.exit_code)
