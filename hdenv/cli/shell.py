@@ -198,6 +198,10 @@ def commands_cmd(ctx: click.Context) -> None:
 reset_cmd = _needs_function("reset", "[--force]", -1,
                             "Purge, then load the config's `default-load = [REF, ...]`"
                             " (as Lmod's module reset).")
+ml_cmd = _needs_function("ml", "[REF | -REF | COMMAND ARGS]...", -1,
+                         "Lmod's ml: alone it lists what is loaded; `ml A -B` loads A and"
+                         " unloads B; `ml av`, `ml spider X`, `ml save`, `ml restore`, ... run"
+                         " that command. `hdenv init` also defines `ml` itself.")
 restore_cmd = _needs_function("restore", "[NAME] [--latest]", -1,
                               "Unload everything, then load collection NAME (default:"
                               " `default`) exactly as saved, by profile hash; --latest loads"
@@ -252,4 +256,4 @@ def disable_cmd(name: str) -> None:
 COMMANDS = [init_cmd, load_cmd, unload_cmd, swap_cmd, purge_cmd, loaded_cmd, avail_cmd,
             spider_cmd, env_cmd, commands_cmd]
 # issue 22's module habits: registered by main.py
-HABIT_COMMANDS = [reset_cmd, restore_cmd, save_cmd, savelist_cmd, describe_cmd, disable_cmd]
+HABIT_COMMANDS = [ml_cmd, reset_cmd, restore_cmd, save_cmd, savelist_cmd, describe_cmd, disable_cmd]

@@ -516,11 +516,43 @@ def run(cmd: str, args: list[str], shell: Shell, environ: Mapping[str, str],
     elif cmd == "reset":
         _arity(cmd, args, 0, 0)
         session.reset(defaults())
+    elif cmd == "ml":
+        run_ml(args, session)
     else:
         raise UserError(f"not a load command: {cmd!r}")
     after = session.finish()
     envlimits.check(environ, after, f"hdenv {cmd} {' '.join(args)}".rstrip())
     return shell.script(envdiff.changes(dict(environ), after))
+
+
+# Lmod's `ml`: a first word it knows is a command (with Lmod's short forms), else
+# every word is a REF to load, `-REF` one to unload (unloads first, as Lmod does)
+ML_ALIASES = {"av": "avail", "add": "load", "rm": "unload", "del": "unload", "sw": "swap",
+              "switch": "swap", "display": "show"}
+ML_COMMANDS = frozenset({*COMMANDS, "avail", "list", "loaded", "spider", "show", "save",
+                         "savelist", "describe", "disable", "whatis", "help", "keyword",
+                         "use", "unuse"})
+
+
+def ml_words(args: list[str]) -> list[str] | None:
+    """The hdenv command `ml ARGS` means, or None for the `ml A -B` form."""
+    if not args:
+        return ["list"]
+    first = ML_ALIASES.get(args[0], args[0])
+    return [first, *args[1:]] if first in ML_COMMANDS else None
+
+
+def run_ml(args: list[str], session: Session) -> None:
+    """`ml A -B`: unload B, then load A, in one evaluation."""
+    for a in args:
+        if a.startswith("--") or a == "-":
+            raise UserError(f"ml: unknown option {a!r} (ml REF... -REF...)")
+    for a in args:
+        if a.startswith("-"):
+            session.unload(a[1:])
+    for a in args:
+        if not a.startswith("-"):
+            session.load(a)
 
 
 def log_usage(session: Session, config: Config, environ: Mapping[str, str]) -> None:
@@ -659,7 +691,15 @@ def main(argv: list[str] | None = None) -> None:
             _print_command(shell_name, call, args, environ, config.roots)
             return
         shell = get_shell(shell_name)
-        if call is None or call.cmd not in COMMANDS:
+        if call is not None and call.cmd == "ml":
+            words = ml_words(call.args)
+            if words is not None and words[0] not in COMMANDS:  # ml av: the program prints
+                glob = ["--store", call.store] if call.store else []
+                call = None
+                args = [*glob, *words]
+            elif words is not None:
+                call.cmd, call.args = words[0], words[1:]
+        if call is None or call.cmd not in (*COMMANDS, "ml"):
             code = " ".join(shell.quote(a) for a in full_program(shell_name, args)) + "\n"
         else:
             session = Session(environ, config.roots)
