@@ -71,11 +71,26 @@ def visible_commands(ctx: click.Context) -> list[str]:
 @click.option("--write", is_flag=True,
               help="Write the code to a file in your data dir and print its path; source that"
                    " file from your shell's startup file (no Python runs at shell start).")
+@click.option("--system", is_flag=True,
+              help="Write /etc/profile.d/hdenv.sh (bash, zsh), /etc/profile.d/hdenv.csh and"
+                   " /etc/fish/conf.d/hdenv.fish for every user's login shells (batch jobs"
+                   " with an empty environment); print each path.")
+@click.option("--prefix", type=click.Path(file_okay=False), default="/", show_default=True,
+              help="With --system: write under this directory instead of /.")
 @click.pass_context
 @_errors
-def init_cmd(ctx: click.Context, shell: str | None, no_completion: bool, write: bool) -> None:
+def init_cmd(ctx: click.Context, shell: str | None, no_completion: bool, write: bool,
+             system: bool, prefix: str) -> None:
     """Print shell integration code (bash, zsh, fish, tcsh; detected when omitted)."""
     commands = visible_commands(ctx)
+    if system:
+        if shell or write:
+            raise click.UsageError("--system writes every shell's file: no SHELL, no --write")
+        from pathlib import Path
+
+        for path in shellcmd.write_system(Path(prefix), commands):
+            click.echo(str(path))
+        return
     if write:
         click.echo(str(shellcmd.write_init(shell, completion=not no_completion,
                                            commands=commands)))

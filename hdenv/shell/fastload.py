@@ -34,6 +34,7 @@ PATH_DIRS = (("PATH", "bin", False), ("MANPATH", "share/man", True),
 PREFIX_VAR = "CMAKE_PREFIX_PATH"
 B32 = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 HASH_CHARS = 32
+PER_USER = "@user"  # shellcmd.PER_USER: the default config/store of whoever runs it
 MIN_PREFIX = 6
 COMMANDS = ("load", "unload", "swap", "purge", "restore", "reset")
 
@@ -78,8 +79,11 @@ class Config:
 
     def __init__(self, env: Mapping[str, str], default_config: str, default_store: str):
         self.env = env
-        self.default_config = default_config
-        self.default_store = default_store
+        # "@user": `hdenv init --system` code, for every user; found as platformdirs would
+        self.default_config = (_xdg(env, "XDG_CONFIG_HOME", ".config", "config.toml")
+                               if default_config in ("", PER_USER) else default_config)
+        self.default_store = (_xdg(env, "XDG_DATA_HOME", ".local/share", "")
+                              if default_store in ("", PER_USER) else default_store)
         self._layers: list[tuple[str, str, dict[str, object]]] | None = None
 
     def _get(self, key: str) -> tuple[object, str] | None:
@@ -129,6 +133,15 @@ class Config:
     def usage_log(self) -> str | None:
         found = self._get("usage-log")
         return str(found[0]) if found and found[0] else None
+
+
+def _xdg(env: Mapping[str, str], var: str, under_home: str, leaf: str) -> str:
+    """`$VAR/hdenv/LEAF`, else `$HOME/UNDER_HOME/hdenv/LEAF` (relative XDG values ignored)."""
+    base = env.get(var) or ""
+    if not base.startswith("/"):
+        base = lightos.join(env.get("HOME") or "/", under_home)
+    path = lightos.join(base, "hdenv")
+    return lightos.join(path, leaf) if leaf else path
 
 
 def store_root(env: Mapping[str, str], default_config: str, default_store: str) -> str:
