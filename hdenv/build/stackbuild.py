@@ -115,7 +115,8 @@ def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
         roots.add(plan_roots(plan))
     for node in plan.nodes.values():  # even for artifacts already built: a URL may be new
         store.record_source_hints(node.id.rsplit("/", 1)[1], node.source_hints)
-        store.record_about(node.id.rsplit("/", 1)[1], {"description": node.description})
+        store.record_about(node.id.rsplit("/", 1)[1],
+                           {"description": node.description, **node.about})
     if executor is None:
         to_build = any(n.kind == "build" and not store.has_artifact(i)
                        for i, n in plan.nodes.items())
@@ -190,7 +191,7 @@ def _make_profile(store: Store, plan: ProfilePlan, closure: list[str],
     phash = profiles.profile_hash(spec)
     roots.add([phash])  # before it exists: gc must not take it before the name points at it
     profiles.create_profile(store, spec)
-    store.record_about(phash, {"description": plan.description})
+    store.record_about(phash, {"description": plan.description, **plan.about})
     generation, new = profiles.set_current(store, plan.name, phash)
     return ProfileResult(plan.name, phash, generation, new)
 

@@ -34,10 +34,10 @@ TOP_KEYS = {"stack", "parameters", "matrix", "host", "packages", "profiles"}
 STACK_KEYS = {"name", "description", "checks"}
 HOST_KEYS = {"programs", "libraries", "family", "version", "version-from", "env", "pkgconfig"}
 PACKAGE_KEYS = {"version", "sources", "patches", "deps", "build-deps", "env", "script", "when",
-                "description", "slurm", "check", "import"}
+                "description", "slurm", "check", "import", "help", "homepage"}
 SLURM_KEYS = {"cpus", "time", "mem", "options"}
 PROFILE_KEYS = {"packages", "env", "family", "exclude", "priority", "when", "description",
-                "python-usage", "sticky"}
+                "python-usage", "sticky", "help", "homepage", "hidden"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -115,6 +115,7 @@ class PackagePlan:
     sources_line: int = 0  # where `sources` is, for errors found later (a missing path)
     description: str = ""  # shown by spider and show; not part of the spec
     slurm: dict[str, Any] = field(default_factory=dict)  # batch resources; never in the spec
+    about: dict[str, str] = field(default_factory=dict)  # help, homepage: `hdenv help`
 
 
 @dataclass
@@ -129,6 +130,7 @@ class ProfilePlan:
     description: str = ""  # shown by avail and show; not part of the spec
     python_usage: bool = False  # log the distributions its Python imports
     sticky: bool = False  # survives `hdenv purge`/`unload` unless --force
+    about: dict[str, str] = field(default_factory=dict)  # help, homepage: `hdenv help`
 
 
 @dataclass
@@ -530,7 +532,23 @@ def _render_package(ctx: _Ctx, pname: str, table: dict[str, Any], context: dict[
     return PackagePlan(pname, version, sources, deps, build_deps, env, script,
                        ctx.index.line(*where), patches, sources_line=line,
                        description=description, slurm=slurm,
-                       checks=_render_checks(ctx, table, context, *where))
+                       checks=_render_checks(ctx, table, context, *where),
+                       about=_about(ctx, table, context, *where))
+
+
+def _about(ctx: _Ctx, table: dict[str, Any], context: dict[str, Any],
+           *where: str) -> dict[str, str]:
+    """`help` and `homepage`: what `hdenv help` shows; beside the spec, never in it.
+    A profile's `hidden = true` too: avail, spider and completion leave it out."""
+    about: dict[str, str] = {
+        key: ctx.render(ctx.string(table[key], *where, key), context, *where, key)
+        for key in ("help", "homepage") if key in table}
+    hidden = table.get("hidden", False)
+    if not isinstance(hidden, bool):
+        raise ctx.error(f"{'.'.join(where)}.hidden must be true or false", *where, "hidden")
+    if hidden:
+        about["hidden"] = "true"
+    return about
 
 
 _IMPORT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -684,5 +702,6 @@ def _render_profiles(ctx: _Ctx, stack_name: str, raw: dict[str, Any], variant: V
             raise ctx.error(f"profiles.{pname}.sticky must be true or false", *where, "sticky")
         plans.append(ProfilePlan(pname + variant.suffix, packages, env, family or None, exclude,
                                  priority, ctx.index.line(*where), described,
-                                 python_usage=python_usage, sticky=sticky))
+                                 python_usage=python_usage, sticky=sticky,
+                                 about=_about(ctx, table, context, *where)))
     return plans

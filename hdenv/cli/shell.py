@@ -163,32 +163,37 @@ def loaded_cmd(ctx: click.Context, as_json: bool, terse: bool, color: str,
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--refs", is_flag=True, hidden=True,
               help="Names and NAME/N, one per line (for the completion scripts).")
+@click.option("--show-hidden", is_flag=True,
+              help="Also profiles named `.NAME` or with `hidden = true`.")
 @output_options
 @click.pass_context
 @_errors
 def avail_cmd(ctx: click.Context, texts: tuple[str, ...], as_json: bool, refs: bool,
-              terse: bool, color: str, redirect: bool) -> None:
+              show_hidden: bool, terse: bool, color: str, redirect: bool) -> None:
     """Named profiles: description, generations (D: default, L: loaded) and packages.
 
     TEXT keeps the profiles whose name, description or packages contain it.
     """
-    flags = ["--json"] * as_json + ["--refs"] * refs + ["--terse"] * terse
+    flags = (["--json"] * as_json + ["--refs"] * refs + ["--terse"] * terse
+             + ["--show-hidden"] * show_hidden)
     _catalog(ctx, "avail", [*flags, "--", *texts], color)
 
 
 @click.command("spider")
 @click.argument("text")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--show-hidden", is_flag=True, help="Also hidden profiles' packages.")
 @output_options
 @click.pass_context
 @_errors
-def spider_cmd(ctx: click.Context, text: str, as_json: bool, terse: bool, color: str,
-               redirect: bool) -> None:
+def spider_cmd(ctx: click.Context, text: str, as_json: bool, show_hidden: bool, terse: bool,
+               color: str, redirect: bool) -> None:
     """Which profiles (any generation) contain a package, and how to load them.
 
     TEXT is part of a package name, or NAME/VERSION.
     """
-    _catalog(ctx, "spider", ["--json"] * as_json + ["--terse"] * terse + ["--", text], color)
+    flags = ["--json"] * as_json + ["--terse"] * terse + ["--show-hidden"] * show_hidden
+    _catalog(ctx, "spider", [*flags, "--", text], color)
 
 
 @click.command("env")
@@ -217,6 +222,10 @@ ml_cmd = _needs_function("ml", "[REF | -REF | COMMAND ARGS]...", -1,
                          "Lmod's ml: alone it lists what is loaded; `ml A -B` loads A and"
                          " unloads B; `ml av`, `ml spider X`, `ml save`, `ml restore`, ... run"
                          " that command. `hdenv init` also defines `ml` itself.")
+use_cmd = _needs_function("use", "STORE...", -1,
+                          "Add STORE (a colleague's, a project's) as an upstream store for"
+                          " this shell only (HDENV_USE).")
+unuse_cmd = _needs_function("unuse", "STORE...", -1, "Stop using STORE in this shell.")
 restore_cmd = _needs_function("restore", "[NAME] [--latest]", -1,
                               "Unload everything, then load collection NAME (default:"
                               " `default`) exactly as saved, by profile hash; --latest loads"
@@ -270,5 +279,50 @@ def disable_cmd(name: str) -> None:
 
 COMMANDS = [init_cmd, load_cmd, unload_cmd, swap_cmd, purge_cmd, loaded_cmd, avail_cmd,
             spider_cmd, env_cmd, commands_cmd]
+def _finding(ctx: click.Context) -> Any:
+    from ..store.index import Index
+
+    return Index(_store(ctx).search_roots())
+
+
+@click.command("whatis")
+@click.argument("ref")
+@click.pass_context
+@_errors
+def whatis_cmd(ctx: click.Context, ref: str) -> None:
+    """One line about REF: a profile (NAME, NAME/N) and/or a package (NAME, NAME/VERSION)."""
+    from ..shell import finding
+
+    click.echo(finding.whatis_text(finding.lookup(_finding(ctx), ref)), nl=False)
+
+
+@click.command("help")
+@click.argument("ref")
+@click.pass_context
+@_errors
+def help_cmd(ctx: click.Context, ref: str) -> None:
+    """The stack file's help text of REF, with its description, homepage and how to load it."""
+    from ..shell import finding, terminal
+
+    text = finding.help_text(finding.lookup(_finding(ctx), ref))
+    terminal.write(text, os.environ)
+
+
+@click.command("keyword")
+@click.argument("text")
+@click.pass_context
+@_errors
+def keyword_cmd(ctx: click.Context, text: str) -> None:
+    """Profiles and packages whose name, description or help text contain TEXT."""
+    from ..errors import UserError
+    from ..shell import finding
+
+    found = finding.keyword_data(_finding(ctx), text)
+    if not found:
+        raise UserError(f"nothing mentions {text!r} (names, descriptions, help texts)")
+    click.echo(finding.whatis_text(found), nl=False)
+
+
 # issue 22's module habits: registered by main.py
-HABIT_COMMANDS = [ml_cmd, reset_cmd, restore_cmd, save_cmd, savelist_cmd, describe_cmd, disable_cmd]
+HABIT_COMMANDS = [use_cmd, unuse_cmd, ml_cmd, reset_cmd, restore_cmd, save_cmd, savelist_cmd,
+                  describe_cmd, disable_cmd, whatis_cmd, help_cmd, keyword_cmd]

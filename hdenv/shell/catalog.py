@@ -62,12 +62,26 @@ def _matches(text: str, *fields: str) -> bool:
     return any(needle in f.lower() for f in fields)
 
 
+def is_hidden(index: Index, named: Any) -> bool:
+    """A name starting with `.`, or `hidden = true` in the stack file (its about file)."""
+    if named.name.startswith("."):
+        return True
+    cur = named.current
+    if cur is None:
+        return False
+    from ..store.index import read_about
+
+    return read_about(named.root, cur.hash).get("hidden") == "true"
+
+
 def avail_data(index: Index, environ: Mapping[str, str],
-               texts: list[str] | None = None) -> list[dict[str, Any]]:
+               texts: list[str] | None = None, show_hidden: bool = False) -> list[dict[str, Any]]:
     """Named profiles with description, generations (default, loaded) and packages."""
     loaded = {r.hash for r in loaded_records(environ)}
     out = []
     for named in index.named():
+        if not show_hidden and is_hidden(index, named):
+            continue
         cur = named.current
         facts = index.facts(named.root, cur.hash) if cur else None
         packages = facts.packages() if facts else []
@@ -118,7 +132,7 @@ def avail_text(entries: list[dict[str, Any]], roots: list[str], width: int = 78)
 
 def complete_refs(index: Index, typed: str = "") -> list[str]:
     """What completion offers: names, then NAME/N; profile hashes once 6 characters are typed."""
-    named = index.named()
+    named = [n for n in index.named() if not is_hidden(index, n)]
     refs = [n.name for n in named] + [f"{n.name}/{g.number}" for n in named
                                       for g in n.generations]
     if len(typed) >= 6:
@@ -147,7 +161,7 @@ def _profile_hashes(index: Index, typed: str, seen: set[str]) -> list[str]:
 
 # -- spider ---------------------------------------------------------------------
 
-def spider_data(index: Index, text: str) -> list[dict[str, Any]]:
+def spider_data(index: Index, text: str, show_hidden: bool = False) -> list[dict[str, Any]]:
     """Each package NAME/VERSION matching `text`, one entry per build of it (variant).
 
     Two builds of one version (a gcc and a clang variant, two CFLAGS) are
@@ -157,6 +171,8 @@ def spider_data(index: Index, text: str) -> list[dict[str, Any]]:
     name, _, version = text.partition("/")
     found: dict[str, dict[str, Any]] = {}  # by artifact id
     for named in index.named():
+        if not show_hidden and is_hidden(index, named):
+            continue
         for gen in named.generations:
             facts = index.facts(named.root, gen.hash)
             for pname, pversion, aid in facts.packages():
@@ -247,6 +263,9 @@ def spider_miss(index: Index, text: str) -> UserError:
     if index.get(text) is not None:
         return UserError(f"no package matches {text!r}; {text} is a profile:"
                          f" hdenv avail {text}")
+    if text.partition("/")[0] in close:  # spelt exactly: only hidden profiles hold it
+        return UserError(f"no package matches {text!r} outside hidden profiles"
+                         f" (hdenv spider --show-hidden {text})")
     if close:
         return UserError(f"no package matches {text!r}; did you mean {', '.join(close)}?")
     return UserError(f"no package matches {text!r} in any profile (see `hdenv avail`)")
@@ -326,10 +345,10 @@ def run(cmd: str, args: list[str], environ: Mapping[str, str], roots: list[str],
         return loaded_text(data)
     index = Index(roots)
     if cmd == "avail":
-        flags, words = _options(args, {"--json", "--refs", *TERSE})
+        flags, words = _options(args, {"--json", "--refs", "--show-hidden", *TERSE})
         if "--refs" in flags:
             return "".join(r + "\n" for r in complete_refs(index, words[0] if words else ""))
-        entries = avail_data(index, environ, words)
+        entries = avail_data(index, environ, words, "--show-hidden" in flags)
         if "--json" in flags:
             return _dump(entries)
         if flags & TERSE:
@@ -342,10 +361,10 @@ def run(cmd: str, args: list[str], environ: Mapping[str, str], roots: list[str],
                     " build one with `hdenv build FILE.toml`.\n")
         return avail_text(entries, roots, width)
     if cmd == "spider":
-        flags, words = _options(args, {"--json", *TERSE})
+        flags, words = _options(args, {"--json", "--show-hidden", *TERSE})
         if len(words) != 1:
             raise UserError("usage: hdenv spider TEXT [--json] (a package NAME or NAME/VERSION)")
-        found = spider_data(index, words[0])
+        found = spider_data(index, words[0], "--show-hidden" in flags)
         if not found:
             raise spider_miss(index, words[0])
         if "--json" in flags:

@@ -36,7 +36,8 @@ B32 = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 HASH_CHARS = 32
 PER_USER = "@user"  # shellcmd.PER_USER: the default config/store of whoever runs it
 MIN_PREFIX = 6
-COMMANDS = ("load", "unload", "swap", "purge", "restore", "reset")
+COMMANDS = ("load", "unload", "swap", "purge", "restore", "reset", "use", "unuse")
+USE_VAR = "HDENV_USE"  # `hdenv use STORE`: upstream stores of this shell only
 
 
 class Profile:
@@ -102,14 +103,17 @@ class Config:
             root = lightos.absolute(str(found[0])) if found and found[0] else self.default_store
         found = self._get("upstreams")
         if not found:
-            return [root]
+            return [root, *(u for u in self.used() if u != root)]
         value, source = found
         if isinstance(value, str):
             value = value.split()
         if not isinstance(value, list):
             raise UserError("'upstreams' must be a list of strings", file=source)
         ups = [lightos.absolute(str(u)) for u in value]
-        return [root, *(u for u in ups if u != root)]
+        return [root, *(u for u in [*self.used(), *ups] if u != root)]
+
+    def used(self) -> list[str]:
+        return [u for u in (self.env.get(USE_VAR) or "").split(":") if u.startswith("/")]
 
     def _refs(self, key: str) -> list[str]:
         found = self._get(key)
@@ -495,7 +499,8 @@ def _arity(cmd: str, args: list[str], low: int, high: int | None) -> None:
             raise UserError(f"hdenv {cmd}: unknown option {a!r}")
     if len(args) < low or (high is not None and len(args) > high):
         usage = {"load": "REF...", "unload": "REF...", "swap": "OLD NEW", "purge": "",
-                 "restore": "[NAME] [--latest]", "reset": ""}[cmd]
+                 "restore": "[NAME] [--latest]", "reset": "", "use": "STORE...",
+                 "unuse": "STORE..."}[cmd]
         raise UserError(f"usage: hdenv {cmd} {usage}".rstrip())
 
 
@@ -531,11 +536,35 @@ def run(cmd: str, args: list[str], shell: Shell, environ: Mapping[str, str],
         session.reset(defaults())
     elif cmd == "ml":
         run_ml(args, session)
+    elif cmd in ("use", "unuse"):
+        _arity(cmd, args, 1, None)
+        use(session.env, args, cmd == "use")
     else:
         raise UserError(f"not a load command: {cmd!r}")
     after = session.finish()
     envlimits.check(environ, after, f"hdenv {cmd} {' '.join(args)}".rstrip())
     return shell.script(envdiff.changes(dict(environ), after))
+
+
+def use(env: dict[str, str], stores: list[str], add: bool) -> None:
+    """`hdenv use STORE` adds an upstream store for this shell (first, as `module use`
+    prepends); `unuse` removes it. A store is a directory with `profiles/` or `names/`."""
+    used = [u for u in (env.get(USE_VAR) or "").split(":") if u]
+    for store in stores:
+        path = lightos.absolute(store)
+        if add:
+            if not (lightos.is_dir(lightos.join(path, "profiles"))
+                    or lightos.is_dir(lightos.join(path, "names"))):
+                raise UserError(f"{store} is not an hdenv store (no profiles/ or names/)")
+            used = [path, *(u for u in used if u != path)]
+        elif path in used:
+            used.remove(path)
+        else:
+            raise UserError(f"{store} is not in use (in use: {' '.join(used) or 'none'})")
+    if used:
+        env[USE_VAR] = ":".join(used)
+    else:
+        env.pop(USE_VAR, None)
 
 
 # Lmod's `ml`: a first word it knows is a command (with Lmod's short forms), else
