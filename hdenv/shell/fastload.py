@@ -617,7 +617,7 @@ def log_usage(session: Session, config: Config, environ: Mapping[str, str]) -> N
 
 # -- the function's entry: global options, help, and what the full program answers --
 
-PRINT_COMMANDS = ("avail", "loaded", "spider", "list")
+PRINT_COMMANDS = ("avail", "loaded", "spider", "list", "savelist")
 
 
 class Call:
@@ -682,6 +682,16 @@ def _print_command(shell_name: str, call: Call | None, args: list[str],
         return
     from . import catalog, terminal
 
+    if call.cmd == "savelist":  # as `hdenv savelist` prints it, without click
+        from . import collection
+
+        rest, opts = terminal.take_options(call.args)
+        flags, words = catalog._options(rest, set(catalog.TERSE))
+        if words:
+            raise UserError("usage: hdenv savelist [-t]")
+        terminal.write(collection.savelist_text(collection.names(environ), bool(flags)),
+                       environ, opts)
+        return
     try:
         rest, opts = terminal.take_options(call.args)
         width = terminal.width(environ) if call.cmd == "avail" else terminal.DEFAULT_WIDTH
