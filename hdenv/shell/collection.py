@@ -92,6 +92,7 @@ def entries_of(records: list[envdiff.LoadRecord]) -> list[dict[str, Any]]:
 
 def save(environ: Mapping[str, str], name: str, records: list[envdiff.LoadRecord]) -> str:
     """Write the collection (atomically: a reader never sees half of it); its path."""
+    import contextlib
     import os
     import tempfile
 
@@ -105,7 +106,7 @@ def save(environ: Mapping[str, str], name: str, records: list[envdiff.LoadRecord
             f.write(envdiff.json_dumps(data) + "\n")
         os.replace(tmp, path)
     except BaseException:
-        with __import__("contextlib").suppress(OSError):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return path
