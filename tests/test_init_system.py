@@ -83,3 +83,14 @@ def test_9_system_files_are_for_everyone(store: Path, tmp_path: Path) -> None:  
         assert Path(p).stat().st_mode & 0o777 == 0o644
     proc = subprocess.run(["sh", "-n", paths[0]], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_9_unwritable_prefix_is_one_line(tmp_path: Path) -> None:
+    """Not root, or /etc read-only: one `hdenv: error:` line, exit 1, no traceback."""
+    target = tmp_path / "file-not-dir"
+    target.write_text("")
+    proc = subprocess.run([HDENV, "init", "--system", "--prefix", str(target)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"hdenv: error: cannot write {target}/etc/profile.d/hdenv.sh")
+    assert proc.stderr.count("\n") == 1 and "internal error" not in proc.stderr

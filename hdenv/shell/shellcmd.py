@@ -141,14 +141,20 @@ def system_code(shells: tuple[str, ...], commands: list[str] | tuple[str, ...]) 
 
 def write_system(prefix: Path, commands: list[str] | tuple[str, ...] = ()) -> list[Path]:
     """Write the login-shell files under `prefix`; their paths."""
+    from ..errors import HdenvError
     from ..store.fsutil import atomic_write
 
     written = []
     for rel, shells in SYSTEM_FILES:
         path = prefix / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, system_code(shells, commands).encode("utf-8"))
-        path.chmod(0o644)
+        code = system_code(shells, commands).encode("utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, code)
+            path.chmod(0o644)
+        except OSError as e:  # not root, a read-only /etc: one line, as a store problem
+            raise HdenvError(f"cannot write {path}: {e.strerror or e}"
+                             " (--system needs root; --prefix DIR writes elsewhere)") from None
         written.append(path)
     return written
 
