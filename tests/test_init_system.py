@@ -87,8 +87,8 @@ def test_9_system_files_are_for_everyone(store: Path, tmp_path: Path) -> None:  
 
 def test_9_unwritable_prefix_is_one_line(tmp_path: Path) -> None:
     """Not root, or /etc read-only: one `hdenv: error:` line, exit 1, no traceback."""
-    target = tmp_path / "file-not-dir"
-    target.write_text("")
+    (tmp_path / "file-not-dir").write_text("")
+    target = tmp_path / "file-not-dir" / "prefix"
     proc = subprocess.run([HDENV, "init", "--system", "--prefix", str(target)],
                           capture_output=True, text=True)
     assert proc.returncode == 1
