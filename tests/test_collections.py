@@ -133,3 +133,18 @@ def test_2_restore_in_other_shells(shell: str, store: Path, home: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.endswith("DEMO=one\n"), (proc.stdout, proc.stderr)
     assert HDENV  # the program the function falls back to is this venv's
+
+
+def test_2_restore_an_artifact_loaded_by_id(store: Path, home: Path) -> None:
+    env = base_env(home, store)
+    init = write_init("bash", env)
+    aid = next(line.split()[0] for line in subprocess.run(
+        [HDENV, "list", "artifacts"], env=env, capture_output=True, text=True,
+        check=True).stdout.splitlines() if line.startswith("pkg-other/"))
+    script = f""". {init}
+hdenv load {aid} demo/1 && hdenv save mixed && hdenv purge && hdenv restore mixed &&
+hello-other && echo "LOADED=$HDENV_LOADED"
+"""
+    proc = bash(script, env, home)
+    assert proc.returncode == 0, proc.stderr
+    assert "hello from other\n" in proc.stdout and f"LOADED={aid} demo/1:" in proc.stdout, proc.stdout

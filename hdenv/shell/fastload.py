@@ -474,6 +474,8 @@ class Session:
                 if prof.hash != e["hash"]:
                     note(f"{pname}: {e.get('ref') or e['hash']} -> {prof.ref}"
                          f" ({e['hash'][:8]} -> {prof.hash[:8]})")
+            elif "/" in e["hash"]:  # an artifact loaded by id: its exact id again
+                prof = _artifact(roots, e["hash"])
             else:
                 home = _home(roots, e["hash"])
                 if home is None:
