@@ -1,11 +1,12 @@
-"""Benchmark: `hdenv avail`, `loaded`, `spider` vs Lmod's `module avail`, `list`, `spider`.
+"""Benchmark: `hdenv avail`, `loaded`, `spider`, `savelist`, `restore` vs Lmod's.
 
 One bash has both: the function from `hdenv init bash --write` and Lmod's
 init. The hdenv store holds NAMES named profiles of GENERATIONS generations,
 each of PACKAGES artifacts with descriptions (written by the layout contract,
 as `hdenv build` leaves them); the Lmod tree holds the same names and
 versions as Lua modulefiles with `whatis` descriptions. Three profiles
-(modules) are loaded before `loaded` (`module list`) is timed. Each command's
+(modules) are loaded before `loaded` (`module list`) is timed, and saved as
+collection `bench` for `savelist` and `restore`. Each command's
 output goes to /dev/null. Goal: every ratio hdenv/Lmod at most 1.0.
 
     .venv/bin/python benchmarks/bench_find.py [--rounds 40] [--blocks 4]
@@ -86,6 +87,8 @@ CASES = (  # label, hdenv command, Lmod command
     ("avail", "hdenv avail", "module avail"),
     ("loaded", "hdenv loaded", "module list"),
     ("spider", "hdenv spider pkg3", "module spider stack3"),
+    ("savelist", "hdenv savelist", "module savelist"),
+    ("restore", "hdenv restore bench", "module restore bench"),
 )
 
 
@@ -108,7 +111,9 @@ def main() -> None:
         init = subprocess.run([hdenv, "init", "bash", "--write"], env=env, capture_output=True,
                               text=True, check=True).stdout.strip()
         script = (f". {init}\n. {LMOD_INIT}\nexport MODULEPATH={moddir}\n"
-                  "hdenv load stack0 stack1 stack2\nmodule load stack0 stack1 stack2\n")
+                  "hdenv load stack0 stack1 stack2\nmodule load stack0 stack1 stack2\n"
+                  "hdenv save bench\nmodule save bench\n"
+                  "hdenv restore bench && module restore bench || exit 1\n")
         block = max(1, args.rounds // args.blocks)
         for b in range(args.blocks):
             for label, mine, theirs in CASES:

@@ -195,6 +195,8 @@ def load_settings(
     raw_upstreams = layers.get("upstreams") or []
     upstreams = [Path(u).expanduser().absolute() for u in
                  _string_list(raw_upstreams, "upstreams", layers.sources.get("upstreams", ""))]
+    used = [Path(u) for u in os.environ.get("HDENV_USE", "").split(":") if u.startswith("/")]
+    upstreams = [*used, *(u for u in upstreams if u not in used)]  # `hdenv use`: this shell
     usage_log = layers.get("usage-log")
     if usage_log is not None:
         _check_usage_log(usage_log, layers.sources["usage-log"])

@@ -145,7 +145,7 @@ def test_8_deeply_nested_toml_is_an_input_error(run_hdenv: Runner, tmp_path: Pat
 
 def test_10_bad_hdenv_jobs_breaks_builds_only(run_hdenv: Runner, tmp_path: Path) -> None:
     env = {"HDENV_JOBS": "many"}
-    for args in (("list",), ("list", "profiles"), ("verify",)):
+    for args in (("list", "artifacts"), ("list", "profiles"), ("verify",)):
         proc = run_hdenv(*args, env=env)
         assert proc.returncode == 0, (args, proc.stderr)
     stack = tmp_path / "s.toml"
@@ -379,7 +379,7 @@ def test_3_setuid_bits_are_stripped_and_mode_changes_detected(run_hdenv: Runner,
                      'chmod 4755 "$PREFIX/bin/x"\nmkdir -m 1777 "$PREFIX/share"\n\'\'\'\n')
     proc = run_hdenv("build", str(stack), check=True)
     assert "removed setuid/setgid/sticky bits from bin/x" in proc.stderr
-    (aid,) = [line.split()[0] for line in run_hdenv("list", check=True).stdout.splitlines()
+    (aid,) = [line.split()[0] for line in run_hdenv("list", "artifacts", check=True).stdout.splitlines()
               if line.startswith("s/")]
     prefix = Path(run_hdenv("path", aid, check=True).stdout.strip())
     assert stat.S_IMODE(os.stat(prefix / "bin" / "x").st_mode) == 0o555
@@ -424,7 +424,7 @@ def test_4_tampered_source_is_refetched_and_reported(run_hdenv: Runner, tmp_path
     stack.write_text(body.replace("OUT", "two"))  # a new build that needs the source
     proc = run_hdenv("build", str(stack), check=True)
     assert f"stored source sha256:{digest} is damaged" in proc.stderr
-    ids = [line.split()[0] for line in run_hdenv("list", check=True).stdout.splitlines()]
+    ids = [line.split()[0] for line in run_hdenv("list", "artifacts", check=True).stdout.splitlines()]
     two = next(Path(run_hdenv("path", a, check=True).stdout.strip()) / "two" for a in ids
                if (Path(run_hdenv("path", a, check=True).stdout.strip()) / "two").exists())
     assert two.read_text() == "the real data\n"
@@ -443,7 +443,7 @@ MANY = "".join(
 
 
 def _ids(run_hdenv: Runner) -> dict[str, str]:
-    out = run_hdenv("list", check=True).stdout.splitlines()
+    out = run_hdenv("list", "artifacts", check=True).stdout.splitlines()
     return {line.split("/")[0]: line.split()[0] for line in out}
 
 

@@ -17,7 +17,7 @@ from hdenv.build.builder import env_var_name
 
 
 def artifact_path(run_hdenv: Runner, prefix: str) -> Path:
-    ids = [line.split()[0] for line in run_hdenv("list", check=True).stdout.splitlines()]
+    ids = [line.split()[0] for line in run_hdenv("list", "artifacts", check=True).stdout.splitlines()]
     (aid,) = [i for i in ids if i.startswith(prefix)]
     return Path(run_hdenv("path", aid, check=True).stdout.strip())
 
@@ -89,7 +89,7 @@ def test_patch_from_a_url_is_checked_then_applied(run_hdenv: Runner, store_dir: 
     assert proc.returncode == 1, proc.stderr
     assert f"hash mismatch: expected sha256:{'0' * 64}, got sha256:{good}" in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "hdenv: error: 1 build(s) failed: greeting"
-    assert "greeting/" not in run_hdenv("list", check=True).stdout
+    assert "greeting/" not in run_hdenv("list", "artifacts", check=True).stdout
     assert not (store_dir / "src" / "sha256" / ("0" * 64)).exists()
     # the right one: fetched, its hash in the spec, applied before the script
     stack.write_text(PATCHED_URL.format(url=patch.as_uri(), sha256=good))

@@ -155,7 +155,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     keys = work / "xdg" / "hdenv" / "keys"
     hd("build", str(stack), store=a_root, check=True)
     ids = {line.split()[0].split("/")[0]: line.split()[0]
-           for line in hd("list", store=a_root, check=True).stdout.splitlines()}
+           for line in hd("list", "artifacts", store=a_root, check=True).stdout.splitlines()}
     phash = hd("list", "profiles", store=a_root, check=True).stdout.split()[1]
     dir_cache = work / "dircache"
     with registry(work / "registry") as reg, \

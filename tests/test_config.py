@@ -54,12 +54,12 @@ def test_no_site_file_and_broken_site_files(run_hdenv: Runner, tmp_path: Path) -
 
     bad = tmp_path / "bad.toml"
     bad.write_text('usage-log = "tcp://x:1"\n')
-    proc = run_hdenv("list", env={"HDENV_SITE_CONFIG": str(bad)})
+    proc = run_hdenv("list", "artifacts", env={"HDENV_SITE_CONFIG": str(bad)})
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"hdenv: error: {bad}: usage-log: not a usage log: 'tcp://x:1'")
     assert len(proc.stderr.splitlines()) == 1
 
     bad.write_text("upstreams = 3\n")
-    proc = run_hdenv("list", env={"HDENV_SITE_CONFIG": str(bad)})
+    proc = run_hdenv("list", "artifacts", env={"HDENV_SITE_CONFIG": str(bad)})
     assert proc.returncode == 2
     assert proc.stderr == f"hdenv: error: {bad}: 'upstreams' must be a list of strings\n"

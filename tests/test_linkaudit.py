@@ -86,7 +86,7 @@ def stack(tmp_path: Path, extra: str = "") -> Path:
 
 
 def artifact(hd: Hd, name: str) -> Path:
-    ids = [line.split()[0] for line in hd("list", check=True).stdout.splitlines()]
+    ids = [line.split()[0] for line in hd("list", "artifacts", check=True).stdout.splitlines()]
     (aid,) = [i for i in ids if i.startswith(name + "/")]
     return Path(hd("path", aid, check=True).stdout.strip())
 
@@ -190,7 +190,7 @@ def test_dependency_library_taken_from_the_system_is_refused(hd: Hd, built: dict
     assert "bin/usesz needs libz.so.1" in err
     assert f"loads {SYSTEM_LIBZ}" in err and f"{built['zlib']}/lib/libz.so.1" in err
     assert "zlib/1.2.13/" in err
-    assert not [line for line in hd("list").stdout.splitlines() if line.startswith("usesz/")]
+    assert not [line for line in hd("list", "artifacts").stdout.splitlines() if line.startswith("usesz/")]
 
 
 @pytest.mark.slow
@@ -226,11 +226,11 @@ def test_undeclared_system_library_is_listed_and_fails_with_strict_links(
     strict = hd("build", str(path), config="strict-links = true\n")
     assert strict.returncode == 1
     assert "undeclared system libraries (strict-links): libz.so.1" in strict.stderr
-    assert not [line for line in hd("list").stdout.splitlines() if line.startswith("sysz/")]
+    assert not [line for line in hd("list", "artifacts").stdout.splitlines() if line.startswith("sysz/")]
     proc = hd("build", str(path), check=True)
     (line,) = [x for x in proc.stderr.splitlines() if "undeclared system libraries" in x]
     assert "sysz/1/" in line and "libz.so.1 (/" in line and "/libz.so.1)" in line
-    ids = [x.split()[0] for x in hd("list").stdout.splitlines() if x.startswith("sysz/")]
+    ids = [x.split()[0] for x in hd("list", "artifacts").stdout.splitlines() if x.startswith("sysz/")]
     shown = hd("show", ids[0], check=True).stdout
     assert "undeclared system libraries:" in shown and "(needed by bin/sysz)" in shown
     data = json.loads(hd("show", ids[0], "--json", check=True).stdout)
@@ -291,7 +291,7 @@ def test_a_host_library_linked_at_run_time_must_be_a_runtime_dependency(
     assert "bin/usesysz needs libz.so.1 at run time, which only the build-only dependency" \
         " hostz/" in proc.stderr
     assert "declare it in deps" in proc.stderr
-    assert not [x for x in hd("list").stdout.splitlines() if x.startswith("usesysz/")]
+    assert not [x for x in hd("list", "artifacts").stdout.splitlines() if x.startswith("usesysz/")]
     ok = hd("build", host_zlib_stack("deps"))
     assert ok.returncode == 0, ok.stderr
     exe = artifact(hd, "usesysz") / "bin" / "usesysz"
@@ -320,7 +320,7 @@ def test_pkg_config_sees_declared_packages_only(hd: Hd, built: dict[str, Path],
     assert (artifact(hd, "pcprobe") / "share" / "zlib-prefix").read_text() == "none\n"
     (tmp_path / "two").mkdir()
     hd("build", str(stack(tmp_path / "two", PKGCONF.format(v="2", deps='["zlib"]'))), check=True)
-    ids = [x.split()[0] for x in hd("list").stdout.splitlines() if x.startswith("pcprobe/2/")]
+    ids = [x.split()[0] for x in hd("list", "artifacts").stdout.splitlines() if x.startswith("pcprobe/2/")]
     prefix = Path(hd("path", ids[0], check=True).stdout.strip())
     assert (prefix / "share" / "zlib-prefix").read_text().strip() == str(built["zlib"])
 
@@ -362,10 +362,10 @@ def test_host_pkgconfig_dir_lets_a_build_see_a_system_library(hd: Hd, tmp_path: 
     two.write_text(HOST + ALLOWED_ZLIB.format(pcdir=pcdir)
                    + SYSTEM_PC.format(v="2", deps='["pkgconf", "syszlib"]'))
     hd("build", str(two), check=True)
-    ids = [x.split()[0] for x in hd("list").stdout.splitlines() if x.startswith("syspc/2/")]
+    ids = [x.split()[0] for x in hd("list", "artifacts").stdout.splitlines() if x.startswith("syspc/2/")]
     prefix = Path(hd("path", ids[0], check=True).stdout.strip())
     assert (prefix / "share" / "zlib-version").read_text() == version + "\n"
-    (syszlib,) = [x.split()[0] for x in hd("list").stdout.splitlines()
+    (syszlib,) = [x.split()[0] for x in hd("list", "artifacts").stdout.splitlines()
                   if x.startswith("syszlib/")]
     spec = json.loads(Path(hd("path", syszlib, check=True).stdout.strip(), ".hdenv",
                            "spec.json").read_text())

@@ -173,7 +173,7 @@ hdenv --version; echo "version=$?"
     out = proc.stdout
     assert "Usage: hdenv load [OPTIONS] REF...\n" in out and "load=0\n" in out, proc.stderr
     assert "Usage: hdenv swap [OPTIONS] OLD NEW\n" in out and "swap=0\n" in out
-    assert "Usage: hdenv purge [OPTIONS]\n" in out and "purge=0\n" in out
+    assert "Usage: hdenv purge [OPTIONS] [--force]\n" in out and "purge=0\n" in out
     assert "Usage: hdenv avail [OPTIONS] [TEXT]...\n" in out and "avail=0\n" in out
     assert "top=0\n" in out and "version=0\n" in out and "hdenv, version" in out
 

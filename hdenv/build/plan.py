@@ -34,6 +34,7 @@ class Node:
     line: int = 0
     host: host.HostRequest | None = None  # host: what to capture
     description: str = ""  # from the stack file; kept beside the spec, never in it
+    about: dict[str, str] = field(default_factory=dict)  # help, homepage (the same)
     variant: dict[str, Any] = field(default_factory=dict)  # matrix values (first variant)
     slurm: dict[str, Any] = field(default_factory=dict)  # batch resources, not in the spec
 
@@ -177,5 +178,5 @@ def _plan_package(stack: Stack, pkg: PackagePlan, id_of: Any, tools_id: str,
     if aid not in nodes:
         nodes[aid] = Node(aid, spec, "build", deps=deps, build_deps=build_deps,
                           source_hints=hints, line=pkg.line, description=pkg.description,
-                          slurm=pkg.slurm)
+                          slurm=pkg.slurm, about=pkg.about)
     return aid

@@ -116,7 +116,8 @@ def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
         roots.add(plan_roots(plan))
     for node in plan.nodes.values():  # even for artifacts already built: a URL may be new
         store.record_source_hints(node.id.rsplit("/", 1)[1], node.source_hints)
-        store.record_about(node.id.rsplit("/", 1)[1], {"description": node.description})
+        store.record_about(node.id.rsplit("/", 1)[1],
+                           {"description": node.description, **node.about})
     if executor is None:
         to_build = any(n.kind == "build" and not store.has_artifact(i)
                        for i, n in plan.nodes.items())
@@ -186,11 +187,12 @@ def _make_profile(store: Store, plan: ProfilePlan, closure: list[str],
             env.update(aspec.get("env", {}))
     env.update(plan.env)
     spec = profiles.profile_spec(closure, env, plan.family, exclude=plan.exclude,
-                                 priority=plan.priority, python_usage=plan.python_usage)
+                                 priority=plan.priority, python_usage=plan.python_usage,
+                                 sticky=plan.sticky)
     phash = profiles.profile_hash(spec)
     roots.add([phash])  # before it exists: gc must not take it before the name points at it
     profiles.create_profile(store, spec)
-    store.record_about(phash, {"description": plan.description})
+    store.record_about(phash, {"description": plan.description, **plan.about})
     generation, new = profiles.set_current(store, plan.name, phash)
     return ProfileResult(plan.name, phash, generation, new)
 

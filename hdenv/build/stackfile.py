@@ -36,10 +36,10 @@ TOP_KEYS = {"stack", "parameters", "matrix", "host", "packages", "profiles"}
 STACK_KEYS = {"name", "description", "checks", "allow-outside"}
 HOST_KEYS = {"programs", "libraries", "family", "version", "version-from", "env", "pkgconfig"}
 PACKAGE_KEYS = {"version", "sources", "patches", "deps", "build-deps", "env", "script", "when",
-                "description", "slurm", "check", "import"}
+                "description", "slurm", "check", "import", "help", "homepage"}
 SLURM_KEYS = {"cpus", "time", "mem", "options"}
 PROFILE_KEYS = {"packages", "env", "family", "exclude", "priority", "when", "description",
-                "python-usage"}
+                "python-usage", "sticky", "help", "homepage", "hidden"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -117,6 +117,7 @@ class PackagePlan:
     sources_line: int = 0  # where `sources` is, for errors found later (a missing path)
     description: str = ""  # shown by spider and show; not part of the spec
     slurm: dict[str, Any] = field(default_factory=dict)  # batch resources; never in the spec
+    about: dict[str, str] = field(default_factory=dict)  # help, homepage: `hdenv help`
 
 
 @dataclass
@@ -130,6 +131,8 @@ class ProfilePlan:
     line: int
     description: str = ""  # shown by avail and show; not part of the spec
     python_usage: bool = False  # log the distributions its Python imports
+    sticky: bool = False  # survives `hdenv purge`/`unload` unless --force
+    about: dict[str, str] = field(default_factory=dict)  # help, homepage: `hdenv help`
 
 
 @dataclass
@@ -588,7 +591,23 @@ def _render_package(ctx: _Ctx, pname: str, table: dict[str, Any], context: dict[
     return PackagePlan(pname, version, sources, deps, build_deps, env, script,
                        ctx.index.line(*where), patches, sources_line=line,
                        description=description, slurm=slurm,
-                       checks=_render_checks(ctx, table, context, *where))
+                       checks=_render_checks(ctx, table, context, *where),
+                       about=_about(ctx, table, context, *where))
+
+
+def _about(ctx: _Ctx, table: dict[str, Any], context: dict[str, Any],
+           *where: str) -> dict[str, str]:
+    """`help` and `homepage`: what `hdenv help` shows; beside the spec, never in it.
+    A profile's `hidden = true` too: avail, spider and completion leave it out."""
+    about: dict[str, str] = {
+        key: ctx.render(ctx.string(table[key], *where, key), context, *where, key)
+        for key in ("help", "homepage") if key in table}
+    hidden = table.get("hidden", False)
+    if not isinstance(hidden, bool):
+        raise ctx.error(f"{'.'.join(where)}.hidden must be true or false", *where, "hidden")
+    if hidden:
+        about["hidden"] = "true"
+    return about
 
 
 _IMPORT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -728,7 +747,11 @@ def _render_profiles(ctx: _Ctx, stack_name: str, raw: dict[str, Any], variant: V
         if not isinstance(python_usage, bool):
             raise ctx.error(f"profiles.{pname}.python-usage must be true or false", *where,
                             "python-usage")
+        sticky = table.get("sticky", False)
+        if not isinstance(sticky, bool):
+            raise ctx.error(f"profiles.{pname}.sticky must be true or false", *where, "sticky")
         plans.append(ProfilePlan(pname + variant.suffix, packages, env, family or None, exclude,
                                  priority, ctx.index.line(*where), described,
-                                 python_usage=python_usage))
+                                 python_usage=python_usage, sticky=sticky,
+                                 about=_about(ctx, table, context, *where)))
     return plans

@@ -19,8 +19,8 @@ from .. import __version__
 from ..config import EXECUTORS, Settings, load_settings
 from ..errors import HdenvError, Interrupted, UserError
 from ..oserrors import describe as describe_os_error
+from ..sanitize import printable
 from ..store.layout import Store
-from ..terminal import printable
 from . import cache as cache_cmds
 from . import cluster as cluster_cmds
 from . import containers as container_cmds
@@ -56,6 +56,16 @@ class HdenvGroup(click.Group):
             sys.exit(130)
         sys.exit(rv if isinstance(rv, int) else 0)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """`hdenv --help | head -1` (help prints while parsing): quiet, exit 0, as below."""
+        try:
+            return super().parse_args(ctx, args)
+        except BrokenPipeError:
+            from ..shell.fastload import quiet_broken_pipe
+
+            quiet_broken_pipe()
+            raise  # not reached: quiet_broken_pipe exits
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -68,6 +78,10 @@ class HdenvGroup(click.Group):
             raise
         except click.ClickException:
             raise
+        except BrokenPipeError:  # `hdenv config | head -1`: the reader has all it wanted
+            from ..shell.fastload import quiet_broken_pipe
+
+            quiet_broken_pipe()
         except KeyboardInterrupt:
             click.echo("hdenv: interrupted", err=True)
             ctx.exit(130)
@@ -237,13 +251,20 @@ def host_capture(ctx: click.Context, name: str, programs: tuple[str, ...], famil
 
 
 @cli.command("list")
-@click.argument("what", type=click.Choice(["artifacts", "profiles", "names"]),
-                default="artifacts")
+@click.argument("what", type=click.Choice(["artifacts", "profiles", "names"]), required=False)
 @click.option("--json", "as_json", is_flag=True)
+@shell_cmds.output_options
 @click.pass_context
-def list_cmd(ctx: click.Context, what: str, as_json: bool) -> None:
-    """List artifacts (id first), named profiles (`NAME HASH GEN PATH`) or names."""
+def list_cmd(ctx: click.Context, what: str | None, as_json: bool, terse: bool, color: str,
+             redirect: bool) -> None:
+    """What is loaded (as `module list`); or the store's artifacts (id first), named
+    profiles (`NAME HASH GEN PATH`) or names."""
     from ..profile import views
+
+    if what is None:
+        shell_cmds.loaded_cmd.callback(as_json=as_json, terse=terse,  # type: ignore[misc]
+                                       color=color, redirect=redirect)
+        return
 
     rows = views.list_rows(store_of(ctx), what)
     if as_json:
@@ -308,9 +329,19 @@ for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
                 cluster_cmds.build_node_cmd,
                 provenance_cmds.export, provenance_cmds.reproduce, provenance_cmds.report):
     cli.add_command(command)
+for command in shell_cmds.HABIT_COMMANDS:
+    cli.add_command(command)
 cli.add_command(modules_cmds.modulefiles)
 cli.add_command(container_cmds.pack)
 
 
 def main() -> None:
-    cli(prog_name="hdenv")
+    try:
+        cli(prog_name="hdenv")
+    finally:  # the last buffered lines: a reader gone by now is no error either
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            from ..shell.fastload import quiet_broken_pipe
+
+            quiet_broken_pipe()

@@ -12,8 +12,8 @@ import click
 
 from ..config import load_settings
 from ..profile import profiles, specdiff
+from ..sanitize import printable
 from ..store.layout import Store
-from ..terminal import printable
 
 
 def _store(ctx: click.Context) -> Store:

@@ -14,9 +14,9 @@ from pathlib import Path
 import click
 
 from ..config import Settings, load_settings
+from ..sanitize import printable
 from ..store.fsutil import human_size
 from ..store.layout import Store
-from ..terminal import printable
 
 
 def _settings(ctx: click.Context, jobs: int | None = None) -> Settings:

@@ -71,11 +71,26 @@ def visible_commands(ctx: click.Context) -> list[str]:
 @click.option("--write", is_flag=True,
               help="Write the code to a file in your data dir and print its path; source that"
                    " file from your shell's startup file (no Python runs at shell start).")
+@click.option("--system", is_flag=True,
+              help="Write /etc/profile.d/hdenv.sh (bash, zsh), /etc/profile.d/hdenv.csh and"
+                   " /etc/fish/conf.d/hdenv.fish for every user's login shells (batch jobs"
+                   " with an empty environment); print each path.")
+@click.option("--prefix", type=click.Path(file_okay=False), default="/", show_default=True,
+              help="With --system: write under this directory instead of /.")
 @click.pass_context
 @_errors
-def init_cmd(ctx: click.Context, shell: str | None, no_completion: bool, write: bool) -> None:
+def init_cmd(ctx: click.Context, shell: str | None, no_completion: bool, write: bool,
+             system: bool, prefix: str) -> None:
     """Print shell integration code (bash, zsh, fish, tcsh; detected when omitted)."""
     commands = visible_commands(ctx)
+    if system:
+        if shell or write:
+            raise click.UsageError("--system writes every shell's file: no SHELL, no --write")
+        from pathlib import Path
+
+        for path in shellcmd.write_system(Path(prefix), commands):
+            click.echo(str(path))
+        return
     if write:
         click.echo(str(shellcmd.write_init(shell, completion=not no_completion,
                                            commands=commands)))
@@ -101,26 +116,46 @@ def _needs_function(cmd: str, metavar: str, nargs: int, summary: str) -> click.C
 
 load_cmd = _needs_function("load", "REF...", -1,
                            "Load profiles: a name, NAME/N, a hash (prefix) or an artifact id.")
-unload_cmd = _needs_function("unload", "REF...", -1,
+unload_cmd = _needs_function("unload", "[--force] REF...", -1,
                              "Unload loaded profiles (NAME, NAME/N or hash); the shell is"
-                             " as it was, but for what you changed by hand.")
+                             " as it was, but for what you changed by hand. Sticky profiles"
+                             " stay unless --force.")
 swap_cmd = _needs_function("swap", "OLD NEW", 2, "Unload OLD and load NEW in one step.")
-purge_cmd = _needs_function("purge", "", 0, "Unload everything hdenv loaded.")
+purge_cmd = _needs_function("purge", "[--force]", -1,
+                            "Unload everything hdenv loaded but sticky profiles (`sticky ="
+                            " true` in the stack file, or the config's `sticky = [...]`);"
+                            " --force unloads those too.")
+def _catalog(ctx: click.Context, cmd: str, args: list[str], color: str = "auto") -> None:
+    """Print as the fast path prints (same text, width, colour and pager)."""
+    from ..shell import terminal
+
+    roots = _store(ctx).search_roots() if cmd in ("avail", "spider") else []
+    width = terminal.width(os.environ) if cmd == "avail" else terminal.DEFAULT_WIDTH
+    text = catalog.run(cmd, args, os.environ, roots, width)
+    terminal.write(text, os.environ, terminal.Output(color))
 
 
-def _catalog(ctx: click.Context, cmd: str, args: list[str]) -> None:
-    roots = _store(ctx).search_roots() if cmd != "loaded" else []
-    click.echo(catalog.run(cmd, args, os.environ, roots), nl=False)
+def output_options(func: F) -> F:
+    """`-t/--terse`, `--color` and `--redirect` (a no-op), as `module` takes them."""
+    func = click.option("-t", "--terse", is_flag=True,
+                        help="One entry per line, nothing else (for scripts).")(func)
+    func = click.option("--color", type=click.Choice(["auto", "always", "never"]),
+                        default="auto", show_default=True,
+                        help="Colour the markers (auto: on a terminal, unless NO_COLOR).")(func)
+    return click.option("--redirect", is_flag=True, hidden=True,
+                        help="Accepted for Lmod's sake; output goes to stdout anyway.")(func)
 
 
 @click.command("loaded")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON (ref, name, generation, hash, ...).")
+@output_options
 @click.pass_context
 @_errors
-def loaded_cmd(ctx: click.Context, as_json: bool) -> None:
-    """What is loaded in this shell, in load order, as NAME/N."""
-    _catalog(ctx, "loaded", ["--json"] if as_json else [])
+def loaded_cmd(ctx: click.Context, as_json: bool, terse: bool, color: str,
+               redirect: bool) -> None:
+    """What is loaded in this shell, in load order, as NAME/N (also: `hdenv list`)."""
+    _catalog(ctx, "loaded", ["--json"] * as_json + ["--terse"] * terse, color)
 
 
 @click.command("avail")
@@ -128,28 +163,37 @@ def loaded_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--refs", is_flag=True, hidden=True,
               help="Names and NAME/N, one per line (for the completion scripts).")
+@click.option("--show-hidden", is_flag=True,
+              help="Also profiles named `.NAME` or with `hidden = true`.")
+@output_options
 @click.pass_context
 @_errors
-def avail_cmd(ctx: click.Context, texts: tuple[str, ...], as_json: bool, refs: bool) -> None:
+def avail_cmd(ctx: click.Context, texts: tuple[str, ...], as_json: bool, refs: bool,
+              show_hidden: bool, terse: bool, color: str, redirect: bool) -> None:
     """Named profiles: description, generations (D: default, L: loaded) and packages.
 
     TEXT keeps the profiles whose name, description or packages contain it.
     """
-    flags = ["--json"] * as_json + ["--refs"] * refs
-    _catalog(ctx, "avail", [*flags, "--", *texts])
+    flags = (["--json"] * as_json + ["--refs"] * refs + ["--terse"] * terse
+             + ["--show-hidden"] * show_hidden)
+    _catalog(ctx, "avail", [*flags, "--", *texts], color)
 
 
 @click.command("spider")
 @click.argument("text")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--show-hidden", is_flag=True, help="Also hidden profiles' packages.")
+@output_options
 @click.pass_context
 @_errors
-def spider_cmd(ctx: click.Context, text: str, as_json: bool) -> None:
+def spider_cmd(ctx: click.Context, text: str, as_json: bool, show_hidden: bool, terse: bool,
+               color: str, redirect: bool) -> None:
     """Which profiles (any generation) contain a package, and how to load them.
 
     TEXT is part of a package name, or NAME/VERSION.
     """
-    _catalog(ctx, "spider", ["--json"] * as_json + ["--", text])
+    flags = ["--json"] * as_json + ["--terse"] * terse + ["--show-hidden"] * show_hidden
+    _catalog(ctx, "spider", [*flags, "--", text], color)
 
 
 @click.command("env")
@@ -171,5 +215,114 @@ def commands_cmd(ctx: click.Context) -> None:
     click.echo("\n".join(visible_commands(ctx)))
 
 
+reset_cmd = _needs_function("reset", "[--force]", -1,
+                            "Purge, then load the config's `default-load = [REF, ...]`"
+                            " (as Lmod's module reset).")
+ml_cmd = _needs_function("ml", "[REF | -REF | COMMAND ARGS]...", -1,
+                         "Lmod's ml: alone it lists what is loaded; `ml A -B` loads A and"
+                         " unloads B; `ml av`, `ml spider X`, `ml save`, `ml restore`, ... run"
+                         " that command. `hdenv init` also defines `ml` itself.")
+use_cmd = _needs_function("use", "STORE...", -1,
+                          "Add STORE (a colleague's, a project's) as an upstream store for"
+                          " this shell only (HDENV_USE).")
+unuse_cmd = _needs_function("unuse", "STORE...", -1, "Stop using STORE in this shell.")
+restore_cmd = _needs_function("restore", "[NAME] [--latest]", -1,
+                              "Unload everything, then load collection NAME (default:"
+                              " `default`) exactly as saved, by profile hash; --latest loads"
+                              " today's default of each name instead and says what changed.")
+
+
+@click.command("save")
+@click.argument("name", default="default")
+@_errors
+def save_cmd(name: str) -> None:
+    """Save what is loaded as collection NAME (default: `default`), by exact profile hash."""
+    from ..shell import collection
+
+    records = catalog.loaded_records(os.environ)
+    path = collection.save(os.environ, name, records)
+    what = " ".join(r.ref for r in records) or "nothing"
+    click.echo(f"hdenv: saved {what} as collection {name!r} ({path})", err=True)
+
+
+@click.command("savelist")
+@output_options
+@_errors
+def savelist_cmd(terse: bool, color: str, redirect: bool) -> None:
+    """The saved collections."""
+    from ..shell import collection, terminal
+
+    text = collection.savelist_text(collection.names(os.environ), terse)
+    terminal.write(text, os.environ, terminal.Output(color))
+
+
+@click.command("describe")
+@click.argument("name", default="default")
+@_errors
+def describe_cmd(name: str) -> None:
+    """What collection NAME loads, in order, with each profile's hash."""
+    from ..shell import collection
+
+    click.echo(collection.describe_text(name, collection.read(os.environ, name)), nl=False)
+
+
+@click.command("disable")
+@click.argument("name")
+@_errors
+def disable_cmd(name: str) -> None:
+    """Delete collection NAME."""
+    from ..shell import collection
+
+    path = collection.disable(os.environ, name)
+    click.echo(f"hdenv: removed collection {name!r} ({path})", err=True)
+
+
 COMMANDS = [init_cmd, load_cmd, unload_cmd, swap_cmd, purge_cmd, loaded_cmd, avail_cmd,
             spider_cmd, env_cmd, commands_cmd]
+def _finding(ctx: click.Context) -> Any:
+    from ..store.index import Index
+
+    return Index(_store(ctx).search_roots())
+
+
+@click.command("whatis")
+@click.argument("ref")
+@click.pass_context
+@_errors
+def whatis_cmd(ctx: click.Context, ref: str) -> None:
+    """One line about REF: a profile (NAME, NAME/N) and/or a package (NAME, NAME/VERSION)."""
+    from ..shell import finding
+
+    click.echo(finding.whatis_text(finding.lookup(_finding(ctx), ref)), nl=False)
+
+
+@click.command("help")
+@click.argument("ref")
+@click.pass_context
+@_errors
+def help_cmd(ctx: click.Context, ref: str) -> None:
+    """The stack file's help text of REF, with its description, homepage and how to load it."""
+    from ..shell import finding, terminal
+
+    text = finding.help_text(finding.lookup(_finding(ctx), ref))
+    terminal.write(text, os.environ)
+
+
+@click.command("keyword")
+@click.argument("text")
+@click.pass_context
+@_errors
+def keyword_cmd(ctx: click.Context, text: str) -> None:
+    """Profiles and packages whose name, description or help text contain TEXT."""
+    from ..errors import UserError
+    from ..shell import finding
+
+    found = finding.keyword_data(_finding(ctx), text)
+    if not found:
+        raise UserError(f"nothing mentions {text!r} (names, descriptions, help texts)")
+    click.echo(finding.whatis_text(found), nl=False)
+
+
+# issue 22's module habits: registered by main.py
+HABIT_COMMANDS = [use_cmd, unuse_cmd, ml_cmd, reset_cmd, restore_cmd, save_cmd, savelist_cmd,
+                  describe_cmd, disable_cmd, whatis_cmd, help_cmd, keyword_cmd]

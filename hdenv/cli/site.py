@@ -15,7 +15,7 @@ import click
 
 from ..config import Settings, load_settings, setting_items
 from ..configfiles import config_files
-from ..terminal import printable
+from ..sanitize import printable
 
 
 def _settings(ctx: click.Context) -> Settings:

@@ -58,6 +58,7 @@ def profile_spec(
     exclude: list[str] | None = None,
     priority: list[str] | None = None,
     python_usage: bool = False,
+    sticky: bool = False,
 ) -> dict[str, Any]:
     """The hashed description of a profile.
 
@@ -77,6 +78,8 @@ def profile_spec(
         spec["priority"] = list(priority)
     if python_usage:
         spec["python_usage"] = True
+    if sticky:  # only when used: other profiles' hashes stay as they were
+        spec["sticky"] = True
     return spec
 
 
@@ -122,6 +125,7 @@ def _populate(farm: Path, final: Path, spec: dict[str, Any], hash_: str, store: 
         "priority": spec.get("priority", []),
         "python": python,
         "python_usage": bool(spec.get("python_usage")),
+        "sticky": bool(spec.get("sticky")),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "links": stats.links,
     }

@@ -11,8 +11,8 @@ the same functions, so both ways print the same.
 from __future__ import annotations
 
 from ..errors import UserError
+from ..sanitize import printable
 from ..store.index import Index
-from ..terminal import printable
 from ..validate import looks_like_hash
 from . import envdiff
 
@@ -64,12 +64,26 @@ def _matches(text: str, *fields: str) -> bool:
     return any(needle in f.lower() for f in fields)
 
 
+def is_hidden(index: Index, named: Any) -> bool:
+    """A name starting with `.`, or `hidden = true` in the stack file (its about file)."""
+    if named.name.startswith("."):
+        return True
+    cur = named.current
+    if cur is None:
+        return False
+    from ..store.index import read_about
+
+    return read_about(named.root, cur.hash).get("hidden") == "true"
+
+
 def avail_data(index: Index, environ: Mapping[str, str],
-               texts: list[str] | None = None) -> list[dict[str, Any]]:
+               texts: list[str] | None = None, show_hidden: bool = False) -> list[dict[str, Any]]:
     """Named profiles with description, generations (default, loaded) and packages."""
     loaded = {r.hash for r in loaded_records(environ)}
     out = []
     for named in index.named():
+        if not show_hidden and is_hidden(index, named):
+            continue
         cur = named.current
         facts = index.facts(named.root, cur.hash) if cur else None
         packages = facts.packages() if facts else []
@@ -104,6 +118,8 @@ def avail_text(entries: list[dict[str, Any]], roots: list[str], width: int = 78)
         if not mine:
             continue
         title = f" {root} " if root == roots[0] else f" {root} (upstream) "
+        if len(title) + 4 > width:  # a narrow terminal: the path's end, never a wrap
+            title = " ..." + title[len(title) - max(0, width - 8):]
         dashes = max(4, width - len(title))
         lines.append("-" * (dashes // 2) + title + "-" * (dashes - dashes // 2))
         for e in mine:
@@ -118,7 +134,7 @@ def avail_text(entries: list[dict[str, Any]], roots: list[str], width: int = 78)
 
 def complete_refs(index: Index, typed: str = "") -> list[str]:
     """What completion offers: names, then NAME/N; profile hashes once 6 characters are typed."""
-    named = index.named()
+    named = [n for n in index.named() if not is_hidden(index, n)]
     refs = [n.name for n in named] + [f"{n.name}/{g.number}" for n in named
                                       for g in n.generations]
     if len(typed) >= 6:
@@ -148,7 +164,7 @@ def _profile_hashes(index: Index, typed: str, seen: set[str]) -> list[str]:
 
 # -- spider ---------------------------------------------------------------------
 
-def spider_data(index: Index, text: str) -> list[dict[str, Any]]:
+def spider_data(index: Index, text: str, show_hidden: bool = False) -> list[dict[str, Any]]:
     """Each package NAME/VERSION matching `text`, one entry per build of it (variant).
 
     Two builds of one version (a gcc and a clang variant, two CFLAGS) are
@@ -158,6 +174,8 @@ def spider_data(index: Index, text: str) -> list[dict[str, Any]]:
     name, _, version = text.partition("/")
     found: dict[str, dict[str, Any]] = {}  # by artifact id
     for named in index.named():
+        if not show_hidden and is_hidden(index, named):
+            continue
         for gen in named.generations:
             facts = index.facts(named.root, gen.hash)
             for pname, pversion, aid in facts.packages():
@@ -248,6 +266,9 @@ def spider_miss(index: Index, text: str) -> UserError:
     if index.get(text) is not None:
         return UserError(f"no package matches {text!r}; {text} is a profile:"
                          f" hdenv avail {text}")
+    if text.partition("/")[0] in close:  # spelt exactly: only hidden profiles hold it
+        return UserError(f"no package matches {text!r} outside hidden profiles"
+                         f" (hdenv spider --show-hidden {text})")
     if close:
         return UserError(f"no package matches {text!r}; did you mean {', '.join(close)}?")
     return UserError(f"no package matches {text!r} in any profile (see `hdenv avail`)")
@@ -297,43 +318,68 @@ def _dump(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def run(cmd: str, args: list[str], environ: Mapping[str, str], roots: list[str]) -> str:
-    """The output of `avail`, `spider` or `loaded`; UserError for bad input, Delegate for help.
+TERSE = {"-t", "--terse"}
+
+
+def terse_avail(entries: list[dict[str, Any]]) -> str:
+    """`module -t avail`: every NAME/N, one per line, for scripts."""
+    return "".join(g["ref"] + "\n" for e in entries for g in e["generations"])
+
+
+def terse_spider(entries: list[dict[str, Any]]) -> str:
+    """`module -t spider`: each NAME/VERSION once, one per line."""
+    seen = dict.fromkeys(f"{e['package']}/{e['version']}" for e in entries)
+    return "".join(k + "\n" for k in seen)
+
+
+def run(cmd: str, args: list[str], environ: Mapping[str, str], roots: list[str],
+        width: int = 78) -> str:
+    """The output of `avail`, `spider` or `loaded` (`list`: the same); UserError for bad
+    input, Delegate for help. `width` is what the avail headers fill.
 
     Descriptions come from stack files and other users' stores: the text is
-    printed with its control characters made visible (terminal.printable).
+    printed with its control characters made visible (sanitize.printable).
     """
-    return printable(_run(cmd, args, environ, roots))
+    return printable(_run(cmd, args, environ, roots, width))
 
 
-def _run(cmd: str, args: list[str], environ: Mapping[str, str], roots: list[str]) -> str:
-    if cmd == "loaded":
-        flags, words = _options(args, {"--json"})
+def _run(cmd: str, args: list[str], environ: Mapping[str, str], roots: list[str],
+         width: int) -> str:
+    if cmd in ("loaded", "list"):
+        flags, words = _options(args, {"--json", *TERSE})
         if words:
-            raise UserError("usage: hdenv loaded [--json]")
+            raise UserError(f"usage: hdenv {cmd} [--json] [-t]")
         data = loaded_data(environ)
-        return _dump(data) if flags else loaded_text(data)
+        if "--json" in flags:
+            return _dump(data)
+        if flags & TERSE:
+            return "".join(e["ref"] + "\n" for e in data)
+        return loaded_text(data)
     index = Index(roots)
     if cmd == "avail":
-        flags, words = _options(args, {"--json", "--refs"})
+        flags, words = _options(args, {"--json", "--refs", "--show-hidden", *TERSE})
         if "--refs" in flags:
             return "".join(r + "\n" for r in complete_refs(index, words[0] if words else ""))
-        entries = avail_data(index, environ, words)
+        entries = avail_data(index, environ, words, "--show-hidden" in flags)
         if "--json" in flags:
             return _dump(entries)
+        if flags & TERSE:
+            return terse_avail(entries)
         if not entries:
             if words:
                 raise UserError(f"no profile matches {' '.join(words)!r}"
                                 f" (packages: hdenv spider {words[0]})")
             return (f"No named profiles in {', '.join(roots)} yet:"
                     " build one with `hdenv build FILE.toml`.\n")
-        return avail_text(entries, roots)
+        return avail_text(entries, roots, width)
     if cmd == "spider":
-        flags, words = _options(args, {"--json"})
+        flags, words = _options(args, {"--json", "--show-hidden", *TERSE})
         if len(words) != 1:
             raise UserError("usage: hdenv spider TEXT [--json] (a package NAME or NAME/VERSION)")
-        found = spider_data(index, words[0])
+        found = spider_data(index, words[0], "--show-hidden" in flags)
         if not found:
             raise spider_miss(index, words[0])
-        return _dump(found) if flags else spider_text(found)
+        if "--json" in flags:
+            return _dump(found)
+        return terse_spider(found) if flags & TERSE else spider_text(found)
     raise UserError(f"not a catalog command: {cmd!r}")

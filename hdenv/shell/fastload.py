@@ -35,8 +35,10 @@ PATH_DIRS = (("PATH", "bin", False), ("MANPATH", "share/man", True),
 PREFIX_VAR = "CMAKE_PREFIX_PATH"
 B32 = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 HASH_CHARS = 32
+PER_USER = "@user"  # shellcmd.PER_USER: the default config/store of whoever runs it
 MIN_PREFIX = 6
-COMMANDS = ("load", "unload", "swap", "purge")
+COMMANDS = ("load", "unload", "swap", "purge", "restore", "reset", "use", "unuse")
+USE_VAR = "HDENV_USE"  # `hdenv use STORE`: upstream stores of this shell only
 
 
 class Profile:
@@ -79,8 +81,11 @@ class Config:
 
     def __init__(self, env: Mapping[str, str], default_config: str, default_store: str):
         self.env = env
-        self.default_config = default_config
-        self.default_store = default_store
+        # "@user": `hdenv init --system` code, for every user; found as platformdirs would
+        self.default_config = (_xdg(env, "XDG_CONFIG_HOME", ".config", "config.toml")
+                               if default_config in ("", PER_USER) else default_config)
+        self.default_store = (_xdg(env, "XDG_DATA_HOME", ".local/share", "")
+                              if default_store in ("", PER_USER) else default_store)
         self._layers: list[tuple[str, str, dict[str, object]]] | None = None
 
     def _get(self, key: str) -> tuple[object, str] | None:
@@ -99,18 +104,49 @@ class Config:
             root = lightos.absolute(str(found[0])) if found and found[0] else self.default_store
         found = self._get("upstreams")
         if not found:
-            return [root]
+            return [root, *(u for u in self.used() if u != root)]
         value, source = found
         if isinstance(value, str):
             value = value.split()
         if not isinstance(value, list):
             raise UserError("'upstreams' must be a list of strings", file=source)
         ups = [lightos.absolute(str(u)) for u in value]
-        return [root, *(u for u in ups if u != root)]
+        return [root, *(u for u in [*self.used(), *ups] if u != root)]
+
+    def used(self) -> list[str]:
+        return [u for u in (self.env.get(USE_VAR) or "").split(":") if u.startswith("/")]
+
+    def _refs(self, key: str) -> list[str]:
+        found = self._get(key)
+        if not found:
+            return []
+        value, source = found
+        if isinstance(value, str):
+            value = value.split()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UserError(f"'{key}' must be a list of REFs (strings)", file=source)
+        return [str(v) for v in value]
+
+    def default_load(self) -> list[str]:
+        """What `hdenv reset` loads (Lmod's LMOD_SYSTEM_DEFAULT_MODULES)."""
+        return self._refs("default-load")
+
+    def sticky(self) -> list[str]:
+        """NAME, NAME/N or hashes that purge and unload keep unless --force."""
+        return self._refs("sticky")
 
     def usage_log(self) -> str | None:
         found = self._get("usage-log")
         return str(found[0]) if found and found[0] else None
+
+
+def _xdg(env: Mapping[str, str], var: str, under_home: str, leaf: str) -> str:
+    """`$VAR/hdenv/LEAF`, else `$HOME/UNDER_HOME/hdenv/LEAF` (relative XDG values ignored)."""
+    base = env.get(var) or ""
+    if not base.startswith("/"):
+        base = lightos.join(env.get("HOME") or "/", under_home)
+    path = lightos.join(base, "hdenv")
+    return lightos.join(path, leaf) if leaf else path
 
 
 def store_root(env: Mapping[str, str], default_config: str, default_store: str) -> str:
@@ -267,14 +303,19 @@ def apply(env: dict[str, str], prof: Profile) -> LoadRecord:
     return rec
 
 
-def _loaded_artifacts(prefix: str) -> list[str]:
-    """The artifact ids of a loaded profile; [] when it is gone (unload still works then)."""
+def _loaded_meta(prefix: str) -> dict[str, object]:
+    """A loaded profile's profile.json; {} when it is gone (unload still works then)."""
     try:
         with open(lightos.join(prefix, ".hdenv", "profile.json"), encoding="utf-8") as f:
             meta = envdiff.json_loads(f.read())
     except (OSError, ValueError):
-        return []
-    artifacts = meta.get("artifacts") if isinstance(meta, dict) else None
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _loaded_artifacts(prefix: str) -> list[str]:
+    """The artifact ids of a loaded profile; [] when it is gone (unload still works then)."""
+    artifacts = _loaded_meta(prefix).get("artifacts")
     return [str(a) for a in artifacts] if isinstance(artifacts, list) else []
 
 
@@ -311,6 +352,8 @@ class Session:
     def __init__(self, environ: Mapping[str, str], roots: Callable[[], str | list[str]]):
         self.env: dict[str, str] = dict(environ)
         self._roots = roots
+        self.sticky_refs: Callable[[], list[str]] = list  # the site's `sticky = [...]`
+        self.force = False  # --force: sticky profiles go too
         self.events: list[tuple[str, bool, Who, list[Who] | None]] = []
         try:
             self.records = envdiff.decode(self.env.get(envdiff.RECORD_VAR))
@@ -337,13 +380,25 @@ class Session:
         detail = f"loaded: {what}" if what else "nothing is loaded"
         raise UserError(f"{ref!r} is not loaded ({detail})")
 
-    def unload(self, ref: str) -> LoadRecord:
-        rec = envdiff.unload(self.env, self.records, self.find_loaded(ref))
+    def is_sticky(self, rec: LoadRecord) -> bool:
+        """Sticky in its profile.json (`sticky = true` in the stack) or the site's list."""
+        if self.force:
+            return False
+        if _loaded_meta(rec.prefix).get("sticky") is True:
+            return True
+        return any(s in (rec.name, rec.ref, rec.hash) for s in self.sticky_refs())
+
+    def unload(self, ref: str) -> LoadRecord | None:
+        index = self.find_loaded(ref)
+        if self.is_sticky(self.records[index]):
+            note(f"{self.records[index].ref} is sticky: kept (--force unloads it)")
+            return None
+        rec = envdiff.unload(self.env, self.records, index)
         self.events.append(("unload", True, _who(rec), None))
         return rec
 
-    def load(self, ref: str) -> None:
-        loaded = self._load(ref)
+    def load(self, ref: str, prof: Profile | None = None) -> None:
+        loaded = self._load(ref, prof)
         if loaded is not None:
             prof, replaced = loaded
             if replaced:
@@ -357,9 +412,10 @@ class Session:
         if loaded is not None:
             self.events.append(("swap", True, _who(loaded[0]), [_who(rec), *loaded[1]]))
 
-    def _load(self, ref: str) -> tuple[Profile, list[Who]] | None:
-        """Load `ref`; the profile and what it replaced, or None if it was loaded already."""
-        prof = resolve(self._roots(), ref)
+    def _load(self, ref: str, prof: Profile | None = None) -> tuple[Profile, list[Who]] | None:
+        """Load `ref` (or `prof`, found already); the profile and what it replaced, or
+        None if it was loaded already."""
+        prof = prof or resolve(self._roots(), ref)
         for rec in list(self.records):
             if rec.hash == prof.hash:
                 note(f"{prof.ref} is already loaded; nothing to do")
@@ -391,9 +447,53 @@ class Session:
                         f" build of it ({aid}); swap them: hdenv swap {rec.ref} {prof.ref}")
 
     def purge(self) -> None:
-        while self.records:
-            rec = envdiff.unload(self.env, self.records, len(self.records) - 1)
+        """Unload everything but sticky profiles (those too with --force), last first."""
+        for index in range(len(self.records) - 1, -1, -1):
+            if self.is_sticky(self.records[index]):
+                continue
+            rec = envdiff.unload(self.env, self.records, index)
             self.events.append(("unload", False, _who(rec), None))
+
+    def reset(self, defaults: list[str]) -> None:
+        """`module reset`: purge, then the site's `default-load` (sticky ones stay)."""
+        self.purge()
+        kept = {r.hash for r in self.records}
+        for ref in defaults:
+            prof = resolve(self._roots(), ref)
+            if prof.hash not in kept:
+                self.load(ref, prof)
+
+    def restore(self, name: str, latest: bool) -> None:
+        """Purge, then load collection `name`: its exact profiles, or (`latest`) today's
+        default of each name, saying what changed."""
+        from . import collection
+
+        entries = collection.read(self.env, name)
+        roots = _roots(self._roots())
+        wanted = []
+        for e in entries:
+            pname = e.get("name") if isinstance(e.get("name"), str) else None
+            gen = e.get("generation") if isinstance(e.get("generation"), int) else None
+            if latest and pname:
+                prof = resolve(roots, pname)
+                if prof.hash != e["hash"]:
+                    note(f"{pname}: {e.get('ref') or e['hash']} -> {prof.ref}"
+                         f" ({e['hash'][:8]} -> {prof.hash[:8]})")
+            elif "/" in e["hash"]:  # an artifact loaded by id: its exact id again
+                prof = _artifact(roots, e["hash"])
+            else:
+                home = _home(roots, e["hash"])
+                if home is None:
+                    hint = (f"; `hdenv restore {name} --latest` loads today's {pname}"
+                            if pname else "")
+                    raise UserError(f"collection {name!r}: profile {e['hash']} ("
+                                    f"{e.get('ref') or 'by hash'}) is no longer in the store"
+                                    + hint)
+                prof = read_profile(home, e["hash"], pname, gen)
+            wanted.append(prof)
+        self.purge()
+        for prof in wanted:
+            self.load(prof.ref, prof)
 
     def finish(self) -> dict[str, str]:
         envdiff.store_records(self.env, self.records)
@@ -405,18 +505,24 @@ def _arity(cmd: str, args: list[str], low: int, high: int | None) -> None:
         if a.startswith("-"):
             raise UserError(f"hdenv {cmd}: unknown option {a!r}")
     if len(args) < low or (high is not None and len(args) > high):
-        usage = {"load": "REF...", "unload": "REF...", "swap": "OLD NEW", "purge": ""}[cmd]
+        usage = {"load": "REF...", "unload": "REF...", "swap": "OLD NEW", "purge": "",
+                 "restore": "[NAME] [--latest]", "reset": "", "use": "STORE...",
+                 "unuse": "STORE..."}[cmd]
         raise UserError(f"usage: hdenv {cmd} {usage}".rstrip())
 
 
 def run(cmd: str, args: list[str], shell: Shell, environ: Mapping[str, str],
-        roots: Callable[[], str | list[str]], session: Session | None = None) -> str:
+        roots: Callable[[], str | list[str]], session: Session | None = None,
+        defaults: Callable[[], list[str]] = list) -> str:
     """The shell code for one command; raises UserError before printing anything.
 
     `roots` gives the store and its upstreams (or just the store) when first
     needed; pass a `session` to see its usage events afterwards.
     """
     session = session or Session(environ, roots)
+    if cmd in ("unload", "purge", "reset") and "--force" in args:
+        session.force = True
+        args = [a for a in args if a != "--force"]
     if cmd in ("load", "unload"):
         _arity(cmd, args, 1, None)
         for ref in args:
@@ -427,11 +533,75 @@ def run(cmd: str, args: list[str], shell: Shell, environ: Mapping[str, str],
     elif cmd == "purge":
         _arity(cmd, args, 0, 0)
         session.purge()
+    elif cmd == "restore":
+        latest = "--latest" in args
+        words = [a for a in args if a != "--latest"]
+        _arity(cmd, words, 0, 1)
+        session.restore(words[0] if words else "default", latest)
+    elif cmd == "reset":
+        _arity(cmd, args, 0, 0)
+        session.reset(defaults())
+    elif cmd == "ml":
+        run_ml(args, session)
+    elif cmd in ("use", "unuse"):
+        _arity(cmd, args, 1, None)
+        use(session.env, args, cmd == "use")
     else:
         raise UserError(f"not a load command: {cmd!r}")
     after = session.finish()
     envlimits.check(environ, after, f"hdenv {cmd} {' '.join(args)}".rstrip())
     return shell.script(envdiff.changes(dict(environ), after))
+
+
+def use(env: dict[str, str], stores: list[str], add: bool) -> None:
+    """`hdenv use STORE` adds an upstream store for this shell (first, as `module use`
+    prepends); `unuse` removes it. A store is a directory with `profiles/` or `names/`."""
+    used = [u for u in (env.get(USE_VAR) or "").split(":") if u]
+    for store in stores:
+        path = lightos.absolute(store)
+        if add:
+            if not (lightos.is_dir(lightos.join(path, "profiles"))
+                    or lightos.is_dir(lightos.join(path, "names"))):
+                raise UserError(f"{store} is not an hdenv store (no profiles/ or names/)")
+            used = [path, *(u for u in used if u != path)]
+        elif path in used:
+            used.remove(path)
+        else:
+            raise UserError(f"{store} is not in use (in use: {' '.join(used) or 'none'})")
+    if used:
+        env[USE_VAR] = ":".join(used)
+    else:
+        env.pop(USE_VAR, None)
+
+
+# Lmod's `ml`: a first word it knows is a command (with Lmod's short forms), else
+# every word is a REF to load, `-REF` one to unload (unloads first, as Lmod does)
+ML_ALIASES = {"av": "avail", "add": "load", "rm": "unload", "del": "unload", "sw": "swap",
+              "switch": "swap", "display": "show"}
+ML_COMMANDS = frozenset({*COMMANDS, "avail", "list", "loaded", "spider", "show", "save",
+                         "savelist", "describe", "disable", "whatis", "help", "keyword",
+                         "use", "unuse"})
+
+
+def ml_words(args: list[str]) -> list[str] | None:
+    """The hdenv command `ml ARGS` means, or None for the `ml A -B` form."""
+    if not args:
+        return ["list"]
+    first = ML_ALIASES.get(args[0], args[0])
+    return [first, *args[1:]] if first in ML_COMMANDS else None
+
+
+def run_ml(args: list[str], session: Session) -> None:
+    """`ml A -B`: unload B, then load A, in one evaluation."""
+    for a in args:
+        if a.startswith("--") or a == "-":
+            raise UserError(f"ml: unknown option {a!r} (ml REF... -REF...)")
+    for a in args:
+        if a.startswith("-"):
+            session.unload(a[1:])
+    for a in args:
+        if not a.startswith("-"):
+            session.load(a)
 
 
 def log_usage(session: Session, config: Config, environ: Mapping[str, str]) -> None:
@@ -454,7 +624,7 @@ def log_usage(session: Session, config: Config, environ: Mapping[str, str]) -> N
 
 # -- the function's entry: global options, help, and what the full program answers --
 
-PRINT_COMMANDS = ("avail", "loaded", "spider")
+PRINT_COMMANDS = ("avail", "loaded", "spider", "list", "savelist")
 
 
 class Call:
@@ -510,18 +680,50 @@ def _exec_full(shell_name: str, args: list[str]) -> None:
 
 def _print_command(shell_name: str, call: Call | None, args: list[str],
                    environ: Mapping[str, str], roots: Callable[[], list[str]]) -> None:
-    """avail, loaded, spider: printed straight to the terminal, never evaluated."""
-    if call is None:
+    """avail, loaded, spider, list: printed straight to the terminal, never evaluated.
+
+    `list` with a word (`list artifacts`) is the full program's store listing.
+    """
+    if call is None or (call.cmd == "list" and any(not a.startswith("-") for a in call.args)):
         _exec_full(shell_name, args)
         return
-    from . import catalog
+    from . import catalog, terminal
 
+    if call.cmd == "savelist":  # as `hdenv savelist` prints it, without click
+        from . import collection
+
+        rest, opts = terminal.take_options(call.args)
+        flags, words = catalog._options(rest, set(catalog.TERSE))
+        if words:
+            raise UserError("usage: hdenv savelist [-t]")
+        terminal.write(collection.savelist_text(collection.names(environ), bool(flags)),
+                       environ, opts)
+        return
     try:
-        text = catalog.run(call.cmd, call.args, environ, roots())
+        rest, opts = terminal.take_options(call.args)
+        width = terminal.width(environ) if call.cmd == "avail" else terminal.DEFAULT_WIDTH
+        text = catalog.run(call.cmd, rest, environ, roots() if call.cmd in ("avail", "spider")
+                           else [], width)
     except catalog.Delegate:
         _exec_full(shell_name, args)
         return
-    sys.stdout.write(text)
+    terminal.write(text, environ, opts)
+
+
+def quiet_broken_pipe() -> None:
+    """`hdenv avail | head`: the reader left, so say nothing and exit 0, as `cat` would.
+
+    stdout points at /dev/null from here on, so the interpreter's final flush
+    cannot complain either.
+    """
+    import posix
+
+    try:
+        null = posix.open("/dev/null", posix.O_WRONLY)
+        posix.dup2(null, 1)
+    except OSError:
+        pass
+    sys.exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -548,22 +750,37 @@ def main(argv: list[str] | None = None) -> None:
             _print_command(shell_name, call, args, environ, config.roots)
             return
         shell = get_shell(shell_name)
-        if call is None or call.cmd not in COMMANDS:
+        if call is not None and call.cmd == "ml":
+            words = ml_words(call.args)
+            if words is not None and words[0] not in COMMANDS:  # ml av: the program prints
+                glob = ["--store", call.store] if call.store else []
+                call = None
+                args = [*glob, *words]
+            elif words is not None:
+                call.cmd, call.args = words[0], words[1:]
+        if call is None or call.cmd not in (*COMMANDS, "ml"):
             code = " ".join(shell.quote(a) for a in full_program(shell_name, args)) + "\n"
         else:
             session = Session(environ, config.roots)
-            code = run(call.cmd, call.args, shell, environ, config.roots, session)
+            session.sticky_refs = config.sticky
+            code = run(call.cmd, call.args, shell, environ, config.roots, session,
+                       config.default_load)
     except UserError as e:
         print(f"hdenv: error: {e.render()}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except BrokenPipeError:
+        quiet_broken_pipe()
     except Exception as e:  # a bug: one line, as the full program says it
         if debug:
             raise
         print(f"hdenv: error: internal error: {type(e).__name__}: {e}"
               " (run with --debug for a traceback)", file=sys.stderr)
         sys.exit(1)
-    sys.stdout.write(code)
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(code)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_broken_pipe()
     if session is not None:
         log_usage(session, config, environ)
 

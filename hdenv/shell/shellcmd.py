@@ -44,13 +44,16 @@ def libdir() -> str:
 
 
 def init_code(shell_name: str | None = None, *, completion: bool = True,
-              commands: list[str] | tuple[str, ...] = (), written: Path | None = None) -> str:
+              commands: list[str] | tuple[str, ...] = (), written: Path | None = None,
+              system: bool = False) -> str:
     """The code `eval "$(hdenv init SHELL)"` runs (or the file `--write` writes).
 
     `commands` are the subcommands completion offers (the click group knows
     them; this layer does not import click). `written` is where the code will
     live: it then checks at each shell start, with the shell's own file tests,
     whether hdenv was installed anew since, and writes itself again if so.
+    `system` code is for every user: it bakes in no one's config file or
+    store, so the fast path finds each user's from their environment.
     """
     from ..config import default_config_file, default_store
 
@@ -70,8 +73,8 @@ def init_code(shell_name: str | None = None, *, completion: bool = True,
     return render(shell, TEMPLATES[shell.name], {
         "python": sys.executable,
         "libdir": libdir(),
-        "default_config": str(default_config_file()),
-        "default_store": str(default_store()),
+        "default_config": PER_USER if system else str(default_config_file()),
+        "default_store": PER_USER if system else str(default_store()),
         "fast_code": FAST_CODE,
         "helper": str(helper),
         "completion": str(completion_file) if completion and completion_file else "",
@@ -105,6 +108,55 @@ def write_init(shell_name: str | None = None, *, completion: bool = True,
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, code.encode("utf-8"))
     return path
+
+
+# what `init --system` code passes for the config file and store: the fast path finds
+# each user's (an empty word would vanish in tcsh)
+PER_USER = "@user"
+# `init --system`: where login shells of each kind look, under a prefix (default /)
+SYSTEM_FILES = (("etc/profile.d/hdenv.sh", ("bash", "zsh")), ("etc/profile.d/hdenv.csh", ("tcsh",)),
+                ("etc/fish/conf.d/hdenv.fish", ("fish",)))
+
+
+def system_code(shells: tuple[str, ...], commands: list[str] | tuple[str, ...]) -> str:
+    """One file for login shells: sh-family files pick bash's or zsh's code at run time.
+
+    Each shell's code is kept in a quoted string and evaluated only by its own
+    shell, since bash would otherwise parse zsh's syntax (and the reverse).
+    """
+    if len(shells) == 1:
+        return ("# hdenv shell integration, written by `hdenv init --system`.\n"
+                if shells[0] == "fish" else "") + init_code(shells[0], commands=commands,
+                                                            system=True)
+    head = ("# hdenv shell integration for login shells (bash, zsh), written by"
+            " `hdenv init --system`;\n# other sh-family shells are left alone.\n")
+    parts = []
+    for i, name in enumerate(shells):
+        code = init_code(name, commands=commands, system=True).replace("'", "'\\''")
+        test = "BASH_VERSION" if name == "bash" else "ZSH_VERSION"
+        parts.append(f'{"if" if i == 0 else "elif"} [ -n "${{{test}-}}" ]; then\n'
+                     f"    eval '{code}'\n")
+    return head + "".join(parts) + "fi\n"
+
+
+def write_system(prefix: Path, commands: list[str] | tuple[str, ...] = ()) -> list[Path]:
+    """Write the login-shell files under `prefix`; their paths."""
+    from ..errors import HdenvError
+    from ..store.fsutil import atomic_write
+
+    written = []
+    for rel, shells in SYSTEM_FILES:
+        path = prefix / rel
+        code = system_code(shells, commands).encode("utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, code)
+            path.chmod(0o644)
+        except OSError as e:  # not root, a read-only /etc: one line, as a store problem
+            raise HdenvError(f"cannot write {path}: {e.strerror or e}"
+                             " (--system needs root; --prefix DIR writes elsewhere)") from None
+        written.append(path)
+    return written
 
 
 def render(shell: Shell, template: str, context: dict[str, Any]) -> str:
