@@ -119,6 +119,9 @@ class UnixUsers:
     def _remove_leftovers(self) -> None:
         for letter in "abcdefgh":
             if _run("id", "-u", f"{self.prefix}{letter}").returncode == 0:
+                # a process an interrupted run left (a load hung on a FIFO) keeps userdel
+                # from removing the user, and then groupadd fails
+                _run("pkill", "-KILL", "-u", f"{self.prefix}{letter}")
                 _run("userdel", f"{self.prefix}{letter}")
         if _run("getent", "group", self.group).returncode == 0:
             _run("groupdel", self.group)
@@ -153,6 +156,7 @@ class UnixUsers:
     def close(self) -> None:
         try:
             for name in self.names:
+                _run("pkill", "-KILL", "-u", name)
                 _run("userdel", name)
             _run("groupdel", self.group)
             subprocess.run(["rm", "-rf", str(self.base)], check=False)
