@@ -31,7 +31,7 @@ def script(path: Path, body: str) -> Path:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store")
+    return Store(tmp_path / "store").ensure()  # a store that exists, as in use
 
 
 def bin_links(store: Store, aid: str) -> dict[str, str]:

@@ -142,7 +142,7 @@ def test_version_from_and_env_from_the_stack_file(run_hdenv: Runner, tmp_path: P
     stack.write_text(HOSTS.format(extra='version-from = "mpirun"\n'
                                         'env = { SITE_MPI_FLAVOUR = "openmpi" }'))
     run_hdenv("build", str(stack), check=True)
-    ids = [x.split()[0] for x in run_hdenv("list", check=True).stdout.splitlines()]
+    ids = [x.split()[0] for x in run_hdenv("list", "artifacts", check=True).stdout.splitlines()]
     (mpi,) = [i for i in ids if i.startswith("mpi/")]
     assert mpi.split("/")[1].startswith("4.")
     (probe,) = [i for i in ids if i.startswith("probe/")]
@@ -245,9 +245,9 @@ def test_gfortran_declared_alone_builds_a_program_with_a_module_library(
     (tmp_path / "prog").mkdir()
     (tmp_path / "prog" / "main.f90").write_text(MAIN_F90)
     stack = tmp_path / "s.toml"
-    stack.write_text(FORTRAN.format(examples=EXAMPLES))
+    stack.write_text("[stack]\nallow-outside = true\n" + FORTRAN.format(examples=EXAMPLES))
     run_hdenv("build", str(stack), check=True)
-    ids = [x.split()[0] for x in run_hdenv("list", check=True).stdout.splitlines()]
+    ids = [x.split()[0] for x in run_hdenv("list", "artifacts", check=True).stdout.splitlines()]
     (prog,) = [i for i in ids if i.startswith("dotprog/")]
     exe = Path(run_hdenv("path", prog, check=True).stdout.strip()) / "bin" / "dotprog"
     out = subprocess.run(["env", "-i", str(exe)], capture_output=True, text=True, check=True)
@@ -270,7 +270,7 @@ def test_mpi_example_hello_runs_with_mpirun_np_2(run_hdenv: Runner, tmp_path: Pa
     shutil.copytree(EXAMPLES / "mpi", tmp_path / "mpi")
     out = run_hdenv("build", str(tmp_path / "mpi" / "stack.toml"), check=True)
     assert out.stdout.split()[0] == "mpi-demo"
-    ids = [x.split()[0] for x in run_hdenv("list", check=True).stdout.splitlines()]
+    ids = [x.split()[0] for x in run_hdenv("list", "artifacts", check=True).stdout.splitlines()]
     (mpi,) = [i for i in ids if i.startswith("mpi/")]
     # Open MPI's own version as this machine's ompi_info reports it ("Open MPI v4.1.4"),
     # which the stack takes from `mpirun --version`, not gcc's from `mpicc --version`
@@ -337,7 +337,7 @@ def test_python_c_extension_is_really_built_with_the_declared_compiler(
     stack = tmp_path / "s.toml"
     stack.write_text(MARKUPSAFE.format(src=shared_sources))
     run_hdenv("build", str(stack), check=True)
-    ids = [x.split()[0] for x in run_hdenv("list", check=True).stdout.splitlines()]
+    ids = [x.split()[0] for x in run_hdenv("list", "artifacts", check=True).stdout.splitlines()]
     (gcc,) = [i for i in ids if i.startswith("gcc/")]
     assert (Path(run_hdenv("path", gcc, check=True).stdout.strip()) / "bin" / cc).exists()
     profile = Path(run_hdenv("path", "ms", check=True).stdout.strip())

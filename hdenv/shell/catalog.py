@@ -118,9 +118,9 @@ def avail_text(entries: list[dict[str, Any]], roots: list[str], width: int = 78)
         if not mine:
             continue
         title = f" {root} " if root == roots[0] else f" {root} (upstream) "
-        if len(title) + 4 > width:  # a narrow terminal: the path's end, never a wrap
+        if 0 < width < len(title) + 4:  # a narrow terminal: the path's end, never a wrap
             title = " ..." + title[len(title) - max(0, width - 8):]
-        dashes = max(4, width - len(title))
+        dashes = max(4, (width or 78) - len(title))
         lines.append("-" * (dashes // 2) + title + "-" * (dashes - dashes // 2))
         for e in mine:
             lines.append("   " + "   ".join(g["ref"] + _marks(g) for g in e["generations"]))

@@ -82,9 +82,10 @@ def size(environ: Mapping[str, str], fd: int = 1) -> tuple[int, int] | None:
 
 
 def width(environ: Mapping[str, str]) -> int:
-    """How wide a header may be: one less than the terminal (never wraps), else 78."""
+    """How wide a header may be: one less than the terminal (never wraps); 0 when the
+    output is not a terminal (a file or a pipe: nothing is cut, headers are 78 wide)."""
     found = size(environ)
-    return max(8, found[0] - 1) if found else DEFAULT_WIDTH
+    return max(8, found[0] - 1) if found else 0
 
 
 def use_color(mode: str, environ: Mapping[str, str]) -> bool:
