@@ -188,10 +188,11 @@ def change_modes_at(root_fd: int, new_mode: Callable[[str, os.stat_result], int 
     return refused
 
 
-def _change_below(root_fd: int, new_mode: Callable[[str, os.stat_result], int | None],
-                  skip: Callable[[str], bool], group: int | None, refused: list[str],
-                  done: list[str]) -> None:
-    dirs = _Dirs(root_fd)
+def _below(dirs: _Dirs, descend: Callable[[str, os.stat_result], bool]
+           ) -> Iterator[tuple[int, str, str, os.stat_result]]:
+    """(directory fd, entry name, relative path, lstat) of every entry under `dirs`' root,
+    top-down; a directory is entered after it was yielded (so it can be made searchable
+    first) when `descend(rel, lstat)` says so. Closes every descriptor it opened."""
     stack: list[tuple[str, str]] = [("", "")]  # (rel, name in its parent)
     try:
         while stack:
@@ -205,13 +206,20 @@ def _change_below(root_fd: int, new_mode: Callable[[str, os.stat_result], int | 
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                _set(fd, entry.name, sub, st, new_mode, refused, group, done)
-                if stat.S_ISDIR(st.st_mode) and not skip(sub):
+                yield fd, entry.name, sub, st
+                if stat.S_ISDIR(st.st_mode) and descend(sub, st):
                     dirs.child(rel, sub)
                     stack.append((sub, entry.name))
             dirs.finished_listing(rel)
     finally:
         dirs.close_all()
+
+
+def _change_below(root_fd: int, new_mode: Callable[[str, os.stat_result], int | None],
+                  skip: Callable[[str], bool], group: int | None, refused: list[str],
+                  done: list[str]) -> None:
+    for fd, name, rel, st in _below(_Dirs(root_fd), lambda rel, _st: not skip(rel)):
+        _set(fd, name, rel, st, new_mode, refused, group, done)
 
 
 def _entries(fd: int) -> list[os.DirEntry[str]]:
@@ -278,29 +286,12 @@ def remove_at(parent: int, name: str) -> None:
             os.rmdir(names[rel], dir_fd=dirs.fds[dirs.parent[rel]])
 
     dirs.done = rmdir
-    stack: list[tuple[str, str]] = [("", "")]
-    try:
-        while stack:
-            rel, entry_name = stack.pop()
-            fd = dirs.fds[""] if rel == "" else dirs.open(rel, entry_name)
-            if fd is None:
-                continue
-            for entry in _entries(fd):
-                sub = f"{rel}/{entry.name}" if rel else entry.name
-                try:
-                    est = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                if stat.S_ISDIR(est.st_mode):
-                    _make_searchable(fd, entry.name, stat.S_IMODE(est.st_mode))
-                    names[sub] = entry.name
-                    dirs.child(rel, sub)
-                    stack.append((sub, entry.name))
-                else:
-                    os.unlink(entry.name, dir_fd=fd)
-            dirs.finished_listing(rel)
-    finally:
-        dirs.close_all()
+    for fd, entry, rel, est in _below(dirs, lambda _rel, _st: True):
+        if stat.S_ISDIR(est.st_mode):
+            _make_searchable(fd, entry, stat.S_IMODE(est.st_mode))
+            names[rel] = entry
+        else:
+            os.unlink(entry, dir_fd=fd)
     os.rmdir(name, dir_fd=parent)
 
 
@@ -312,30 +303,12 @@ def size(root: Path | str) -> int:
         dirs = _Dirs(open_dir(root))
     except OSError:
         return 0
-    stack: list[tuple[str, str]] = [("", "")]
-    try:
-        while stack:
-            rel, name = stack.pop()
-            fd = dirs.fds[""] if rel == "" else dirs.open(rel, name)
-            if fd is None:
+    for _fd, _name, _rel, st in _below(dirs, lambda _rel, _st: True):
+        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+            if (st.st_dev, st.st_ino) in seen:
                 continue
-            for entry in _entries(fd):
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
-                    if (st.st_dev, st.st_ino) in seen:
-                        continue
-                    seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512
-                if stat.S_ISDIR(st.st_mode):
-                    sub = f"{rel}/{entry.name}" if rel else entry.name
-                    dirs.child(rel, sub)
-                    stack.append((sub, entry.name))
-            dirs.finished_listing(rel)
-    finally:
-        dirs.close_all()
+            seen.add((st.st_dev, st.st_ino))
+        total += st.st_blocks * 512
     return total
 
 
