@@ -1,0 +1,55 @@
+"""Hardening, round two (issue 21), stack files: what a stranger's stack file may cost.
+
+The first tests for items 11-16 and 7 are in test_attacks2.py; these cover the
+ways around them that were still open (`test_21_14_...` is item 14).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+MEMORY_CEILING = 400 << 20  # bytes of RSS: hdenv itself plus the 256 MiB a render may add
+ONE_MB = "('x' * 1000000)"
+DOUBLE = "{% set a = a ~ a %}"
+TEMPLATES = {  # name: (template, what the error says)
+    "bytes": (f"{{{{ {ONE_MB}.encode() * 1000 }}}}", "'*' would make"),
+    "list-repr": (f"{{{{ [{ONE_MB}] * 1000 }}}}", "'*' would make"),
+    "str-join": (f"{{{{ ''.join([{ONE_MB}] * 1000) }}}}", "'*' would make"),
+    "plus": (f"{{% set a = {ONE_MB} %}}" + "{% set a = a + a %}" * 10 + "{{ a }}",
+             "'+' would make"),
+    "tilde": (f"{{% set a = {ONE_MB} %}}" + DOUBLE * 10 + "{{ a }}", "MiB of memory"),
+    "namespace": (f"{{% set ns = namespace(a={ONE_MB}) %}}{{% for i in range(10) %}}"
+                  "{% set ns.a = ns.a ~ ns.a %}{% endfor %}{{ ns.a }}", "MiB of memory"),
+    "nested-format": ("{{ '{0:{1}}'.format(1, 900000000) }}", "nested format specs"),
+    "lipsum": ("{{ lipsum(1000000) }}", "lipsum() would make"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_21_14_a_template_cannot_eat_memory_by_other_ways(
+        hdenv_exe: str, hdenv_env: dict[str, str], tmp_path: Path, store_dir: Path,
+        name: str) -> None:
+    """bytes and nested lists repeated, `+` and `~` doubling, a namespace grown in a loop,
+    a computed format width, lipsum(): each one FILE:LINE line, and the process never
+    holds more than a bounded amount of memory while it finds out."""
+    template, why = TEMPLATES[name]
+    stack = tmp_path / "t.toml"
+    stack.write_text('[packages.t]\nversion = "1"\n'
+                     f'env = {{ X = "{template}" }}\nscript = "true"\n')
+    err = tmp_path / "stderr"
+    with err.open("w") as errf:
+        child = subprocess.Popen([hdenv_exe, "build", "--dry-run", str(stack)], env=hdenv_env,
+                                 stdout=subprocess.DEVNULL, stderr=errf)
+        _pid, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+    stderr = err.read_text()
+    assert child.returncode == 2, stderr
+    assert stderr.startswith(f"hdenv: error: {stack}:3: unsafe template in packages.t.env.X: "),\
+        stderr
+    assert usage.ru_maxrss * 1024 < MEMORY_CEILING, f"{usage.ru_maxrss >> 10} MiB: {stderr}"
+    assert why in stderr and len(stderr.splitlines()) == 1, stderr
+    assert not store_dir.exists()
