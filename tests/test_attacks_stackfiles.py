@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import Runner
 
 MEMORY_CEILING = 400 << 20  # bytes of RSS: hdenv itself plus the 256 MiB a render may add
 ONE_MB = "('x' * 1000000)"
@@ -52,4 +53,31 @@ def test_21_14_a_template_cannot_eat_memory_by_other_ways(
         stderr
     assert usage.ru_maxrss * 1024 < MEMORY_CEILING, f"{usage.ru_maxrss >> 10} MiB: {stderr}"
     assert why in stderr and len(stderr.splitlines()) == 1, stderr
+    assert not store_dir.exists()
+
+
+# -- 16: every field generated code uses is checked when the stack is read ------------
+
+LINE_BREAK_ENV = {
+    "profile": '[packages.t]\nversion = "1"\nscript = "true"\n'
+               '[profiles.p]\npackages = ["t"]\nenv = {{ X = "{value}" }}\n',
+    "host": '[host.h]\nprograms = ["sh"]\nenv = {{ X = "{value}" }}\n'
+            '[profiles.p]\npackages = ["h"]\n',
+}
+
+
+@pytest.mark.parametrize("value", ["a\\nb", "a\\rb", "a\\u0000b"])
+@pytest.mark.parametrize("where", sorted(LINE_BREAK_ENV))
+def test_21_16_an_env_value_modulefiles_cannot_write_is_refused_at_build(
+        run_hdenv: Runner, tmp_path: Path, store_dir: Path, where: str, value: str) -> None:
+    """A line break in a profile's (or host's) env value built, and then
+    `hdenv modulefiles` failed for the whole store."""
+    stack = tmp_path / "e.toml"
+    stack.write_text(LINE_BREAK_ENV[where].format(value=value))
+    line = 6 if where == "profile" else 3
+    for flags in (["--dry-run"], []):
+        proc = run_hdenv("build", *flags, str(stack))
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"hdenv: error: {stack}:{line}: "), proc.stderr
+        assert len(proc.stderr.splitlines()) == 1, proc.stderr
     assert not store_dir.exists()
