@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Runner
+from conftest import Runner, require
 
 MEMORY_CEILING = 400 << 20  # bytes of RSS: hdenv itself plus the 256 MiB a render may add
 ONE_MB = "('x' * 1000000)"
@@ -81,3 +81,27 @@ def test_21_16_an_env_value_modulefiles_cannot_write_is_refused_at_build(
         assert proc.stderr.startswith(f"hdenv: error: {stack}:{line}: "), proc.stderr
         assert len(proc.stderr.splitlines()) == 1, proc.stderr
     assert not store_dir.exists()
+
+
+# -- 11: a dry run runs no program someone else could swap ------------------------------
+
+def test_21_11_a_dry_run_does_not_run_a_root_file_in_a_strangers_directory(
+        run_hdenv: Runner, tmp_path: Path) -> None:
+    """Root's file in a directory another user owns: that user can replace it (or a
+    link to it) between the check and the run, so it is not a system file."""
+    bindir = tmp_path / "stranger-bin"
+    bindir.mkdir()
+    helper = bindir / "helper"
+    helper.write_text(f"#!/bin/sh\ntouch {tmp_path}/RAN\necho 'helper 1.0'\n")
+    helper.chmod(0o755)
+    require(os.geteuid() == 0, "needs root to give the file to root, the directory to another")
+    os.chown(helper, 0, 0)
+    os.chown(bindir, 65534, 65534)  # the stranger's directory; the file is root's
+    stack = tmp_path / "h.toml"
+    stack.write_text(f'[host.tool]\nprograms = ["{helper}"]\n\n'
+                     '[packages.p]\nversion = "1"\nbuild-deps = ["tool"]\nscript = "true"\n')
+    proc = run_hdenv("build", "--dry-run", str(stack))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"hdenv: error: {stack}:1: host.tool.programs names "
+                                  f"{helper}, which is not a system file"), proc.stderr
+    assert not (tmp_path / "RAN").exists()
