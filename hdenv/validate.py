@@ -61,3 +61,16 @@ def env_name_problem(name: str) -> str | None:
         if name.startswith(prefix):
             return f"names starting with {prefix} are reserved"
     return None
+
+
+def env_value_problem(value: str) -> str | None:
+    """Why `value` cannot be a profile variable's value, or None. A line break would end
+    the `export VAR=...` line Lmod and Environment Modules hand to the shell (the rest
+    would run as code), so `hdenv modulefiles` refuses it; a NUL cannot be in an
+    environment at all. Checked when the stack is read, not when the store is used."""
+    if "\n" in value or "\r" in value:
+        return ("it contains a line break, which Lmod and Environment Modules would hand"
+                " to the shell as code")
+    if "\0" in value:
+        return "it contains a NUL character, which no environment can hold"
+    return None

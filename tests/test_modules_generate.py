@@ -233,11 +233,25 @@ def test_refs_select_generations_and_artifacts(built: Env, tmp_path: Path) -> No
 
 
 def test_line_breaks_in_values_are_refused(tmp_path: Path) -> None:
+    """build refuses them (FILE:LINE); a profile.json with one (from another store,
+    written by an older hdenv) is refused by modulefiles too."""
     env = Env(tmp_path)
-    env.stack.write_text('[stack]\nname = "nl"\n[packages.p]\nversion = "1"\n'
-                         'script = "mkdir -p $PREFIX/bin"\n'
-                         '[profiles.nl]\npackages = ["p"]\nenv = { BAD = "a\\nrm -rf ~" }\n')
+    text = ('[stack]\nname = "nl"\n[packages.p]\nversion = "1"\n'
+            'script = "mkdir -p $PREFIX/bin"\n'
+            '[profiles.nl]\npackages = ["p"]\nenv = { BAD = "a\\nrm -rf ~" }\n')
+    env.stack.write_text(text)
+    refused = env.hdenv("build", str(env.stack), check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(f"hdenv: error: {env.stack}:8: profiles.nl.env.BAD: "
+                                     "it contains a line break")
+    env.stack.write_text(text.replace("a\\nrm -rf ~", "ok"))
     env.hdenv("build", str(env.stack))
+    meta = Path(os.path.realpath(env.store / "names" / "nl" / "current")) / ".hdenv"
+    data = json.loads((meta / "profile.json").read_text())
+    data["env"]["BAD"] = "a\nrm -rf ~"
+    os.chmod(meta, 0o755)
+    os.chmod(meta / "profile.json", 0o644)
+    (meta / "profile.json").write_text(json.dumps(data))
     bad = env.hdenv("modulefiles", "--out", str(tmp_path / "m"), check=False)
     assert bad.returncode == 2
     assert "the value of BAD contains a line break" in bad.stderr

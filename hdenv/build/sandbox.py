@@ -12,10 +12,19 @@ paid where it can be, else right after:
   `|indent`), and `replace` (chained, it grows exponentially) are refused
   when their result would pass MAX_RESULT characters; every rendered value
   is checked against MAX_VALUE when it is done;
+- values: `+` of strings, bytes or lists; `*` by the whole size of what is
+  repeated (a list of one 1 MB string counts 1 MB an element), bytes too;
+  `lipsum()` is capped; a `str.format` string is checked when `.format` is
+  looked up (Jinja wraps the method there, so `call` never sees it);
 - work: the `range()` calls of one render may produce MAX_RANGE_ITEMS
   items in all (two nested `range(100000)` loops are 10**10 steps), and a
   render that still runs after RENDER_SECONDS is stopped (an interval timer,
-  in the main thread, where stack files are read).
+  in the main thread, where stack files are read);
+- memory: what no single check sees (`a ~ a` doubled ten times, a namespace
+  grown in a loop, `|tojson` or `str.join` of a list that repeats one big
+  string) is caught by an address-space limit of RENDER_MEMORY above what
+  the process already has, for the length of the render (main thread,
+  Linux): the allocation fails and the render stops.
 
 Violations raise `jinja2.exceptions.SecurityError`; the stack-file reader
 turns that into one line with FILE:LINE.
@@ -24,7 +33,9 @@ turns that into one line with FILE:LINE.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import resource
 import signal
 import string
 import threading
@@ -34,12 +45,15 @@ from typing import Any
 import jinja2
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import generate_lorem_ipsum
 
 MAX_RESULT = 1 << 20  # characters or items one operation may produce
 MAX_VALUE = 1 << 20  # characters of one rendered value
 MAX_EXPONENT_BITS = 4096  # bits of an integer `**` result
 MAX_RANGE_ITEMS = 100_000  # items all `range()` calls of one render may produce
 RENDER_SECONDS = 5.0
+RENDER_MEMORY = 256 << 20  # bytes of address space one render may add
+MAX_LIPSUM_WORDS = 10_000  # words lipsum() may make (n * max)
 
 _PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?[a-zA-Z%]")
 _PADDING = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
@@ -72,6 +86,43 @@ def _check_size(size: int, what: str) -> None:
                             f" (at most {MAX_RESULT})")
 
 
+def _weight(value: Any) -> int:
+    """What str() of `value` would at least hold: characters of its strings and bytes,
+    counted through lists and tuples as often as they occur. Iterative, and it stops
+    once past MAX_RESULT, so a list that repeats one list a million times costs little."""
+    total, todo = 0, [value]
+    while todo and total <= MAX_RESULT:
+        item = todo.pop()
+        if isinstance(item, (str, bytes, bytearray)):
+            total += len(item)
+        elif isinstance(item, (list, tuple)):
+            total += len(item)
+            todo.extend(item)
+        else:
+            total += 1
+    return total
+
+
+_statm: list[int] = []  # a descriptor of /proc/self/statm, opened once (renders are many)
+
+
+def _address_space() -> int | None:
+    """This process's current address space in bytes (Linux), None where unknown."""
+    try:
+        if not _statm:
+            _statm.append(os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC))
+        return int(os.pread(_statm[0], 64, 0).split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _lipsum(n: int = 5, html: bool = True, min: int = 20,  # noqa: A002 - Jinja's names
+            max: int = 100) -> str:  # noqa: A002
+    if int(n) * int(max) > MAX_LIPSUM_WORDS:
+        raise SecurityError(f"lipsum() would make more than {MAX_LIPSUM_WORDS} words")
+    return str(generate_lorem_ipsum(n, html, min, max))
+
+
 def _replaced_size(text: str, old: str, new: str, count: int = -1) -> int:
     hits = text.count(old) if old else len(text) + 1
     if count >= 0:
@@ -82,13 +133,14 @@ def _replaced_size(text: str, old: str, new: str, count: int = -1) -> int:
 class StackSandbox(ImmutableSandboxedEnvironment):
     """Sandboxed, StrictUndefined, no autoescape; the size and the work of a render bounded."""
 
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def __init__(self) -> None:
         super().__init__(undefined=jinja2.StrictUndefined, autoescape=False,
                          keep_trailing_newline=True)
         self._range_items = 0
         self.globals["range"] = self._range
+        self.globals["lipsum"] = _lipsum
         base_center, base_indent = self.filters["center"], self.filters["indent"]
         base_replace, base_format = self.filters["replace"], self.filters["format"]
 
@@ -124,7 +176,8 @@ class StackSandbox(ImmutableSandboxedEnvironment):
 
     @contextlib.contextmanager
     def budget(self) -> Iterator[None]:
-        """One render: a fresh range() budget and, in the main thread, a time limit."""
+        """One render: a fresh range() budget and, in the main thread, a time limit
+        and a memory limit (both are process-wide, so only where stack files are read)."""
         self._range_items = 0
         if threading.current_thread() is not threading.main_thread():
             yield
@@ -135,19 +188,58 @@ class StackSandbox(ImmutableSandboxedEnvironment):
 
         previous = signal.signal(signal.SIGALRM, too_long)
         signal.setitimer(signal.ITIMER_REAL, RENDER_SECONDS)
+        limits = self._limit_memory()
         try:
             yield
+        except MemoryError:
+            raise SecurityError(f"the template needs more than {RENDER_MEMORY >> 20} MiB"
+                                " of memory") from None
         finally:
+            if limits is not None:
+                resource.setrlimit(resource.RLIMIT_AS, limits)
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+
+    @staticmethod
+    def _limit_memory() -> tuple[int, int] | None:
+        """Lower the soft address-space limit to RENDER_MEMORY above the current size;
+        returns the limits to restore, None when nothing was changed."""
+        used = _address_space()
+        if used is None:
+            return None
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = used + RENDER_MEMORY
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        if soft != resource.RLIM_INFINITY and soft <= cap:
+            return None
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+        except (ValueError, OSError):
+            return None
+        return soft, hard
+
+    def wrap_str_format(self, value: Any) -> Any:
+        """`'...'.format` is wrapped when it is looked up, so its string is checked here."""
+        owner = getattr(value, "__self__", None)
+        if isinstance(owner, str) and getattr(value, "__name__", "") in ("format",
+                                                                         "format_map"):
+            _check_format(owner)
+        return super().wrap_str_format(value)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) \
-                        and len(seq) * n > MAX_RESULT:
-                    raise SecurityError(f"'*' would make a value of {len(seq) * n} items"
-                                        f" (at most {MAX_RESULT})")
+                if isinstance(seq, (str, bytes, bytearray, list, tuple)) \
+                        and isinstance(n, int) and n > 0:
+                    size = (len(seq) if isinstance(seq, (str, bytes, bytearray))
+                            else _weight(seq)) * n
+                    if size > MAX_RESULT:
+                        raise SecurityError(f"'*' would make a value of {size} items"
+                                            f" (at most {MAX_RESULT})")
+        if operator == "+" and isinstance(left, (str, bytes, bytearray, list, tuple)) \
+                and type(left) is type(right):
+            _check_size(_weight(left) + _weight(right), "'+'")
         if operator == "**" and isinstance(left, int) and isinstance(right, int) \
                 and right > 0 and abs(left) > 1 and right * abs(left).bit_length() > \
                 MAX_EXPONENT_BITS:

@@ -197,22 +197,45 @@ def _make_profile(store: Store, plan: ProfilePlan, closure: list[str],
     return ProfileResult(plan.name, phash, generation, new)
 
 
+def _root_only(path: str) -> bool:
+    """Owned by root and writable by nobody else (following links)."""
+    st = os.stat(path)
+    return st.st_uid == 0 and not st.st_mode & 0o022
+
+
+def _system_file(program: str) -> bool:
+    """The file is root's and so is every directory its name is looked up in, on the path
+    as written and on the path it resolves to: nobody but root can swap it (or a link on
+    the way) between this check and the run, as the owner of /home/x/bin could."""
+    real = os.path.realpath(program)
+    for path in (program, real):
+        parent = os.path.dirname(path)
+        while True:
+            if not _root_only(parent):
+                return False
+            if parent == "/":
+                break
+            parent = os.path.dirname(parent)
+    return _root_only(real)
+
+
 def refuse_chosen_programs(stack: Stack) -> None:
     """Looking is safe: a dry run asks `--version` only of programs a stack names by name
-    (found on PATH, where this user put them) or of system files owned by root and
-    writable by nobody else; a path a stack file chose could be any program."""
+    (found on PATH, where this user put them) or of system files (root's, in directories
+    only root can change); a path a stack file chose could be any program."""
     for host in stack.hosts.values():
         for program in host.programs:
             if not program.startswith("/"):
                 continue
             try:
-                st = os.stat(program)
+                trusted = _system_file(program)
             except OSError:
                 continue  # preflight says it is missing
-            if st.st_uid != 0 or st.st_mode & 0o022:
+            if not trusted:
                 raise UserError(f"host.{host.name}.programs names {program}, which is not a"
-                                " system file (owned by root, writable by nobody else): a dry"
-                                " run does not run it; build without --dry-run to capture it",
+                                " system file (owned by root, writable by nobody else, in"
+                                " directories only root can change): a dry run does not run"
+                                " it; build without --dry-run to capture it",
                                 file=str(stack.path), line=host.line)
 
 

@@ -21,7 +21,7 @@ import jinja2
 from ..errors import UserError
 from ..graphs import Cycle, postorder
 from ..store.sources import SourceDecl
-from ..validate import env_name_problem, profile_name_problem
+from ..validate import env_name_problem, env_value_problem, profile_name_problem
 from .sandbox import StackSandbox, check_value
 
 if sys.version_info >= (3, 11):
@@ -486,11 +486,15 @@ def _check_program(ctx: _Ctx, program: str, *where: str) -> None:
 
 def _check_profile_env(ctx: _Ctx, env: Mapping[str, str], what: str, *where: str) -> None:
     """One rule for every source of a profile's environment (profile and host `env`):
-    a name every shell can set, none that `load` manages or a shell owns."""
-    for k in env:
+    a name every shell can set, none that `load` manages or a shell owns, and a value
+    every shell and `hdenv modulefiles` can write."""
+    for k, v in env.items():
         problem = env_name_problem(k)
         if problem is not None:
             raise ctx.error(f"{what}.env: cannot set {k!r}: {problem}", *where, "env", k)
+        problem = env_value_problem(v)
+        if problem is not None:
+            raise ctx.error(f"{what}.env.{k}: {problem}", *where, "env", k)
 
 
 _FAMILY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
