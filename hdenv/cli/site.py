@@ -122,9 +122,13 @@ def usage_report_cmd(ctx: click.Context, since: str | None, by: str, as_json: bo
     start = report.parse_since(since)
     found = report.scan(directory, start)
     data = report.aggregate(found, by, start)
-    if found.unreadable:
-        click.echo(f"hdenv: {len(found.unreadable)} log file(s) not readable, e.g."
-                   f" {found.unreadable[0]}", err=True)
+    for names, what in ((found.unreadable, "not readable"),
+                        (found.not_regular, "skipped: not regular files (a FIFO, a link?)"),
+                        (found.suspect, "not owned by the uid they are named for, or"
+                                        " hard-linked (planted by another user?)")):
+        if names:  # names chosen by whoever made the files: shown, never sent raw
+            click.echo(printable(f"hdenv: {len(names)} log file(s) {what}, e.g. {names[0]!r}"),
+                       err=True)
     if found.bad_lines:
         click.echo(f"hdenv: skipped {found.bad_lines} line(s) that are not usage records",
                    err=True)

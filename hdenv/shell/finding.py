@@ -4,11 +4,14 @@ Texts come from the stack file (`description`, `help`, `homepage`), kept
 beside each spec in its about file (store.index.read_about), so rewording
 them rebuilds nothing. Profiles are named profiles (their default
 generation unless NAME/N is given); packages are those of named profiles.
+The texts come from stack files others wrote: what these functions return
+has its control characters made visible (sanitize.printable), as `avail`'s.
 """
 
 from __future__ import annotations
 
 from ..errors import UserError
+from ..sanitize import printable
 from ..store.index import Index, read_about
 from . import catalog
 
@@ -62,8 +65,8 @@ def lookup(index: Index, ref: str) -> list[dict[str, Any]]:
 
 
 def whatis_text(found: list[dict[str, Any]]) -> str:
-    return "".join(f"{f['ref']}: {f['about'].get('description') or '(no description)'}\n"
-                   for f in found)
+    return printable("".join(f"{f['ref']}: {f['about'].get('description') or '(no description)'}"
+                             "\n" for f in found))
 
 
 def help_text(found: list[dict[str, Any]]) -> str:
@@ -78,7 +81,7 @@ def help_text(found: list[dict[str, Any]]) -> str:
         if about.get("help"):
             lines += ["", *about["help"].rstrip("\n").splitlines()]
         parts.append("\n".join(lines) + "\n")
-    return "\n".join(parts)
+    return printable("\n".join(parts))
 
 
 def keyword_data(index: Index, text: str) -> list[dict[str, Any]]:

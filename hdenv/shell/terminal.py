@@ -12,6 +12,7 @@ import posix
 import sys
 
 from ..errors import UserError
+from ..sanitize import printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -114,8 +115,13 @@ def pager_command(environ: Mapping[str, str]) -> str | None:
 
 def write(text: str, environ: Mapping[str, str], opts: Output | None = None,
           page: bool = True) -> None:
-    """Print `text`: coloured and through a pager only on a terminal, when it is long."""
+    """Print `text`: coloured and through a pager only on a terminal, when it is long.
+
+    Its control characters are made visible first (the texts come from stack
+    files others wrote); only the colours added here are escape sequences.
+    """
     opts = opts or Output()
+    text = printable(text)
     if use_color(opts.color, environ):
         text = paint(text)
     found = size(environ) if page and isatty(1) else None

@@ -12,16 +12,24 @@ sinks.py), keeps the lines since `--since`, and counts:
 Each count comes with its number per day (UTC), which is what "is this still
 used?" needs. Lines that are not JSON objects (a truncated write, a foreign
 file) are skipped and counted, never fatal.
+
+Every user can write the directory, so what is in it is not trusted: a line
+counts only for its file's owner (whatever uid or user it claims); a FIFO,
+link or directory under a `.jsonl` name is skipped and named, never opened so
+as to block or followed; a file named for another uid than its owner's, or
+with a second link, is counted for its owner and named as suspect (someone
+may be keeping a user's records out of their own file).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import os
 import pwd
+import stat
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +46,8 @@ class Scan:
     events: list[dict[str, Any]] = field(default_factory=list)
     files: int = 0
     unreadable: list[str] = field(default_factory=list)
+    not_regular: list[str] = field(default_factory=list)  # a FIFO, a link, a directory: skipped
+    suspect: list[str] = field(default_factory=list)  # named for another uid, or hard-linked
     bad_lines: int = 0
 
 
@@ -78,9 +88,27 @@ def _stamp(event: dict[str, Any]) -> _dt.datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=_dt.timezone.utc)
 
 
-def _lines(path: Path) -> Iterator[str]:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        yield from f
+def _read(directory: Path, name: str) -> tuple[os.stat_result, list[str]] | None:
+    """(status, lines) of the regular file `name`; None if it is not one.
+
+    The directory is one every user can write: a FIFO planted under a `.jsonl`
+    name would block a plain `open` until a writer came (the report would hang),
+    a link would make it read a file elsewhere. So the file is opened without
+    following a link or blocking, and its owner and type come from that open
+    file, not from the name, which can be swapped in between.
+    """
+    fd = os.open(directory / name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+                 | os.O_NOCTTY)
+    try:
+        st = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return None
+    with open(fd, encoding="utf-8", errors="replace") as f:
+        return st, list(f)
 
 
 def _user_name(uid: int) -> str:
@@ -88,6 +116,12 @@ def _user_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
+
+
+def _named_for(name: str) -> int | None:
+    """The uid a log file's name gives (sinks.file_name: UID@HOST[.N].jsonl), if any."""
+    uid = name.partition("@")[0]
+    return int(uid) if uid.isascii() and uid.isdigit() else None
 
 
 def scan(directory: Path, since: _dt.datetime | None) -> Scan:
@@ -99,15 +133,25 @@ def scan(directory: Path, since: _dt.datetime | None) -> Scan:
     except PermissionError:
         raise UserError(f"cannot list {directory}: permission denied (usage logs are"
                         " for the site's admins)") from None
+    seen: set[tuple[int, int]] = set()
     for name in names:
         if not name.endswith(".jsonl"):
             continue
         try:
-            owner = os.stat(directory / name, follow_symlinks=False).st_uid
-            lines = list(_lines(directory / name))
-        except OSError:
-            out.unreadable.append(name)
+            found = _read(directory, name)
+        except OSError as e:
+            (out.not_regular if e.errno == errno.ELOOP else out.unreadable).append(name)
             continue
+        if found is None:
+            out.not_regular.append(name)
+            continue
+        st, lines = found
+        owner = st.st_uid
+        if _named_for(name) not in (None, owner) or st.st_nlink != 1:
+            out.suspect.append(name)  # planted under another's name, or a hard link
+        if (st.st_dev, st.st_ino) in seen:
+            continue  # one file under two names counts once
+        seen.add((st.st_dev, st.st_ino))
         out.files += 1
         for line in lines:
             try:
@@ -158,6 +202,8 @@ def aggregate(found: Scan, by: str, since: _dt.datetime | None) -> dict[str, Any
         "rows": rows,
         "files": found.files,
         "unreadable_files": found.unreadable,
+        "not_regular_files": found.not_regular,
+        "suspect_files": found.suspect,
         "skipped_lines": found.bad_lines,
     }
 

@@ -15,7 +15,9 @@ built-in modules and the C extension a sink needs, imported when used.
   created 0640. The uid names the file, never `$USER`: in a directory others
   can write, the file is opened without following a link or blocking (a
   FIFO planted under the name cannot hang a load) and used only if it is a
-  regular file of the user's own; a name someone else took makes hdenv try
+  regular file of the user's own with no other link (a hard link someone
+  made there to a file of the user's that they may write, a group-writable
+  `~/.bashrc`, would get the records appended); a name someone else took makes hdenv try
   `UID@HOST.2.jsonl` and so on, so a planted file cannot swallow a user's
   records, and `hdenv usage report` counts a line only when the file's owner
   is the uid the line names.
@@ -84,7 +86,10 @@ def _append(path: str, data: bytes, uid: int) -> bool:
     """Append to `path` if it is (or can be made) a regular file of `uid`; False if not.
 
     O_NONBLOCK: a FIFO someone planted under the name opens at once (or fails
-    with ENXIO) instead of blocking the load until a reader comes.
+    with ENXIO) instead of blocking the load until a reader comes. One link
+    only: a file of `uid`'s that another user may write (group-writable) can be
+    hard-linked into the shared directory under this name by them
+    (fs.protected_hardlinks allows it), and the log would append to it.
     """
     import posix
 
@@ -97,8 +102,8 @@ def _append(path: str, data: bytes, uid: int) -> bool:
         raise
     try:
         st = posix.fstat(fd)
-        if st.st_uid != uid or (st.st_mode & 0o170000) != 0o100000:
-            return False  # planted in a shared directory: not ours, or not a regular file
+        if st.st_uid != uid or (st.st_mode & 0o170000) != 0o100000 or st.st_nlink != 1:
+            return False  # planted: not ours, not a regular file, or a link to another
         posix.write(fd, data)
         return True
     finally:
