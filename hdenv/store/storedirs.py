@@ -88,7 +88,13 @@ def open_below(dir_fd: int, where: Path, parts: Sequence[str], *, create: bool =
 def open_dir(root: Path, parts: Sequence[str], *, create: bool = True, mode: int = 0o777) -> int:
     """A descriptor of `root/parts...` reached from the root through descriptors (see
     `open_below`); the caller closes it."""
-    root_fd = open_root(root)
+    try:
+        root_fd = open_root(root)
+    except FileNotFoundError:
+        if not create:
+            raise
+        root.mkdir(parents=True, exist_ok=True)  # a new store (Store.ensure checks first)
+        root_fd = open_root(root)
     try:
         return open_below(root_fd, root, parts, create=create, mode=mode)
     finally:
