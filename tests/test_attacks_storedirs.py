@@ -97,12 +97,15 @@ def _undo(store: Path, where: str) -> None:
 
 # -- 2: the store's path chosen by another user ------------------------------------
 
-def test_2_a_store_path_another_user_chose_is_refused(users: UnixUsers) -> None:
-    """The README's old first command used /tmp/hdenv-demo-$(id -u). Pre-creating that
-    directory is refused since round one, so the attacker makes it a symlink into a
-    directory of theirs where the store does not exist yet: the victim's build used to
-    make the store there, where the attacker can swap it for a trojaned one later (the
-    README's next command then runs it). Also a store typed inside that directory."""
+def test_2_a_store_inside_another_users_directory_is_refused(users: UnixUsers) -> None:
+    """Pre-creating the victim's store directory is refused since round one, so the
+    attacker offers the directory *around* it: a store path inside a directory of
+    theirs (one everybody may write to, as a shared scratch directory is), or their
+    symlink at the predictable path pointing there. The store the victim's build made
+    there was the victim's own, so nothing looked wrong, but the attacker can rename it
+    away and put a trojaned one in its place whenever they like: the README's next
+    command (`"$store/names/demo/current/bin/greet"`) then runs theirs. Refused before
+    anything is made there, in one line naming the directory and its owner."""
     attacker, victim = _names(users)
     world = users.base / "world"
     world.mkdir()
@@ -110,23 +113,23 @@ def test_2_a_store_path_another_user_chose_is_refused(users: UnixUsers) -> None:
     demo = users.base / "demo"
     shutil.copytree(REPO / "examples" / "demo", demo)
     subprocess.run(["chmod", "-R", "a+rX", str(demo)], check=True)
-    den = world / "den"
+    den = world / "scratch"
     trap = world / f"hdenv-demo-{_uid(victim)}"
-    _as_attacker(users, f"mkdir -m 777 {den} && ln -s {den}/store {trap}")
+    _as_attacker(users, f"mkdir -m 1777 {den} && ln -s {den}/store {trap}")
     env = _victim_env(users)
-    proc = users.run(victim, ["hdenv", "--store", str(trap), "build", str(demo / "stack.toml")],
-                     env)
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr == (f"hdenv: error: {trap} is a symlink that {attacker} (uid"
-                           f" {_uid(attacker)}) made, not you: they chose where your store is"
-                           " and could swap it for their own; use a store of your own"
-                           " (--store, HDENV_STORE)\n")
     inside = users.run(victim, ["hdenv", "--store", str(den / "mine"), "build",
-                                str(demo / "stack.toml")], env)
+                                str(demo / "stack.toml")], env, timeout=300)
     assert inside.returncode == 2, inside.stderr
     assert inside.stderr == (f"hdenv: error: {den} belongs to {attacker} (uid {_uid(attacker)}),"
                              f" not to you, and the store {den / 'mine'} is inside it: they"
                              " could swap the store for their own; use a store of your own"
+                             " (--store, HDENV_STORE)\n")
+    linked = users.run(victim, ["hdenv", "--store", str(trap), "build",
+                                str(demo / "stack.toml")], env, timeout=300)
+    assert linked.returncode == 2, linked.stderr
+    assert linked.stderr == (f"hdenv: error: {trap} is a symlink that {attacker} (uid"
+                             f" {_uid(attacker)}) made, not you: they chose where your store is"
+                             " and could swap it for their own; use a store of your own"
                              " (--store, HDENV_STORE)\n")
     assert os.listdir(den) == []  # nothing made in the attacker's directory
     # the victim's own store: the build works, and so does loading what it made
@@ -135,6 +138,8 @@ def test_2_a_store_path_another_user_chose_is_refused(users: UnixUsers) -> None:
                       env, timeout=300)
     assert built.returncode == 0, built.stderr
     assert "Hello" in _loads(users, own, "demo", "greet")
+    verified = users.run(victim, ["hdenv", "--store", str(own), "verify"], env)
+    assert verified.returncode == 0 and verified.stdout == "", verified.stdout
 
 
 # -- 6: store directories swapped for symlinks in a group store --------------------
@@ -215,10 +220,10 @@ def test_6_a_store_directory_swapped_for_a_symlink_is_never_written_through(
             if running.poll() is None:
                 running.kill()
         proc = subprocess.CompletedProcess(running.args, running.returncode, out, err)
+    assert os.listdir(precious) == []  # nothing written through the link
     assert proc.returncode == 1, proc.stderr
     assert (f"hdenv: error: {store}/{where} is not a directory but a symlink; hdenv never made"
             " it") in proc.stderr, proc.stderr
-    assert os.listdir(precious) == []  # nothing written through the link
     _verify_names_only(users, store, where)
     _undo(store, where)
     again = users.run(victim, ["hdenv", "build", str(stack)], env, timeout=300)
@@ -277,10 +282,10 @@ def test_20_a_locks_dir_swapped_for_a_symlink_gets_no_roots_dir_in_its_target(
     finally:
         if running.poll() is None:
             running.kill()
+    assert os.listdir(precious) == []  # no roots/ (nor anything) made there
     assert running.returncode == 1, err
     assert (f"hdenv: error: {store}/locks is not a directory but a symlink; hdenv never made"
             " it") in err, err
-    assert os.listdir(precious) == []  # no roots/ (nor anything) made there
     _verify_names_only(users, store, "locks")
     _undo(store, "locks")
     again = users.run(victim, ["hdenv", "build", str(stack.parent / "py-locks-2.toml")], env,
