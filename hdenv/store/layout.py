@@ -11,6 +11,12 @@ Layout (see DESIGN.md):
 
 An artifact directory without `.hdenv/artifact.json` is a leftover of a killed
 build: it is never listed and is removed before the next attempt.
+
+Writers never use a store directory by a path checked earlier: `dir_fd`,
+`opened` and `write_file` reach it from the root through descriptors
+(storedirs.py), so a member of a group store who swaps `specs/` or
+`names/NAME` for a symlink mid-build gets a refusal, not a write into
+whatever the link points at.
 """
 
 from __future__ import annotations
