@@ -115,7 +115,11 @@ class Store:
         check_root_may_write(self.root, dirs)  # before root creates anything in it
         check_owned(self.root, [self.root / d for d in storedirs.TOP_DIRS])
         self.shared = sharing.adopt(self.root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file, or a link to nothing: not a store
+            raise UserError(f"{self.root} is not a directory (a file, or a symlink to nowhere):"
+                            " use another store (--store, HDENV_STORE)") from None
         root_fd = storedirs.open_root(self.root)
         try:
             for name in storedirs.TOP_DIRS:
