@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreError, UserError
+from ..errors import UserError
 from ..store import fdtree, sharing
 from ..store.fsutil import (
     atomic_write_json,
@@ -41,6 +41,7 @@ from ..store.fsutil import (
 )
 from ..store.hashing import spec_hash
 from ..store.layout import META_DIR, PROFILE_META, Store
+from ..store.storedirs import symlink_at
 from ..store.tmpdirs import temp_dir
 from ..validate import profile_name_problem
 from . import pyprofile
@@ -152,18 +153,32 @@ def create_profile(store: Store, spec: dict[str, Any]) -> Path:
     try:
         _populate(aside, final, spec, hash_, store)
         make_read_only(aside, shared=store.shared)  # as artifacts: nobody edits a profile
-        os.chmod(aside, sharing.new_dir_mode(store.shared))  # a directory renamed needs its w bit
-        if os.path.lexists(final) and not store.has_own_profile(hash_):
-            remove_tree(final)  # a leftover without metadata (e.g. an interrupted gc)
-        try:
-            os.rename(aside, final)
-            os.chmod(final, sharing.read_only_mode(0o755, True, store.shared))
-        except OSError:
-            if not store.has_own_profile(hash_):
-                raise
+        # into profiles/ through descriptors (storedirs): a symlink a member put there
+        # meanwhile is refused, and no profile lands in (nor is chmod-ed in) its target
+        with store.opened("tmp", aside.parent.name, create=False) as tmp_fd, \
+                store.opened("profiles") as profiles_fd:
+            _chmod_dir_at(tmp_fd, aside.name, sharing.new_dir_mode(store.shared))  # renamed: w
+            if os.path.lexists(final) and not store.has_own_profile(hash_):
+                fdtree.remove_at(profiles_fd, hash_)  # a leftover without metadata (gc killed)
+            try:
+                os.rename(aside.name, hash_, src_dir_fd=tmp_fd, dst_dir_fd=profiles_fd)
+                _chmod_dir_at(profiles_fd, hash_,
+                              sharing.read_only_mode(0o755, True, store.shared))
+            except OSError:
+                if not store.has_own_profile(hash_):
+                    raise
     finally:
         remove_tree(aside)
     return final
+
+
+def _chmod_dir_at(dir_fd: int, name: str, mode: int) -> None:
+    """chmod the directory `name` of an open directory, never what a link there points at."""
+    fd = fdtree.open_dir(name, dir_fd=dir_fd)
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 # -- names and generations --------------------------------------------------------
@@ -188,8 +203,8 @@ def _name_lock(store: Store, name: str) -> Iterator[None]:
         yield
 
 
-def _generation_links(ndir: Path) -> dict[int, str]:
-    """number -> profile hash, from the generation symlinks."""
+def _generation_links(ndir: Path | int) -> dict[int, str]:
+    """number -> profile hash, from the generation symlinks (of a path, or an open names/NAME)."""
     out: dict[int, str] = {}
     try:
         names = os.listdir(ndir)
@@ -197,34 +212,34 @@ def _generation_links(ndir: Path) -> dict[int, str]:
         return out
     for entry in names:
         if entry.isdigit():
-            out[int(entry)] = os.path.basename(os.readlink(ndir / entry))
+            out[int(entry)] = os.path.basename(_readlink(ndir, entry))
     return out
 
 
-def _current_number(ndir: Path) -> int | None:
+def _readlink(ndir: Path | int, entry: str) -> str:
+    """The target of `entry` in names/NAME, given as a path or as an open descriptor."""
+    if isinstance(ndir, int):
+        return os.readlink(entry, dir_fd=ndir)
+    return os.readlink(ndir / entry)
+
+
+def _current_number(ndir: Path | int) -> int | None:
     try:
-        target = os.readlink(ndir / "current")
+        target = _readlink(ndir, "current")
     except (FileNotFoundError, OSError):
         return None
     return int(target) if target.isdigit() else None
 
 
-def _open_name_dir(store: Store, name: str) -> int:
-    """A descriptor of names/NAME (made if missing); a symlink planted there is refused."""
-    try:
-        return fdtree.make_dirs(store.names, [name])
-    except OSError as e:
-        raise StoreError(f"{e.filename}: {e.strerror}; hdenv never made it: remove it"
-                         " (`hdenv verify` names what else is wrong)") from None
+def _open_name_dir(store: Store, name: str, *, create: bool = True) -> int:
+    """A descriptor of names/NAME (made if missing), from the store root through
+    descriptors: a symlink planted as names/ or names/NAME is refused (storedirs)."""
+    return store.dir_fd("names", name, create=create)
 
 
 def _symlink_at(dir_fd: int, target: str, name: str) -> None:
     """Point `name` in the open directory at `target` with one rename there."""
-    tmp = f".{name}.{os.getpid()}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp, dir_fd=dir_fd)
-    os.symlink(target, tmp, dir_fd=dir_fd)
-    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    symlink_at(dir_fd, target, name)
 
 
 def set_current(store: Store, name: str, profile_hash: str) -> tuple[int, bool]:
@@ -236,14 +251,13 @@ def set_current(store: Store, name: str, profile_hash: str) -> tuple[int, bool]:
     if not store.has_profile(profile_hash):
         raise UserError(f"no profile {profile_hash} in the store")
     store.ensure()
-    ndir = store.names / name
     with _name_lock(store, name):
         # names/NAME through a descriptor: a symlink planted there is refused, and the
-        # generation links are made in the directory that was checked, never elsewhere
+        # generation links are read and made in the directory that was checked, never elsewhere
         fd = _open_name_dir(store, name)
         try:
-            links = _generation_links(ndir)
-            cur = _current_number(ndir)
+            links = _generation_links(fd)
+            cur = _current_number(fd)
             if cur is not None and links.get(cur) == profile_hash:
                 return cur, False
             number = max(links, default=0) + 1
@@ -279,11 +293,11 @@ def _name_dir(store: Store, name: str) -> Path:
 
 def rollback(store: Store, name: str, to: int | None = None) -> int:
     """Make generation `to` (default: the one before current) current; returns it."""
-    ndir = _name_dir(store, name)
+    _name_dir(store, name)
     store.ensure()  # a read-only store says so in its own words, before the lock
-    with _name_lock(store, name):
-        links = _generation_links(ndir)
-        cur = _current_number(ndir)
+    with _name_lock(store, name), _opened_name(store, name) as fd:
+        links = _generation_links(fd)
+        cur = _current_number(fd)
         if to is None:
             older = [n for n in links if cur is None or n < cur]
             if not older:
@@ -294,12 +308,21 @@ def rollback(store: Store, name: str, to: int | None = None) -> int:
             raise UserError(f"{name} has no generation {to} (generations: {have})")
         if not store.has_profile(links[to]):
             raise UserError(f"generation {to} of {name} points at a missing profile {links[to]}")
-        fd = _open_name_dir(store, name)
-        try:
-            _symlink_at(fd, str(to), "current")
-        finally:
-            os.close(fd)
+        _symlink_at(fd, str(to), "current")
         return to
+
+
+@contextlib.contextmanager
+def _opened_name(store: Store, name: str) -> Iterator[int]:
+    """names/NAME, which must exist, open through descriptors for the length of a block."""
+    try:
+        fd = _open_name_dir(store, name, create=False)
+    except FileNotFoundError:
+        raise UserError(f"unknown profile name {name!r}") from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def prune(store: Store, name: str, keep: int) -> list[int]:
@@ -309,15 +332,15 @@ def prune(store: Store, name: str, keep: int) -> list[int]:
     """
     if keep < 0:
         raise UserError("--keep must be at least 0")
-    ndir = _name_dir(store, name)
+    _name_dir(store, name)
     store.ensure()
-    with _name_lock(store, name):
-        links = _generation_links(ndir)
-        cur = _current_number(ndir)
+    with _name_lock(store, name), _opened_name(store, name) as fd:
+        links = _generation_links(fd)
+        cur = _current_number(fd)
         newest = set(sorted(links)[-keep:]) if keep else set()
         dropped = [n for n in sorted(links) if n not in newest and n != cur]
         for n in dropped:
-            os.unlink(ndir / str(n))
+            os.unlink(str(n), dir_fd=fd)  # in the names/NAME that was checked
         return dropped
 
 

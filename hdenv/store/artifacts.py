@@ -129,13 +129,9 @@ def install_artifact(
         if store.has_artifact(aid):
             return aid, False
         name, version, hash_ = aid.split("/")
-        # artifacts/NAME/VERSION through descriptors: a symlink a group member planted
-        # there is refused, never followed (fdtree.make_dirs)
-        try:
-            parent = fdtree.make_dirs(store.artifacts, [name, version])
-        except OSError as e:
-            raise StoreError(f"{e.filename}: {e.strerror}; hdenv never made it: remove it"
-                             " (`hdenv verify` names what else is wrong)") from None
+        # artifacts/NAME/VERSION through descriptors from the store root: a symlink a
+        # group member planted there is refused, never followed (storedirs)
+        parent = store.dir_fd("artifacts", name, version)
         try:
             with build_guard(store, hash_, on_wait) as guard:
                 fdtree.remove_at(parent, hash_)  # a killed build's leftover

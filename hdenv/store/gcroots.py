@@ -28,8 +28,9 @@ from pathlib import Path
 from types import TracebackType
 
 from ..errors import UserError
-from .fsutil import file_lock, lock_fd, open_dir_nofollow
+from .fsutil import file_lock, lock_fd
 from .layout import Store
+from .storedirs import symlink_at
 
 GC_LOCK = "gc"
 ROOTS_DIR = "roots"
@@ -60,22 +61,23 @@ class Pin:
 
 
 def pin(store: Store, ref: str) -> Pin:
-    """Pin what REF resolves to (a name pins its current profile, not the name)."""
+    """Pin what REF resolves to (a name pins its current profile, not the name).
+
+    The link is made in pins/ through its descriptor (storedirs): a symlink
+    a member planted as pins/ is refused, never written through.
+    """
+    store.ensure()  # a write: the store must be the user's to trust (safeio.check_owned)
     resolved = store.resolve(ref)
     hash_ = resolved.ident.rsplit("/", 1)[-1]
     target = os.path.relpath(resolved.path, pins_dir(store))
-    link = pins_dir(store) / hash_
-    link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.parent / f".{hash_}.{os.getpid()}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
+    with store.opened("pins") as fd:
+        symlink_at(fd, target, hash_)
     return Pin(hash_, resolved.kind, resolved.ident)
 
 
 def unpin(store: Store, ref: str) -> Pin:
     """Remove the pin of what REF resolves to, or of a pinned hash whose target is gone."""
+    store.ensure()
     pinned = {p.hash: p for p in list_pins(store)}
     if ref in pinned:
         found = pinned[ref]
@@ -85,7 +87,8 @@ def unpin(store: Store, ref: str) -> Pin:
         if hash_ not in pinned:
             raise UserError(f"{ref} ({resolved.ident}) is not pinned")
         found = pinned[hash_]
-    os.unlink(pins_dir(store) / found.hash)
+    with store.opened("pins", create=False) as fd:
+        os.unlink(found.hash, dir_fd=fd)
     return found
 
 
@@ -128,32 +131,35 @@ class BuildRoots:
         self.store = store
         self.path: Path | None = None
         self._fd: int | None = None
+        self._dir_fd: int | None = None
         self._held = 0
         self._known: set[str] = set()
 
     def __enter__(self) -> BuildRoots:
-        directory = roots_dir(self.store)
-        directory.mkdir(parents=True, exist_ok=True)
-        with self.holding():
-            name = f"{os.getpid()}.{secrets.token_hex(6)}"
-            dfd = open_dir_nofollow(directory)
-            try:
+        # locks/ and locks/roots/ from the root through descriptors (storedirs): a symlink
+        # planted as either is refused before anything is made in what it points at
+        dfd = self.store.dir_fd("locks", ROOTS_DIR)
+        try:
+            with self.holding():
+                name = f"{os.getpid()}.{secrets.token_hex(6)}"
                 fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
                              | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
-            finally:
-                os.close(dfd)
-            lock_fd(fd)
-            self.path, self._fd = directory / name, fd
+                lock_fd(fd)
+        except BaseException:
+            os.close(dfd)
+            raise
+        self.path, self._fd, self._dir_fd = roots_dir(self.store) / name, fd, dfd
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self.path is not None:
+        if self.path is not None and self._dir_fd is not None:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
-        if self._fd is not None:
-            os.close(self._fd)
-        self.path = self._fd = None
+                os.unlink(self.path.name, dir_fd=self._dir_fd)  # where it was made
+        for fd in (self._fd, self._dir_fd):
+            if fd is not None:
+                os.close(fd)
+        self.path = self._fd = self._dir_fd = None
 
     @contextlib.contextmanager
     def holding(self) -> Iterator[None]:
@@ -194,15 +200,23 @@ def running_roots(store: Store, *, clean: bool) -> RunningRoots:
     registration can then be half made.
     """
     out = RunningRoots()
-    directory = roots_dir(store)
     try:
-        entries = sorted(os.listdir(directory))
+        dfd = store.dir_fd("locks", ROOTS_DIR, create=False)
     except FileNotFoundError:
         return out
-    for entry in entries:
-        path = directory / entry
+    try:
+        _read_roots(dfd, out, clean)
+    finally:
+        os.close(dfd)
+    return out
+
+
+def _read_roots(dfd: int, out: RunningRoots, clean: bool) -> None:
+    """`running_roots` in the open locks/roots/ (entries named relative to it)."""
+    for entry in sorted(os.listdir(dfd)):
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                         dir_fd=dfd)
         except OSError:
             continue
         try:
@@ -221,10 +235,9 @@ def running_roots(store: Store, *, clean: bool) -> RunningRoots:
                 out.processes += 1
             elif clean:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+                    os.unlink(entry, dir_fd=dfd)
         finally:
             os.close(fd)
-    return out
 
 
 def _read_all(fd: int) -> bytes:

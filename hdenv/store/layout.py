@@ -11,20 +11,27 @@ Layout (see DESIGN.md):
 
 An artifact directory without `.hdenv/artifact.json` is a leftover of a killed
 build: it is never listed and is removed before the next attempt.
+
+Writers never use a store directory by a path checked earlier: `dir_fd`,
+`opened` and `write_file` reach it from the root through descriptors
+(storedirs.py), so a member of a group store who swaps `specs/` or
+`names/NAME` for a symlink mid-build gets a refusal, not a write into
+whatever the link points at.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
 from ..validate import looks_like_hash, profile_name_problem
-from . import sharing
-from .fsutil import atomic_write, read_json
+from . import sharing, storedirs
+from .fsutil import read_json
 from .hashing import HASH_CHARS, canonical_json, is_hash_like
 from .safeio import check_owned, check_root_may_write
 
@@ -94,16 +101,60 @@ class Store:
         self.locks = self.root / "locks"
 
     def ensure(self) -> Store:
-        """Create the layout before writing; adopt a shared store's group umask first."""
+        """Create the layout before writing; adopt a shared store's group umask first.
+
+        Nothing is created before the store is known to be the user's to trust
+        (`check_owned`: nobody else owns it, a directory above it, or a link on
+        its path); its directories are then made and checked through
+        descriptors (storedirs), so a symlink planted as one is refused and
+        nothing is made in what it points at.
+        """
         dirs = (self.src, self.specs, self.artifacts, self.profiles, self.names, self.tmp,
                 self.locks)
         sharing.check_writable(self.root, self.locks)
         check_root_may_write(self.root, dirs)  # before root creates anything in it
-        check_owned(self.root, (*dirs, self.root / "pins", self.root / "logs"))
+        check_owned(self.root, [self.root / d for d in storedirs.TOP_DIRS])
         self.shared = sharing.adopt(self.root)
-        for d in dirs:
-            d.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file, or a link to nothing: not a store
+            raise UserError(f"{self.root} is not a directory (a file, or a symlink to nowhere):"
+                            " use another store (--store, HDENV_STORE)") from None
+        root_fd = storedirs.open_root(self.root)
+        try:
+            for name in storedirs.TOP_DIRS:
+                made = name not in ("pins", "logs")  # those two when first used
+                with contextlib.suppress(FileNotFoundError):
+                    os.close(storedirs.open_below(root_fd, self.root, [name], create=made))
+        finally:
+            os.close(root_fd)
         return self
+
+    def dir_fd(self, *parts: str, create: bool = True) -> int:
+        """A descriptor of the store directory `parts` (made if missing, with `create`),
+        reached from the root without following a symlink (storedirs); the caller closes it.
+
+        Every writer goes through this (or `opened`/`write_file`): a path
+        checked first and used afterwards is what a member of a group store
+        redirects by swapping a directory for a symlink in between.
+        """
+        return storedirs.open_dir(self.root, parts, create=create)
+
+    @contextlib.contextmanager
+    def opened(self, *parts: str, create: bool = True) -> Iterator[int]:
+        """`dir_fd` for the length of a block."""
+        fd = self.dir_fd(*parts, create=create)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def write_file(self, parts: tuple[str, ...], name: str, data: bytes,
+                   mode: int = 0o644) -> None:
+        """Write the file `name` in the store directory `parts` atomically, through its
+        descriptor: never into whatever a symlink planted on the way points at."""
+        with self.opened(*parts) as fd:
+            storedirs.write_at(fd, name, data, mode, self.root.joinpath(*parts))
 
     # -- specs -------------------------------------------------------------
     def spec_path(self, hash_: str) -> Path:
@@ -112,7 +163,7 @@ class Store:
     def write_spec(self, hash_: str, spec: Any) -> None:
         path = self.spec_path(hash_)
         if not path.exists():
-            atomic_write(path, canonical_json(spec) + b"\n")
+            self.write_file(("specs",), path.name, canonical_json(spec) + b"\n")
 
     def hints_path(self, hash_: str) -> Path:
         return self.specs / f"{hash_}.hints.json"
@@ -140,7 +191,7 @@ class Store:
             entry["urls"] = urls + [u for u in old.get("urls", []) if u not in urls]
             merged[hint["key"]] = {**old, **entry}
         if merged != known:
-            atomic_write(path, canonical_json(merged) + b"\n")
+            self.write_file(("specs",), path.name, canonical_json(merged) + b"\n")
 
     def read_spec(self, hash_: str) -> Any:
         for store in self.chain():
@@ -276,7 +327,8 @@ class Store:
 
         about = {k: v for k, v in about.items() if v}
         if about and read_about(str(self.root), hash_) != about:
-            atomic_write(Path(about_path(str(self.root), hash_)), canonical_json(about) + b"\n")
+            self.write_file(("specs",), Path(about_path(str(self.root), hash_)).name,
+                            canonical_json(about) + b"\n")
 
     def about(self, hash_: str) -> dict[str, str]:
         """The description of a spec, from the first store of the chain that has one."""

@@ -19,6 +19,7 @@ have to trust each other (README, "Security model").
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import stat
@@ -84,25 +85,35 @@ def check_owned(root: Path, own_dirs: Iterable[Path]) -> None:
     call "already present" and the next command would run. So the root and
     each top-level directory must belong to this user (or to root, not
     writable by others), or the store must be a group store (set-gid,
-    group-writable) of a group this user is in; none may be writable by
-    everyone, and no top-level directory may be a symlink.
+    group-writable) of a group this user is in, made by its members; none
+    may be writable by everyone, and no top-level directory may be a symlink.
+    The way there counts too: a symlink on the store's path that another
+    user made (they chose where the store is: in a directory of theirs,
+    where they can swap it for their own later), or a directory above the
+    store that another user owns or everyone may write (not sticky, as /tmp
+    is), is refused before anything is created. Called before writing; a
+    store that is only read (an upstream, a site store) is not checked here.
     """
     uid = os.geteuid()
     if uid == 0:
         return  # root's stricter rule: check_root_may_write
     try:
-        top = os.stat(root)
+        top: os.stat_result | None = os.stat(root)
     except FileNotFoundError:
-        return  # made now, by this user
+        top = None  # made now, by this user: its way there still counts
     groups = {os.getegid(), *os.getgroups()}
-    group_store = bool(top.st_mode & stat.S_ISGID) and bool(top.st_mode & stat.S_IWGRP) \
-        and top.st_gid in groups
+    group_store = top is not None and bool(top.st_mode & stat.S_ISGID) \
+        and bool(top.st_mode & stat.S_IWGRP) and top.st_gid in groups
+    gid = top.st_gid if top is not None and group_store else None
+    _check_way(root, uid, gid)
+    if top is None:
+        return
     for path, st in [(root, top), *_lstats(own_dirs)]:
         if stat.S_ISLNK(st.st_mode):
             raise StoreError(f"{path} is not a directory but a symlink; hdenv never made it:"
                              " remove it, or use a store of your own (--store, HDENV_STORE)")
         trusted = st.st_uid == uid or (st.st_uid == 0 and not st.st_mode & 0o002) or \
-            (group_store and st.st_gid == top.st_gid)
+            (gid is not None and st.st_gid == gid and _member(st.st_uid, gid))
         if not trusted:
             raise UserError(f"{path} belongs to {_user(st.st_uid)}, not to you, and is not a"
                             " store of a group you are in: another user could have put"
@@ -111,6 +122,53 @@ def check_owned(root: Path, own_dirs: Iterable[Path]) -> None:
             raise UserError(f"{path} is writable by every user, so anyone could have put"
                             " software in it; use a store of your own (--store, HDENV_STORE),"
                             " or `chmod o-w` it if it is yours")
+
+
+def _check_way(root: Path, uid: int, gid: int | None) -> None:
+    """UserError for a symlink another user made on the store's path as written, or a
+    directory above the store (on its real path) that another user owns or that
+    everyone may write without the sticky bit: either can swap the store for theirs."""
+    def trusted(owner: int) -> bool:
+        return owner in (0, uid) or (gid is not None and _member(owner, gid))
+
+    path = Path(os.path.abspath(root))
+    for part in [*reversed(path.parents), path]:
+        try:
+            st = os.lstat(part)
+        except OSError:
+            break  # the rest is made now, by this user
+        if stat.S_ISLNK(st.st_mode) and not trusted(st.st_uid):
+            raise UserError(f"{part} is a symlink that {_user(st.st_uid)} made, not you: they"
+                            " chose where your store is and could swap it for their own; use"
+                            " a store of your own (--store, HDENV_STORE)")
+    real = Path(os.path.realpath(root))
+    for part in reversed(real.parents):
+        try:
+            st = os.stat(part)
+        except OSError:
+            break
+        if not trusted(st.st_uid):
+            raise UserError(f"{part} belongs to {_user(st.st_uid)}, not to you, and the store"
+                            f" {root} is inside it: they could swap the store for their own;"
+                            " use a store of your own (--store, HDENV_STORE)")
+        if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+            raise UserError(f"{part} is writable by every user and the store {root} is inside"
+                            " it: anyone could swap the store for their own; use a store of"
+                            " your own (--store, HDENV_STORE)")
+
+
+def _member(uid: int, gid: int) -> bool:
+    """Whether the user `uid` is in the group `gid` (as its primary group, or listed)."""
+    try:
+        user = pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    if user.pw_gid == gid:
+        return True
+    try:
+        return user.pw_name in grp.getgrgid(gid).gr_mem
+    except KeyError:
+        return False
 
 
 def _lstats(paths: Iterable[Path]) -> list[tuple[Path, os.stat_result]]:

@@ -38,7 +38,7 @@ from ..errors import BuildError, UserError
 from ..oserrors import describe as describe_os_error
 from ..oserrors import naming
 from . import archive, srcstat
-from .fsutil import atomic_write, file_lock
+from .fsutil import file_lock
 from .hashing import CHUNK, sha256_file
 from .layout import Store
 from .tmpdirs import temp_file
@@ -236,8 +236,7 @@ class SourceStore:
         if self.keys_only:
             with open(os.devnull, "wb") as sink:
                 return f"sha256:{_tar_dir(root, sink)}"
-        self.store.tmp.mkdir(parents=True, exist_ok=True)
-        with self._tempfile() as (tmp, f):
+        with self._tempfile() as (tmp, f):  # tmp/<uid>/ made and checked (tmpdirs)
             hex_ = _tar_dir(root, f)
             f.close()
             self._land(tmp, hex_, f"{root.name}.tar", private=True)
@@ -379,14 +378,16 @@ class SourceStore:
         """Move a checked file to src/sha256/HEX. A local file or directory (`path =`)
         may be anything its owner could read, so it stays owner-readable only (and the
         group's in a shared store); a download was public anyway."""
-        self.sha_dir.mkdir(parents=True, exist_ok=True)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, (0o440 if self.store.shared else 0o400) if private else 0o444)
-        os.replace(tmp, self.sha_dir / hex_)
+        # src/ and src/sha256/ from the store root through descriptors (storedirs): a
+        # symlink a member planted as either is refused, nothing lands in its target
+        with self.store.opened("src", "sha256") as sha_fd:
+            os.replace(tmp, hex_, dst_dir_fd=sha_fd)
         srcstat.record(self.store.src, hex_)
         if name and not (self.names_dir / hex_).exists():
-            atomic_write(self.names_dir / hex_, name.encode("utf-8") + b"\n")
+            self.store.write_file(("src", "names"), hex_, name.encode("utf-8") + b"\n")
 
     # -- unpacking --------------------------------------------------------
     def unpack(self, key: str, dest: Path, *, strip: int = 0, filename: str | None = None,
@@ -439,7 +440,7 @@ class SourceStore:
             raise UserError(f"refusing git repository URL {git_url!r}: it looks like an option")
         with file_lock(self.store.lock_path("src-git")):
             if not (self.git_dir / "HEAD").is_file():
-                self.git_dir.parent.mkdir(parents=True, exist_ok=True)
+                os.close(self.store.dir_fd("src", "git"))  # made through descriptors
                 subprocess.run(["git", "init", "-q", "--bare", str(self.git_dir)], check=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             if not self._git_has(commit):

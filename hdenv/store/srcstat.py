@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-from .fsutil import atomic_write
+from . import storedirs
 from .hashing import sha256_file
 
 RACY_NS = 2_000_000_000
@@ -39,7 +39,9 @@ def record(src: Path, hex_: str) -> None:
     with contextlib.suppress(OSError):
         st = os.stat(src / "sha256" / hex_)
         line = " ".join(str(n) for n in [*_key(st), checked])
-        atomic_write(_stat_path(src, hex_), line.encode() + b"\n")
+        # src/stat/ through descriptors from the store root: never a planted link's target
+        with storedirs.opened(src.parent, [src.name, "stat"]) as fd:
+            storedirs.write_at(fd, hex_, line.encode() + b"\n", 0o644, src / "stat")
 
 
 def _recorded_unchanged(src: Path, hex_: str, st: os.stat_result) -> bool:

@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 
 from ..errors import StoreError
-from .fsutil import lock_fd, open_dir_nofollow, open_lock_file, remove_tree
+from .fsutil import lock_fd, open_lock_file, remove_tree
 from .layout import Store
+from .storedirs import open_below
 
 PRIVATE_MODE = 0o700
 RUN_PREFIX = "run-"
@@ -45,13 +46,13 @@ _runs: dict[Path, tuple[str, int]] = {}  # private dir -> (token, fd holding the
 def private_tmp(store: Store) -> Path:
     """`<store>/tmp/<uid>/`, created if needed; StoreError unless it is safely ours."""
     uid = os.geteuid()
-    store.tmp.mkdir(parents=True, exist_ok=True)
-    tmp_fd = open_dir_nofollow(store.tmp)
+    tmp_fd = store.dir_fd("tmp")  # from the root, no link followed (storedirs)
     path = store.tmp / str(uid)
     try:
         with contextlib.suppress(FileExistsError):
             os.mkdir(str(uid), PRIVATE_MODE, dir_fd=tmp_fd)
-        fd = open_dir_nofollow(path, dir_fd=tmp_fd)
+        # by its name in tmp_fd: an absolute path would ignore the descriptor
+        fd = open_below(tmp_fd, store.tmp, [str(uid)], create=False)
     finally:
         os.close(tmp_fd)
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HdenvError
-from . import fdtree, sharing
+from . import fdtree, sharing, storedirs
 from .artifacts import manifest_of, reachable, split_manifest_entry
 from .fsutil import lock_is_held, read_json
 from .hashing import sha256_file, spec_hash
@@ -287,6 +287,7 @@ def run_checks(store: Store, ref: str | None, *, sources: bool = False,
     """
     problems: list[str] = []
     if ref is None:
+        problems += storedirs.problems(store.root)  # a symlink planted as specs/, locks/...
         targets = store.list_artifacts()
         problems += incomplete_artifacts(store)
         profiles = store.list_profile_hashes()
