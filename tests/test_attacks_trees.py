@@ -214,7 +214,10 @@ def test_4_gc_never_removes_or_chmods_through_a_planted_link(
     victim's ~/more. Before, the victim's `gc` listed ~/work's directories as leftovers of
     interrupted builds and deleted them (or chmod-ed them u+w and then failed with
     `internal error: NotADirectoryError`), `gc --dry-run` and `du` measured them, and
-    verify said 0 problems. Now no link is followed below artifacts/."""
+    verify said 0 problems. Then the member races the victim's gc, exchanging garbage
+    artifacts with links to a read-only directory of the victim's: before, `internal
+    error: ValueError` (or the link's target made writable). Now no link is followed
+    below artifacts/ and each change goes to the inode that was looked at."""
     store = _group_store(users, run_hdenv, "gc-store")
     _victim_builds_and_loads(users, store, "4a")
     home = users.home(VICTIM)
@@ -240,6 +243,38 @@ def test_4_gc_never_removes_or_chmods_through_a_planted_link(
     assert "keepme" not in verify.stdout + verify.stderr, verify
     assert verify.returncode == 0 or all(
         "junk" in line for line in verify.stdout.splitlines()[:-1]), verify.stdout
+    # the race: while the victim's gc removes 8 garbage artifacts of the victim's own
+    # (read-only, so gc makes each writable to move it), the member keeps exchanging
+    # each with a link to the victim's read-only ~/work/readonly
+    garbage = _script(users, "garbage.toml", '[stack]\nname = "garbage"\n' + "".join(
+        f'[packages.g{i}]\nversion = "1"\nscript = \'mkdir -p "$PREFIX/d"\'\n'
+        for i in range(8)))
+    built = users.run(VICTIM, ["hdenv", "build", str(garbage)], env)
+    assert built.returncode == 0, built.stderr
+    assert users.run(VICTIM, ["rm", "-r", str(store / "names" / "garbage")], env).returncode == 0
+    pairs = []
+    for i in range(8):
+        (hash_,) = os.listdir(store / "artifacts" / f"g{i}" / "1")
+        link = f"g{i}/1/zz"
+        assert users.run(ATTACKER, ["ln", "-s", f"{home}/work/readonly",
+                                    str(store / "artifacts" / link)],
+                         users.env(ATTACKER)).returncode == 0
+        pairs += [f"g{i}/1/{hash_}", link]
+    before = _snapshot(home)
+    stop = users.base / "stop-flipping-4"
+    attack = _attacker(users, _script(users, "flip.py", FLIP), str(store / "artifacts"),
+                       str(stop), *pairs)
+    time.sleep(0.3)
+    try:
+        gc = users.run(VICTIM, ["hdenv", "gc"], env)
+    finally:
+        stop.write_text("")
+    said = _finish(attack)
+    assert gc.returncode == 0 and "internal error" not in gc.stderr, (gc.stderr, said)
+    assert _snapshot(home) == before, said  # ~/work/readonly still 0555, nothing removed
+    verify = _verify(users, store)  # at most what the member left: its links, or the
+    for line in verify.stdout.splitlines()[:-1]:  # directories it moved to their names
+        assert "junk" in line or "/1/zz:" in line, verify.stdout
     _victim_builds_and_loads(users, store, "4b")
 
 

@@ -478,40 +478,17 @@ def _move_and_delete(store: Store, item: Item, trash: Path) -> bool:
 def _move_at(parent: int, item: Item, trash: int) -> bool:
     name = item.path.name
     aside = f"{item.kind}-{item.ident.replace('/', '-')}"
-    try:
-        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-    except FileNotFoundError:
+    for _ in range(fdtree.ROUNDS):  # a name that keeps changing under us is left for later
+        moved = _rename_aside(parent, name, trash, aside)
+        if moved is not None:
+            break
+    else:
         return False
-    pinned = fdtree.pin(parent, name, st) if stat.S_ISDIR(st.st_mode) else None
-    try:
-        # In a shared store another member's tree is writable through its group bits, and
-        # only its owner may chmod it, so ask for access rather than look at the owner's bits.
-        if pinned is not None and not os.access(fdtree.proc_path(pinned), os.W_OK):
-            fdtree.chmod_pinned(pinned, stat.S_IMODE(st.st_mode) | 0o200)
-            widened = True
-        else:
-            widened = False
-        try:
-            os.rename(name, aside, src_dir_fd=parent, dst_dir_fd=trash)
-        except FileNotFoundError:
-            return False
-        finally:
-            if widened:  # undone unless what it was given to is what moved
-                assert pinned is not None
-                try:
-                    kept = not fdtree.same_inode(
-                        os.stat(aside, dir_fd=trash, follow_symlinks=False), st)
-                except FileNotFoundError:
-                    kept = True
-                if kept:
-                    with contextlib.suppress(OSError):
-                        fdtree.chmod_pinned(pinned, stat.S_IMODE(st.st_mode))
-    finally:
-        if pinned is not None:
-            os.close(pinned)
-    moved = os.stat(aside, dir_fd=trash, follow_symlinks=False)
-    item.size = moved.st_blocks * 512
-    if stat.S_ISDIR(moved.st_mode):
+    if moved is False:
+        return False
+    st = os.stat(aside, dir_fd=trash, follow_symlinks=False)
+    item.size = st.st_blocks * 512
+    if stat.S_ISDIR(st.st_mode):
         fd = fdtree.open_dir(aside, dir_fd=trash)
         try:
             item.size += fdtree.size_at(fd)
@@ -521,6 +498,50 @@ def _move_at(parent: int, item: Item, trash: int) -> bool:
     else:
         os.unlink(aside, dir_fd=trash)
     return True
+
+
+def _rename_aside(parent: int, name: str, trash: int, aside: str) -> bool | None:
+    """Rename `name` into the trash: True if done, False if it is gone, None if it changed
+    between the look and the rename (the caller looks again)."""
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        pinned = None
+    elif (pinned := fdtree.pin(parent, name, st)) is None:
+        return None
+    try:
+        # In a shared store another member's tree is writable through its group bits, and
+        # only its owner may chmod it, so ask for access rather than look at the owner's bits.
+        widened = pinned is not None and not os.access(fdtree.proc_path(pinned), os.W_OK)
+        if widened:
+            assert pinned is not None
+            fdtree.chmod_pinned(pinned, stat.S_IMODE(st.st_mode) | 0o200)
+        try:
+            os.rename(name, aside, src_dir_fd=parent, dst_dir_fd=trash)
+            return True
+        except FileNotFoundError:
+            return False
+        except PermissionError:
+            if _same_at(parent, name, st):
+                raise
+            return None  # something else took its name meanwhile (and cannot move)
+        finally:
+            if widened and not _same_at(trash, aside, st):  # what was widened stays: undo
+                assert pinned is not None
+                with contextlib.suppress(OSError):
+                    fdtree.chmod_pinned(pinned, stat.S_IMODE(st.st_mode))
+    finally:
+        if pinned is not None:
+            os.close(pinned)
+
+
+def _same_at(dir_fd: int, name: str, st: os.stat_result) -> bool:
+    try:
+        return fdtree.same_inode(os.stat(name, dir_fd=dir_fd, follow_symlinks=False), st)
+    except FileNotFoundError:
+        return False
 
 
 def _prune_empty_dirs(store: Store, marked: Marked) -> None:
