@@ -169,7 +169,7 @@ def install_artifact(
                              " (`hdenv verify` names what else is wrong)") from None
         try:
             with build_guard(store, hash_, on_wait) as guard:
-                fdtree.remove_at(parent, hash_, prefix)  # a killed build's leftover
+                _clear_leftover(parent, hash_, prefix)  # a killed build's leftover
                 # while it is built, the group may only look for its metadata (in a
                 # shared store other members wait for it): a member who could write
                 # in it would plant a link for the build's `make install` to write
@@ -199,6 +199,20 @@ def install_artifact(
         return aid, True
     finally:
         ctx.__exit__(None, None, None)
+
+
+def _clear_leftover(parent: int, name: str, prefix: Path) -> None:
+    """Remove what a killed build left at `name`; one of another member's, closed to the
+    group while it was built, cannot be emptied by us: it is renamed aside in the same
+    directory (which needs no access to it), for its owner's gc, and `verify` names it."""
+    try:
+        fdtree.remove_at(parent, name, prefix)
+    except PermissionError:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        if st.st_uid == os.geteuid():
+            raise
+        aside = f".{name}.leftover-of-uid-{st.st_uid}.{os.getpid()}.{time.time_ns()}"
+        os.rename(name, aside, src_dir_fd=parent, dst_dir_fd=parent)
 
 
 def _check_same(parent: int, name: str, prefix_fd: int, prefix: Path) -> None:

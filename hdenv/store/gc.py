@@ -469,6 +469,8 @@ def _move_and_delete(store: Store, item: Item, trash: Path) -> bool:
         tfd = fdtree.open_dir(trash)
         try:
             return _move_at(parent, item, tfd)
+        except PermissionError:  # another member's, closed to the group: theirs to remove
+            return False
         finally:
             os.close(tfd)
     finally:
