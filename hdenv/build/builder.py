@@ -21,6 +21,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from ..oserrors import describe as describe_os_error
 from ..store.artifacts import install_artifact, runtime_closure
 from ..store.fsutil import atomic_write, remove_tree
 from ..store.layout import Store
+from ..store.sharing import current_umask
 from ..store.sources import SourceStore
 from ..store.tmpdirs import temp_dir
 from . import bwrap, linkaudit, processes
@@ -345,8 +347,22 @@ def prepare(store: Store, node: Node, sources: SourceStore, prefix: Path, build_
                        filename=entry.get("filename"), keep=entry.get("unpack") is False)
     script = build_dir / "hdenv-build.sh"
     prologue = _patch_prologue(sources, spec.get("patches", []), build_dir)
-    script.write_text("set -e\n" + prologue + spec["script"] + "\n", encoding="utf-8")
+    script.write_text("set -e\n" + _umask_line() + prologue + spec["script"] + "\n",
+                      encoding="utf-8")
     return src, script, build_environment(store, node, prefix, build_dir, jobs)
+
+
+def _umask_line() -> str:
+    """The build's umask: hdenv's, but never letting the group write.
+
+    In a shared store hdenv opens its umask to the group (sharing.adopt), and the
+    artifact directory lets the group in (search only) while it is built, so
+    that other members can see whether it is done. A directory the build made
+    writable by the group would let any member plant a symlink in it for the
+    build's next `cp` or `make install` to write through; the group gets its
+    bits on every directory when the artifact is made read-only anyway.
+    """
+    return f"umask {current_umask() | stat.S_IWGRP:03o}\n"
 
 
 def in_sandbox(store: Store, node: Node, argv: list[str], *, writable: list[Path], cwd: Path,
@@ -404,7 +420,7 @@ def _run_checks(store: Store, node: Node, prefix: Path, build_dir: Path, log_pat
     src = build_dir / "src"
     for n, command in enumerate(checks, start=1):
         script = build_dir / f"hdenv-check-{n}.sh"
-        script.write_text(command + "\n", encoding="utf-8")
+        script.write_text(_umask_line() + command + "\n", encoding="utf-8")
         with open(log_path, "ab") as log:
             log.write(f"hdenv: check: {command}\n".encode())
             log.flush()

@@ -139,10 +139,13 @@ def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
     running: dict[Future[str], str] = {}
 
     def skip_dependents(nid: str) -> None:
-        for dep in dependents[nid]:
+        # an explicit stack: a chain of dependents may be thousands deep
+        stack = list(reversed(dependents[nid]))
+        while stack:
+            dep = stack.pop()
             if dep not in report.skipped:
                 report.skipped.append(dep)
-                skip_dependents(dep)
+                stack.extend(reversed(dependents[dep]))
 
     try:
         with ThreadPoolExecutor(max_workers=jobs) as pool, _stop_builds_on_signal(running):

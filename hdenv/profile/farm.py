@@ -26,7 +26,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,8 +101,11 @@ class Excluder:
         return False
 
 
+_Group = list[tuple[Member, str, bool]]  # (member, source path, is_dir) of one name
+
+
 class _Farm:
-    """State of one farm construction; `merge` recurses over shared directories."""
+    """State of one farm construction; `merge` walks the shared directories."""
 
     def __init__(
         self,
@@ -158,27 +161,44 @@ class _Farm:
         return group[0]
 
     def merge(self, parts: tuple[str, ...], contributors: list[tuple[Member, str]]) -> None:
-        out_dir = os.path.join(self.dest, *parts)
-        for name, group in sorted(self._entries(parts, contributors).items()):
-            sub = (*parts, name)
-            target = os.path.join(out_dir, name)
-            if all(is_dir for _m, _s, is_dir in group) and (
-                len(group) > 1 or not self._can_fold(sub, group[0][0])
-            ):
-                os.mkdir(target)
-                self.stats.dirs += 1
-                self.merge(sub, [(m, s) for m, s, _d in group])
-                continue
-            member, src, is_dir = group[0] if len(group) == 1 else self._pick("/".join(sub), group)
-            if is_dir and not self._can_fold(sub, member):
-                os.mkdir(target)
-                self.stats.dirs += 1
-                self.merge(sub, [(member, src)])
-                continue
-            os.symlink(src, target)
-            self.stats.links += 1
-            if is_dir:
-                self.stats.folded += 1
+        """Merge the contributors' directories at `parts` into the farm, depth first.
+
+        An explicit stack, not recursion: an artifact's tree is as deep as its
+        build made it (a 1,000-deep one exceeded Python's recursion limit).
+        """
+        first = iter(sorted(self._entries(parts, contributors).items()))
+        stack: list[tuple[tuple[str, ...], Iterator[tuple[str, _Group]]]] = [(parts, first)]
+        while stack:
+            parts, entries = stack[-1]
+            for name, group in entries:
+                sub = self._place(parts, name, group)
+                if sub is not None:
+                    stack.append((sub[0], iter(sorted(self._entries(*sub).items()))))
+                    break
+            else:
+                stack.pop()
+
+    def _place(self, parts: tuple[str, ...], name: str, group: _Group
+               ) -> tuple[tuple[str, ...], list[tuple[Member, str]]] | None:
+        """Link one entry, or make it a real directory and return what to merge into it."""
+        sub = (*parts, name)
+        target = os.path.join(self.dest, *sub)
+        if all(is_dir for _m, _s, is_dir in group) and (
+            len(group) > 1 or not self._can_fold(sub, group[0][0])
+        ):
+            os.mkdir(target)
+            self.stats.dirs += 1
+            return sub, [(m, s) for m, s, _d in group]
+        member, src, is_dir = group[0] if len(group) == 1 else self._pick("/".join(sub), group)
+        if is_dir and not self._can_fold(sub, member):
+            os.mkdir(target)
+            self.stats.dirs += 1
+            return sub, [(member, src)]
+        os.symlink(src, target)
+        self.stats.links += 1
+        if is_dir:
+            self.stats.folded += 1
+        return None
 
 
 def build_farm(

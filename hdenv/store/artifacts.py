@@ -33,7 +33,7 @@ from .fsutil import (
 )
 from .hashing import CHUNK, spec_hash
 from .layout import ARTIFACT_META, META_DIR, Store
-from .sharing import SPECIAL_BITS, read_only_mode
+from .sharing import SPECIAL_BITS, current_umask, read_only_mode
 
 Populate = Callable[[Path, int], None]
 """populate(prefix, guard_fd): fill `prefix`; build processes inherit `guard_fd` (build_guard)."""
@@ -50,31 +50,62 @@ def manifest_of(root: Path) -> dict[str, str]:
     changed after the build (`chmod u+s`) as well as changed content.
     `.hdenv/` is excluded: it holds the manifest itself and the log.
     """
+    fd = fdtree.open_dir(root)
+    try:
+        return manifest_at(fd)
+    finally:
+        os.close(fd)
+
+
+def manifest_at(root_fd: int) -> dict[str, str]:
+    """`manifest_of` the directory open as `root_fd`, through descriptors all the way.
+
+    A member of a shared store may swap an entry while it is read: a file is
+    opened without following a link and without blocking (a FIFO swapped in
+    cannot hang the build), and what is recorded is what was opened.
+    """
     out: dict[str, str] = {}
-    for dirpath, dirnames, filenames in fdtree.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        if rel_dir == ".":
-            dirnames[:] = [d for d in dirnames if d != META_DIR]
-            rel_dir = ""
-        for name in sorted(dirnames) + sorted(filenames):
-            p = os.path.join(dirpath, name)
-            out[os.path.join(rel_dir, name)] = _entry(p, os.lstat(p))
+    for fd, name, rel, st in fdtree.walk_at(root_fd, add=0,
+                                             descend=lambda rel, _st: rel != META_DIR):
+        if rel == META_DIR:
+            continue
+        entry = _entry_at(fd, name, st)
+        if entry is not None:
+            out[rel] = entry
     return out
 
 
-def _entry(path: str, st: os.stat_result) -> str:
-    mode = f" {stat.S_IMODE(st.st_mode):04o}"
+def _entry_at(dir_fd: int, name: str, st: os.stat_result) -> str | None:
     if stat.S_ISLNK(st.st_mode):
-        return f"link:{os.readlink(path)}"
-    if stat.S_ISDIR(st.st_mode):
-        return "dir" + mode
-    if not stat.S_ISREG(st.st_mode):
-        return "other" + mode
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
+        try:
+            return f"link:{os.readlink(name, dir_fd=dir_fd)}"
+        except OSError:  # replaced by something else meanwhile: what it is now
+            pass
+    elif not stat.S_ISREG(st.st_mode):
+        return ("dir" if stat.S_ISDIR(st.st_mode) else "other") + _mode(st)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        return f"link:{os.readlink(name, dir_fd=dir_fd)}"
+    try:
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode):
+            return ("dir" if stat.S_ISDIR(now.st_mode) else "other") + _mode(now)
+        h = hashlib.sha256()
+        for chunk in iter(lambda: os.read(fd, CHUNK), b""):
             h.update(chunk)
-    return f"sha256:{h.hexdigest()}" + mode
+        return f"sha256:{h.hexdigest()}" + _mode(now)
+    finally:
+        os.close(fd)
+
+
+def _mode(st: os.stat_result) -> str:
+    return f" {stat.S_IMODE(st.st_mode):04o}"
 
 
 def split_manifest_entry(value: str) -> tuple[str, int | None]:
@@ -134,8 +165,14 @@ def install_artifact(
         parent = store.dir_fd("artifacts", name, version)
         try:
             with build_guard(store, hash_, on_wait) as guard:
-                fdtree.remove_at(parent, hash_)  # a killed build's leftover
-                os.mkdir(hash_, mode=0o777, dir_fd=parent)
+                _clear_leftover(parent, hash_, prefix)  # a killed build's leftover
+                # while it is built, the group may only look for its metadata (in a
+                # shared store other members wait for it): a member who could write
+                # in it would plant a link for the build's `make install` to write
+                # through (the build's umask keeps the group out of what it makes:
+                # builder._umask_line); it gets its real mode when made read-only
+                final_mode = 0o777 & ~current_umask()
+                os.mkdir(hash_, mode=0o710, dir_fd=parent)
                 prefix_fd = fdtree.open_dir(hash_, dir_fd=parent)
                 started = time.time()
                 try:
@@ -143,13 +180,13 @@ def install_artifact(
                     _check_same(parent, hash_, prefix_fd, prefix)
                 except BaseException:
                     os.close(prefix_fd)
-                    fdtree.remove_at(parent, hash_)
+                    fdtree.remove_at(parent, hash_, prefix)
                     raise
             try:
                 _register(store, spec, aid, prefix, prefix_fd, parent, runtime_deps, log_path,
-                          extra_meta, started, on_note)
+                          extra_meta, started, on_note, final_mode)
             except BaseException:
-                fdtree.remove_at(parent, hash_)
+                fdtree.remove_at(parent, hash_, prefix)
                 raise
             finally:
                 os.close(prefix_fd)
@@ -158,6 +195,20 @@ def install_artifact(
         return aid, True
     finally:
         ctx.__exit__(None, None, None)
+
+
+def _clear_leftover(parent: int, name: str, prefix: Path) -> None:
+    """Remove what a killed build left at `name`; one of another member's, closed to the
+    group while it was built, cannot be emptied by us: it is renamed aside in the same
+    directory (which needs no access to it), for its owner's gc, and `verify` names it."""
+    try:
+        fdtree.remove_at(parent, name, prefix)
+    except PermissionError:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        if st.st_uid == os.geteuid():
+            raise
+        aside = f".{name}.leftover-of-uid-{st.st_uid}.{os.getpid()}.{time.time_ns()}"
+        os.rename(name, aside, src_dir_fd=parent, dst_dir_fd=parent)
 
 
 def _check_same(parent: int, name: str, prefix_fd: int, prefix: Path) -> None:
@@ -177,13 +228,21 @@ def _check_same(parent: int, name: str, prefix_fd: int, prefix: Path) -> None:
 def _register(store: Store, spec: dict[str, Any], aid: str, prefix: Path, prefix_fd: int,
               parent: int, runtime_deps: list[str], log_path: Path | None,
               extra_meta: dict[str, Any] | None, started: float,
-              on_note: Callable[[str], None] | None) -> None:
+              on_note: Callable[[str], None] | None, top_mode: int) -> None:
     """Read-only modes, manifest and metadata, all through the artifact's own descriptor;
-    the metadata (artifact.json last) only if the name still is that directory."""
+    the metadata (artifact.json last) only if the name still is that directory.
+    `top_mode`: the artifact directory's permission bits as made (it was owner-only
+    while it was built)."""
+    meta = prefix / META_DIR
     with contextlib.suppress(FileExistsError):
         os.mkdir(META_DIR, dir_fd=prefix_fd)
-    meta_fd = fdtree.open_dir(META_DIR, dir_fd=prefix_fd)
-    meta = prefix / META_DIR
+    try:
+        meta_fd = fdtree.open_dir(META_DIR, dir_fd=prefix_fd)
+    except OSError as e:
+        if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        raise StoreError(f"{meta} is not a directory but a symlink or a file: the build made"
+                         " it, and only hdenv may (its metadata goes there)") from None
     try:
         def mode(rel: str, st: os.stat_result) -> int:
             is_dir = stat.S_ISDIR(st.st_mode)
@@ -191,7 +250,9 @@ def _register(store: Store, spec: dict[str, Any], aid: str, prefix: Path, prefix
                 stripped.append(rel)
             if rel == META_DIR:
                 return 0o755
-            return read_only_mode(st.st_mode, True if not rel else is_dir, store.shared)
+            if not rel:
+                return read_only_mode((st.st_mode & ~0o777) | top_mode, True, store.shared)
+            return read_only_mode(st.st_mode, is_dir, store.shared)
 
         stripped: list[str] = []
         refused = fdtree.change_modes_at(prefix_fd, mode)
@@ -199,7 +260,7 @@ def _register(store: Store, spec: dict[str, Any], aid: str, prefix: Path, prefix
             raise PermissionError(errno.EPERM, "cannot make read-only", str(prefix / refused[0]))
         if stripped:
             _note_stripped(sorted(stripped), log_path, on_note)
-        manifest = manifest_of(prefix)  # of the final modes
+        manifest = manifest_at(prefix_fd)  # of the final modes
         _check_same(parent, aid.rsplit("/", 1)[1], prefix_fd, prefix)
         fdtree.write_at(meta_fd, "spec.json", _json(spec), 0o444, meta)
         fdtree.write_at(meta_fd, "manifest.json", _json(manifest), 0o444, meta)

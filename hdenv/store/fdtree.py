@@ -1,15 +1,21 @@
 """Walking, changing and removing trees through directory file descriptors.
 
 In a store others can write to, `lstat(path)` followed by `chmod(path)` is a
-race a group member wins by swapping a directory for a symlink in between:
-root's `fix-permissions` then chmods whatever the link points at. So every
-tree operation here works from a directory descriptor opened with
-O_NOFOLLOW|O_DIRECTORY, and names each entry relative to it
-(`fchmodat`/`unlinkat`/`fstatat` without following links): a name swapped for
-a symlink is at worst skipped, never followed. And nothing recurses: trees
-come from archives and builds, whose depth is someone else's choice (a
-1000-deep archive made Python's own recursive `os.walk` and `shutil.rmtree`
-fail with RecursionError), so each walk keeps its own stack.
+race a group member wins by swapping a directory for a symlink in between,
+or by renaming another file to its name: root's `fix-permissions` then
+chmods whatever the link points at, or gives a file of root's the mode meant
+for a directory. So every tree operation here works from a directory
+descriptor opened with O_NOFOLLOW|O_DIRECTORY, and every change to an entry
+goes through a descriptor of that entry itself (`pin`: O_PATH|O_NOFOLLOW,
+checked to be the inode the listing showed), so it happens to what was
+looked at or not at all; a directory's own mode is set last, once everything
+in it is done. Removal unlinks whatever it finds under a name, never
+following a link, and empties a directory refilled meanwhile again. And
+nothing recurses: trees come from archives and builds, whose depth is
+someone else's choice (a 1000-deep archive made Python's own recursive
+`os.walk` and `shutil.rmtree` fail with RecursionError), so each walk keeps
+its own stack, holding descriptors for the current branch only. Linux:
+changes by descriptor go through /proc/self/fd, as glibc's lchmod does.
 """
 
 from __future__ import annotations
@@ -17,15 +23,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import resource
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from ..errors import StoreError
 from ..oserrors import naming
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-Entry = tuple[str, os.stat_result]  # a path relative to the walk's root, its lstat
+PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def walk(top: Path | str) -> Iterator[tuple[str, list[str], list[str]]]:
@@ -58,168 +65,100 @@ def open_dir(path: Path | str, dir_fd: int | None = None) -> int:
     return os.open(path, DIR_FLAGS, dir_fd=dir_fd)
 
 
-def _chmod_at(dir_fd: int, name: str, mode: int) -> None:
-    """chmod one entry of `dir_fd` without following a symlink put there meanwhile."""
+def open_dirs(base: Path | str, parts: Iterable[str]) -> int:
+    """A descriptor of the directory `base/parts...`, no component after `base` followed
+    if it is a symlink (OSError ELOOP/ENOTDIR/ENOENT): what a store path names, never
+    where a link a group member planted on the way leads."""
+    fd = open_dir(base)
     try:
-        os.chmod(name, mode, dir_fd=dir_fd, follow_symlinks=False)
-    except NotImplementedError:  # pragma: no cover - a libc without fchmodat(NOFOLLOW)
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                     dir_fd=dir_fd)
-        try:
-            os.fchmod(fd, mode)
-        finally:
+        for part in parts:
+            nfd = open_dir(part, dir_fd=fd)
             os.close(fd)
-    except OSError as e:
-        if e.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP):  # it became a symlink: skip it
-            raise
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
-class _Dirs:
-    """Open directory descriptors of a walk, each closed once its entries are all handled.
+def same_inode(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
-    A stack of (parent, name) pairs rather than of open descriptors: a
-    directory with 5,000 subdirectories must not need 5,000 descriptors at
-    once, and a deep tree keeps only its current branch open.
+
+def pin(dir_fd: int, name: str, expect: os.stat_result | None = None) -> int | None:
+    """An O_PATH descriptor of the entry `name` itself (a symlink stays the link), or None
+    when it is gone or is no longer the inode `expect` (its lstat when it was listed).
+
+    Everything done to an entry goes through such a descriptor, so it happens to the
+    inode that was looked at: a member who swaps the name for a symlink, or renames
+    another file (one of yours) to it, between the look and the change, gets nothing
+    changed at all.
     """
+    try:
+        fd = os.open(name, PATH_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    if expect is not None and not same_inode(os.fstat(fd), expect):
+        os.close(fd)
+        return None
+    return fd
 
-    def __init__(self, root_fd: int):
-        self.fds: dict[str, int] = {"": root_fd}
-        self.pending: dict[str, int] = {"": 0}
-        self.listed: set[str] = set()
-        self.parent: dict[str, str] = {}
-        self.done: Callable[[str, int], None] = lambda _rel, _fd: None
 
-    def child(self, parent: str, rel: str) -> None:
-        self.pending[parent] += 1
-        self.parent[rel] = parent
+def proc_path(fd: int) -> str:
+    """The inode open as `fd` by name: /proc/self/fd/N (as glibc's lchmod does)."""
+    return f"/proc/self/fd/{fd}"
 
-    def open(self, rel: str, name: str) -> int | None:
-        parent = self.parent[rel]
-        try:
-            fd = open_dir(name, dir_fd=self.fds[parent])
-        except OSError:  # gone, or swapped for a symlink: not followed
-            del self.parent[rel]
-            self.pending[parent] -= 1
-            self._close_finished(parent)
+
+def chmod_pinned(fd: int, mode: int) -> None:
+    """chmod the inode `pin` opened (a symlink's mode cannot change: EOPNOTSUPP)."""
+    os.chmod(proc_path(fd), mode)
+
+
+def chown_pinned(fd: int, gid: int) -> None:
+    """chgrp the inode `pin` opened; a symlink's own group, never its target's."""
+    os.chown(proc_path(fd), -1, gid)
+
+
+def _set_at(dir_fd: int, name: str, expect: os.stat_result, mode: int | None,
+            gid: int | None = None) -> bool:
+    """Give the entry listed as `expect` that mode and group; False if it was replaced."""
+    fd = pin(dir_fd, name, expect)
+    if fd is None:
+        return False
+    try:
+        if gid is not None:
+            chown_pinned(fd, gid)
+        if mode is not None and not stat.S_ISLNK(expect.st_mode):
+            chmod_pinned(fd, mode)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _open_listed(dir_fd: int, name: str, expect: os.stat_result | None, add: int = 0
+                 ) -> int | None:
+    """A readable descriptor of the directory `name` that was listed as `expect`, or None
+    (gone, replaced, not a directory, or not ours to read).
+
+    `add` owner bits (u+rx to list, u+rwx to empty) are added first where missing
+    and the directory is ours: a build may leave a mode-000 directory.
+    """
+    fd = pin(dir_fd, name, expect)
+    if fd is None:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISDIR(st.st_mode):
             return None
-        self.fds[rel], self.pending[rel] = fd, 0
-        return fd
-
-    def finished_listing(self, rel: str) -> None:
-        self.listed.add(rel)
-        self._close_finished(rel)
-
-    def _close_finished(self, rel: str) -> None:
-        while rel in self.listed and self.pending.get(rel) == 0:
-            fd = self.fds.pop(rel)
-            self.done(rel, fd)
-            os.close(fd)
-            del self.pending[rel]
-            if rel == "":
-                return
-            parent = self.parent.pop(rel)
-            self.pending[parent] -= 1
-            rel = parent
-
-    def close_all(self) -> None:
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds.clear()
-
-
-def chmod_entry(path: Path | str, mode: int) -> None:
-    """chmod `path` itself, never what a symlink swapped in under its name points at."""
-    path = Path(path)
-    parent = open_dir(path.parent)
-    try:
-        _chmod_at(parent, path.name, mode)
+        if add and st.st_mode & add != add and st.st_uid == os.geteuid():
+            with contextlib.suppress(PermissionError):
+                chmod_pinned(fd, stat.S_IMODE(st.st_mode) | add)
+        try:
+            return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+        except PermissionError:
+            return None
     finally:
-        os.close(parent)
-
-
-def _make_searchable(dir_fd: int, name: str, mode: int) -> None:
-    """u+rwx on a directory about to be emptied; not ours to chmod (another member's,
-    group-writable already) is fine: the removal itself says if access is missing."""
-    if mode & stat.S_IRWXU != stat.S_IRWXU:
-        with contextlib.suppress(PermissionError):
-            _chmod_at(dir_fd, name, mode | stat.S_IRWXU)
-
-
-def change_modes(root: Path | str, new_mode: Callable[[str, os.stat_result], int | None],
-                 *, skip: Callable[[str], bool] = lambda _rel: False,
-                 group: int | None = None, changed: list[str] | None = None) -> list[str]:
-    """Give each directory and file under `root` (and `root`) `new_mode(rel, lstat)`.
-
-    `new_mode` returns None to leave an entry alone; symlinks are never passed
-    to it. A directory is changed before it is opened, so a mode-000
-    directory a build left becomes readable; `skip(rel)` prunes a directory.
-    With `group`, every entry (symlinks included) gets that group too. Returns
-    the relative paths whose change was refused (EPERM: not ours); `changed`
-    collects those changed.
-    """
-    refused: list[str] = []
-    done = changed if changed is not None else []
-    root = Path(root)
-    parent = open_dir(root.parent)
-    try:
-        top = os.stat(root.name, dir_fd=parent, follow_symlinks=False)
-        if stat.S_ISLNK(top.st_mode):
-            raise OSError(errno.ELOOP, "is a symlink, not followed", str(root))
-        _set(parent, root.name, "", top, new_mode, refused, group, done)
-        if not stat.S_ISDIR(top.st_mode):
-            return refused
-        root_fd = open_dir(root.name, dir_fd=parent)
-    finally:
-        os.close(parent)
-    _change_below(root_fd, new_mode, skip, group, refused, done)
-    return refused
-
-
-def change_modes_at(root_fd: int, new_mode: Callable[[str, os.stat_result], int | None]
-                    ) -> list[str]:
-    """`change_modes` of the directory open as `root_fd` (it stays open): for a tree
-    whose name someone else could swap, such as an artifact being registered."""
-    refused: list[str] = []
-    top = os.fstat(root_fd)
-    mode = new_mode("", top)
-    if mode is not None and mode != stat.S_IMODE(top.st_mode):
-        os.fchmod(root_fd, mode)
-    _change_below(os.dup(root_fd), new_mode, lambda _rel: False, None, refused, [])
-    return refused
-
-
-def _below(dirs: _Dirs, descend: Callable[[str, os.stat_result], bool]
-           ) -> Iterator[tuple[int, str, str, os.stat_result]]:
-    """(directory fd, entry name, relative path, lstat) of every entry under `dirs`' root,
-    top-down; a directory is entered after it was yielded (so it can be made searchable
-    first) when `descend(rel, lstat)` says so. Closes every descriptor it opened."""
-    stack: list[tuple[str, str]] = [("", "")]  # (rel, name in its parent)
-    try:
-        while stack:
-            rel, name = stack.pop()
-            fd = dirs.fds[""] if rel == "" else dirs.open(rel, name)
-            if fd is None:
-                continue
-            for entry in _entries(fd):
-                sub = f"{rel}/{entry.name}" if rel else entry.name
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                yield fd, entry.name, sub, st
-                if stat.S_ISDIR(st.st_mode) and descend(sub, st):
-                    dirs.child(rel, sub)
-                    stack.append((sub, entry.name))
-            dirs.finished_listing(rel)
-    finally:
-        dirs.close_all()
-
-
-def _change_below(root_fd: int, new_mode: Callable[[str, os.stat_result], int | None],
-                  skip: Callable[[str], bool], group: int | None, refused: list[str],
-                  done: list[str]) -> None:
-    for fd, name, rel, st in _below(_Dirs(root_fd), lambda rel, _st: not skip(rel)):
-        _set(fd, name, rel, st, new_mode, refused, group, done)
+        os.close(fd)
 
 
 def _entries(fd: int) -> list[os.DirEntry[str]]:
@@ -229,26 +168,171 @@ def _entries(fd: int) -> list[os.DirEntry[str]]:
         return []
 
 
-def _set(dir_fd: int, name: str, rel: str, st: os.stat_result,
-         new_mode: Callable[[str, os.stat_result], int | None], refused: list[str],
-         group: int | None = None, changed: list[str] | None = None) -> None:
+Leave = Callable[[str, int, os.stat_result], None]
+
+
+def walk_at(root_fd: int, root_st: os.stat_result | None = None, *,
+            descend: Callable[[str, os.stat_result], bool] = lambda _rel, _st: True,
+            leave: Leave | None = None, add: int = stat.S_IRUSR | stat.S_IXUSR,
+            unopened: Callable[[int, str, str, os.stat_result], None] | None = None,
+            ) -> Iterator[tuple[int, str, str, os.stat_result]]:
+    """(directory fd, name, relative path, lstat) of every entry below the directory open
+    as `root_fd` (which stays open), depth first, without recursion.
+
+    A directory is entered, after it was yielded, when `descend(rel, lstat)` says
+    so, through a descriptor checked to be the inode it was listed as (`pin`), so
+    a directory swapped for a link or for another one is not entered; `leave(rel,
+    fd, lstat)` runs once everything below a directory (the root: rel "") was
+    yielded, while its descriptor is open (post-order: where a directory's own
+    mode is set last); `unopened(fd, name, rel, lstat)` hears of a directory that
+    could not be entered (not ours to read, or replaced). Only the current
+    branch's descriptors are open.
+    """
+    if root_st is None:
+        root_st = os.fstat(root_fd)
+    frames: list[tuple[int, str, os.stat_result, Iterator[os.DirEntry[str]]]] = [
+        (root_fd, "", root_st, iter(_entries(root_fd)))]
     try:
-        if group is not None and st.st_gid != group:
-            os.chown(name, -1, group, dir_fd=dir_fd, follow_symlinks=False)
-            if changed is not None:
-                changed.append(rel or ".")
-        if stat.S_ISLNK(st.st_mode):
-            return
-        mode = new_mode(rel, st)
-        if mode is None or mode == stat.S_IMODE(st.st_mode):
-            return
-        _chmod_at(dir_fd, name, mode)
-        if changed is not None:
+        while frames:
+            fd, rel, st, entries = frames[-1]
+            for entry in entries:
+                sub = f"{rel}/{entry.name}" if rel else entry.name
+                try:
+                    est = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                yield fd, entry.name, sub, est
+                if stat.S_ISDIR(est.st_mode) and descend(sub, est):
+                    child = _open_listed(fd, entry.name, est, add)
+                    if child is None and unopened is not None:
+                        unopened(fd, entry.name, sub, est)
+                    if child is not None:
+                        if len(frames) >= _DEEP:
+                            _more_descriptors()
+                        frames.append((child, sub, est, iter(_entries(child))))
+                        break
+            else:
+                frames.pop()
+                try:
+                    if leave is not None:
+                        leave(rel, fd, st)
+                finally:
+                    if frames:
+                        os.close(fd)
+    finally:
+        for fd, *_rest in frames[1:]:
+            os.close(fd)
+
+
+_DEEP = 256
+
+
+def _more_descriptors() -> None:
+    """A deep branch holds one descriptor per level: allow as many as the hard limit
+    lets (a 1,000-deep tree must not fail at the usual soft limit of 1,024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 1 << 16
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def change_modes(root: Path | str, new_mode: Callable[[str, os.stat_result], int | None],
+                 *, skip: Callable[[str], bool] = lambda _rel: False,
+                 group: int | None = None, changed: list[str] | None = None) -> list[str]:
+    """Give each directory and file under `root` (and `root`) `new_mode(rel, lstat)`.
+
+    `new_mode` returns None to leave an entry alone; symlinks are never passed
+    to it. A directory gets its mode once everything in it is done, so a walk
+    that opens directories to others (fix-permissions making a store shared)
+    never works in one they can already change; a mode-000 directory is made
+    readable for its owner first. `skip(rel)` prunes a directory (its own mode
+    still changes). With `group`, every entry (symlinks included) gets that
+    group too. Each change goes through a descriptor of the inode that was
+    listed (`pin`). Returns the relative paths whose change was refused (EPERM:
+    not ours); `changed` collects those changed.
+    """
+    root = Path(root)
+    parent = open_dir(root.parent)
+    try:
+        top = os.stat(root.name, dir_fd=parent, follow_symlinks=False)
+        if stat.S_ISLNK(top.st_mode):
+            raise OSError(errno.ELOOP, "is a symlink, not followed", str(root))
+        if not stat.S_ISDIR(top.st_mode):
+            refused: list[str] = []
+            _change(parent, root.name, "", top, new_mode, refused, group, changed)
+            return refused
+        root_fd = _open_listed(parent, root.name, top, stat.S_IRUSR | stat.S_IXUSR)
+        if root_fd is None:
+            raise OSError(errno.EACCES, "cannot open the directory", str(root))
+    finally:
+        os.close(parent)
+    try:
+        return _change_tree(root_fd, top, new_mode, skip, group, changed)
+    finally:
+        os.close(root_fd)
+
+
+def change_modes_at(root_fd: int, new_mode: Callable[[str, os.stat_result], int | None]
+                    ) -> list[str]:
+    """`change_modes` of the directory open as `root_fd` (it stays open): for a tree
+    whose name someone else could swap, such as an artifact being registered."""
+    return _change_tree(root_fd, os.fstat(root_fd), new_mode, lambda _rel: False, None, None)
+
+
+def _change_tree(root_fd: int, root_st: os.stat_result,
+                 new_mode: Callable[[str, os.stat_result], int | None],
+                 skip: Callable[[str], bool], group: int | None,
+                 changed: list[str] | None) -> list[str]:
+    refused: list[str] = []
+
+    def leave(rel: str, fd: int, st: os.stat_result) -> None:
+        _change_dir(fd, rel, st, new_mode, refused, group, changed)
+
+    def unopened(fd: int, name: str, rel: str, st: os.stat_result) -> None:
+        _change(fd, name, rel, st, new_mode, refused, group, changed)
+
+    for fd, name, rel, st in walk_at(root_fd, root_st, descend=lambda rel, _st: not skip(rel),
+                                     leave=leave, unopened=unopened):
+        if not stat.S_ISDIR(st.st_mode) or skip(rel):  # a directory walked: in `leave`
+            _change(fd, name, rel, st, new_mode, refused, group, changed)
+    return refused
+
+
+def _change(dir_fd: int, name: str, rel: str, st: os.stat_result,
+            new_mode: Callable[[str, os.stat_result], int | None], refused: list[str],
+            group: int | None, changed: list[str] | None) -> None:
+    gid = group if group is not None and st.st_gid != group else None
+    mode = None if stat.S_ISLNK(st.st_mode) else new_mode(rel, st)
+    if mode == stat.S_IMODE(st.st_mode):
+        mode = None
+    if gid is None and mode is None:
+        return
+    try:
+        if _set_at(dir_fd, name, st, mode, gid) and changed is not None:
             changed.append(rel or ".")
     except PermissionError:
         refused.append(rel or ".")
-    except FileNotFoundError:
-        pass
+
+
+def _change_dir(fd: int, rel: str, st: os.stat_result,
+                new_mode: Callable[[str, os.stat_result], int | None], refused: list[str],
+                group: int | None, changed: list[str] | None) -> None:
+    """A walked directory's own group and mode, through the descriptor it was read by."""
+    now = os.fstat(fd)
+    mode = new_mode(rel, st)
+    try:
+        done = False
+        if group is not None and now.st_gid != group:
+            os.fchown(fd, -1, group)
+            done = True
+        if mode is not None and mode != stat.S_IMODE(now.st_mode):
+            os.fchmod(fd, mode)
+            done = True
+        if done and changed is not None:
+            changed.append(rel or ".")
+    except PermissionError:
+        refused.append(rel or ".")
 
 
 def remove_tree(path: Path | str) -> None:
@@ -263,47 +347,130 @@ def remove_tree(path: Path | str) -> None:
     except FileNotFoundError:
         return
     try:
-        remove_at(parent, path.name)
+        remove_at(parent, path.name, path)
     finally:
         os.close(parent)
 
 
-def remove_at(parent: int, name: str) -> None:
-    """`remove_tree` of the entry `name` of the open directory `parent`."""
+ROUNDS = 5  # a directory found refilled this often is someone else's doing
+
+
+def remove_at(parent: int, name: str, where: Path | None = None) -> None:
+    """`remove_tree` of the entry `name` of the open directory `parent`.
+
+    Whatever is at a name when it is removed goes, as it is found: a file
+    swapped for a directory is emptied and removed, a directory swapped for a
+    link loses the link (its target is never entered), a directory someone
+    refills is emptied again. Only one that keeps being refilled is an error
+    (StoreError naming `where`): someone else is writing in it.
+    """
+    for _ in range(ROUNDS):
+        try:
+            os.unlink(name, dir_fd=parent)
+            return
+        except FileNotFoundError:
+            return
+        except (IsADirectoryError, PermissionError) as e:  # EPERM: a directory elsewhere
+            if isinstance(e, PermissionError) and not _is_dir(parent, name):
+                raise
+        fd = _open_listed(parent, name, None, stat.S_IRWXU)
+        if fd is None:
+            if _is_dir(parent, name):
+                raise PermissionError(errno.EACCES, "cannot open to empty it",
+                                      str(where if where is not None else name))
+            continue  # replaced by a file or a link meanwhile: look again
+        try:
+            _empty(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.rmdir(name, dir_fd=parent)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                raise
+    raise StoreError(f"{where if where is not None else name}: cannot be removed: it keeps"
+                     " changing while it is emptied (another user is writing in it)")
+
+
+def _empty(top: int) -> None:
+    """Remove everything in the directory open as `top`, depth first, without recursion."""
+    # frames: (descriptor, its name in the parent frame, names left, rounds so far)
+    frames: list[tuple[int, str, Iterator[str], int]] = [(top, "", iter(_names(top)), 0)]
     try:
-        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        while frames:
+            fd, name, names, rounds = frames[-1]
+            for entry in names:
+                try:
+                    os.unlink(entry, dir_fd=fd)
+                    continue
+                except FileNotFoundError:
+                    continue
+                except (IsADirectoryError, PermissionError) as e:
+                    if isinstance(e, PermissionError) and not _is_dir(fd, entry):
+                        raise
+                child = _open_listed(fd, entry, None, stat.S_IRWXU)
+                if child is None:
+                    if _is_dir(fd, entry):
+                        raise PermissionError(errno.EACCES, "cannot open to empty", entry)
+                    continue  # replaced by a file or a link meanwhile: the next round
+                if len(frames) >= _DEEP:
+                    _more_descriptors()
+                frames.append((child, entry, iter(_names(child)), 0))
+                break
+            else:
+                frames.pop()
+                if not frames:
+                    return
+                parent = frames[-1][0]
+                try:
+                    os.rmdir(name, dir_fd=parent)
+                    os.close(fd)
+                except FileNotFoundError:
+                    os.close(fd)
+                except OSError as e:
+                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or rounds >= ROUNDS:
+                        os.close(fd)
+                        raise
+                    frames.append((fd, name, iter(_names(fd)), rounds + 1))  # refilled
+    finally:
+        for fd, *_rest in frames[1:]:
+            os.close(fd)
+
+
+def _names(fd: int) -> list[str]:
+    try:
+        return os.listdir(fd)
+    except OSError:
+        return []
+
+
+def _is_dir(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
     except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(name, dir_fd=parent)
-        return
-    _make_searchable(parent, name, stat.S_IMODE(st.st_mode))
-    dirs = _Dirs(open_dir(name, dir_fd=parent))
-    names: dict[str, str] = {}
-
-    def rmdir(rel: str, _fd: int) -> None:
-        if rel:  # the top is removed below, from `parent`
-            os.rmdir(names[rel], dir_fd=dirs.fds[dirs.parent[rel]])
-
-    dirs.done = rmdir
-    for fd, entry, rel, est in _below(dirs, lambda _rel, _st: True):
-        if stat.S_ISDIR(est.st_mode):
-            _make_searchable(fd, entry, stat.S_IMODE(est.st_mode))
-            names[rel] = entry
-        else:
-            os.unlink(entry, dir_fd=fd)
-    os.rmdir(name, dir_fd=parent)
+        return False
 
 
 def size(root: Path | str) -> int:
     """Allocated bytes below `root`, as `du -sB1` counts them (hard links once)."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
     try:
-        dirs = _Dirs(open_dir(root))
+        fd = open_dir(root)
     except OSError:
         return 0
-    for _fd, _name, _rel, st in _below(dirs, lambda _rel, _st: True):
+    try:
+        return size_at(fd)
+    finally:
+        os.close(fd)
+
+
+def size_at(root_fd: int) -> int:
+    """`size` of the directory open as `root_fd` (it stays open)."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    for _fd, _name, _rel, st in walk_at(root_fd, add=0):
         if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
             if (st.st_dev, st.st_ino) in seen:
                 continue

@@ -185,24 +185,71 @@ def mark(store: Store, *, clean_dead: bool = False) -> Marked:
 # -- what would go ----------------------------------------------------------------------
 
 def artifact_dirs(store: Store) -> Iterator[tuple[str, Path, bool]]:
-    """(id, path, complete) of every artifact directory, leftovers included."""
+    """(id, path, complete) of every artifact directory, leftovers included.
+
+    artifacts/NAME and NAME/VERSION are opened without following a link: one a
+    group member planted there (to a directory of yours) is no part of the store,
+    and what lies behind it is never listed, measured or removed.
+    """
     try:
-        names = sorted(os.listdir(store.artifacts))
-    except FileNotFoundError:
+        top = fdtree.open_dir(store.artifacts)
+    except OSError:
         return
-    for name in names:
-        ndir = store.artifacts / name
-        for version in _listdir(ndir):
-            vdir = ndir / version
-            for hash_ in _listdir(vdir):
-                path = vdir / hash_
-                yield f"{name}/{version}/{hash_}", path, (path / META_DIR / ARTIFACT_META).is_file()
+    try:
+        for name in _listdir_at(top):
+            for version, vfd in _subdirs(top, name):
+                try:
+                    for hash_ in _listdir_at(vfd):
+                        path = store.artifacts / name / version / hash_
+                        yield f"{name}/{version}/{hash_}", path, _complete(vfd, hash_)
+                finally:
+                    os.close(vfd)
+    finally:
+        os.close(top)
+
+
+def _subdirs(top: int, name: str) -> Iterator[tuple[str, int]]:
+    """(VERSION, its descriptor) of the real directory NAME in `top`; the caller closes each."""
+    try:
+        nfd = fdtree.open_dir(name, dir_fd=top)
+    except OSError:  # a symlink or a file: not followed
+        return
+    try:
+        for version in _listdir_at(nfd):
+            try:
+                yield version, fdtree.open_dir(version, dir_fd=nfd)
+            except OSError:
+                continue
+    finally:
+        os.close(nfd)
+
+
+def _complete(vfd: int, hash_: str) -> bool:
+    """Whether HASH is a real directory with its metadata written (nothing followed)."""
+    try:
+        fd = fdtree.open_dir(hash_, dir_fd=vfd)
+    except OSError:
+        return False
+    try:
+        meta = os.stat(f"{META_DIR}/{ARTIFACT_META}", dir_fd=fd, follow_symlinks=False)
+        return stat.S_ISREG(meta.st_mode)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _listdir(path: Path) -> list[str]:
     try:
         return sorted(os.listdir(path))
     except (NotADirectoryError, FileNotFoundError):
+        return []
+
+
+def _listdir_at(fd: int) -> list[str]:
+    try:
+        return sorted(os.listdir(fd))
+    except OSError:
         return []
 
 
@@ -307,11 +354,12 @@ def _git_keep_refs(git_dir: Path) -> list[str]:
 
 
 def path_size(path: Path) -> int:
+    """Allocated bytes of `path` and, if it is a directory (not a link to one), below it."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return 0
-    if os.path.isdir(path) and not os.path.islink(path):
+    if stat.S_ISDIR(st.st_mode):
         return tree_size(path) + st.st_blocks * 512
     return st.st_blocks * 512
 
@@ -378,69 +426,154 @@ def _remove(store: Store, item: Item, trash: Path) -> bool:
     if item.kind in ("artifact", "leftover"):
         # a build in progress holds the artifact's lock: never touch that one
         with _artifact_lock(store, item.ident) as free:
-            return free and _move_and_delete(item, trash)
+            return free and _move_and_delete(store, item, trash)
     if item.kind == "source":
-        _move_and_delete(item, trash)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(store.src / "names" / item.ident.split(":", 1)[1])
+        _move_and_delete(store, item, trash)
+        _unlink_in(store, ("src", "names"), item.ident.split(":", 1)[1])
         return True
-    return _move_and_delete(item, trash)
+    return _move_and_delete(store, item, trash)
 
 
-def _move_and_delete(item: Item, trash: Path) -> bool:
+def _unlink_in(store: Store, where: tuple[str, ...], name: str) -> None:
+    """Remove the file `name` of the store directory `where` if it is there; a link is
+    removed itself, and a directory a member put in its place is left alone."""
+    try:
+        fd = fdtree.open_dirs(store.root, where)
+    except OSError:
+        return
+    try:
+        os.unlink(name, dir_fd=fd)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        pass
+    finally:
+        os.close(fd)
+
+
+def _move_and_delete(store: Store, item: Item, trash: Path) -> bool:
     """Rename `item` into our private tmp/, then measure and delete it there.
 
-    In a shared store a member can swap the name for a symlink at any moment,
-    so nothing here acts on it by path after looking: the u+w a directory may
-    need (moving a directory rewrites its `..`) is set through its parent's
-    descriptor without following a link, and what is measured and deleted is
-    whatever the rename moved, judged by its own lstat (a link is unlinked,
-    never followed).
+    In a shared store a member can swap any name on the way for a symlink at any
+    moment, so nothing here goes by path: the directory holding the item is
+    opened from the store root without following a link (a planted one means
+    the item is not removed), the u+w a directory may need (moving a directory
+    rewrites its `..`) is set through a descriptor of the inode that was looked
+    at (`fdtree.pin`), the rename is relative to both directories' descriptors,
+    and what is measured and deleted is whatever the rename moved, judged by
+    its own lstat (a link is unlinked, never followed).
     """
-    aside = trash / f"{item.kind}-{item.ident.replace('/', '-')}"
     try:
-        st = os.lstat(item.path)
-    except FileNotFoundError:
-        return False
-    # In a shared store another member's tree is writable through its group bits, and
-    # only its owner may chmod it, so ask for access rather than look at the owner's bits.
-    made_writable = stat.S_ISDIR(st.st_mode) and \
-        not os.access(item.path, os.W_OK, follow_symlinks=False)
-    if made_writable:
-        fdtree.chmod_entry(item.path, stat.S_IMODE(st.st_mode) | 0o200)
+        parent = fdtree.open_dirs(store.root, item.path.parent.relative_to(store.root).parts)
+    except (OSError, ValueError):
+        return False  # gone, or a link a member planted on the way: not ours to follow
     try:
-        os.rename(item.path, aside)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        if made_writable:
-            with contextlib.suppress(OSError):
-                fdtree.chmod_entry(item.path, stat.S_IMODE(st.st_mode))
-        raise
-    moved = os.lstat(aside)
-    if stat.S_ISDIR(moved.st_mode):
-        item.size = moved.st_blocks * 512 + fdtree.size(aside)
-        fdtree.remove_tree(aside)
+        tfd = fdtree.open_dir(trash)
+        try:
+            return _move_at(parent, item, tfd)
+        except PermissionError:  # another member's, closed to the group: theirs to remove
+            return False
+        finally:
+            os.close(tfd)
+    finally:
+        os.close(parent)
+
+
+def _move_at(parent: int, item: Item, trash: int) -> bool:
+    name = item.path.name
+    aside = f"{item.kind}-{item.ident.replace('/', '-')}"
+    for _ in range(fdtree.ROUNDS):  # a name that keeps changing under us is left for later
+        moved = _rename_aside(parent, name, trash, aside)
+        if moved is not None:
+            break
     else:
-        item.size = moved.st_blocks * 512
-        os.unlink(aside)
+        return False
+    if moved is False:
+        return False
+    st = os.stat(aside, dir_fd=trash, follow_symlinks=False)
+    item.size = st.st_blocks * 512
+    if stat.S_ISDIR(st.st_mode):
+        fd = fdtree.open_dir(aside, dir_fd=trash)
+        try:
+            item.size += fdtree.size_at(fd)
+        finally:
+            os.close(fd)
+        fdtree.remove_at(trash, aside)
+    else:
+        os.unlink(aside, dir_fd=trash)
     return True
+
+
+def _rename_aside(parent: int, name: str, trash: int, aside: str) -> bool | None:
+    """Rename `name` into the trash: True if done, False if it is gone, None if it changed
+    between the look and the rename (the caller looks again)."""
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        pinned = None
+    elif (pinned := fdtree.pin(parent, name, st)) is None:
+        return None
+    try:
+        # In a shared store another member's tree is writable through its group bits, and
+        # only its owner may chmod it, so ask for access rather than look at the owner's bits.
+        widened = pinned is not None and not os.access(fdtree.proc_path(pinned), os.W_OK)
+        if widened:
+            assert pinned is not None
+            fdtree.chmod_pinned(pinned, stat.S_IMODE(st.st_mode) | 0o200)
+        try:
+            os.rename(name, aside, src_dir_fd=parent, dst_dir_fd=trash)
+            return True
+        except FileNotFoundError:
+            return False
+        except PermissionError:
+            if _same_at(parent, name, st):
+                raise
+            return None  # something else took its name meanwhile (and cannot move)
+        finally:
+            if widened and not _same_at(trash, aside, st):  # what was widened stays: undo
+                assert pinned is not None
+                with contextlib.suppress(OSError):
+                    fdtree.chmod_pinned(pinned, stat.S_IMODE(st.st_mode))
+    finally:
+        if pinned is not None:
+            os.close(pinned)
+
+
+def _same_at(dir_fd: int, name: str, st: os.stat_result) -> bool:
+    try:
+        return fdtree.same_inode(os.stat(name, dir_fd=dir_fd, follow_symlinks=False), st)
+    except FileNotFoundError:
+        return False
 
 
 def _prune_empty_dirs(store: Store, marked: Marked) -> None:
     """Remove NAME/VERSION directories left empty; never one a live id lives under
-    (a running build may be about to create its artifact there)."""
+    (a running build may be about to create its artifact there); through descriptors,
+    so a link planted as NAME or VERSION is never followed."""
     busy = {a.rsplit("/", 1)[0] for a in marked.artifacts}
     busy_names = {b.split("/", 1)[0] for b in busy}
-    for name in _listdir(store.artifacts):
-        ndir = store.artifacts / name
-        for version in _listdir(ndir):
-            if f"{name}/{version}" not in busy:
+    try:
+        top = fdtree.open_dir(store.artifacts)
+    except OSError:
+        return
+    try:
+        for name in _listdir_at(top):
+            try:
+                nfd = fdtree.open_dir(name, dir_fd=top)
+            except OSError:
+                continue
+            try:
+                for version in _listdir_at(nfd):
+                    if f"{name}/{version}" not in busy:
+                        with contextlib.suppress(OSError):
+                            os.rmdir(version, dir_fd=nfd)
+            finally:
+                os.close(nfd)
+            if name not in busy_names:
                 with contextlib.suppress(OSError):
-                    os.rmdir(ndir / version)
-        if name not in busy_names:
-            with contextlib.suppress(OSError):
-                os.rmdir(ndir)
+                    os.rmdir(name, dir_fd=top)
+    finally:
+        os.close(top)
 
 
 def _drop_git_ref(item: Item) -> bool:

@@ -174,7 +174,10 @@ def fix_permissions(root: Path, group: str | None = None) -> Repair:
             return stat.S_IMODE(st.st_mode) | stat.S_ISGID | GROUP_RWX
         return _wanted_mode(st.st_mode, is_dir, tuple(rel.split("/")))
 
-    # through directory descriptors, never following a link a member swaps in (fdtree)
+    # through directory descriptors, each change to the inode that was listed, never
+    # following a link a member swaps in; a directory is opened to the group only once
+    # everything in it is done, so root (making its store shared) never works in a
+    # directory a member can already change (fdtree.change_modes)
     changed: list[str] = []
     refused = fdtree.change_modes(root, want, skip=lambda rel: rel == "tmp", group=gid,
                                   changed=changed)

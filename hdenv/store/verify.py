@@ -117,7 +117,7 @@ def _compare(aid: str, rel: str, recorded: str, actual: str) -> Problems:
 def incomplete_artifacts(store: Store) -> Problems:
     """Artifact directories without artifact.json that no running build owns."""
     problems: Problems = []
-    for name, version, hash_ in _artifact_dirs(store):
+    for name, version, hash_ in _artifact_dirs(store, problems):
         path = store.artifacts / name / version / hash_
         if (path / META_DIR / ARTIFACT_META).is_file():
             continue
@@ -133,11 +133,25 @@ def incomplete_artifacts(store: Store) -> Problems:
     return problems
 
 
-def _artifact_dirs(store: Store) -> Iterable[tuple[str, str, str]]:
+def _artifact_dirs(store: Store, problems: Problems) -> Iterable[tuple[str, str, str]]:
+    """NAME/VERSION/HASH of every artifact directory; a symlink at NAME or VERSION (hdenv
+    never makes one: a group member planted it) is a problem, and not looked behind."""
     for name in _listdir(store.artifacts):
+        if _planted(store, name, problems):
+            continue
         for version in _listdir(store.artifacts / name):
+            if _planted(store, f"{name}/{version}", problems):
+                continue
             for hash_ in _listdir(store.artifacts / name / version):
                 yield name, version, hash_
+
+
+def _planted(store: Store, rel: str, problems: Problems) -> bool:
+    if not os.path.islink(store.artifacts / rel):
+        return False
+    problems.append(f"artifacts/{rel}: a symlink, which hdenv never makes (another user of"
+                    " this store may have planted it to redirect hdenv): remove it")
+    return True
 
 
 def _listdir(path: Path) -> list[str]:
