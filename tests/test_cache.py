@@ -308,13 +308,19 @@ def test_push_skips_what_is_there_and_lists(world: World) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "pushed 0 artifact(s) (0 B sent), 3 already in the cache" in proc.stderr
     for url in (str(world.dir_cache), world.http_url, world.oci_url):
-        listed = world.hd("cache", "list", url, store=moved, check=True).stdout.splitlines()
+        out = world.hd("cache", "list", url, store=moved, check=True).stdout.splitlines()
+        listed = [line for line in out if not line.startswith("profile ")]
         assert sorted(line.split()[0] for line in listed) == sorted(world.ids[n] for n in
                                                                      ("zlib", "libpng", "app"))
         assert all(line.split()[2] == "k1" and int(line.split()[1]) > 0 for line in listed)
+        # then the profile, by the name it was pushed by (host specs kept beside it are not)
+        assert out[len(listed):] == [f"profile pngapp {world.phash} 3 k1"], out
         rows = json.loads(world.hd("cache", "list", url, "--json", store=moved,
                                    check=True).stdout)
-        assert {r["id"] for r in rows} == {world.ids[n] for n in ("zlib", "libpng", "app")}
+        assert {r["id"] for r in rows if r["kind"] == "artifact"} == {
+            world.ids[n] for n in ("zlib", "libpng", "app")}
+        assert [(r["name"], r["hash"]) for r in rows if r["kind"] == "profile"] == [
+            ("pngapp", world.phash)]
     to_http = world.hd("push", "pngapp", "--to", world.http_url, store=moved)
     assert to_http.returncode == 2 and "HTTP caches are read-only" in to_http.stderr
 
@@ -357,6 +363,31 @@ def test_reproduce_from_a_cache_builds_nothing(world: World, kind: str) -> None:
     assert inputs and all((store / "specs" / f"{i.split('/')[2]}.json").is_file() for i in inputs)
     verify = world.run(store, "verify")
     assert verify.returncode == 0 and verify.stdout == "", verify.stdout + verify.stderr
+
+
+@pytest.mark.parametrize("kind", ["dir", "oci"])
+def test_reproduce_from_a_cache_keeps_the_name_it_was_pushed_by(world: World, kind: str) -> None:
+    url = {"dir": f"file://{world.dir_cache}", "oci": world.oci_url}[kind]
+    store = world.store(f"Rn{kind[0]}")
+    proc = world.run(store, "reproduce", world.phash, "--from", url, trusted=[world.k1])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"pngapp {world.phash}\n"  # not repro-HASH
+    assert world.run(store, "list", "profiles").stdout.split()[:2] == ["pngapp", world.phash]
+
+
+def test_a_name_changed_in_the_cache_breaks_the_profile_signature(world: World) -> None:
+    cache = world.dir_cache.with_name("cache-renamed")
+    shutil.copytree(world.dir_cache, cache)
+    path = cache / "profiles" / f"{world.phash}.json"
+    doc = json.loads(path.read_text())
+    assert doc["name"] == "pngapp"
+    path.write_text(json.dumps({**doc, "name": "trusted-looking"}))
+    store = world.store("Rnx")
+    proc = world.run(store, "reproduce", world.phash, "--from", str(cache), trusted=[world.k1])
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"hdenv: error: --from {cache}: refusing spec {world.phash}:"
+                                  " bad signature by k1"), proc.stderr
+    store_is_empty(store)
 
 
 @pytest.mark.parametrize("trusted,reason", [

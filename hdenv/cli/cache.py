@@ -71,17 +71,32 @@ cache.add_command(push)
 @click.argument("url")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of columns.")
 def list_cmd(url: str, as_json: bool) -> None:
-    """What the cache at URL holds: ID SIZE SIGNERS, one artifact per line."""
-    from ..exchange.backends import open_cache
-    from ..exchange.signing import signers
+    """What the cache at URL holds: ID SIZE SIGNERS, one artifact per line, then its profiles.
 
+    A profile's line is `profile NAME HASH N-artifacts SIGNERS` (NAME is `-`
+    for one pushed by hash); `hdenv reproduce HASH --from URL` installs it.
+    """
+    from ..exchange.backends import open_cache
+    from ..exchange.signing import envelope_name, signers
+    from ..sanitize import printable
+
+    cache = open_cache(url)
     rows: list[dict[str, Any]] = []
-    for d in open_cache(url).entries():
-        rows.append({"id": str(d.get("id")), "size": d.get("archive_size"),
+    for d in cache.entries():
+        rows.append({"kind": "artifact", "id": str(d.get("id")), "size": d.get("archive_size"),
                      "signers": signers(d), "store_root": d.get("store_root")})
     rows.sort(key=lambda r: str(r["id"]))
+    profile_rows: list[dict[str, Any]] = []
+    for hash_, doc in cache.profile_entries():
+        artifacts = doc["spec"].get("artifacts")
+        profile_rows.append({"kind": "profile", "hash": hash_, "name": envelope_name(doc),
+                             "artifacts": len(artifacts) if isinstance(artifacts, list) else 0,
+                             "signers": signers(doc)})
     if as_json:
-        click.echo(json.dumps(rows, indent=2, sort_keys=True))
+        click.echo(json.dumps(rows + profile_rows, indent=2, sort_keys=True))
         return
     for row in rows:
-        click.echo(f"{row['id']} {row['size']} {','.join(row['signers']) or '-'}")
+        click.echo(printable(f"{row['id']} {row['size']} {','.join(row['signers']) or '-'}"))
+    for row in profile_rows:
+        click.echo(printable(f"profile {row['name'] or '-'} {row['hash']} {row['artifacts']}"
+                             f" {','.join(row['signers']) or '-'}"))

@@ -41,6 +41,7 @@ from typing import IO, Any
 from ..errors import HdenvError, UserError
 from ..store.fsutil import atomic_write, file_lock, pending_file
 from ..store.hashing import canonical_json
+from ..validate import looks_like_hash
 from .pack import ARCHIVE_SUFFIX
 from .transfer import Meter, MeteredReader, TransferRefused, cancellable, copy_stream, low_speed
 
@@ -113,6 +114,25 @@ class Cache:
     def entries(self) -> list[dict[str, Any]]:
         """Every description in the cache (for `cache list`)."""
         raise NotImplementedError
+
+    def spec_hashes(self) -> list[str]:
+        """The hashes kept where profile definitions are (profiles and other specs)."""
+        raise NotImplementedError
+
+    def profile_entries(self) -> list[tuple[str, dict[str, Any]]]:
+        """(hash, signed envelope) of every profile definition (for `cache list`).
+
+        Specs kept beside them (host software, build-only tools) are left
+        out by their kind; nothing here is verified: the listing names the
+        signers, `reproduce --from` checks them.
+        """
+        out = []
+        for hash_ in sorted(self.spec_hashes()):
+            doc = self.profile(hash_)
+            spec = doc.get("spec") if isinstance(doc, dict) else None
+            if isinstance(spec, dict) and spec.get("kind") == "profile":
+                out.append((hash_, doc))
+        return out
 
 
 def _json(data: bytes, url: str, what: str) -> Any:
@@ -247,6 +267,13 @@ class DirectoryCache(Cache):
             change(index)
             atomic_write(self.root / INDEX, json.dumps(index, indent=1, sort_keys=True).encode())
 
+    def spec_hashes(self) -> list[str]:
+        self._check(False)
+        folder = self.root / "profiles"
+        names = sorted(os.listdir(folder)) if folder.is_dir() else []
+        return [n[:-len(".json")] for n in names
+                if n.endswith(".json") and looks_like_hash(n[:-len(".json")])]
+
     def entries(self) -> list[dict[str, Any]]:
         self._check(False)
         out = []
@@ -376,6 +403,16 @@ class HttpCache(Cache):
     def put_profile(self, hash_: str, spec: Any) -> None:
         self.check_writable()
 
+    def spec_hashes(self) -> list[str]:
+        self._check()
+        data = self._get(INDEX)
+        if data is None:
+            raise CacheUnavailable(self.url, f"no {INDEX} to list")
+        index = _json(data, self.url, INDEX)
+        profiles = index.get("profiles") if isinstance(index, dict) else None
+        return [h for h in profiles if isinstance(h, str) and looks_like_hash(h)] \
+            if isinstance(profiles, dict) else []
+
     def profile(self, hash_: str) -> Any:
         self._check()
         data = self._get(f"profiles/{hash_}.json")
@@ -388,6 +425,8 @@ class HttpCache(Cache):
             raise CacheUnavailable(self.url, f"no {INDEX} to list")
         index = _json(data, self.url, INDEX)
         out = []
+        if not isinstance(index, dict) or not isinstance(index.get("artifacts", {}), dict):
+            raise CacheUnavailable(self.url, f"{INDEX} is not an index")
         for hash_ in sorted(index.get("artifacts", {})):
             found = self.description(hash_)
             if found is not None:
@@ -520,6 +559,10 @@ class OciCache(Cache):
             if 'rel="next"' in link:
                 url = urllib.parse.urljoin(self.base, link.split(";")[0].strip("<> "))
         return out
+
+    def spec_hashes(self) -> list[str]:
+        return [t[len("profile-"):] for t in self.tags()
+                if t.startswith("profile-") and looks_like_hash(t[len("profile-"):])]
 
     def entries(self) -> list[dict[str, Any]]:
         out = []

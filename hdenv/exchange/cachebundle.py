@@ -37,7 +37,7 @@ from ..store.layout import Store
 from .backends import Cache, open_cache
 from .bundle import Bundle, build_closure, check_graph, node_id
 from .pack import ArchiveRefused
-from .signing import PublicKey, SignatureRefused, open_spec, parse_trusted
+from .signing import PublicKey, SignatureRefused, envelope_name, open_spec, parse_trusted
 from .substitute import NotHere, Substituter, check_entry
 
 HASH_LEN = (HASH_BITS + 4) // 5  # base32 characters of a full hash
@@ -79,11 +79,15 @@ class CacheBundle(Bundle):
                             f" ({HASH_LEN} characters): a cache is looked up by hash")
         descriptions: dict[str, dict[str, Any]] = {}
         keys = parse_trusted(trusted)
+        names: dict[str, str] = {}
 
         def read(h: str) -> dict[str, Any]:
             spec = cache.spec(h)
             if spec is not None:
+                name = envelope_name(spec)  # signed with the spec, checked just below
                 spec = _verified_spec(url, spec, h, keys)
+                if name is not None:
+                    names[h] = name
             else:
                 found = cache.description(h)
                 if isinstance(found, dict):
@@ -113,6 +117,8 @@ class CacheBundle(Bundle):
                 raise UserError(f"--from {url}: refusing {aid}: {e}{hint}") from None
         kind = "profile" if specs[what].get("kind") == "profile" else "artifact"
         root: dict[str, Any] = {"kind": kind, "hash": what}
+        if kind == "profile" and what in names:
+            root["name"] = names[what]  # the name it was pushed by: reproduce keeps it
         if kind == "artifact":
             root["id"] = node_id(what, specs[what])
         # "artifact" marks what the cache provides, so reproduce plans no build for it

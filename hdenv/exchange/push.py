@@ -40,14 +40,19 @@ class PushReport:
     bytes_sent: int = 0
 
 
-def roots_of(store: Store, refs: list[str]) -> tuple[list[str], list[str]]:
-    """(artifact ids, profile hashes) named by REFs; a profile brings its artifacts."""
+def roots_of(store: Store, refs: list[str]) -> tuple[list[str], dict[str, str | None]]:
+    """(artifact ids, profile hash -> name) named by REFs; a profile brings its artifacts.
+
+    The name is the one a REF reached the profile by (`demo`, `demo/3`),
+    None for a profile given by hash.
+    """
     artifacts: list[str] = []
-    profiles: list[str] = []
+    profiles: dict[str, str | None] = {}
     for ref in refs:
         resolved = store.resolve(ref)
         if resolved.kind == "profile":
-            profiles.append(resolved.ident)
+            if resolved.name is not None or resolved.ident not in profiles:
+                profiles[resolved.ident] = resolved.name
             spec = store.read_spec(resolved.ident)
             artifacts += list(spec.get("artifacts", []))
         else:
@@ -85,9 +90,9 @@ def push(store: Store, refs: list[str], cache: Cache, key: SecretKey,
         if h not in pushed_specs and h not in profiles and not signed_by(cache.spec(h), key.name):
             cache.put_spec(h, sign_spec(h, spec, key))
             report.specs.append(h)
-    for phash in profiles:  # last: a reader that finds a profile finds what it names
-        if not signed_by(cache.profile(phash), key.name):
-            cache.put_profile(phash, sign_spec(phash, store.read_spec(phash), key))
+    for phash, name in profiles.items():  # last: a reader that finds a profile finds its parts
+        if not signed_by(cache.profile(phash), key.name, name):
+            cache.put_profile(phash, sign_spec(phash, store.read_spec(phash), key, name))
             report.profiles.append(phash)
     return report
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..store.hashing import canonical_json
+from ..validate import profile_name_problem
 
 FINGERPRINT_PREFIX = b"hdenv-artifact-description-v1\n"
 SECRET_SUFFIX = ".secret"
@@ -231,20 +232,37 @@ def parse_trusted(values: list[str]) -> list[PublicKey]:
 SPEC_ENVELOPE = "hdenv-signed-spec"
 
 
-def sign_spec(hash_: str, spec: Any, key: SecretKey) -> dict[str, Any]:
+def sign_spec(hash_: str, spec: Any, key: SecretKey, name: str | None = None
+              ) -> dict[str, Any]:
     """A spec as a cache keeps it (profile definitions, host specs): signed like a description.
 
     Without a signature, anyone who can write to (or impersonate) a cache
     could make up a host spec naming their own program, or a profile whose
     env sets PATH, and `reproduce --from` would use it beside validly
-    signed artifacts.
+    signed artifacts. A profile pushed by its name carries that name inside
+    the signed envelope (not in the spec: the name is no part of the hash),
+    so `reproduce --from` can give it back the name its pusher knew it by.
     """
-    return sign({SPEC_ENVELOPE: 1, "hash": hash_, "spec": spec}, key)
+    envelope: dict[str, Any] = {SPEC_ENVELOPE: 1, "hash": hash_, "spec": spec}
+    if name is not None:
+        envelope["name"] = name
+    return sign(envelope, key)
 
 
-def signed_by(doc: Any, name: str) -> bool:
-    """Whether `doc` is a spec envelope signed by a key named `name` (else push signs it anew)."""
-    return isinstance(doc, dict) and doc.get(SPEC_ENVELOPE) == 1 and name in signers(doc)
+def signed_by(doc: Any, name: str, profile_name: str | None = None) -> bool:
+    """Whether `doc` is a spec envelope signed by a key named `name` (else push signs it anew).
+
+    With `profile_name`, the envelope must also carry that name: a profile
+    pushed again under its name gets the name recorded.
+    """
+    return (isinstance(doc, dict) and doc.get(SPEC_ENVELOPE) == 1 and name in signers(doc)
+            and (profile_name is None or doc.get("name") == profile_name))
+
+
+def envelope_name(doc: Any) -> str | None:
+    """The profile name a spec envelope records, if it is a valid one (else None)."""
+    name = doc.get("name") if isinstance(doc, dict) else None
+    return name if isinstance(name, str) and profile_name_problem(name) is None else None
 
 
 def open_spec(doc: Any, hash_: str, trusted: list[PublicKey]) -> tuple[Any, str]:
