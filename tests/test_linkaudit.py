@@ -414,3 +414,30 @@ def test_cmake_finds_the_dependency_before_the_system(hd: Hd, built: dict[str, P
     lib, pkg, inc = (artifact(hd, "cmprobe") / "share" / "found.txt").read_text().splitlines()
     zlib = str(built["zlib"])
     assert lib.startswith(zlib) and pkg.startswith(zlib) and inc.startswith(zlib)
+
+
+VERBOSE = """
+[packages.auditme]
+version = "1"
+deps = ["zlib"]
+build-deps = ["gcc"]
+script = '''
+printf 'int zlibVersion(void);\\nint main(void){return !zlibVersion();}\\n' > main.c
+mkdir -p "$PREFIX/bin"
+gcc main.c -o "$PREFIX/bin/auditme" -L"$HDENV_DEP_ZLIB/lib" -lz
+'''
+"""
+
+
+def test_verbose_build_says_what_the_passing_link_audit_saw(hd: Hd, built: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    path = stack(tmp_path, VERBOSE)
+    quiet = hd("build", str(path), "--dry-run", check=True)
+    assert "link audit" not in quiet.stderr
+    proc = hd("build", "-v", str(path), check=True)
+    (line,) = [x for x in proc.stderr.splitlines() if "link audit" in x]
+    assert line.startswith("auditme/1/") and line.endswith(
+        ": link audit passed: 1 ELF file(s), 2 libraries (system: libc.so.6;"
+        " zlib/1.2.13: libz.so.1)"), line
+    log = (artifact(hd, "auditme") / ".hdenv" / "build.log").read_text()
+    assert "hdenv: link audit passed: 1 ELF file(s)" in log  # the log has it without -v

@@ -159,16 +159,32 @@ class BuildOptions:
     meta: dict[str, Any] = field(default_factory=dict)  # added to artifact.json
     skip_checks: bool = False  # `--skip-checks`, `[stack] checks = "never"` (said in the log)
     keep_failed: bool = False  # `--keep-failed`: a failed build's directory stays (logs/)
+    verbose: bool = False  # `-v`: say what passed too (the link audit's summary)
 
 
-def build_options(settings: Settings, stream: TextIO | None = None, *,
-                  skip_checks: bool = False, keep_failed: bool = False) -> BuildOptions:
+@dataclass(frozen=True)
+class RunFlags:
+    """What the person running `hdenv build` asked for on the command line, in one value.
+
+    Carried from the CLI down to `build_options` unchanged, so a new flag is
+    one field here rather than one more parameter on every function between.
+    """
+
+    skip_checks: bool = False
+    keep_failed: bool = False
+    verbose: bool = False
+
+
+def build_options(settings: Settings, stream: TextIO | None = None,
+                  flags: RunFlags | None = None) -> BuildOptions:
     """Options for the builds of one `hdenv build`; says once if builds are not sandboxed."""
+    flags = flags or RunFlags()
     sandboxed, notice = bwrap.use_sandbox(settings.sandbox)
     if notice and stream is not None:
         print(f"hdenv: {notice}", file=stream)
     return BuildOptions(strict_links=settings.strict_links, sandbox=sandboxed,
-                        skip_checks=skip_checks, keep_failed=keep_failed)
+                        skip_checks=flags.skip_checks, keep_failed=flags.keep_failed,
+                        verbose=flags.verbose)
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -269,6 +285,7 @@ def _audit_links(store: Store, node: Node, prefix: Path, build_dir: Path, log_pa
     providers = linkaudit.providers(store, node.deps, node.build_deps)
     result = linkaudit.audit(prefix, providers, transient=(str(build_dir), str(store.tmp)))
     lines = [f"hdenv: run path completed: {f}" for f in result.completed]
+    lines.append(f"hdenv: {result.summary()}")
     for u in result.undeclared:
         lines.append(f"hdenv: undeclared system library {u['library']} ({u['path']}), "
                      f"needed by {u['file']}")
@@ -287,6 +304,8 @@ def _audit_links(store: Store, node: Node, prefix: Path, build_dir: Path, log_pa
         options.note(f"{node.id}: undeclared system libraries: {', '.join(libs)}")
     for m in result.missing:
         options.note(f"warning: {node.id}: {m['file']} needs {m['library']}, found nowhere")
+    if options.verbose:
+        options.note(f"{node.id}: {result.summary()}")
     return result.meta()
 
 

@@ -91,6 +91,26 @@ class AuditResult:
     missing: list[dict[str, str]] = field(default_factory=list)  # file, library
     completed: list[str] = field(default_factory=list)  # files whose run path was completed
     libraries: dict[str, str] = field(default_factory=dict)  # what the artifact offers
+    files: int = 0  # ELF files audited
+    loads: dict[str, str] = field(default_factory=dict)  # library -> who provides it
+
+    def summary(self) -> str:
+        """One line saying what the audit looked at and where each library came from.
+
+        A passing audit is otherwise silent, so without this a reader of
+        `build -v` cannot tell "checked and fine" from "nothing to check".
+        """
+        by: dict[str, list[str]] = {}
+        for lib, who in sorted(self.loads.items()):
+            by.setdefault(who, []).append(lib)
+        parts = [f"{who}: {', '.join(libs)}" for who, libs in sorted(by.items())]
+        done = f"; run path completed in {len(self.completed)}" if self.completed else ""
+        problems = len(self.errors) + len(self.undeclared) + len(self.missing)
+        verdict = "passed" if problems == 0 else f"{problems} problem(s)"
+        return (f"link audit {verdict}: {self.files} ELF file(s)"
+                + (f", {len(self.loads)} librar{'y' if len(self.loads) == 1 else 'ies'}"
+                   f" ({'; '.join(parts)})" if parts else ", no shared libraries loaded")
+                + done)
 
     def meta(self) -> dict[str, Any]:
         """What goes into artifact.json (`hdenv show` and dependent builds read it)."""
@@ -204,15 +224,26 @@ def audit(prefix: Path, providers: list[Provider], *, transient: tuple[str, ...]
     hosts = [p for p in providers if p.role == "host"]
     build_only = [p for p in providers if p.role == "build-only"]
     elves = list(walk_elf(prefix))
+    result.files = len(elves)
     if complete:
         _complete(prefix, elves, chain + hosts, transient, loader, result)
         elves = [read_elf(e.path) or e for e in elves]
     known = chain + hosts + build_only
     for info in elves:
         for lib in info.needed:
-            if not is_libc(lib):
+            if is_libc(lib):
+                result.loads[lib] = "system"
+            else:
                 _check(prefix, info, lib, chain, hosts, build_only, known, loader, result)
     return result
+
+
+def _who(provider: Provider) -> str:
+    """How the summary names a provider: its NAME/VERSION, or `own` for the artifact itself."""
+    if not provider.ident:
+        return "own"
+    name, _, rest = provider.ident.partition("/")
+    return f"{name}/{rest.partition('/')[0]}" if rest else name
 
 
 def _provider_for(lib: str, providers: list[Provider]) -> tuple[Provider, str] | None:
@@ -270,12 +301,15 @@ def _check(prefix: Path, info: ElfInfo, lib: str, chain: list[Provider], hosts: 
         provider, want = hit
         if found.path is not None and (_same_file(found.path, want) or
                                        any(p.owns(found.path) for p in chain)):
+            result.loads[lib] = _who(provider)
             return
         where = found.path or "nowhere (not found)"
         who = provider.ident or "this package"
         result.errors.append(f"{rel} needs {lib}: it loads {where}, but {who} provides {want}")
         return
-    if found.path is not None and any(p.owns(found.path) for p in chain):
+    owning = next((p for p in chain if found.path is not None and p.owns(found.path)), None)
+    if owning is not None:
+        result.loads[lib] = _who(owning)
         return
     hit = _provider_for(lib, build_only)
     if hit is not None:
@@ -293,5 +327,6 @@ def _check(prefix: Path, info: ElfInfo, lib: str, chain: list[Provider], hosts: 
     real = os.path.realpath(found.path)
     for host in hosts:
         if lib in host.libs or any(os.path.realpath(p) == real for p in host.libs.values()):
+            result.loads[lib] = _who(host)
             return
     result.undeclared.append({"file": rel, "library": lib, "path": found.path})

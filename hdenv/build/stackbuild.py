@@ -21,7 +21,7 @@ from ..store.layout import Store
 from ..store.sources import SourceStore
 from ..store.tmpdirs import clean_stale
 from . import processes
-from .builder import BuildOptions, build_options
+from .builder import BuildOptions, RunFlags, build_options
 from .plan import Plan, plan_stack
 from .preflight import preflight
 from .progress import Progress, labels
@@ -68,19 +68,17 @@ class Executor(Protocol):
 def build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str] | None = None,
                 jobs: int | None = None, keep_going: bool = False, dry_run: bool = False,
                 stream: TextIO = sys.stderr, executor: Executor | None = None,
-                skip_checks: bool = False, keep_failed: bool = False) -> BuildOutcome:
+                flags: RunFlags | None = None) -> BuildOutcome:
     """Build a stack file; Ctrl-C, SIGTERM and SIGHUP stop it cleanly (`Interrupted`)."""
     with processes.interruptible():
         return _build_stack(path, settings, overrides=overrides, jobs=jobs,
                             keep_going=keep_going, dry_run=dry_run, stream=stream,
-                            executor=executor, skip_checks=skip_checks,
-                            keep_failed=keep_failed)
+                            executor=executor, flags=flags or RunFlags())
 
 
 def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str] | None,
                  jobs: int | None, keep_going: bool, dry_run: bool,
-                 stream: TextIO, executor: Executor | None, skip_checks: bool,
-                 keep_failed: bool) -> BuildOutcome:
+                 stream: TextIO, executor: Executor | None, flags: RunFlags) -> BuildOutcome:
     settings.check_jobs()
     # all input errors surface here (config host declarations too), store untouched
     stack = load_stack(path, overrides, settings.host_files)
@@ -104,13 +102,13 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
     with BuildRoots(store) as roots:
         return _build(stack, store, sources, roots, settings, jobs=jobs, keep_going=keep_going,
                       stream=stream, progress=progress, executor=executor,
-                      skip_checks=skip_checks or not stack.run_checks, keep_failed=keep_failed)
+                      flags=flags if stack.run_checks else replace(flags, skip_checks=True))
 
 
 def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
            settings: Settings, *, jobs: int | None, keep_going: bool,
            stream: TextIO, progress: Progress, executor: Executor | None,
-           skip_checks: bool, keep_failed: bool) -> BuildOutcome:
+           flags: RunFlags) -> BuildOutcome:
     with roots.holding():  # planning may store local sources before it can name them
         plan = plan_stack(stack, store, sources, host_identity=settings.host_identity)
         roots.add(plan_roots(plan))
@@ -123,9 +121,8 @@ def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
                        for i, n in plan.nodes.items())
         report = run_plan(plan, store, sources, jobs=jobs or settings.jobs,
                           build_jobs=settings.build_jobs, keep_going=keep_going, stream=stream,
-                          options=(cache_options(build_options(
-                              settings, stream, skip_checks=skip_checks, keep_failed=keep_failed),
-                              store, settings) if to_build else None),
+                          options=(cache_options(build_options(settings, stream, flags),
+                                                 store, settings) if to_build else None),
                           progress=progress)
     else:
         report = executor.run(plan, store, sources, jobs=jobs or settings.jobs,

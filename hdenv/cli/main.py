@@ -150,11 +150,14 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
               help="Do not run the packages' checks (the build log says so).")
 @click.option("--keep-failed", is_flag=True,
               help="Keep a failed build's directory and print where it is.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Say what passed too: each build's link audit in one line.")
 @click.pass_context
 def build(ctx: click.Context, stack_file: Path, jobs: int | None, keep_going: bool,
           dry_run: bool, sets: tuple[str, ...], executor: str | None, skip_checks: bool,
-          keep_failed: bool) -> None:
+          keep_failed: bool, verbose: bool) -> None:
     """Build every package and profile of STACK_FILE; print `NAME HASH` per profile."""
+    from ..build.builder import RunFlags
     from ..build.stackbuild import BuildFailed, build_stack
 
     settings = settings_of(ctx, jobs)
@@ -169,7 +172,7 @@ def build(ctx: click.Context, stack_file: Path, jobs: int | None, keep_going: bo
     try:
         outcome = build_stack(stack_file, settings, overrides=parse_sets(sets), jobs=jobs,
                               keep_going=keep_going, dry_run=dry_run, executor=runner,
-                              skip_checks=skip_checks, keep_failed=keep_failed)
+                              flags=RunFlags(skip_checks, keep_failed, verbose))
     except BuildFailed as e:
         for p in e.outcome.profiles:
             click.echo(f"{p.name} {p.hash}")
