@@ -292,3 +292,55 @@ def test_20_a_locks_dir_swapped_for_a_symlink_gets_no_roots_dir_in_its_target(
                       timeout=300)
     assert again.returncode == 0, again.stderr
     assert _loads(users, store, "py", "python3.99 -c pass") == "3.99.0\n"
+
+
+# -- 6 (logs/): a failed build's log and kept directory -----------------------------
+
+FAILSTACK = """
+[packages.fails]
+version = "1"
+script = '''
+touch "{sync}/READY"
+while [ ! -e "{sync}/GO" ]; do sleep 0.05; done
+echo "this build fails on purpose"
+exit 3
+'''
+"""
+
+
+def test_6_a_failed_build_never_writes_its_log_through_a_planted_logs_link(
+        users: UnixUsers, run_hdenv: Runner) -> None:
+    """`logs/` swapped for a link to the victim's directory while the victim's build runs:
+    the failed log (and, with --keep-failed, the build directory) used to be written by
+    path, into the victim's directory; now logs/ is opened without following links."""
+    victim = f"{users.prefix}b"
+    store = _group_store(users, "swap-logs", run_hdenv)
+    precious = _precious(users, "precious-logs")
+    sync = users.home(victim) / "sync-logs"
+    assert users.run(victim, ["mkdir", "-p", str(sync)], users.env(victim)).returncode == 0
+    stack = users.base / "fails.toml"
+    stack.write_text(FAILSTACK.replace("{sync}", str(sync)))
+    os.chmod(stack, 0o644)
+    env = _victim_env(users, store)
+    (sync / "GO").touch()
+    first = users.run(victim, ["hdenv", "build", str(stack)], env)  # makes logs/ (and fails)
+    assert first.returncode == 1, first.stderr
+    os.unlink(sync / "READY")
+    os.unlink(sync / "GO")
+    running = subprocess.Popen(
+        users.command(victim, ["hdenv", "build", "--keep-failed", str(stack)], env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(sync / "READY", running)
+        _as_attacker(users, f"mv {store}/logs {store}/logs.away && ln -s {precious} {store}/logs")
+        (sync / "GO").touch()
+        out, err = running.communicate(timeout=300)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert os.listdir(precious) == []  # neither the log nor the build directory
+    assert running.returncode == 1, err
+    assert "this build fails on purpose" in err  # the log's tail is still shown
+    assert f"the log was not kept: {store}/logs is not a directory but a symlink" in err
+    _verify_names_only(users, store, "logs")
+    _undo(store, "logs")

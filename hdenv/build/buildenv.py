@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import UserError
-from ..store.fsutil import remove_tree
+from ..store import fdtree
 from ..store.gcroots import BuildRoots
 from ..store.layout import Store
 from ..store.sources import SourceStore
@@ -51,9 +51,9 @@ def build_env(path: Path, settings: Settings, package: str, command: Sequence[st
                             " that is fine)")
         fetch_sources(node, sources)
         build_dir = store.root / "logs" / f"{node.id.replace('/', '-')}.env"
-        if build_dir.exists():
-            remove_tree(build_dir)
-        build_dir.mkdir(parents=True)
+        with store.opened("logs") as logs:  # never through a link planted at logs/ or the name
+            fdtree.remove_at(logs, build_dir.name, build_dir)
+            os.mkdir(build_dir.name, 0o700, dir_fd=logs)
         prefix = build_dir / "prefix"
         prefix.mkdir()
         src, script, env = prepare(store, node, sources, prefix, build_dir, settings.jobs)

@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..config import Settings
-from ..errors import BuildError, Interrupted
+from ..errors import BuildError, Interrupted, StoreError
 from ..oserrors import describe as describe_os_error
+from ..store import fdtree
 from ..store.artifacts import install_artifact, runtime_closure
-from ..store.fsutil import atomic_write, remove_tree
+from ..store.fsutil import remove_tree
 from ..store.layout import Store
 from ..store.sharing import current_umask
 from ..store.sources import SourceStore
@@ -233,16 +234,20 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
     except BuildError:
         raise
     except subprocess.CalledProcessError as e:
+        not_kept = ""
         try:
             kept = _keep_failed_log(store, node, log_path)
         except OSError:  # e.g. the disk is full: show the tail from where it is
             kept = log_path
+        except StoreError as refused:  # logs/ is a planted link: the tail, and why no log
+            kept = log_path
+            not_kept = f"\nthe log was not kept: {refused.message}"
         what = (f"check `{e.cmd}` of {node.id} failed" if isinstance(e, CheckFailed)
                 else f"build of {node.id} failed")
         where = _keep_build_dir(store, node, build_dir) if options.keep_failed else None
         kept_dir = f"\nbuild directory kept: {where}" if where else ""
         raise BuildError(
-            f"{what} (exit {e.returncode}); log: {kept}{kept_dir}\n"
+            f"{what} (exit {e.returncode}); log: {kept}{kept_dir}{not_kept}\n"
             f"--- last lines of the build log ---\n{tail(kept)}"
         ) from None
     except Interrupted:
@@ -268,13 +273,23 @@ def kept_build_dir(store: Store, aid: str) -> Path:
 
 
 def _keep_build_dir(store: Store, node: Node, build_dir: Path) -> Path | None:
+    """Move the failed build's directory (in our private tmp/) to logs/, through descriptors.
+
+    In a group store a member can swap logs/ or the entry's name for a
+    symlink; by path, the removal of an old copy and the rename would follow
+    it. Here logs/ is opened without following a link and whatever is at the
+    name (a planted link included) is removed as found, never entered.
+    """
     dest = kept_build_dir(store, node.id)
     try:
-        if dest.exists():
-            remove_tree(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(build_dir, dest)
-    except OSError:
+        src = fdtree.open_dir(build_dir.parent)  # our private tmp/<uid>/ (0700, checked)
+        try:
+            with store.opened("logs") as logs:
+                fdtree.remove_at(logs, dest.name, dest)
+                os.rename(build_dir.name, dest.name, src_dir_fd=src, dst_dir_fd=logs)
+        finally:
+            os.close(src)
+    except (OSError, StoreError):
         return None
     return dest
 
@@ -317,7 +332,7 @@ def _keep_failed_log(store: Store, node: Node, log_path: Path) -> Path:
     """The artifact directory is removed on failure; keep its log where the user can read it."""
     kept = failed_log_path(store, node.id)
     data = log_path.read_bytes() if log_path.exists() else b""
-    atomic_write(kept, data)
+    store.write_file(("logs",), kept.name, data)  # through logs/'s descriptor
     return kept
 
 
