@@ -142,6 +142,9 @@ def test_profile_module_round_trips_hostile_values(built: Env, tmp_path: Path, k
     for label in ("unloaded", "purged"):
         after = sh.env(label)
         assert {v: after.get(v) for v in watched} == {v: before.get(v) for v in watched}, label
+    # its help says what it sets beyond `hdenv load` (the two above), not "the same"
+    helped = " ".join(sh.run(Path(core), ["module help mods 2>&1"]).stdout.split())
+    assert "and also CPATH and LIBRARY_PATH" in helped, helped
 
 
 def test_avail_lists_profiles_and_artifacts(built: Env, tmp_path: Path) -> None:
