@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-from conftest import SHARED_SOURCES, require, require_tool
+from conftest import SHARED_SOURCES, Runner, require, require_tool
 
 from hdenv.errors import BuildError, UserError
 from hdenv.store import tmpdirs
@@ -421,3 +421,39 @@ def test_a_web_server_sees_no_request_when_a_mirror_holds_the_file(
     ss = SourceStore(Store(tmp_path / "store"), [f"{base}/no-such-mirror/", str(mirror)])
     assert ss.ensure(f"sha256:{hex_}", urls=[f"{base}/pkg-1.0.tar.gz"]).is_file()
     assert _Handler.requests == []
+
+
+WRONG_PATCH = """
+[packages.first]
+version = "1"
+script = 'mkdir -p "$PREFIX" && touch "$PREFIX/built"'
+
+[packages.second]
+version = "1"
+deps = ["first"]
+patches = [{{ url = "{url}", sha256 = "{wrong}" }}]
+script = 'mkdir -p "$PREFIX"'
+
+[packages.third]
+version = "1"
+sources = [{{ url = "{url}", sha256 = "{wrong}", unpack = false }}]
+script = 'mkdir -p "$PREFIX"'
+"""
+
+
+def test_a_patch_with_a_wrong_hash_is_refused_before_any_build_starts(
+        run_hdenv: Runner, tmp_path: Path, store_dir: Path) -> None:
+    patch = tmp_path / "fix.patch"
+    patch.write_text("--- a/f\n+++ b/f\n@@ -0,0 +1 @@\n+x\n")
+    stack = tmp_path / "s.toml"
+    stack.write_text(WRONG_PATCH.format(url=patch.as_uri(), wrong="0" * 64))
+    proc = run_hdenv("build", str(stack))
+    assert proc.returncode == 1, proc.stderr
+    assert "hdenv: error: sources that could not be had (nothing was built):\n  second, third:" \
+        " could not get sha256:" + "0" * 64 in proc.stderr, proc.stderr
+    assert "hash mismatch" in proc.stderr
+    assert "building first" not in proc.stderr  # not even the package that needs nothing
+    assert run_hdenv("list", "artifacts", check=True).stdout.strip() == ""
+    # --keep-going builds what does not need it
+    going = run_hdenv("build", "--keep-going", str(stack))
+    assert going.returncode == 1 and "built first" in going.stderr, going.stderr

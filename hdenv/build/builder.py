@@ -203,6 +203,29 @@ def fetch_sources(node: Node, sources: SourceStore) -> None:
                        git_url=hint.get("git"))
 
 
+def fetch_all_sources(nodes: list[Node], sources: SourceStore) -> list[str]:
+    """Fetch every source and patch of `nodes` now; one line per key that failed.
+
+    Run before the first build, so a wrong hash in a patch or source the tenth
+    package needs is reported before an hour of builds rather than after;
+    each key once, however many packages (matrix variants) share it.
+    """
+    users: dict[str, list[str]] = {}
+    hints: dict[str, dict[str, Any]] = {}
+    for node in nodes:
+        for hint in node.source_hints:
+            hints.setdefault(hint["key"], hint)
+            users.setdefault(hint["key"], []).append(node.spec["name"])
+    failed: list[str] = []
+    for key, hint in hints.items():
+        try:
+            sources.ensure(key, urls=[hint["url"]] if hint.get("url") else [],
+                           git_url=hint.get("git"))
+        except BuildError as e:
+            failed.append(f"{', '.join(dict.fromkeys(users[key]))}: {e.message}")
+    return failed
+
+
 def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
                on_wait: Callable[[], None] | None = None,
                on_log: Callable[[Path], None] | None = None,

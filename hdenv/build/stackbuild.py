@@ -21,7 +21,7 @@ from ..store.layout import Store
 from ..store.sources import SourceStore
 from ..store.tmpdirs import clean_stale
 from . import processes
-from .builder import BuildOptions, RunFlags, build_options
+from .builder import BuildOptions, RunFlags, build_options, fetch_all_sources
 from .plan import Plan, plan_stack
 from .preflight import preflight
 from .progress import Progress, labels
@@ -117,8 +117,14 @@ def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
         store.record_about(node.id.rsplit("/", 1)[1],
                            {"description": node.description, **node.about})
     if executor is None:
-        to_build = any(n.kind == "build" and not store.has_artifact(i)
-                       for i, n in plan.nodes.items())
+        missing = [n for i, n in plan.nodes.items()
+                   if n.kind == "build" and not store.has_artifact(i)]
+        to_build = bool(missing)
+        if missing and not settings.caches:  # with caches, a substitute needs no source
+            unfetched = fetch_all_sources(missing, sources)
+            if unfetched and not keep_going:
+                raise BuildError("sources that could not be had (nothing was built):\n  "
+                                 + "\n  ".join(unfetched))
         report = run_plan(plan, store, sources, jobs=jobs or settings.jobs,
                           build_jobs=settings.build_jobs, keep_going=keep_going, stream=stream,
                           options=(cache_options(build_options(settings, stream, flags),
