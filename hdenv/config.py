@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .configfiles import lookup, read_layers
+from .configfiles import from_config_dir, lookup, read_layers
 from .configscan import check_whole
 from .errors import UserError
 
@@ -150,6 +150,17 @@ class _Layers:
         self.files = read_layers(env, str(user_default), os.path.exists)
         self.sources: dict[str, str] = {}
 
+    def from_file(self, key: str) -> str | None:
+        """The config file `key` came from, or None (a flag, a variable, or unset)."""
+        source = self.sources.get(key)
+        return source if source in {path for path, _role, _data in self.files} else None
+
+    def path(self, key: str, value: str) -> str:
+        """`value` of the path setting `key`: relative to its config file's directory if it
+        came from one (configfiles.from_config_dir), else as given (cwd, for a flag)."""
+        source = self.from_file(key)
+        return from_config_dir(value, source) if source is not None else value
+
     def get(self, key: str, flag: object = None, flag_name: str = "",
             env_var: str = "") -> object:
         if flag is not None:
@@ -174,10 +185,12 @@ def load_settings(
     layers = _Layers(env, default_config_file())
 
     store_value = layers.get("store", store, "--store", "HDENV_STORE")
-    store_path = Path(str(store_value)).expanduser() if store_value else default_store()
+    store_path = (Path(layers.path("store", str(store_value))).expanduser() if store_value
+                  else default_store())
 
     raw_mirrors = layers.get("mirrors", mirrors, "--mirror", "HDENV_MIRRORS") or []
-    mirror_list = _string_list(raw_mirrors, "mirrors", layers.sources.get("mirrors", ""))
+    mirror_list = [layers.path("mirrors", m) for m in
+                   _string_list(raw_mirrors, "mirrors", layers.sources.get("mirrors", ""))]
 
     jobs_error = None
     try:
@@ -193,7 +206,7 @@ def load_settings(
         jobs_error = jobs_error or e.message
 
     raw_upstreams = layers.get("upstreams") or []
-    upstreams = [Path(u).expanduser().absolute() for u in
+    upstreams = [Path(layers.path("upstreams", u)).expanduser().absolute() for u in
                  _string_list(raw_upstreams, "upstreams", layers.sources.get("upstreams", ""))]
     used = [Path(u) for u in os.environ.get("HDENV_USE", "").split(":") if u.startswith("/")]
     upstreams = [*used, *(u for u in upstreams if u not in used)]  # `hdenv use`: this shell
@@ -201,13 +214,16 @@ def load_settings(
     if usage_log is not None:
         _check_usage_log(usage_log, layers.sources["usage-log"])
 
-    caches = _string_list(layers.get("caches", None, "", "HDENV_CACHES") or [], "caches",
-                          layers.sources.get("caches", ""))
+    caches = [layers.path("caches", c) for c in
+              _string_list(layers.get("caches", None, "", "HDENV_CACHES") or [], "caches",
+                           layers.sources.get("caches", ""))]
     trusted_keys = _string_list(layers.get("trusted-keys", None, "", "HDENV_TRUSTED_KEYS") or [],
                                 "trusted-keys", layers.sources.get("trusted-keys", ""))
     signing_key = layers.get("signing-key", None, "", "HDENV_SIGNING_KEY")
     if signing_key is not None and not isinstance(signing_key, str):
         raise UserError("'signing-key' must be a string", file=layers.sources["signing-key"])
+    if signing_key is not None:
+        signing_key = layers.path("signing-key", signing_key)
     executor, executor_error = str(layers.get("executor") or "local"), None
     if executor not in EXECUTORS:
         executor_error = UserError(

@@ -56,6 +56,21 @@ def read_layers(env: Mapping[str, str], default_user: str,
     return layers
 
 
+def from_config_dir(value: str, config_file: str) -> str:
+    """A path setting as written in `config_file`: `~` expanded, and a relative path
+    (`store = "store"`, `signing-key = "keys/site.secret"`) taken from the file's
+    directory, as a site admin who writes it next to the file means it, never from
+    the directory whoever runs hdenv happens to be in. URLs are left alone."""
+    if value.startswith("/") or "://" in value:
+        return value  # the common case, without `os` (see the module doc)
+    import os.path
+
+    value = os.path.expanduser(value)
+    if os.path.isabs(value) or "://" in value:
+        return value
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(config_file)), value))
+
+
 def lookup(layers: list[tuple[str, str, dict[str, object]]],
            key: str) -> tuple[object, str] | None:
     """The value of `key` in the first layer that sets it, and that layer's path."""

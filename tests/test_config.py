@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import Runner
@@ -63,3 +65,40 @@ def test_no_site_file_and_broken_site_files(run_hdenv: Runner, tmp_path: Path) -
     proc = run_hdenv("list", "artifacts", env={"HDENV_SITE_CONFIG": str(bad)})
     assert proc.returncode == 2
     assert proc.stderr == f"hdenv: error: {bad}: 'upstreams' must be a list of strings\n"
+
+
+def test_relative_paths_in_a_config_file_are_taken_from_its_directory(
+        run_hdenv: Runner, tmp_path: Path) -> None:
+    """A site admin writes `store = "store"` next to the file; users run hdenv from
+    anywhere. Flags and variables stay relative to the working directory."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    config = etc / "config.toml"
+    config.write_text('store = "store"\nupstreams = ["../site"]\n'
+                      'mirrors = ["mirror", "https://example.org/m"]\n'
+                      'signing-key = "keys/k.secret"\ncaches = ["cache", "oci://h:5000/r"]\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"HDENV_CONFIG": str(config), "HDENV_STORE": ""}
+    shown = run_hdenv("config", env=env, cwd=elsewhere, check=True).stdout
+    assert f'store = "{etc}/store"' in shown
+    assert f'upstreams = ["{tmp_path}/site"]' in shown
+    assert f'mirrors = ["{etc}/mirror", "https://example.org/m"]' in shown
+    assert f'signing-key = "{etc}/keys/k.secret"' in shown
+    assert f'caches = ["{etc}/cache", "oci://h:5000/r"]' in shown
+    flagged = run_hdenv("--store", "mine", "config", env=env, cwd=elsewhere, check=True).stdout
+    assert f'store = "{elsewhere}/mine"' in flagged
+    # the load fast path finds the same store: a profile built there loads from elsewhere
+    stack = tmp_path / "s.toml"
+    stack.write_text('[stack]\nname = "rel"\n\n[packages.t]\nversion = "1"\n'
+                     'script = \'mkdir -p "$PREFIX/bin" && printf "#!/bin/sh\\\\necho rel\\\\n"'
+                     ' > "$PREFIX/bin/reltool" && chmod +x "$PREFIX/bin/reltool"\'\n')
+    run_hdenv("build", str(stack), env=env, cwd=tmp_path, check=True)
+    assert (etc / "store" / "names" / "rel").is_dir()
+    exe = str(Path(sys.executable).parent / "hdenv")
+    script = f'eval "$({exe} init bash)"\nhdenv load rel && reltool\n'
+    proc = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], cwd=elsewhere,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                               "HDENV_CONFIG": str(config), "HDENV_SITE_CONFIG": ""},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout == "rel\n", proc.stderr

@@ -97,11 +97,14 @@ class Config:
 
     def roots(self) -> list[str]:
         """The store, then its upstreams (read-only stores consulted after it)."""
+        from ..configfiles import from_config_dir  # as _get: loaded only when needed
+
         if self.env.get("HDENV_STORE"):
             root = lightos.absolute(self.env["HDENV_STORE"])
         else:
             found = self._get("store")
-            root = lightos.absolute(str(found[0])) if found and found[0] else self.default_store
+            root = (lightos.absolute(from_config_dir(str(found[0]), found[1]))
+                    if found and found[0] else self.default_store)
         found = self._get("upstreams")
         if not found:
             return [root, *(u for u in self.used() if u != root)]
@@ -110,7 +113,7 @@ class Config:
             value = value.split()
         if not isinstance(value, list):
             raise UserError("'upstreams' must be a list of strings", file=source)
-        ups = [lightos.absolute(str(u)) for u in value]
+        ups = [lightos.absolute(from_config_dir(str(u), source)) for u in value]
         return [root, *(u for u in [*self.used(), *ups] if u != root)]
 
     def used(self) -> list[str]:
