@@ -120,9 +120,20 @@ def test_gc_after_a_parameter_change_and_prune(run_hdenv: Runner, tmp_path: Path
     assert json.loads(run_hdenv("du", "--json", check=True).stdout)["gc_would_free"] == 0
     # the live profile can still be exported: the specs of its whole build closure stay
     assert leftovers(Store(store_dir)) == []
-    # and building it again is a no-op apart from re-capturing the host tools
+    # the current generation kept what it was built with (the captured gcc and POSIX
+    # tools): building it again, or with another parameter, captures nothing again
+    hosts = {a for a in left if a.split("/")[0] in ("gcc", "posix-tools")}
+    assert {h.split("/")[0] for h in hosts} == {"gcc", "posix-tools"}
     again = run_hdenv("build", stack, "--set", "cflags=-O1", check=True)
-    assert "0 built" in again.stderr
+    assert "0 built" in again.stderr and "capturing host software" not in again.stderr
+    # --runtime-only lets the build closure go: the compiler, not the program
+    run_hdenv("gc", "--runtime-only", check=True)
+    after = ids(run_hdenv)
+    assert not after & hosts and live <= after
+    assert subprocess.run([str(prefix / "bin" / "greet"), "x"], capture_output=True,
+                          text=True).stdout == "Hello, x!\n"
+    rebuilt = run_hdenv("build", stack, "--set", "cflags=-O1", check=True)
+    assert "capturing host software gcc" in rebuilt.stderr and "0 built" in rebuilt.stderr
 
 
 def test_pins_keep_what_gc_would_remove(run_hdenv: Runner, tmp_path: Path) -> None:
@@ -349,5 +360,6 @@ def test_gc_killed_at_random_moments_leaves_a_clean_store(
     assert kills >= 2
     run_hdenv("gc", check=True)
     assert leftovers(Store(store_dir)) == []
-    assert {a.split("/")[0] for a in ids(run_hdenv)} == {"base"}
+    # and what built it (the current generation's build closure: the POSIX tools)
+    assert {a.split("/")[0] for a in ids(run_hdenv)} == {"base", "posix-tools"}
     assert run_hdenv("verify").returncode == 0

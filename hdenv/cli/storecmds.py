@@ -28,8 +28,11 @@ def _store(ctx: click.Context) -> Store:
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 @click.option("--sources", is_flag=True, help="Also drop sources that no live spec needs.")
 @click.option("--max-freed", metavar="SIZE", help="Stop once this much is freed (500M, 2G).")
+@click.option("--runtime-only", is_flag=True,
+              help="Also remove what current generations were built with (compilers, tools).")
 @click.pass_context
-def gc(ctx: click.Context, dry_run: bool, sources: bool, max_freed: str | None) -> None:
+def gc(ctx: click.Context, dry_run: bool, sources: bool, max_freed: str | None,
+       runtime_only: bool) -> None:
     """Remove what no named profile generation, pin or running build uses."""
     limit = gc_mod.parse_size(max_freed) if max_freed is not None else None
 
@@ -37,7 +40,8 @@ def gc(ctx: click.Context, dry_run: bool, sources: bool, max_freed: str | None) 
         click.echo(f"{item.kind} {item.ident} {human_size(item.size)}")
 
     result = gc_mod.collect(_store(ctx), dry_run=dry_run, sources=sources, max_freed=limit,
-                            log=lambda m: click.echo(m, err=True), on_item=show)
+                            log=lambda m: click.echo(m, err=True), on_item=show,
+                            runtime_only=runtime_only)
     counts = ", ".join(f"{result.count(k)} {k}(s)" for k in
                        ("profile", "artifact", "leftover", "spec", "source") if result.count(k))
     verb = "would free" if dry_run else "freed"

@@ -4,9 +4,12 @@ Mark: the roots (`gcroots`) name profiles and artifacts; a profile keeps the
 artifacts its `profile.json` lists, an artifact keeps its recorded runtime
 dependencies. Specs are kept for the whole *build* closure of what is live
 (dependencies, build-only dependencies, tools), so `export` and `reproduce` of
-a live profile still work after gc although build-only artifacts (a captured
-compiler) may be removed, as Nix removes build-time inputs by default. With
-`--sources`, the sources of those specs stay and all others go.
+a live profile still work after gc. The current generation of each name also
+keeps the *artifacts* of its build closure (a captured compiler, a source-built
+cmake: Nix's keep-outputs), so changing a parameter does not rebuild a
+toolchain; older generations keep their runtime closure only, and
+`--runtime-only` lets every build closure go. With `--sources`, the sources of
+the kept specs stay and all others go.
 
 Sweep, under the exclusive GC lock: garbage profiles first, then artifacts
 with their dependents before their dependencies, then specs, then sources. A
@@ -103,6 +106,45 @@ def root_profiles(store: Store) -> set[str]:
     return out
 
 
+def current_profiles(store: Store) -> set[str]:
+    """Profile hashes that are some name's current generation (`names/NAME/current`)."""
+    out: set[str] = set()
+    try:
+        names = os.listdir(store.names)
+    except FileNotFoundError:
+        return out
+    for name in names:
+        with contextlib.suppress(OSError):
+            generation = os.readlink(store.names / name / "current")
+            out.add(os.path.basename(os.readlink(store.names / name / generation)))
+    return out
+
+
+def build_closure(store: Store, artifacts: set[str]) -> set[str]:
+    """Every artifact the specs of `artifacts` name as an input, transitively: the
+    dependencies, build-only dependencies (a captured compiler, a built cmake) and
+    tools their builds used, and those inputs' own inputs."""
+    out: set[str] = set()
+    stack = list(artifacts)
+    seen: set[str] = set()
+    while stack:
+        aid = stack.pop()
+        if aid in seen:
+            continue
+        seen.add(aid)
+        spec = _read_json_or(store.spec_path(aid.rsplit("/", 1)[-1]), None)
+        if not isinstance(spec, dict):
+            continue
+        refs = [*spec.get("deps", []), *spec.get("build_deps", [])]
+        if spec.get("tools"):
+            refs.append(spec["tools"])
+        for ref in refs:
+            if isinstance(ref, str) and ref.count("/") == 2:
+                out.add(ref)
+                stack.append(ref)
+    return out
+
+
 def _split_roots(ids: set[str]) -> tuple[set[str], set[str], set[str]]:
     """(profile hashes, artifact ids, source keys) from registered root lines."""
     profiles, artifacts, sources = set(), set(), set()
@@ -130,8 +172,15 @@ def _read_json_or(path: Path, default: Any) -> Any:
         return default
 
 
-def mark(store: Store, *, clean_dead: bool = False) -> Marked:
-    """Everything the roots keep alive (see the module docstring)."""
+def mark(store: Store, *, clean_dead: bool = False, runtime_only: bool = False) -> Marked:
+    """Everything the roots keep alive (see the module docstring).
+
+    The current generation of every name keeps its whole build closure too
+    (Nix's keep-outputs), so the next `--set cflags=...` of a stack finds its
+    captured compiler and source-built tools instead of making them again;
+    older generations and pins keep their runtime closure only.
+    `runtime_only` (`gc --runtime-only`) lets the build closures go as well.
+    """
     marked = Marked()
     running = running_roots(store, clean=clean_dead)
     marked.running = running.processes
@@ -148,6 +197,14 @@ def mark(store: Store, *, clean_dead: bool = False) -> Marked:
         artifacts.update(a for a in meta.get("artifacts", []) if isinstance(a, str))
         specs.add(phash)
     marked.profiles = profiles
+    if not runtime_only:
+        current: set[str] = set()
+        for phash in current_profiles(store):
+            meta = _read_json_or(store.profile_dir(phash) / META_DIR / PROFILE_META, None)
+            if meta is None:
+                meta = _read_json_or(store.spec_path(phash), {})
+            current.update(a for a in meta.get("artifacts", []) if isinstance(a, str))
+        artifacts |= build_closure(store, current)
     # runtime closure through recorded runtime dependencies
     stack = list(artifacts)
     live: set[str] = set()
@@ -371,7 +428,8 @@ Log = Callable[[str], None]
 
 def collect(store: Store, *, dry_run: bool = False, sources: bool = False,
             max_freed: int | None = None, log: Log | None = None,
-            on_item: Callable[[Item], None] | None = None) -> GcResult:
+            on_item: Callable[[Item], None] | None = None,
+            runtime_only: bool = False) -> GcResult:
     """`hdenv gc`: remove (or with `dry_run` list) what no root keeps alive."""
     say = log or (lambda _m: None)
     result = GcResult(dry_run=dry_run)
@@ -388,7 +446,7 @@ def collect(store: Store, *, dry_run: bool = False, sources: bool = False,
     try:
         if not dry_run:
             clean_stale(store)  # what a killed gc (or build) had moved aside
-        result.kept = mark(store, clean_dead=not dry_run)
+        result.kept = mark(store, clean_dead=not dry_run, runtime_only=runtime_only)
         items = garbage(store, result.kept, sources=sources, sizes=dry_run)
         if items and not dry_run:
             trash = temp_dir(store, TRASH_PREFIX)
