@@ -9,7 +9,10 @@ versions as Lua modulefiles with `whatis` descriptions. Three profiles
 collection `bench` for `savelist` and `restore`. Each command's
 output goes to /dev/null. Goal: every ratio hdenv/Lmod at most 1.0.
 
-    .venv/bin/python benchmarks/bench_find.py [--rounds 40] [--blocks 4]
+    .venv/bin/python benchmarks/bench_find.py [--rounds 40] [--blocks 4] [--names 20]
+
+`--names 1000` is issue 25's scale case: avail and spider over 1,000 named
+profiles against Lmod over 1,000 modulefile directories.
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ def fake_hash(n: int) -> str:
     return "".join(B32[b % 32] for b in digest)
 
 
-def make_store(root: Path) -> None:
+def make_store(root: Path, names: int) -> None:
     serial = 1
-    for i in range(NAMES):
+    for i in range(names):
         ndir = root / "names" / f"stack{i}"
         ndir.mkdir(parents=True)
         for g in range(1, GENERATIONS + 1):
@@ -61,8 +64,8 @@ def make_store(root: Path) -> None:
         os.symlink(str(GENERATIONS), ndir / "current")
 
 
-def make_modules(moddir: Path, prefix: Path) -> None:
-    for i in range(NAMES):
+def make_modules(moddir: Path, prefix: Path, names: int) -> None:
+    for i in range(names):
         for g in range(1, GENERATIONS + 1):
             path = moddir / f"stack{i}" / f"{g}.lua"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,14 +99,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--blocks", type=int, default=4)
+    parser.add_argument("--names", type=int, default=NAMES, help="named profiles (modules)")
     args = parser.parse_args()
     if not LMOD_INIT.is_file():
         sys.exit(f"Lmod not found at {LMOD_INIT} (apt-get install lmod)")
     with tempfile.TemporaryDirectory(prefix="hdenv-bench-find-") as tmp:
         base = Path(tmp)
         store, moddir = base / "store", base / "modules"
-        make_store(store)
-        make_modules(moddir, base / "prefix")
+        make_store(store, args.names)
+        make_modules(moddir, base / "prefix", args.names)
         env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": tmp,
                "LANG": "C.UTF-8", "HDENV_STORE": str(store), "HDENV_CONFIG": "/dev/null",
                "XDG_DATA_HOME": str(base / "data"), "TERM": "dumb"}
@@ -128,7 +132,7 @@ def main() -> None:
             label, micros = line.split()
             key = label.rsplit("-", 1)[0]
             got[key] = min(got.get(key, float("inf")), int(micros) / 1000)
-    print(f"{NAMES} names x {GENERATIONS} generations x {PACKAGES} packages; {args.rounds}"
+    print(f"{args.names} names x {GENERATIONS} generations x {PACKAGES} packages; {args.rounds}"
           f" rounds in {args.blocks} alternating blocks, best block counts (ms per command)")
     for label, mine, theirs in CASES:
         ratio = got[f"hdenv-{label}"] / got[f"lmod-{label}"]
