@@ -344,3 +344,49 @@ def test_6_a_failed_build_never_writes_its_log_through_a_planted_logs_link(
     assert f"the log was not kept: {store}/logs is not a directory but a symlink" in err
     _verify_names_only(users, store, "logs")
     _undo(store, "logs")
+
+
+# -- 6 (tmp/, logs/): a member's private entries cannot be renamed away ------------
+
+def test_6_a_member_cannot_rename_away_anothers_tmp_or_log(
+        users: UnixUsers, run_hdenv: Runner) -> None:
+    """A running build works in `tmp/<uid>/...` by path. Were tmp/ a plain group-writable
+    directory, a member could rename the victim's `tmp/<uid>` away mid-build and put a
+    directory of theirs there, with a link where the victim's build directory was. The
+    administrator's `fix-permissions` makes tmp/ and logs/ sticky (and theirs), as /tmp."""
+    attacker, victim = _names(users)
+    store = _group_store(users, "sticky", run_hdenv)
+    for sub in ("tmp", "logs"):
+        st = os.stat(store / sub)
+        assert st.st_mode & 0o1000 and st.st_uid == os.getuid(), sub  # sticky, root's
+    sync = users.home(victim) / "sync-sticky"
+    assert users.run(victim, ["mkdir", "-p", str(sync)], users.env(victim)).returncode == 0
+    stack = users.base / "sticky.toml"
+    stack.write_text(FAILSTACK.replace("{sync}", str(sync)))
+    os.chmod(stack, 0o644)
+    env = _victim_env(users, store)
+    running = subprocess.Popen(users.command(victim, ["hdenv", "build", str(stack)], env),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(sync / "READY", running)
+        mine = store / "tmp" / str(_uid(victim))
+        assert mine.is_dir()
+        moved = users.run(attacker, ["mv", str(mine), str(store / "tmp" / "away")],
+                          users.env(attacker))
+        assert moved.returncode != 0 and "Operation not permitted" in moved.stderr
+        (sync / "GO").touch()
+        out, err = running.communicate(timeout=300)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert running.returncode == 1 and "this build fails on purpose" in err, err
+    (log,) = (store / "logs").iterdir()  # the victim's failed log, kept
+    assert log.stat().st_uid == _uid(victim)
+    gone = users.run(attacker, ["rm", "-f", str(log)], users.env(attacker))
+    assert gone.returncode != 0 and log.exists()
+    # the attacker's own entries are theirs to make and remove
+    own = users.run(attacker, ["sh", "-c", f"mkdir {store}/tmp/mine && rmdir {store}/tmp/mine"],
+                    users.env(attacker))
+    assert own.returncode == 0, own.stderr
+    verify = users.run(victim, ["hdenv", "verify"], env)
+    assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -126,12 +126,23 @@ class Repair:
         self.refused: list[str] = []
 
 
+STICKY_DIRS = {("tmp",), ("logs",)}
+"""Top-level directories whose entries belong to one member each (`tmp/<uid>/`, a
+failed build's log): sticky, as /tmp is, so no other member can rename one away and
+put a directory (or a link) of theirs in its place while its owner writes there.
+The sticky bit spares the directory's owner, so these two are made by
+`fix_permissions` (an administrator's, typically root's), not by whichever member
+builds first."""
+
+
 def _wanted_mode(mode: int, is_dir: bool, rel: tuple[str, ...]) -> int:
     """The mode a path `rel` (components under the store root) should have in a shared store."""
     if rel[0] == "artifacts" and len(rel) >= 4:  # artifacts/NAME/VERSION/HASH and below
         # set-gid as a directory built in the shared store has it (inherited from tmp/)
         return read_only_mode(mode | (stat.S_ISGID if is_dir else 0), is_dir, shared=True)
     mode = stat.S_IMODE(mode)
+    if is_dir and rel in STICKY_DIRS:
+        return mode | stat.S_ISGID | GROUP_RWX | stat.S_ISVTX
     if is_dir:
         return mode | stat.S_ISGID | GROUP_RWX
     if rel[0] == "locks":
@@ -158,7 +169,7 @@ def fix_permissions(root: Path, group: str | None = None) -> Repair:
             raise UserError(f"no group named {group!r}") from None
     else:
         gid = os.stat(root).st_gid if root.is_dir() else os.getgid()
-    subs = ("src", "specs", "artifacts", "profiles", "names", "tmp", "locks")
+    subs = ("src", "specs", "artifacts", "profiles", "names", "tmp", "locks", "logs")
     # root walking a tree others can write to is how a member makes root chmod a file
     # of root's: root refuses such a store, as `build` does (fdtree alone stops links,
     # not a member's own files hard-linked or renamed under root's feet)
