@@ -45,8 +45,9 @@ def _names(users: UnixUsers) -> tuple[str, str]:
 def _victim_env(users: UnixUsers, store: Path | None = None, **extra: str) -> dict[str, str]:
     victim = f"{users.prefix}b"
     more = {"HDENV_STORE": str(store)} if store is not None else {}
-    return users.env(victim, HDENV_CONFIG="/dev/null", HDENV_SITE_CONFIG="",
-                     HDENV_SANDBOX="none", **more, **extra)
+    settings = {"HDENV_CONFIG": "/dev/null", "HDENV_SITE_CONFIG": "", "HDENV_SANDBOX": "none",
+                **more, **extra}
+    return users.env(victim, **settings)
 
 
 def _as_attacker(users: UnixUsers, script: str) -> None:
@@ -390,3 +391,56 @@ def test_6_a_member_cannot_rename_away_anothers_tmp_or_log(
     assert own.returncode == 0, own.stderr
     verify = users.run(victim, ["hdenv", "verify"], env)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+# -- 5 (the sandbox's mount): a half-built artifact swapped before bwrap binds it ----
+
+BIGSTACK = """
+[packages.slow]
+version = "1"
+sources = [{{ path = "{archive}" }}]
+script = 'mkdir -p "$PREFIX/bin" && echo planted > "$PREFIX/bin/planted"'
+"""
+
+SWAPPER = """
+v={version_dir}
+while [ ! -d "$v" ] || [ -z "$(ls "$v")" ]; do :; done
+h=$(ls "$v" | head -n 1)
+mv "$v/$h" "$v/$h.away" && ln -s {precious} "$v/$h" && echo swapped
+"""
+
+
+def test_5_a_sandboxed_build_binds_its_artifact_directory_not_the_path(
+        users: UnixUsers, run_hdenv: Runner) -> None:
+    """The artifact directory is made, then the sources are unpacked, then bwrap starts:
+    a member who swaps the directory for a link meanwhile used to get the build's
+    `make install` bound onto the link's target (bwrap resolved the path). Now the
+    directory is opened without following links and bound by descriptor."""
+    attacker, victim = _names(users)
+    store = _group_store(users, "bindfd", run_hdenv)
+    precious = _precious(users, "precious-bindfd")
+    tree = users.base / "bigsrc"
+    tree.mkdir()
+    for i in range(400):  # unpacking takes a while: the window the attacker uses
+        (tree / f"f{i}.dat").write_bytes(os.urandom(50_000))
+    stack = users.base / "big.toml"
+    stack.write_text(BIGSTACK.format(archive=tree))
+    os.chmod(stack, 0o644)
+    for p in [tree, *tree.iterdir()]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    env = _victim_env(users, store, HDENV_SANDBOX="bwrap")
+    version_dir = store / "artifacts" / "slow" / "1"
+    swapper = subprocess.Popen(
+        users.command(attacker, ["sh", "-c", SWAPPER.format(version_dir=version_dir,
+                                                             precious=precious)],
+                      users.env(attacker)), stdout=subprocess.PIPE, text=True)
+    try:
+        proc = users.run(victim, ["hdenv", "build", str(stack)], env, timeout=300)
+        swapped = swapper.communicate(timeout=60)[0]
+    finally:
+        if swapper.poll() is None:
+            swapper.kill()
+    assert swapped == "swapped\n"
+    assert os.listdir(precious) == []  # nothing written through the link
+    assert proc.returncode == 1, proc.stderr
+    assert "is no longer the directory being built" in proc.stderr, proc.stderr

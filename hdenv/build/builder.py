@@ -32,7 +32,7 @@ from ..config import Settings
 from ..errors import BuildError, Interrupted, StoreError
 from ..oserrors import describe as describe_os_error
 from ..store import fdtree
-from ..store.artifacts import install_artifact, runtime_closure
+from ..store.artifacts import install_artifact, open_building, runtime_closure
 from ..store.fsutil import remove_tree
 from ..store.layout import Store
 from ..store.sharing import current_umask
@@ -423,12 +423,14 @@ def _umask_line() -> str:
 
 
 def in_sandbox(store: Store, node: Node, argv: list[str], *, writable: list[Path], cwd: Path,
-               sandboxed: bool, readable: tuple[str, ...] = ()) -> list[str]:
+               sandboxed: bool, readable: tuple[str, ...] = (),
+               writable_fds: dict[Path, int] | None = None) -> list[str]:
     """`argv` as the build runs it: under bubblewrap when builds are sandboxed."""
     if not sandboxed:
         return argv
     return bwrap.wrap(argv, writable=writable,
-                      readable=[*_sandbox_reads(store, node), *readable], cwd=cwd)
+                      readable=[*_sandbox_reads(store, node), *readable], cwd=cwd,
+                      writable_fds=writable_fds)
 
 
 def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, build_dir: Path,
@@ -438,9 +440,18 @@ def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, bu
     with open(log_path, "ab") as log:
         log.write(f"hdenv: building {node.id}\n".encode())
         log.flush()
-        argv = in_sandbox(store, node, [str(sh), str(script)], writable=[build_dir, prefix],
-                          cwd=src, sandboxed=sandboxed)
-        rc = processes.run_in_group(argv, cwd=src, env=env, log=log, pass_fds=(guard_fd,))
+        if not sandboxed:
+            argv = [str(sh), str(script)]
+            rc = processes.run_in_group(argv, cwd=src, env=env, log=log, pass_fds=(guard_fd,))
+        else:
+            prefix_fd = open_building(store, node.id)  # bound by descriptor, not by path
+            try:
+                argv = in_sandbox(store, node, [str(sh), str(script)], writable=[build_dir],
+                                  cwd=src, sandboxed=True, writable_fds={prefix: prefix_fd})
+                rc = processes.run_in_group(argv, cwd=src, env=env, log=log,
+                                            pass_fds=(guard_fd, prefix_fd))
+            finally:
+                os.close(prefix_fd)
     if rc != 0:
         if processes.stopping():
             raise Interrupted(processes.stop_signal())

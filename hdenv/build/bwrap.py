@@ -27,7 +27,7 @@ import functools
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import BuildError
@@ -102,8 +102,13 @@ def install_root(program: str) -> str:
 
 
 def wrap(argv: Sequence[str], *, writable: Sequence[Path], readable: Sequence[Path | str],
-         cwd: Path) -> list[str]:
-    """`argv` run under bwrap with `writable` and `readable` bound in (see module doc)."""
+         cwd: Path, writable_fds: Mapping[Path, int] | None = None) -> list[str]:
+    """`argv` run under bwrap with `writable` and `readable` bound in (see module doc).
+
+    `writable_fds` maps a path to an open directory descriptor bound there
+    (`--bind-fd`; the caller passes the descriptor to the child): what is bound
+    is the directory that was opened, whatever the path names by then.
+    """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise BuildError("bubblewrap (bwrap) is not installed")
@@ -118,7 +123,13 @@ def wrap(argv: Sequence[str], *, writable: Sequence[Path], readable: Sequence[Pa
             binds.setdefault(str(p), "--ro-bind")
     for p in writable:
         binds[str(p)] = "--bind"
+    by_fd = {str(p): fd for p, fd in (writable_fds or {}).items()}
+    for p in by_fd:
+        binds[p] = "--bind-fd"
     for dest in sorted(binds, key=lambda p: (p.count("/"), p)):
-        args += [binds[dest], os.path.realpath(dest), dest]
+        if binds[dest] == "--bind-fd":
+            args += ["--bind-fd", str(by_fd[dest]), dest]
+        else:
+            args += [binds[dest], os.path.realpath(dest), dest]
     args += ["--chdir", str(cwd), "--", *argv]
     return args

@@ -197,6 +197,34 @@ def install_artifact(
         ctx.__exit__(None, None, None)
 
 
+def open_building(store: Store, aid: str) -> int:
+    """A descriptor of the artifact directory `install_artifact` made for `aid` and is
+    populating, reached from the store root without following a link and checked to be
+    this user's directory (the caller closes it).
+
+    A sandboxed build binds this descriptor (bwrap --bind-fd), not the path: in a
+    group store a member can rename `artifacts/NAME/VERSION/HASH` away and plant a
+    link to a directory of the builder's, and a path resolved when the sandbox
+    starts would follow it. A directory of someone else's there is refused.
+    """
+    name, version, hash_ = aid.split("/")
+    parent = store.dir_fd("artifacts", name, version, create=False)
+    try:
+        fd = fdtree.open_dir(hash_, dir_fd=parent)
+    except OSError as e:
+        raise StoreError(f"{store.own_artifact_dir(aid)} is no longer the directory being"
+                         f" built ({os.strerror(e.errno or 0).lower()}): another user of the"
+                         " store may be trying to redirect this build's writes") from None
+    finally:
+        os.close(parent)
+    if os.fstat(fd).st_uid != os.geteuid():
+        os.close(fd)
+        raise StoreError(f"{store.own_artifact_dir(aid)} is no longer the directory being"
+                         " built (another user's is in its place): another user of the store"
+                         " may be trying to redirect this build's writes")
+    return fd
+
+
 def _clear_leftover(parent: int, name: str, prefix: Path) -> None:
     """Remove what a killed build left at `name`; one of another member's, closed to the
     group while it was built, cannot be emptied by us: it is renamed aside in the same
