@@ -117,3 +117,15 @@ def test_host_drift_compares_what_the_spec_holds(tmp_path: Path) -> None:
     assert "tool 1.0" in version.line() and "tool 2.0" in version.line()
     prog.unlink()
     assert "is missing" in host_drift(store, spec)[0].line()
+
+
+def test_a_malformed_host_spec_is_one_drift_line_not_an_internal_error(tmp_path: Path) -> None:
+    """A bundle's spec is checked against its hash, which says nothing of its shape."""
+    from hdenv.provenance.drift import host_drift
+    from hdenv.store.layout import Store
+
+    store = Store(tmp_path / "store")
+    for bad in ({"name": "cc", "programs": ["gcc"]},
+                {"name": "cc", "programs": {"gcc": "/usr/bin/gcc"}, "libraries": 7}):
+        lines = [d.line() for d in host_drift(store, bad)]
+        assert lines and all("the host spec is malformed" in line for line in lines), lines

@@ -42,12 +42,31 @@ def _here_by_name(program: str) -> str:
     return f"{_first(host.version_output(program, real))!r} ({real})"
 
 
+def _entries(spec: dict[str, Any], key: str) -> list[tuple[str, dict[str, Any]]]:
+    """(name, description) of a host spec's `programs` or `libraries` that have the shape
+    hdenv writes; a spec from a bundle or another store may not (its hash says only that
+    it is the spec that was sent, not that it is well formed)."""
+    table = spec.get(key)
+    if not isinstance(table, dict):
+        return []
+    return sorted((str(k), v) for k, v in table.items() if isinstance(v, dict))
+
+
+def _malformed(spec: dict[str, Any]) -> list[str]:
+    return [key for key in ("programs", "libraries") if key in spec and (
+        not isinstance(spec[key], dict)
+        or not all(isinstance(v, dict) for v in spec[key].values()))]
+
+
 def host_drift(store: Store, spec: dict[str, Any]) -> list[Drift]:
     """Every program of a host spec that differs here (name, path, version or bytes)."""
     out: list[Drift] = []
     cache = host.HostCache(host.cache_path(store))
     name = str(spec.get("name"))
-    for prog, info in sorted(spec.get("programs", {}).items()):
+    for key in _malformed(spec):
+        out.append(Drift(name, key, "a table of descriptions", "something else: the host"
+                         " spec is malformed (damaged, or not written by hdenv)"))
+    for prog, info in _entries(spec, "programs"):
         path = str(info.get("path", ""))
         version = str(info.get("version", ""))
         recorded = f"{_first(version)!r} ({path})"
@@ -61,7 +80,7 @@ def host_drift(store: Store, spec: dict[str, Any]) -> list[Drift]:
         elif info.get("sha256") and digest != info["sha256"]:
             out.append(Drift(name, prog, f"sha256 {info['sha256'][:16]}... ({path})",
                              f"sha256 {digest[:16]}... (same version output)"))
-    for lib, info in sorted(spec.get("libraries", {}).items()):
+    for lib, info in _entries(spec, "libraries"):
         path = str(info.get("path", ""))
         if not os.path.isfile(path):
             out.append(Drift(name, lib, path, f"{path} is missing"))
