@@ -369,3 +369,34 @@ tool
     (line,) = [x for x in proc.stderr.splitlines() if "another build" in x]
     assert line.startswith("hdenv: error: s-small/1 holds tool/1/")
     assert line.endswith("; swap them: hdenv swap s-fast/1 s-small/1")
+
+
+@pytest.mark.parametrize("shell", ["bash", *sorted(STATUS)])
+def test_try_load_is_loaded_and_is_avail_as_lmod_has_them(shell: str, store: Path,
+                                                          home: Path) -> None:
+    """`try-load` loads what exists and skips the rest quietly; `is-loaded`/`is-avail`
+    answer by exit status alone, for scripts (`if hdenv is-loaded demo; then ...`)."""
+    exe = require_tool(shell)
+    env = base_env(home, store)
+    init = write_init(shell, env)
+    status = STATUS.get(shell, "$?")
+    lines = [
+        (". {}" if shell == "bash" else RC[shell][1]).format(init),
+        "hdenv is-loaded demo", f"echo before={status}",
+        "hdenv try-load nosuch demo/1 alsono", f"echo try={status}",
+        "hello-demo",
+        "hdenv is-loaded demo/1", f"echo loaded={status}",
+        "hdenv is-loaded demo/1 other", f"echo both={status}",
+        "hdenv is-avail other demo/2", f"echo avail={status}",
+        "hdenv is-avail nosuch", f"echo notavail={status}",
+        "hdenv ml is-loaded demo", f"echo ml={status}",
+    ]
+    script = home / f"script.{shell}"
+    script.write_text("\n".join(lines) + "\n")
+    flags = {"bash": ["--norc", "--noprofile"], "zsh": ["-f"], "fish": ["--no-config"],
+             "tcsh": ["-f"]}[shell]
+    proc = subprocess.run([exe, *flags, str(script)], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=home)
+    assert proc.stdout == ("before=1\ntry=0\nhello from demo\nloaded=0\nboth=1\navail=0\n"
+                           "notavail=1\nml=0\n"), proc.stdout + proc.stderr
+    assert proc.stderr == ""

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ..errors import HdenvError
+from ..errors import HdenvError, UserError
 from ..shell import catalog, shellcmd
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -324,5 +324,40 @@ def keyword_cmd(ctx: click.Context, text: str) -> None:
 
 
 # issue 22's module habits: registered by main.py
+try_load_cmd = _needs_function("try-load", "REF...", -1,
+                               "Load what exists of REF...; the others are skipped without a"
+                               " word (Lmod's try-load).")
+
+
+@click.command("is-loaded")
+@click.argument("refs", nargs=-1, required=True, metavar="REF...")
+@_errors
+def is_loaded_cmd(refs: tuple[str, ...]) -> None:
+    """Exit 0 if every REF (NAME, NAME/N or hash) is loaded in this shell, else 1; no output."""
+    from ..shell.fastload import Session
+
+    session = Session(os.environ, list)
+    sys.exit(0 if all(session.is_loaded(r) for r in refs) else 1)
+
+
+@click.command("is-avail")
+@click.argument("refs", nargs=-1, required=True, metavar="REF...")
+@click.pass_context
+@_errors
+def is_avail_cmd(ctx: click.Context, refs: tuple[str, ...]) -> None:
+    """Exit 0 if every REF can be loaded (a profile, NAME/N, a hash or an artifact), else 1."""
+    store = _store(ctx)
+
+    def known(ref: str) -> bool:
+        try:
+            store.resolve(ref)
+        except UserError:
+            return False
+        return True
+
+    sys.exit(0 if all(known(r) for r in refs) else 1)
+
+
 HABIT_COMMANDS = [use_cmd, unuse_cmd, ml_cmd, reset_cmd, restore_cmd, save_cmd, savelist_cmd,
-                  describe_cmd, disable_cmd, whatis_cmd, help_cmd, keyword_cmd]
+                  describe_cmd, disable_cmd, whatis_cmd, help_cmd, keyword_cmd, try_load_cmd,
+                  is_loaded_cmd, is_avail_cmd]

@@ -37,7 +37,7 @@ B32 = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 HASH_CHARS = 32
 PER_USER = "@user"  # shellcmd.PER_USER: the default config/store of whoever runs it
 MIN_PREFIX = 6
-COMMANDS = ("load", "unload", "swap", "purge", "restore", "reset", "use", "unuse")
+COMMANDS = ("load", "unload", "swap", "purge", "restore", "reset", "use", "unuse", "try-load")
 USE_VAR = "HDENV_USE"  # `hdenv use STORE`: upstream stores of this shell only
 
 
@@ -364,6 +364,14 @@ class Session:
             raise UserError(f"{e}; run `unset {envdiff.RECORD_VAR} {envdiff.LOADED_VAR}` "
                             "(tcsh: unsetenv) to start afresh") from None
 
+    def is_loaded(self, ref: str) -> bool:
+        """Whether `ref` names a loaded profile (`hdenv is-loaded`, Lmod's is-loaded)."""
+        try:
+            self.find_loaded(ref)
+        except UserError:
+            return False
+        return True
+
     def find_loaded(self, ref: str) -> int:
         """Index of the loaded profile `ref` names: NAME/N, NAME, a hash or hash prefix."""
         name, _, generation = ref.partition("/")
@@ -544,6 +552,13 @@ def run(cmd: str, args: list[str], shell: Shell, environ: Mapping[str, str],
     elif cmd == "reset":
         _arity(cmd, args, 0, 0)
         session.reset(defaults())
+    elif cmd == "try-load":  # Lmod's: what exists is loaded, the rest silently skipped
+        _arity(cmd, args, 1, None)
+        for ref in args:
+            try:
+                session.load(ref)
+            except UserError:  # noqa: SIM105 - contextlib costs the fast path an import
+                continue
     elif cmd == "ml":
         run_ml(args, session)
     elif cmd in ("use", "unuse"):
@@ -583,7 +598,7 @@ ML_ALIASES = {"av": "avail", "add": "load", "rm": "unload", "del": "unload", "sw
               "switch": "swap", "display": "show"}
 ML_COMMANDS = frozenset({*COMMANDS, "avail", "list", "loaded", "spider", "show", "save",
                          "savelist", "describe", "disable", "whatis", "help", "keyword",
-                         "use", "unuse"})
+                         "use", "unuse", "is-loaded", "is-avail"})
 
 
 def ml_words(args: list[str]) -> list[str] | None:
