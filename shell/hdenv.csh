@@ -5,7 +5,7 @@
 # and spider print from the fast path; the rest goes to the hdenv program.
 set __hdenv_cmd = ''
 if ( $#argv > 0 ) set __hdenv_cmd = $argv[1]:q
-if ( $__hdenv_cmd:q == load || $__hdenv_cmd:q == unload || $__hdenv_cmd:q == swap || $__hdenv_cmd:q == purge || $__hdenv_cmd:q == restore || $__hdenv_cmd:q == reset || $__hdenv_cmd:q == ml || $__hdenv_cmd:q == use || $__hdenv_cmd:q == unuse || $__hdenv_cmd:q == try-load || $__hdenv_cmd:q =~ -?* ) then
+if ( $__hdenv_cmd:q == load || $__hdenv_cmd:q == unload || $__hdenv_cmd:q == swap || $__hdenv_cmd:q == purge || $__hdenv_cmd:q == restore || $__hdenv_cmd:q == reset || $__hdenv_cmd:q == ml || $__hdenv_cmd:q == use || $__hdenv_cmd:q == unuse || $__hdenv_cmd:q == try-load || $__hdenv_cmd:q == refresh || $__hdenv_cmd:q == update || $__hdenv_cmd:q =~ -?* ) then
     set __hdenv_tmp = `mktemp -t hdenv.XXXXXXXX`
     $__hdenv_py:q -I -S -c $__hdenv_fast:q $__hdenv_lib:q tcsh $__hdenv_config:q $__hdenv_store:q $argv:q >! $__hdenv_tmp:q
     set __hdenv_status = $status

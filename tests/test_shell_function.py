@@ -400,3 +400,26 @@ def test_try_load_is_loaded_and_is_avail_as_lmod_has_them(shell: str, store: Pat
     assert proc.stdout == ("before=1\ntry=0\nhello from demo\nloaded=0\nboth=1\navail=0\n"
                            "notavail=1\nml=0\n"), proc.stdout + proc.stderr
     assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("shell", ["bash", "fish"])
+def test_refresh_and_update_as_lmod_has_them(shell: str, store: Path, home: Path) -> None:
+    """`refresh` loads everything again as it is (a clobbered variable comes back);
+    `update` moves each profile loaded by name to today's default generation."""
+    exe = require_tool(shell)
+    env = base_env(home, store)
+    init = write_init(shell, env)
+    setvar = "export DEMO=clobbered" if shell == "bash" else "set -gx DEMO clobbered"
+    lines = [
+        (". {}" if shell == "bash" else RC[shell][1]).format(init),
+        "hdenv load other demo/1", setvar, "hdenv refresh", "echo refreshed=$DEMO",
+        "hdenv loaded -t", "hdenv update", "echo updated=$DEMO", "hdenv loaded -t",
+    ]
+    script = home / f"script.{shell}"
+    script.write_text("\n".join(lines) + "\n")
+    flags = {"bash": ["--norc", "--noprofile"], "fish": ["--no-config"]}[shell]
+    proc = subprocess.run([exe, *flags, str(script)], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=home)
+    assert proc.stdout == ("refreshed=one\nother/1\ndemo/1\nupdated=two\nother/1\ndemo/2\n"), \
+        proc.stdout + proc.stderr
+    assert "demo: demo/1 -> demo/2" in proc.stderr

@@ -329,6 +329,14 @@ try_load_cmd = _needs_function("try-load", "REF...", -1,
                                " word (Lmod's try-load).")
 
 
+refresh_cmd = _needs_function("refresh", "", 0,
+                              "Load everything loaded again, as it is (a variable changed by"
+                              " hand is set again); the load order stays.")
+update_cmd = _needs_function("update", "", 0,
+                             "Load each profile loaded by name again as today's default"
+                             " generation, saying what changed (Lmod's update).")
+
+
 @click.command("is-loaded")
 @click.argument("refs", nargs=-1, required=True, metavar="REF...")
 @_errors
@@ -360,4 +368,4 @@ def is_avail_cmd(ctx: click.Context, refs: tuple[str, ...]) -> None:
 
 HABIT_COMMANDS = [use_cmd, unuse_cmd, ml_cmd, reset_cmd, restore_cmd, save_cmd, savelist_cmd,
                   describe_cmd, disable_cmd, whatis_cmd, help_cmd, keyword_cmd, try_load_cmd,
-                  is_loaded_cmd, is_avail_cmd]
+                  is_loaded_cmd, is_avail_cmd, refresh_cmd, update_cmd]

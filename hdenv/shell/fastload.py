@@ -37,7 +37,8 @@ B32 = frozenset("abcdefghijklmnopqrstuvwxyz234567")
 HASH_CHARS = 32
 PER_USER = "@user"  # shellcmd.PER_USER: the default config/store of whoever runs it
 MIN_PREFIX = 6
-COMMANDS = ("load", "unload", "swap", "purge", "restore", "reset", "use", "unuse", "try-load")
+COMMANDS = ("load", "unload", "swap", "purge", "restore", "reset", "use", "unuse", "try-load",
+            "refresh", "update")
 USE_VAR = "HDENV_USE"  # `hdenv use STORE`: upstream stores of this shell only
 
 
@@ -474,6 +475,31 @@ class Session:
             if prof.hash not in kept:
                 self.load(ref, prof)
 
+    def reload(self, latest: bool) -> None:
+        """Lmod's `refresh` (everything loaded, loaded again as it is: a variable clobbered
+        by hand comes back) and `update` (`latest`: each profile loaded by name again as
+        today's default generation, saying what changed), keeping the load order."""
+        roots = _roots(self._roots())
+        wanted = []
+        for rec in self.records:
+            if latest and rec.name:
+                prof = resolve(roots, rec.name)
+                if prof.hash != rec.hash:
+                    note(f"{rec.name}: {rec.ref} -> {prof.ref}"
+                         f" ({rec.hash[:8]} -> {prof.hash[:8]})")
+            elif "/" in rec.hash:  # an artifact loaded by id
+                prof = _artifact(roots, rec.hash)
+            else:
+                home = _home(roots, rec.hash)
+                if home is None:
+                    raise UserError(f"{rec.ref} ({rec.hash}) is no longer in the store;"
+                                    " `hdenv update` loads today's generation of each name")
+                prof = read_profile(home, rec.hash, rec.name, rec.generation)
+            wanted.append(prof)
+        self.purge()
+        for prof in wanted:
+            self.load(prof.ref, prof)
+
     def restore(self, name: str, latest: bool) -> None:
         """Purge, then load collection `name`: its exact profiles, or (`latest`) today's
         default of each name, saying what changed."""
@@ -552,6 +578,9 @@ def run(cmd: str, args: list[str], shell: Shell, environ: Mapping[str, str],
     elif cmd == "reset":
         _arity(cmd, args, 0, 0)
         session.reset(defaults())
+    elif cmd in ("refresh", "update"):
+        _arity(cmd, args, 0, 0)
+        session.reload(latest=cmd == "update")
     elif cmd == "try-load":  # Lmod's: what exists is loaded, the rest silently skipped
         _arity(cmd, args, 1, None)
         for ref in args:
