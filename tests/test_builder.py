@@ -88,7 +88,10 @@ def test_patch_from_a_url_is_checked_then_applied(run_hdenv: Runner, store_dir: 
     proc = run_hdenv("build", str(stack))
     assert proc.returncode == 1, proc.stderr
     assert f"hash mismatch: expected sha256:{'0' * 64}, got sha256:{good}" in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == "hdenv: error: 1 build(s) failed: greeting"
+    # refused before any build started (every source and patch is fetched first)
+    assert proc.stderr.strip().splitlines()[-2] == ("hdenv: error: sources that could not be"
+                                                    " had (nothing was built):")
+    assert proc.stderr.strip().splitlines()[-1].startswith("  greeting: could not get sha256:")
     assert "greeting/" not in run_hdenv("list", "artifacts", check=True).stdout
     assert not (store_dir / "src" / "sha256" / ("0" * 64)).exists()
     # the right one: fetched, its hash in the spec, applied before the script
