@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 import pytest
-from shellfixtures import add_artifact, add_profile
+from shellfixtures import add_artifact, add_profile, build_profiles
 
 from hdenv.cli import commandindex, group
 
@@ -112,13 +112,66 @@ def test_lean_commands_import_no_click(args: list[str], catalog_store: Path,
 
 
 def test_help_imports_no_command_module(hdenv_env: dict[str, str], hdenv_exe: str) -> None:
-    """`hdenv --help` and `hdenv config` import only the modules they use."""
-    for args, wanted in ((["--help"], set()), (["config"], {"hdenv.cli.site"})):
+    """`hdenv --help` and `hdenv config --help` import only the modules they use."""
+    for args, wanted in ((["--help"], set()), (["config", "--help"], {"hdenv.cli.site"})):
         proc = subprocess.run([sys.executable, "-X", "importtime", hdenv_exe, *args],
                               env=hdenv_env, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
                     if line.startswith("import time:")}
         commands = {m for m in imported if m.startswith("hdenv.cli.")} - {
-            "hdenv.cli.main", "hdenv.cli.group", "hdenv.cli.options", "hdenv.cli.commandindex"}
+            "hdenv.cli.main", "hdenv.cli.group", "hdenv.cli.options", "hdenv.cli.commandindex",
+            "hdenv.cli.plain"}
         assert commands == wanted
+
+
+@pytest.fixture(scope="module")
+def built_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real profiles from a real `hdenv build`: what `show` and `list` read."""
+    work = tmp_path_factory.mktemp("built")
+    root = work / "store"
+    build_profiles(root, work, {"demo": {"env": {"DEMO": "1"}, "description": "Demo tools"},
+                                "other": {"env": {}}})
+    return root
+
+
+STORE_LINES = [["list", "artifacts"], ["list", "profiles", "--json"], ["list", "--json", "names"],
+               ["list", "bogus"], ["list", "names", "extra"], ["show", "demo"],
+               ["show", "demo", "--json"], ["show", "demo/1"], ["show", "nosuch"], ["show"],
+               ["show", "--bogus", "demo"], ["config"], ["config", "--json"], ["config", "x"],
+               ["--debug", "config"]]
+
+
+@pytest.mark.parametrize("args", STORE_LINES, ids=" ".join)
+def test_lean_store_commands_print_what_click_prints(
+        args: list[str], built_store: Path, hdenv_env: dict[str, str], hdenv_exe: str) -> None:
+    """`list WORD`, `show`, `config`: the same output, errors and exit codes both ways."""
+    env = {**hdenv_env, "HDENV_STORE": str(built_store)}
+    bare, full = run_both(args, env, hdenv_exe)
+    assert (bare.returncode, bare.stdout, bare.stderr) == (
+        full.returncode, full.stdout, full.stderr)
+
+
+def test_lean_store_commands_with_store_option(built_store: Path, tmp_path: Path,
+                                               hdenv_env: dict[str, str], hdenv_exe: str) -> None:
+    """`--store S show demo` reads S; `--store FILE` gets click's complaint."""
+    env = {**hdenv_env, "HDENV_STORE": str(tmp_path / "elsewhere")}
+    bare, full = run_both(["--store", str(built_store), "show", "demo"], env, hdenv_exe)
+    assert (bare.returncode, bare.stdout) == (0, full.stdout)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    bare, full = run_both(["--store", str(afile), "list", "names"], env, hdenv_exe)
+    assert (bare.returncode, bare.stderr) == (2, full.stderr)
+
+
+@pytest.mark.parametrize("args", [["list", "artifacts"], ["show", "demo"], ["config"]],
+                         ids=" ".join)
+def test_lean_store_commands_import_no_click(args: list[str], built_store: Path,
+                                             hdenv_env: dict[str, str], hdenv_exe: str) -> None:
+    proc = subprocess.run([sys.executable, "-X", "importtime", hdenv_exe, *args],
+                          env={**hdenv_env, "HDENV_STORE": str(built_store)},
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "click" not in imported

@@ -25,8 +25,8 @@ from .. import __version__
 from ..config import EXECUTORS, Settings, load_settings
 from ..errors import HdenvError, Interrupted, UserError
 from ..oserrors import describe as describe_os_error
-from ..sanitize import printable
 from .options import output_options
+from .plain import list_text, show_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the store's modules are imported by the commands that use them
@@ -358,8 +358,6 @@ def list_cmd(ctx: click.Context, what: str | None, as_json: bool, terse: bool, c
              redirect: bool) -> None:
     """What is loaded (as `module list`); or the store's artifacts (id first), named
     profiles (`NAME HASH GEN PATH`) or names."""
-    from ..profile import views
-
     if what is None:
         from .shell import loaded_cmd
 
@@ -367,12 +365,7 @@ def list_cmd(ctx: click.Context, what: str | None, as_json: bool, terse: bool, c
                                        color=color, redirect=redirect)
         return
 
-    rows = views.list_rows(store_of(ctx), what)
-    if as_json:
-        echo_json(rows)
-        return
-    for row in rows:
-        click.echo(printable(" ".join(str(row[k]) for k in views.LIST_COLUMNS[what])))
+    click.echo(list_text(store_of(ctx), what, as_json), nl=False)
 
 
 @cli.command()
@@ -381,16 +374,7 @@ def list_cmd(ctx: click.Context, what: str | None, as_json: bool, terse: bool, c
 @click.pass_context
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Description, what loading changes, spec, dependencies, path, size, generations of REF."""
-    from ..profile import views
-    from ..shell.shellcmd import describe
-
-    store = store_of(ctx)
-    info = views.show(store, ref)
-    header = describe(store, ref, info)  # adds "description" and "load" to info
-    if as_json:
-        echo_json(info)
-    else:
-        click.echo(printable(header + views.format_show(info)))
+    click.echo(show_text(store_of(ctx), ref, as_json), nl=False)
 
 
 @cli.command()

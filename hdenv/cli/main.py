@@ -19,7 +19,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..shell.fastload import Call
 
-LEAN_COMMANDS = ("avail", "loaded", "spider", "list")
+LEAN_COMMANDS = ("avail", "loaded", "spider", "list", "show", "config")
+LIST_WORDS = ("artifacts", "profiles", "names")
 
 
 def lean(args: list[str]) -> bool:
@@ -37,8 +38,11 @@ def lean(args: list[str]) -> bool:
     call = fastload.parse_call(args)
     if call is None or call.cmd not in LEAN_COMMANDS:
         return False
-    if call.cmd == "list" and any(not a.startswith("-") for a in call.args):
-        return False  # `list artifacts`: the store listing is click's
+    if call.store is not None and _exists_not_dir(call.store):
+        return False  # click's --store check says what is wrong with it
+    if call.cmd in ("show", "config") or (
+            call.cmd == "list" and any(not a.startswith("-") for a in call.args)):
+        return _store_command(call)
     try:
         return _catalog(call)
     except BrokenPipeError:
@@ -46,6 +50,53 @@ def lean(args: list[str]) -> bool:
     except Exception as e:
         sys.exit(_error(e, call.debug))
     return True  # not reached: both handlers exit
+
+
+def _exists_not_dir(path: str) -> bool:
+    import posix
+    import stat
+
+    try:
+        return not stat.S_ISDIR(posix.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _store_command(call: Call) -> bool:
+    """`list WORD [--json]`, `show REF [--json]`, `config [--json]` (plain.py's texts);
+    any other form (another option, a word too many or too few) is click's."""
+    words = [a for a in call.args if a != "--json"]
+    expected = {"list": 1, "show": 1, "config": 0}[call.cmd]
+    if (len(words) != expected or any(w.startswith("-") for w in words)
+            or call.args.count("--json") > 1
+            or call.cmd == "list" and words[0] not in LIST_WORDS):
+        return False
+    from ..config import load_settings
+    from . import plain
+
+    try:
+        settings = load_settings(store=call.store)
+        as_json = "--json" in call.args
+        if call.cmd == "config":
+            text = plain.config_text(settings, as_json)
+        else:
+            from ..store.layout import Store
+
+            store = Store(settings.store, settings.upstreams)
+            text = (plain.list_text(store, words[0], as_json) if call.cmd == "list"
+                    else plain.show_text(store, words[0], as_json))
+    except Exception as e:
+        if call.debug:  # click's group: a traceback
+            raise
+        sys.exit(_error(e, call.debug))
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `hdenv list artifacts | head -1`
+        from ..shell.fastload import quiet_broken_pipe
+
+        quiet_broken_pipe()
+    return True
 
 
 def _catalog(call: Call) -> bool:
@@ -74,10 +125,11 @@ def _catalog(call: Call) -> bool:
 
 
 def _error(e: Exception, debug: bool) -> int:
-    """One line and the exit code, as `group.HdenvGroup.invoke` says it."""
+    """One line and the exit code, as `group.HdenvGroup.invoke` says it (an HdenvError
+    even with --debug, as the catalog commands' `_errors` say it)."""
     from ..errors import HdenvError
 
-    if isinstance(e, HdenvError):  # the click commands' `_errors`: with --debug too
+    if isinstance(e, HdenvError):
         print(f"hdenv: error: {e.render()}", file=sys.stderr)
         return e.exit_code
     if debug:
