@@ -22,7 +22,6 @@ from hdenv.cli import commandindex, group
 # click's full program: every subcommand imported before the command line is parsed
 EAGER = ("import sys, click; from hdenv.cli import group;"
          " group.cli.all_commands(click.Context(group.cli)); sys.argv[0] = 'hdenv'; group.run()")
-WIDTH = {"COLUMNS": "80"}  # click's help follows the terminal: the same width both ways
 
 
 def every_command_path() -> list[list[str]]:
@@ -47,16 +46,29 @@ def run_both(args: list[str], env: dict[str, str], hdenv_exe: str
 
 def test_command_index_is_current() -> None:
     """`hdenv --help` lists commands from commandindex.py: it must say what they say."""
-    assert group.index_entries() == commandindex.INDEX, (
-        "hdenv/cli/commandindex.py is stale: run `.venv/bin/python -m hdenv.cli.group`")
+    stale = "hdenv/cli/commandindex.py is stale: run `.venv/bin/python -m hdenv.cli.group`"
+    assert group.index_entries() == commandindex.INDEX, stale
+    assert group.help_texts() == commandindex.HELP, stale
 
 
 @pytest.mark.parametrize("path", every_command_path(), ids=lambda p: " ".join(p) or "hdenv")
-def test_help_is_clicks(path: list[str], hdenv_env: dict[str, str], hdenv_exe: str) -> None:
-    """Every command's `--help` through the lazy group equals the eagerly loaded program's."""
-    bare, full = run_both([*path, "--help"], {**hdenv_env, **WIDTH}, hdenv_exe)
-    assert full.returncode == 0, full.stderr
-    assert (bare.returncode, bare.stdout, bare.stderr) == (0, full.stdout, full.stderr)
+@pytest.mark.parametrize("columns", ["80", "120", "60"])
+def test_help_is_clicks(path: list[str], columns: str, hdenv_env: dict[str, str],
+                        hdenv_exe: str) -> None:
+    """Every command's `--help` (the stored text from 80 columns on, the lazy group below)
+    equals the eagerly loaded program's."""
+    env = {**hdenv_env, "COLUMNS": columns}
+    for flag in ("--help", "-h"):
+        bare, full = run_both([*path, flag], env, hdenv_exe)
+        assert full.returncode == 0, full.stderr
+        assert (bare.returncode, bare.stdout, bare.stderr) == (0, full.stdout, full.stderr)
+
+
+def test_help_without_terminal_is_clicks(hdenv_env: dict[str, str], hdenv_exe: str) -> None:
+    """No COLUMNS and no terminal: click's 80 columns, the stored text."""
+    env = {k: v for k, v in hdenv_env.items() if k != "COLUMNS"}
+    bare, full = run_both(["avail", "--help"], env, hdenv_exe)
+    assert (bare.returncode, bare.stdout) == (0, full.stdout)
 
 
 @pytest.fixture
@@ -112,14 +124,18 @@ def test_lean_commands_import_no_click(args: list[str], catalog_store: Path,
 
 
 def test_help_imports_no_command_module(hdenv_env: dict[str, str], hdenv_exe: str) -> None:
-    """`hdenv --help` and `hdenv config --help` import only the modules they use."""
-    for args, wanted in ((["--help"], set()), (["config", "--help"], {"hdenv.cli.site"})):
+    """`--help` imports no command module (and no click from 80 columns on); a
+    narrower terminal's `config --help` imports click and `site` only."""
+    for args, columns, wanted in ((["--help"], "80", set()), (["gc", "--help"], "100", set()),
+                                  (["--help"], "60", {"click"}),
+                                  (["config", "--help"], "60", {"click", "hdenv.cli.site"})):
         proc = subprocess.run([sys.executable, "-X", "importtime", hdenv_exe, *args],
-                              env=hdenv_env, capture_output=True, text=True)
+                              env={**hdenv_env, "COLUMNS": columns}, capture_output=True,
+                              text=True)
         assert proc.returncode == 0, proc.stderr
         imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
                     if line.startswith("import time:")}
-        commands = {m for m in imported if m.startswith("hdenv.cli.")} - {
+        commands = {m for m in imported if m.startswith("hdenv.cli.") or m == "click"} - {
             "hdenv.cli.main", "hdenv.cli.group", "hdenv.cli.options", "hdenv.cli.commandindex",
             "hdenv.cli.plain"}
         assert commands == wanted

@@ -186,6 +186,29 @@ def index_entries() -> dict[str, tuple[str | None, str | None, bool, bool | str]
     return out
 
 
+HELP_WIDTH = 78  # what click formats to on a terminal of 80 columns or more, or none
+
+
+def help_texts() -> dict[str, str]:
+    """What `hdenv [GROUP] [COMMAND] --help` prints at `HELP_WIDTH`, by command path."""
+    def context(cmd: click.Command, name: str, parent: click.Context | None) -> click.Context:
+        """As click makes it for parsing: the command's own settings (`-h`), the parent's."""
+        return click.Context(cmd, info_name=name, parent=parent, **cmd.context_settings)
+
+    root = context(cli, "hdenv", None)
+    root.terminal_width = HELP_WIDTH
+    out = {"": cli.get_help(root) + "\n"}
+    for name, cmd in cli.all_commands(root).items():
+        ctx = context(cmd, name, root)
+        out[name] = cmd.get_help(ctx) + "\n"
+        if isinstance(cmd, click.Group):
+            for sub in cmd.list_commands(ctx):
+                subcmd = cmd.get_command(ctx, sub)
+                assert subcmd is not None
+                out[f"{name} {sub}"] = subcmd.get_help(context(subcmd, sub, ctx)) + "\n"
+    return out
+
+
 def index_source() -> str:
     """commandindex.py's text; `python -m hdenv.cli.group` writes it."""
     lines = ["# ruff: noqa: E501",
@@ -195,6 +218,9 @@ def index_source() -> str:
              'modules. Do not edit; tests/test_main.py checks that it is current."""', "",
              "INDEX: dict[str, tuple[str | None, str | None, bool, bool | str]] = {"]
     lines += [f"    {name!r}: {entry!r}," for name, entry in index_entries().items()]
+    lines += ["}", "", f"# `hdenv [GROUP] [COMMAND] --help` at {HELP_WIDTH} columns"
+              " (main.py prints these)", "HELP: dict[str, str] = {"]
+    lines += [f"    {path!r}: {text!r}," for path, text in help_texts().items()]
     return "\n".join([*lines, "}", ""])
 
 

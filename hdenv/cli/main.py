@@ -30,6 +30,8 @@ def lean(args: list[str]) -> bool:
 
         print(f"hdenv, version {__version__}")
         return True
+    if args and args[-1] in ("--help", "-h") and len(args) <= 3:
+        return _help(args[:-1])
     first = args[0] if args else ""
     if first not in (*LEAN_COMMANDS, "--store", "--debug") and not first.startswith("--store="):
         return False  # `--help`, `build`, ...: decided before importing anything else
@@ -50,6 +52,43 @@ def lean(args: list[str]) -> bool:
     except Exception as e:
         sys.exit(_error(e, call.debug))
     return True  # not reached: both handlers exit
+
+
+def _help(path: list[str]) -> bool:
+    """`hdenv [GROUP] [COMMAND] --help` from commandindex.HELP (click's own text, generated
+    and tested), when click would format it to the same width: 80 columns or more."""
+    if _columns() < 80 or any(w.startswith("-") for w in path):
+        return False
+    from .commandindex import HELP
+
+    text = HELP.get(" ".join(path))
+    if text is None:
+        return False
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `hdenv --help | head -1`
+        from ..shell.fastload import quiet_broken_pipe
+
+        quiet_broken_pipe()
+    return True
+
+
+def _columns() -> int:
+    """The terminal's width as click finds it (shutil.get_terminal_size, without shutil)."""
+    import posix
+
+    try:
+        columns = int(posix.environ.get(b"COLUMNS", b"0"))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    try:
+        return (posix.get_terminal_size(stdout.fileno()).columns or 80) if stdout else 80
+    except (ValueError, OSError):  # closed, detached, not a terminal
+        return 80
 
 
 def _exists_not_dir(path: str) -> bool:
