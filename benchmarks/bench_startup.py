@@ -108,13 +108,12 @@ packages = ["pkg-other"]
 """
 
 
-def bench_bare(base: Path, rounds: int) -> None:
+def bench_bare(base: Path, rounds: int, hdenv: str) -> None:
     """Each bare command against `module -t avail`, taking turns; medians, then ratios."""
     bash = shutil.which("bash")
     if bash is None or not (LMOD_INIT / "bash").is_file():
         print(f"bare program: needs bash and Lmod at {LMOD_INIT}, skipped")
         return
-    hdenv = str(Path(sys.executable).parent / "hdenv")
     modules = base / "modulefiles"
     for name in ("demo", "other"):  # as many modulefiles as named profiles
         (modules / name).mkdir(parents=True)
@@ -143,7 +142,7 @@ def bench_bare(base: Path, rounds: int) -> None:
             times[case].append(time_start(cmd, env))
     med = {case: statistics.median(ts) for case, ts in times.items()}
     lmod = med["lmod init + module -t avail"] - med["lmod init"]
-    print(f"bare program, {rounds} runs per case, taking turns; median ms")
+    print(f"bare program ({hdenv}), {rounds} runs per case, taking turns; median ms")
     print(f"  module -t avail net of Lmod's init: {lmod:6.2f}"
           f"  ({med['lmod init + module -t avail']:.2f} - {med['lmod init']:.2f})")
     ratios = []
@@ -162,10 +161,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--only", choices=["shells", "bare"],
                         help="Run one of the two parts (default: both).")
+    parser.add_argument("--hdenv", default=str(Path(sys.executable).parent / "hdenv"),
+                        help="The bare program to time (an older checkout's, to compare).")
     args = parser.parse_args()
     if args.only != "shells":
         with tempfile.TemporaryDirectory(prefix="hdenv-bench-bare-") as tmp:
-            bench_bare(Path(tmp), args.rounds)
+            bench_bare(Path(tmp), args.rounds, args.hdenv)
     if args.only == "bare":
         return
     print(f"{args.rounds} starts per case, taking turns; median ms per shell start")

@@ -482,9 +482,11 @@ class _Sweep:
         top = self.tops.get(parts[0])
         if top is None:
             top = self.tops[parts[0]] = fdtree.open_dirs(self.store.root, parts[:1])
-        fd = os.dup(top)
+        if len(parts) == 1:
+            return os.dup(top)
+        fd = fdtree.open_dir(parts[1], dir_fd=top)
         try:
-            for part in parts[1:]:
+            for part in parts[2:]:
                 nfd = fdtree.open_dir(part, dir_fd=fd)
                 os.close(fd)
                 fd = nfd
