@@ -11,7 +11,7 @@ disk makes expensive; gc cannot be faster than that). Prints the ratio to the
 baseline and of the large store to the small one. Goals: seconds for 10,000
 artifacts, gc close to `rm -rf`, and the size ratio linear.
 
-    .venv/bin/python benchmarks/bench_gc.py [--sizes 1000,10000] [--files 4]
+    .venv/bin/python benchmarks/bench_gc.py [--sizes 1000,10000] [--files 4] [--hdenv PROGRAM]
 """
 
 from __future__ import annotations
@@ -98,7 +98,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--files", type=int, default=4, help="files per artifact")
+    parser.add_argument("--hdenv", help="The program to time (an older checkout's, to compare).")
     args = parser.parse_args()
+    if args.hdenv:
+        global HDENV
+        HDENV = args.hdenv
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[int, tuple[float, float, float]] = {}
     work = Path(tempfile.mkdtemp(prefix="bench-gc-"))

@@ -7,11 +7,18 @@ each with a startup file that holds only the init line: hdenv's is
 of each init line shows apart from the shell's own start. Goal: hdenv/Lmod
 at most 1.5 for bash; zsh and fish are reported.
 
+Then the bare program (issue 25): `hdenv list artifacts`, `show`, `config`,
+`--help`, `loaded`, `--version`, `avail`, `spider` run without the shell
+function (scripts, cron, jobs), each against `module -t avail` net of Lmod's
+init (`bash -c '. init/bash; module -t avail'` less `bash -c '. init/bash'`,
+over as many modulefiles as the store has profiles). Goal: median ratio at
+most 1.5, worst at most 2.0.
+
 The three cases take turns start by start (bare, Lmod, hdenv, bare, ...)
 and each reports its median, so other load on the machine hits all three
 alike and a few slow starts do not decide the ratio.
 
-    .venv/bin/python benchmarks/bench_startup.py [--rounds 100]
+    .venv/bin/python benchmarks/bench_startup.py [--rounds 100] [--only shells|bare]
 """
 
 from __future__ import annotations
@@ -81,10 +88,87 @@ def bench_shell(shell: str, base: Path, rounds: int) -> dict[str, float] | None:
     return {case: statistics.median(ts) for case, ts in times.items()}
 
 
+BARE_COMMANDS = [["list", "artifacts"], ["show", "demo"], ["config"], ["--help"], ["loaded"],
+                 ["--version"], ["avail"], ["spider", "pkg-demo"]]
+STACK = """
+[packages.pkg-demo]
+version = "1"
+script = 'mkdir -p "$PREFIX/bin" && printf "#!/bin/sh\\n" > "$PREFIX/bin/demo"'
+
+[packages.pkg-other]
+version = "1"
+script = 'mkdir -p "$PREFIX/bin" && printf "#!/bin/sh\\n" > "$PREFIX/bin/other"'
+
+[profiles.demo]
+packages = ["pkg-demo"]
+description = "A demo profile"
+
+[profiles.other]
+packages = ["pkg-other"]
+"""
+
+
+def bench_bare(base: Path, rounds: int, hdenv: str) -> None:
+    """Each bare command against `module -t avail`, taking turns; medians, then ratios."""
+    bash = shutil.which("bash")
+    if bash is None or not (LMOD_INIT / "bash").is_file():
+        print(f"bare program: needs bash and Lmod at {LMOD_INIT}, skipped")
+        return
+    modules = base / "modulefiles"
+    for name in ("demo", "other"):  # as many modulefiles as named profiles
+        (modules / name).mkdir(parents=True)
+        (modules / name / "1.lua").write_text(f'whatis("{name}")\nprepend_path("PATH", "/x")\n')
+    (base / "none.toml").write_text("")
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(base),
+           "LANG": "C.UTF-8", "TERM": "dumb", "HDENV_STORE": str(base / "store"),
+           "HDENV_CONFIG": str(base / "none.toml"), "HDENV_SITE_CONFIG": "",
+           "MODULEPATH": str(modules), "LMOD_REDIRECT": "no"}
+    (base / "stack.toml").write_text(STACK)
+    subprocess.run([hdenv, "build", str(base / "stack.toml")], env=env, check=True,
+                   capture_output=True)
+    init = f". {LMOD_INIT / 'bash'}"
+    cases: dict[str, list[str]] = {
+        "lmod init": [bash, "--norc", "--noprofile", "-c", init],
+        "lmod init + module -t avail": [bash, "--norc", "--noprofile", "-c",
+                                        f"{init}; module -t avail"],
+    }
+    for words in BARE_COMMANDS:
+        cases["hdenv " + " ".join(words)] = [hdenv, *words]
+    for cmd in cases.values():  # each must work: a failing command would time its error
+        subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=True)
+    times: dict[str, list[float]] = {case: [] for case in cases}
+    for _ in range(rounds):
+        for case, cmd in cases.items():
+            times[case].append(time_start(cmd, env))
+    med = {case: statistics.median(ts) for case, ts in times.items()}
+    lmod = med["lmod init + module -t avail"] - med["lmod init"]
+    print(f"bare program ({hdenv}), {rounds} runs per case, taking turns; median ms")
+    print(f"  module -t avail net of Lmod's init: {lmod:6.2f}"
+          f"  ({med['lmod init + module -t avail']:.2f} - {med['lmod init']:.2f})")
+    ratios = []
+    for words in BARE_COMMANDS:
+        case = "hdenv " + " ".join(words)
+        ratios.append(med[case] / lmod)
+        print(f"  {case:24} {med[case]:6.2f}   ratio {ratios[-1]:5.2f}")
+    median, worst = statistics.median(ratios), max(ratios)
+    print(f"  bare hdenv / module -t avail: median {median:.2f} (goal <= 1.50) "
+          + ("OK" if median <= 1.5 else "MISSED")
+          + f", worst {worst:.2f} (goal <= 2.00) " + ("OK" if worst <= 2.0 else "MISSED"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--only", choices=["shells", "bare"],
+                        help="Run one of the two parts (default: both).")
+    parser.add_argument("--hdenv", default=str(Path(sys.executable).parent / "hdenv"),
+                        help="The bare program to time (an older checkout's, to compare).")
     args = parser.parse_args()
+    if args.only != "shells":
+        with tempfile.TemporaryDirectory(prefix="hdenv-bench-bare-") as tmp:
+            bench_bare(Path(tmp), args.rounds, args.hdenv)
+    if args.only == "bare":
+        return
     print(f"{args.rounds} starts per case, taking turns; median ms per shell start")
     with tempfile.TemporaryDirectory(prefix="hdenv-bench-startup-") as tmp:
         for shell in SHELLS:

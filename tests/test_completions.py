@@ -17,11 +17,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from conftest import require_tool
 from shellfixtures import build_profiles
 
-from hdenv.cli.main import cli as cli_group
+from hdenv.cli.group import cli as cli_group
 
 VENV_BIN = str(Path(sys.executable).parent)
 
@@ -70,7 +71,8 @@ def expected(store: Path, *, filtered: bool) -> dict[str, set[str]]:
     """
     refs = {"demo", "demo/1", "other", "other/1"}
     want = {
-        "cmds": {name for name, cmd in cli_group.commands.items() if not cmd.hidden},
+        "cmds": {name for name, cmd in cli_group.all_commands(click.Context(cli_group)).items()
+                 if not cmd.hidden},
         "init": {"bash", "zsh", "fish", "tcsh"},
         "profile": {"generations", "rollback", "prune"},
         "list": {"artifacts", "profiles", "names"},

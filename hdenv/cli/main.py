@@ -1,350 +1,194 @@
-"""The click command line: a thin layer that parses, calls the core, prints.
+"""The `hdenv` program's entry point: the read-only commands answered without click.
 
-Results go to stdout (stable formats for scripts), messages to stderr. Every
-`HdenvError` becomes one `hdenv: error: ...` line and its exit code; a
-traceback only with `--debug`.
+Scripts, cron jobs, completion and batch jobs without `hdenv init` run the
+bare program, and `import click` alone costs more than Lmod needs for a whole
+`module -t avail`. So `--version`, `loaded`, `list` (what is loaded), `avail`
+and `spider` take the lean path: the same `shell.catalog` functions the click
+commands and the shell function call, reached through the shell function's
+own parser (`fastload.parse_call`), so the texts cannot drift. Anything the
+lean path is not sure of (`--help`, an option it does not know, a word after
+`list`, any other command) goes to the click group in `group.py`, unchanged;
+tests/test_main.py runs both ways and compares what they print.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import sys
-from pathlib import Path
-from typing import Any
 
-import click
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..shell.fastload import Call
 
-from .. import __version__
-from ..config import EXECUTORS, Settings, load_settings
-from ..errors import HdenvError, Interrupted, UserError
-from ..oserrors import describe as describe_os_error
-from ..sanitize import printable
-from ..store.layout import Store
-from . import cache as cache_cmds
-from . import cluster as cluster_cmds
-from . import containers as container_cmds
-from . import modules as modules_cmds
-from . import profile as profile_cmds
-from . import provenance as provenance_cmds
-from . import shell as shell_cmds
-from . import site as site_cmds
-from . import storecmds
+LEAN_COMMANDS = ("avail", "loaded", "spider", "list", "show", "config")
+LIST_WORDS = ("artifacts", "profiles", "names")
 
 
-class HdenvGroup(click.Group):
-    """Maps core errors and click usage errors to the contract's exit codes."""
+def lean(args: list[str]) -> bool:
+    """Answer `args` without click if it is one of the lean forms; False: click must."""
+    if args == ["--version"]:  # click's version_option prints exactly this
+        from .. import __version__
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        """Click's own error display is three lines; the contract wants one, exit 2."""
-        kwargs["standalone_mode"] = False
-        try:
-            rv = super().main(*args, **kwargs)
-        except click.UsageError as e:
-            no_args = getattr(click.exceptions, "NoArgsIsHelpError", ())
-            if isinstance(e, no_args) and e.ctx is not None:  # `hdenv` alone: its help
-                click.echo(e.ctx.get_help())
-                sys.exit(0)
-            where = e.ctx.command_path if e.ctx is not None else "hdenv"
-            click.echo(f"hdenv: error: {e.format_message()} (see `{where} --help`)", err=True)
-            sys.exit(2)
-        except click.ClickException as e:
-            click.echo(f"hdenv: error: {e.format_message()}", err=True)
-            sys.exit(e.exit_code)
-        except click.exceptions.Abort:
-            click.echo("hdenv: interrupted", err=True)
-            sys.exit(130)
-        sys.exit(rv if isinstance(rv, int) else 0)
+        print(f"hdenv, version {__version__}")
+        return True
+    if args and args[-1] in ("--help", "-h") and len(args) <= 3:
+        return _help(args[:-1])
+    first = args[0] if args else ""
+    if first not in (*LEAN_COMMANDS, "--store", "--debug") and not first.startswith("--store="):
+        return False  # `--help`, `build`, ...: decided before importing anything else
+    from ..shell import fastload
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        """`hdenv --help | head -1` (help prints while parsing): quiet, exit 0, as below."""
-        try:
-            return super().parse_args(ctx, args)
-        except BrokenPipeError:
-            from ..shell.fastload import quiet_broken_pipe
-
-            quiet_broken_pipe()
-            raise  # not reached: quiet_broken_pipe exits
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except HdenvError as e:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo(f"hdenv: error: {e.render()}", err=True)
-            ctx.exit(e.exit_code)
-        except click.exceptions.Exit:
-            raise
-        except click.ClickException:
-            raise
-        except BrokenPipeError:  # `hdenv config | head -1`: the reader has all it wanted
-            from ..shell.fastload import quiet_broken_pipe
-
-            quiet_broken_pipe()
-        except KeyboardInterrupt:
-            click.echo("hdenv: interrupted", err=True)
-            ctx.exit(130)
-        except Interrupted as e:  # a build stopped by Ctrl-C, SIGTERM or SIGHUP
-            with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
-                click.echo(f"hdenv: {e}", err=True)
-            ctx.exit(e.exit_code)
-        except Exception as e:  # a bug: still one line, with the way to see more
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            # not a bug: a full disk, a store this user may only read, a name too long
-            described = describe_os_error(e) if isinstance(e, OSError) else None
-            if described is not None:
-                click.echo(f"hdenv: error: {described[0]}", err=True)
-                ctx.exit(described[1])
-            click.echo(f"hdenv: error: internal error: {type(e).__name__}: {e}"
-                       " (run with --debug for a traceback)", err=True)
-            ctx.exit(1)
-
-
-def settings_of(ctx: click.Context, jobs: int | None = None) -> Settings:
-    obj = ctx.find_root().obj or {}
-    return load_settings(store=obj.get("store"), jobs=jobs)
-
-
-def store_of(ctx: click.Context) -> Store:
-    settings = settings_of(ctx)
-    return Store(settings.store, settings.upstreams)
-
-
-def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
-
-
-@click.group(cls=HdenvGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="hdenv")
-@click.option("--store", type=click.Path(file_okay=False), envvar=None,
-              help="Store root (overrides HDENV_STORE and config.toml).")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-@click.pass_context
-def cli(ctx: click.Context, store: str | None, debug: bool) -> None:
-    """hdenv: a hash-addressed software store with shell integration."""
-    ctx.obj = {"store": store, "debug": debug}
-
-
-def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set expects PARAM=VALUE, got {item!r}")
-        out[key.strip()] = value
-    return out
-
-
-@cli.command()
-@click.argument("stack_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Packages built at once.")
-@click.option("--keep-going", is_flag=True, help="Build what does not depend on a failure.")
-@click.option("--dry-run", is_flag=True, help="Say what would be built, and why.")
-@click.option("--set", "sets", multiple=True, metavar="PARAM=VALUE",
-              help="Override a parameter (or pick one matrix value).")
-@click.option("--executor", type=click.Choice(EXECUTORS),
-              help="Build here (local) or as one Slurm job per package (slurm).")
-@click.option("--skip-checks", is_flag=True,
-              help="Do not run the packages' checks (the build log says so).")
-@click.option("--keep-failed", is_flag=True,
-              help="Keep a failed build's directory and print where it is.")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Say what passed too: each build's link audit in one line.")
-@click.pass_context
-def build(ctx: click.Context, stack_file: Path, jobs: int | None, keep_going: bool,
-          dry_run: bool, sets: tuple[str, ...], executor: str | None, skip_checks: bool,
-          keep_failed: bool, verbose: bool) -> None:
-    """Build every package and profile of STACK_FILE; print `NAME HASH` per profile."""
-    from ..build.builder import RunFlags
-    from ..build.stackbuild import BuildFailed, build_stack
-
-    settings = settings_of(ctx, jobs)
-    settings.check_executor()
-    runner = None
-    if (executor or settings.executor) == "slurm":
-        from ..cluster.executor import SlurmExecutor
-
-        runner = SlurmExecutor(settings.slurm_options, build_jobs=settings.build_jobs,
-                               options_file=settings.sources.get("slurm-options"),
-                               strict_links=settings.strict_links)
+    call = fastload.parse_call(args)
+    if call is None or call.cmd not in LEAN_COMMANDS:
+        return False
+    if call.store is not None and _exists_not_dir(call.store):
+        return False  # click's --store check says what is wrong with it
+    if call.cmd in ("show", "config") or (
+            call.cmd == "list" and any(not a.startswith("-") for a in call.args)):
+        return _store_command(call)
     try:
-        outcome = build_stack(stack_file, settings, overrides=parse_sets(sets), jobs=jobs,
-                              keep_going=keep_going, dry_run=dry_run, executor=runner,
-                              flags=RunFlags(skip_checks, keep_failed, verbose))
-    except BuildFailed as e:
-        for p in e.outcome.profiles:
-            click.echo(f"{p.name} {p.hash}")
+        return _catalog(call)
+    except BrokenPipeError:
+        fastload.quiet_broken_pipe()
+    except Exception as e:
+        sys.exit(_error(e, call.debug))
+    return True  # not reached: both handlers exit
+
+
+def _help(path: list[str]) -> bool:
+    """`hdenv [GROUP] [COMMAND] --help` from commandindex.HELP (click's own text, generated
+    and tested), when click would format it to the same width: 80 columns or more."""
+    if _columns() < 80 or any(w.startswith("-") for w in path):
+        return False
+    from .commandindex import HELP
+
+    text = HELP.get(" ".join(path))
+    if text is None:
+        return False
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `hdenv --help | head -1`
+        from ..shell.fastload import quiet_broken_pipe
+
+        quiet_broken_pipe()
+    return True
+
+
+def _columns() -> int:
+    """The terminal's width as click finds it (shutil.get_terminal_size, without shutil)."""
+    import posix
+
+    try:
+        columns = int(posix.environ.get(b"COLUMNS", b"0"))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    try:
+        return (posix.get_terminal_size(stdout.fileno()).columns or 80) if stdout else 80
+    except (ValueError, OSError):  # closed, detached, not a terminal
+        return 80
+
+
+def _exists_not_dir(path: str) -> bool:
+    import posix
+    import stat
+
+    try:
+        return not stat.S_ISDIR(posix.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _store_command(call: Call) -> bool:
+    """`list WORD [--json]`, `show REF [--json]`, `config [--json]` (plain.py's texts);
+    any other form (another option, a word too many or too few) is click's."""
+    words = [a for a in call.args if a != "--json"]
+    expected = {"list": 1, "show": 1, "config": 0}[call.cmd]
+    if (len(words) != expected or any(w.startswith("-") for w in words)
+            or call.args.count("--json") > 1
+            or call.cmd == "list" and words[0] not in LIST_WORDS):
+        return False
+    from ..config import load_settings
+    from . import plain
+
+    try:
+        settings = load_settings(store=call.store)
+        as_json = "--json" in call.args
+        if call.cmd == "config":
+            text = plain.config_text(settings, as_json)
+        else:
+            from ..store.layout import Store
+
+            store = Store(settings.store, settings.upstreams)
+            text = (plain.list_text(store, words[0], as_json) if call.cmd == "list"
+                    else plain.show_text(store, words[0], as_json))
+    except Exception as e:
+        if call.debug:  # click's group: a traceback
+            raise
+        sys.exit(_error(e, call.debug))
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `hdenv list artifacts | head -1`
+        from ..shell.fastload import quiet_broken_pipe
+
+        quiet_broken_pipe()
+    return True
+
+
+def _catalog(call: Call) -> bool:
+    """avail, loaded, list, spider as the click commands print them (catalog.run)."""
+    from ..errors import UserError
+    from ..shell import catalog, fastload, lightos, terminal
+
+    environ = lightos.environ()
+    if call.store is not None:  # --store: that store, then the configured upstreams
+        environ = {**environ, "HDENV_STORE": call.store}
+    config = fastload.Config(environ, fastload.PER_USER, fastload.PER_USER)
+    try:
+        rest, opts = terminal.take_options(call.args)
+        width = terminal.width(environ) if call.cmd == "avail" else terminal.DEFAULT_WIDTH
+        roots = config.roots() if call.cmd in ("avail", "spider") else []
+        text = catalog.run(call.cmd, rest, environ, roots, width)
+    except catalog.Delegate:  # --help, an unknown option: click's usage and errors
+        return False
+    except UserError as e:
+        if str(e).startswith("usage: "):  # a missing or extra word: click's own message
+            return False
         raise
-    if dry_run:
-        for line in outcome.dry_run_lines:
-            click.echo(line)
-        if not outcome.dry_run_lines:
-            click.echo("nothing to build", err=True)
-        return
-    report = outcome.report
-    captured = f", {len(report.captured)} host captured" if report.captured else ""
-    fetched = f", {len(report.fetched)} fetched" if report.fetched else ""
-    click.echo(f"{len(report.built)} built{fetched}{captured}, {len(report.present)} already"
-               " present", err=True)
-    for p in outcome.profiles:
-        if p.new_generation:
-            click.echo(f"profile {p.name}: generation {p.generation}", err=True)
-        click.echo(f"{p.name} {p.hash}")
+    terminal.write(text, environ, opts)
+    sys.stdout.flush()
+    return True
 
 
-@cli.command("build-env", context_settings={"ignore_unknown_options": True})
-@click.argument("stack_file", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("package")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
-@click.option("--set", "sets", multiple=True, metavar="PARAM=VALUE",
-              help="Override a parameter (or pick one matrix value).")
-@click.pass_context
-def build_env_cmd(ctx: click.Context, stack_file: Path, package: str,
-                  command: tuple[str, ...], sets: tuple[str, ...]) -> None:
-    """A shell (or `-- COMMAND`) with exactly the environment, sandbox and unpacked
-    sources that PACKAGE's build gets; its dependencies must be built."""
-    from ..build.buildenv import build_env
+def _error(e: Exception, debug: bool) -> int:
+    """One line and the exit code, as `group.HdenvGroup.invoke` says it (an HdenvError
+    even with --debug, as the catalog commands' `_errors` say it)."""
+    from ..errors import HdenvError
 
-    sys.exit(build_env(stack_file, settings_of(ctx), package, command,
-                       overrides=parse_sets(sets)))
+    if isinstance(e, HdenvError):
+        print(f"hdenv: error: {e.render()}", file=sys.stderr)
+        return e.exit_code
+    if debug:
+        raise e
+    if isinstance(e, OSError):
+        from ..oserrors import describe
 
-
-@cli.command()
-@click.argument("url")
-@click.option("--sha256", help="Expected sha256 (hex); a mismatch stores nothing.")
-@click.pass_context
-def fetch(ctx: click.Context, url: str, sha256: str | None) -> None:
-    """Store a source archive and print its key."""
-    from ..store.sources import SourceStore
-
-    settings = settings_of(ctx)
-    store = Store(settings.store).ensure()
-    click.echo(SourceStore(store, settings.mirrors).fetch(url, sha256))
-
-
-@cli.group("host")
-def host_group() -> None:
-    """Capture host software as artifacts."""
-
-
-@host_group.command("capture")
-@click.argument("name")
-@click.argument("programs", nargs=-1)
-@click.option("--family", help="e.g. compiler")
-@click.option("--library", "libraries", multiple=True, metavar="LIB",
-              help="A shared library (soname or path) to capture too.")
-@click.option("--version", "version", help="The artifact's version (default: reported).")
-@click.option("--version-from", help="The program whose --version output gives the version.")
-@click.pass_context
-def host_capture(ctx: click.Context, name: str, programs: tuple[str, ...], family: str | None,
-                 libraries: tuple[str, ...], version: str | None,
-                 version_from: str | None) -> None:
-    """Capture PROGRAMS (names on PATH or absolute paths; shared libraries such as
-    libmpi.so.40 count as --library) as host artifact NAME."""
-    from ..build import host
-
-    progs = [p for p in programs if not host.looks_like_library(p)]
-    libs = [*libraries, *(p for p in programs if host.looks_like_library(p))]
-    store = store_of(ctx).ensure()
-    identity = settings_of(ctx).host_identity
-    click.echo(host.capture(store, name, progs, family=family, libraries=tuple(libs),
-                            version=version, version_from=version_from, identity=identity))
-
-
-@cli.command("list")
-@click.argument("what", type=click.Choice(["artifacts", "profiles", "names"]), required=False)
-@click.option("--json", "as_json", is_flag=True)
-@shell_cmds.output_options
-@click.pass_context
-def list_cmd(ctx: click.Context, what: str | None, as_json: bool, terse: bool, color: str,
-             redirect: bool) -> None:
-    """What is loaded (as `module list`); or the store's artifacts (id first), named
-    profiles (`NAME HASH GEN PATH`) or names."""
-    from ..profile import views
-
-    if what is None:
-        shell_cmds.loaded_cmd.callback(as_json=as_json, terse=terse,  # type: ignore[misc]
-                                       color=color, redirect=redirect)
-        return
-
-    rows = views.list_rows(store_of(ctx), what)
-    if as_json:
-        echo_json(rows)
-        return
-    for row in rows:
-        click.echo(printable(" ".join(str(row[k]) for k in views.LIST_COLUMNS[what])))
-
-
-@cli.command()
-@click.argument("ref")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def show(ctx: click.Context, ref: str, as_json: bool) -> None:
-    """Description, what loading changes, spec, dependencies, path, size, generations of REF."""
-    from ..profile import views
-    from ..shell.shellcmd import describe
-
-    store = store_of(ctx)
-    info = views.show(store, ref)
-    header = describe(store, ref, info)  # adds "description" and "load" to info
-    if as_json:
-        echo_json(info)
-    else:
-        click.echo(printable(header + views.format_show(info)))
-
-
-@cli.command()
-@click.argument("ref")
-@click.pass_context
-def path(ctx: click.Context, ref: str) -> None:
-    """Print the prefix of REF (for scripts)."""
-    click.echo(str(store_of(ctx).resolve(ref).path))
-
-
-@cli.command()
-@click.argument("ref", required=False)
-@click.option("--sources", is_flag=True, help="Also re-hash every stored source archive.")
-@click.pass_context
-def verify(ctx: click.Context, ref: str | None, sources: bool) -> None:
-    """Check artifacts, profiles and names for damage, host software for drift (all, or REF's)."""
-    from ..provenance.drift import artifact_drift
-    from ..store.verify import run_checks
-
-    problems, checked = run_checks(store_of(ctx), ref, sources=sources,
-                                   host_check=artifact_drift)
-    for p in problems:
-        click.echo(p)
-    click.echo(f"verified {checked} artifact(s): {len(problems)} problem(s)", err=True)
-    if problems:
-        sys.exit(1)
-
-
-for command in (shell_cmds.init_cmd, shell_cmds.load_cmd, shell_cmds.unload_cmd,
-                shell_cmds.swap_cmd, shell_cmds.purge_cmd, shell_cmds.loaded_cmd,
-                shell_cmds.avail_cmd, shell_cmds.env_cmd, shell_cmds.spider_cmd,
-                shell_cmds.commands_cmd,
-                profile_cmds.profile, profile_cmds.diff, profile_cmds.graph,
-                site_cmds.config_cmd, site_cmds.store_group,
-                storecmds.gc, storecmds.du, storecmds.pin, storecmds.unpin, storecmds.mirror,
-                cache_cmds.cache, cache_cmds.push, site_cmds.usage_group,
-                cluster_cmds.build_node_cmd,
-                provenance_cmds.export, provenance_cmds.reproduce, provenance_cmds.report):
-    cli.add_command(command)
-for command in shell_cmds.HABIT_COMMANDS:
-    cli.add_command(command)
-cli.add_command(modules_cmds.modulefiles)
-cli.add_command(container_cmds.pack)
+        described = describe(e)
+        if described is not None:
+            print(f"hdenv: error: {described[0]}", file=sys.stderr)
+            return described[1]
+    print(f"hdenv: error: internal error: {type(e).__name__}: {e}"
+          " (run with --debug for a traceback)", file=sys.stderr)
+    return 1
 
 
 def main() -> None:
-    try:
-        cli(prog_name="hdenv")
-    finally:  # the last buffered lines: a reader gone by now is no error either
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:
-            from ..shell.fastload import quiet_broken_pipe
+    """`hdenv ARGS`: the lean path when it can answer, else the click program."""
+    if not lean(sys.argv[1:]):
+        from .group import run
 
-            quiet_broken_pipe()
+        run()
+

@@ -1,6 +1,6 @@
 """Click commands for shell integration; thin wrappers over shellcmd and catalog.
 
-Registered on the `cli` group by main.py's `add_command` loop. load, unload,
+Imported by the `cli` group (group.py) when one of its commands is asked for. load, unload,
 swap and purge exist here to show their usage (`--help`) and to explain the
 shell function when it is missing: the real work happens in the function via
 hdenv.shell.fastload. avail, loaded and spider usually run on that fast path
@@ -19,6 +19,7 @@ import click
 
 from ..errors import HdenvError, UserError
 from ..shell import catalog, shellcmd
+from .options import output_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,7 +63,8 @@ def visible_commands(ctx: click.Context) -> list[str]:
     """Every subcommand a user may type, from the group itself: completion offers these."""
     group = ctx.find_root().command
     assert isinstance(group, click.Group)
-    return sorted(name for name, cmd in group.commands.items() if not cmd.hidden)
+    found = [(name, group.get_command(ctx, name)) for name in group.list_commands(ctx)]
+    return sorted(name for name, cmd in found if cmd is not None and not cmd.hidden)
 
 
 @click.command("init")
@@ -133,17 +135,6 @@ def _catalog(ctx: click.Context, cmd: str, args: list[str], color: str = "auto")
     width = terminal.width(os.environ) if cmd == "avail" else terminal.DEFAULT_WIDTH
     text = catalog.run(cmd, args, os.environ, roots, width)
     terminal.write(text, os.environ, terminal.Output(color))
-
-
-def output_options(func: F) -> F:
-    """`-t/--terse`, `--color` and `--redirect` (a no-op), as `module` takes them."""
-    func = click.option("-t", "--terse", is_flag=True,
-                        help="One entry per line, nothing else (for scripts).")(func)
-    func = click.option("--color", type=click.Choice(["auto", "always", "never"]),
-                        default="auto", show_default=True,
-                        help="Colour the markers (auto: on a terminal, unless NO_COLOR).")(func)
-    return click.option("--redirect", is_flag=True, hidden=True,
-                        help="Accepted for Lmod's sake; output goes to stdout anyway.")(func)
 
 
 @click.command("loaded")
@@ -277,8 +268,6 @@ def disable_cmd(name: str) -> None:
     click.echo(f"hdenv: removed collection {name!r} ({path})", err=True)
 
 
-COMMANDS = [init_cmd, load_cmd, unload_cmd, swap_cmd, purge_cmd, loaded_cmd, avail_cmd,
-            spider_cmd, env_cmd, commands_cmd]
 def _finding(ctx: click.Context) -> Any:
     from ..store.index import Index
 
@@ -323,7 +312,7 @@ def keyword_cmd(ctx: click.Context, text: str) -> None:
     click.echo(finding.whatis_text(found), nl=False)
 
 
-# issue 22's module habits: registered by main.py
+# Lmod's try-load, is-loaded, is-avail, refresh and update (group.LAZY_COMMANDS)
 try_load_cmd = _needs_function("try-load", "REF...", -1,
                                "Load what exists of REF...; the others are skipped without a"
                                " word (Lmod's try-load).")
@@ -365,7 +354,3 @@ def is_avail_cmd(ctx: click.Context, refs: tuple[str, ...]) -> None:
 
     sys.exit(0 if all(known(r) for r in refs) else 1)
 
-
-HABIT_COMMANDS = [use_cmd, unuse_cmd, ml_cmd, reset_cmd, restore_cmd, save_cmd, savelist_cmd,
-                  describe_cmd, disable_cmd, whatis_cmd, help_cmd, keyword_cmd, try_load_cmd,
-                  is_loaded_cmd, is_avail_cmd, refresh_cmd, update_cmd]

@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-from ..config import Settings, load_settings, setting_items
-from ..configfiles import config_files
+from ..config import Settings, load_settings
 from ..sanitize import printable
 
 
@@ -23,55 +21,14 @@ def _settings(ctx: click.Context) -> Settings:
     return load_settings(store=obj.get("store"))
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, int):
-        return str(value)
-    return json.dumps(str(value), ensure_ascii=False)
-
-
-def config_report(settings: Settings) -> dict[str, Any]:
-    import os
-
-    from ..config import default_config_file
-
-    files = [{"path": path, "role": role, "explicit": explicit,
-              "present": os.path.exists(path)}
-             for path, explicit, role in config_files(os.environ, str(default_config_file()))]
-    return {
-        "files": files,
-        "settings": {key: {"value": [str(v) for v in value] if isinstance(value, list)
-                           else (str(value) if isinstance(value, Path) else value),
-                           "source": source}
-                     for key, value, source in setting_items(settings)},
-    }
-
-
 @click.command("config")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def config_cmd(ctx: click.Context, as_json: bool) -> None:
     """Every setting in force and where it came from (flag, variable, file, default)."""
-    report = config_report(_settings(ctx))
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-        return
-    for f in report["files"]:
-        state = "" if f["present"] else " (absent)"
-        via = " (HDENV_CONFIG)" if f["explicit"] and f["role"] == "user" else (
-            " (HDENV_SITE_CONFIG)" if f["explicit"] else "")
-        click.echo(f"# {f['role']} config: {f['path']}{via}{state}")
-    rows = []
-    for key, entry in report["settings"].items():
-        value = entry["value"]
-        text = f"{key} = {_toml_value(value)}" if value is not None else f"# {key} is not set"
-        rows.append((text, entry["source"]))
-    width = max(len(text) for text, _ in rows)
-    for text, source in rows:
-        click.echo(f"{text.ljust(width)}  # {source}")
+    from .plain import config_text
+
+    click.echo(config_text(_settings(ctx), as_json), nl=False)
 
 
 @click.group("store")

@@ -42,10 +42,11 @@ from ..store.fsutil import (
 from ..store.hashing import spec_hash
 from ..store.layout import META_DIR, PROFILE_META, Store
 from ..store.storedirs import symlink_at
-from ..store.tmpdirs import temp_dir
 from ..validate import profile_name_problem
-from . import pyprofile
-from .farm import Member, build_farm
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .farm import Member
 
 PROFILE_PLACEHOLDER = "@@HDENV_PROFILE@@"
 
@@ -93,6 +94,8 @@ def _members(store: Store, artifacts: list[str]) -> list[Member]:
     missing = [a for a in artifacts if not store.has_artifact(a)]
     if missing:
         raise UserError(f"profile needs artifacts that are not in the store: {', '.join(missing)}")
+    from .farm import Member  # here: reading profiles (`show`, `list`) builds no farm
+
     return [Member(a, store.artifact_dir(a)) for a in artifacts]
 
 
@@ -102,6 +105,9 @@ def _render_env(env: dict[str, str], prefix: Path) -> dict[str, str]:
 
 def _populate(farm: Path, final: Path, spec: dict[str, Any], hash_: str, store: Store) -> None:
     """Fill the directory `farm` (to be renamed to `final`) with links and metadata."""
+    from . import pyprofile  # here, as the farm: reading profiles needs neither
+    from .farm import build_farm
+
     members = _members(store, spec["artifacts"])
     version = pyprofile.single_python(members, spec.get("exclude", ()))
     keep_real = pyprofile.keep_real_dirs(version) if version else []
@@ -149,6 +155,8 @@ def create_profile(store: Store, spec: dict[str, Any]) -> Path:
     if store.has_profile(hash_):  # here, or upstream: then it is used from there
         return store.profile_dir(hash_)
     final = store.own_profile_dir(hash_)
+    from ..store.tmpdirs import temp_dir
+
     aside = temp_dir(store, f"profile-{hash_}-")
     try:
         _populate(aside, final, spec, hash_, store)

@@ -143,9 +143,31 @@ def _open_listed(dir_fd: int, name: str, expect: os.stat_result | None, add: int
     `add` owner bits (u+rx to list, u+rwx to empty) are added first where missing
     and the directory is ours: a build may leave a mode-000 directory.
     """
-    fd = pin(dir_fd, name, expect)
-    if fd is None:
+    try:  # most directories can be read as they are: one open, no O_PATH detour
+        fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
         return None
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):  # a link or a file: not a directory
+            return None
+        fd = -1  # not ours to read as it is (mode 000, ...): through `pin` below
+    if fd >= 0:
+        try:
+            st = os.fstat(fd)
+            if expect is not None and not same_inode(st, expect):
+                os.close(fd)
+                return None
+            if add and st.st_mode & add != add and st.st_uid == os.geteuid():
+                with contextlib.suppress(PermissionError):
+                    os.fchmod(fd, stat.S_IMODE(st.st_mode) | add)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    pinned = pin(dir_fd, name, expect)
+    if pinned is None:
+        return None
+    fd = pinned
     try:
         st = os.fstat(fd)
         if not stat.S_ISDIR(st.st_mode):
@@ -355,14 +377,32 @@ def remove_tree(path: Path | str) -> None:
 ROUNDS = 5  # a directory found refilled this often is someone else's doing
 
 
-def remove_at(parent: int, name: str, where: Path | None = None) -> None:
+class Tally:
+    """Allocated bytes of what `remove_at` removed below a directory, as `size_at`
+    counts them (hard links once): gc measures and deletes in one pass."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._seen: set[tuple[int, int]] = set()
+
+    def add(self, st: os.stat_result) -> None:
+        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+            if (st.st_dev, st.st_ino) in self._seen:
+                return
+            self._seen.add((st.st_dev, st.st_ino))
+        self.total += st.st_blocks * 512
+
+
+def remove_at(parent: int, name: str, where: Path | None = None,
+              tally: Tally | None = None) -> None:
     """`remove_tree` of the entry `name` of the open directory `parent`.
 
     Whatever is at a name when it is removed goes, as it is found: a file
     swapped for a directory is emptied and removed, a directory swapped for a
     link loses the link (its target is never entered), a directory someone
     refills is emptied again. Only one that keeps being refilled is an error
-    (StoreError naming `where`): someone else is writing in it.
+    (StoreError naming `where`): someone else is writing in it. `tally` adds up
+    the size of everything below `name` as it goes (not `name` itself).
     """
     for _ in range(ROUNDS):
         try:
@@ -380,7 +420,7 @@ def remove_at(parent: int, name: str, where: Path | None = None) -> None:
                                       str(where if where is not None else name))
             continue  # replaced by a file or a link meanwhile: look again
         try:
-            _empty(fd)
+            _empty(fd, tally)
         finally:
             os.close(fd)
         try:
@@ -395,22 +435,31 @@ def remove_at(parent: int, name: str, where: Path | None = None) -> None:
                      " changing while it is emptied (another user is writing in it)")
 
 
-def _empty(top: int) -> None:
-    """Remove everything in the directory open as `top`, depth first, without recursion."""
+def _empty(top: int, tally: Tally | None = None) -> None:
+    """Remove everything in the directory open as `top`, depth first, without recursion;
+    with a `tally`, each entry's lstat is counted before it goes."""
     # frames: (descriptor, its name in the parent frame, names left, rounds so far)
     frames: list[tuple[int, str, Iterator[str], int]] = [(top, "", iter(_names(top)), 0)]
     try:
         while frames:
             fd, name, names, rounds = frames[-1]
             for entry in names:
-                try:
-                    os.unlink(entry, dir_fd=fd)
-                    continue
-                except FileNotFoundError:
-                    continue
-                except (IsADirectoryError, PermissionError) as e:
-                    if isinstance(e, PermissionError) and not _is_dir(fd, entry):
-                        raise
+                looked = None
+                if tally is not None:
+                    try:
+                        looked = os.stat(entry, dir_fd=fd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    tally.add(looked)
+                if looked is None or not stat.S_ISDIR(looked.st_mode):
+                    try:
+                        os.unlink(entry, dir_fd=fd)
+                        continue
+                    except FileNotFoundError:
+                        continue
+                    except (IsADirectoryError, PermissionError) as e:
+                        if isinstance(e, PermissionError) and not _is_dir(fd, entry):
+                            raise
                 child = _open_listed(fd, entry, None, stat.S_IRWXU)
                 if child is None:
                     if _is_dir(fd, entry):

@@ -13,7 +13,6 @@ import json
 import os
 import stat
 import struct
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -26,6 +25,8 @@ from .sharing import SPECIAL_BITS, read_only_mode
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # here: readers (`hdenv show`, `list`) never pay for it
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with naming(path), os.fdopen(fd, "wb") as f:
@@ -49,6 +50,8 @@ def pending_file(directory: Path, prefix: str,
     (or the caller never renames it), the file is removed.
     """
     directory.mkdir(parents=True, exist_ok=True)
+    import tempfile  # here: readers (`hdenv show`, `list`) never pay for it
+
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as f:

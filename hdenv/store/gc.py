@@ -451,6 +451,9 @@ def collect(store: Store, *, dry_run: bool = False, sources: bool = False,
         if items and not dry_run:
             trash = temp_dir(store, TRASH_PREFIX)
         git_pruned = False
+        if trash is not None and max_freed is None:  # nothing to stop at: all at once
+            git_pruned = _sweep(store, items, trash, result, on_item)
+            items = []
         for item in items:
             if max_freed is not None and result.freed >= max_freed:
                 result.stopped_early = True
@@ -477,6 +480,118 @@ def collect(store: Store, *, dry_run: bool = False, sources: bool = False,
             remove_tree(trash)
         lock.__exit__(None, None, None)
     return result
+
+
+def _sweep(store: Store, items: list[Item], trash: Path, result: GcResult,
+           on_item: Callable[[Item], None] | None) -> bool:
+    """Every item out of the store first (each one rename, under its lock), then all of
+    them deleted and measured in one pass; True if a git ref was dropped.
+
+    Crash-safe as one item at a time: whatever a kill leaves in the trash is no
+    longer in the store, and the next gc or build removes it (tmpdirs.clean_stale).
+    """
+    moved: list[tuple[Item, str | None]] = []
+    git_pruned = False
+    with _Sweep(store, trash) as sweep:
+        for item in items:
+            if item.kind == "source" and item.ident.startswith("git:"):
+                if _drop_git_ref(item):
+                    git_pruned = True
+                    moved.append((item, None))
+                continue
+            aside = sweep.move(item)
+            if item.kind == "source":  # its name goes too; done either way, as before
+                _unlink_in(store, ("src", "names"), item.ident.split(":", 1)[1])
+                moved.append((item, aside))
+            elif aside is not None:
+                moved.append((item, aside))
+        for item, aside in moved:
+            if aside is not None and not sweep.delete(item, aside):
+                continue
+            result.items.append(item)
+            result.freed += item.size
+            if on_item is not None:
+                on_item(item)
+    return git_pruned
+
+
+class _Sweep:
+    """The descriptors a sweep reuses: the trash and the store's top-level directories
+    (each opened from the root without following a link, once)."""
+
+    def __init__(self, store: Store, trash: Path):
+        self.store = store
+        self.trash = fdtree.open_dir(trash)
+        self.tops: dict[str, int] = {}
+
+    def __enter__(self) -> _Sweep:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for fd in [self.trash, *self.tops.values()]:
+            os.close(fd)
+
+    def _parent(self, item: Item) -> int:
+        """A new descriptor of the directory holding `item` (OSError/ValueError if it
+        cannot be reached without following a link)."""
+        parts = item.path.parent.relative_to(self.store.root).parts
+        if not parts:
+            raise ValueError(f"{item.path}: not below a top-level directory")
+        top = self.tops.get(parts[0])
+        if top is None:
+            top = self.tops[parts[0]] = fdtree.open_dirs(self.store.root, parts[:1])
+        if len(parts) == 1:
+            return os.dup(top)
+        fd = fdtree.open_dir(parts[1], dir_fd=top)
+        try:
+            for part in parts[2:]:
+                nfd = fdtree.open_dir(part, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def move(self, item: Item) -> str | None:
+        """Rename `item` into the trash (as `_move_and_delete`); its name there, or None."""
+        if item.kind in ("artifact", "leftover"):
+            # a build in progress holds the artifact's lock: never touch that one
+            with _artifact_lock(self.store, item.ident) as free:
+                return self._move(item) if free else None
+        return self._move(item)
+
+    def _move(self, item: Item) -> str | None:
+        try:
+            parent = self._parent(item)
+        except (OSError, ValueError):
+            return None  # gone, or a link a member planted on the way: not ours to follow
+        aside = f"{item.kind}-{item.ident.replace('/', '-')}"
+        try:
+            for _ in range(fdtree.ROUNDS):  # a name that keeps changing is left for later
+                moved = _rename_aside(parent, item.path.name, self.trash, aside)
+                if moved is not None:
+                    return aside if moved else None
+            return None
+        except PermissionError:  # another member's, closed to the group: theirs to remove
+            return None
+        finally:
+            os.close(parent)
+
+    def delete(self, item: Item, aside: str) -> bool:
+        """Measure and delete what the rename moved, in one walk; False if refused."""
+        try:
+            st = os.stat(aside, dir_fd=self.trash, follow_symlinks=False)
+            item.size = st.st_blocks * 512
+            if stat.S_ISDIR(st.st_mode):
+                tally = fdtree.Tally()
+                fdtree.remove_at(self.trash, aside, tally=tally)
+                item.size += tally.total
+            else:
+                os.unlink(aside, dir_fd=self.trash)
+        except PermissionError:
+            return False
+        return True
 
 
 def _remove(store: Store, item: Item, trash: Path) -> bool:

@@ -6,8 +6,6 @@ changes every id; tests/test_hashing.py pins golden values to catch that.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 from typing import Any
@@ -26,12 +24,17 @@ def canonical_json(obj: Any) -> bytes:
 
 def spec_hash(spec: Any) -> str:
     """First 160 bits of sha256 over the canonical JSON, base32 lowercase, unpadded."""
+    import base64
+    import hashlib  # here: OpenSSL's load is ms that `hdenv show` and `list` never need
+
     digest = hashlib.sha256(canonical_json(spec)).digest()[: HASH_BITS // 8]
     return base64.b32encode(digest).decode("ascii").lower().rstrip("=")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file, read in large chunks (close to sha256sum's speed)."""
+    import hashlib
+
     h = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:
         buf = bytearray(CHUNK)

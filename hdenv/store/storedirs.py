@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -116,6 +115,8 @@ def write_at(dir_fd: int, name: str, data: bytes, mode: int = 0o644,
     """Write `name` in the open directory atomically: a new file under a name nobody else
     uses (O_EXCL|O_NOFOLLOW), synced, then renamed over `name` there. `where` (the
     directory's path) names the file in an error such as a full disk."""
+    import secrets  # here: `hdenv show` and `list` never write
+
     tmp = f".{name}.{secrets.token_hex(6)}.tmp"
     with naming(where / name if where is not None else name):
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -138,6 +139,8 @@ def write_at(dir_fd: int, name: str, data: bytes, mode: int = 0o644,
 
 def symlink_at(dir_fd: int, target: str, name: str) -> None:
     """Point `name` in the open directory at `target`, replacing it with one rename there."""
+    import secrets  # here: `hdenv show` and `list` never write
+
     tmp = f".{name}.{secrets.token_hex(6)}.tmp"
     os.symlink(target, tmp, dir_fd=dir_fd)
     try:
