@@ -31,8 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import hostpkgs
 from ..errors import BuildError, UserError
 from ..store.artifacts import artifact_id, install_artifact
+from ..store.elf import ET_DYN, ElfError, read_elf
 from ..store.fsutil import atomic_write_json
 from ..store.hashing import sha256_file
 from ..store.layout import Store
@@ -492,9 +494,9 @@ Resolved = tuple[str, str, os.stat_result]  # link name, real path, its stat
 
 
 def _resolve_all(programs: Sequence[str], search_path: str, cache: HostCache,
-                 libraries: Sequence[str] = ()) -> list[Resolved]:
-    if not programs and not libraries:
-        raise UserError("a host package needs at least one program or library")
+                 libraries: Sequence[str] = (), packages: Sequence[str] = ()) -> list[Resolved]:
+    if not programs and not libraries and not packages:
+        raise UserError("a host package needs at least one program, library or package")
     dirs = _path_dirs(search_path)
     out: list[Resolved] = []
     seen: dict[str, str] = {}
@@ -553,6 +555,7 @@ class HostRequest:
     env: tuple[tuple[str, str], ...] = ()
     pkgconfig: tuple[str, ...] = ()
     identity: str = "version"  # "content": byte hashes enter the id too
+    packages: tuple[str, ...] = ()  # `packages = ["libyaml-dev"]`: every file of each
 
 
 _LIBRARY_RE = re.compile(r"^lib[^/]*\.so(\.[0-9][\w.]*)?$")
@@ -596,10 +599,13 @@ def describe(store: Store, request: HostRequest, *,
     path = _search_path(search_path)
     dirs = _path_dirs(path)
     cache = HostCache(cache_path(store))
-    resolved = _resolve_all(request.programs, path, cache, request.libraries)
+    packages = (hostpkgs.installed(list(request.packages), f"host {request.name}")
+                if request.packages else [])
+    resolved = _resolve_all(request.programs, path, cache, request.libraries, request.packages)
     extra, runtime_libs = _expand(cache, resolved, path, dirs)
     probed = _probe_all(cache, resolved + extra)
-    libraries = hostlibs.resolve(request.libraries, runtime_libs, cache.digest)
+    libraries = hostlibs.resolve([*request.libraries, *_package_libraries(request, packages)],
+                                 runtime_libs, cache.digest)
     cache.save()
     content = request.identity == "content"
     files = {i["path"]: i["sha256"] for i in [*probed.values(), *libraries.values()]}
@@ -610,7 +616,7 @@ def describe(store: Store, request: HostRequest, *,
     spec: dict[str, Any] = {
         "kind": "host",
         "name": request.name,
-        "version": _spec_version(request, probed, libraries, resolved),
+        "version": _spec_version(request, probed, libraries, resolved, packages),
         "programs": programs,
         "family": request.family,
     }
@@ -620,27 +626,61 @@ def describe(store: Store, request: HostRequest, *,
         spec["env"] = dict(sorted(request.env))
     if request.pkgconfig:
         spec["pkgconfig"] = hostlibs.pkgconfig_dirs(request.pkgconfig)
+    if packages:  # names, versions and files enter the id: an upgrade makes a new artifact
+        spec["packages"] = {p.name: {"version": p.version, "arch": p.arch, "manager": p.manager,
+                                     "files": p.files} for p in packages}
     meta = {"host_files": files,
             "loads": hostlibs.loads({n: i["path"] for n, i in probed.items()})}
     return spec, meta
 
 
 def _spec_version(request: HostRequest, probed: dict[str, dict[str, str]],
-                  libraries: dict[str, dict[str, str]], resolved: list[Resolved]) -> str:
+                  libraries: dict[str, dict[str, str]], resolved: list[Resolved],
+                  packages: list[hostpkgs.HostPackage]) -> str:
     """`version`, else the version `version-from` (default: the first program) reports."""
     if request.version is not None:
         if not _VERSION_OK.match(request.version):
             raise UserError(f"host {request.name}: bad version {request.version!r}")
         return request.version
     source = request.version_from or (resolved[0][0] if resolved else None)
+    if source is None and packages:  # packages (and maybe libraries): the first package's
+        return _package_version(packages[0].version)
     if source is None:  # libraries only: the first one's version
-        first = next(iter(libraries.values()))
+        first = next(iter(libraries.values()), {})
         return first.get("version") or "host"
     if source not in probed:
         raise UserError(f"host {request.name}: version-from names {source!r}, which is not "
                         f"one of its programs ({', '.join(sorted(probed))})")
     text = probed[source]["version"]
     return "host" if _FAILED_RE.search(text) else version_of(text)
+
+
+def _package_version(version: str) -> str:
+    """A distro version as an artifact version: `1:1.2.13.dfsg-1` -> `1.2.13.dfsg-1`."""
+    plain = re.sub(r"[^A-Za-z0-9_.+-]", "_", version.partition(":")[2] or version)
+    return plain if _VERSION_OK.match(plain) else "host"
+
+
+def _package_libraries(request: HostRequest, packages: list[hostpkgs.HostPackage]) -> list[str]:
+    """The shared libraries among the packages' files, by absolute path: declared, so the link
+    audit counts them as this host artifact's (`libyaml.so` -> libyaml-0.so.2)."""
+    named = {os.path.basename(lib) for lib in request.libraries}
+    out: list[str] = []
+    for package in packages:
+        for path in package.files:
+            base = os.path.basename(path)
+            if _LIBRARY_RE.match(base) and base not in named and _is_shared_object(path):
+                named.add(base)
+                out.append(path)
+    return out
+
+
+def _is_shared_object(path: str) -> bool:
+    try:
+        info = read_elf(os.path.realpath(path))
+    except (ElfError, OSError):
+        return False
+    return info is not None and info.type == ET_DYN
 
 
 def host_spec(store: Store, name: str, programs: Sequence[str], *,
@@ -655,18 +695,62 @@ def host_spec(store: Store, name: str, programs: Sequence[str], *,
     return describe(store, request, search_path=search_path)[0]
 
 
+def package_layout(path: str) -> list[str]:
+    """Where a package's file goes in the artifact, relative to it: the path without `/usr`
+    (`/usr/include/yaml.h` -> `include/yaml.h`), and a library or `.pc` file in a multiarch
+    directory also in `lib/` itself, where the build's LIBRARY_PATH and pkg-config look."""
+    rel = path[len("/usr/"):] if path.startswith("/usr/") else path.lstrip("/")
+    out = [rel]
+    parts = rel.split("/")
+    if len(parts) >= 3 and parts[0] == "lib" and "-linux-" in parts[1]:
+        out.append("/".join(["lib", *parts[2:]]))
+    return out
+
+
+def _pc_text(path: str, prefix: Path) -> str:
+    """A package's `.pc` file pointing into the artifact: every variable whose value starts
+    with `/usr` (`prefix=/usr`, a literal `libdir=/usr/lib/...`) starts with the artifact."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        lines = f.read().splitlines()
+    out = []
+    for line in lines:
+        var, eq, value = line.partition("=")
+        if eq and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", var.strip()) and (
+                value.strip() == "/usr" or value.strip().startswith("/usr/")):
+            line = f"{var}={prefix}{value.strip()[len('/usr'):]}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _populate_packages(spec: dict[str, Any], prefix: Path) -> None:
+    for info in spec.get("packages", {}).values():
+        for path in info["files"]:
+            for rel in package_layout(path):
+                dest = prefix / rel
+                if os.path.lexists(dest):
+                    continue  # the first package (or the multiarch spelling) has it
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if path.endswith(".pc"):
+                    dest.write_text(_pc_text(path, prefix), encoding="utf-8",
+                                    errors="surrogateescape")
+                else:
+                    os.symlink(path, dest)
+
+
 def _populate_links(spec: dict[str, Any]) -> Any:
     def populate(prefix: Path, _lock_fd: int) -> None:
+        _populate_packages(spec, prefix)
         bindir = prefix / "bin"
-        bindir.mkdir()
+        bindir.mkdir(exist_ok=True)
         for prog, info in sorted(spec["programs"].items()):
-            os.symlink(info["path"], bindir / prog)
+            if not os.path.lexists(bindir / prog):  # a package's file may be there already
+                os.symlink(info["path"], bindir / prog)
         libs = spec.get("libraries", {})
         if libs:
-            (prefix / "lib").mkdir()
+            (prefix / "lib").mkdir(exist_ok=True)
         for name, info in sorted(libs.items()):
             for link in dict.fromkeys([name, info.get("soname") or name]):
-                if not (prefix / "lib" / link).is_symlink():
+                if not os.path.lexists(prefix / "lib" / link):
                     os.symlink(info["path"], prefix / "lib" / link)
     return populate
 

@@ -94,7 +94,7 @@ def plan_stack(stack: Stack, store: Store, sources: SourceStore, *,
         request = host.HostRequest(
             decl.name, tuple(decl.programs), tuple(decl.libraries), decl.family, decl.version,
             decl.version_from, tuple(sorted(decl.env.items())), tuple(decl.pkgconfig),
-            host_identity)
+            host_identity, tuple(decl.packages))
         try:
             spec = host.describe(store, request)[0]
         except UserError as e:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import hostpkgs
 from ..errors import UserError
 from ..store.sources import check_local_source
 from . import host, hostlibs
@@ -32,6 +33,11 @@ def preflight(stack: Stack) -> None:
             except UserError as e:
                 raise UserError(f"host.{decl.name}: {e.message}", file=file,
                                 line=decl.line) from None
+        if decl.packages:  # installed? (before the store is touched)
+            try:
+                hostpkgs.installed(decl.packages, f"host.{decl.name}")
+            except UserError as e:
+                raise UserError(e.message, file=file, line=decl.line) from None
     checked: set[Path] = set()
     for variant in stack.variants:
         for pkg in variant.packages.values():

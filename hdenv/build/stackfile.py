@@ -34,7 +34,9 @@ Scalar = (str, int, float, bool)
 
 TOP_KEYS = {"stack", "parameters", "matrix", "host", "packages", "profiles"}
 STACK_KEYS = {"name", "description", "checks", "allow-outside"}
-HOST_KEYS = {"programs", "libraries", "family", "version", "version-from", "env", "pkgconfig"}
+HOST_KEYS = {"programs", "libraries", "family", "version", "version-from", "env", "pkgconfig",
+             "packages"}
+PACKAGE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._:-]*$")  # dpkg's and rpm's names
 PACKAGE_KEYS = {"version", "sources", "patches", "deps", "build-deps", "env", "script", "when",
                 "description", "slurm", "check", "import", "help", "homepage"}
 SLURM_KEYS = {"cpus", "time", "mem", "options"}
@@ -98,6 +100,7 @@ class HostDecl:
     version_from: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     pkgconfig: list[str] = field(default_factory=list)
+    packages: list[str] = field(default_factory=list)  # distro packages, every file of each
 
 
 @dataclass
@@ -515,13 +518,19 @@ def _parse_hosts(ctx: _Ctx, table: dict[str, Any]) -> dict[str, HostDecl]:
         htable = ctx.table(htable, "host", hname)
         ctx.keys(htable, HOST_KEYS, "host", hname)
         where = ("host", hname)
-        if "programs" not in htable and "libraries" not in htable:
-            raise ctx.error(f"host.{hname} needs 'programs' (or 'libraries')", *where)
+        if not {"programs", "libraries", "packages"} & set(htable):
+            raise ctx.error(f"host.{hname} needs 'programs' (or 'libraries', or 'packages')",
+                            *where)
         programs = ctx.strings(htable.get("programs", []), *where, "programs")
         for program in programs:
             _check_program(ctx, program, *where, "programs")
         libraries = ctx.strings(htable.get("libraries", []), *where, "libraries")
-        if not programs and not libraries:
+        packages = ctx.strings(htable.get("packages", []), *where, "packages")
+        for package in packages:
+            if not PACKAGE_NAME_RE.match(package):
+                raise ctx.error(f"host.{hname}.packages: {package!r} is not a package name",
+                                *where, "packages")
+        if not programs and not libraries and not packages:
             raise ctx.error(f"host.{hname}.programs is empty", *where, "programs")
         family = htable.get("family")
         if family is not None:
@@ -548,7 +557,7 @@ def _parse_hosts(ctx: _Ctx, table: dict[str, Any]) -> dict[str, HostDecl]:
                 raise ctx.error(f"host.{hname}.pkgconfig: {d!r} is not an absolute directory",
                                 *where, "pkgconfig")
         hosts[hname] = HostDecl(hname, programs, family, ctx.index.line(*where), libraries,
-                                version, version_from, env, pkgconfig)
+                                version, version_from, env, pkgconfig, packages)
     return hosts
 
 

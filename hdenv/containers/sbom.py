@@ -20,10 +20,10 @@ import uuid
 from typing import Any
 
 from .. import __version__
+from ..hostpkgs import HostPackage, owners
 from ..store.hashing import sha256_file
 from ..store.layout import Store
 from .closure import Closure
-from .hostpkgs import HostPackage, owners
 from .image import created
 from .sysfiles import SystemFiles
 from .trees import TreeReader

@@ -107,8 +107,14 @@ def spec_lines(spec: dict[str, Any]) -> list[str]:
         out.append(f"  {'program:':<12}{name}  {prog.get('path')}  {first}")
     for name, lib in sorted(spec.get("libraries", {}).items()):
         out.append(f"  {'library:':<12}{name}  {lib.get('path')}")
+    packages: dict[str, Any] = spec["packages"] if isinstance(spec.get("packages"), dict) else {}
+    for name, pkg in sorted(packages.items()):
+        pkg = pkg if isinstance(pkg, dict) else {}
+        files: list[Any] = pkg["files"] if isinstance(pkg.get("files"), list) else []
+        out.append(f"  {'package:':<12}{name} {pkg.get('version')} ({pkg.get('manager')},"
+                   f" {pkg.get('arch')}, {len(files)} files)")
     shown = {"kind", "name", "version", "family", "sources", "deps", "build_deps", "tools",
-             "env", "programs", "libraries", "script"}
+             "env", "programs", "libraries", "script", *(["packages"] if packages else [])}
     for key in sorted(set(spec) - shown):
         out.append(f"  {key + ':':<12}{json.dumps(spec[key], sort_keys=True)}")
     if spec.get("script"):

@@ -1,16 +1,23 @@
-"""Which OS package (Debian's dpkg, or rpm) each host file of an image comes from, for the SBOM.
+"""The host's OS packages (Debian's dpkg, or rpm), both ways round.
 
+`owners`: which package each host file of an image comes from, for the SBOM.
 Asked once per image with all the paths (one `dpkg-query -S`, one
 `dpkg-query -W`); on a merged-/usr system dpkg knows `/lib/...` where the
 loader found `/usr/lib/...`, so both spellings are asked. A file no package
 owns (built by hand, or no package manager at all) is simply not listed.
+
+`installed`: the version and files of packages a stack names
+(`[host.NAME] packages = [...]`), for a host artifact that holds exactly them.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+
+from .errors import UserError
 
 TIMEOUT = 60
 
@@ -86,3 +93,54 @@ def _rpm(paths: list[str]) -> list[HostPackage]:
                 found.setdefault((parts[0], parts[1], parts[2]), []).append(path)
     return sorted((HostPackage(n, v, a, "rpm", sorted(f)) for (n, v, a), f in found.items()),
                   key=lambda p: p.name)
+
+
+SKIPPED = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/info/", "/usr/share/lintian/",
+           "/usr/share/bug/")
+"""What a package's file list holds that no build or program uses: documentation."""
+
+
+def manager() -> str | None:
+    """"deb" (dpkg-query), "rpm", or None: which package database this host has."""
+    if shutil.which("dpkg-query"):
+        return "deb"
+    if shutil.which("rpm"):
+        return "rpm"
+    return None
+
+
+def installed(names: list[str], who: str) -> list[HostPackage]:
+    """Each package of `names`, installed here, with its version and files (not directories,
+    not documentation); UserError (one line, naming `who`) for one that is not installed
+    or a host with no package database."""
+    kind = manager()
+    if kind is None:
+        raise UserError(f"{who}: packages = [...] needs dpkg or rpm, and this host has"
+                        " neither; name the files with programs, libraries or pkgconfig")
+    out = []
+    for name in names:
+        if kind == "deb":
+            line = _run(["dpkg-query", "-W", "-f",
+                         "${db:Status-Status}\t${Version}\t${Architecture}\n", name])
+            parts = line.splitlines()[0].split("\t") if line.strip() else []
+            if len(parts) != 3 or parts[0] != "installed":
+                raise UserError(f"{who}: package {name!r} is not installed (dpkg-query -W"
+                                f" {name}); install it, or drop it from packages")
+            listed = _run(["dpkg-query", "-L", name]).splitlines()
+        else:
+            line = _run(["rpm", "-q", "--queryformat", "%{NAME}\t%{VERSION}-%{RELEASE}\t%{ARCH}\n",
+                         name])
+            parts = ["installed", *line.split("\t")[1:]] if line.count("\t") == 2 else []
+            if not parts:
+                raise UserError(f"{who}: package {name!r} is not installed (rpm -q {name});"
+                                " install it, or drop it from packages")
+            listed = _run(["rpm", "-ql", name]).splitlines()
+        files = sorted(p for p in dict.fromkeys(listed) if p.startswith("/")
+                       and not p.startswith(SKIPPED) and _is_file(p))
+        out.append(HostPackage(name, parts[1].strip(), parts[2].strip(), kind, files))
+    return out
+
+
+def _is_file(path: str) -> bool:
+    """A file or a symlink (to anything but a directory): what a package puts in place."""
+    return os.path.lexists(path) and not os.path.isdir(path)
