@@ -2,13 +2,19 @@
 
 Scripts, cron jobs, completion and batch jobs without `hdenv init` run the
 bare program, and `import click` alone costs more than Lmod needs for a whole
-`module -t avail`. So `--version`, `loaded`, `list` (what is loaded), `avail`
-and `spider` take the lean path: the same `shell.catalog` functions the click
-commands and the shell function call, reached through the shell function's
-own parser (`fastload.parse_call`), so the texts cannot drift. Anything the
-lean path is not sure of (`--help`, an option it does not know, a word after
-`list`, any other command) goes to the click group in `group.py`, unchanged;
-tests/test_main.py runs both ways and compares what they print.
+`module -t avail`. So these take the lean path:
+
+- `--version`, `loaded`, `list` (what is loaded), `avail`, `spider`: the same
+  `shell.catalog` functions the click commands and the shell function call,
+  reached through the shell function's own parser (`fastload.parse_call`);
+- `list WORD [--json]`, `show REF [--json]`, `config [--json]`: the texts of
+  `plain.py`, which the click commands print too;
+- `[GROUP] [COMMAND] --help` (or `-h`) on 80 columns or more (or none): the
+  text click prints then, generated into `commandindex.HELP`.
+
+Anything the lean path is not sure of (another option, a usage error, a
+narrower terminal, any other command) goes to the click group in `group.py`,
+unchanged; tests/test_main.py runs both ways and compares what they print.
 """
 
 from __future__ import annotations
