@@ -10,7 +10,8 @@ bare program, and `import click` alone costs more than Lmod needs for a whole
 - `list WORD [--json]`, `show REF [--json]`, `config [--json]`: the texts of
   `plain.py`, which the click commands print too;
 - `[GROUP] [COMMAND] --help` (or `-h`) on 80 columns or more (or none): the
-  text click prints then, generated into `commandindex.HELP`.
+  text click prints then, generated into `commandindex.HELP`; `commands` (the
+  completion scripts' word list): `commandindex.VISIBLE`.
 
 Anything the lean path is not sure of (another option, a usage error, a
 narrower terminal, any other command) goes to the click group in `group.py`,
@@ -35,6 +36,11 @@ def lean(args: list[str]) -> bool:
         from .. import __version__
 
         print(f"hdenv, version {__version__}")
+        return True
+    if args == ["commands"]:  # what completion scripts sourced without `init` ask for
+        from .commandindex import VISIBLE
+
+        print("\n".join(VISIBLE))
         return True
     if args and args[-1] in ("--help", "-h") and len(args) <= 3:
         return _help(args[:-1])
