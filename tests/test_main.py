@@ -49,6 +49,7 @@ def test_command_index_is_current() -> None:
     stale = "hdenv/cli/commandindex.py is stale: run `.venv/bin/python -m hdenv.cli.group`"
     assert group.index_entries() == commandindex.INDEX, stale
     assert group.help_texts() == commandindex.HELP, stale
+    assert group.visible_names() == commandindex.VISIBLE, stale
 
 
 @pytest.mark.parametrize("path", every_command_path(), ids=lambda p: " ".join(p) or "hdenv")
@@ -96,7 +97,7 @@ LEAN_LINES = [["--version"], ["avail"], ["avail", "-t"], ["avail", "--json"],
               ["avail", "--show-hidden", "--color", "always"], ["spider", "lua"],
               ["spider", "lua/5.1", "--json"], ["spider", "nothing"], ["spider"],
               ["loaded"], ["loaded", "--json"], ["list"], ["list", "-t"],
-              ["avail", "--bogus"], ["loaded", "extra"], ["--debug", "avail"]]
+              ["avail", "--bogus"], ["loaded", "extra"], ["--debug", "avail"], ["commands"]]
 
 
 @pytest.mark.parametrize("args", LEAN_LINES, ids=" ".join)
@@ -118,7 +119,7 @@ def test_lean_store_option(catalog_store: Path, tmp_path: Path, hdenv_env: dict[
 
 
 @pytest.mark.parametrize("args", [["avail"], ["spider", "lua"], ["loaded"], ["list"],
-                                  ["--version"]], ids=" ".join)
+                                  ["--version"], ["commands"]], ids=" ".join)
 def test_lean_commands_import_no_click(args: list[str], catalog_store: Path,
                                        hdenv_env: dict[str, str], hdenv_exe: str) -> None:
     """The read-only commands never import click (or the command modules)."""
@@ -128,7 +129,8 @@ def test_lean_commands_import_no_click(args: list[str], catalog_store: Path,
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
                 if line.startswith("import time:")}
     assert "click" not in imported
-    assert not {m for m in imported if m.startswith("hdenv.cli.") and m != "hdenv.cli.main"}
+    assert not {m for m in imported if m.startswith("hdenv.cli.")} - {
+        "hdenv.cli.main", "hdenv.cli.commandindex"}
 
 
 def test_help_imports_no_command_module(hdenv_env: dict[str, str], hdenv_exe: str) -> None:

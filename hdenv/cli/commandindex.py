@@ -120,3 +120,6 @@ HELP: dict[str, str] = {
     'verify': "Usage: hdenv verify [OPTIONS] [REF]\n\n  Check artifacts, profiles and names for damage, host software for drift\n  (all, or REF's).\n\nOptions:\n  --sources   Also re-hash every stored source archive.\n  -h, --help  Show this message and exit.\n",
     'whatis': 'Usage: hdenv whatis [OPTIONS] REF\n\n  One line about REF: a profile (NAME, NAME/N) and/or a package (NAME,\n  NAME/VERSION).\n\nOptions:\n  -h, --help  Show this message and exit.\n',
 }
+
+# `hdenv commands`: the visible commands (main.py prints them)
+VISIBLE: list[str] = ['avail', 'build', 'build-env', 'cache', 'config', 'describe', 'diff', 'disable', 'du', 'env', 'export', 'fetch', 'gc', 'graph', 'help', 'host', 'init', 'keyword', 'list', 'load', 'loaded', 'mirror', 'ml', 'modulefiles', 'pack', 'path', 'pin', 'profile', 'purge', 'push', 'report', 'reproduce', 'reset', 'restore', 'save', 'savelist', 'show', 'spider', 'store', 'swap', 'unload', 'unpin', 'unuse', 'usage', 'use', 'verify', 'whatis']

@@ -211,6 +211,12 @@ def help_texts() -> dict[str, str]:
     return out
 
 
+def visible_names() -> list[str]:
+    """What `hdenv commands` prints (and `init` gives completion): every visible command."""
+    ctx = click.Context(cli)
+    return sorted(name for name, cmd in cli.all_commands(ctx).items() if not cmd.hidden)
+
+
 def index_source() -> str:
     """commandindex.py's text; `python -m hdenv.cli.group` writes it."""
     lines = ["# ruff: noqa: E501",
@@ -223,7 +229,9 @@ def index_source() -> str:
     lines += ["}", "", f"# `hdenv [GROUP] [COMMAND] --help` at {HELP_WIDTH} columns"
               " (main.py prints these)", "HELP: dict[str, str] = {"]
     lines += [f"    {path!r}: {text!r}," for path, text in help_texts().items()]
-    return "\n".join([*lines, "}", ""])
+    lines += ["}", "", "# `hdenv commands`: the visible commands (main.py prints them)",
+              f"VISIBLE: list[str] = {visible_names()!r}"]
+    return "\n".join([*lines, ""])
 
 
 def settings_of(ctx: click.Context, jobs: int | None = None) -> Settings:

@@ -2,13 +2,20 @@
 
 Scripts, cron jobs, completion and batch jobs without `hdenv init` run the
 bare program, and `import click` alone costs more than Lmod needs for a whole
-`module -t avail`. So `--version`, `loaded`, `list` (what is loaded), `avail`
-and `spider` take the lean path: the same `shell.catalog` functions the click
-commands and the shell function call, reached through the shell function's
-own parser (`fastload.parse_call`), so the texts cannot drift. Anything the
-lean path is not sure of (`--help`, an option it does not know, a word after
-`list`, any other command) goes to the click group in `group.py`, unchanged;
-tests/test_main.py runs both ways and compares what they print.
+`module -t avail`. So these take the lean path:
+
+- `--version`, `loaded`, `list` (what is loaded), `avail`, `spider`: the same
+  `shell.catalog` functions the click commands and the shell function call,
+  reached through the shell function's own parser (`fastload.parse_call`);
+- `list WORD [--json]`, `show REF [--json]`, `config [--json]`: the texts of
+  `plain.py`, which the click commands print too;
+- `[GROUP] [COMMAND] --help` (or `-h`) on 80 columns or more (or none): the
+  text click prints then, generated into `commandindex.HELP`; `commands` (the
+  completion scripts' word list): `commandindex.VISIBLE`.
+
+Anything the lean path is not sure of (another option, a usage error, a
+narrower terminal, any other command) goes to the click group in `group.py`,
+unchanged; tests/test_main.py runs both ways and compares what they print.
 """
 
 from __future__ import annotations
@@ -29,6 +36,11 @@ def lean(args: list[str]) -> bool:
         from .. import __version__
 
         print(f"hdenv, version {__version__}")
+        return True
+    if args == ["commands"]:  # what completion scripts sourced without `init` ask for
+        from .commandindex import VISIBLE
+
+        print("\n".join(VISIBLE))
         return True
     if args and args[-1] in ("--help", "-h") and len(args) <= 3:
         return _help(args[:-1])
