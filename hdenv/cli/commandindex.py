@@ -122,4 +122,4 @@ HELP: dict[str, str] = {
 }
 
 # `hdenv commands`: the visible commands (main.py prints them)
-VISIBLE: list[str] = ['avail', 'build', 'build-env', 'cache', 'config', 'describe', 'diff', 'disable', 'du', 'env', 'export', 'fetch', 'gc', 'graph', 'help', 'host', 'init', 'keyword', 'list', 'load', 'loaded', 'mirror', 'ml', 'modulefiles', 'pack', 'path', 'pin', 'profile', 'purge', 'push', 'report', 'reproduce', 'reset', 'restore', 'save', 'savelist', 'show', 'spider', 'store', 'swap', 'unload', 'unpin', 'unuse', 'usage', 'use', 'verify', 'whatis']
+VISIBLE: list[str] = ['avail', 'build', 'build-env', 'cache', 'config', 'describe', 'diff', 'disable', 'du', 'env', 'export', 'fetch', 'gc', 'graph', 'help', 'host', 'init', 'is-avail', 'is-loaded', 'keyword', 'list', 'load', 'loaded', 'mirror', 'ml', 'modulefiles', 'pack', 'path', 'pin', 'profile', 'purge', 'push', 'refresh', 'report', 'reproduce', 'reset', 'restore', 'save', 'savelist', 'show', 'spider', 'store', 'swap', 'try-load', 'unload', 'unpin', 'unuse', 'update', 'usage', 'use', 'verify', 'whatis']
