@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import marshal
 import os
+import py_compile
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,3 +142,63 @@ def test_a_compiled_in_path_cannot_move_to_a_longer_root(tmp_path: Path) -> None
     build_program(tmp_path, old)
     with pytest.raises(CannotRelocate, match="bin/prog holds the old store root"):
         relocate_tree(old, tmp_path / "a-longer-root")
+
+
+PY_MODULE = '''"""A module whose strings name no store."""
+
+
+def where():
+    raise RuntimeError("from here")
+'''
+
+
+def test_compiled_python_moves_to_a_longer_root_and_stays_valid(tmp_path: Path) -> None:
+    old = tmp_path / "o"
+    pkg = old / "lib" / "python3" / "site-packages" / "placed"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(PY_MODULE)
+    compiled = Path(str(py_compile.compile(str(pkg / "__init__.py"), doraise=True)))
+    new = tmp_path / ("a-store-root-" + "x" * 150)
+    relocate_tree(old, new)
+    os.utime(new / compiled.relative_to(old).parent.parent / "__init__.py",
+             ns=(os.stat(pkg / "__init__.py").st_mtime_ns,) * 2)  # as the installer keeps it
+    shutil.rmtree(old)
+    moved = new / compiled.relative_to(old)
+    data = moved.read_bytes()
+    assert str(old).encode() not in data
+    code = marshal.loads(data[16:])
+    assert code.co_filename == str(new / "lib" / "python3" / "site-packages" / "placed"
+                                   / "__init__.py")
+    # the interpreter takes the rewritten file as it is (-B: it writes none of its own)
+    proc = subprocess.run(
+        [sys.executable, "-B", "-c", "import placed, sys; print(placed.__cached__);"
+         " placed.where()"], capture_output=True, text=True,
+        env={"PYTHONPATH": str(new / "lib" / "python3" / "site-packages"),
+             "PATH": "/usr/bin:/bin"})
+    assert proc.stdout.strip() == str(moved)
+    assert f'File "{new}/lib/python3/site-packages/placed/__init__.py"' in proc.stderr
+    assert moved.read_bytes() == data
+
+
+def test_compiled_python_naming_the_root_inside_a_string_cannot_grow(tmp_path: Path) -> None:
+    old = tmp_path / "o"
+    old.mkdir()
+    (old / "m.py").write_text(f'PATH = "see {old}/share"\n')
+    compiled = Path(str(py_compile.compile(str(old / "m.py"), doraise=True)))
+    with pytest.raises(CannotRelocate, match=f"{compiled.name} holds the old store root"):
+        relocate_tree(old, tmp_path / "a-longer-root")
+
+
+def test_compiled_python_moves_to_a_shorter_root_without_padding(tmp_path: Path) -> None:
+    old = tmp_path / "a-rather-long-old-root"
+    old.mkdir()
+    (old / "m.py").write_text(f'"""Data in {old}/share."""\n\n\ndef f():\n    return 1\n')
+    compiled = Path(str(py_compile.compile(str(old / "m.py"), doraise=True)))
+    new = tmp_path / "n"
+    relocate_tree(old, new)
+    code = marshal.loads((new / compiled.relative_to(old)).read_bytes()[16:])
+    assert code.co_filename == f"{new}/m.py"  # the file name re-marshalled, no slashes
+    doc = code.co_consts[0]
+    # inside the docstring: padded in place with leading slashes, the same path
+    assert doc == "Data in " + "/" * (len(str(old)) - len(str(new))) + f"{new}/share."
+    assert str(old) not in doc

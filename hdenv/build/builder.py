@@ -139,7 +139,29 @@ def build_environment(store: Store, node: Node, prefix: Path, build_dir: Path,
     for hs in host_specs:  # `env = {...}` of the declared host artifacts, then the package's
         env.update(hs.get("env", {}))
     env.update(spec.get("env", {}))
+    _map_build_dir(env, build_dir)
     return env
+
+
+# What autoconf uses when CFLAGS is unset: setting the variable must not lose it.
+DEFAULT_COMPILE_FLAGS = "-g -O2"
+# The name every build directory takes in debug info and __FILE__.
+FIXED_BUILD_DIR = "/build"
+
+
+def _map_build_dir(env: dict[str, str], build_dir: Path) -> None:
+    """Make C, C++ and Fortran compilers write `/build` where the build directory is.
+
+    The build directory is a fresh `<store>/tmp/build-*` path: without the map
+    it ends up in debug info (DW_AT_comp_dir, file names) and `__FILE__`
+    strings, so artifacts differ from build to build and carry a store path
+    no relocation knows of. gcc (8+) and clang (10+) take `-ffile-prefix-map`
+    and leave it out of the producer string they record. A package's own flags
+    (its `env`) keep their value, with the map appended.
+    """
+    mapping = f"-ffile-prefix-map={build_dir}={FIXED_BUILD_DIR}"
+    for var in ("CFLAGS", "CXXFLAGS", "FFLAGS", "FCFLAGS"):
+        env[var] = f"{env.get(var, DEFAULT_COMPILE_FLAGS)} {mapping}".strip()
 
 
 def _is_host(store: Store, aid: str) -> bool:

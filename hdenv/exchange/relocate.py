@@ -17,7 +17,11 @@ symlinks and compiled-in strings. On arrival each file is rewritten:
   root keeps its offset, so a string the linker tail-merged with another, or
   one that is not NUL-terminated (marshalled Python code, archive members),
   stays valid. Where the new root is longer, `CannotRelocate` says which file
-  holds such a string, and the caller builds from source instead.
+  holds such a string, and the caller builds from source instead;
+- compiled Python (`.pyc`), to any length: each marshalled string that
+  starts with the old root is rewritten with its new length (a code object's
+  file name always does), so the file stays valid and in use; a mention inside
+  a longer string (a docstring) makes `CannotRelocate`.
 
 A mention is the old root at the start of a path: not preceded by a file
 name character or `/` (except in `-L/...`, `-I/...`, `-R/...` flags), not
@@ -66,6 +70,10 @@ class Relocator:
         self.str_pattern = re.compile(_AFTER.decode() + "(?:" + "|".join(
             re.escape(k) for k in sorted(self.map, key=len, reverse=True)) + ")(?!"
             + _NAME_CHAR.decode() + ")") if self.active else None
+        # In marshalled Python a string's length byte precedes it, and may be any byte.
+        self.pyc_pattern = re.compile(b"(?:" + b"|".join(
+            re.escape(k) for k in sorted(self.map_b, key=len, reverse=True)) + b")(?!"
+            + _NAME_CHAR + b")") if self.active else None
         self.padded = {k: b"/" * (len(k) - len(v)) + v for k, v in self.map_b.items()
                        if len(v) <= len(k)}
         self._pending: dict[str, tuple[tuple[str, ...], bool]] = {}
@@ -94,6 +102,8 @@ class Relocator:
             return data
         if b"\0" not in data:
             return self.pattern.sub(lambda m: self.map_b[m.group(0)], data)
+        if rel.endswith(".pyc") and self.pyc_pattern is not None:
+            return self._pyc(rel, data, list(self.pyc_pattern.finditer(data)))
         found = list(self.pattern.finditer(data))
         if not found:
             return data
@@ -111,6 +121,43 @@ class Relocator:
         for m in found:  # the run path too; patchelf then sets it without the padding
             out[m.start():m.end()] = self.padded[m.group(0)]
         return bytes(out)
+
+    def _pyc(self, rel: str, data: bytes, found: list[re.Match[bytes]]) -> bytes:
+        """A compiled Python file with each string that starts with the old root re-marshalled.
+
+        Marshal is a stream: a string is its type byte, its length and its
+        bytes, and back-references count objects, not bytes, so a string may
+        grow by rewriting its length (a short string over 255 bytes becomes a
+        long one of the same kind). Each mention must begin a string (a code
+        object's file name does); one inside a longer string (a docstring)
+        cannot be told from arbitrary bytes: it is padded in place when the new
+        root is not longer, and the file cannot move otherwise.
+        """
+        out = bytearray()
+        done = 0
+        for m in found:
+            if m.start() < done:
+                continue  # inside a string already rewritten
+            start = m.start()
+            kind, length, head = _marshal_string_at(data, start)
+            if (kind is None or start + length > len(data) or start < done + head
+                    or length < m.end() - start):
+                if _path_start(data, start) and m.group(0) in self.padded:
+                    # inside a longer string, at a path start: padded in place as in any binary
+                    out += data[done:start] + self.padded[m.group(0)]
+                    done = m.end()
+                    continue
+                if not _path_start(data, start):
+                    continue  # the root's name inside another path, not a mention
+                raise CannotRelocate(
+                    f"{rel} holds the old store root {m.group(0).decode('utf-8', 'replace')}"
+                    " inside a compiled Python string that cannot be rewritten")
+            old_str = data[start:start + length]
+            assert self.pattern is not None  # mentions at path starts, the string's own first
+            new_str = self.pattern.sub(lambda x: self.map_b[x.group(0)], old_str)
+            out += data[done:start - head] + _marshal_header(kind, len(new_str)) + new_str
+            done = start + length
+        return bytes(out + data[done:])
 
     def _run_path(self, rel: str, data: bytes) -> int:
         """Remember the run path to rewrite; return how many mentions of the old root it holds.
@@ -148,3 +195,37 @@ class Relocator:
             raise CannotRelocate(f"{rel} has a run path to relocate: {e}") from None
         except OSError as e:
             raise CannotRelocate(f"{rel}: {e}") from None
+
+
+# marshal's string kinds: short (1-byte length) and long (4-byte length) forms;
+# the 0x80 bit (FLAG_REF) says the object may be referred back to.
+_SHORT = {ord("z"), ord("Z")}
+_LONG = {ord("a"), ord("A"), ord("u"), ord("t")}
+_SHORT_TO_LONG = {ord("z"): ord("a"), ord("Z"): ord("A")}
+
+
+def _path_start(data: bytes, start: int) -> bool:
+    """Whether a mention at `start` begins a path (as `_AFTER` says) rather than ends a name."""
+    if start == 0:
+        return True
+    if re.fullmatch(rb"[A-Za-z0-9._+~/-]", data[start - 1:start]) is None:
+        return True
+    return data[start - 2:start] in (b"-L", b"-I", b"-R")
+
+
+def _marshal_string_at(data: bytes, start: int) -> tuple[int | None, int, int]:
+    """(type byte, length, header size) of a marshalled string whose bytes begin at `start`."""
+    if start >= 2 and data[start - 2] & 0x7F in _SHORT:
+        return data[start - 2], data[start - 1], 2
+    if start >= 5 and data[start - 5] & 0x7F in _LONG:
+        return data[start - 5], int.from_bytes(data[start - 4:start], "little"), 5
+    return None, 0, 0
+
+
+def _marshal_header(kind: int, length: int) -> bytes:
+    """The header of a string of `kind` (or its long form, when too long for a short one)."""
+    if kind & 0x7F in _SHORT:
+        if length <= 0xFF:
+            return bytes([kind, length])
+        kind = _SHORT_TO_LONG[kind & 0x7F] | (kind & 0x80)
+    return bytes([kind]) + length.to_bytes(4, "little")
