@@ -296,7 +296,11 @@ def test_ctrl_c_cancels_exactly_this_runs_jobs(hdenv_exe_mod: str, tmp_path: Pat
     slurm_cluster.run("scancel", foreign_id)
     # the cancelled build, once its job's processes have ended, left no half-built artifact
     assert slurm_cluster.wait_for_steps(), "the cancelled job's processes did not end"
-    assert list((tmp_path / "store" / "artifacts" / "sleeper" / "1").iterdir()) == []
+    version_dir = tmp_path / "store" / "artifacts" / "sleeper" / "1"
+    deadline = time.monotonic() + 20  # slurmd reaps the step a moment after it ends
+    while list(version_dir.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(version_dir.iterdir()) == []
 
 
 def test_job_cancelled_from_outside_is_a_failure(hdenv_exe_mod: str, tmp_path: Path,
