@@ -12,21 +12,13 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_SOURCES, Runner, require, require_tool
 
-TEN = """
-[stack]
-name = "ten"
-repos = ["builtin"]
-toolchain = ["gcc"]
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "recipes" / "stack.toml"
 
-[packages.hello]
-[packages.libpng]
-[packages.json-c]
-[packages.lua]
-[packages.pyyaml]
-[packages.markupsafe]
-[packages.six]
-[packages.packaging]
-"""
+
+def test_the_readme_shows_the_recipe_example_as_it_is() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert "```toml\n" + EXAMPLE.read_text() + "```" in readme
 
 
 def _artifact(run_hdenv: Runner, name: str) -> Path:
@@ -43,7 +35,7 @@ def test_a_stack_of_package_names_builds_and_runs(run_hdenv: Runner, tmp_path: P
     require(subprocess.run(["/usr/bin/python3", "-c", "import Cython, pip"]).returncode == 0,
             "Debian's cython3 and python3-pip (for /usr/bin/python3) are not installed")
     stack = tmp_path / "ten.toml"
-    stack.write_text(TEN)
+    stack.write_text(EXAMPLE.read_text())  # the README's stack, exactly
     env = {"HDENV_MIRRORS": str(SHARED_SOURCES)}
     proc = run_hdenv("build", str(stack), env=env, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
