@@ -86,13 +86,13 @@ sha256 = "{sha}"
                                             '[packages.tool]\n')
     script = render_script("autotools", {"configure-args": ["--disable-nls",
                                                             "--with-x=$HDENV_DEP_BASE"]})
-    by_hand = _stack(tmp_path / "b.toml", f'''[stack]
+    by_hand = _stack(tmp_path / "b.toml", f"""[stack]
 name = "s"
 [packages.tool]
 version = "2.0"
 sources = [{{ url = "{url}", sha256 = "{sha}", strip = 1 }}]
-script = """{script}"""
-''')
+script = '''{script}'''
+""")
     assert _ids(run_hdenv, by_recipe)["tool"] == _ids(run_hdenv, by_hand)["tool"]
 
 

@@ -64,3 +64,33 @@ def info_cmd(ctx: click.Context, name: str, as_json: bool, stack: Path | None) -
         hint = f"; did you mean {', '.join(close[:5])}?" if close else ""
         raise UserError(f"no recipe named {name!r}{hint}")
     click.echo(info_text(recipe, as_json), nl=False)
+
+
+@click.command("create")
+@click.argument("source", metavar="URL|FILE")
+@click.option("--name", help="The recipe's name (default: from the file name).")
+@click.option("--version", "version", help="The version (default: from the file name); on an"
+              " existing recipe, adds this version.")
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="The repository directory to write NAME.toml into.")
+@click.pass_context
+def create_cmd(ctx: click.Context, source: str, name: str | None, version: str | None,
+               repo: Path) -> None:
+    """Write a recipe for a release archive: stored, hashed, build system detected."""
+    from ..recipes.create import create, known_names
+    from ..store.layout import Store
+    from ..store.sources import SourceStore
+
+    obj = ctx.find_root().obj or {}
+    settings = load_settings(store=obj.get("store"))
+    repos = Repositories([*parse_refs([str(repo.absolute())], Path("/"), "--repo", 0),
+                          *site_refs(settings), *parse_refs([BUILTIN], Path("/"), "", 0)])
+    recipes = repos.all() if repo.is_dir() else Repositories(repos.refs[1:]).all()
+    known = known_names((r.name for r in recipes), (v for r in recipes for v in r.provides))
+    def open_sources() -> SourceStore:
+        return SourceStore(Store(settings.store, settings.upstreams).ensure(), settings.mirrors)
+
+    made = create(open_sources, source, repo, name=name, version=version, known=known)
+    what = f"added version {made.version} to" if made.added_version else "wrote"
+    click.echo(f"hdenv: {what} {made.path} ({made.build_system})", err=True)
+    click.echo(str(made.path))

@@ -80,7 +80,7 @@ def render_script(system: str, args: Mapping[str, Sequence[str]], *, pre_configu
     text = _ENV.get_template(f"{system}.sh.j2").render(
         **values, wheel=wheel,
         pre_configure=pre_configure.strip() + "\n" if pre_configure.strip() else "",
-        post_install=post_install.strip())
+        post_install=post_install.strip() + "\n" if post_install.strip() else "")
     return text.rstrip() + "\n"
 
 
