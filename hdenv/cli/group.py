@@ -59,7 +59,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("provenance", "report"),
     "modulefiles": ("modules", "modulefiles"), "pack": ("containers", "pack"),
     "recipes": ("recipes", "recipes_cmd"), "info": ("recipes", "info_cmd"),
-    "create": ("recipes", "create_cmd"),
+    "create": ("recipes", "create_cmd"), "import": ("recipes", "import_cmd"),
 }
 
 

@@ -94,3 +94,31 @@ def create_cmd(ctx: click.Context, source: str, name: str | None, version: str |
     what = f"added version {made.version} to" if made.added_version else "wrote"
     click.echo(f"hdenv: {what} {made.path} ({made.build_system})", err=True)
     click.echo(str(made.path))
+
+
+@click.command("import")
+@click.argument("requirements", metavar="pylock.toml|requirements.txt",
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The repository directory to write one recipe per pin into.")
+@click.option("--stack", "stack", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a stack naming every pin (and a profile of them all).")
+@click.option("--name", default="pydeps", show_default=True,
+              help="The stack's and the profile's name.")
+@click.pass_context
+def import_cmd(ctx: click.Context, requirements: Path, repo: Path, stack: Path | None,
+               name: str) -> None:
+    """Pinned Python requirements (with hashes) as python recipes, built without network."""
+    from ..recipes.pyimport import read_pins, write_import
+    from ..validate import profile_name_problem
+
+    problem = profile_name_problem(name)
+    if problem:
+        raise UserError(f"--name: {problem}")
+    obj = ctx.find_root().obj or {}
+    settings = load_settings(store=obj.get("store"))
+    pins = read_pins(requirements, settings.mirrors)
+    for path in write_import(pins, repo, stack, name):
+        click.echo(str(path))
+    click.echo(f"hdenv: {len(pins)} pinned package(s) as recipes in {repo}"
+               + (f"; build them with `hdenv build {stack}`" if stack else ""), err=True)
