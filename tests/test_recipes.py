@@ -16,6 +16,7 @@ from pathlib import Path
 
 from conftest import Runner, require_tool
 
+from hdenv.build.stackfile import load_stack
 from hdenv.recipes.buildsystems import render_script, word
 
 
@@ -288,3 +289,29 @@ def test_arguments_are_single_words_where_only_variables_expand(tmp_path: Path) 
     assert out == ["plain", "two words", "/z/lib", "/px", "$(touch pwned)", "`touch pwned`",
                    'q"uote', "back\\slash", "*"]
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_matrix_toolchain_joins_compiled_packages_with_its_compilers_as_cc(
+        tmp_path: Path) -> None:
+    url, sha = _tarball(tmp_path, "lib", {"configure": "#!/bin/sh\n"})
+    _recipe(tmp_path / "repo", "lib", f'build-system = "autotools"\n[versions."1.0"]\n'
+                                      f'url = "{url}"\nsha256 = "{sha}"\n')
+    _script_recipe(tmp_path / "repo", tmp_path, "data")  # a script recipe compiles nothing
+    stack = _stack(tmp_path / "s.toml", '''[stack]
+repos = ["repo", "builtin"]
+toolchain = ["{{ compiler }}"]
+[matrix]
+compiler = ["gcc", "clang"]
+[packages.lib]
+[packages.data]
+''')
+    loaded = load_stack(stack)
+    by_compiler = {v.values["compiler"]: v.packages for v in loaded.variants}
+    assert by_compiler["gcc"]["lib"].build_deps == ["gcc"]
+    assert by_compiler["gcc"]["lib"].env["CC"] == "gcc"
+    assert by_compiler["gcc"]["lib"].env["CXX"] == "g++"
+    assert by_compiler["clang"]["lib"].build_deps == ["clang"]
+    assert by_compiler["clang"]["lib"].env["CC"] == "clang"
+    assert by_compiler["clang"]["data"].build_deps == [] and "CC" not in \
+        by_compiler["clang"]["data"].env
+    assert {"gcc", "clang"} <= set(loaded.hosts)  # host captures from the built-in recipes
