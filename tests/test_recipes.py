@@ -18,6 +18,7 @@ from conftest import Runner, require_tool
 
 from hdenv.build.stackfile import load_stack
 from hdenv.recipes.buildsystems import render_script, word
+from hdenv.recipes.repos import parse_refs
 
 
 def _tarball(where: Path, name: str, files: dict[str, str]) -> tuple[str, str]:
@@ -315,3 +316,23 @@ compiler = ["gcc", "clang"]
     assert by_compiler["clang"]["data"].build_deps == [] and "CC" not in \
         by_compiler["clang"]["data"].env
     assert {"gcc", "clang"} <= set(loaded.hosts)  # host captures from the built-in recipes
+
+
+def test_config_repos_come_after_the_stacks_own_and_resolve_from_the_config_file(
+        run_hdenv: Runner, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    _script_recipe(site / "recipes", tmp_path, "tool")
+    _script_recipe(site / "recipes", tmp_path, "extra")
+    config = site / "config.toml"
+    config.write_text('repos = ["recipes"]\n')  # relative to the config file
+    own = tmp_path / "own"
+    _script_recipe(own, tmp_path, "tool", script='mkdir -p "$PREFIX/own"')
+    stack = _stack(tmp_path / "s.toml", '[stack]\nrepos = ["own"]\n[packages.tool]\n'
+                                        '[packages.extra]\n')
+    proc = run_hdenv("build", "--dry-run", str(stack), env={"HDENV_CONFIG": str(config)})
+    assert proc.returncode == 0, proc.stderr
+    assert "would build extra/" in proc.stdout  # only the site has it
+    plan = load_stack(stack, site_repos=parse_refs([str(site / "recipes")], tmp_path, "c", 1))
+    (variant,) = plan.variants
+    assert "$PREFIX/own" in variant.packages["tool"].script  # the stack's repository wins
+    assert variant.packages["tool"].recipe == str(own / "tool.toml")
