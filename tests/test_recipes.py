@@ -251,6 +251,9 @@ def test_a_git_repository_is_read_at_the_pinned_commit_only(
 
     pinned = ids(first)
     assert ids(first) == pinned  # the newer commit on the branch changes nothing
+    built = run_hdenv("build", str(tmp_path / "s.toml"), env=env)  # and it builds
+    assert built.returncode == 0, built.stderr
+    assert pinned["tool"] in run_hdenv("list", "artifacts", check=True).stdout
     assert ids(second)["tool"] != pinned["tool"]  # until the pin moves
     stack = _stack(tmp_path / "s.toml", text.format(origin, "0" * 40))
     proc = run_hdenv("build", "--dry-run", str(stack), env=env)
