@@ -109,3 +109,57 @@ check = ["twice 21"]
     assert out == "42\n"
     spec = (_artifact(run_hdenv, "twice") / ".hdenv" / "spec.json").read_text()
     assert "meson setup _hdenv_build" in spec and "-Doptimization=2" in spec
+
+
+MPI_HELLO = """#include <mpi.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    int rank, size;
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (rank == 0) printf("ranks %d\\n", size);
+    MPI_Finalize();
+    return 0;
+}
+"""
+MPI_MAKEFILE = """hello: hello.c
+\tmpicc -o hello hello.c
+install: hello
+\tmkdir -p $(PREFIX)/bin && cp hello $(PREFIX)/bin/
+"""
+
+
+@pytest.mark.slow
+def test_the_mpi_virtual_provided_by_the_host_open_mpi_builds_and_runs_in_the_sandbox(
+        run_hdenv: Runner, tmp_path: Path) -> None:
+    for tool in ("mpicc", "mpirun", "gcc"):
+        require_tool(tool)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "hello.c").write_text(MPI_HELLO)
+    (src / "Makefile").write_text(MPI_MAKEFILE)
+    stack = tmp_path / "mpi.toml"
+    stack.write_text("""[stack]
+name = "mpihello"
+repos = ["builtin"]
+toolchain = ["gcc"]
+
+[packages.mpi]
+use = "openmpi"
+
+[packages.mpihello]
+version = "1.0"
+build-system = "make"
+sources = [{ path = "src" }]
+deps = ["mpi"]
+env = { OMPI_ALLOW_RUN_AS_ROOT = "1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM = "1" }
+check = ["mpirun -np 2 hello"]
+""")
+    proc = run_hdenv("build", str(stack), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    built = _artifact(run_hdenv, "mpihello")
+    # the check ran two ranks inside the build (OMPI_MCA_plm=isolated from the recipe)
+    assert "ranks 2" in (built / ".hdenv" / "build.log").read_text()
+    spec = (built / ".hdenv" / "spec.json").read_text()
+    assert "openmpi/" in spec  # the virtual became its provider
