@@ -339,3 +339,25 @@ def test_config_repos_come_after_the_stacks_own_and_resolve_from_the_config_file
     (variant,) = plan.variants
     assert "$PREFIX/own" in variant.packages["tool"].script  # the stack's repository wins
     assert variant.packages["tool"].recipe == str(own / "tool.toml")
+
+
+def test_a_recipe_version_from_a_git_commit_builds(run_hdenv: Runner, tmp_path: Path) -> None:
+    require_tool("git")
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    _git(upstream, "init", "-q")
+    (upstream / "VERSION").write_text("0.9-dev\n")
+    _git(upstream, "add", ".")
+    _git(upstream, "commit", "-q", "-m", "tool")
+    commit = _git(upstream, "rev-parse", "HEAD")
+    _recipe(tmp_path / "repo", "tool", f'''script = 'mkdir -p "$PREFIX/share" && cp VERSION "$PREFIX/share/"'
+[versions."0.9"]
+git = "{upstream}"
+commit = "{commit}"
+''')
+    stack = _stack(tmp_path / "s.toml", '[stack]\nrepos = ["repo"]\n[packages.tool]\n')
+    run_hdenv("build", str(stack), check=True)
+    (line,) = [x for x in run_hdenv("list", "artifacts", check=True).stdout.splitlines()
+               if x.startswith("tool/0.9/")]
+    prefix = Path(run_hdenv("path", line.split()[0], check=True).stdout.strip())
+    assert (prefix / "share" / "VERSION").read_text() == "0.9-dev\n"
