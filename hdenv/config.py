@@ -16,6 +16,7 @@ from typing import Any
 from .configfiles import from_config_dir, lookup, read_layers
 from .configscan import check_whole
 from .errors import UserError
+from .xdg import user_dir
 
 APP = "hdenv"
 DEFAULT = "default"
@@ -79,9 +80,7 @@ def setting_items(settings: Settings) -> list[tuple[str, Any, str]]:
 
 
 def default_config_file() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+    return Path(user_dir("config")) / "config.toml"
 
 
 def usable_cores() -> int:
@@ -119,9 +118,7 @@ def _flag(value: object, what: str) -> bool:
 
 
 def default_store() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir(APP))
+    return Path(user_dir("data"))
 
 
 def _string_list(raw: object, key: str, source: str) -> list[str]:

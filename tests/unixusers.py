@@ -25,7 +25,7 @@ from conftest import REPO, require
 # Imported by every command; copied for the other users (pure Python, or with a
 # pure fallback: markupsafe). Modules only some commands import (cryptography,
 # zstandard: binary caches) are left out.
-RUNTIME_PACKAGES = ("click", "jinja2", "markupsafe", "platformdirs", "shellingham")
+RUNTIME_PACKAGES = ("click", "jinja2", "markupsafe", "shellingham")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -27,6 +27,7 @@ from typing import Any
 from ..errors import UserError
 from ..store.hashing import canonical_json
 from ..validate import profile_name_problem
+from ..xdg import user_dir
 
 FINGERPRINT_PREFIX = b"hdenv-artifact-description-v1\n"
 SECRET_SUFFIX = ".secret"
@@ -140,9 +141,7 @@ class SecretKey:
 
 
 def keys_dir() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir("hdenv")) / "keys"
+    return Path(user_dir("config")) / "keys"
 
 
 def write_new_key(name: str, directory: Path | None = None) -> tuple[Path, PublicKey]:

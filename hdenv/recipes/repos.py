@@ -23,6 +23,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import UserError
 from ..resources import data_dir
+from ..xdg import user_dir
 from .recipe import Recipe, parse_recipe
 
 HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -99,9 +100,7 @@ def parse_refs(values: Any, base: Path, file: str, line: int) -> list[RepoRef]:
 
 
 def default_cache_dir() -> Path:
-    import platformdirs  # only when a git repository is read
-
-    return Path(platformdirs.user_cache_dir("hdenv")) / "recipe-repos"
+    return Path(user_dir("cache")) / "recipe-repos"
 
 
 class Repositories:

@@ -13,9 +13,8 @@ limited to `posix`). Writing (`save`, `disable`) runs in the full program.
 
 from __future__ import annotations
 
-import posix
-
 from ..errors import UserError
+from ..xdg import user_dir
 from . import envdiff, lightos
 
 TYPE_CHECKING = False
@@ -29,17 +28,8 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 
 
 def data_dir(environ: Mapping[str, str]) -> str:
-    """`$XDG_DATA_HOME/hdenv`, else `$HOME/.local/share/hdenv` (the XDG rule: relative
-    values are ignored)."""
-    xdg = environ.get("XDG_DATA_HOME") or ""
-    if not xdg.startswith("/"):
-        home = environ.get("HOME") or ""
-        if not home.startswith("/"):
-            import pwd
-
-            home = pwd.getpwuid(posix.getuid()).pw_dir
-        xdg = lightos.join(home, ".local", "share")
-    return lightos.join(xdg, "hdenv")
+    """`$XDG_DATA_HOME/hdenv`, else `$HOME/.local/share/hdenv` (xdg.py)."""
+    return user_dir("data", environ)
 
 
 def directory(environ: Mapping[str, str]) -> str:

@@ -2,7 +2,7 @@
 
 Users run `hdenv load` all day, so this module is what the function executes
 with `python -I -S` (no site-packages, no click, no jinja2, not even `os`): it
-imports only `binascii`, `_json`, `errors`, `validate`, `lightos`, `envdiff` and the one
+imports only `binascii`, `_json`, `errors`, `validate`, `xdg`, `lightos`, `envdiff` and the one
 shell module it needs. A profile is found by following one link (names) or
 one `stat` (full hashes); a hash prefix lists
 `profiles/` only, never `artifacts/`, so the cost does not grow with the
@@ -18,6 +18,7 @@ import sys
 
 from ..errors import UserError
 from ..validate import env_name_problem
+from ..xdg import user_dir
 from . import envdiff, envlimits, lightos
 from .envdiff import LoadRecord
 from .quoting import Shell, get_shell
@@ -82,10 +83,10 @@ class Config:
 
     def __init__(self, env: Mapping[str, str], default_config: str, default_store: str):
         self.env = env
-        # "@user": `hdenv init --system` code, for every user; found as platformdirs would
-        self.default_config = (_xdg(env, "XDG_CONFIG_HOME", ".config", "config.toml")
+        # "@user": `hdenv init --system` code, for every user; found by the XDG rule (xdg.py)
+        self.default_config = (user_dir("config", env) + "/config.toml"
                                if default_config in ("", PER_USER) else default_config)
-        self.default_store = (_xdg(env, "XDG_DATA_HOME", ".local/share", "")
+        self.default_store = (user_dir("data", env)
                               if default_store in ("", PER_USER) else default_store)
         self._layers: list[tuple[str, str, dict[str, object]]] | None = None
 
@@ -142,15 +143,6 @@ class Config:
     def usage_log(self) -> str | None:
         found = self._get("usage-log")
         return str(found[0]) if found and found[0] else None
-
-
-def _xdg(env: Mapping[str, str], var: str, under_home: str, leaf: str) -> str:
-    """`$VAR/hdenv/LEAF`, else `$HOME/UNDER_HOME/hdenv/LEAF` (relative XDG values ignored)."""
-    base = env.get(var) or ""
-    if not base.startswith("/"):
-        base = lightos.join(env.get("HOME") or "/", under_home)
-    path = lightos.join(base, "hdenv")
-    return lightos.join(path, leaf) if leaf else path
 
 
 def store_root(env: Mapping[str, str], default_config: str, default_store: str) -> str:

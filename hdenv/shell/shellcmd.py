@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import UserError
 from ..resources import data_dir
 from ..store.layout import Store
+from ..xdg import user_dir
 from . import fastload
 from .quoting import Shell, get_shell, supported
 
@@ -87,9 +88,7 @@ def init_code(shell_name: str | None = None, *, completion: bool = True,
 
 def init_file(shell_name: str) -> Path:
     """Where `hdenv init SHELL --write` puts the code: the user's data dir, per shell."""
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("hdenv")) / "init" / f"hdenv.{shell_name}"
+    return Path(user_dir("data")) / "init" / f"hdenv.{shell_name}"
 
 
 def write_init(shell_name: str | None = None, *, completion: bool = True,

@@ -93,13 +93,13 @@ def loaded_as(loaded: str, hash_: str) -> tuple[str | None, int | None]:
 
 
 def user_config(environ: Mapping[str, str]) -> str:
-    """platformdirs' user config file, without platformdirs (not in the profile's Python)."""
+    """The user's config file by hdenv's XDG rule (hdenv/xdg.py), which this copy
+    cannot import: `$XDG_CONFIG_HOME` if absolute, else `~/.config`."""
     import os
 
-    home = os.path.expanduser("~")
-    if sys.platform == "darwin":
-        return os.path.join(home, "Library", "Application Support", "hdenv", "config.toml")
-    base = environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    base = environ.get("XDG_CONFIG_HOME") or ""
+    if not base.startswith("/"):
+        base = os.path.join(os.path.expanduser("~"), ".config")
     return os.path.join(base, "hdenv", "config.toml")
 
 
