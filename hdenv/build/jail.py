@@ -1,0 +1,269 @@
+"""The build jail: of the host's headers and libraries, a build sees what it declared.
+
+The sandbox (`bwrap.py`) shows the host read-only, so without this a build
+finds whatever development files the machine happens to have: `#include
+<yaml.h>` and `-lyaml` work here and fail on the next machine, and the
+artifact's id never said it used them. Inside the jail a build sees, of the
+host's development files, only:
+
+- the C library and the kernel headers (`libc6-dev`, `linux-libc-dev`; on rpm
+  hosts `glibc-devel`, `glibc-headers`, `kernel-headers`);
+- the compilers' own dev files (`libgcc-N-dev`, `libstdc++-N-dev`,
+  `libgfortran-N-dev`, `libstdc++-devel`) and each declared compiler's
+  internal directory (`install:` of `-print-search-dirs`);
+- the files of the host artifacts it declared (`packages = [...]`,
+  `libraries`, `pkgconfig`).
+
+What is hidden: all of `/usr/include` (a tmpfs, the allowed files bound back:
+a directory wholly allowed is one bind, so libc's 2,200 headers are ~140
+mounts) and, in the multiarch library directories (`/usr/lib/x86_64-linux-gnu`,
+`/usr/lib64`), the development files only: unversioned `lib*.so` links and
+linker scripts (not a library whose soname ends in `.so`), `*.a`,
+`*.la` and the `pkgconfig/` and `cmake/` directories. The versioned `.so.N`
+runtime libraries stay: gcc, make, perl, cmake and sh load theirs from there.
+That directory holds ~1,300 entries; a bind mount for each costs a second
+per build (mounts get slower as a namespace holds more of them), so it is a
+tmpfs of symlinks instead: the real directory is bound once at `.hdenv-host`
+inside it, and every entry kept is a relative symlink into that (~25 ms).
+`/usr/local` and `/opt` are already empty in the sandbox (`bwrap.HIDDEN`).
+
+Masking single files with `--ro-bind /dev/null` does not work: most dev files
+are symlinks, and a bind follows the link, so it would hide the runtime
+library the link points at.
+
+What the jail costs to work out (package lists, a scan of `/usr/include`) is
+done once per process and kept per allowed set (`functools.lru_cache`).
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import re
+import subprocess
+from collections.abc import Iterable, Sequence
+
+from .. import hostpkgs
+from ..store.elf import ElfError, read_elf
+
+INCLUDE_AREAS = ("/usr/include",)
+HOST_COPY = ".hdenv-host"  # where a library area's real directory is bound, inside it
+DEV_FILE = re.compile(r"\.(a|la)$")
+UNVERSIONED = re.compile(r"^lib.+\.so$")
+DEV_DIRS = frozenset({"pkgconfig", "cmake"})
+BASE_PACKAGES = {
+    "deb": ("libc6-dev", "linux-libc-dev", "libgcc-*-dev", "libstdc++-*-dev",
+            "libgfortran-*-dev"),
+    "rpm": ("glibc-devel", "glibc-headers", "kernel-headers", "libstdc++-devel",
+            "libgfortran"),
+}
+"""Always visible: the C library, the kernel headers, the GCC runtimes' dev files."""
+
+
+def library_areas() -> list[str]:
+    """The multiarch library directories (real directories, not links), as real paths."""
+    out: list[str] = []
+    for d in [*sorted(glob.glob("/usr/lib/*-linux-gnu*")), "/usr/lib64"]:
+        if os.path.isdir(d) and not os.path.islink(d):
+            real = os.path.realpath(d)
+            if real not in out:
+                out.append(real)
+    return out
+
+
+def normal(path: str) -> str:
+    """`path` with its directory resolved (`/lib/x86_64-linux-gnu/x` -> `/usr/lib/...`)
+    and the last component kept, so a link is still the link."""
+    parent, name = os.path.split(path)
+    return os.path.join(os.path.realpath(parent), name) if parent else path
+
+
+@functools.lru_cache(maxsize=1)
+def base_allowed() -> frozenset[str]:
+    """The files of BASE_PACKAGES installed here (normalised); empty without dpkg or rpm."""
+    kind = hostpkgs.manager()
+    if kind is None:
+        return frozenset()
+    names = hostpkgs.matching(list(BASE_PACKAGES[kind]))
+    files: set[str] = set()
+    for package in hostpkgs.installed(names, "the build jail") if names else []:
+        files.update(normal(p) for p in package.files)
+    return frozenset(files)
+
+
+def available() -> bool:
+    """Whether this host can be jailed: a package database says what libc's files are."""
+    return bool(base_allowed())
+
+
+@functools.lru_cache(maxsize=16)
+def compiler_dirs(program: str) -> tuple[str, ...]:
+    """A GCC-compatible driver's own directory (`install:` of `-print-search-dirs`).
+
+    Its `libraries:` line is not taken: it names the system directories too.
+    """
+    try:
+        out = subprocess.run([program, "-print-search-dirs"], capture_output=True, text=True,
+                             timeout=30, stdin=subprocess.DEVNULL, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    return tuple(os.path.realpath(line.split(":", 1)[1].strip()) for line in out.splitlines()
+                 if line.startswith("install:") and line.split(":", 1)[1].strip())
+
+
+@functools.lru_cache(maxsize=4)
+def _tree(area: str) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """(directory -> its entries' paths, symlink -> its target) under `area`, without
+    recursion; symlinks to directories are entries, never entered."""
+    children: dict[str, list[str]] = {}
+    links: dict[str, str] = {}
+    todo = [area]
+    while todo:
+        d = todo.pop()
+        kids = children.setdefault(d, [])
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            kids.append(e.path)
+            try:
+                if e.is_symlink():
+                    links[e.path] = os.readlink(e.path)
+                elif e.is_dir(follow_symlinks=False):
+                    todo.append(e.path)
+            except OSError:
+                continue
+    return children, links
+
+
+def _include_args(area: str, allowed: frozenset[str]) -> list[str]:
+    """A tmpfs over `area`, the allowed part bound back: a directory whose every entry is
+    allowed in one bind, a link as the same link, a file by itself."""
+    children, links = _tree(area)
+    whole: dict[str, bool] = {}
+    some: dict[str, bool] = {}
+    for d in sorted(children, key=lambda p: -p.count("/")):  # children before parents
+        kids = children[d]
+        whole[d] = bool(kids) and all(whole.get(k, k in allowed) for k in kids)
+        some[d] = any(some.get(k, k in allowed) for k in kids)
+    args = ["--tmpfs", area]
+    todo = [area]
+    while todo:
+        d = todo.pop()
+        for k in children[d]:
+            if k in children:  # a directory
+                if whole[k]:
+                    args += ["--ro-bind", k, k]
+                elif some[k]:
+                    args += ["--dir", k]
+                    todo.append(k)
+            elif k in allowed:
+                args += ["--symlink", links[k], k] if k in links else ["--ro-bind", k, k]
+    return [*args, "--remount-ro", area]
+
+
+def _library_args(area: str, allowed: frozenset[str]) -> list[str]:
+    """A tmpfs of symlinks over `area`: every entry but the dev files, and the allowed ones."""
+    copy = os.path.join(area, HOST_COPY)
+    args = ["--tmpfs", area, "--ro-bind", area, copy]
+
+    def keep(path: str) -> list[str]:
+        rel = os.path.relpath(path, area)
+        try:
+            target = os.readlink(path)  # a link keeps its own target (libz.so.1 -> libz.so.1.2)
+        except OSError:
+            target = os.path.relpath(os.path.join(copy, rel), os.path.dirname(path))
+        return ["--symlink", target, path]
+
+    try:
+        names = sorted(os.listdir(area))
+    except OSError:
+        return []
+    for name in names:
+        path = os.path.join(area, name)
+        if name == HOST_COPY:
+            continue
+        if path in allowed or not (DEV_FILE.search(name) or name in DEV_DIRS
+                                   or _link_time_name(path)):
+            args += keep(path)
+        elif name in DEV_DIRS and os.path.isdir(path) and not os.path.islink(path):
+            inside = sorted(p for p in allowed if p.startswith(path + "/"))
+            made = {area}
+            for p in inside:
+                parent = os.path.dirname(p)
+                missing = []
+                while parent not in made:
+                    missing.append(parent)
+                    parent = os.path.dirname(parent)
+                for d in reversed(missing):
+                    args += ["--dir", d]
+                    made.add(d)
+                args += keep(p)
+    return [*args, "--remount-ro", area]
+
+
+@functools.lru_cache(maxsize=4096)
+def _link_time_name(path: str) -> bool:
+    """Whether `path` is only what `-lNAME` finds: a `lib*.so` that is a linker script, or
+    a link to (or copy of) a library whose soname differs. A `lib*.so` that is its own
+    soname (`libbfd-2.40-system.so`) is a runtime library: `as` and `ld` load it."""
+    name = os.path.basename(path)
+    if not UNVERSIONED.match(name):
+        return False
+    try:
+        info = read_elf(os.path.realpath(path))
+    except (ElfError, OSError):
+        return True
+    if info is None:
+        return True  # a linker script (libc.so, libncurses.so)
+    if info.soname is None:
+        return os.path.islink(path)
+    return info.soname != name
+
+
+@functools.lru_cache(maxsize=32)
+def _args(allowed: frozenset[str]) -> tuple[str, ...]:
+    args: list[str] = []
+    for area in INCLUDE_AREAS:
+        if os.path.isdir(area):
+            args += _include_args(os.path.realpath(area), allowed)
+    for area in library_areas():
+        args += _library_args(area, allowed)
+    return tuple(args)
+
+
+def bwrap_args(extra: Iterable[str] = ()) -> list[str]:
+    """The bwrap arguments that jail a build, `extra` (declared files and directories)
+    allowed besides the base set; [] where the host cannot be jailed (no dpkg or rpm)."""
+    base = base_allowed()
+    if not base:
+        return []
+    more = set()
+    for p in extra:
+        if os.path.isabs(p):
+            more.add(normal(p.rstrip("/") or "/"))
+            more.add(os.path.realpath(p))
+    return list(_args(base | _with_contents(more)))
+
+
+def _with_contents(paths: set[str]) -> frozenset[str]:
+    """A declared directory (a compiler's own, a `pkgconfig` dir) counts as all it holds."""
+    out = set(paths)
+    areas = [*INCLUDE_AREAS, *library_areas()]
+    for p in paths:
+        area = next((a for a in areas if p.startswith(a + "/")), None)
+        if area is None or not os.path.isdir(p) or os.path.islink(p):
+            continue
+        if area in INCLUDE_AREAS:
+            children, _links = _tree(area)
+            out.update(k for d, kids in children.items() if d == p or d.startswith(p + "/")
+                       for k in kids)
+    return frozenset(out)
+
+
+def describe(areas: Sequence[str] | None = None) -> str:
+    """One line for logs: what the jail hides."""
+    where = ", ".join([*INCLUDE_AREAS, *(areas if areas is not None else library_areas())])
+    return f"build jail: host development files hidden in {where}, but for declared ones"
