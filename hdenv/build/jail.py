@@ -43,9 +43,11 @@ import os
 import re
 import subprocess
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .. import hostpkgs
 from ..store.elf import ElfError, read_elf
+from .toolchain import driver_language
 
 INCLUDE_AREAS = ("/usr/include",)
 HOST_COPY = ".hdenv-host"  # where a library area's real directory is bound, inside it
@@ -246,6 +248,22 @@ def bwrap_args(extra: Iterable[str] = ()) -> list[str]:
             more.add(normal(p.rstrip("/") or "/"))
             more.add(os.path.realpath(p))
     return list(_args(base | _with_contents(more)))
+
+
+def declared(host_specs: Iterable[dict[str, Any]]) -> list[str]:
+    """What the host artifacts a build uses let it see: their packages' files, libraries,
+    `pkgconfig` directories, absolute `env` values and their compilers' own directories."""
+    out: list[str] = []
+    for spec in host_specs:
+        for info in spec.get("packages", {}).values():
+            out += info.get("files", [])
+        out += [i["path"] for i in spec.get("libraries", {}).values()]
+        out += spec.get("pkgconfig", [])
+        out += [v for v in spec.get("env", {}).values() if os.path.isabs(v)]
+        for name, info in spec.get("programs", {}).items():
+            if driver_language(name) is not None:
+                out += compiler_dirs(info["path"])
+    return out
 
 
 def _with_contents(paths: set[str]) -> frozenset[str]:
