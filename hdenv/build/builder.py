@@ -172,7 +172,7 @@ def _is_host(store: Store, aid: str) -> bool:
 class BuildOptions:
     """Settings that change how a build runs, never what it is (none enters a spec)."""
 
-    strict_links: bool = False  # undeclared system libraries fail the build
+    strict_links: bool = True  # undeclared system libraries fail the build
     sandbox: bool = False  # run under bubblewrap (decided once per `hdenv build`)
     jail: bool = True  # in the sandbox, hide undeclared host dev files (jail.py)
     note: Callable[[str], None] = field(default=lambda _msg: None)  # one line for the user
@@ -362,7 +362,8 @@ def _audit_links(store: Store, node: Node, prefix: Path, build_dir: Path, log_pa
         libs = sorted({f"{u['library']} ({u['path']})" for u in result.undeclared})
         if options.strict_links:
             raise BuildError(f"{node.id} loads undeclared system libraries (strict-links): "
-                             + ", ".join(libs))
+                             + ", ".join(libs) + missing.undeclared_hint(
+                                 sorted({u["path"] for u in result.undeclared})))
         options.note(f"{node.id}: undeclared system libraries: {', '.join(libs)}")
     for m in result.missing:
         options.note(f"warning: {node.id}: {m['file']} needs {m['library']}, found nowhere")

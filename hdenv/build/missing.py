@@ -104,6 +104,21 @@ def _line(what: str, path: str) -> str:
             " that installs it")
 
 
+def undeclared_hint(paths: list[str]) -> str:
+    """For `strict-links`: the packages owning system libraries a build loads undeclared,
+    and how to declare them (or turn the check off); '' without a package database."""
+    owners = hostpkgs.owners(paths)
+    if not owners:
+        return ("; declare them as host software ([host.NAME] libraries = [...]),"
+                " or set strict-links = false in config.toml")
+    named = ", ".join(f"{p.name} ({', '.join(os.path.basename(f) for f in p.files)})"
+                      for p in owners)
+    decl = "; ".join(f"[host.{host_name(p.name)}] packages = [\"{p.name}\"]" for p in owners)
+    return (f"; from package {named}: declare it with {decl} and the host name in deps"
+            " (its -dev package, if installed, brings headers too), or set"
+            " strict-links = false in config.toml")
+
+
 def explain_file(path: str | os.PathLike[str], limit: int = 1 << 20) -> list[str]:
     """`explain` of the last `limit` bytes of a build log; [] when it cannot be read."""
     try:
