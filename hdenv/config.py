@@ -29,6 +29,7 @@ class Settings:
     jobs: int = 1  # packages built at once (`-j`)
     build_jobs: int | None = None  # HDENV_JOBS inside each build; None: share the cores
     sandbox: str = "auto"  # "auto" | "bwrap" | "none"
+    jail: bool = True  # in the sandbox, host dev files a build did not declare are hidden
     strict_links: bool = True  # undeclared system libraries fail a build
     host_identity: str = "version"  # "version" | "content": host byte hashes in ids
     upstreams: list[Path] = field(default_factory=list)  # read-only stores below this one
@@ -255,6 +256,7 @@ def load_settings(
         build_jobs=build_jobs,
         sandbox=_choice(layers.get("sandbox", None, "", "HDENV_SANDBOX") or "auto", "sandbox",
                         ("auto", "bwrap", "none")),
+        jail=_flag(_or_default(layers.get("jail", None, "", "HDENV_JAIL"), True), "jail"),
         strict_links=_flag(_or_default(layers.get("strict-links", None, "", "HDENV_STRICT_LINKS"),
                                        True), "strict-links"),
         host_identity=_choice(layers.get("host-identity") or "version", "host-identity",

@@ -206,7 +206,7 @@ def build_options(settings: Settings, stream: TextIO | None = None,
     sandboxed, notice = bwrap.use_sandbox(settings.sandbox)
     if notice and stream is not None:
         print(f"hdenv: {notice}", file=stream)
-    return BuildOptions(strict_links=settings.strict_links, sandbox=sandboxed,
+    return BuildOptions(strict_links=settings.strict_links, sandbox=sandboxed, jail=settings.jail,
                         skip_checks=flags.skip_checks, keep_failed=flags.keep_failed,
                         verbose=flags.verbose)
 

@@ -10,7 +10,9 @@ host's development files, only:
   hosts `glibc-devel`, `glibc-headers`, `kernel-headers`);
 - the compilers' own dev files (`libgcc-N-dev`, `libstdc++-N-dev`,
   `libgfortran-N-dev`, `libstdc++-devel`) and each declared compiler's
-  internal directory (`install:` of `-print-search-dirs`);
+  internal directory (`install:` of `-print-search-dirs`); a declared MPI
+  wrapper's include and library directories and the libraries it links
+  (`--showme`), a declared Python's headers (sysconfig's `include`);
 - the files of the host artifacts it declared (`packages = [...]`,
   `libraries`, `pkgconfig`).
 
@@ -53,6 +55,8 @@ INCLUDE_AREAS = ("/usr/include",)
 HOST_COPY = ".hdenv-host"  # where a library area's real directory is bound, inside it
 DEV_FILE = re.compile(r"\.(a|la)$")
 UNVERSIONED = re.compile(r"^lib.+\.so$")
+MPI_WRAPPER = re.compile(r"^mpi(cc|cxx|c\+\+|CC|fort|f77|f90|f95|icc|icpc|ifort)$")
+PYTHON = re.compile(r"^python3(\.\d+)?$")
 DEV_DIRS = frozenset({"pkgconfig", "cmake"})
 BASE_PACKAGES = {
     "deb": ("libc6-dev", "linux-libc-dev", "libgcc-*-dev", "libstdc++-*-dev",
@@ -247,6 +251,7 @@ def bwrap_args(extra: Iterable[str] = ()) -> list[str]:
         if os.path.isabs(p):
             more.add(normal(p.rstrip("/") or "/"))
             more.add(os.path.realpath(p))
+    more -= {*INCLUDE_AREAS, *library_areas()}  # a whole area is never allowed by the way
     return list(_args(base | _with_contents(more)))
 
 
@@ -263,7 +268,59 @@ def declared(host_specs: Iterable[dict[str, Any]]) -> list[str]:
         for name, info in spec.get("programs", {}).items():
             if driver_language(name) is not None:
                 out += compiler_dirs(info["path"])
+            elif MPI_WRAPPER.match(name):
+                out += wrapper_files(info["path"], name)
+            elif PYTHON.match(name):
+                out += python_headers(info["path"])
     return out
+
+
+def _output(argv: list[str], program: str | None = None) -> str:
+    """What `argv` prints; `program` runs as `argv[0]` (Open MPI's wrappers are one
+    program, `opal_wrapper`, that tells the language by the name it was called by)."""
+    try:
+        return subprocess.run(argv, executable=program, capture_output=True, text=True,
+                              timeout=30, check=False, stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+@functools.lru_cache(maxsize=16)
+def wrapper_files(program: str, name: str) -> tuple[str, ...]:
+    """An MPI compiler wrapper's own files: the directories of its `-I` and `-L` flags and
+    what each of its `-lNAME` finds in the library areas (Open MPI's `--showme:compile`
+    and `--showme:link`, MPICH's `-compile_info` and `-link_info`): the wrapper adds them
+    to every command line, so a build that declared it links them (`-lhwloc`)."""
+    text = " ".join(_output([name, flag], program) for flag in ("--showme:compile",
+                                                                "--showme:link"))
+    if not text.strip():
+        text = " ".join(_output([name, flag], program) for flag in ("-compile_info",
+                                                                    "-link_info"))
+    dirs = [t[2:] for t in text.split() if t[:2] in ("-I", "-L") and t[2:].startswith("/")]
+    names = [t[2:] for t in text.split() if t.startswith("-l") and len(t) > 2]
+    out = list(dirs)
+    for lib in names:
+        for d in [*dirs, *library_areas()]:
+            for suffix in (".so", ".a"):
+                if os.path.lexists(os.path.join(d, f"lib{lib}{suffix}")):
+                    out.append(os.path.join(d, f"lib{lib}{suffix}"))
+    return tuple(dict.fromkeys(out))
+
+
+@functools.lru_cache(maxsize=16)
+def python_headers(program: str) -> tuple[str, ...]:
+    """A Python interpreter's own headers (`Python.h`): its sysconfig include directories,
+    which C extensions built with it need (`/usr/include/python3.11` and, on Debian,
+    `/usr/include/x86_64-linux-gnu/python3.11`)."""
+    text = _output([program, "-I", "-c", "import sysconfig as s; print(s.get_path('include'));"
+                    " print(s.get_path('platinclude')); print(s.get_config_var('MULTIARCH'))"])
+    lines = [line.strip() for line in text.splitlines()]
+    if len(lines) != 3 or not lines[0].startswith("/"):
+        return ()
+    out = lines[:2]
+    if lines[2] and lines[2] != "None":  # Debian: pyconfig.h includes <MULTIARCH/python3.X/...>
+        out.append(os.path.join(os.path.dirname(lines[0]), lines[2], os.path.basename(lines[0])))
+    return tuple(dict.fromkeys(out))
 
 
 def _with_contents(paths: set[str]) -> frozenset[str]:
