@@ -125,6 +125,19 @@ def matching(patterns: list[str]) -> list[str]:
     return []
 
 
+def files_of(names: list[str]) -> list[str]:
+    """The files (not directories, not documentation) of installed packages `names`, in one
+    query (`dpkg-query -L A B ...`, `rpm -ql A B ...`): for sets hdenv names itself, where
+    a version per package is not needed and every subprocess counts (the build jail)."""
+    kind = manager()
+    if kind is None or not names:
+        return []
+    argv = ["dpkg-query", "-L", *names] if kind == "deb" else ["rpm", "-ql", *names]
+    listed = _run(argv).splitlines()
+    return sorted(p for p in dict.fromkeys(listed) if p.startswith("/")
+                  and not p.startswith(SKIPPED) and _is_file(p))
+
+
 def installed(names: list[str], who: str) -> list[HostPackage]:
     """Each package of `names`, installed here, with its version and files (not directories,
     not documentation); UserError (one line, naming `who`) for one that is not installed

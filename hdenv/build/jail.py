@@ -82,7 +82,12 @@ def normal(path: str) -> str:
     """`path` with its directory resolved (`/lib/x86_64-linux-gnu/x` -> `/usr/lib/...`)
     and the last component kept, so a link is still the link."""
     parent, name = os.path.split(path)
-    return os.path.join(os.path.realpath(parent), name) if parent else path
+    return os.path.join(_real_dir(parent), name) if parent else path
+
+
+@functools.lru_cache(maxsize=1024)
+def _real_dir(path: str) -> str:
+    return os.path.realpath(path)
 
 
 @functools.lru_cache(maxsize=1)
@@ -92,10 +97,7 @@ def base_allowed() -> frozenset[str]:
     if kind is None:
         return frozenset()
     names = hostpkgs.matching(list(BASE_PACKAGES[kind]))
-    files: set[str] = set()
-    for package in hostpkgs.installed(names, "the build jail") if names else []:
-        files.update(normal(p) for p in package.files)
-    return frozenset(files)
+    return frozenset(normal(p) for p in hostpkgs.files_of(names))
 
 
 def available() -> bool:
@@ -176,11 +178,12 @@ def _library_args(area: str, allowed: frozenset[str]) -> list[str]:
     args = ["--tmpfs", area, "--ro-bind", area, copy]
 
     def keep(path: str) -> list[str]:
-        rel = os.path.relpath(path, area)
         try:
             target = os.readlink(path)  # a link keeps its own target (libz.so.1 -> libz.so.1.2)
         except OSError:
-            target = os.path.relpath(os.path.join(copy, rel), os.path.dirname(path))
+            parent = os.path.dirname(path)
+            target = (f"{HOST_COPY}/{os.path.basename(path)}" if parent == area else
+                      os.path.relpath(os.path.join(copy, os.path.relpath(path, area)), parent))
         return ["--symlink", target, path]
 
     try:
