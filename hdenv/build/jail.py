@@ -16,18 +16,23 @@ host's development files, only:
 - the files of the host artifacts it declared (`packages = [...]`,
   `libraries`, `pkgconfig`).
 
-What is hidden: all of `/usr/include` (a tmpfs, the allowed files bound back:
-a directory wholly allowed is one bind, so libc's 2,200 headers are ~140
-mounts) and, in the multiarch library directories (`/usr/lib/x86_64-linux-gnu`,
-`/usr/lib64`), the development files only: unversioned `lib*.so` links and
-linker scripts (not a library whose soname ends in `.so`), `*.a`,
+What is hidden: all of `/usr/include` but the allowed part and, in the
+multiarch library directories (`/usr/lib/x86_64-linux-gnu`, `/usr/lib64`), the
+development files only: unversioned `lib*.so` links and linker scripts (not a
+library whose soname ends in `.so`, such as `libbfd-2.40-system.so`), `*.a`,
 `*.la` and the `pkgconfig/` and `cmake/` directories. The versioned `.so.N`
 runtime libraries stay: gcc, make, perl, cmake and sh load theirs from there.
-That directory holds ~1,300 entries; a bind mount for each costs a second
-per build (mounts get slower as a namespace holds more of them), so it is a
-tmpfs of symlinks instead: the real directory is bound once at `.hdenv-host`
-inside it, and every entry kept is a relative symlink into that (~25 ms).
 `/usr/local` and `/opt` are already empty in the sandbox (`bwrap.HIDDEN`).
+
+How: each area becomes a tmpfs of symlinks. The real directory is bound once
+at `.hdenv-host` inside it, and every entry kept is a symlink into that (a
+directory whose every entry is allowed is one link, so libc's 2,200 headers
+are ~140 links; a link keeps its own target). A bind mount per entry instead
+costs ~25 ms per 140 mounts and a second for the library directory's ~1,000
+(mounts get slower as a namespace holds more of them); the symlinks cost
+~10 ms in all per bwrap start (`benchmarks/bench_jail.py`). The jail keeps
+honest builds honest; it is no wall against a build that goes looking in
+`.hdenv-host` on purpose.
 
 Masking single files with `--ro-bind /dev/null` does not work: most dev files
 are symlinks, and a bind follows the link, so it would hide the runtime
@@ -147,8 +152,8 @@ def _tree(area: str) -> tuple[dict[str, list[str]], dict[str, str]]:
 
 
 def _include_args(area: str, allowed: frozenset[str]) -> list[str]:
-    """A tmpfs over `area`, the allowed part bound back: a directory whose every entry is
-    allowed in one bind, a link as the same link, a file by itself."""
+    """A tmpfs of symlinks over `area` holding the allowed part only: a directory whose
+    every entry is allowed is one link, a link is the same link, a file one link."""
     children, links = _tree(area)
     whole: dict[str, bool] = {}
     some: dict[str, bool] = {}
@@ -156,19 +161,20 @@ def _include_args(area: str, allowed: frozenset[str]) -> list[str]:
         kids = children[d]
         whole[d] = bool(kids) and all(whole.get(k, k in allowed) for k in kids)
         some[d] = any(some.get(k, k in allowed) for k in kids)
-    args = ["--tmpfs", area]
+    copy = os.path.join(area, HOST_COPY)
+    args = ["--tmpfs", area, "--ro-bind", area, copy]
     todo = [area]
     while todo:
         d = todo.pop()
         for k in children[d]:
             if k in children:  # a directory
                 if whole[k]:
-                    args += ["--ro-bind", k, k]
+                    args += ["--symlink", copy + k[len(area):], k]
                 elif some[k]:
                     args += ["--dir", k]
                     todo.append(k)
             elif k in allowed:
-                args += ["--symlink", links[k], k] if k in links else ["--ro-bind", k, k]
+                args += ["--symlink", links.get(k, copy + k[len(area):]), k]
     return [*args, "--remount-ro", area]
 
 
