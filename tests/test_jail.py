@@ -249,6 +249,10 @@ def test_libpng_from_its_release_sees_only_the_declared_zlib(run_hdenv: Runner, 
     proc = run_hdenv("build", str(stack), env=BWRAP)
     assert proc.returncode == 1, proc.stderr
     assert "libpng" in proc.stderr and "zlib not installed" in proc.stderr, proc.stderr
+    # configure's failed check (in config.log) is named, with the host package
+    assert "-lz is hidden from builds (the jail): the host has" in proc.stderr, proc.stderr
+    if hostpkgs.manager() == "deb":
+        assert '[host.zlib1g] packages = ["zlib1g-dev"]' in proc.stderr, proc.stderr
     stack.write_text(ZLIB_PNG.format(src=shared_sources, deps='deps = ["zlib"]'))
     run_hdenv("build", str(stack), env=BWRAP, check=True)
     zlib = artifact(run_hdenv, "zlib")
@@ -274,3 +278,27 @@ def test_the_compiler_messages_name_the_missing_files() -> None:
     assert missing.host_name("zlib1g-dev") == "zlib1g"
     assert missing.explain("y.c:1:10: fatal error: hdenv-no-such.h: No such file or"
                            " directory\n") == []
+
+
+CONFIG_LOG = """\
+configure:5000: checking for yaml.h
+conftest.c:10:10: fatal error: yaml.h: No such file or directory
+configure:5010: result: no
+configure:13013: checking for zlibVersion in -lz
+/usr/bin/ld: cannot find -lz: No such file or directory
+collect2: error: ld returned 1 exit status
+configure:13042: result: no
+configure:13054: error: zlib not installed
+## Cache variables. ##
+"""
+
+
+def test_only_the_check_that_stopped_configure_is_named(tmp_path: Path) -> None:
+    require(missing.host_library("z") is not None and missing.host_header("yaml.h") is not None,
+            "zlib1g-dev and libyaml-dev are not both installed")
+    log = tmp_path / "config.log"
+    log.write_text(CONFIG_LOG)
+    (line,) = missing.explain_config_log(log)  # not yaml.h: an optional probe
+    assert line.startswith("-lz is hidden from builds (the jail): the host has /"), line
+    log.write_text(CONFIG_LOG.replace("configure:13054: error: zlib not installed\n", ""))
+    assert missing.explain_config_log(log) == []

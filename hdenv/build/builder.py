@@ -292,7 +292,7 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
                 else f"build of {node.id} failed")
         where = _keep_build_dir(store, node, build_dir) if options.keep_failed else None
         kept_dir = f"\nbuild directory kept: {where}" if where else ""
-        hidden = missing.explain_file(kept) if options.sandbox and options.jail else []
+        hidden = _hidden_files(kept, build_dir) if options.sandbox and options.jail else []
         raise BuildError(
             f"{what} (exit {e.returncode}); log: {kept}{kept_dir}{not_kept}\n"
             f"--- last lines of the build log ---\n{tail(kept)}{missing.joined(hidden)}"
@@ -309,6 +309,18 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
     finally:
         if build_dir.exists():
             remove_tree(build_dir)
+
+
+def _hidden_files(log: Path, build_dir: Path) -> list[str]:
+    """What the jail hid that a failed build looked for: from its log, else from the check
+    that stopped an autoconf configure (`config.log` in the sources or one level down)."""
+    found = missing.explain_file(log)
+    src = build_dir / "src"
+    for config_log in [src / "config.log", *sorted(src.glob("*/config.log"))]:
+        if found:
+            break
+        found = missing.explain_config_log(config_log)
+    return found
 
 
 def kept_build_dir(store: Store, aid: str) -> Path:

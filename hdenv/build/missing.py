@@ -27,6 +27,8 @@ LIBRARY_RE = (
     re.compile(r"unable to find library -l([\w.+-]+)", re.M),  # lld
 )
 INCLUDE_DIRS = ("/usr/include", "/usr/local/include")
+CHECKING_RE = re.compile(r"^configure:\d+: checking ", re.M)
+CONFIGURE_ERROR_RE = re.compile(r"^configure:\d+: error: ", re.M)
 MAX_NAMED = 5
 
 
@@ -127,6 +129,25 @@ def explain_file(path: str | os.PathLike[str], limit: int = 1 << 20) -> list[str
             return explain(f.read().decode("utf-8", "replace"))
     except OSError:
         return []
+
+
+def explain_config_log(path: str | os.PathLike[str], limit: int = 4 << 20) -> list[str]:
+    """`explain` of the check that made autoconf's configure stop: from the last `checking`
+    line before its `error:` to the error (libpng's "zlib not installed" says nothing of
+    `-lz` in the build log; config.log has `cannot find -lz` under that check). Only that
+    check: config.log is full of probes that fail on purpose."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - limit))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    errors = list(CONFIGURE_ERROR_RE.finditer(text))
+    if not errors:
+        return []
+    end = errors[-1].start()
+    checks = [m.start() for m in CHECKING_RE.finditer(text, 0, end)]
+    return explain(text[checks[-1]:end]) if checks else []
 
 
 def joined(lines: Iterable[str]) -> str:
