@@ -87,9 +87,19 @@ def test_an_undeclared_header_or_library_fails_naming_file_package_and_declarati
     assert needle in proc.stderr
     assert '[host.yaml] packages = ["libyaml-dev"]' in proc.stderr
     assert "Traceback" not in proc.stderr
-    # the same stack without the sandbox finds the host's files: the jail stopped it
-    run_hdenv("build", str(stack), env={"HDENV_SANDBOX": "none", "HDENV_STRICT_LINKS": "0"},
-              check=True)
+    # the same stack in the sandbox without the jail (jail = false) finds the host's
+    # files: the jail stopped it
+    off = run_hdenv("build", str(stack), env={**BWRAP, "HDENV_JAIL": "0",
+                                               "HDENV_STRICT_LINKS": "0"}, check=True)
+    assert "undeclared system libraries: libyaml-0.so.2" in off.stderr, off.stderr
+
+
+def test_a_bad_jail_setting_is_one_line(run_hdenv: Runner, tmp_path: Path) -> None:
+    stack = tmp_path / "s.toml"
+    stack.write_text(GCC)
+    proc = run_hdenv("build", str(stack), env={"HDENV_JAIL": "maybe"})
+    assert proc.returncode == 2
+    assert proc.stderr == "hdenv: error: jail must be true or false, got 'maybe'\n"
 
 
 def test_declared_by_package_it_builds_and_runs_in_the_jail(run_hdenv: Runner,
