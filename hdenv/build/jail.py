@@ -57,7 +57,7 @@ from ..store.elf import ElfError, read_elf
 from .toolchain import driver_language
 
 INCLUDE_AREAS = ("/usr/include",)
-HOST_COPY = ".hdenv-host"  # where a library area's real directory is bound, inside it
+HOST_COPY = ".hdenv-host"  # where an area's real directory is bound, inside it
 DEV_FILE = re.compile(r"\.(a|la)$")
 UNVERSIONED = re.compile(r"^lib.+\.so$")
 MPI_WRAPPER = re.compile(r"^mpi(cc|cxx|c\+\+|CC|fort|f77|f90|f95|icc|icpc|ifort)$")

@@ -115,10 +115,10 @@ def undeclared_hint(paths: list[str]) -> str:
                 " or set strict-links = false in config.toml")
     named = ", ".join(f"{p.name} ({', '.join(os.path.basename(f) for f in p.files)})"
                       for p in owners)
-    decl = "; ".join(f"[host.{host_name(p.name)}] packages = [\"{p.name}\"]" for p in owners)
-    return (f"; from package {named}: declare it with {decl} and the host name in deps"
-            " (its -dev package, if installed, brings headers too), or set"
-            " strict-links = false in config.toml")
+    decl = "; ".join(f"[host.{host_name(p.name)}] packages = [\"{p.name}\"] and"
+                     f" \"{host_name(p.name)}\" in deps" for p in owners)
+    return (f"; from package {named}: declare it with {decl} (its -dev package, if installed,"
+            " brings headers too), or set strict-links = false in config.toml")
 
 
 def explain_file(path: str | os.PathLike[str], limit: int = 1 << 20) -> list[str]:
