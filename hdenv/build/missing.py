@@ -95,10 +95,11 @@ def _owner(path: str) -> str | None:
 
 def _line(what: str, path: str) -> str:
     package = _owner(path)
-    if package is None:
-        return (f"{what} is hidden from builds (the jail): the host has {path}, which no"
-                " package owns; declare it as host software ([host.NAME] with libraries or"
-                " pkgconfig) or depend on a package of this stack that installs it")
+    if package is None:  # no package database (nothing said of one), or no owner
+        owner = ", which no package owns" if hostpkgs.manager() is not None else ""
+        return (f"{what} is hidden from builds (the jail): the host has {path}{owner};"
+                " declare it as host software ([host.NAME] with libraries or pkgconfig) or"
+                " depend on a package of this stack that installs it")
     name = host_name(package)
     return (f"{what} is hidden from builds (the jail): the host has {path}, from package"
             f" {package}; declare it with [host.{name}] packages = [\"{package}\"] and"
