@@ -49,6 +49,9 @@ class Settings:
     # config files with `[host.NAME]` tables, the user's first: host software every
     # stack shares (one gcc, one artifact) when it names NAME without declaring it
     host_files: list[Path] = field(default_factory=list)
+    # recipe repositories every stack may use after its own `[stack] repos`: directories
+    # (absolute), "builtin", or { git = URL, commit = HEX, path = DIR } tables
+    repos: list[Any] = field(default_factory=list)
 
     def check_jobs(self) -> None:
         """For commands that build: a jobs setting that is not a number is an error."""
@@ -182,6 +185,25 @@ class _Layers:
         return found[0]
 
 
+def _repos(layers: _Layers) -> list[Any]:
+    """`repos = [...]`: directories relative to their config file, git tables as given."""
+    raw = layers.get("repos") or []
+    source = layers.sources.get("repos", "")
+    if not isinstance(raw, list):
+        raise UserError("'repos' must be a list of directories or { git, commit } tables",
+                        file=source)
+    out: list[Any] = []
+    for value in raw:
+        if isinstance(value, str) and value != "builtin":
+            out.append(str(Path(layers.path("repos", value)).expanduser().absolute()))
+        elif isinstance(value, (str, dict)):
+            out.append(value)
+        else:
+            raise UserError(f"'repos' entries must be directories or tables, not {value!r}",
+                            file=source)
+    return out
+
+
 def load_settings(
     *, store: str | None = None, jobs: int | None = None, mirrors: list[str] | None = None
 ) -> Settings:
@@ -241,12 +263,14 @@ def load_settings(
                                    file=layers.sources.get("slurm-options")).render()
         slurm_options = []
 
+    repos = _repos(layers)
     site = [Path(path) for path, role, _ in layers.files if role == "site"]
     host_files = [Path(p) for p, _role, data in layers.files if "host" in data]
     for host_file in host_files:
         check_whole(str(host_file))
     return Settings(
         host_files=host_files,
+        repos=repos,
         executor=executor,
         slurm_options=list(slurm_options),
         executor_error=executor_error,

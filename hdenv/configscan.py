@@ -17,7 +17,8 @@ KNOWN_KEYS = frozenset({"store", "mirrors", "jobs", "build-jobs", "sandbox", "ja
                         "strict-links", "host-identity", "upstreams", "usage-log",
                         "caches", "trusted-keys", "signing-key", "executor", "slurm-options",
                         "host",  # `[host.NAME]`: host software shared by every stack
-                        "default-load", "sticky"})  # what `hdenv reset` loads, what purge keeps
+                        "default-load", "sticky",  # what `hdenv reset` loads, what purge keeps
+                        "repos"})  # recipe repositories, after a stack's own
 
 _BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _DIGITS = frozenset("0123456789")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import UserError
+from ..recipes.repos import site_refs
 from ..store import fdtree
 from ..store.gcroots import BuildRoots
 from ..store.layout import Store
@@ -35,7 +36,7 @@ from .stackfile import load_stack
 def build_env(path: Path, settings: Settings, package: str, command: Sequence[str], *,
               overrides: Mapping[str, str] | None = None) -> int:
     """Run `command` (default: an interactive shell) in `package`'s build; its exit code."""
-    stack = load_stack(path, overrides, settings.host_files)
+    stack = load_stack(path, overrides, settings.host_files, site_refs(settings))
     preflight(stack)
     store = Store(settings.store, settings.upstreams).ensure()
     sources = SourceStore(store, settings.mirrors)

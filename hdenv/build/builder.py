@@ -223,7 +223,7 @@ def fetch_sources(node: Node, sources: SourceStore) -> None:
     """Have every source of `node` in the store (a batch job may have no network)."""
     for hint in node.source_hints:
         sources.ensure(hint["key"], urls=[hint["url"]] if hint.get("url") else [],
-                       git_url=hint.get("git"))
+                       name=hint.get("filename"), git_url=hint.get("git"))
 
 
 def fetch_all_sources(nodes: list[Node], sources: SourceStore) -> list[str]:
@@ -243,7 +243,7 @@ def fetch_all_sources(nodes: list[Node], sources: SourceStore) -> list[str]:
     for key, hint in hints.items():
         try:
             sources.ensure(key, urls=[hint["url"]] if hint.get("url") else [],
-                           git_url=hint.get("git"))
+                           name=hint.get("filename"), git_url=hint.get("git"))
         except BuildError as e:
             failed.append(f"{', '.join(dict.fromkeys(users[key]))}: {e.message}")
     return failed

@@ -15,6 +15,7 @@ from typing import Any, Protocol, TextIO
 
 from ..config import Settings
 from ..errors import BuildError, UserError
+from ..recipes.repos import site_refs
 from ..store.gc import spec_source_keys
 from ..store.gcroots import BuildRoots
 from ..store.layout import Store
@@ -81,7 +82,7 @@ def _build_stack(path: Path, settings: Settings, *, overrides: Mapping[str, str]
                  stream: TextIO, executor: Executor | None, flags: RunFlags) -> BuildOutcome:
     settings.check_jobs()
     # all input errors surface here (config host declarations too), store untouched
-    stack = load_stack(path, overrides, settings.host_files)
+    stack = load_stack(path, overrides, settings.host_files, site_refs(settings))
     preflight(stack)  # and what planning would find: missing paths and host programs
     warning = check_store_path(settings.store)
     if executor is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,75 +17,33 @@ from typing import Any
 
 import jinja2
 
+from .. import tomlfile
 from ..errors import UserError
 from ..graphs import Cycle, postorder
+from ..recipes.buildsystems import COMPILING, compiler_env, render_script
+from ..recipes.recipe import ARG_KEYS, BUILD_SYSTEMS, STAGE_KEYS, Parameter, Recipe
+from ..recipes.repos import RepoRef, Repositories, parse_refs
 from ..store.sources import SourceDecl
+from ..tomlfile import LineIndex
 from ..validate import env_name_problem, env_value_problem, profile_name_problem
 from .sandbox import StackSandbox, check_value
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 PROFILE_PLACEHOLDER = "@@HDENV_PROFILE@@"
 Scalar = (str, int, float, bool)
 
 TOP_KEYS = {"stack", "parameters", "matrix", "host", "packages", "profiles"}
-STACK_KEYS = {"name", "description", "checks", "allow-outside"}
+STACK_KEYS = {"name", "description", "checks", "allow-outside", "repos", "toolchain"}
 HOST_KEYS = {"programs", "libraries", "family", "version", "version-from", "env", "pkgconfig",
              "packages"}
 PACKAGE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._:-]*$")  # dpkg's and rpm's names
 PACKAGE_KEYS = {"version", "sources", "patches", "deps", "build-deps", "env", "script", "when",
-                "description", "slurm", "check", "import", "help", "homepage"}
+                "description", "slurm", "check", "import", "help", "homepage", "build-system",
+                "parameters", "provides", *ARG_KEYS, *STAGE_KEYS}
+LIST_KEYS = frozenset(ARG_KEYS)  # a stack's value adds to the recipe's; other keys replace it
 SLURM_KEYS = {"cpus", "time", "mem", "options"}
 PROFILE_KEYS = {"packages", "env", "family", "exclude", "priority", "when", "description",
                 "python-usage", "sticky", "help", "homepage", "hidden"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-
-
-class LineIndex:
-    """Maps dotted key paths (("packages", "app", "env")) to 1-based line numbers."""
-
-    _header = re.compile(r"^\s*\[\[?\s*([^\[\]#]+?)\s*\]\]?\s*(#.*)?$")
-    _part = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
-    _key = re.compile(rf"^\s*({_part}(?:\s*\.\s*{_part})*)\s*=")
-
-    def __init__(self, text: str):
-        self.lines: dict[tuple[str, ...], int] = {}
-        table: tuple[str, ...] = ()
-        in_multiline: str | None = None
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if in_multiline:
-                if line.count(in_multiline) % 2 == 1:
-                    in_multiline = None
-                continue
-            m = self._header.match(line)
-            if m:
-                table = self._split(m.group(1))
-                self.lines.setdefault(table, lineno)
-                continue
-            m = self._key.match(line)
-            if m:
-                path = table + self._split(m.group(1))
-                self.lines.setdefault(path, lineno)
-                rest = line[m.end():]
-                for quote in ('"""', "'''"):
-                    if rest.count(quote) == 1:
-                        in_multiline = quote
-
-    @staticmethod
-    def _split(dotted: str) -> tuple[str, ...]:
-        parts = re.findall(r'"[^"]*"|\'[^\']*\'|[^.\s]+', dotted)
-        return tuple(p.strip("\"'") for p in parts)
-
-    def line(self, *path: str) -> int:
-        """Line of the longest known prefix of `path` (1 if nothing matches)."""
-        for n in range(len(path), 0, -1):
-            found = self.lines.get(tuple(path[:n]))
-            if found is not None:
-                return found
-        return 1
 
 
 @dataclass
@@ -121,6 +78,8 @@ class PackagePlan:
     description: str = ""  # shown by spider and show; not part of the spec
     slurm: dict[str, Any] = field(default_factory=dict)  # batch resources; never in the spec
     about: dict[str, str] = field(default_factory=dict)  # help, homepage: `hdenv help`
+    provides: list[str] = field(default_factory=list)  # virtual packages it can stand for
+    recipe: str = ""  # the recipe file it came from, if any (`hdenv show`); not in the spec
 
 
 @dataclass
@@ -320,52 +279,22 @@ class _SiteHosts:
 
     def _read(self, file: Path) -> tuple[_Ctx, dict[str, Any]]:
         if file not in self.parsed:
-            try:
-                text = file.read_text(encoding="utf-8")
-                data = tomllib.loads(text)
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-                raise UserError(f"cannot read host declarations: {e}", file=str(file)) from None
+            data, text = tomlfile.read(file, "config file")
             ctx = _Ctx(file, text)
             self.parsed[file] = (ctx, ctx.table(data.get("host", {}), "host"))
         return self.parsed[file]
 
 
-def _add_site_hosts(variant: Variant, hosts: dict[str, HostDecl], site: _SiteHosts) -> None:
-    """Host packages a variant names that neither it nor the stack declares, from config."""
-    for plan in variant.packages.values():
-        for dep in plan.deps + plan.build_deps:
-            if dep not in variant.packages and dep not in hosts:
-                found = site.get(dep)
-                if found is not None:
-                    hosts[dep] = found
-
-
 def load_stack(path: Path, overrides: Mapping[str, str] | None = None,
-               host_files: Sequence[Path] = ()) -> Stack:
-    """Parse, validate and render a stack file into variants."""
-    path = Path(path).absolute()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"stack file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read stack file {path}: {e}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        msg = str(e)
-        m = re.search(r"\(at line (\d+), column \d+\)", msg)
-        line = int(m.group(1)) if m else None
-        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
-        if line is None:
-            m = re.search(r"\(at end of document\)", msg)
-            line = text.count("\n") + 1 if m else 1
-            msg = msg.replace(" (at end of document)", "")
-        raise UserError(f"invalid TOML: {msg}", file=str(path), line=line) from None
-    except RecursionError:
-        raise UserError("invalid TOML: arrays or tables nested too deeply", file=str(path),
-                        line=_deep_line(text)) from None
+               host_files: Sequence[Path] = (), site_repos: Sequence[RepoRef] = (),
+               recipe_cache: Path | None = None) -> Stack:
+    """Parse, validate and render a stack file into variants.
 
+    `site_repos` (config `repos`) are asked for recipes after the stack's own
+    `[stack] repos`; `recipe_cache` keeps git repositories' objects.
+    """
+    path = Path(path).absolute()
+    data, text = tomlfile.read(path, "stack file")
     ctx = _Ctx(path, text)
     ctx.keys(data, TOP_KEYS)
     stack_table = ctx.table(data.get("stack", {}), "stack")
@@ -399,13 +328,26 @@ def load_stack(path: Path, overrides: Mapping[str, str] | None = None,
 
     hosts = _parse_hosts(ctx, ctx.table(data.get("host", {}), "host"))
     site = _SiteHosts(host_files)
+    repos = Repositories([*parse_refs(stack_table.get("repos", []), path.parent, str(path),
+                                      ctx.index.line("stack", "repos")), *site_repos],
+                         recipe_cache)
+    repos.check()
     packages_raw = ctx.table(data.get("packages", {}), "packages")
     profiles_raw = ctx.table(data.get("profiles", {}), "profiles")
-    for pname, ptable in packages_raw.items():
+    uses_raw: dict[str, str] = {}
+    for pname, ptable in list(packages_raw.items()):
         ctx.name(pname, "package", "packages", pname)
-        ctx.keys(ctx.table(ptable, "packages", pname), PACKAGE_KEYS, "packages", pname)
+        ptable = ctx.table(ptable, "packages", pname)
+        if "use" in ptable:  # `[packages.mpi] use = "openmpi"`: a virtual package's provider
+            ctx.keys(ptable, {"use"}, "packages", pname)
+            uses_raw[pname] = ctx.string(ptable["use"], "packages", pname, "use")
+            del packages_raw[pname]
+            continue
+        ctx.keys(ptable, PACKAGE_KEYS, "packages", pname)
         if pname in hosts:
             raise ctx.error(f"package {pname} has the name of a host package", "packages", pname)
+    toolchain_raw = stack_table.get("toolchain", [])
+    ctx.strings(toolchain_raw, "stack", "toolchain")
     for pname, ptable in profiles_raw.items():
         ctx.name(pname, "profile", "profiles", pname)
         ctx.keys(ctx.table(ptable, "profiles", pname), PROFILE_KEYS, "profiles", pname)
@@ -418,11 +360,11 @@ def load_stack(path: Path, overrides: Mapping[str, str] | None = None,
         context = {**params, **values, "stack": name}
         variant = Variant(values=values, suffix=suffix)
         stack_description = ctx.render(description, context, "stack", "description")
+        resolver = _Resolver(ctx, variant, hosts, site, repos, context)
+        resolver.choose(uses_raw, toolchain_raw)
         for pname, ptable in packages_raw.items():
-            plan = _render_package(ctx, pname, ptable, context, path.parent)
-            if plan is not None:
-                variant.packages[pname] = plan
-        _add_site_hosts(variant, hosts, site)
+            resolver.add(pname, ptable)
+        resolver.complete()
         _check_references(ctx, variant, hosts)
         variant.profiles = _render_profiles(ctx, name, profiles_raw, variant, hosts, context,
                                             stack_description)
@@ -430,20 +372,6 @@ def load_stack(path: Path, overrides: Mapping[str, str] | None = None,
     _check_profile_names(ctx, variants, matrix)
     return Stack(path=path, name=name, parameters=params, hosts=hosts, variants=variants,
                  description=description, run_checks=checks_mode == "always")
-
-
-NESTING_REPORTED = 100
-
-
-def _deep_line(text: str) -> int:
-    """The line where brackets first nest deeper than anyone writes by hand."""
-    depth = 0
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        for c in line:
-            depth += 1 if c in "[{" else -1 if c in "]}" else 0
-            if depth > NESTING_REPORTED:
-                return lineno
-    return 1
 
 
 def _check_profile_names(ctx: _Ctx, variants: list[Variant], matrix: dict[str, list[Any]]) -> None:
@@ -561,51 +489,322 @@ def _parse_hosts(ctx: _Ctx, table: dict[str, Any]) -> dict[str, HostDecl]:
     return hosts
 
 
-def _render_package(ctx: _Ctx, pname: str, table: dict[str, Any], context: dict[str, Any],
-                    base_dir: Path) -> PackagePlan | None:
-    where = ("packages", pname)
-    if "when" in table and not ctx.condition(ctx.string(table["when"], *where, "when"), context,
-                                             *where, "when"):
-        return None
-    if "version" not in table:
-        raise ctx.error(f"package {pname} needs a 'version'", *where)
-    version = table["version"]
-    if not isinstance(version, (str, int, float)):
-        raise ctx.error(f"packages.{pname}.version must be a string", *where, "version")
-    version = ctx.render(str(version), context, *where, "version")
-    ctx.name(version, "version", *where, "version")
-    script = ctx.render(ctx.string(table.get("script", ""), *where, "script"), context,
-                        *where, "script")
-    env = {k: ctx.render(v, context, *where, "env", k)
-           for k, v in ctx.str_table(table.get("env", {}), *where, "env").items()}
-    for k in env:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
-            raise ctx.error(f"invalid environment variable name {k!r}", *where, "env", k)
-    deps = _render_names(ctx, table.get("deps", []), context, *where, "deps")
-    build_deps = _render_names(ctx, table.get("build-deps", []), context, *where, "build-deps")
-    sources_raw = table.get("sources", [])
-    if not isinstance(sources_raw, list):
-        raise ctx.error(f"packages.{pname}.sources must be a list of tables", *where, "sources")
-    line = ctx.index.line(*where, "sources")
+def _render_fields(ctx: _Ctx, table: dict[str, Any], context: dict[str, Any],
+                   *where: str) -> dict[str, Any]:
+    """Every key of a package table (a stack's or a recipe's) that is there, rendered.
+
+    Absent keys stay absent, so a stack's table can be laid over a recipe's:
+    what the stack says wins, what it leaves out the recipe gives.
+    """
+    out: dict[str, Any] = {}
+    if "version" in table:
+        version = table["version"]
+        if not isinstance(version, (str, int, float)) or isinstance(version, bool):
+            raise ctx.error(f"{'.'.join(where)}.version must be a string", *where, "version")
+        out["version"] = ctx.name(ctx.render(str(version), context, *where, "version"),
+                                  "version", *where, "version")
+    if "script" in table:
+        out["script"] = ctx.render(ctx.string(table["script"], *where, "script"), context,
+                                   *where, "script")
+    if "env" in table:
+        env = {k: ctx.render(v, context, *where, "env", k)
+               for k, v in ctx.str_table(table["env"], *where, "env").items()}
+        for k in env:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
+                raise ctx.error(f"invalid environment variable name {k!r}", *where, "env", k)
+        out["env"] = env
+    for key in ("deps", "build-deps"):
+        if key in table:
+            out[key] = _render_deps(ctx, table[key], context, *where, key)
+    if "sources" in table:
+        out["sources"] = _render_sources(ctx, table["sources"], context, *where, "sources")
+    if "patches" in table:
+        out["patches"] = _render_patches(ctx, table["patches"], context, *where, "patches")
+    if "description" in table:
+        out["description"] = ctx.render(ctx.string(table["description"], *where, "description"),
+                                        context, *where, "description")
+    if "slurm" in table:
+        out["slurm"] = _render_slurm(ctx, table["slurm"], context, *where, "slurm")
+    if "check" in table or "import" in table:
+        out["checks"] = _render_checks(ctx, table, context, *where)
+    about = _about(ctx, table, context, *where)
+    if about:
+        out["about"] = about
+    if "build-system" in table:
+        system = ctx.string(table["build-system"], *where, "build-system")
+        if system not in BUILD_SYSTEMS:
+            raise ctx.error(f"build-system must be one of {', '.join(BUILD_SYSTEMS)},"
+                            f" not {system!r}", *where, "build-system")
+        out["build-system"] = system
+    for key in (*ARG_KEYS, "provides"):
+        if key in table:
+            raw = table[key]
+            rendered = [ctx.render(v, context, *where, key)
+                        for v in ctx.strings([raw] if isinstance(raw, str) else raw,
+                                             *where, key)]
+            out[key] = [v for v in rendered if v]  # `{{ '' if shared else '--static' }}`
+    for key in STAGE_KEYS:
+        if key in table:
+            out[key] = ctx.render(ctx.string(table[key], *where, key), context, *where, key)
+    return out
+
+
+def _render_deps(ctx: _Ctx, value: Any, context: dict[str, Any], *path: str) -> list[str]:
+    """`deps = ["zlib", { name = "mpi", when = "mpi" }]`: names, conditions evaluated."""
+    if not isinstance(value, list):
+        raise ctx.error(f"{'.'.join(path)} must be a list of names", *path)
+    names = []
+    for item in value:
+        if isinstance(item, dict):
+            ctx.keys(item, {"name", "when"}, *path)
+            name = ctx.string(item.get("name"), *path)
+            if "when" in item and not ctx.condition(ctx.string(item["when"], *path), context,
+                                                    *path):
+                continue
+            names.append(ctx.render(name, context, *path).strip())
+        else:
+            names.append(ctx.render(ctx.string(item, *path), context, *path).strip())
+    return [n for n in names if n]  # a template may render to "" to drop a dependency
+
+
+def _render_sources(ctx: _Ctx, value: Any, context: dict[str, Any],
+                    *where: str) -> list[SourceDecl]:
+    if not isinstance(value, list):
+        raise ctx.error(f"{'.'.join(where)} must be a list of tables", *where)
+    line = ctx.index.line(*where)
     sources = []
-    for s in sources_raw:
+    for s in value:
         if not isinstance(s, dict):
-            raise ctx.error(f"packages.{pname}.sources entries must be tables", *where, "sources")
-        rendered = {k: ctx.render(v, context, *where, "sources") if isinstance(v, str) else v
+            raise ctx.error(f"{'.'.join(where)} entries must be tables", *where)
+        rendered = {k: ctx.render(v, context, *where) if isinstance(v, str) else v
                     for k, v in s.items()}
         decl = SourceDecl.from_toml(rendered, file=ctx.file, line=line)
         if decl.path is not None:
-            ctx.inside(decl.path, *where, "sources")
+            ctx.inside(decl.path, *where)
         sources.append(decl)
-    patches = _render_patches(ctx, table.get("patches", []), context, *where, "patches")
-    description = ctx.render(ctx.string(table.get("description", ""), *where, "description"),
-                             context, *where, "description")
-    slurm = _render_slurm(ctx, table.get("slurm", {}), context, *where, "slurm")
-    return PackagePlan(pname, version, sources, deps, build_deps, env, script,
-                       ctx.index.line(*where), patches, sources_line=line,
-                       description=description, slurm=slurm,
-                       checks=_render_checks(ctx, table, context, *where),
-                       about=_about(ctx, table, context, *where))
+    return sources
+
+
+def _plan(ctx: _Ctx, pname: str, fields: dict[str, Any], line: int, sources_line: int,
+          recipe: str = "") -> PackagePlan:
+    where = ("packages", pname)
+    if "version" not in fields:
+        raise ctx.error(f"package {pname} needs a 'version'", *where)
+    return PackagePlan(pname, fields["version"], fields.get("sources", []),
+                       fields.get("deps", []), fields.get("build-deps", []),
+                       fields.get("env", {}), fields.get("script", ""), line,
+                       fields.get("patches", []), sources_line=sources_line,
+                       description=fields.get("description", ""), slurm=fields.get("slurm", {}),
+                       checks=fields.get("checks", []), about=fields.get("about", {}),
+                       provides=fields.get("provides", []), recipe=recipe)
+
+
+class _Resolver:
+    """One variant's packages: the stack's own, from recipes, and what their deps pull in.
+
+    Resolution order for a name: the stack's packages, the stack's `[host.NAME]`,
+    the config's `[host.NAME]`, then the repositories (a package recipe or a host
+    recipe). `[packages.V] use = "P"` makes every dependency on the virtual V a
+    dependency on P; `[stack] toolchain` joins the build-deps of every package
+    whose build system compiles, and its compilers are CC, CXX and FC there.
+    """
+
+    def __init__(self, ctx: _Ctx, variant: Variant, hosts: dict[str, HostDecl],
+                 site: _SiteHosts, repos: Repositories, context: dict[str, Any]):
+        self.ctx = ctx
+        self.variant = variant
+        self.hosts = hosts
+        self.site = site
+        self.repos = repos
+        self.context = context
+        self.uses: dict[str, str] = {}
+        self.toolchain: list[str] = []
+        self.compilers: dict[str, str] = {}
+        self.recipe_ctx: dict[str, _Ctx] = {}
+        self.asked_by: dict[str, str] = {}  # dependency -> a package that named it, for errors
+
+    def choose(self, uses_raw: Mapping[str, str], toolchain_raw: list[str]) -> None:
+        ctx = self.ctx
+        self.uses = {v: ctx.render(u, self.context, "packages", v, "use").strip()
+                     for v, u in uses_raw.items()}
+        self.toolchain = _render_names(ctx, toolchain_raw, self.context, "stack", "toolchain")
+        for name in self.toolchain:
+            decl = self._host(name)
+            if decl is not None:
+                for var, program in compiler_env(decl.programs).items():
+                    self.compilers.setdefault(var, program)
+
+    def _host(self, name: str) -> HostDecl | None:
+        """A host declaration for `name` from the stack, the config or a host recipe."""
+        if name in self.hosts:
+            return self.hosts[name]
+        found = self.site.get(name)
+        if found is None:
+            recipe = self.repos.find(name) if self.repos else None
+            if recipe is not None and recipe.is_host:
+                found = _parse_hosts(self._ctx_of(recipe), {name: recipe.data["host"]})[name]
+        if found is not None:
+            self.hosts[name] = found
+        return found
+
+    def _ctx_of(self, recipe: Recipe) -> _Ctx:
+        if recipe.file not in self.recipe_ctx:
+            rctx = _Ctx(Path(recipe.file), recipe.text)
+            rctx.allow_outside = False
+            self.recipe_ctx[recipe.file] = rctx
+        return self.recipe_ctx[recipe.file]
+
+    def add(self, pname: str, table: dict[str, Any]) -> None:
+        """A package the stack names (its table may be empty: then it is the recipe's)."""
+        ctx = self.ctx
+        where = ("packages", pname)
+        if "when" in table and not ctx.condition(ctx.string(table["when"], *where, "when"),
+                                                 self.context, *where, "when"):
+            return
+        stack_fields = _render_fields(ctx, table, self.context, *where)
+        recipe = None
+        if "script" not in table and self.repos:
+            recipe = self.repos.find(pname)
+            if recipe is not None and recipe.is_host:
+                raise ctx.error(f"package {pname}: the recipe {recipe.file} is a host capture;"
+                                f" name {pname} in deps instead of [packages.{pname}]", *where)
+        if recipe is None and not table and self.repos:
+            raise ctx.error(f"package {pname}: no recipe named {pname} in the repositories"
+                            f" ({', '.join(r.label for r in self.repos.refs)})", *where)
+        fields = stack_fields
+        if recipe is not None:
+            fields = self._from_recipe(recipe, pname, table, stack_fields)
+        self._finish(pname, fields, "script" in stack_fields,
+                     ctx.index.line(*where), ctx.index.line(*where, "sources"),
+                     recipe.file if recipe else "")
+
+    def _from_recipe(self, recipe: Recipe, pname: str, table: dict[str, Any],
+                     stack_fields: dict[str, Any]) -> dict[str, Any]:
+        """The recipe's fields in this variant, with the stack's laid over them."""
+        ctx = self.ctx
+        where = ("packages", pname)
+        versions = recipe.versions
+        version = stack_fields.get("version", versions[0])
+        if version not in versions and "sources" not in stack_fields:
+            raise ctx.error(f"package {pname}: the recipe {recipe.file} has no version"
+                            f" {version} (versions: {', '.join(versions)})", *where, "version")
+        params = self._parameters(recipe, pname, table)
+        rctx = self._ctx_of(recipe)
+        context = {**self.context, **params, "version": version, "name": pname}
+        fields = _render_fields(rctx, recipe.data, context)
+        fields["version"] = version
+        if version in versions:
+            vwhere = ("versions", version)
+            vtable = recipe.version_table(version)
+            patches = vtable.pop("patches", [])
+            if "url" in vtable:  # release archives hold one top directory
+                vtable.setdefault("strip", 1)
+            url = str(vtable.get("url", ""))
+            if url.endswith(".whl"):  # a wheel is installed as the file it is
+                vtable["unpack"] = False
+                vtable.pop("strip", None)
+            fields["sources"] = _render_sources(rctx, [vtable], context, *vwhere)
+            if patches:
+                fields["patches"] = _render_patches(rctx, patches, context, *vwhere, "patches")
+        for key, value in stack_fields.items():
+            if key in LIST_KEYS:
+                fields[key] = [*fields.get(key, []), *value]
+            elif key == "env":
+                fields["env"] = {**fields.get("env", {}), **value}
+            else:
+                fields[key] = value
+        fields.setdefault("build-system", recipe.build_system)
+        return fields
+
+    def _parameters(self, recipe: Recipe, pname: str, table: dict[str, Any]) -> dict[str, Any]:
+        ctx = self.ctx
+        where = ("packages", pname, "parameters")
+        values = {k: p.default for k, p in recipe.parameters.items()}
+        chosen = ctx.table(table.get("parameters", {}), *where)
+        for key, value in chosen.items():
+            param: Parameter | None = recipe.parameters.get(key)
+            if param is None:
+                allowed = ", ".join(sorted(recipe.parameters)) or "none"
+                raise ctx.error(f"package {pname}: the recipe has no parameter {key!r}"
+                                f" (parameters: {allowed})", *where, key)
+            problem = param.check(key, value)
+            if problem:
+                raise ctx.error(f"package {pname}: {problem}", *where, key)
+            values[key] = value
+        return values
+
+    def _finish(self, pname: str, fields: dict[str, Any], own_script: bool, line: int,
+                sources_line: int, recipe: str) -> None:
+        system = fields.get("build-system", "script")
+        if system != "script" and not own_script:
+            wheel = next((s.filename or (s.url or "").rsplit("/", 1)[-1]
+                          for s in fields.get("sources", []) if not s.unpack), None)
+            fields["script"] = render_script(
+                system, fields, pre_configure=fields.get("pre-configure", ""),
+                post_install=fields.get("post-install", ""), wheel=wheel)
+        if system in COMPILING and not own_script:
+            build_deps = fields.get("build-deps", [])
+            fields["build-deps"] = [*(t for t in self.toolchain if t != pname
+                                      and t not in build_deps), *build_deps]
+            fields["env"] = {**self.compilers, **fields.get("env", {})}
+        for key in ("deps", "build-deps"):
+            fields[key] = [self.uses.get(d, d) for d in fields.get(key, [])]
+            for d in fields[key]:
+                self.asked_by.setdefault(d, pname)
+        self.variant.packages[pname] = _plan(self.ctx, pname, fields, line, sources_line,
+                                             recipe)
+
+    def complete(self) -> None:
+        """Pull in, from config and repositories, what the packages name but the stack lacks."""
+        pending = [d for plan in list(self.variant.packages.values())
+                   for d in plan.deps + plan.build_deps]
+        while pending:
+            name = pending.pop()
+            if name in self.variant.packages or self._host(name) is not None:
+                continue
+            recipe = self.repos.find(name) if self.repos else None
+            if recipe is None:
+                providers = self.repos.providers(name) if self.repos else []
+                if providers:
+                    asker = self.asked_by.get(name, name)
+                    raise self.ctx.error(
+                        f"package {asker} needs {name}, a virtual package provided by"
+                        f" {', '.join(providers)}: choose one with [packages.{name}]"
+                        f" use = \"{providers[0]}\"", "packages", asker)
+                continue  # _check_references names it
+            self._finish_recipe(name, recipe)
+            plan = self.variant.packages[name]
+            pending.extend(plan.deps + plan.build_deps)
+        self._check_uses()
+
+    def _finish_recipe(self, name: str, recipe: Recipe) -> None:
+        fields = self._from_recipe(recipe, name, {}, {})
+        rctx = self._ctx_of(recipe)
+        self._finish(name, fields, False, self.ctx.index.line("packages"),
+                     rctx.index.line("versions"), recipe.file)
+
+    def _check_uses(self) -> None:
+        for virtual, provider in self.uses.items():
+            where = ("packages", virtual, "use")
+            if provider in self.variant.packages:
+                if virtual in self.variant.packages[provider].provides:
+                    continue
+            elif self._host(provider) is not None:
+                decl = self.hosts[provider]
+                recipe = self.repos.find(provider) if self.repos else None
+                if decl.family == virtual or (recipe is not None and virtual in recipe.provides):
+                    continue
+            else:
+                recipe = self.repos.find(provider) if self.repos else None
+                if recipe is None:
+                    raise self.ctx.error(f"packages.{virtual}.use: no package, host or recipe"
+                                         f" named {provider!r}", *where)
+                if virtual in recipe.provides:
+                    continue  # provides, but nothing asked for it in this variant
+            providers = self.repos.providers(virtual) if self.repos else []
+            hint = f" (providers: {', '.join(providers)})" if providers else ""
+            raise self.ctx.error(f"packages.{virtual}.use: {provider} does not provide"
+                                 f" {virtual}{hint}", *where)
 
 
 def _about(ctx: _Ctx, table: dict[str, Any], context: dict[str, Any],

@@ -58,6 +58,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("provenance", "export"), "reproduce": ("provenance", "reproduce"),
     "report": ("provenance", "report"),
     "modulefiles": ("modules", "modulefiles"), "pack": ("containers", "pack"),
+    "recipes": ("recipes", "recipes_cmd"), "info": ("recipes", "info_cmd"),
+    "create": ("recipes", "create_cmd"), "import": ("recipes", "import_cmd"),
 }
 
 

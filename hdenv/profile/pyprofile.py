@@ -64,8 +64,13 @@ def find_pythons(members: Sequence[Member], exclude: Sequence[str] = ()) -> dict
             continue
         for name in names:
             match = INTERPRETER.match(name)
+            if match is None and name == "python3":
+                # a host capture of `python3` alone: its version is the name it leads to
+                match = INTERPRETER.match(os.path.basename(os.path.realpath(bindir / name)))
             if match and not excluder.excluded(m, ("bin", name)):
-                found.setdefault(match.group(1), []).append(m.id)
+                ids = found.setdefault(match.group(1), [])
+                if m.id not in ids:
+                    ids.append(m.id)
     return found
 
 
@@ -120,6 +125,8 @@ def write_pyvenv_cfg(farm: Path, version: str) -> str:
 def add_interpreter_aliases(farm: Path, version: str) -> None:
     """`python3` and `python` in the profile, when no artifact provides them."""
     bindir = farm / "bin"
+    if not os.path.lexists(bindir / f"python{version}") and os.path.lexists(bindir / "python3"):
+        os.symlink("python3", bindir / f"python{version}")  # what the venv's home is read from
     for alias in ("python3", "python"):
         if not os.path.lexists(bindir / alias):
             os.symlink(f"python{version}", bindir / alias)

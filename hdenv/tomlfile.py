@@ -1,0 +1,109 @@
+"""TOML files users write (stack files, recipes, config): one-line errors with FILE:LINE.
+
+tomllib gives no positions, so `LineIndex` recovers the line of a key from the
+text, and `load` turns a decoding error into the same one-line `UserError`
+whichever kind of file it is.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class LineIndex:
+    """Maps dotted key paths (("packages", "app", "env")) to 1-based line numbers."""
+
+    _header = re.compile(r"^\s*\[\[?\s*([^\[\]#]+?)\s*\]\]?\s*(#.*)?$")
+    _part = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
+    _key = re.compile(rf"^\s*({_part}(?:\s*\.\s*{_part})*)\s*=")
+
+    def __init__(self, text: str):
+        self.lines: dict[tuple[str, ...], int] = {}
+        table: tuple[str, ...] = ()
+        in_multiline: str | None = None
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if in_multiline:
+                if line.count(in_multiline) % 2 == 1:
+                    in_multiline = None
+                continue
+            m = self._header.match(line)
+            if m:
+                table = self._split(m.group(1))
+                self.lines.setdefault(table, lineno)
+                continue
+            m = self._key.match(line)
+            if m:
+                path = table + self._split(m.group(1))
+                self.lines.setdefault(path, lineno)
+                rest = line[m.end():]
+                for quote in ('"""', "'''"):
+                    if rest.count(quote) == 1:
+                        in_multiline = quote
+
+    @staticmethod
+    def _split(dotted: str) -> tuple[str, ...]:
+        parts = re.findall(r'"[^"]*"|\'[^\']*\'|[^.\s]+', dotted)
+        return tuple(p.strip("\"'") for p in parts)
+
+    def line(self, *path: str) -> int:
+        """Line of the longest known prefix of `path` (1 if nothing matches)."""
+        for n in range(len(path), 0, -1):
+            found = self.lines.get(tuple(path[:n]))
+            if found is not None:
+                return found
+        return 1
+
+
+
+NESTING_REPORTED = 100
+
+
+def deep_line(text: str) -> int:
+    """The line where brackets first nest deeper than anyone writes by hand."""
+    depth = 0
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        for c in line:
+            depth += 1 if c in "[{" else -1 if c in "]}" else 0
+            if depth > NESTING_REPORTED:
+                return lineno
+    return 1
+
+
+def parse(text: str, file: str) -> dict[str, Any]:
+    """`text` as TOML; a syntax error is one line naming `file` and the line."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        msg = str(e)
+        m = re.search(r"\(at line (\d+), column \d+\)", msg)
+        line = int(m.group(1)) if m else None
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
+        if line is None:
+            m = re.search(r"\(at end of document\)", msg)
+            line = text.count("\n") + 1 if m else 1
+            msg = msg.replace(" (at end of document)", "")
+        raise UserError(f"invalid TOML: {msg}", file=file, line=line) from None
+    except RecursionError:
+        raise UserError("invalid TOML: arrays or tables nested too deeply", file=file,
+                        line=deep_line(text)) from None
+
+
+def read(path: Path, what: str) -> tuple[dict[str, Any], str]:
+    """The parsed file and its text; a missing or unreadable file is one line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {what} {path}: {e}") from None
+    return parse(text, str(path)), text
