@@ -8,6 +8,7 @@ Each refusal is also shown to get through where the jail is off
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -102,8 +103,8 @@ def test_a_bad_jail_setting_is_one_line(run_hdenv: Runner, tmp_path: Path) -> No
     assert proc.stderr == "hdenv: error: jail must be true or false, got 'maybe'\n"
 
 
-def test_declared_by_package_it_builds_and_runs_in_the_jail(run_hdenv: Runner,
-                                                           tmp_path: Path) -> None:
+def test_declared_by_package_it_builds_and_runs_in_the_jail(run_hdenv: Runner, tmp_path: Path,
+                                                           store_dir: Path) -> None:
     jailed()
     version = yaml_version()
     stack = tmp_path / "s.toml"
@@ -114,6 +115,8 @@ def test_declared_by_package_it_builds_and_runs_in_the_jail(run_hdenv: Runner,
     exe = artifact(run_hdenv, "yamlprog") / "bin" / "yamlprog"
     ran = subprocess.run([str(exe)], capture_output=True, text=True)
     assert ran.returncode == 0 and ran.stdout.strip() == version, ran
+    assert "/usr/include/stdio.h" in json.loads(
+        (store_dir / "cache" / "jail.json").read_text())["base"]  # for the next hdenv build
 
 
 PROBE = """
@@ -312,3 +315,28 @@ def test_only_the_check_that_stopped_configure_is_named(tmp_path: Path) -> None:
     assert line.startswith("-lz is hidden from builds (the jail): the host has /"), line
     log.write_text(CONFIG_LOG.replace("configure:13054: error: zlib not installed\n", ""))
     assert missing.explain_config_log(log) == []
+
+
+def test_the_jail_cache_is_believed_only_while_the_host_is_unchanged(tmp_path: Path) -> None:
+    jailed()
+    jail.forget()
+    cold = jail.bwrap_args()
+    cache = tmp_path / "jail.json"
+    jail.save_cache(cache)
+    require(cache.exists(), "the package database or /usr/include changed in the last 2 s")
+    data = json.loads(cache.read_text())
+    jail.forget()
+    jail.load_cache(cache)
+    assert jail.bwrap_args() == cold
+    # an answer that differs shows whether the cache was used
+    data["base"].remove("/usr/include/stdio.h")
+    cache.write_text(json.dumps(data))
+    jail.forget()
+    jail.load_cache(cache)
+    assert "/usr/include/stdio.h" not in jail.bwrap_args()
+    data["key"][-1][3] -= 1  # a library directory changed since
+    cache.write_text(json.dumps(data))
+    jail.forget()
+    jail.load_cache(cache)
+    assert "/usr/include/stdio.h" in jail.bwrap_args()
+    jail.forget()

@@ -467,8 +467,13 @@ def in_sandbox(store: Store, node: Node, argv: list[str], *, writable: list[Path
     if not sandboxed:
         return argv
     used = _used(store, node)
-    allowed = jail.bwrap_args(jail.declared(
-        _read_spec(store, a) for a in used if _is_host(store, a))) if jailed else []
+    allowed: list[str] = []
+    if jailed:
+        cache = store.root / "cache" / "jail.json"
+        jail.load_cache(cache)
+        allowed = jail.bwrap_args(jail.declared(
+            _read_spec(store, a) for a in used if _is_host(store, a)))
+        jail.save_cache(cache)
     return bwrap.wrap(argv, writable=writable,
                       readable=[*_sandbox_reads(store, used), *readable], cwd=cwd,
                       writable_fds=writable_fds, jail=allowed)
