@@ -30,7 +30,8 @@ class Settings:
     jobs: int = 1  # packages built at once (`-j`)
     build_jobs: int | None = None  # HDENV_JOBS inside each build; None: share the cores
     sandbox: str = "auto"  # "auto" | "bwrap" | "none"
-    strict_links: bool = False  # undeclared system libraries fail a build
+    jail: bool = True  # in the sandbox, host dev files a build did not declare are hidden
+    strict_links: bool = True  # undeclared system libraries fail a build
     host_identity: str = "version"  # "version" | "content": host byte hashes in ids
     upstreams: list[Path] = field(default_factory=list)  # read-only stores below this one
     usage_log: str | None = None  # "syslog", "file:DIR" or "udp://HOST:PORT"
@@ -105,6 +106,11 @@ def _choice(value: object, what: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise UserError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
     return str(value)
+
+
+def _or_default(value: object, default: object) -> object:
+    """`value`, or `default` where it was not set (None or an empty variable)."""
+    return default if value is None or value == "" else value
 
 
 def _flag(value: object, what: str) -> bool:
@@ -271,8 +277,9 @@ def load_settings(
         build_jobs=build_jobs,
         sandbox=_choice(layers.get("sandbox", None, "", "HDENV_SANDBOX") or "auto", "sandbox",
                         ("auto", "bwrap", "none")),
-        strict_links=_flag(layers.get("strict-links", None, "", "HDENV_STRICT_LINKS") or False,
-                           "strict-links"),
+        jail=_flag(_or_default(layers.get("jail", None, "", "HDENV_JAIL"), True), "jail"),
+        strict_links=_flag(_or_default(layers.get("strict-links", None, "", "HDENV_STRICT_LINKS"),
+                                       True), "strict-links"),
         host_identity=_choice(layers.get("host-identity") or "version", "host-identity",
                               ("version", "content")),
         upstreams=upstreams,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .errors import UserError
 
-KNOWN_KEYS = frozenset({"store", "mirrors", "jobs", "build-jobs", "sandbox",
+KNOWN_KEYS = frozenset({"store", "mirrors", "jobs", "build-jobs", "sandbox", "jail",
                         "strict-links", "host-identity", "upstreams", "usage-log",
                         "caches", "trusted-keys", "signing-key", "executor", "slurm-options",
                         "host",  # `[host.NAME]`: host software shared by every stack

@@ -109,6 +109,35 @@ def manager() -> str | None:
     return None
 
 
+def matching(patterns: list[str]) -> list[str]:
+    """The installed packages whose names match `patterns` (dpkg's globs; rpm: exact names),
+    in order; those not installed are left out quietly (for sets hdenv itself names)."""
+    kind = manager()
+    if kind == "deb":
+        out = _run(["dpkg-query", "-W", "-f", "${db:Status-Status}\t${Package}\n", *patterns])
+        return list(dict.fromkeys(name for status, _, name in
+                                  (line.partition("\t") for line in out.splitlines())
+                                  if status == "installed" and name))
+    if kind == "rpm":
+        out = _run(["rpm", "-q", "--queryformat", "%{NAME}\n", *patterns])
+        return list(dict.fromkeys(line.strip() for line in out.splitlines()
+                                  if line.strip() and " " not in line.strip()))
+    return []
+
+
+def files_of(names: list[str]) -> list[str]:
+    """The files (not directories, not documentation) of installed packages `names`, in one
+    query (`dpkg-query -L A B ...`, `rpm -ql A B ...`): for sets hdenv names itself, where
+    a version per package is not needed and every subprocess counts (the build jail)."""
+    kind = manager()
+    if kind is None or not names:
+        return []
+    argv = ["dpkg-query", "-L", *names] if kind == "deb" else ["rpm", "-ql", *names]
+    listed = _run(argv).splitlines()
+    return sorted(p for p in dict.fromkeys(listed) if p.startswith("/")
+                  and not p.startswith(SKIPPED) and _is_file(p))
+
+
 def installed(names: list[str], who: str) -> list[HostPackage]:
     """Each package of `names`, installed here, with its version and files (not directories,
     not documentation); UserError (one line, naming `who`) for one that is not installed

@@ -65,7 +65,7 @@ def build_env(path: Path, settings: Settings, package: str, command: Sequence[st
               f" script is {script}; PREFIX is the scratch directory {prefix}",
               file=sys.stderr)
         argv = in_sandbox(store, node, shell, writable=[build_dir], cwd=src,
-                          sandboxed=options.sandbox)
+                          sandboxed=options.sandbox, jailed=options.jail)
         return subprocess.run(argv, cwd=src, env=env).returncode
 
 

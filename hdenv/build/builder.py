@@ -38,7 +38,7 @@ from ..store.layout import Store
 from ..store.sharing import current_umask
 from ..store.sources import SourceStore
 from ..store.tmpdirs import temp_dir
-from . import bwrap, linkaudit, processes
+from . import bwrap, jail, linkaudit, missing, processes
 from .plan import Node
 
 LOG_TAIL_LINES = 25
@@ -172,8 +172,9 @@ def _is_host(store: Store, aid: str) -> bool:
 class BuildOptions:
     """Settings that change how a build runs, never what it is (none enters a spec)."""
 
-    strict_links: bool = False  # undeclared system libraries fail the build
+    strict_links: bool = True  # undeclared system libraries fail the build
     sandbox: bool = False  # run under bubblewrap (decided once per `hdenv build`)
+    jail: bool = True  # in the sandbox, hide undeclared host dev files (jail.py)
     note: Callable[[str], None] = field(default=lambda _msg: None)  # one line for the user
     # substitute(id, say, meter) -> True if a binary cache provided it (exchange.substitute)
     substitute: Callable[[str, Callable[[str], None], Any], bool] | None = None
@@ -205,7 +206,7 @@ def build_options(settings: Settings, stream: TextIO | None = None,
     sandboxed, notice = bwrap.use_sandbox(settings.sandbox)
     if notice and stream is not None:
         print(f"hdenv: {notice}", file=stream)
-    return BuildOptions(strict_links=settings.strict_links, sandbox=sandboxed,
+    return BuildOptions(strict_links=settings.strict_links, sandbox=sandboxed, jail=settings.jail,
                         skip_checks=flags.skip_checks, keep_failed=flags.keep_failed,
                         verbose=flags.verbose)
 
@@ -268,7 +269,7 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
         if on_log is not None:  # where to follow it while it runs (the progress display says)
             on_log(log_path)
         _run_script(store, node, sources, prefix, build_dir, log_path, jobs, guard_fd,
-                    sandboxed=options.sandbox)
+                    sandboxed=options.sandbox, jailed=options.jail)
         meta.update(_audit_links(store, node, prefix, build_dir, log_path, options))
         _run_checks(store, node, prefix, build_dir, log_path, jobs, guard_fd, options)
 
@@ -291,9 +292,10 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
                 else f"build of {node.id} failed")
         where = _keep_build_dir(store, node, build_dir) if options.keep_failed else None
         kept_dir = f"\nbuild directory kept: {where}" if where else ""
+        hidden = _hidden_files(kept, build_dir) if options.sandbox and options.jail else []
         raise BuildError(
             f"{what} (exit {e.returncode}); log: {kept}{kept_dir}{not_kept}\n"
-            f"--- last lines of the build log ---\n{tail(kept)}"
+            f"--- last lines of the build log ---\n{tail(kept)}{missing.joined(hidden)}"
         ) from None
     except Interrupted:
         if log_path.exists():  # where a stopped build had got to (a batch job out of time)
@@ -307,6 +309,18 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
     finally:
         if build_dir.exists():
             remove_tree(build_dir)
+
+
+def _hidden_files(log: Path, build_dir: Path) -> list[str]:
+    """What the jail hid that a failed build looked for: from its log, else from the check
+    that stopped an autoconf configure (`config.log` in the sources or one level down)."""
+    found = missing.explain_file(log)
+    src = build_dir / "src"
+    for config_log in [src / "config.log", *sorted(src.glob("*/config.log"))]:
+        if found:
+            break
+        found = missing.explain_config_log(config_log)
+    return found
 
 
 def kept_build_dir(store: Store, aid: str) -> Path:
@@ -360,7 +374,8 @@ def _audit_links(store: Store, node: Node, prefix: Path, build_dir: Path, log_pa
         libs = sorted({f"{u['library']} ({u['path']})" for u in result.undeclared})
         if options.strict_links:
             raise BuildError(f"{node.id} loads undeclared system libraries (strict-links): "
-                             + ", ".join(libs))
+                             + ", ".join(libs) + missing.undeclared_hint(
+                                 sorted({u["path"] for u in result.undeclared})))
         options.note(f"{node.id}: undeclared system libraries: {', '.join(libs)}")
     for m in result.missing:
         options.note(f"warning: {node.id}: {m['file']} needs {m['library']}, found nowhere")
@@ -446,17 +461,27 @@ def _umask_line() -> str:
 
 def in_sandbox(store: Store, node: Node, argv: list[str], *, writable: list[Path], cwd: Path,
                sandboxed: bool, readable: tuple[str, ...] = (),
-               writable_fds: dict[Path, int] | None = None) -> list[str]:
-    """`argv` as the build runs it: under bubblewrap when builds are sandboxed."""
+               writable_fds: dict[Path, int] | None = None, jailed: bool = True) -> list[str]:
+    """`argv` as the build runs it: under bubblewrap when builds are sandboxed, and there
+    (unless `jailed` is False) seeing only the host dev files it declared."""
     if not sandboxed:
         return argv
+    used = _used(store, node)
+    allowed: list[str] = []
+    if jailed:
+        cache = store.root / "cache" / "jail.json"
+        jail.load_cache(cache)
+        allowed = jail.bwrap_args(jail.declared(
+            _read_spec(store, a) for a in used if _is_host(store, a)))
+        jail.save_cache(cache)
     return bwrap.wrap(argv, writable=writable,
-                      readable=[*_sandbox_reads(store, node), *readable], cwd=cwd,
-                      writable_fds=writable_fds)
+                      readable=[*_sandbox_reads(store, used), *readable], cwd=cwd,
+                      writable_fds=writable_fds, jail=allowed)
 
 
 def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, build_dir: Path,
-                log_path: Path, jobs: int, guard_fd: int, sandboxed: bool = False) -> None:
+                log_path: Path, jobs: int, guard_fd: int, sandboxed: bool = False,
+                jailed: bool = True) -> None:
     src, script, env = prepare(store, node, sources, prefix, build_dir, jobs)
     sh = store.artifact_dir(node.spec["tools"]) / "bin" / "sh"
     with open(log_path, "ab") as log:
@@ -469,7 +494,8 @@ def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, bu
             prefix_fd = open_building(store, node.id)  # bound by descriptor, not by path
             try:
                 argv = in_sandbox(store, node, [str(sh), str(script)], writable=[build_dir],
-                                  cwd=src, sandboxed=True, writable_fds={prefix: prefix_fd})
+                                  cwd=src, sandboxed=True, writable_fds={prefix: prefix_fd},
+                                  jailed=jailed)
                 rc = processes.run_in_group(argv, cwd=src, env=env, log=log,
                                             pass_fds=(guard_fd, prefix_fd))
             finally:
@@ -515,7 +541,8 @@ def _run_checks(store: Store, node: Node, prefix: Path, build_dir: Path, log_pat
             log.write(f"hdenv: check: {command}\n".encode())
             log.flush()
             argv = in_sandbox(store, node, [str(sh), str(script)], writable=[build_dir],
-                              cwd=src, sandboxed=options.sandbox, readable=(str(prefix),))
+                              cwd=src, sandboxed=options.sandbox, readable=(str(prefix),),
+                              jailed=options.jail)
             rc = processes.run_in_group(argv, cwd=src, env=env, log=log, pass_fds=(guard_fd,))
         if rc != 0:
             if processes.stopping():
@@ -523,11 +550,15 @@ def _run_checks(store: Store, node: Node, prefix: Path, build_dir: Path, log_pat
             raise CheckFailed(rc, command)
 
 
-def _sandbox_reads(store: Store, node: Node) -> list[str]:
+def _used(store: Store, node: Node) -> list[str]:
+    """Every artifact a build uses: its inputs and the runtime closure of its dependencies."""
+    return list(dict.fromkeys(node.inputs + runtime_closure(store, node.deps + node.build_deps)))
+
+
+def _sandbox_reads(store: Store, used: list[str]) -> list[str]:
     """What a sandboxed build must see: the artifacts it uses and where host software lives."""
-    used = node.inputs + runtime_closure(store, node.deps + node.build_deps)
     out = []
-    for aid in dict.fromkeys(used):
+    for aid in used:
         out.append(str(store.artifact_dir(aid)))
         spec = _read_spec(store, aid)
         if spec.get("kind") == "host":

@@ -6,6 +6,8 @@ What the build sees (`sandbox = "auto"`, the default, or `"bwrap"`):
 - `/tmp`, `/root`, `/home`, `/opt`, `/usr/local` and the user's `$HOME` replaced
   by empty tmpfs: nothing private or site-local leaks into a build, and
   nothing it writes there survives it;
+- of the host's headers and libraries, only the C library's, the compilers'
+  and the declared ones (`jail.py`, passed in as `jail`);
 - writable: only the build directory and `$PREFIX`;
 - read-only: every artifact the build uses, and the installation prefixes of
   host programs that live under a hidden directory (a pyenv Python in
@@ -102,12 +104,15 @@ def install_root(program: str) -> str:
 
 
 def wrap(argv: Sequence[str], *, writable: Sequence[Path], readable: Sequence[Path | str],
-         cwd: Path, writable_fds: Mapping[Path, int] | None = None) -> list[str]:
+         cwd: Path, writable_fds: Mapping[Path, int] | None = None,
+         jail: Sequence[str] = ()) -> list[str]:
     """`argv` run under bwrap with `writable` and `readable` bound in (see module doc).
 
     `writable_fds` maps a path to an open directory descriptor bound there
     (`--bind-fd`; the caller passes the descriptor to the child): what is bound
     is the directory that was opened, whatever the path names by then.
+    `jail` (`jail.bwrap_args`) comes after the hidden directories and before
+    the binds, so a store or build directory is never hidden by it.
     """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
@@ -116,6 +121,7 @@ def wrap(argv: Sequence[str], *, writable: Sequence[Path], readable: Sequence[Pa
     args = [bwrap, *_base_args()]
     for d in hidden:
         args += ["--tmpfs", d]
+    args += jail
     binds: dict[str, str] = {}
     for p in readable:
         real = os.path.realpath(p)

@@ -87,7 +87,7 @@ class SlurmExecutor:
     def __init__(self, options: Sequence[str] = (), *, build_jobs: int | None = None,
                  slurm: Slurm | None = None, command: Sequence[str] | None = None,
                  poll: float = 5.0, options_file: str | None = None,
-                 strict_links: bool = False):
+                 strict_links: bool = True):
         problem = check_options(options, "slurm-options")
         if problem:
             raise UserError(problem, file=options_file)
