@@ -98,6 +98,13 @@ def test_recipes_created_from_every_shared_archive_build_as_written(
     built = {line.split("/")[0] for line in run_hdenv("list", "artifacts", check=True)
              .stdout.splitlines()}
     assert built >= {n for n in names if n != "lua"}
+    # PyYAML without a libyaml dependency: the jail hides the system's yaml.h, so it is
+    # pure Python (never linked to the system's libyaml behind the stack's back)
+    (pyyaml,) = [line.split()[0] for line in run_hdenv("list", "artifacts", check=True)
+                 .stdout.splitlines() if line.startswith("pyyaml/")]
+    prefix = Path(run_hdenv("path", pyyaml, check=True).stdout.strip())
+    assert list(prefix.glob("lib/python3*/site-packages/yaml/__init__.py"))
+    assert not list(prefix.glob("lib/python3*/site-packages/yaml/_yaml*.so"))
     # the one edit Lua needs, and it builds
     text = (repo / "lua.toml").read_text().replace(
         'build-system = "make"', 'build-system = "make"\ninstall-args = ["INSTALL_TOP=$PREFIX"]')
