@@ -163,3 +163,55 @@ check = ["mpirun -np 2 hello"]
     assert "ranks 2" in (built / ".hdenv" / "build.log").read_text()
     spec = (built / ".hdenv" / "spec.json").read_text()
     assert "openmpi/" in spec  # the virtual became its provider
+
+
+YAML_USER = """#include <yaml.h>
+#include <stdio.h>
+int main(void) { printf("libyaml %s\\n", yaml_get_version_string()); return 0; }
+"""
+
+
+@pytest.mark.slow
+def test_a_gcc_and_clang_matrix_links_the_stacks_libyaml_never_the_systems(
+        run_hdenv: Runner, tmp_path: Path) -> None:
+    for tool in ("gcc", "clang", "cmake"):
+        require_tool(tool)
+    require(SHARED_SOURCES.is_dir(), f"{SHARED_SOURCES} (offline source mirror) is absent")
+    require(Path("/usr/include/yaml.h").is_file(),
+            "libyaml-dev is not installed: nothing for the jail to hide")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "yamlver.c").write_text(YAML_USER)
+    stack = tmp_path / "m.toml"
+    stack.write_text("""[stack]
+name = "yv"
+repos = ["builtin"]
+toolchain = ["{{ compiler }}"]
+
+[matrix]
+compiler = ["gcc", "clang"]
+
+[packages.yamlver]
+version = "1.0"
+build-system = "make"
+sources = [{ path = "src" }]
+deps = ["libyaml"]
+script = '''
+mkdir -p "$PREFIX/bin"
+$CC -o "$PREFIX/bin/yamlver" yamlver.c -lyaml
+'''
+""")
+    proc = run_hdenv("build", str(stack), env={"HDENV_MIRRORS": str(SHARED_SOURCES)},
+                     timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = run_hdenv("list", "artifacts", check=True).stdout.splitlines()
+    yamls = [line.split()[0] for line in lines if line.startswith("libyaml/")]
+    assert len(yamls) == 2  # one libyaml per compiler
+    libdirs = [Path(run_hdenv("path", y, check=True).stdout.strip()) / "lib" for y in yamls]
+    for name in ("yv-gcc", "yv-clang"):
+        program = Path(run_hdenv("path", name, check=True).stdout.strip()) / "bin" / "yamlver"
+        ran = subprocess.run([str(program)], capture_output=True, text=True)
+        assert ran.stdout == "libyaml 0.2.5\n", ran.stderr
+        ldd = subprocess.run(["ldd", str(program)], capture_output=True, text=True).stdout
+        assert any(f"{d}/libyaml.so" in ldd for d in libdirs), ldd
+        assert "/lib/x86_64-linux-gnu/libyaml" not in ldd, ldd

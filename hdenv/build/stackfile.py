@@ -742,7 +742,7 @@ class _Resolver:
             fields["script"] = render_script(
                 system, fields, pre_configure=fields.get("pre-configure", ""),
                 post_install=fields.get("post-install", ""), wheel=wheel)
-        if system in COMPILING and not own_script:
+        if system in COMPILING:  # said or from the recipe, even under the stack's own script
             build_deps = fields.get("build-deps", [])
             fields["build-deps"] = [*(t for t in self.toolchain if t != pname
                                       and t not in build_deps), *build_deps]
