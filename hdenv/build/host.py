@@ -599,9 +599,11 @@ def describe(store: Store, request: HostRequest, *,
     path = _search_path(search_path)
     dirs = _path_dirs(path)
     cache = HostCache(cache_path(store))
-    packages = (hostpkgs.installed(list(request.packages), f"host {request.name}")
-                if request.packages else [])
-    resolved = _resolve_all(request.programs, path, cache, request.libraries, request.packages)
+    pc_dirs, pc_modules = hostlibs.split_pkgconfig(request.pkgconfig)
+    by_package = _module_packages(request, pc_modules)
+    names = [*request.packages, *(n for n in by_package if n not in request.packages)]
+    packages = hostpkgs.installed(names, f"host {request.name}") if names else []
+    resolved = _resolve_all(request.programs, path, cache, request.libraries, names)
     extra, runtime_libs = _expand(cache, resolved, path, dirs)
     probed = _probe_all(cache, resolved + extra)
     libraries = hostlibs.resolve([*request.libraries, *_package_libraries(request, packages)],
@@ -624,14 +626,38 @@ def describe(store: Store, request: HostRequest, *,
         spec["libraries"] = libs
     if request.env:
         spec["env"] = dict(sorted(request.env))
-    if request.pkgconfig:
-        spec["pkgconfig"] = hostlibs.pkgconfig_dirs(request.pkgconfig)
+    if pc_dirs:
+        spec["pkgconfig"] = hostlibs.pkgconfig_dirs(pc_dirs)
+    if pc_modules:
+        spec["pkgconfig_modules"] = pc_modules
     if packages:  # names, versions and files enter the id: an upgrade makes a new artifact
         spec["packages"] = {p.name: {"version": p.version, "arch": p.arch, "manager": p.manager,
                                      "files": p.files} for p in packages}
+        for name, modules in by_package.items():
+            if name not in request.packages:  # there for its .pc files: only those named
+                spec["packages"][name]["pkgconfig_only"] = modules
     meta = {"host_files": files,
             "loads": hostlibs.loads({n: i["path"] for n, i in probed.items()})}
     return spec, meta
+
+
+def _module_packages(request: HostRequest, modules: list[str]) -> dict[str, list[str]]:
+    """`pkgconfig = ["yaml-0.1"]`: the packages owning those modules' `.pc` files -> the
+    modules each owns. The package brings the headers and libraries the `.pc` file names;
+    its other `.pc` files stay out of the artifact (only the named modules are exposed)."""
+    if not modules:
+        return {}
+    who = f"host {request.name}"
+    files = hostlibs.find_pc_modules(modules, who)
+    owned: dict[str, list[str]] = {}
+    for package in hostpkgs.owners(list(files.values())):
+        owned[package.name] = [m for m, f in files.items() if f in package.files]
+    missing = [m for m in modules if not any(m in ms for ms in owned.values())]
+    if missing:
+        raise UserError(f"{who}: no installed package owns {files[missing[0]]} (pkg-config"
+                        f" module {missing[0]!r}); pkgconfig modules need dpkg or rpm to tell"
+                        " which package brings its headers and libraries")
+    return owned
 
 
 def _spec_version(request: HostRequest, probed: dict[str, dict[str, str]],
@@ -724,7 +750,10 @@ def _pc_text(path: str, prefix: Path) -> str:
 
 def _populate_packages(spec: dict[str, Any], prefix: Path) -> None:
     for info in spec.get("packages", {}).values():
+        only = {f"{m}.pc" for m in info.get("pkgconfig_only", [])}
         for path in info["files"]:
+            if only and path.endswith(".pc") and os.path.basename(path) not in only:
+                continue
             for rel in package_layout(path):
                 dest = prefix / rel
                 if os.path.lexists(dest):

@@ -67,12 +67,59 @@ def resolve(requested: Sequence[str], runtime: Sequence[tuple[str, str]],
     return out
 
 
+PC_MODULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+DEFAULT_PC_PATH = ("/usr/local/lib/{arch}/pkgconfig", "/usr/local/lib/pkgconfig",
+                   "/usr/local/share/pkgconfig", "/usr/lib/{arch}/pkgconfig", "/usr/lib/pkgconfig",
+                   "/usr/lib64/pkgconfig", "/usr/share/pkgconfig")
+
+
+def split_pkgconfig(entries: Sequence[str]) -> tuple[list[str], list[str]]:
+    """`pkgconfig = [...]`: (absolute directories, module names like "yaml-0.1")."""
+    dirs = [e for e in entries if e.startswith("/")]
+    modules = [e for e in entries if not e.startswith("/")]
+    for m in modules:
+        if not PC_MODULE.match(m):
+            raise UserError(f"pkgconfig entry {m!r} is neither an absolute directory nor a"
+                            " pkg-config module name")
+    return dirs, list(dict.fromkeys(modules))
+
+
 def pkgconfig_dirs(dirs: Sequence[str]) -> list[str]:
     """Validated `pkgconfig = [...]` directories: absolute, existing, in the order given."""
     for d in dirs:
         if not os.path.isabs(d) or not os.path.isdir(d):
             raise UserError(f"pkgconfig directory {d!r} is not an existing absolute directory")
     return list(dict.fromkeys(dirs))
+
+
+def system_pc_path() -> list[str]:
+    """Where the host's pkg-config looks by default (its own answer, else the usual list)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["pkg-config", "--variable", "pc_path", "pkg-config"],
+                             capture_output=True, text=True, timeout=30,
+                             stdin=subprocess.DEVNULL).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    if out:
+        return [d for d in out.split(":") if d]
+    arch = next((os.path.basename(d) for d in system_lib_dirs() if "-linux-" in d), "")
+    return [d.format(arch=arch) for d in DEFAULT_PC_PATH if arch or "{arch}" not in d]
+
+
+def find_pc_modules(modules: Sequence[str], who: str) -> dict[str, str]:
+    """module -> the host's `.pc` file of it; one line naming `who` for one not found."""
+    search = system_pc_path()
+    out = {}
+    for module in modules:
+        found = next((os.path.join(d, f"{module}.pc") for d in search
+                      if os.path.isfile(os.path.join(d, f"{module}.pc"))), None)
+        if found is None:
+            raise UserError(f"{who}: no pkg-config module {module!r} on this host (looked in"
+                            f" {':'.join(search)}); its -dev package is not installed?")
+        out[module] = found
+    return out
 
 
 def loads(programs: dict[str, str]) -> dict[str, dict[str, str]]:

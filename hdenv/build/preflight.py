@@ -33,6 +33,12 @@ def preflight(stack: Stack) -> None:
             except UserError as e:
                 raise UserError(f"host.{decl.name}: {e.message}", file=file,
                                 line=decl.line) from None
+        modules = [m for m in decl.pkgconfig if not m.startswith("/")]
+        if modules:  # `pkgconfig = ["yaml-0.1"]`: a .pc file of each on this host?
+            try:
+                hostlibs.find_pc_modules(modules, f"host.{decl.name}")
+            except UserError as e:
+                raise UserError(e.message, file=file, line=decl.line) from None
         if decl.packages:  # installed? (before the store is touched)
             try:
                 hostpkgs.installed(decl.packages, f"host.{decl.name}")

@@ -35,6 +35,7 @@ TOP_KEYS = {"stack", "parameters", "matrix", "host", "packages", "profiles"}
 STACK_KEYS = {"name", "description", "checks", "allow-outside", "repos", "toolchain"}
 HOST_KEYS = {"programs", "libraries", "family", "version", "version-from", "env", "pkgconfig",
              "packages"}
+PC_MODULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # `pkgconfig = ["yaml-0.1"]`
 PACKAGE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._:-]*$")  # dpkg's and rpm's names
 PACKAGE_KEYS = {"version", "sources", "patches", "deps", "build-deps", "env", "script", "when",
                 "description", "slurm", "check", "import", "help", "homepage", "build-system",
@@ -446,9 +447,9 @@ def _parse_hosts(ctx: _Ctx, table: dict[str, Any]) -> dict[str, HostDecl]:
         htable = ctx.table(htable, "host", hname)
         ctx.keys(htable, HOST_KEYS, "host", hname)
         where = ("host", hname)
-        if not {"programs", "libraries", "packages"} & set(htable):
-            raise ctx.error(f"host.{hname} needs 'programs' (or 'libraries', or 'packages')",
-                            *where)
+        if not {"programs", "libraries", "packages", "pkgconfig"} & set(htable):
+            raise ctx.error(f"host.{hname} needs 'programs' (or 'libraries', 'packages' or"
+                            " 'pkgconfig')", *where)
         programs = ctx.strings(htable.get("programs", []), *where, "programs")
         for program in programs:
             _check_program(ctx, program, *where, "programs")
@@ -458,7 +459,7 @@ def _parse_hosts(ctx: _Ctx, table: dict[str, Any]) -> dict[str, HostDecl]:
             if not PACKAGE_NAME_RE.match(package):
                 raise ctx.error(f"host.{hname}.packages: {package!r} is not a package name",
                                 *where, "packages")
-        if not programs and not libraries and not packages:
+        if not programs and not libraries and not packages and not htable.get("pkgconfig"):
             raise ctx.error(f"host.{hname}.programs is empty", *where, "programs")
         family = htable.get("family")
         if family is not None:
@@ -481,9 +482,9 @@ def _parse_hosts(ctx: _Ctx, table: dict[str, Any]) -> dict[str, HostDecl]:
         _check_profile_env(ctx, env, f"host.{hname}", *where)  # it reaches profiles too
         pkgconfig = ctx.strings(htable.get("pkgconfig", []), *where, "pkgconfig")
         for d in pkgconfig:
-            if not d.startswith("/"):
-                raise ctx.error(f"host.{hname}.pkgconfig: {d!r} is not an absolute directory",
-                                *where, "pkgconfig")
+            if not d.startswith("/") and not PC_MODULE.match(d):
+                raise ctx.error(f"host.{hname}.pkgconfig: {d!r} is neither an absolute"
+                                " directory nor a pkg-config module name", *where, "pkgconfig")
         hosts[hname] = HostDecl(hname, programs, family, ctx.index.line(*where), libraries,
                                 version, version_from, env, pkgconfig, packages)
     return hosts
