@@ -281,6 +281,9 @@ def test_recipes_and_info_list_what_the_repositories_offer(
     stack = _stack(tmp_path / "s.toml", '[stack]\nrepos = ["repo", "builtin"]\n')
     mine = run_hdenv("info", "zlib", "--stack", str(stack), check=True).stdout
     assert str(repo / "zlib.toml") in mine
+    listed = run_hdenv("recipes", "--stack", str(stack), check=True).stdout.splitlines()
+    (zlib,) = [line for line in listed if line.startswith("zlib ")]
+    assert zlib.endswith(f"[{repo}]")  # two repositories: each row says where it is from
 
 
 def test_arguments_are_single_words_where_only_variables_expand(tmp_path: Path) -> None:

@@ -35,11 +35,13 @@ def rows_text(found: list[dict[str, Any]], as_json: bool) -> str:
     if not found:
         return ""
     width = max(len(r["name"]) for r in found)
+    several = len({r["repository"] for r in found}) > 1  # then say where each comes from
     lines = []
     for r in found:
         versions = ", ".join(r["versions"]) or "-"
+        origin = f"  [{printable(r['repository'])}]" if several else ""
         lines.append(f"{r['name']:<{width}}  {versions:<10} {r['build-system']:<9}"
-                     f" {printable(r['description'])}")
+                     f" {printable(r['description'])}{origin}")
     return "\n".join(lines) + "\n"
 
 
