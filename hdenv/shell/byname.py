@@ -111,9 +111,9 @@ def _spec(root: str, aid: str) -> dict[str, object]:
 class Catalog:
     """The loadable packages of `roots`, read as far as a question needs."""
 
-    def __init__(self, roots: list[str]):
+    def __init__(self, roots: list[str], index: Index | None = None):
         self.roots = roots
-        self.index = Index(roots)
+        self.index = index or Index(roots)
         self._builds: dict[str, Build] = {}
         self._listed: dict[str, list[tuple[str, str]]] | None = None
 
@@ -162,6 +162,20 @@ class Catalog:
         for b in found:
             b.default = True  # a compiler is its own default: no profile generation says
         return found
+
+    def all_names(self) -> dict[str, str]:
+        """Every loadable package's distinguishing name; specs are read only where two
+        builds share a NAME/VERSION (avail pays for nothing else)."""
+        groups: dict[str, list[str]] = {}
+        for aid in self.listed():
+            groups.setdefault(aid.rpartition("/")[0], []).append(aid)
+        out = {}
+        for plain, ids in groups.items():
+            if len(ids) == 1:
+                out[ids[0]] = plain
+            else:
+                out.update(self.names([b for b in map(self.build, ids) if b is not None]))
+        return out
 
     def names(self, builds: list[Build]) -> dict[str, str]:
         """`zlib/1.2.13-gcc`: each build's distinguishing name (store/variants.py)."""
