@@ -1,0 +1,296 @@
+"""Packages by name through the hierarchy, in real shells with real builds.
+
+One stack builds `greet` (a library) and `hello` (a program linked with it)
+with the host gcc and clang as a matrix (profiles tc-gcc and tc-clang); a
+second stack builds `gonly` with gcc alone, and a profile named `greet` to show
+that a profile wins over a package of the same name. Each shell then does what
+an Lmod user does: `load hello` with nothing loaded (ambiguous: the choices are
+named by compiler), `load gcc`, `load hello` (the gcc build runs), `swap gcc
+clang` (the clang build runs, gonly goes inactive), the swap back (gonly
+returns), and unload of everything (the environment is exactly as before).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import require_tool
+
+pytestmark = pytest.mark.slow
+
+VENV_BIN = str(Path(sys.executable).parent)
+HDENV = str(Path(VENV_BIN) / "hdenv")
+SHELLS = ["bash", "zsh", "fish", "tcsh"]
+VOLATILE = {"_", "SHLVL", "PWD", "OLDPWD", "COLUMNS", "LINES", "fish_pid"}
+DUMP = "import json,os,sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
+STORE_DIR = "by-name'q"  # quoted in every shell (no space: $CFLAGS is word-split in builds)
+
+HOSTS = """
+[host.gcc]
+programs = ["gcc", "cc", "as", "ld", "ar"]
+family = "compiler"
+"""
+
+STACK = """
+[stack]
+name = "tc"
+
+[parameters]
+cflags = "-O2"
+
+[matrix]
+compiler = ["gcc", "clang"]
+""" + HOSTS + """
+[host.clang]
+programs = ["clang", "as", "ld", "ar"]
+family = "compiler"
+
+[packages.greet]
+version = "1.0"
+build-deps = ["{{ compiler }}"]
+env = { CC = "{{ compiler }}", CFLAGS = "{{ cflags }}" }
+script = '''
+mkdir -p "$PREFIX/lib" "$PREFIX/include"
+cat > greet.c <<'C'
+const char *greet(void) {
+#ifdef __clang__
+  return "greet built by clang";
+#else
+  return "greet built by gcc";
+#endif
+}
+C
+printf 'const char *greet(void);\\n' > "$PREFIX/include/greet.h"
+$CC $CFLAGS -shared -fPIC greet.c -o "$PREFIX/lib/libgreet.so"
+'''
+
+[packages.hello]
+version = "2.10"
+deps = ["greet"]
+build-deps = ["{{ compiler }}"]
+env = { CC = "{{ compiler }}", CFLAGS = "{{ cflags }}" }
+script = '''
+mkdir -p "$PREFIX/bin"
+printf '#include <stdio.h>\\n#include <greet.h>\\nint main(void){puts(greet());return 0;}\\n' > hello.c
+$CC $CFLAGS hello.c -o "$PREFIX/bin/hello" -lgreet
+'''
+
+[profiles.tc]
+packages = ["hello"]
+"""
+
+EXTRA = """
+[stack]
+name = "extra"
+""" + HOSTS + """
+[packages.gonly]
+version = "0.1"
+build-deps = ["gcc"]
+env = { CC = "gcc" }
+script = '''
+mkdir -p "$PREFIX/bin"
+printf '#!/bin/sh\\necho gonly here\\n' > "$PREFIX/bin/gonly"
+chmod +x "$PREFIX/bin/gonly"
+'''
+
+[profiles.extra]
+packages = ["gonly"]
+
+[profiles.greet]
+packages = ["gonly"]
+"""
+
+
+class Built:
+    """The store, and the ids of what the stacks built."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.store = root / STORE_DIR
+        self.config = root / "none.toml"
+        self.config.write_text("")
+
+    def env(self) -> dict[str, str]:
+        return {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(self.root), "LANG": "C.UTF-8",
+                "LC_ALL": "C.UTF-8", "TERM": "dumb", "HDENV_STORE": str(self.store),
+                "HDENV_CONFIG": str(self.config)}
+
+    def hdenv(self, *args: str) -> str:
+        proc = subprocess.run([HDENV, *args], env=self.env(), capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, f"hdenv {args}:\n{proc.stderr}"
+        return proc.stdout
+
+    def ids(self, name: str) -> list[str]:
+        return sorted(f"{name}/{v}/{h}" for v in os.listdir(self.store / "artifacts" / name)
+                      for h in os.listdir(self.store / "artifacts" / name / v))
+
+    def built_with(self, name: str, compiler: str) -> str:
+        for aid in self.ids(name):
+            spec = json.loads((self.store / "artifacts" / aid / ".hdenv" / "spec.json")
+                              .read_text())
+            if spec["env"]["CC"] == compiler:
+                return aid
+        raise AssertionError(f"no {name} built with {compiler}")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    for tool in ("gcc", "clang"):
+        require_tool(tool)
+    b = Built(tmp_path_factory.mktemp("byname"))
+    (b.root / "stack.toml").write_text(STACK)
+    (b.root / "extra.toml").write_text(EXTRA)
+    b.hdenv("build", str(b.root / "stack.toml"))
+    b.hdenv("build", str(b.root / "extra.toml"))
+    return b
+
+
+class Syntax:
+    def __init__(self, name: str):
+        self.name = name
+
+    def q(self, value: str) -> str:
+        from hdenv.shell.quoting import get_shell
+
+        return get_shell(self.name).quote(value)
+
+    def init(self) -> str:
+        return {"bash": 'eval "$(hdenv init bash)"', "zsh": 'eval "$(hdenv init zsh)"',
+                "fish": "hdenv init fish | source", "tcsh": 'eval "`hdenv init tcsh`"'}[self.name]
+
+    def status(self, label: str) -> str:
+        var = "$status" if self.name in ("fish", "tcsh") else "$?"
+        return f"echo {label}={var}"
+
+    def dump(self, path: Path) -> str:
+        return f"{self.q(sys.executable)} -c {self.q(DUMP)} {self.q(str(path))}"
+
+    def command(self, script: Path) -> list[str]:
+        flags = {"bash": ["--norc", "--noprofile"], "zsh": ["-f"], "fish": ["--no-config"],
+                 "tcsh": ["-f"]}[self.name]
+        return [require_tool(self.name), *flags, str(script)]
+
+
+def run(built: Built, shell: str, lines: list[str], tmp_path: Path
+        ) -> subprocess.CompletedProcess[str]:
+    syn = Syntax(shell)
+    script = tmp_path / f"drive.{shell}"
+    script.write_text("\n".join([syn.init(), *lines]) + "\n", encoding="utf-8")
+    return subprocess.run(syn.command(script), env=built.env(), capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+
+
+def dump(path: Path) -> dict[str, str]:
+    data: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+    return {k: v for k, v in data.items() if k not in VOLATILE}
+
+
+def which(env: dict[str, str], program: str) -> str | None:
+    """The file `program` runs from in the dumped environment, links resolved."""
+    found = shutil.which(program, path=env.get("PATH", ""))
+    return os.path.realpath(found) if found else None
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_compiler_picks_the_build_swap_follows_and_unload_restores(
+        built: Built, shell: str, tmp_path: Path) -> None:
+    syn = Syntax(shell)
+    steps = ("before", "gcc", "clang", "back", "after")
+    d = {s: tmp_path / f"{s}.json" for s in steps}
+    lines = [
+        syn.dump(d["before"]),
+        "hdenv load hello", syn.status("ambiguous"),
+        "hdenv load gcc", syn.status("gcc"),
+        "hdenv load hello gonly", syn.status("hello"),
+        "echo RUN1", "hello", "gonly",
+        syn.dump(d["gcc"]),
+        "hdenv swap gcc clang", syn.status("swap"),
+        "echo RUN2", "hello",
+        "hdenv loaded",
+        syn.dump(d["clang"]),
+        "hdenv swap clang gcc", syn.status("back"),
+        "echo RUN3", "hello", "gonly",
+        syn.dump(d["back"]),
+        "hdenv unload hello gonly gcc", syn.status("unload"),
+        syn.dump(d["after"]),
+    ]
+    proc = run(built, shell, lines, tmp_path)
+    out, err = proc.stdout, proc.stderr
+    for step in ("gcc", "hello", "swap", "back", "unload"):
+        assert f"{step}=0" in out, (out, err)
+
+    # nothing loaded, two builds: one line, exit 2, the choices named by compiler
+    assert "ambiguous=2" in out, (out, err)
+    line = next(x for x in err.splitlines() if "ambiguous" in x)
+    assert "hello/2.10-gcc (gcc/" in line and "hello/2.10-clang (clang/" in line, line
+
+    gcc_hello, clang_hello = built.built_with("hello", "gcc"), built.built_with("hello", "clang")
+    run1 = out.split("RUN1", 1)[1]
+    assert "greet built by gcc" in run1.split("RUN2")[0] and "gonly here" in run1, out
+    before, with_gcc = dump(d["before"]), dump(d["gcc"])
+    hello_path = which(with_gcc, "hello")
+    assert hello_path is not None and f"/artifacts/{gcc_hello}/" in hello_path
+
+    # swap: hello is now the clang build; gonly (gcc only) is inactive and shown so
+    assert "greet built by clang" in out.split("RUN2", 1)[1].split("RUN3")[0], out
+    with_clang = dump(d["clang"])
+    hello_path = which(with_clang, "hello")
+    assert hello_path is not None and f"/artifacts/{clang_hello}/" in hello_path
+    assert which(with_clang, "gonly") is None
+    assert with_clang["HDENV_INACTIVE"].startswith("gonly/0.1/")
+    listing = out.split("RUN2", 1)[1].split("RUN3")[0]
+    assert "Inactive" in listing and "gonly/0.1" in listing.split("Inactive", 1)[1], listing
+    assert "clang/" in listing.split("Inactive", 1)[0], listing
+
+    # the swap back brings the gcc build and gonly back
+    run3 = out.split("RUN3", 1)[1]
+    assert "greet built by gcc" in run3 and "gonly here" in run3, out
+    back = dump(d["back"])
+    assert "HDENV_INACTIVE" not in back
+    assert which(back, "gonly") is not None
+
+    assert dump(d["after"]) == before
+
+
+def test_profile_takes_precedence_and_ids_and_variant_names_load(
+        built: Built, tmp_path: Path) -> None:
+    gonly = built.ids("gonly")[0]
+    clang_hello = built.built_with("hello", "clang")
+    steps = ("profile", "byid", "variant")
+    d = {s: tmp_path / f"{s}.json" for s in steps}
+    syn = Syntax("bash")
+    lines = [
+        "hdenv load greet", syn.status("profile"), syn.dump(d["profile"]), "hdenv purge",
+        f"hdenv load {syn.q(gonly)}", syn.status("byid"), syn.dump(d["byid"]), "hdenv purge",
+        "hdenv load hello/2.10-clang", syn.status("variant"), syn.dump(d["variant"]),
+    ]
+    proc = run(built, "bash", lines, tmp_path)
+    for step in steps:
+        assert f"{step}=0" in proc.stdout, (proc.stdout, proc.stderr)
+    # `greet` is a profile (holding gonly) and a package: the profile wins
+    assert dump(d["profile"])["HDENV_LOADED"].startswith("greet/1:")
+    assert which(dump(d["profile"]), "gonly") is not None
+    # a full id: that artifact, with its closure, as a profile kept in the store
+    byid = dump(d["byid"])
+    assert byid["HDENV_LOADED"].startswith("gonly/0.1:")
+    prefix = byid["CMAKE_PREFIX_PATH"]
+    assert prefix.startswith(str(built.store / "profiles")) and os.path.isdir(prefix)
+    # the name avail shows for a build loads exactly that build, with its dependency
+    variant = dump(d["variant"])
+    hello_path = which(variant, "hello")
+    assert hello_path is not None and f"/artifacts/{clang_hello}/" in hello_path
+    ran = subprocess.run(["hello"], env=variant, capture_output=True, text=True)
+    assert ran.stdout.strip() == "greet built by clang"
+
+
+def test_avail_names_builds_as_load_does(built: Built) -> None:
+    text = built.hdenv("avail")
+    assert "packages: greet/1.0-clang hello/2.10-clang" in text, text
+    assert "packages: greet/1.0-gcc hello/2.10-gcc" in text, text
