@@ -294,3 +294,36 @@ def test_avail_names_builds_as_load_does(built: Built) -> None:
     text = built.hdenv("avail")
     assert "packages: greet/1.0-clang hello/2.10-clang" in text, text
     assert "packages: greet/1.0-gcc hello/2.10-gcc" in text, text
+
+
+@pytest.fixture(scope="module")
+def two_cflags(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """tc-gcc (-O2) and a second stack, o1-gcc, of the same packages with -O1: both
+    current, both gcc, told apart only by a parameter."""
+    for tool in ("gcc", "clang"):
+        require_tool(tool)
+    b = Built(tmp_path_factory.mktemp("cflags"))
+    (b.root / "stack.toml").write_text(STACK)
+    (b.root / "o1.toml").write_text(STACK.replace("[profiles.tc]", "[profiles.o1]"))
+    b.hdenv("build", str(b.root / "stack.toml"))
+    b.hdenv("build", str(b.root / "o1.toml"), "--set", "compiler=gcc", "--set", "cflags=-O1")
+    return b
+
+
+def test_ambiguity_names_the_parameter_that_differs(two_cflags: Built, tmp_path: Path) -> None:
+    syn = Syntax("bash")
+    d = tmp_path / "o1.json"
+    lines = ["hdenv load gcc", "hdenv load hello", syn.status("ambiguous"),
+             "hdenv load hello/2.10-gcc-O1", syn.status("named"), syn.dump(d)]
+    proc = run(two_cflags, "bash", lines, tmp_path)
+    assert "ambiguous=2" in proc.stdout and "named=0" in proc.stdout, (proc.stdout, proc.stderr)
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("hdenv: error:")]
+    assert len(errors) == 1, proc.stderr
+    assert "hello/2.10-gcc-O1 (gcc/12" in errors[0] and "CFLAGS=-O1" in errors[0], errors
+    assert "hello/2.10-gcc-O2 (gcc/12" in errors[0] and "CFLAGS=-O2" in errors[0], errors
+    assert "clang" not in errors[0].split("ambiguous", 1)[1].split(";")[0]  # gcc is loaded
+    o1 = next(a for a in two_cflags.ids("hello")
+              if "-O1" in (two_cflags.store / "artifacts" / a / ".hdenv" / "spec.json")
+              .read_text())
+    hello_path = which(dump(d), "hello")
+    assert hello_path is not None and f"/artifacts/{o1}/" in hello_path
