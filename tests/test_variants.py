@@ -36,3 +36,14 @@ def test_build_names_plain_when_alone_suffixed_when_shared() -> None:
                      "hello/2.10/" + "c" * 32: "hello/2.10"}
     same = build_names({GCC_ZLIB: ("env:X=1",), CLANG_ZLIB: ("env:X=1",)})
     assert same == {GCC_ZLIB: "zlib/1.2.13-aaaaaaa", CLANG_ZLIB: "zlib/1.2.13-bbbbbbb"}
+
+
+def test_the_load_paths_profile_hash_is_the_profile_modules() -> None:
+    """byname.profile_hash writes canonical JSON by hand: it must be spec_hash's."""
+    from hdenv.profile.profiles import profile_hash, profile_spec
+    from hdenv.shell import byname
+
+    for closure, family in (([GCC_ZLIB, CLANG_ZLIB], None), ([CLANG_ZLIB], "compiler"),
+                            (["é-ü/1/" + "c" * 32, GCC_ZLIB, GCC_ZLIB], "mpi"), ([], None)):
+        assert byname.profile_hash(closure, family) == profile_hash(
+            profile_spec(closure, {}, family)), (closure, family)

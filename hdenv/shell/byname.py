@@ -248,11 +248,7 @@ def package_profile(catalog: Catalog, build: Build) -> Profile:
 
     roots = catalog.roots
     closure = _closure(roots, build.aid)
-    from ..store.hashing import spec_hash
-
-    spec: dict[str, object] = {"kind": "profile", "artifacts": closure, "env": {},
-                               "family": build.family}
-    hash_ = spec_hash(spec)  # as profile.profiles.profile_spec/profile_hash give it
+    hash_ = profile_hash(closure, build.family)
     home = _home(roots, hash_)
     if home is None:
         from pathlib import Path
@@ -266,6 +262,26 @@ def package_profile(catalog: Catalog, build: Build) -> Profile:
     prof: Profile = read_profile(home, hash_, build.name)
     prof.package = build.aid
     return prof
+
+
+B32 = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+def profile_hash(closure: list[str], family: str | None) -> str:
+    """`profile_hash(profile_spec(closure, {}, family))` without `json`, `hashlib` and
+    `base64`: their imports are 20 ms of every package load, the rest of which takes
+    about as long. The canonical JSON of this one shape of spec is written by hand
+    (keys sorted, no spaces, non-ASCII as is); test_byname checks both agree."""
+    from ..fastjson import json_dumps
+
+    text = json_dumps({"artifacts": sorted(set(closure)), "env": {}, "family": family,
+                       "kind": "profile"})
+    try:
+        from _sha256 import sha256  # CPython 3.11: without OpenSSL's 8 ms load
+    except ImportError:  # pragma: no cover - 3.12 renamed it; other interpreters
+        from hashlib import sha256
+    number = int.from_bytes(sha256(text.encode("utf-8")).digest()[:20], "big")
+    return "".join(B32[(number >> shift) & 31] for shift in range(155, -1, -5))
 
 
 def _closure(roots: list[str], aid: str) -> list[str]:
