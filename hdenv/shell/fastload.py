@@ -565,7 +565,10 @@ class Session:
         for e in entries:
             pname = e.get("name") if isinstance(e.get("name"), str) else None
             gen = e.get("generation") if isinstance(e.get("generation"), int) else None
-            if latest and pname:
+            package = e.get("package")
+            if isinstance(package, str) and package.count("/") == 2:
+                prof = _artifact(roots, package)  # a package by name: that exact build
+            elif latest and pname:
                 prof = resolve(roots, pname)
                 if prof.hash != e["hash"]:
                     note(f"{pname}: {e.get('ref') or e['hash']} -> {prof.ref}"
