@@ -21,8 +21,13 @@ from pathlib import Path
 
 import pytest
 from conftest import require_tool
+from shellfixtures import add_artifact, add_profile
 
-pytestmark = pytest.mark.slow
+from hdenv.errors import UserError
+from hdenv.shell import byname, fastload
+from hdenv.shell.envdiff import LoadRecord
+
+slow = pytest.mark.slow  # the tests with real builds (the rest read a store written by hand)
 
 VENV_BIN = str(Path(sys.executable).parent)
 HDENV = str(Path(VENV_BIN) / "hdenv")
@@ -198,6 +203,7 @@ def which(env: dict[str, str], program: str) -> str | None:
     return os.path.realpath(found) if found else None
 
 
+@slow
 @pytest.mark.parametrize("shell", SHELLS)
 def test_compiler_picks_the_build_swap_follows_and_unload_restores(
         built: Built, shell: str, tmp_path: Path) -> None:
@@ -259,6 +265,7 @@ def test_compiler_picks_the_build_swap_follows_and_unload_restores(
     assert dump(d["after"]) == before
 
 
+@slow
 def test_profile_takes_precedence_and_ids_and_variant_names_load(
         built: Built, tmp_path: Path) -> None:
     gonly = built.ids("gonly")[0]
@@ -290,6 +297,7 @@ def test_profile_takes_precedence_and_ids_and_variant_names_load(
     assert ran.stdout.strip() == "greet built by clang"
 
 
+@slow
 def test_avail_names_builds_as_load_does(built: Built) -> None:
     text = built.hdenv("avail")
     assert "packages: greet/1.0-clang hello/2.10-clang" in text, text
@@ -310,6 +318,7 @@ def two_cflags(tmp_path_factory: pytest.TempPathFactory) -> Built:
     return b
 
 
+@slow
 def test_ambiguity_names_the_parameter_that_differs(two_cflags: Built, tmp_path: Path) -> None:
     syn = Syntax("bash")
     d = tmp_path / "o1.json"
@@ -327,3 +336,91 @@ def test_ambiguity_names_the_parameter_that_differs(two_cflags: Built, tmp_path:
               .read_text())
     hello_path = which(dump(d), "hello")
     assert hello_path is not None and f"/artifacts/{o1}/" in hello_path
+
+
+# -- the choice and the swap, from a store written by the layout contract ----------
+
+GCC = "gcc/12.2.0/" + "g" * 32
+CLANG = "clang/14.0.6/" + "c" * 32
+OMPI = "openmpi/4.1.4/" + "o" * 32
+MPICH = "mpich/4.0/" + "m" * 32
+
+
+def _build(root: Path, name: str, tools: list[str], **env: str) -> str:
+    """An artifact built with `tools` (its spec says so), id from what went in."""
+    from shellfixtures import fake_hash
+
+    aid = f"{name}/1.0/" + fake_hash(f"{name}{tools}{env}")
+    add_artifact(root, aid)
+    (root / "artifacts" / aid / ".hdenv" / "spec.json").write_text(json.dumps(
+        {"kind": "build", "name": name, "version": "1.0", "deps": [], "build_deps": tools,
+         "env": env}))
+    return aid
+
+
+@pytest.fixture
+def mpi_store(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    root = tmp_path / "store"
+    for aid, family in ((GCC, "compiler"), (CLANG, "compiler"), (OMPI, "mpi"), (MPICH, "mpi")):
+        add_artifact(root, aid)
+        (root / "artifacts" / aid / ".hdenv" / "spec.json").write_text(
+            json.dumps({"kind": "host", "family": family}))
+    ids = {"gcc-ompi": _build(root, "app", [GCC, OMPI], CC="gcc"),
+           "gcc-mpich": _build(root, "app", [GCC, MPICH], CC="gcc"),
+           "clang-ompi": _build(root, "app", [CLANG, OMPI], CC="clang"),
+           "gcc-only": _build(root, "tool", [GCC], CC="gcc")}
+    add_profile(root, "s-gcc", [ids["gcc-ompi"], ids["gcc-only"]])
+    add_profile(root, "s-gcc-mpich", [ids["gcc-mpich"]])
+    add_profile(root, "s-clang", [ids["clang-ompi"]])
+    return root, ids
+
+
+def loaded(*pairs: tuple[str, str]) -> list[LoadRecord]:
+    return [LoadRecord(hash=f"h{i}", name=aid.split("/")[0], family=fam, package=aid)
+            for i, (aid, fam) in enumerate(pairs)]
+
+
+def test_the_loaded_compiler_and_mpi_pick_the_build(mpi_store: tuple[Path, dict[str, str]]
+                                                    ) -> None:
+    root, ids = mpi_store
+    recs = loaded((GCC, "compiler"), (OMPI, "mpi"))
+    assert fastload.resolve(str(root), "app", recs).package == ids["gcc-ompi"]
+    recs = loaded((CLANG, "compiler"), (OMPI, "mpi"))
+    assert fastload.resolve(str(root), "app", recs).package == ids["clang-ompi"]
+    recs = loaded((GCC, "compiler"), (MPICH, "mpi"))
+    assert fastload.resolve(str(root), "app", recs).package == ids["gcc-mpich"]
+    # gcc alone: two MPIs tell the builds apart, and the message says so
+    with pytest.raises(UserError) as info:
+        fastload.resolve(str(root), "app", loaded((GCC, "compiler")))
+    msg = info.value.message
+    assert msg.startswith("app is ambiguous: ") and "\n" not in msg
+    assert "(gcc/12.2.0, mpich/4.0)" in msg and "(gcc/12.2.0, openmpi/4.1.4)" in msg, msg
+    assert "clang" not in msg.split(";")[0], msg
+    # clang + mpich: no such build, said in one line with the builds there are
+    with pytest.raises(UserError, match=r"^app has no build with the loaded clang/14.0.6,"
+                                        r" mpich/4.0: "):
+        fastload.resolve(str(root), "app", loaded((CLANG, "compiler"), (MPICH, "mpi")))
+
+
+def test_a_compiler_in_no_profile_loads_by_name(mpi_store: tuple[Path, dict[str, str]]) -> None:
+    root, _ids = mpi_store
+    prof = fastload.resolve(str(root), "clang")
+    assert prof.package == CLANG and prof.family == "compiler"
+    assert os.path.isdir(prof.prefix) and prof.artifacts == [CLANG]
+
+
+def test_retarget_finds_counterparts_and_sets_aside_the_rest(
+        mpi_store: tuple[Path, dict[str, str]]) -> None:
+    root, ids = mpi_store
+    roots = [str(root)]
+    recs = loaded((CLANG, "compiler"), (OMPI, "mpi"), (ids["gcc-ompi"], None),
+                  (ids["gcc-only"], None))
+    plan = byname.retarget(roots, recs, [])
+    assert plan.unload == ["h2", "h3"]
+    assert [p.package for p in plan.load] == [ids["clang-ompi"]]
+    assert plan.inactive == [ids["gcc-only"]]
+    # back to gcc: the inactive one returns as itself
+    plan = byname.retarget(roots, loaded((GCC, "compiler"), (OMPI, "mpi"),
+                                         (ids["clang-ompi"], None)), [ids["gcc-only"]])
+    assert [p.package for p in plan.load] == [ids["gcc-ompi"], ids["gcc-only"]]
+    assert plan.inactive == []
