@@ -375,7 +375,7 @@ def mpi_store(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return root, ids
 
 
-def loaded(*pairs: tuple[str, str]) -> list[LoadRecord]:
+def loaded(*pairs: tuple[str, str | None]) -> list[LoadRecord]:
     return [LoadRecord(hash=f"h{i}", name=aid.split("/")[0], family=fam, package=aid)
             for i, (aid, fam) in enumerate(pairs)]
 
