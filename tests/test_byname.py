@@ -322,10 +322,14 @@ def two_cflags(tmp_path_factory: pytest.TempPathFactory) -> Built:
 def test_ambiguity_names_the_parameter_that_differs(two_cflags: Built, tmp_path: Path) -> None:
     syn = Syntax("bash")
     d = tmp_path / "o1.json"
+    lmod = tmp_path / "lmod.json"
     lines = ["hdenv load gcc", "hdenv load hello", syn.status("ambiguous"),
-             "hdenv load hello/2.10-gcc-O1", syn.status("named"), syn.dump(d)]
+             "hdenv load hello/2.10-gcc-O1", syn.status("named"), syn.dump(d),
+             "hdenv unload hello", "hdenv load hello/2.10-O1", syn.status("lmod"),
+             syn.dump(lmod)]
     proc = run(two_cflags, "bash", lines, tmp_path)
     assert "ambiguous=2" in proc.stdout and "named=0" in proc.stdout, (proc.stdout, proc.stderr)
+    assert "lmod=0" in proc.stdout, proc.stderr
     errors = [x for x in proc.stderr.splitlines() if x.startswith("hdenv: error:")]
     assert len(errors) == 1, proc.stderr
     assert "hello/2.10-gcc-O1 (gcc/12" in errors[0] and "CFLAGS=-O1" in errors[0], errors
@@ -335,6 +339,14 @@ def test_ambiguity_names_the_parameter_that_differs(two_cflags: Built, tmp_path:
               if "-O1" in (two_cflags.store / "artifacts" / a / ".hdenv" / "spec.json")
               .read_text())
     hello_path = which(dump(d), "hello")
+    assert hello_path is not None and f"/artifacts/{o1}/" in hello_path
+    # the name the Lmod tree gives it under Compiler/gcc loads it too, with gcc loaded
+    two_cflags.hdenv("modulefiles", "--out", str(tmp_path / "lua"))
+    tree = sorted(str(p.relative_to(tmp_path / "lua"))
+                  for p in (tmp_path / "lua").glob("Compiler/gcc/*/hello/[!.]*.lua"))
+    assert tree == ["Compiler/gcc/12.2.0/hello/2.10-O1.lua",
+                    "Compiler/gcc/12.2.0/hello/2.10-O2.lua"], tree
+    hello_path = which(dump(lmod), "hello")
     assert hello_path is not None and f"/artifacts/{o1}/" in hello_path
 
 

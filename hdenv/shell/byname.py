@@ -198,8 +198,21 @@ def _matching(catalog: Catalog, name: str, version: str) -> list[Build]:
     exact = [b for b in builds if b.version == version]
     if exact:
         return exact
-    names = catalog.names(builds)  # zlib/1.2.13-gcc
-    return [b for b in builds if names[b.aid] == f"{name}/{version}"]
+    want = f"{name}/{version}"
+    names = catalog.names(builds)  # zlib/1.2.13-gcc: the name avail shows
+    hits = [b for b in builds if names[b.aid] == want]
+    if hits:
+        return hits
+    # zlib/1.2.13-O1: the name the Lmod tree gives it among the builds of one toolchain
+    # (one Compiler/ or MPI/ level); the loaded toolchain then decides, as MODULEPATH does
+    levels: dict[tuple[str, ...], list[Build]] = {}
+    for b in builds:
+        levels.setdefault(tuple(sorted(b.toolchain)), []).append(b)
+    out: list[Build] = []
+    for level in levels.values():
+        level_names = catalog.names(level)
+        out.extend(b for b in level if level_names[b.aid] == want)
+    return out
 
 
 def choose(catalog: Catalog, ref: str, builds: list[Build],
