@@ -298,6 +298,28 @@ def test_profile_takes_precedence_and_ids_and_variant_names_load(
 
 
 @slow
+def test_unloading_the_compiler_sets_its_packages_aside(built: Built, tmp_path: Path) -> None:
+    """As Lmod: `unload gcc` makes hello inactive; `load gcc` brings it back; unloading
+    an inactive package forgets it, and the environment ends as it began."""
+    syn = Syntax("bash")
+    d = {s: tmp_path / f"{s}.json" for s in ("before", "aside", "back", "after")}
+    lines = [syn.dump(d["before"]), "hdenv load gcc hello",
+             "hdenv unload gcc", syn.status("unload"), syn.dump(d["aside"]),
+             "hdenv load gcc", syn.status("load"), syn.dump(d["back"]),
+             "hdenv unload gcc hello", syn.status("both"), syn.dump(d["after"])]
+    proc = run(built, "bash", lines, tmp_path)
+    for step in ("unload", "load", "both"):
+        assert f"{step}=0" in proc.stdout, (proc.stdout, proc.stderr)
+    aside, back = dump(d["aside"]), dump(d["back"])
+    assert which(aside, "hello") is None and "HDENV_RECORD" not in aside
+    assert aside["HDENV_INACTIVE"] == built.built_with("hello", "gcc")
+    hello_path = which(back, "hello")
+    assert hello_path is not None and built.built_with("hello", "gcc") in hello_path
+    assert "HDENV_INACTIVE" not in back
+    assert dump(d["after"]) == dump(d["before"])
+
+
+@slow
 def test_avail_names_builds_as_load_does(built: Built) -> None:
     text = built.hdenv("avail")
     assert "packages: greet/1.0-clang hello/2.10-clang" in text, text

@@ -362,6 +362,20 @@ def retarget(roots: list[str], records: list[LoadRecord], inactive: list[str]) -
     return out
 
 
+def built_with(roots: list[str], records: list[LoadRecord], tool: str
+               ) -> list[tuple[str, str]]:
+    """(profile hash, artifact id) of each loaded package built with the compiler or MPI
+    `tool` (being unloaded: they become inactive)."""
+    catalog = Catalog(roots)
+    out = []
+    for rec in records:
+        if rec.package and rec.family not in TOOLCHAIN:
+            build = catalog.build(rec.package)
+            if build is not None and tool in build.toolchain:
+                out.append((rec.hash, rec.package))
+    return out
+
+
 def _counterpart(catalog: Catalog, build: Build, loaded: dict[str, set[str]]) -> Build | None:
     key = build.key()
     same = [b for b in catalog.named(build.name)

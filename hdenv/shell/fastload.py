@@ -429,13 +429,36 @@ class Session:
         return any(s in (rec.name, rec.ref, rec.hash) for s in self.sticky_refs())
 
     def unload(self, ref: str) -> LoadRecord | None:
+        if self.inactive and not self.is_loaded(ref):
+            for aid in self.inactive:
+                if ref in (aid, aid.rpartition("/")[0], aid.partition("/")[0]):
+                    self.inactive.remove(aid)  # inactive: nothing in the environment to undo
+                    note(f"{ref} was inactive; forgotten")
+                    return None
         index = self.find_loaded(ref)
         if self.is_sticky(self.records[index]):
             note(f"{self.records[index].ref} is sticky: kept (--force unloads it)")
             return None
         rec = envdiff.unload(self.env, self.records, index)
         self.events.append(("unload", True, _who(rec), None))
+        if rec.package and rec.family in TOOLCHAIN:
+            self.set_aside(rec)
         return rec
+
+    def set_aside(self, gone: LoadRecord) -> None:
+        """Lmod's unload of a compiler: the packages built with it become inactive (they
+        come back when it, or another compiler they have a build with, is loaded)."""
+        if not any(r.package for r in self.records):
+            return
+        from . import byname
+
+        for hash_, aid in byname.built_with(_roots(self._roots()), self.records,
+                                            str(gone.package)):
+            rec = envdiff.unload(self.env, self.records,
+                                 next(i for i, r in enumerate(self.records) if r.hash == hash_))
+            self.inactive.append(aid)
+            note(f"{rec.ref} was built with {gone.ref}: inactive until a compiler it has"
+                 " a build with is loaded (hdenv loaded shows it)")
 
     def load(self, ref: str, prof: Profile | None = None) -> None:
         loaded = self._load(ref, prof)
