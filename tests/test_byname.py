@@ -275,12 +275,14 @@ def test_profile_takes_precedence_and_ids_and_variant_names_load(
     syn = Syntax("bash")
     lines = [
         "hdenv load greet", syn.status("profile"), syn.dump(d["profile"]), "hdenv purge",
-        f"hdenv load {syn.q(gonly)}", syn.status("byid"), syn.dump(d["byid"]), "hdenv purge",
+        f"hdenv load {syn.q(gonly)}", syn.status("byid"), syn.dump(d["byid"]),
+        f"hdenv unload {syn.q(gonly)}", syn.status("unloadid"), "hdenv loaded -t",
         "hdenv load hello/2.10-clang", syn.status("variant"), syn.dump(d["variant"]),
     ]
     proc = run(built, "bash", lines, tmp_path)
-    for step in steps:
+    for step in (*steps, "unloadid"):
         assert f"{step}=0" in proc.stdout, (proc.stdout, proc.stderr)
+    assert "unloadid=0\nvariant=0" in proc.stdout  # unloaded by its id: nothing left
     # `greet` is a profile (holding gonly) and a package: the profile wins
     assert dump(d["profile"])["HDENV_LOADED"].startswith("greet/1:")
     assert which(dump(d["profile"]), "gonly") is not None

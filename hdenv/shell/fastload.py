@@ -405,8 +405,8 @@ class Session:
         """Index of the loaded profile `ref` names: NAME/N, NAME, a hash or hash prefix."""
         name, _, generation = ref.partition("/")
         for i, rec in enumerate(self.records):
-            if ref in (rec.name, rec.hash, rec.ref):
-                return i
+            if ref in (rec.name, rec.hash, rec.ref) or (rec.package and ref == rec.package):
+                return i  # a package also by its artifact id
             if (generation.isascii() and generation.isdigit() and rec.name == name
                     and rec.generation == int(generation)):
                 return i  # demo/01
