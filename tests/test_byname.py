@@ -438,6 +438,17 @@ def test_the_loaded_compiler_and_mpi_pick_the_build(mpi_store: tuple[Path, dict[
         fastload.resolve(str(root), "app", loaded((CLANG, "compiler"), (MPICH, "mpi")))
 
 
+def test_is_avail_knows_packages_by_name(mpi_store: tuple[Path, dict[str, str]]) -> None:
+    root, ids = mpi_store
+    roots = [str(root)]
+    assert byname.available(roots, "app") and byname.available(roots, "app/1.0")
+    assert byname.available(roots, "clang") and byname.available(roots, ids["gcc-only"])
+    assert not byname.available(roots, "nosuch") and not byname.available(roots, "app/9")
+    env = {**os.environ, "HDENV_STORE": str(root), "HDENV_CONFIG": os.devnull}
+    for ref, code in (("app", 0), ("tool/1.0", 0), ("nosuch", 1)):
+        assert subprocess.run([HDENV, "is-avail", ref], env=env).returncode == code, ref
+
+
 def test_a_compiler_in_no_profile_loads_by_name(mpi_store: tuple[Path, dict[str, str]]) -> None:
     root, _ids = mpi_store
     prof = fastload.resolve(str(root), "clang")

@@ -241,6 +241,16 @@ def _choices(catalog: Catalog, builds: list[Build]) -> str:
     return ", ".join(f"{names.get(b.aid, b.aid)} ({b.detail(builds)})" for b in builds)
 
 
+def available(roots: list[str], ref: str) -> bool:
+    """Whether `ref` names a package `load` can find (`is-avail`; an ambiguous name counts,
+    as a module with several versions does for Lmod). Nothing is written."""
+    catalog = Catalog(roots)
+    if ref.count("/") == 2:
+        return catalog.build(ref) is not None
+    name, _, version = ref.partition("/")
+    return bool(_matching(catalog, name, version))
+
+
 def find(roots: list[str], ref: str, records: list[LoadRecord]) -> Profile | None:
     """The package `ref` names (NAME, NAME/VERSION, NAME/VERSION-SUFFIX or an artifact id)
     as an on-demand profile; None when no named profile holds such a package."""
