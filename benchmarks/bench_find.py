@@ -1,4 +1,4 @@
-"""Benchmark: `hdenv avail`, `loaded`, `spider`, `savelist`, `restore` vs Lmod's.
+"""Benchmark: `hdenv avail`, `loaded`, `spider`, `savelist`, `restore`, package loads vs Lmod's.
 
 One bash has both: the function from `hdenv init bash --write` and Lmod's
 init. The hdenv store holds NAMES named profiles of GENERATIONS generations,
@@ -6,7 +6,10 @@ each of PACKAGES artifacts with descriptions (written by the layout contract,
 as `hdenv build` leaves them); the Lmod tree holds the same names and
 versions as Lua modulefiles with `whatis` descriptions. Three profiles
 (modules) are loaded before `loaded` (`module list`) is timed, and saved as
-collection `bench` for `savelist` and `restore`. Each command's
+collection `bench` for `savelist` and `restore`. `load zlib` + `unload zlib`
+is a package loaded by name (shell/byname.py: found among the packages of
+every generation of every name, its on-demand profile made before timing)
+against Lmod's load + unload of the equivalent modulefile `zlib/1.2.13`. Each command's
 output goes to /dev/null. Goal: every ratio hdenv/Lmod at most 1.0.
 
     .venv/bin/python benchmarks/bench_find.py [--rounds 40] [--blocks 4] [--names 20]
@@ -29,6 +32,7 @@ from pathlib import Path
 LMOD_INIT = Path("/usr/share/lmod/lmod/init/bash")
 NAMES, GENERATIONS, PACKAGES = 20, 3, 10
 B32 = "abcdefghijklmnopqrstuvwxyz234567"
+ZLIB = "zlib/1.2.13/" + "z" * 32  # in every generation of stack0: `hdenv load zlib`
 
 
 def fake_hash(n: int) -> str:
@@ -38,6 +42,13 @@ def fake_hash(n: int) -> str:
 
 def make_store(root: Path, names: int) -> None:
     serial = 1
+    (root / "artifacts" / ZLIB / "bin").mkdir(parents=True)
+    (root / "artifacts" / ZLIB / ".hdenv").mkdir()
+    (root / "artifacts" / ZLIB / ".hdenv" / "artifact.json").write_text(
+        json.dumps({"id": ZLIB, "runtime_deps": []}))
+    (root / "artifacts" / ZLIB / ".hdenv" / "spec.json").write_text(
+        json.dumps({"kind": "build", "name": "zlib", "version": "1.2.13", "deps": [],
+                    "build_deps": [], "env": {}}))
     for i in range(names):
         ndir = root / "names" / f"stack{i}"
         ndir.mkdir(parents=True)
@@ -50,6 +61,8 @@ def make_store(root: Path, names: int) -> None:
                 meta.mkdir(parents=True)
                 (meta / "artifact.json").write_text(json.dumps({"id": aid}))
                 ids.append(aid)
+            if i == 0:
+                ids.append(ZLIB)
             phash = fake_hash(serial)
             serial += 1
             prefix = root / "profiles" / phash
@@ -65,6 +78,15 @@ def make_store(root: Path, names: int) -> None:
 
 
 def make_modules(moddir: Path, prefix: Path, names: int) -> None:
+    zlib = moddir / "zlib" / "1.2.13.lua"  # as `hdenv modulefiles` writes an artifact's
+    zlib.parent.mkdir(parents=True)
+    zlib.write_text(f"""\
+whatis("Description: zlib")
+whatis("Artifact: {ZLIB}")
+prepend_path("PATH", "{prefix}/zlib/bin")
+prepend_path("CMAKE_PREFIX_PATH", "{prefix}/zlib")
+setenv("ZLIB_ROOT", "{prefix}/zlib")
+""")
     for i in range(names):
         for g in range(1, GENERATIONS + 1):
             path = moddir / f"stack{i}" / f"{g}.lua"
@@ -92,6 +114,7 @@ CASES = (  # label, hdenv command, Lmod command
     ("spider", "hdenv spider pkg3", "module spider stack3"),
     ("savelist", "hdenv savelist", "module savelist"),
     ("restore", "hdenv restore bench", "module restore bench"),
+    ("load-pkg", "hdenv load zlib; hdenv unload zlib", "module load zlib; module unload zlib"),
 )
 
 
@@ -117,7 +140,8 @@ def main() -> None:
         script = (f". {init}\n. {LMOD_INIT}\nexport MODULEPATH={moddir}\n"
                   "hdenv load stack0 stack1 stack2\nmodule load stack0 stack1 stack2\n"
                   "hdenv save bench\nmodule save bench\n"
-                  "hdenv restore bench && module restore bench || exit 1\n")
+                  "hdenv restore bench && module restore bench || exit 1\n"
+                  "hdenv load zlib && hdenv unload zlib || exit 1\n")
         block = max(1, args.rounds // args.blocks)
         for b in range(args.blocks):
             for label, mine, theirs in CASES:
@@ -137,7 +161,7 @@ def main() -> None:
     for label, mine, theirs in CASES:
         ratio = got[f"hdenv-{label}"] / got[f"lmod-{label}"]
         verdict = "OK" if ratio <= 1.0 else "MISSED"
-        print(f"{mine:18} {got[f'hdenv-{label}']:7.2f}   {theirs:20} {got[f'lmod-{label}']:7.2f}"
+        print(f"{mine:34} {got[f'hdenv-{label}']:7.2f}   {theirs:20} {got[f'lmod-{label}']:7.2f}"
               f"   ratio {ratio:5.2f}  (goal <= 1.00) {verdict}")
 
 

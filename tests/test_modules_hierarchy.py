@@ -10,9 +10,8 @@ from hdenv.modules.hierarchy import (
     Node,
     ProfileNode,
     plan_layout,
-    variant_suffixes,
-    version_key,
 )
+from hdenv.store.variants import variant_suffixes, version_key
 
 GCC = "gcc/12.2.0/" + "g" * 32
 CLANG = "clang/14.0.6/" + "c" * 32

@@ -43,18 +43,35 @@ def both(root: Path, ref: str) -> str:
     return full.value.message
 
 
+def full(root: Path, ref: str) -> str:
+    """The full resolver's message (`show` and the other click commands)."""
+    with pytest.raises(UserError) as info:
+        Store(root).resolve(ref)
+    return info.value.message
+
+
 def test_a_package_name_gets_the_profiles_that_hold_it(store: Path) -> None:
-    assert both(store, "lua") == (
+    assert full(store, "lua") == (
         "unknown REF 'lua': lua is a package in profiles gnu, gnu-debug: hdenv load gnu")
-    assert both(store, "hello") == (
+    assert full(store, "hello") == (
         "unknown REF 'hello': hello is a package in profiles demo, gnu, gnu-debug:"
         " hdenv load demo")
 
 
+def test_load_takes_a_package_by_name_or_lists_its_builds(store: Path) -> None:
+    """The load path loads packages by name (issue 22, shell/byname.py)."""
+    assert fastload.resolve(str(store), "hello").package == HELLO
+    # two builds, nothing recorded to tell them apart: the hash is the last resort
+    with pytest.raises(UserError, match=r"^lua is ambiguous: lua/5\.4\.4-\w{7} \(no compiler\),"
+                                        r" lua/5\.4\.4-\w{7} \(no compiler\);"):
+        fastload.resolve(str(store), "lua")
+
+
 def test_a_package_only_in_an_older_generation_names_that_generation(store: Path) -> None:
-    assert both(store, "zlib") == (
+    assert full(store, "zlib") == (
         "unknown REF 'zlib': zlib is a package in older generations only (demo/1):"
         " hdenv load demo/1")
+    assert fastload.resolve(str(store), "zlib").package == ZLIB_OLD  # load: that build
 
 
 def test_a_typo_gets_the_closest_names(store: Path) -> None:

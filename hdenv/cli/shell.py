@@ -342,14 +342,18 @@ def is_loaded_cmd(refs: tuple[str, ...]) -> None:
 @click.pass_context
 @_errors
 def is_avail_cmd(ctx: click.Context, refs: tuple[str, ...]) -> None:
-    """Exit 0 if every REF can be loaded (a profile, NAME/N, a hash or an artifact), else 1."""
+    """Exit 0 if every REF can be loaded (a profile, NAME/N, a hash, an artifact or a
+    package by name), else 1."""
+    from ..shell import byname
+
     store = _store(ctx)
+    roots = [str(s.root) for s in store.chain()]
 
     def known(ref: str) -> bool:
         try:
             store.resolve(ref)
         except UserError:
-            return False
+            return byname.available(roots, ref)
         return True
 
     sys.exit(0 if all(known(r) for r in refs) else 1)

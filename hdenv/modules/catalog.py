@@ -17,6 +17,7 @@ from ..errors import UserError
 from ..profile.profiles import list_generations, names_of
 from ..store.fsutil import read_json
 from ..store.layout import META_DIR, PROFILE_META, Store, split_id
+from ..store.variants import spec_traits
 from .hierarchy import Node, ProfileNode
 
 OPENER_FAMILIES = ("compiler", "mpi")
@@ -117,16 +118,8 @@ def _node(aid: str, specs: dict[str, dict[str, Any]], metas: dict[str, dict[str,
         mpis=tuple(sorted(d for d in deps if specs[d].get("family") == "mpi")),
         runtime_deps=tuple(sorted(d for d in metas[aid].get("runtime_deps", []) if d in specs)),
         created=_installed(store, aid),
-        traits=_traits(spec),
+        traits=spec_traits(spec),
     )
-
-
-def _traits(spec: dict[str, Any]) -> tuple[str, ...]:
-    """What may tell two builds of one NAME/VERSION apart: dependency names, env values."""
-    deps = sorted({split_id(d)[0] for d in _dep_ids(spec)})
-    env = spec.get("env")
-    env = env if isinstance(env, dict) else {}
-    return (*(f"dep:{d}" for d in deps), *(f"env:{k}={v}" for k, v in sorted(env.items())))
 
 
 def _installed(store: Store, aid: str) -> str:

@@ -13,7 +13,8 @@ rules can be tested without a store:
   An MPI sits at each compiler level something was built with it (a host MPI
   serves several compilers) and opens the MPI level below it. Nothing inside
   the tree ever re-adds `Core` to MODULEPATH.
-- **Names.** `NAME/VERSION`. When two artifacts would take one name and version
+- **Names.** `NAME/VERSION` (the naming itself is `store/variants.py`, shared
+  with `load`'s choices). When two artifacts would take one name and version
   at one level (the same zlib with other CFLAGS), each gets a suffix saying
   what sets it apart, `zlib/1.2.13-O1` against `zlib/1.2.13-O3` (the value of
   the variable that differs, or the dependency one has and the others lack);
@@ -33,12 +34,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..errors import UserError
+from ..store.variants import hash_suffixes, variant_suffixes, version_key
 
 Level = tuple[str, ...]
 """() is Core; ("C", compiler id); ("M", compiler id or "", mpi id)."""
 
 CORE: Level = ()
-SUFFIX_CHARS = 7
 _SAFE = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9_.+~-]*$")
 
 
@@ -91,12 +92,6 @@ class Layout:
     level_dirs: dict[Level, str]  # relative to the tree: "Core", "Compiler/gcc/12.2.0", ...
     defaults: dict[tuple[Level, str], str]  # (level, name) -> default version
     warnings: list[str]
-
-
-def version_key(version: str) -> list[tuple[int, int, str]]:
-    """Numbers compare as numbers, letters as text (1.10 > 1.9 > 1.9rc)."""
-    return [(1, int(p), "") if p.isdigit() else (0, 0, p)
-            for p in re.findall(r"\d+|[A-Za-z]+", version)]
 
 
 def _check(node: Node) -> None:
@@ -152,33 +147,6 @@ class _Planner:
         return [("C", compiler)] if compiler else [CORE]
 
 
-def _suffixes(hashes: list[str]) -> dict[str, str]:
-    """The shortest prefix of each hash (at least SUFFIX_CHARS) unique among them."""
-    width = SUFFIX_CHARS
-    while len({h[:width] for h in hashes}) < len(set(hashes)) and width < 64:
-        width += 1
-    return {h: h[:width] for h in hashes}
-
-
-def variant_suffixes(traits: dict[str, tuple[str, ...]]) -> dict[str, str] | None:
-    """Module-version suffixes a person can tell apart (`-O1`, `-clang`), or None.
-
-    From what one build has and the others lack: a dependency's name, then the
-    value of an environment variable that differs (`CFLAGS=-O1` gives `O1`),
-    in characters a module version may hold. None when that does not give
-    every build its own non-empty suffix: the hash decides then.
-    """
-    common = set.intersection(*(set(t) for t in traits.values()))
-    out = {}
-    for ident, mine in traits.items():
-        words = [t.split(":", 1)[1].split("=", 1)[-1] for t in mine if t not in common]
-        word = "-".join(re.sub(r"[^A-Za-z0-9_.+~]+", "-", w).strip("-.") for w in words)
-        out[ident] = word
-    if not all(out.values()) or len(set(out.values())) < len(out):
-        return None
-    return out
-
-
 def _name_modules(placements: list[Placement], nodes: dict[str, Node]) -> None:
     groups: dict[tuple[Level, str, str], list[Placement]] = defaultdict(list)
     for p in placements:
@@ -189,7 +157,7 @@ def _name_modules(placements: list[Placement], nodes: dict[str, Node]) -> None:
             continue
         named = variant_suffixes({p.ident: nodes[p.ident].traits for p in clashing}) \
             if len(clashing) == len(group) else None
-        short = _suffixes([p.ident.rsplit("/", 1)[1] for p in clashing])
+        short = hash_suffixes([p.ident.rsplit("/", 1)[1] for p in clashing])
         for p in clashing:
             suffix = named[p.ident] if named else short[p.ident.rsplit("/", 1)[1]]
             p.version = f"{p.version}-{suffix}"

@@ -14,7 +14,8 @@ from ..errors import UserError
 from ..sanitize import printable
 from ..store.index import Index
 from ..validate import looks_like_hash
-from . import envdiff
+from . import byname, envdiff
+from .byname import INACTIVE_VAR
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,19 +43,35 @@ def loaded_records(environ: Mapping[str, str]) -> list[envdiff.LoadRecord]:
 
 
 def loaded_data(environ: Mapping[str, str]) -> list[dict[str, Any]]:
-    return [{"ref": r.ref, "name": r.name, "generation": r.generation, "hash": r.hash,
-             "prefix": r.prefix, "family": r.family} for r in loaded_records(environ)]
+    """What is loaded, in load order, then the packages a compiler swap set aside
+    (`"inactive": true`, Lmod's inactive modules; see byname.py)."""
+    out: list[dict[str, Any]] = [
+        {"ref": r.ref, "name": r.name, "generation": r.generation, "hash": r.hash,
+         "prefix": r.prefix, "family": r.family, "package": r.package, "inactive": False}
+        for r in loaded_records(environ)]
+    for aid in (environ.get(INACTIVE_VAR) or "").split():
+        out.append({"ref": aid.rpartition("/")[0], "name": aid.split("/")[0],
+                    "generation": None, "hash": None, "prefix": None, "family": None,
+                    "package": aid, "inactive": True})
+    return out
 
 
 def loaded_text(entries: list[dict[str, Any]]) -> str:
-    """`module list`'s layout: numbered, in load order."""
-    if not entries:
-        return "No profiles loaded.\n"
-    cells = []
-    for i, e in enumerate(entries, start=1):
-        family = f" [{e['family']}]" if e.get("family") else ""
-        cells.append(f"  {i}) {e['ref']}{family}")
-    return "Currently loaded profiles:\n" + "\n".join(cells) + "\n"
+    """`module list`'s layout: numbered, in load order; inactive packages after."""
+    active = [e for e in entries if not e.get("inactive")]
+    inactive = [e for e in entries if e.get("inactive")]
+    text = "No profiles loaded.\n"
+    if active:
+        cells = []
+        for i, e in enumerate(active, start=1):
+            family = f" [{e['family']}]" if e.get("family") else ""
+            cells.append(f"  {i}) {e['ref']}{family}")
+        text = "Currently loaded profiles:\n" + "\n".join(cells) + "\n"
+    if inactive:
+        text += ("\nInactive (back when their compiler is):\n"
+                 + "\n".join(f"  {i}) {e['ref']}" for i, e in enumerate(inactive, start=1))
+                 + "\n")
+    return text
 
 
 # -- avail ----------------------------------------------------------------------
@@ -80,6 +97,7 @@ def avail_data(index: Index, environ: Mapping[str, str],
                texts: list[str] | None = None, show_hidden: bool = False) -> list[dict[str, Any]]:
     """Named profiles with description, generations (default, loaded) and packages."""
     loaded = {r.hash for r in loaded_records(environ)}
+    names = byname.Catalog(index.roots, index).all_names()  # as `load` names them
     out = []
     for named in index.named():
         if not show_hidden and is_hidden(index, named):
@@ -101,7 +119,8 @@ def avail_data(index: Index, environ: Mapping[str, str],
             "generations": [{"generation": g.number, "ref": f"{named.name}/{g.number}",
                              "hash": g.hash, "current": g.current, "loaded": g.hash in loaded}
                             for g in named.generations],
-            "packages": [{"name": p, "version": v, "id": aid} for p, v, aid in packages],
+            "packages": [{"name": p, "version": v, "id": aid,
+                          "ref": names.get(aid, f"{p}/{v}")} for p, v, aid in packages],
         })
     return out
 
@@ -127,8 +146,7 @@ def avail_text(entries: list[dict[str, Any]], roots: list[str], width: int = 78)
             if e["description"]:
                 lines.append(f"      {e['description']}")
             if e["packages"]:
-                lines.append("      packages: " + " ".join(
-                    f"{p['name']}/{p['version']}" for p in e["packages"]))
+                lines.append("      packages: " + " ".join(p["ref"] for p in e["packages"]))
     return "\n".join(lines) + "\n" + LEGEND + "\n" + FIND_HINT
 
 
@@ -353,7 +371,7 @@ def _run(cmd: str, args: list[str], environ: Mapping[str, str], roots: list[str]
         if "--json" in flags:
             return _dump(data)
         if flags & TERSE:
-            return "".join(e["ref"] + "\n" for e in data)
+            return "".join(e["ref"] + "\n" for e in data if not e["inactive"])
         return loaded_text(data)
     index = Index(roots)
     if cmd == "avail":

@@ -76,8 +76,9 @@ def read(environ: Mapping[str, str], name: str) -> list[dict[str, Any]]:
 
 
 def entries_of(records: list[envdiff.LoadRecord]) -> list[dict[str, Any]]:
-    return [{"ref": r.ref, "name": r.name, "generation": r.generation, "hash": r.hash}
-            for r in records]
+    """A package loaded by name adds its artifact id (`package`): restore loads that build."""
+    return [{"ref": r.ref, "name": r.name, "generation": r.generation, "hash": r.hash,
+             **({"package": r.package} if r.package else {})} for r in records]
 
 
 def save(environ: Mapping[str, str], name: str, records: list[envdiff.LoadRecord]) -> str:

@@ -102,10 +102,12 @@ class LoadRecord:
 
     def __init__(self, hash: str, name: str | None = None, family: str | None = None,
                  prefix: str = "", paths: dict[str, PathChange] | None = None,
-                 vars: dict[str, VarChange] | None = None, generation: int | None = None):
+                 vars: dict[str, VarChange] | None = None, generation: int | None = None,
+                 package: str | None = None):
         self.hash = hash
         self.name = name
         self.generation = generation  # of `name`, when loaded through names/
+        self.package = package  # the artifact id of a package loaded by name (byname.py)
         self.family = family
         self.prefix = prefix
         self.paths: dict[str, PathChange] = paths or {}
@@ -119,7 +121,10 @@ class LoadRecord:
 
     @property
     def ref(self) -> str:
-        """What the user sees and types: `NAME/N` (as Lmod's NAME/VERSION), NAME, or the hash."""
+        """What the user sees and types: `NAME/N` (as Lmod's NAME/VERSION), NAME, or the hash;
+        a package loaded by name is its NAME/VERSION."""
+        if self.package:
+            return self.package.rpartition("/")[0]
         if self.name and self.generation is not None:
             return f"{self.name}/{self.generation}"
         return self.name or self.hash
@@ -135,8 +140,10 @@ class LoadRecord:
             {k: [p.pre, p.post, int(p.created)] for k, p in self.paths.items()},
             {k: [v.old, v.new] for k, v in self.vars.items()},
         ]
-        if self.generation is not None:  # optional seventh field: older records lack it
+        if self.generation is not None or self.package:  # optional: older records lack them
             out.append(self.generation)
+        if self.package:
+            out.append(self.package)
         return out
 
     @classmethod
@@ -144,8 +151,11 @@ class LoadRecord:
         """Parse one record; ValueError/TypeError on anything hdenv did not write."""
         hash_, name, family, prefix, paths, vars_, *rest = data
         generation = rest[0] if rest else None
+        package = rest[1] if len(rest) > 1 else None
         if generation is not None and not isinstance(generation, int):
             raise TypeError("generation is not a number")
+        if package is not None and not (isinstance(package, str) and package.count("/") == 2):
+            raise ValueError("bad package id")
         if not all(isinstance(x, (str, type(None))) for x in (name, family)) \
                 or not isinstance(hash_, str) or not isinstance(prefix, str):
             raise ValueError("bad record header")
@@ -154,6 +164,7 @@ class LoadRecord:
             paths={_name(k): PathChange(_strings(p[0]), _strings(p[1]), bool(p[2]))
                    for k, p in paths.items()},
             vars={_name(k): VarChange.checked(v) for k, v in vars_.items()}, generation=generation,
+            package=package,
         )
 
 

@@ -41,6 +41,8 @@ MIN_PREFIX = 6
 COMMANDS = ("load", "unload", "swap", "purge", "restore", "reset", "use", "unuse", "try-load",
             "refresh", "update")
 USE_VAR = "HDENV_USE"  # `hdenv use STORE`: upstream stores of this shell only
+TOOLCHAIN = ("compiler", "mpi")  # byname.TOOLCHAIN: families whose change reloads packages
+INACTIVE_VAR = "HDENV_INACTIVE"  # byname.INACTIVE_VAR
 
 
 class Profile:
@@ -56,10 +58,14 @@ class Profile:
         self.family = family
         self.generation = generation
         self.artifacts = artifacts or []  # ids of its runtime closure
+        self.package: str | None = None  # the artifact id of a package loaded by name
 
     @property
     def ref(self) -> str:
-        """`demo/2` as the user sees it (the hash when loaded by hash)."""
+        """`demo/2` as the user sees it (the hash when loaded by hash; a package's
+        NAME/VERSION)."""
+        if self.package:
+            return self.package.rpartition("/")[0]
         if self.name and self.generation is not None:
             return f"{self.name}/{self.generation}"
         return self.name or self.hash
@@ -214,13 +220,21 @@ def _profile_by_prefix(roots: list[str], ref: str) -> Profile | None:
 
 
 def _artifact(roots: list[str], ref: str) -> Profile:
-    """Loading a bare artifact is rare: take the full store module for it."""
+    """An artifact id or a NAME/VERSION no named profile holds: the full store module
+    finds it (or words the error), byname.py makes its on-demand profile."""
     from pathlib import Path
 
     from ..store.layout import Store
+    from . import byname
 
     found = Store(Path(roots[0]), [Path(r) for r in roots[1:]]).resolve(ref)
-    return Profile(found.ident, None, str(found.path), {}, None)
+    if found.kind == "profile":
+        return read_profile(str(found.path.parent.parent), found.ident, found.name)
+    catalog = byname.Catalog(roots)
+    build = catalog.build(found.ident)
+    if build is None:
+        raise UserError(f"artifact {found.ident} is not in the store")
+    return byname.package_profile(catalog, build)
 
 
 def _named_profile(roots: list[str], name: str, entry: str) -> Profile | None:
@@ -257,8 +271,10 @@ def _unknown(roots: list[str], ref: str) -> UserError:
     return unknown_ref(roots, ref, short_prefix_detail(ref) or GENERIC)
 
 
-def resolve(roots: str | list[str], ref: str) -> Profile:
-    """A profile name, NAME/N, a profile hash or unique prefix, or an artifact id."""
+def resolve(roots: str | list[str], ref: str, loaded: list[LoadRecord] | None = None) -> Profile:
+    """A profile name, NAME/N, a profile hash or unique prefix; else a package by name
+    (NAME, NAME/VERSION, an artifact id: byname.py, which picks the build made with
+    the compilers `loaded`). Profiles take precedence over packages of the same name."""
     roots = _roots(roots)
     if not ref:
         raise UserError("empty REF")
@@ -268,12 +284,22 @@ def resolve(roots: str | list[str], ref: str) -> Profile:
         if named is not None:
             return named
     if "/" in ref:
-        return _artifact(roots, ref)  # also words a missing NAME/N
+        return _package(roots, ref, loaded) or _artifact(roots, ref)  # also words a bad NAME/N
     if is_hash_like(ref) and len(ref) >= MIN_PREFIX:
         found = _profile_by_prefix(roots, ref)
         if found is not None:
             return found
-    raise _unknown(roots, ref)
+    return _package(roots, ref, loaded) or _raise(_unknown(roots, ref))
+
+
+def _package(roots: list[str], ref: str, loaded: list[LoadRecord] | None) -> Profile | None:
+    from . import byname  # only for what no profile name is: the profile path never pays
+
+    return byname.find(roots, ref, loaded or [])
+
+
+def _raise(error: UserError) -> Profile:
+    raise error
 
 
 # -- the session: one command's changes to a copy of the environment ---------
@@ -281,7 +307,7 @@ def resolve(roots: str | list[str], ref: str) -> Profile:
 def apply(env: dict[str, str], prof: Profile) -> LoadRecord:
     """Load `prof` into `env` and return the record of exactly what changed."""
     rec = LoadRecord(hash=prof.hash, name=prof.name, family=prof.family, prefix=prof.prefix,
-                     generation=prof.generation)
+                     generation=prof.generation, package=prof.package)
     for var, sub, keep_default in PATH_DIRS:
         path = lightos.join(prof.prefix, sub)
         if lightos.is_dir(path):
@@ -351,6 +377,8 @@ class Session:
         self.sticky_refs: Callable[[], list[str]] = list  # the site's `sticky = [...]`
         self.force = False  # --force: sticky profiles go too
         self.events: list[tuple[str, bool, Who, list[Who] | None]] = []
+        # packages set aside by a compiler swap (byname.py), back when it is swapped back
+        self.inactive = (self.env.get(INACTIVE_VAR) or "").split()
         try:
             self.records = envdiff.decode(self.env.get(envdiff.RECORD_VAR))
         except envdiff.RecordError as e:
@@ -369,8 +397,8 @@ class Session:
         """Index of the loaded profile `ref` names: NAME/N, NAME, a hash or hash prefix."""
         name, _, generation = ref.partition("/")
         for i, rec in enumerate(self.records):
-            if ref in (rec.name, rec.hash, rec.ref):
-                return i
+            if ref in (rec.name, rec.hash, rec.ref) or (rec.package and ref == rec.package):
+                return i  # a package also by its artifact id
             if (generation.isascii() and generation.isdigit() and rec.name == name
                     and rec.generation == int(generation)):
                 return i  # demo/01
@@ -393,13 +421,36 @@ class Session:
         return any(s in (rec.name, rec.ref, rec.hash) for s in self.sticky_refs())
 
     def unload(self, ref: str) -> LoadRecord | None:
+        if self.inactive and not self.is_loaded(ref):
+            for aid in self.inactive:
+                if ref in (aid, aid.rpartition("/")[0], aid.partition("/")[0]):
+                    self.inactive.remove(aid)  # inactive: nothing in the environment to undo
+                    note(f"{ref} was inactive; forgotten")
+                    return None
         index = self.find_loaded(ref)
         if self.is_sticky(self.records[index]):
             note(f"{self.records[index].ref} is sticky: kept (--force unloads it)")
             return None
         rec = envdiff.unload(self.env, self.records, index)
         self.events.append(("unload", True, _who(rec), None))
+        if rec.package and rec.family in TOOLCHAIN:
+            self.set_aside(rec)
         return rec
+
+    def set_aside(self, gone: LoadRecord) -> None:
+        """Lmod's unload of a compiler: the packages built with it become inactive (they
+        come back when it, or another compiler they have a build with, is loaded)."""
+        if not any(r.package for r in self.records):
+            return
+        from . import byname
+
+        for hash_, aid in byname.built_with(_roots(self._roots()), self.records,
+                                            str(gone.package)):
+            rec = envdiff.unload(self.env, self.records,
+                                 next(i for i, r in enumerate(self.records) if r.hash == hash_))
+            self.inactive.append(aid)
+            note(f"{rec.ref} was built with {gone.ref}: inactive until a compiler it has"
+                 " a build with is loaded (hdenv loaded shows it)")
 
     def load(self, ref: str, prof: Profile | None = None) -> None:
         loaded = self._load(ref, prof)
@@ -409,17 +460,37 @@ class Session:
                 self.events.append(("auto-swap", False, _who(prof), replaced))
             else:
                 self.events.append(("load", True, _who(prof), None))
+            if prof.package and prof.family in TOOLCHAIN:
+                self.retarget()
 
     def swap(self, old: str, new: str) -> None:
         rec = envdiff.unload(self.env, self.records, self.find_loaded(old))
         loaded = self._load(new)
         if loaded is not None:
             self.events.append(("swap", True, _who(loaded[0]), [_who(rec), *loaded[1]]))
+        if rec.family in TOOLCHAIN or (loaded is not None and loaded[0].family in TOOLCHAIN):
+            self.retarget()
+
+    def retarget(self) -> None:
+        """After a compiler or MPI changed: loaded packages follow it (byname.py)."""
+        if not self.inactive and not any(r.package for r in self.records):
+            return
+        from . import byname
+
+        plan = byname.retarget(_roots(self._roots()), self.records, self.inactive)
+        for hash_ in plan.unload:
+            envdiff.unload(self.env, self.records,
+                           next(i for i, r in enumerate(self.records) if r.hash == hash_))
+        self.inactive = plan.inactive
+        for message in plan.notes:
+            note(message)
+        for prof in plan.load:
+            self._load(prof.ref, prof)
 
     def _load(self, ref: str, prof: Profile | None = None) -> tuple[Profile, list[Who]] | None:
         """Load `ref` (or `prof`, found already); the profile and what it replaced, or
         None if it was loaded already."""
-        prof = prof or resolve(self._roots(), ref)
+        prof = prof or resolve(self._roots(), ref, self.records)
         for rec in list(self.records):
             if rec.hash == prof.hash:
                 note(f"{prof.ref} is already loaded; nothing to do")
@@ -451,7 +522,9 @@ class Session:
                         f" build of it ({aid}); swap them: hdenv swap {rec.ref} {prof.ref}")
 
     def purge(self) -> None:
-        """Unload everything but sticky profiles (those too with --force), last first."""
+        """Unload everything but sticky profiles (those too with --force), last first;
+        inactive packages are forgotten, as Lmod's purge does."""
+        self.inactive = []
         for index in range(len(self.records) - 1, -1, -1):
             if self.is_sticky(self.records[index]):
                 continue
@@ -474,7 +547,9 @@ class Session:
         roots = _roots(self._roots())
         wanted = []
         for rec in self.records:
-            if latest and rec.name:
+            if rec.package:  # a package by name: its exact build (its profile made again)
+                prof = _artifact(roots, rec.package)
+            elif latest and rec.name:
                 prof = resolve(roots, rec.name)
                 if prof.hash != rec.hash:
                     note(f"{rec.name}: {rec.ref} -> {prof.ref}"
@@ -488,9 +563,11 @@ class Session:
                                     " `hdenv update` loads today's generation of each name")
                 prof = read_profile(home, rec.hash, rec.name, rec.generation)
             wanted.append(prof)
+        inactive = self.inactive
         self.purge()
+        self.inactive = inactive  # a refresh changes no compiler
         for prof in wanted:
-            self.load(prof.ref, prof)
+            self._load(prof.ref, prof)
 
     def restore(self, name: str, latest: bool) -> None:
         """Purge, then load collection `name`: its exact profiles, or (`latest`) today's
@@ -503,7 +580,10 @@ class Session:
         for e in entries:
             pname = e.get("name") if isinstance(e.get("name"), str) else None
             gen = e.get("generation") if isinstance(e.get("generation"), int) else None
-            if latest and pname:
+            package = e.get("package")
+            if isinstance(package, str) and package.count("/") == 2:
+                prof = _artifact(roots, package)  # a package by name: that exact build
+            elif latest and pname:
                 prof = resolve(roots, pname)
                 if prof.hash != e["hash"]:
                     note(f"{pname}: {e.get('ref') or e['hash']} -> {prof.ref}"
@@ -526,6 +606,10 @@ class Session:
 
     def finish(self) -> dict[str, str]:
         envdiff.store_records(self.env, self.records)
+        if self.inactive:
+            self.env[INACTIVE_VAR] = " ".join(self.inactive)
+        else:
+            self.env.pop(INACTIVE_VAR, None)
         return self.env
 
 
