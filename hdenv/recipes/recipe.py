@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UserError
+from ..store.variants import version_key
 from ..tomlfile import LineIndex, parse
 
 BUILD_SYSTEMS = ("autotools", "cmake", "meson", "make", "python", "script")
@@ -33,12 +34,6 @@ VERSION_KEYS = {"url", "sha256", "git", "commit", "strip", "filename", "patches"
 PARAMETER_KEYS = {"default", "values", "description"}
 RECIPE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 Scalar = (str, int, float, bool)
-
-
-def version_key(version: str) -> list[tuple[int, int, str]]:
-    """Numbers compare as numbers, letters as text (1.10 > 1.9 > 1.9rc)."""
-    return [(1, int(p), "") if p.isdigit() else (0, 0, p)
-            for p in re.findall(r"\d+|[A-Za-z]+", version)]
 
 
 @dataclass
