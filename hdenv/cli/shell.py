@@ -140,12 +140,20 @@ def _catalog(ctx: click.Context, cmd: str, args: list[str], color: str = "auto")
 @click.command("loaded")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON (ref, name, generation, hash, ...).")
+@click.option("--hash", "as_hash", is_flag=True,
+              help="Print one profile hash equal to everything loaded (made in the store):"
+                   " `hdenv load HASH` elsewhere gives the same state.")
 @output_options
 @click.pass_context
 @_errors
-def loaded_cmd(ctx: click.Context, as_json: bool, terse: bool, color: str,
+def loaded_cmd(ctx: click.Context, as_json: bool, as_hash: bool, terse: bool, color: str,
                redirect: bool) -> None:
     """What is loaded in this shell, in load order, as NAME/N (also: `hdenv list`)."""
+    if as_hash:
+        from ..shell.statehash import loaded_state
+
+        click.echo(loaded_state(_store(ctx), os.environ))
+        return
     _catalog(ctx, "loaded", ["--json"] * as_json + ["--terse"] * terse, color)
 
 
