@@ -402,8 +402,8 @@ def list_cmd(ctx: click.Context, what: str | None, as_json: bool, terse: bool, c
     if what is None:
         from .shell import loaded_cmd
 
-        loaded_cmd.callback(as_json=as_json, terse=terse,  # type: ignore[misc]
-                                       color=color, redirect=redirect)
+        loaded_cmd.callback(as_json=as_json, as_hash=False,  # type: ignore[misc]
+                            terse=terse, color=color, redirect=redirect)
         return
 
     click.echo(list_text(store_of(ctx), what, as_json), nl=False)
