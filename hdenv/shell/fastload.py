@@ -335,6 +335,14 @@ def _loaded_meta(prefix: str) -> dict[str, object]:
     return meta if isinstance(meta, dict) else {}
 
 
+def _programs(prefix: str) -> list[str]:
+    """The names in PREFIX/bin (none if there is no such directory)."""
+    try:
+        return lightos.listdir(lightos.join(prefix, "bin"))
+    except OSError:
+        return []
+
+
 def _loaded_artifacts(prefix: str) -> list[str]:
     """The artifact ids of a loaded profile; [] when it is gone (unload still works then)."""
     artifacts = _loaded_meta(prefix).get("artifacts")
@@ -376,6 +384,7 @@ class Session:
         self._roots = roots
         self.sticky_refs: Callable[[], list[str]] = list  # the site's `sticky = [...]`
         self.force = False  # --force: sticky profiles go too
+        self.quiet = False  # --quiet/-q: no note about programs of the same name
         self.events: list[tuple[str, bool, Who, list[Who] | None]] = []
         # packages set aside by a compiler swap (byname.py), back when it is swapped back
         self.inactive = (self.env.get(INACTIVE_VAR) or "").split()
@@ -456,6 +465,8 @@ class Session:
         loaded = self._load(ref, prof)
         if loaded is not None:
             prof, replaced = loaded
+            if not self.quiet:
+                self._note_shadowing(prof)
             if replaced:
                 self.events.append(("auto-swap", False, _who(prof), replaced))
             else:
@@ -508,6 +519,21 @@ class Session:
         self._refuse_other_builds(prof)
         self.records.append(apply(self.env, prof))
         return prof, replaced
+
+    def _note_shadowing(self, prof: Profile) -> None:
+        """One note when `prof` brings programs a loaded profile has too: the one loaded
+        last comes first on PATH, which silently changes what `cc` or `python3` runs.
+        (A family swap unloaded the other first, so it is never named here.)"""
+        mine = set(_programs(prof.prefix))
+        if not mine:
+            return
+        for rec in self.records[:-1]:
+            both = sorted(mine.intersection(_programs(rec.prefix)))
+            if both:
+                shown = ", ".join(both[:5]) + (f" and {len(both) - 5} more" if len(both) > 5
+                                                else "")
+                note(f"{prof.ref} and {rec.ref} both provide {shown}: {prof.ref}'s come first"
+                     " on PATH now (--quiet: no such note)")
 
     def _refuse_other_builds(self, prof: Profile) -> None:
         """Two builds of one NAME/VERSION (a gcc and a clang variant) never load together:
@@ -636,6 +662,9 @@ def run(cmd: str, args: list[str], shell: Shell, environ: Mapping[str, str],
     if cmd in ("unload", "purge", "reset") and "--force" in args:
         session.force = True
         args = [a for a in args if a != "--force"]
+    if cmd in ("load", "try-load") and ("--quiet" in args or "-q" in args):
+        session.quiet = True
+        args = [a for a in args if a not in ("--quiet", "-q")]
     if cmd in ("load", "unload"):
         _arity(cmd, args, 1, None)
         for ref in args:
