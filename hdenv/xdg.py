@@ -15,7 +15,10 @@ can import it.
 from __future__ import annotations
 
 import posix
-from collections.abc import Mapping
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # collections.abc costs the load path ~3 ms under `python -I -S`
+    from collections.abc import Mapping
 
 KINDS = {"config": ("XDG_CONFIG_HOME", ".config"),
          "data": ("XDG_DATA_HOME", ".local/share"),

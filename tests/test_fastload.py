@@ -113,7 +113,7 @@ def test_main_exit_code_and_message(store: Path) -> None:
 
 
 HEAVY = ("os", "click", "jinja2", "platformdirs", "tomllib", "hdenv.store", "hdenv.store.layout", "hdenv.config",
-         "shellingham", "hashlib", "tempfile")
+         "shellingham", "hashlib", "tempfile", "collections.abc")
 
 
 def fast_load(config: str, default_store: str, env: dict[str, str] | None = None
