@@ -115,6 +115,9 @@ CASES = (  # label, hdenv command, Lmod command
     ("savelist", "hdenv savelist", "module savelist"),
     ("restore", "hdenv restore bench", "module restore bench"),
     ("load-pkg", "hdenv load zlib; hdenv unload zlib", "module load zlib; module unload zlib"),
+    ("show", "hdenv show stack3", "module show stack3"),
+    ("whatis", "hdenv whatis stack3", "module whatis stack3"),
+    ("keyword", "hdenv keyword generation", "module keyword generation"),
 )
 
 

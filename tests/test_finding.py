@@ -131,3 +131,17 @@ hdenv use {tmp_path}/nowhere; echo "bad=$?"
     assert f"HDENV_USE={theirs}\n1\nhello from theirs\n1\nafter=unset\nscience/1\n" in out, \
         (out, proc.stderr)
     assert "bad=2\n" in out and "is not an hdenv store" in proc.stderr
+
+
+def test_6_the_function_answers_whatis_help_keyword_as_the_full_program(
+        tmp_path: Path) -> None:
+    """The function prints these on its fast path (no click); same words, errors, codes."""
+    _store, env, init = _setup(tmp_path)
+    for words in (["whatis", "science"], ["whatis", "zlibby/1.3"], ["help", "zlibby"],
+                  ["keyword", "QUOTAS"], ["keyword", "nothing-at-all"], ["whatis", "nosuch"],
+                  ["help", "science", "extra"]):
+        line = " ".join(words)
+        via_function = bash(f". {init}\nhdenv {line}", env, tmp_path)
+        full = subprocess.run([HDENV, *words], env=env, capture_output=True, text=True)
+        assert (via_function.returncode, via_function.stdout, via_function.stderr) == (
+            full.returncode, full.stdout, full.stderr), line

@@ -776,7 +776,7 @@ def log_usage(session: Session, config: Config, environ: Mapping[str, str]) -> N
 
 # -- the function's entry: global options, help, and what the full program answers --
 
-PRINT_COMMANDS = ("avail", "loaded", "spider", "list", "savelist")
+PRINT_COMMANDS = ("avail", "loaded", "spider", "list", "savelist", "whatis", "keyword", "help")
 
 
 class Call:
@@ -841,6 +841,13 @@ def _print_command(shell_name: str, call: Call | None, args: list[str],
         return
     from . import catalog, terminal
 
+    if call.cmd in ("whatis", "keyword", "help"):  # as their click commands print them
+        rest, opts = terminal.take_options(call.args)
+        if len(rest) != 1 or rest[0].startswith("-"):
+            _exec_full(shell_name, args)  # usage, --help: the full program's words
+            return
+        terminal.write(_finding_text(call.cmd, rest[0], roots()), environ, opts)
+        return
     if call.cmd == "savelist":  # as `hdenv savelist` prints it, without click
         from . import collection
 
@@ -860,6 +867,22 @@ def _print_command(shell_name: str, call: Call | None, args: list[str],
         _exec_full(shell_name, args)
         return
     terminal.write(text, environ, opts)
+
+
+def _finding_text(cmd: str, word: str, roots: list[str]) -> str:
+    """`whatis REF`, `help REF`, `keyword TEXT` on the fast path (shell/finding.py)."""
+    from ..store.index import Index
+    from . import finding
+
+    index = Index(roots)
+    if cmd == "keyword":
+        found = finding.keyword_data(index, word)
+        if not found:
+            raise UserError(f"nothing mentions {word!r} (names, descriptions, help texts)")
+        return finding.whatis_text(found)
+    if cmd == "help":
+        return finding.help_text(finding.lookup(index, word))
+    return finding.whatis_text(finding.lookup(index, word))
 
 
 def quiet_broken_pipe() -> None:
