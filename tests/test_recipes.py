@@ -364,3 +364,24 @@ commit = "{commit}"
                if x.startswith("tool/0.9/")]
     prefix = Path(run_hdenv("path", line.split()[0], check=True).stdout.strip())
     assert (prefix / "share" / "VERSION").read_text() == "0.9-dev\n"
+
+
+def test_a_versions_patches_apply_from_beside_the_recipe(run_hdenv: Runner,
+                                                          tmp_path: Path) -> None:
+    url, sha = _tarball(tmp_path, "tool", {"greeting": "hello\n"})
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "tool-polite.patch").write_text(
+        "--- a/greeting\n+++ b/greeting\n@@ -1 +1 @@\n-hello\n+hello, please\n")
+    _recipe(repo, "tool", f'''script = 'mkdir -p "$PREFIX/share" && cp greeting "$PREFIX/share/"'
+[versions."1.0"]
+url = "{url}"
+sha256 = "{sha}"
+patches = ["tool-polite.patch"]
+''')
+    stack = _stack(tmp_path / "s.toml", '[stack]\nrepos = ["repo"]\n[packages.tool]\n')
+    run_hdenv("build", str(stack), check=True)
+    (line,) = [x for x in run_hdenv("list", "artifacts", check=True).stdout.splitlines()
+               if x.startswith("tool/1.0/")]
+    prefix = Path(run_hdenv("path", line.split()[0], check=True).stdout.strip())
+    assert (prefix / "share" / "greeting").read_text() == "hello, please\n"

@@ -7,6 +7,7 @@ store. tomllib gives no positions, so `LineIndex` recovers them from the text.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import re
@@ -705,8 +706,11 @@ class _Resolver:
                 vtable["unpack"] = False
                 vtable.pop("strip", None)
             fields["sources"] = _render_sources(rctx, [vtable], context, *vwhere)
-            if patches:
-                fields["patches"] = _render_patches(rctx, patches, context, *vwhere, "patches")
+            if patches:  # a patch file beside the recipe, wherever the stack is
+                fields["patches"] = [
+                    dataclasses.replace(p, path=str(rctx.base / p.path))
+                    if p.path is not None and not os.path.isabs(p.path) else p
+                    for p in _render_patches(rctx, patches, context, *vwhere, "patches")]
         for key, value in stack_fields.items():
             if key in LIST_KEYS:
                 fields[key] = [*fields.get(key, []), *value]
