@@ -80,8 +80,10 @@ def test_avail_json(store: Path) -> None:
 def test_spider_finds_every_generation_and_says_how_to_load(store: Path) -> None:
     text = catalog.run("spider", ["lua"], {}, [str(store)])
     assert text == ("lua/5.3.6\n    in: gnu/1\n    load it with: hdenv load gnu/1\n"
+                    "    or the package alone: hdenv load lua/5.3.6\n"
                     "lua/5.4.4 - Lua, a scripting language\n    in: gnu/2 (D)\n"
-                    "    load it with: hdenv load gnu\n")
+                    "    load it with: hdenv load gnu\n"
+                    "    or the package alone: hdenv load lua/5.4.4\n")
     one = json.loads(catalog.run("spider", ["--json", "lua/5.4.4"], {}, [str(store)]))
     assert [(e["package"], e["version"], e["ids"], e["load"]) for e in one] == [
         ("lua", "5.4.4", [LUA], "hdenv load gnu")]
@@ -162,8 +164,12 @@ def test_spider_keeps_variants_apart_and_names_a_profile_holding_each(
     run_hdenv("build", str(stack), check=True)
     text = run_hdenv("spider", "tool", check=True).stdout
     assert text == ("tool/1 [OPT=fast]\n    in: s-fast/1 (D)\n    load it with: hdenv load s-fast\n"
+                    "    or the package alone: hdenv load tool/1-fast\n"
                     "tool/1 [OPT=small]\n    in: s-small/1 (D)\n"
-                    "    load it with: hdenv load s-small\n")
+                    "    load it with: hdenv load s-small\n"
+                    "    or the package alone: hdenv load tool/1-small\n")
+    for name in ("tool/1-fast", "tool/1-small"):  # what spider says, load takes
+        assert run_hdenv("is-avail", name).returncode == 0, name
     entries = json.loads(run_hdenv("spider", "--json", "tool/1", check=True).stdout)
     assert [(e["variant"], e["load"], len(e["ids"])) for e in entries] == [
         ("OPT=fast", "hdenv load s-fast", 1), ("OPT=small", "hdenv load s-small", 1)]

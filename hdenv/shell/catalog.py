@@ -218,7 +218,9 @@ def spider_data(index: Index, text: str, show_hidden: bool = False) -> list[dict
     exact = name.lower()
     for _key, group in sorted(by_version.items(),
                               key=lambda kv: (kv[0][0].lower() != exact, kv[0])):
-        labels = variant_labels({e["ids"][0]: e.pop("store") for e in group})
+        stores = {e["ids"][0]: e.pop("store") for e in group}
+        labels = variant_labels(stores)
+        names = _package_names(stores)
         for entry in sorted(group, key=lambda e: labels[e["ids"][0]]):
             aid = entry["ids"][0]
             entry["variant"] = labels[aid]
@@ -228,8 +230,18 @@ def spider_data(index: Index, text: str, show_hidden: bool = False) -> list[dict
             defaults = sorted({p["name"] for p in entry["profiles"] if p["current"]})
             entry["load"] = (f"hdenv load {defaults[0]}" if defaults
                              else f"hdenv load {entry['profiles'][-1]['ref']}")
+            entry["load_package"] = f"hdenv load {names[aid]}"  # the package alone (byname)
             out.append(entry)
     return out
+
+
+def _package_names(stores: Mapping[str, str]) -> dict[str, str]:
+    """The names `load` takes for these builds of one NAME/VERSION (`hello/2.10-gcc`)."""
+    from ..store.index import read_spec
+    from ..store.variants import build_names, spec_traits
+
+    return build_names({aid: spec_traits(read_spec(root, aid.rsplit("/", 1)[1]))
+                        for aid, root in stores.items()})
 
 
 def variant_labels(stores: Mapping[str, str]) -> dict[str, str]:
@@ -273,6 +285,7 @@ def spider_text(entries: list[dict[str, Any]]) -> str:
         lines.append("    in: " + ", ".join(
             p["ref"] + (" (D)" if p["current"] else "") for p in e["profiles"]))
         lines.append(f"    load it with: {e['load']}")
+        lines.append(f"    or the package alone: {e['load_package']}")
     return "\n".join(lines) + "\n"
 
 
