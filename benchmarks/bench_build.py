@@ -7,7 +7,9 @@
    size: wall time of the whole command (Python start-up included), per-package
    cost, and the growth ratio against linear. Goal: 500 packages well under 1 s.
 2. `-j 2` against `-j 1` on independent CPU-bound packages (same run, fresh
-   stores). Goal: close to 0.5 on a 2-core machine.
+   stores with posix-tools captured first). Printed whole, and net of the fixed
+   part every run pays (the no-op build of the same stack, measured in the same
+   run): the net ratio is the scheduling's. Goal: net <= 0.52 on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -86,13 +88,24 @@ def main() -> None:
 
         print(f"\nparallel scheduling, {opts.parallel} independent CPU-bound packages:")
         times = {}
+        warm = work / "warm.toml"  # captures posix-tools: the same for -j 1 and -j 2
+        warm.write_text("[packages.warm]\nversion = \"1\"\nscript = 'mkdir -p \"$PREFIX\"'\n")
         for jobs in (1, 2):
             stack = work / f"busy{jobs}.toml"
             stack.write_text(busy_stack(opts.parallel))
             jenv = {**env, "HDENV_STORE": str(work / f"store-j{jobs}")}
+            run(["build", str(warm)], jenv)  # so the timed build is the builds, not set-up
             times[jobs] = run(["build", str(stack), "-j", str(jobs)], jenv)
             print(f"  -j {jobs}: {times[jobs]:.2f} s")
-        print(f"  ratio -j 2 / -j 1: {times[2] / times[1]:.2f} (ideal on 2 cores: 0.50)")
+        # what every run pays whatever -j is (start-up, planning, the profile): the no-op
+        # build of the same stack; the rest is the builds, which -j 2 should halve
+        fixed = best(["build", str(work / "busy1.toml")], {**env, "HDENV_STORE":
+                                                            str(work / "store-j1")}, 3)
+        net = (times[2] - fixed) / (times[1] - fixed)
+        print(f"  ratio -j 2 / -j 1: {times[2] / times[1]:.2f} (both include a fixed"
+              f" {fixed:.2f} s: start-up, planning, profile)")
+        print(f"  ratio net of the fixed part: {net:.2f} (ideal on 2 cores: 0.50; goal <= 0.52:"
+              f" {'OK' if net <= 0.52 else 'MISSED'})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
