@@ -14,7 +14,9 @@ import pytest
 from conftest import Runner, require, require_tool
 
 from hdenv import hostpkgs
-from hdenv.build.host import package_layout
+from hdenv.build.host import HostRequest, describe, package_layout
+from hdenv.store.hashing import spec_hash
+from hdenv.store.layout import Store
 
 HOSTS = """
 [host.gcc]
@@ -117,3 +119,26 @@ def test_package_files_land_where_builds_look() -> None:
         "lib/x86_64-linux-gnu/pkgconfig/yaml-0.1.pc", "lib/pkgconfig/yaml-0.1.pc"]
     assert package_layout("/lib/x86_64-linux-gnu/libz.so.1") == [
         "lib/x86_64-linux-gnu/libz.so.1", "lib/libz.so.1"]
+
+
+def test_an_upgraded_package_gives_a_new_id_and_an_unrelated_one_does_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recorded version of each named package is in the host spec, so an upgrade of
+    libyaml-dev is a new artifact; a package the declaration does not name never is.
+    (The host's real dpkg answers, with one version changed as an upgrade would.)"""
+    version = installed("libyaml-dev")
+    require(version is not None, "libyaml-dev is not installed (apt-get install libyaml-dev)")
+    store = Store(tmp_path / "store").ensure()
+    request = HostRequest("yaml", (), packages=("libyaml-dev",))
+    before = spec_hash(describe(store, request)[0])
+    real = hostpkgs.installed
+
+    def upgraded(names: list[str], who: str) -> list[hostpkgs.HostPackage]:
+        return [hostpkgs.HostPackage(p.name, p.version + "+upgrade1", p.arch, p.manager,
+                                     p.files) if p.name == "libyaml-dev" else p
+                for p in real(names, who)]
+
+    monkeypatch.setattr(hostpkgs, "installed", upgraded)
+    assert spec_hash(describe(store, request)[0]) != before
+    monkeypatch.setattr(hostpkgs, "installed", real)
+    assert spec_hash(describe(store, request)[0]) == before  # nothing else moves it
