@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from conftest import Runner, require, require_tool
+from projects import artifact_path, project
 
 CMAKELISTS = """cmake_minimum_required(VERSION 3.13)
 project(zv C)
@@ -28,12 +29,8 @@ def test_cmake_find_package_finds_a_host_library_in_its_artifact(
     for tool in ("gcc", "cmake"):
         require_tool(tool)
     require(Path("/usr/include/zlib.h").is_file(), "zlib1g-dev is not installed")
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "CMakeLists.txt").write_text(CMAKELISTS)
-    (src / "zv.c").write_text(ZV)
-    stack = tmp_path / "zv.toml"
-    stack.write_text("""[stack]
+    stack = project(tmp_path, {"CMakeLists.txt": CMAKELISTS, "zv.c": ZV}, "zv.toml",
+                    """[stack]
 name = "zv"
 repos = ["builtin"]
 toolchain = ["gcc"]
@@ -50,12 +47,8 @@ sources = [{ path = "src" }]
 """)
     proc = run_hdenv("build", str(stack), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (zlib,) = [line.split()[0] for line in run_hdenv("list", "artifacts", check=True)
-               .stdout.splitlines() if line.startswith("zlib/")]
-    zlib_prefix = Path(run_hdenv("path", zlib, check=True).stdout.strip())
-    (zv,) = [line.split()[0] for line in run_hdenv("list", "artifacts", check=True)
-             .stdout.splitlines() if line.startswith("zv/")]
-    zv_prefix = Path(run_hdenv("path", zv, check=True).stdout.strip())
+    zlib_prefix = artifact_path(run_hdenv, "zlib")
+    zv_prefix = artifact_path(run_hdenv, "zv")
     assert (zv_prefix / "share" / "found.txt").read_text() == f"{zlib_prefix}/include"
     ran = subprocess.run([str(zv_prefix / "bin" / "zv")], capture_output=True, text=True)
     assert ran.stdout.startswith("zlib 1."), ran.stderr

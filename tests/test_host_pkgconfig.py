@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from conftest import Runner, require, require_tool
+from projects import artifact_path
 
 USES_YAML = """#include <yaml.h>
 #include <stdio.h>
@@ -48,12 +49,6 @@ mkdir -p "$PREFIX/bin"
     return stack
 
 
-def _host_artifact(run_hdenv: Runner) -> Path:
-    (aid,) = [line.split()[0] for line in run_hdenv("list", "artifacts", check=True)
-              .stdout.splitlines() if line.startswith("lib/")]
-    return Path(run_hdenv("path", aid, check=True).stdout.strip())
-
-
 def test_a_library_declared_by_its_pkg_config_module_builds_and_runs(
         run_hdenv: Runner, tmp_path: Path) -> None:
     require_tool("gcc")
@@ -66,7 +61,7 @@ def test_a_library_declared_by_its_pkg_config_module_builds_and_runs(
     profile = Path(run_hdenv("path", "pc", check=True).stdout.strip())
     ran = subprocess.run([str(profile / "bin" / "y")], capture_output=True, text=True)
     assert ran.stdout.startswith("libyaml 0."), ran.stderr
-    host = _host_artifact(run_hdenv)
+    host = artifact_path(run_hdenv, "lib")
     assert sorted(p.name for p in (host / "lib" / "pkgconfig").iterdir()) == ["yaml-0.1.pc"]
     pc = (host / "lib" / "pkgconfig" / "yaml-0.1.pc").read_text()
     assert f"prefix={host}" in pc  # points into the artifact, not /usr
@@ -84,7 +79,7 @@ def test_only_the_named_modules_of_a_package_are_exposed(run_hdenv: Runner,
     stack = _stack(tmp_path, '["ompi-c"]', 'true')
     proc = run_hdenv("build", str(stack))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    host = _host_artifact(run_hdenv)
+    host = artifact_path(run_hdenv, "lib")
     # libopenmpi-dev has ompi.pc, ompi-cxx.pc, orte.pc... beside it
     assert sorted(p.name for p in (host / "lib" / "pkgconfig").iterdir()) == ["ompi-c.pc"]
     assert list(host.glob("lib/libmpi.so*")) or list(host.glob("lib/*/libmpi.so*"))

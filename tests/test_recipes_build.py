@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SHARED_SOURCES, Runner, require, require_tool
+from projects import artifact_path, project
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "recipes" / "stack.toml"
@@ -19,12 +20,6 @@ EXAMPLE = REPO / "examples" / "recipes" / "stack.toml"
 def test_the_readme_shows_the_recipe_example_as_it_is() -> None:
     readme = (REPO / "README.md").read_text()
     assert "```toml\n" + EXAMPLE.read_text() + "```" in readme
-
-
-def _artifact(run_hdenv: Runner, name: str) -> Path:
-    (aid,) = [line.split()[0] for line in run_hdenv("list", "artifacts", check=True)
-              .stdout.splitlines() if line.startswith(f"{name}/")]
-    return Path(run_hdenv("path", aid, check=True).stdout.strip())
 
 
 @pytest.mark.slow
@@ -48,12 +43,12 @@ def test_a_stack_of_package_names_builds_and_runs(run_hdenv: Runner, tmp_path: P
                          capture_output=True, text=True, env=clean)
     assert lua.stdout == "1024.0\n"
     # libpng links the stack's zlib (a dependency its recipe names), never the system's
-    zlib = _artifact(run_hdenv, "zlib")
-    (libpng,) = _artifact(run_hdenv, "libpng").glob("lib/libpng16.so.16")
+    zlib = artifact_path(run_hdenv, "zlib")
+    (libpng,) = artifact_path(run_hdenv, "libpng").glob("lib/libpng16.so.16")
     assert f"{zlib}/lib/libz.so.1" in subprocess.run(
         ["ldd", str(libpng)], capture_output=True, text=True).stdout
-    assert list(_artifact(run_hdenv, "json-c").glob("lib/libjson-c.so.5"))  # CMake, lib/
-    assert list(_artifact(run_hdenv, "json-c").glob("lib/cmake/json-c/json-c-config.cmake"))
+    assert list(artifact_path(run_hdenv, "json-c").glob("lib/libjson-c.so.5"))  # CMake, lib/
+    assert list(artifact_path(run_hdenv, "json-c").glob("lib/cmake/json-c/json-c-config.cmake"))
     # every Python package imports from the profile (not from the system's dist-packages),
     # the C extensions included, under an empty environment
     code = ("import yaml, yaml._yaml, markupsafe._speedups, six, packaging.version;"
@@ -65,7 +60,7 @@ def test_a_stack_of_package_names_builds_and_runs(run_hdenv: Runner, tmp_path: P
     files = ran.stdout.splitlines()
     assert len(files) == 5 and all(f.startswith(f"{profile}/lib/python3") for f in files), files
     # the C extension loads the stack's libyaml
-    libyaml = _artifact(run_hdenv, "libyaml")
+    libyaml = artifact_path(run_hdenv, "libyaml")
     assert f"{libyaml}/lib/libyaml" in subprocess.run(
         ["ldd", files[1]], capture_output=True, text=True).stdout
 
@@ -84,12 +79,8 @@ def test_meson_through_its_template(run_hdenv: Runner, tmp_path: Path) -> None:
     require_tool("meson")
     require_tool("ninja")
     require_tool("gcc")
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "meson.build").write_text(MESON_BUILD)
-    (src / "twice.c").write_text(TWICE_C)
-    stack = tmp_path / "m.toml"
-    stack.write_text("""[stack]
+    stack = project(tmp_path, {"meson.build": MESON_BUILD, "twice.c": TWICE_C}, "m.toml",
+                    """[stack]
 name = "m"
 repos = ["builtin"]
 toolchain = ["gcc"]
@@ -104,10 +95,10 @@ check = ["twice 21"]
 """)
     proc = run_hdenv("build", str(stack), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = subprocess.run([str(_artifact(run_hdenv, "twice") / "bin" / "twice"), "21"],
+    out = subprocess.run([str(artifact_path(run_hdenv, "twice") / "bin" / "twice"), "21"],
                          capture_output=True, text=True).stdout
     assert out == "42\n"
-    spec = (_artifact(run_hdenv, "twice") / ".hdenv" / "spec.json").read_text()
+    spec = (artifact_path(run_hdenv, "twice") / ".hdenv" / "spec.json").read_text()
     assert "meson setup _hdenv_build" in spec and "-Doptimization=2" in spec
 
 
@@ -135,12 +126,8 @@ def test_the_mpi_virtual_provided_by_the_host_open_mpi_builds_and_runs_in_the_sa
         run_hdenv: Runner, tmp_path: Path) -> None:
     for tool in ("mpicc", "mpirun", "gcc"):
         require_tool(tool)
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "hello.c").write_text(MPI_HELLO)
-    (src / "Makefile").write_text(MPI_MAKEFILE)
-    stack = tmp_path / "mpi.toml"
-    stack.write_text("""[stack]
+    stack = project(tmp_path, {"hello.c": MPI_HELLO, "Makefile": MPI_MAKEFILE}, "mpi.toml",
+                    """[stack]
 name = "mpihello"
 repos = ["builtin"]
 toolchain = ["gcc"]
@@ -158,7 +145,7 @@ check = ["mpirun -np 2 hello"]
 """)
     proc = run_hdenv("build", str(stack), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    built = _artifact(run_hdenv, "mpihello")
+    built = artifact_path(run_hdenv, "mpihello")
     # the check ran two ranks inside the build (OMPI_MCA_plm=isolated from the recipe)
     assert "ranks 2" in (built / ".hdenv" / "build.log").read_text()
     spec = (built / ".hdenv" / "spec.json").read_text()
@@ -179,11 +166,7 @@ def test_a_gcc_and_clang_matrix_links_the_stacks_libyaml_never_the_systems(
     require(SHARED_SOURCES.is_dir(), f"{SHARED_SOURCES} (offline source mirror) is absent")
     require(Path("/usr/include/yaml.h").is_file(),
             "libyaml-dev is not installed: nothing for the jail to hide")
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "yamlver.c").write_text(YAML_USER)
-    stack = tmp_path / "m.toml"
-    stack.write_text("""[stack]
+    stack = project(tmp_path, {"yamlver.c": YAML_USER}, "m.toml", """[stack]
 name = "yv"
 repos = ["builtin"]
 toolchain = ["{{ compiler }}"]
