@@ -61,10 +61,13 @@ __hdenv_complete() {
                 if [ "$pos" -eq 1 ]; then
                     words=$(__hdenv_loaded_refs)
                 else
-                    words=$(HDENV_STORE=${store:-${HDENV_STORE-}} hdenv avail --refs "$cur" 2>/dev/null)
+                    words=$(HDENV_STORE=${store:-${HDENV_STORE-}} hdenv avail --refs --packages "$cur" 2>/dev/null)
                 fi
                 ;;
-            load|env|show|path|diff|graph|verify|modulefiles|pin|unpin|push|export|report|pack)
+            load|try-load)  # profiles and packages by name
+                words=$(HDENV_STORE=${store:-${HDENV_STORE-}} hdenv avail --refs --packages "$cur" 2>/dev/null)
+                ;;
+            env|show|path|diff|graph|verify|modulefiles|pin|unpin|push|export|report|pack)
                 words=$(HDENV_STORE=${store:-${HDENV_STORE-}} hdenv avail --refs "$cur" 2>/dev/null)
                 ;;
             *) return 0 ;;

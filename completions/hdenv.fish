@@ -28,7 +28,7 @@ function __hdenv_loaded_refs
 end
 
 function __hdenv_refs
-    hdenv avail --refs (commandline -ct) 2>/dev/null
+    hdenv avail --refs $argv (commandline -ct) 2>/dev/null
 end
 
 complete -c hdenv -f
@@ -45,5 +45,6 @@ complete -c hdenv -n '__fish_seen_subcommand_from list; and not __fish_seen_subc
 complete -c hdenv -n '__fish_seen_subcommand_from build mirror reproduce' -F
 complete -c hdenv -n '__fish_seen_subcommand_from unload' -a '(__hdenv_loaded_refs)'
 complete -c hdenv -n '__fish_seen_subcommand_from swap; and test (count (commandline -opc)) -le 2' -a '(__hdenv_loaded_refs)'
-complete -c hdenv -n '__fish_seen_subcommand_from swap; and test (count (commandline -opc)) -ge 3' -a '(__hdenv_refs)'
-complete -c hdenv -n '__fish_seen_subcommand_from load env show path diff graph verify modulefiles pin unpin push export report pack' -a '(__hdenv_refs)'
+complete -c hdenv -n '__fish_seen_subcommand_from swap; and test (count (commandline -opc)) -ge 3' -a '(__hdenv_refs --packages)'
+complete -c hdenv -n '__fish_seen_subcommand_from load try-load' -a '(__hdenv_refs --packages)'
+complete -c hdenv -n '__fish_seen_subcommand_from env show path diff graph verify modulefiles pin unpin push export report pack' -a '(__hdenv_refs)'

@@ -52,6 +52,15 @@ def test_21_3_completion_never_expands_a_planted_profile_name(tmp_path: Path) ->
     bad_gen.mkdir()
     os.symlink("../../profiles/$(touch PWNED3)", bad_gen / "1")
     os.symlink("1", bad_gen / "current")
+    # a profile whose package (what `load` completes by name too) is named to run code
+    fake = "b" * 32
+    (store / "profiles" / fake / ".hdenv").mkdir(parents=True)
+    (store / "profiles" / fake / ".hdenv" / "profile.json").write_text(json.dumps(
+        {"hash": fake, "artifacts": ["z$(touch PWNED4)/1/" + "c" * 32], "env": {},
+         "family": None}))
+    (store / "names" / "evilpkg").mkdir()
+    os.symlink(f"../../profiles/{fake}", store / "names" / "evilpkg" / "1")
+    os.symlink("1", store / "names" / "evilpkg" / "current")
     script = r'''eval "$(hdenv init bash)"
 t() {
     COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); COMPREPLY=()
@@ -67,12 +76,13 @@ t hdenv load e
     proc = subprocess.run([bash, "--norc", "--noprofile", "-c", script], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(proc.stdout.split()) == ["demo", "demo/1"]
+    assert set(proc.stdout.split()) == {"demo", "demo/1", "evilpkg", "evilpkg/1",
+                                        "pkg-demo", "pkg-demo/1"}  # never the z$(...) one
     assert not list(tmp_path.glob("PWNED*"))
     # and the listings that scripts read skip them too
     listed = subprocess.run([f"{VENV_BIN}/hdenv", "list", "profiles"], env=env,
                             capture_output=True, text=True, check=True).stdout
-    assert [line.split()[0] for line in listed.splitlines()] == ["demo"]
+    assert [line.split()[0] for line in listed.splitlines()] == ["demo", "evilpkg"]
 
 
 # -- 19: text from stack files and other stores reaches the terminal defanged ---

@@ -70,13 +70,14 @@ def expected(store: Path, *, filtered: bool) -> dict[str, set[str]]:
     characters are typed. `unload` offers what is loaded and not yet on the line.
     """
     refs = {"demo", "demo/1", "other", "other/1"}
+    packages = {"pkg-demo", "pkg-demo/1", "pkg-other", "pkg-other/1"}  # load takes them too
     want = {
         "cmds": {name for name, cmd in cli_group.all_commands(click.Context(cli_group)).items()
                  if not cmd.hidden},
         "init": {"bash", "zsh", "fish", "tcsh"},
         "profile": {"generations", "rollback", "prune"},
         "list": {"artifacts", "profiles", "names"},
-        "load": refs,
+        "load": refs | packages,
         "show": refs,
         "load-hash": {demo_hash(store)},
         "unload": {"demo/1", "other/1"},
@@ -87,7 +88,7 @@ def expected(store: Path, *, filtered: bool) -> dict[str, set[str]]:
     if filtered:
         want |= {"lo": {"load", "loaded"}, "load-de": {"demo", "demo/1"}}
     else:  # zsh matches the typed prefix itself: the hash is among the words only now
-        want["load-hash"] |= refs
+        want["load-hash"] |= refs | packages
     return want
 
 

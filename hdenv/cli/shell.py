@@ -162,19 +162,22 @@ def loaded_cmd(ctx: click.Context, as_json: bool, as_hash: bool, terse: bool, co
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--refs", is_flag=True, hidden=True,
               help="Names and NAME/N, one per line (for the completion scripts).")
+@click.option("--packages", is_flag=True, hidden=True,
+              help="With --refs: packages by name too (what `load` takes).")
 @click.option("--show-hidden", is_flag=True,
               help="Also profiles named `.NAME` or with `hidden = true`.")
 @output_options
 @click.pass_context
 @_errors
 def avail_cmd(ctx: click.Context, texts: tuple[str, ...], as_json: bool, refs: bool,
-              show_hidden: bool, terse: bool, color: str, redirect: bool) -> None:
+              packages: bool, show_hidden: bool, terse: bool, color: str,
+              redirect: bool) -> None:
     """Named profiles: description, generations (D: default, L: loaded) and packages.
 
     TEXT keeps the profiles whose name, description or packages contain it.
     """
-    flags = (["--json"] * as_json + ["--refs"] * refs + ["--terse"] * terse
-             + ["--show-hidden"] * show_hidden)
+    flags = (["--json"] * as_json + ["--refs"] * refs + ["--packages"] * packages
+             + ["--terse"] * terse + ["--show-hidden"] * show_hidden)
     _catalog(ctx, "avail", [*flags, "--", *texts], color)
 
 

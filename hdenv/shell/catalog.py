@@ -166,6 +166,23 @@ def complete_refs(index: Index, typed: str = "") -> list[str]:
     return refs
 
 
+_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-/")
+
+
+def package_words(index: Index) -> list[str]:
+    """What `load` takes besides profiles: each loadable package's NAME, NAME/VERSION and
+    distinguishing name (`zlib/1.2.13-gcc`). Names come from stores others may write:
+    only plain words are offered (no shell metacharacter reaches a completion)."""
+    names = byname.Catalog(index.roots, index).all_names()
+    words: dict[str, None] = {}
+    for aid, name in sorted(names.items(), key=lambda kv: kv[1]):
+        plain = aid.rpartition("/")[0]
+        for word in (plain.partition("/")[0], plain, name):
+            if word and word[0] not in "-./" and set(word) <= _WORD_CHARS:
+                words[word] = None
+    return list(words)
+
+
 def _profile_hashes(index: Index, typed: str, seen: set[str]) -> list[str]:
     import os
 
@@ -388,9 +405,13 @@ def _run(cmd: str, args: list[str], environ: Mapping[str, str], roots: list[str]
         return loaded_text(data)
     index = Index(roots)
     if cmd == "avail":
-        flags, words = _options(args, {"--json", "--refs", "--show-hidden", *TERSE})
+        flags, words = _options(args, {"--json", "--refs", "--packages", "--show-hidden",
+                                       *TERSE})
         if "--refs" in flags:
-            return "".join(r + "\n" for r in complete_refs(index, words[0] if words else ""))
+            refs = complete_refs(index, words[0] if words else "")
+            if "--packages" in flags:  # `load`'s words: packages by name too (byname.py)
+                refs += [w for w in package_words(index) if w not in refs]
+            return "".join(r + "\n" for r in refs)
         entries = avail_data(index, environ, words, "--show-hidden" in flags)
         if "--json" in flags:
             return _dump(entries)
