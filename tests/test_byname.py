@@ -88,6 +88,10 @@ $CC $CFLAGS hello.c -o "$PREFIX/bin/hello" -lgreet
 
 [profiles.tc]
 packages = ["hello"]
+
+[profiles.cc]
+packages = ["{{ compiler }}"]
+family = "compiler"
 """
 
 EXTRA = """
@@ -319,6 +323,23 @@ def test_unloading_the_compiler_sets_its_packages_aside(built: Built, tmp_path: 
     assert hello_path is not None and built.built_with("hello", "gcc") in hello_path
     assert "HDENV_INACTIVE" not in back
     assert dump(d["after"]) == dump(d["before"])
+
+
+@slow
+def test_a_loaded_compiler_profile_picks_the_build_and_its_swap_retargets(
+        built: Built, tmp_path: Path) -> None:
+    """A profile of family `compiler` (cc-gcc holds the host gcc) counts as the loaded
+    compiler: `load hello` takes the gcc build, and swapping it for cc-clang follows."""
+    syn = Syntax("bash")
+    d = {s: tmp_path / f"{s}.json" for s in ("gcc", "clang")}
+    lines = ["hdenv load cc-gcc hello", syn.status("gcc"), syn.dump(d["gcc"]),
+             "hdenv swap cc-gcc cc-clang", syn.status("swap"), syn.dump(d["clang"])]
+    proc = run(built, "bash", lines, tmp_path)
+    for step in ("gcc", "swap"):
+        assert f"{step}=0" in proc.stdout, (proc.stdout, proc.stderr)
+    with_gcc, with_clang = which(dump(d["gcc"]), "hello"), which(dump(d["clang"]), "hello")
+    assert with_gcc is not None and built.built_with("hello", "gcc") in with_gcc
+    assert with_clang is not None and built.built_with("hello", "clang") in with_clang
 
 
 @slow

@@ -182,12 +182,23 @@ class Catalog:
         return build_names({b.aid: spec_traits(b.spec) for b in builds})
 
 
-def loaded_toolchain(records: list[LoadRecord]) -> dict[str, set[str]]:
-    """Family -> ids of the compilers and MPIs loaded as packages."""
+def loaded_toolchain(records: list[LoadRecord], roots: list[str] | None = None
+                     ) -> dict[str, set[str]]:
+    """Family -> ids of the compilers and MPIs loaded: as packages, or inside a loaded
+    profile of that family (`[profiles.cc] packages = ["gcc"] family = "compiler"`),
+    where the artifacts of that family are the compiler (`roots` finds their specs)."""
     out: dict[str, set[str]] = {}
     for rec in records:
-        if rec.package and rec.family in TOOLCHAIN:
+        if rec.family not in TOOLCHAIN:
+            continue
+        if rec.package:
             out.setdefault(str(rec.family), set()).add(rec.package)
+            continue
+        artifacts = _read(lightos.join(rec.prefix, ".hdenv", "profile.json")).get("artifacts")
+        for aid in artifacts if isinstance(artifacts, list) and roots else []:
+            root = _artifact_root(roots or [], str(aid))
+            if root is not None and _spec(root, str(aid)).get("family") == rec.family:
+                out.setdefault(str(rec.family), set()).add(str(aid))
     return out
 
 
@@ -262,7 +273,8 @@ def find(roots: list[str], ref: str, records: list[LoadRecord]) -> Profile | Non
     builds = _matching(catalog, name, version)
     if not builds:
         return None
-    return package_profile(catalog, choose(catalog, ref, builds, loaded_toolchain(records)))
+    return package_profile(catalog, choose(catalog, ref, builds,
+                                           loaded_toolchain(records, catalog.roots)))
 
 
 def package_profile(catalog: Catalog, build: Build) -> Profile:
@@ -341,7 +353,7 @@ def retarget(roots: list[str], records: list[LoadRecord], inactive: list[str]) -
     """Each loaded package built with a toolchain no longer loaded becomes its
     counterpart (same name, version and parameters) built with what is loaded now, or
     inactive; each inactive package whose counterpart now fits comes back."""
-    loaded = loaded_toolchain(records)
+    loaded = loaded_toolchain(records, roots)
     catalog = Catalog(roots)
     out = Retarget()
     for rec in records:
