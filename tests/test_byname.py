@@ -343,6 +343,17 @@ def test_a_loaded_compiler_profile_picks_the_build_and_its_swap_retargets(
 
 
 @slow
+def test_show_takes_packages_by_name_as_load_does(built: Built) -> None:
+    gcc_build = built.built_with("hello", "gcc")
+    assert built.hdenv("show", "hello/2.10-gcc").startswith(f"{gcc_build}\n")  # no description
+    assert f'"id": "{gcc_build}"' in built.hdenv("show", "--json", "hello/2.10-gcc")
+    ambiguous = subprocess.run([HDENV, "show", "hello"], env=built.env(), capture_output=True,
+                               text=True)
+    assert ambiguous.returncode == 2 and "hello is ambiguous" in ambiguous.stderr
+    assert "hello/2.10-gcc" in ambiguous.stderr and "hello/2.10-clang" in ambiguous.stderr
+
+
+@slow
 def test_avail_names_builds_as_load_does(built: Built) -> None:
     text = built.hdenv("avail")
     assert "packages: greet/1.0-clang hello/2.10-clang" in text, text

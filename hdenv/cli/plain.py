@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from ..config import Settings
+from ..errors import UserError
 from ..sanitize import printable
 
 TYPE_CHECKING = False
@@ -38,11 +39,30 @@ def show_text(store: Store, ref: str, as_json: bool) -> str:
     from ..profile import views
     from ..shell.shellcmd import describe
 
-    info = views.show(store, ref)
+    try:
+        info = views.show(store, ref)
+    except UserError as unknown:  # a package by name, as `load` takes it (shell/byname.py)
+        aid = _package_ref(store, ref)
+        if aid is None:
+            raise unknown from None
+        info, ref = views.show(store, aid), aid
     header = describe(store, ref, info)  # adds "description" and "load" to info
     if as_json:
         return json_text(info)
     return printable(header + views.format_show(info)) + "\n"
+
+
+def _package_ref(store: Store, ref: str) -> str | None:
+    """The artifact `hdenv load REF` would load, when REF names a package, else None."""
+    import os
+
+    from ..shell import byname
+    from ..shell.catalog import loaded_records
+
+    if ref.count("/") == 2:
+        return None  # an artifact id the store did not know: nothing to guess
+    return byname.chosen_build([str(r) for r in store.search_roots()], ref,
+                               loaded_records(os.environ))
 
 
 def _toml_value(value: Any) -> str:

@@ -266,15 +266,24 @@ def find(roots: list[str], ref: str, records: list[LoadRecord]) -> Profile | Non
     """The package `ref` names (NAME, NAME/VERSION, NAME/VERSION-SUFFIX or an artifact id)
     as an on-demand profile; None when no named profile holds such a package."""
     catalog = Catalog(roots)
+    build = _chosen(catalog, ref, records)
+    return package_profile(catalog, build) if build is not None else None
+
+
+def chosen_build(roots: list[str], ref: str, records: list[LoadRecord]) -> str | None:
+    """The artifact id `load REF` would load (nothing is made): for `show NAME`."""
+    build = _chosen(Catalog(roots), ref, records)
+    return build.aid if build is not None else None
+
+
+def _chosen(catalog: Catalog, ref: str, records: list[LoadRecord]) -> Build | None:
     if ref.count("/") == 2:
-        build = catalog.build(ref)
-        return package_profile(catalog, build) if build is not None else None
+        return catalog.build(ref)
     name, _, version = ref.partition("/")
     builds = _matching(catalog, name, version)
     if not builds:
         return None
-    return package_profile(catalog, choose(catalog, ref, builds,
-                                           loaded_toolchain(records, catalog.roots)))
+    return choose(catalog, ref, builds, loaded_toolchain(records, catalog.roots))
 
 
 def package_profile(catalog: Catalog, build: Build) -> Profile:
