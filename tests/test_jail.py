@@ -129,7 +129,8 @@ r="$PREFIX/share/seen"
 for f in /usr/include/stdio.h /usr/include/linux/limits.h /usr/include/yaml.h \\
          /usr/include/zlib.h {libdir}/libc.so {libdir}/libc.so.6 {libdir}/libz.so.1 \\
          {libdir}/libz.so {libdir}/libz.a {libdir}/libyaml.so {libdir}/pkgconfig/zlib.pc \\
-         {libdir}/crt1.o /usr/local/include; do
+         {libdir}/crt1.o /usr/local/include {libdir}/openmpi/include/mpi.h \\
+         {libdir}/openmpi/lib/openmpi3/mca_allocator_basic.so; do
   if [ -e "$f" ]; then echo "$f=yes" >> "$r"; else echo "$f=no" >> "$r"; fi
 done
 for run in "make --version" "sh -c true" "perl -MPOSIX -e 1" "cmake --version"; do
@@ -157,6 +158,13 @@ def test_the_jail_hides_dev_files_but_not_runtime_libraries(run_hdenv: Runner,
     for f in ("/usr/include/stdio.h", "/usr/include/linux/limits.h", f"{libdir}/libc.so",
               f"{libdir}/libc.so.6", f"{libdir}/libz.so.1", f"{libdir}/crt1.o"):
         assert inside[f] == "yes", (f, inside)
+    # a subdirectory of the library directory: its headers go, its runtime plugins stay
+    mpi_h, plugin = f"{libdir}/openmpi/include/mpi.h", f"{libdir}/openmpi/lib/openmpi3/" \
+        "mca_allocator_basic.so"
+    if outside[mpi_h] == "yes":  # libopenmpi-dev is installed (CI installs it)
+        assert inside[mpi_h] == "no", inside
+    if outside[plugin] == "yes":
+        assert inside[plugin] == "yes", inside
     for f in ("/usr/include/yaml.h", "/usr/include/zlib.h", f"{libdir}/libz.so",
               f"{libdir}/libz.a", f"{libdir}/pkgconfig/zlib.pc", "/usr/local/include"):
         assert inside[f] == "no", (f, inside)

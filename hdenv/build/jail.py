@@ -55,7 +55,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,9 +124,10 @@ def forget() -> None:
     _args.cache_clear()
     _tree.cache_clear()
     _link_time_name.cache_clear()
+    _dev_inside.cache_clear()
 
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: dev_subdirs
 RACY_NS = 2_000_000_000  # a key this fresh may change again within one timestamp tick
 STATE_PATHS = ("/var/lib/dpkg/status", "/var/lib/rpm")
 
@@ -158,9 +159,11 @@ def load_cache(path: Path) -> None:
         base = frozenset(str(p) for p in data["base"])
         link_time = {str(a): frozenset(str(n) for n in names)
                      for a, names in data["link_time"].items()}
+        dev_subdirs = {str(a): frozenset(str(n) for n in names)
+                       for a, names in data["dev_subdirs"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return
-    _known.update(base=base, link_time=link_time, saved=True)
+    _known.update(base=base, link_time=link_time, dev_subdirs=dev_subdirs, saved=True)
 
 
 def save_cache(path: Path) -> None:
@@ -173,9 +176,10 @@ def save_cache(path: Path) -> None:
     if time.time_ns() - newest < RACY_NS:
         return
     link_time = {a: sorted(_link_time_names(a)) for a in library_areas()}
+    dev_subdirs = {a: sorted(_dev_subdirs(a)) for a in library_areas()}
     with contextlib.suppress(OSError):
         atomic_write_json(path, {"key": key, "base": sorted(base_allowed()),
-                                 "link_time": link_time})
+                                 "link_time": link_time, "dev_subdirs": dev_subdirs})
     _known["saved"] = True
 
 
@@ -289,8 +293,11 @@ def _library_args(area: str, allowed: frozenset[str]) -> list[str]:
         path = os.path.join(area, name)
         if name == HOST_COPY:
             continue
-        if path in allowed or not (DEV_FILE.search(name) or name in DEV_DIRS
-                                   or name in link_time):
+        if path not in allowed and name not in DEV_DIRS and os.path.isdir(path) \
+                and not os.path.islink(path) and _dev_subdir(path):
+            args += _subtree_args(path, allowed, keep)  # openmpi/include, perl/.../CORE
+        elif path in allowed or not (DEV_FILE.search(name) or name in DEV_DIRS
+                                     or name in link_time):
             args += keep(path)
         elif name in DEV_DIRS and os.path.isdir(path) and not os.path.islink(path):
             inside = sorted(p for p in allowed if p.startswith(path + "/"))
@@ -306,6 +313,112 @@ def _library_args(area: str, allowed: frozenset[str]) -> list[str]:
                     made.add(d)
                 args += keep(p)
     return [*args, "--remount-ro", area]
+
+
+HEADER = re.compile(r"\.(h|hh|hpp|hxx|inc)$")
+DEV_SUBDIRS = frozenset({"include", *DEV_DIRS})
+
+
+def _is_dev(entry: os.DirEntry[str]) -> bool:
+    """A development file or directory inside a library directory's subdirectory."""
+    try:
+        if entry.is_dir(follow_symlinks=False):
+            return entry.name in DEV_SUBDIRS
+    except OSError:
+        return False
+    return bool(DEV_FILE.search(entry.name) or HEADER.search(entry.name)
+                or _link_time_name(entry.path))
+
+
+def _dev_subdirs(area: str) -> frozenset[str]:
+    """The real subdirectories of `area` that hold development files (from the disk cache
+    when the host is unchanged: scanning them all costs ~100 ms)."""
+    cached = _known.get("dev_subdirs", {}).get(area)
+    if cached is not None:
+        return frozenset(cached)
+    try:
+        names = os.listdir(area)
+    except OSError:
+        names = []
+    found = frozenset(p for p in (os.path.join(area, n) for n in names if n != HOST_COPY)
+                      if os.path.isdir(p) and not os.path.islink(p) and _dev_inside(p))
+    _known.setdefault("dev_subdirs", {})[area] = found
+    return found
+
+
+def _holders(allowed: frozenset[str], top: str) -> frozenset[str]:
+    """The directories under `top` that hold something allowed (each allowed path's
+    ancestors): one pass over `allowed`, not one per directory entry."""
+    out: set[str] = set()
+    for a in allowed:
+        if a.startswith(top + "/"):
+            parent = os.path.dirname(a)
+            while len(parent) > len(top) and parent not in out:
+                out.add(parent)
+                parent = os.path.dirname(parent)
+    return frozenset(out)
+
+
+def _dev_subdir(path: str) -> bool:
+    return path in _dev_subdirs(os.path.dirname(path))
+
+
+@functools.lru_cache(maxsize=4096)
+def _dev_inside(path: str) -> bool:
+    """Whether the tree at `path` (a real directory) holds development files, without
+    recursion: headers, `include/`, `*.a`, link-time `lib*.so` (`openmpi/include/mpi.h`)."""
+    todo = [path]
+    while todo:
+        try:
+            entries = list(os.scandir(todo.pop()))
+        except OSError:
+            continue
+        for e in entries:
+            if _is_dev(e):
+                return True
+            try:
+                if e.is_dir(follow_symlinks=False):
+                    todo.append(e.path)
+            except OSError:
+                continue
+    return False
+
+
+def _subtree_args(top: str, allowed: frozenset[str],
+                  keep: Callable[[str], list[str]]) -> list[str]:
+    """A subdirectory of a library area that holds development files, rebuilt as real
+    directories of links without them: runtime files (plugins, `.so.N`, `.mod`) kept,
+    headers, `include/`, `*.a` and link-time `lib*.so` left out unless declared (a
+    declared MPI's `openmpi/include` stays whole)."""
+    args = ["--dir", top]
+    holders = _holders(allowed, top)
+    todo = [(top, False)]  # (directory, only what is allowed in it)
+    while todo:
+        d, only_allowed = todo.pop()
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            p = e.path
+            if p in allowed:
+                args += keep(p)
+                continue
+            try:
+                real_dir = e.is_dir(follow_symlinks=False)
+            except OSError:
+                real_dir = False
+            holds_allowed = real_dir and p in holders
+            if only_allowed or _is_dev(e):
+                if holds_allowed:
+                    args += ["--dir", p]
+                    todo.append((p, True))
+            elif real_dir and (holds_allowed or _dev_inside(p)):
+                args += ["--dir", p]
+                todo.append((p, False))
+            else:
+                args += keep(p)
+    return args
 
 
 @functools.lru_cache(maxsize=4096)
