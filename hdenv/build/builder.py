@@ -38,7 +38,7 @@ from ..store.layout import Store
 from ..store.sharing import current_umask
 from ..store.sources import SourceStore
 from ..store.tmpdirs import temp_dir
-from . import bwrap, jail, linkaudit, missing, processes
+from . import bwrap, jail, linkaudit, missing, processes, rootalias
 from .plan import Node
 
 LOG_TAIL_LINES = 25
@@ -77,7 +77,8 @@ def convention_vars(package: str, prefix: Path, built: bool) -> dict[str, str]:
 
 
 def build_environment(store: Store, node: Node, prefix: Path, build_dir: Path,
-                      jobs: int) -> dict[str, str]:
+                      jobs: int, alias: Path | None = None) -> dict[str, str]:
+    """The build's whole environment; with `alias` (rootalias), store paths go through it."""
     spec = node.spec
     direct = node.deps + node.build_deps
     closure = runtime_closure(store, direct)
@@ -140,6 +141,8 @@ def build_environment(store: Store, node: Node, prefix: Path, build_dir: Path,
         env.update(hs.get("env", {}))
     env.update(spec.get("env", {}))
     _map_build_dir(env, build_dir)
+    if alias is not None:
+        rootalias.alias_environment(env, store.root, alias)
     return env
 
 
@@ -268,10 +271,14 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
             log_path.write_text(options.log_first.rstrip("\n") + "\n", encoding="utf-8")
         if on_log is not None:  # where to follow it while it runs (the progress display says)
             on_log(log_path)
-        _run_script(store, node, sources, prefix, build_dir, log_path, jobs, guard_fd,
-                    sandboxed=options.sandbox, jailed=options.jail)
-        meta.update(_audit_links(store, node, prefix, build_dir, log_path, options))
-        _run_checks(store, node, prefix, build_dir, log_path, jobs, guard_fd, options)
+        with rootalias.root_alias(store) as alias:
+            _run_script(store, node, sources, prefix, build_dir, log_path, jobs, guard_fd,
+                        sandboxed=options.sandbox, jailed=options.jail, alias=alias)
+            if alias is not None:
+                _unalias(store, node, prefix, alias, log_path)
+            meta.update(_audit_links(store, node, prefix, build_dir, log_path, options))
+            _run_checks(store, node, prefix, build_dir, log_path, jobs, guard_fd, options,
+                        alias)
 
     try:
         return install_artifact(store, spec, populate, runtime_deps=node.deps, log_path=log_path,
@@ -353,6 +360,18 @@ def _keep_build_dir(store: Store, node: Node, build_dir: Path) -> Path | None:
     return dest
 
 
+def _unalias(store: Store, node: Node, prefix: Path, alias: Path, log_path: Path) -> None:
+    """The alias the build saw as the store root becomes the real root (rootalias)."""
+    prefix_fd = open_building(store, node.id)
+    try:
+        changed = rootalias.unalias(prefix_fd, prefix, alias, store.root)
+    finally:
+        os.close(prefix_fd)
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"hdenv: {changed} file(s) rewritten from the build's padded root alias"
+                  f" to {store.root}\n")
+
+
 def _audit_links(store: Store, node: Node, prefix: Path, build_dir: Path, log_path: Path,
                  options: BuildOptions) -> dict[str, Any]:
     """Complete run paths and check what every installed ELF file loads (see linkaudit)."""
@@ -422,7 +441,7 @@ def _python_prefix_scheme(build_dir: Path) -> None:
 
 
 def prepare(store: Store, node: Node, sources: SourceStore, prefix: Path, build_dir: Path,
-            jobs: int) -> tuple[Path, Path, dict[str, str]]:
+            jobs: int, alias: Path | None = None) -> tuple[Path, Path, dict[str, str]]:
     """Lay out `build_dir` as the build sees it: sources unpacked, patches ready, the script.
 
     Returns (source directory, script, environment); `hdenv build-env` opens a
@@ -443,7 +462,7 @@ def prepare(store: Store, node: Node, sources: SourceStore, prefix: Path, build_
     prologue = _patch_prologue(sources, spec.get("patches", []), build_dir)
     script.write_text("set -e\n" + _umask_line() + prologue + spec["script"] + "\n",
                       encoding="utf-8")
-    return src, script, build_environment(store, node, prefix, build_dir, jobs)
+    return src, script, build_environment(store, node, prefix, build_dir, jobs, alias)
 
 
 def _umask_line() -> str:
@@ -461,9 +480,11 @@ def _umask_line() -> str:
 
 def in_sandbox(store: Store, node: Node, argv: list[str], *, writable: list[Path], cwd: Path,
                sandboxed: bool, readable: tuple[str, ...] = (),
-               writable_fds: dict[Path, int] | None = None, jailed: bool = True) -> list[str]:
+               writable_fds: dict[Path, int] | None = None, jailed: bool = True,
+               alias: Path | None = None) -> list[str]:
     """`argv` as the build runs it: under bubblewrap when builds are sandboxed, and there
-    (unless `jailed` is False) seeing only the host dev files it declared."""
+    (unless `jailed` is False) seeing only the host dev files it declared, and the
+    store root's `alias` (rootalias) where the build looks for it."""
     if not sandboxed:
         return argv
     used = _used(store, node)
@@ -476,13 +497,14 @@ def in_sandbox(store: Store, node: Node, argv: list[str], *, writable: list[Path
         jail.save_cache(cache)
     return bwrap.wrap(argv, writable=writable,
                       readable=[*_sandbox_reads(store, used), *readable], cwd=cwd,
-                      writable_fds=writable_fds, jail=allowed)
+                      writable_fds=writable_fds, jail=allowed,
+                      links={str(alias): str(store.root)} if alias is not None else {})
 
 
 def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, build_dir: Path,
                 log_path: Path, jobs: int, guard_fd: int, sandboxed: bool = False,
-                jailed: bool = True) -> None:
-    src, script, env = prepare(store, node, sources, prefix, build_dir, jobs)
+                jailed: bool = True, alias: Path | None = None) -> None:
+    src, script, env = prepare(store, node, sources, prefix, build_dir, jobs, alias)
     sh = store.artifact_dir(node.spec["tools"]) / "bin" / "sh"
     with open(log_path, "ab") as log:
         log.write(f"hdenv: building {node.id}\n".encode())
@@ -495,7 +517,7 @@ def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, bu
             try:
                 argv = in_sandbox(store, node, [str(sh), str(script)], writable=[build_dir],
                                   cwd=src, sandboxed=True, writable_fds={prefix: prefix_fd},
-                                  jailed=jailed)
+                                  jailed=jailed, alias=alias)
                 rc = processes.run_in_group(argv, cwd=src, env=env, log=log,
                                             pass_fds=(guard_fd, prefix_fd))
             finally:
@@ -520,7 +542,8 @@ def check_environment(env: dict[str, str], prefix: Path) -> dict[str, str]:
 
 
 def _run_checks(store: Store, node: Node, prefix: Path, build_dir: Path, log_path: Path,
-                jobs: int, guard_fd: int, options: BuildOptions) -> None:
+                jobs: int, guard_fd: int, options: BuildOptions,
+                alias: Path | None = None) -> None:
     """Each check after install, in the build's sandbox and directory; the first failure
     fails the build (a package that built but cannot `import` is not done)."""
     checks = node.spec.get("checks", [])
@@ -531,7 +554,8 @@ def _run_checks(store: Store, node: Node, prefix: Path, build_dir: Path, log_pat
             log.write(f"hdenv: {len(checks)} check(s) skipped (--skip-checks or"
                       " [stack] checks = \"never\")\n")
         return
-    env = check_environment(build_environment(store, node, prefix, build_dir, jobs), prefix)
+    env = check_environment(build_environment(store, node, prefix, build_dir, jobs, alias),
+                            prefix)
     sh = store.artifact_dir(node.spec["tools"]) / "bin" / "sh"
     src = build_dir / "src"
     for n, command in enumerate(checks, start=1):
@@ -542,7 +566,7 @@ def _run_checks(store: Store, node: Node, prefix: Path, build_dir: Path, log_pat
             log.flush()
             argv = in_sandbox(store, node, [str(sh), str(script)], writable=[build_dir],
                               cwd=src, sandboxed=options.sandbox, readable=(str(prefix),),
-                              jailed=options.jail)
+                              jailed=options.jail, alias=alias)
             rc = processes.run_in_group(argv, cwd=src, env=env, log=log, pass_fds=(guard_fd,))
         if rc != 0:
             if processes.stopping():

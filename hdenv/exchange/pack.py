@@ -286,8 +286,9 @@ def install_packed(store: Store, description: dict[str, Any], archive_path: Path
     if not isinstance(meta, dict):
         meta = {}
     extra = {k: relocator.json_value(v) for k, v in meta.items() if k not in LOCAL_META}
-    extra["installed_from"] = {"source": source, "archive_sha256": description["archive_sha256"],
-                               "store_root": description["store_root"]}
+    # where it came from, but not the root it was built in: that root is a path on
+    # someone else's machine, and after relocation no byte of it is left in the store
+    extra["installed_from"] = {"source": source, "archive_sha256": description["archive_sha256"]}
     _, installed = install_artifact(store, description["spec"], populate,
                                     runtime_deps=list(description["references"]),
                                     extra_meta=extra, on_wait=on_wait)
