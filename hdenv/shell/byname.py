@@ -294,7 +294,7 @@ def package_profile(catalog: Catalog, build: Build) -> Profile:
         from ..store.layout import Store
 
         store = Store(Path(roots[0]), [Path(r) for r in roots[1:]])
-        made = create_profile(store, profile_spec(closure, {}, build.family))
+        made = create_profile(store, profile_spec(closure, {}, build.family), build.aid)
         home = str(made.parent.parent)
     prof: Profile = read_profile(home, hash_, build.name)
     prof.package = build.aid
