@@ -97,3 +97,23 @@ def test_profile_facts(tmp_path: Path) -> None:
     assert package is not None and package.kind == "artifact"
     assert showing.find(roots, "nosuch", os.environ) is None  # the full program words it
     assert json.loads(json.dumps(showing.info(roots, package)))["id"] == package.ident
+
+
+def test_upstream_profiles_and_packages_as_the_full_program(tmp_path: Path) -> None:
+    """A profile and a package of an upstream store (`upstreams` in config.toml): the
+    `upstream:` line and the paths there, the same both ways."""
+    from test_finding import THEIRS, _build
+    from test_shell_function import bash
+
+    store, env, init = _setup(tmp_path)
+    theirs = tmp_path / "theirs"
+    _build(theirs, tmp_path, THEIRS, "theirs.toml")
+    (tmp_path / "none.toml").write_text(f"upstreams = ['{theirs}']\n")
+    for words in (["theirs"], ["theirs/1"], ["theirpkg"], ["science"], ["zlibby"]):
+        via_function = bash(f". {init}\nhdenv show {' '.join(words)}", env, tmp_path)
+        full = subprocess.run([HDENV, "show", *words], env=env, capture_output=True, text=True)
+        assert (via_function.returncode, via_function.stdout, via_function.stderr) == (
+            full.returncode, full.stdout, full.stderr), words
+        assert full.returncode == 0, full.stderr
+        if words == ["theirs"]:
+            assert f"upstream: {theirs} (read-only)\n" in full.stdout, full.stdout

@@ -893,7 +893,7 @@ def _show_text(args: list[str], environ: Mapping[str, str], roots: Callable[[], 
             return None
         info = showing.info(stores, found)
         return show_text(showing.header(stores, found, info), info)
-    except Exception:  # noqa: BLE001 - the full program says what is wrong, as it always did
+    except Exception:  # the full program says what is wrong, as it always did
         return None
 
 
