@@ -177,7 +177,7 @@ def main() -> None:
     parser.add_argument("--artifacts", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=2,
-                        help="transfers in flight when pulling (hdenv's -j; default 2)")
+                        help="artifacts packed / transfers in flight (hdenv's jobs; default 2)")
     args = parser.parse_args()
     JOBS["n"] = args.jobs
     tmp = Path(tempfile.mkdtemp(prefix="bench-cache-"))
@@ -210,7 +210,7 @@ def run(tmp: Path, mb: int, count: int, rounds: int) -> None:
             target["dir"] = fresh("dircache")
 
         t_push = best(rounds, new_dir, lambda: push(store, [phash], open_cache(str(target["dir"])),
-                                                      key, quiet))
+                                                      key, quiet, jobs=JOBS["n"]))
         archive = tmp / "baseline.tar.zst"
 
         def base_push() -> None:
@@ -226,7 +226,8 @@ def run(tmp: Path, mb: int, count: int, rounds: int) -> None:
             repo["name"] = f"bench/r{fresh('r').name}"
 
         t_oci = best(rounds, new_repo, lambda: push(
-            store, [phash], open_cache(f"oci://{reg}/{repo['name']}"), key, quiet))
+            store, [phash], open_cache(f"oci://{reg}/{repo['name']}"), key, quiet,
+            jobs=JOBS["n"]))
         pushed_repo = repo["name"]  # the baseline rounds below each make a repository of their own
 
         def base_oci() -> None:
@@ -245,7 +246,7 @@ def run(tmp: Path, mb: int, count: int, rounds: int) -> None:
                                   ids, key, fresh, rounds))
         results.append(pull_round("pull from OCI registry", f"oci://{reg}/{pushed_repo}",
                                   oci_blob, ids, key, fresh, rounds))
-    print(f"pulls with {JOBS['n']} transfers in flight")
+    print(f"{JOBS['n']} artifacts packed or downloaded at once")
     print(f"{'':28} {'hdenv':>8} {'baseline':>9} {'ratio':>6} {'goal':>6}")
     for label, ours, base in results:
         verdict = "OK" if ours / base <= GOALS[label] else "MISSED"
