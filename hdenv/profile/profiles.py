@@ -102,7 +102,7 @@ def _render_env(env: dict[str, str], prefix: Path) -> dict[str, str]:
 
 
 def _populate(farm: Path, final: Path, spec: dict[str, Any], hash_: str, store: Store,
-              package: str | None = None) -> None:
+              package: str | None = None, loaded_state: bool = False) -> None:
     """Fill the directory `farm` (to be renamed to `final`) with links and metadata."""
     from . import pyprofile  # here, as the farm: reading profiles needs neither
     from .farm import build_farm
@@ -135,17 +135,20 @@ def _populate(farm: Path, final: Path, spec: dict[str, Any], hash_: str, store: 
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "links": stats.links,
         **({"package": package} if package else {}),
+        **({"loaded_state": True} if loaded_state else {}),
     }
     (farm / META_DIR).mkdir()
     atomic_write_json(farm / META_DIR / "spec.json", spec)
     atomic_write_json(farm / META_DIR / PROFILE_META, meta)
 
 
-def create_profile(store: Store, spec: dict[str, Any], package: str | None = None) -> Path:
+def create_profile(store: Store, spec: dict[str, Any], package: str | None = None,
+                   loaded_state: bool = False) -> Path:
     """Make `profiles/HASH` exist for `spec` and return it (idempotent, atomic).
 
     `package` (an artifact id) marks the on-demand profile of a package loaded by name
-    (shell/byname.py) in profile.json: gc keeps it while everything it holds is kept.
+    (shell/byname.py) in profile.json, `loaded_state` the one `loaded --hash` made
+    (shell/statehash.py): gc keeps either while everything it holds is kept.
 
     Concurrent creators each build aside; the first rename wins and the others
     drop their copy, so no lock is needed and nobody sees a half-made farm.
@@ -162,7 +165,7 @@ def create_profile(store: Store, spec: dict[str, Any], package: str | None = Non
 
     aside = temp_dir(store, f"profile-{hash_}-")
     try:
-        _populate(aside, final, spec, hash_, store, package)
+        _populate(aside, final, spec, hash_, store, package, loaded_state)
         make_read_only(aside, shared=store.shared)  # as artifacts: nobody edits a profile
         # into profiles/ through descriptors (storedirs): a symlink a member put there
         # meanwhile is refused, and no profile lands in (nor is chmod-ed in) its target

@@ -35,5 +35,5 @@ def loaded_state(store: Store, env: Mapping[str, str]) -> str:
     if len(records) == 1:
         return records[0].hash  # one profile is its own state, family and all
     spec = profile_spec(sorted(artifacts), settings, None)
-    create_profile(store, spec)
+    create_profile(store, spec, loaded_state=True)  # kept by gc while its artifacts are
     return profile_hash(spec)

@@ -120,22 +120,25 @@ def current_profiles(store: Store) -> set[str]:
     return out
 
 
-def package_profiles(store: Store, live: set[str], kept: set[str]) -> list[str]:
-    """The on-demand profiles of packages loaded by name (`hdenv load zlib`, marked
-    `package` in profile.json) whose every artifact is `live`.
+def on_demand_profiles(store: Store, live: set[str], kept: set[str]) -> list[str]:
+    """The profiles made on demand whose every artifact is `live`: a package loaded by name
+    (`hdenv load zlib`, marked `package` in profile.json) and the loaded state that
+    `hdenv loaded --hash` made (marked `loaded_state`).
 
-    A shell that loaded a package, and a collection that saved it, name that profile
-    by hash, and nothing in the store knows about either; so such a profile lives as
-    long as the named generations (or pins) that keep its artifacts, as a loaded named
-    profile lives as long as its generation. Once its artifacts go, it goes with them
-    (`load` and `restore` make it again for whatever build is there then).
+    A shell that loaded a package, a collection that saved it and a bug report that
+    quotes a state hash name that profile by hash, and nothing in the store knows
+    about any of them; so such a profile lives as long as the named generations (or
+    pins) that keep its artifacts, as a loaded named profile lives as long as its
+    generation. Once its artifacts go, it goes with them (`load` and `restore` make
+    a package's again for whatever build is there then).
     """
     out = []
     for phash in store.list_profile_hashes():
         if phash in kept:
             continue
         meta = _read_json_or(store.own_profile_dir(phash) / META_DIR / PROFILE_META, None)
-        if not isinstance(meta, dict) or not isinstance(meta.get("package"), str):
+        if not isinstance(meta, dict) or not (isinstance(meta.get("package"), str)
+                                              or meta.get("loaded_state") is True):
             continue
         artifacts = meta.get("artifacts")
         if isinstance(artifacts, list) and all(a in live for a in artifacts):
@@ -242,7 +245,7 @@ def mark(store: Store, *, clean_dead: bool = False, runtime_only: bool = False) 
             continue  # not built (yet), or not an id
         stack.extend(d for d in meta.get("runtime_deps", []) if d not in live)
     marked.artifacts = live
-    for phash in package_profiles(store, live, profiles):  # live shells and collections load them
+    for phash in on_demand_profiles(store, live, profiles):  # shells, collections, reports
         profiles.add(phash)
         specs.add(phash)
     # specs: the build closure of what is live
