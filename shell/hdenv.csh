@@ -1,8 +1,9 @@
 # Sourced by the `hdenv` alias that `hdenv init tcsh` defines, with the
 # command's words in $argv. load, unload, swap, purge, restore, reset and global options run
 # hdenv's fast path, which writes tcsh code; the code is sourced only when the
-# program succeeded, and its status is given back as $status. avail, loaded
-# and spider print from the fast path; the rest goes to the hdenv program.
+# program succeeded, and its status is given back as $status. avail, loaded,
+# spider, list, savelist, whatis, keyword, help and show print from the fast path;
+# the rest goes to the hdenv program.
 set __hdenv_cmd = ''
 if ( $#argv > 0 ) set __hdenv_cmd = $argv[1]:q
 if ( $__hdenv_cmd:q == load || $__hdenv_cmd:q == unload || $__hdenv_cmd:q == swap || $__hdenv_cmd:q == purge || $__hdenv_cmd:q == restore || $__hdenv_cmd:q == reset || $__hdenv_cmd:q == ml || $__hdenv_cmd:q == use || $__hdenv_cmd:q == unuse || $__hdenv_cmd:q == try-load || $__hdenv_cmd:q == refresh || $__hdenv_cmd:q == update || $__hdenv_cmd:q =~ -?* ) then
