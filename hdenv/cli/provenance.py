@@ -55,7 +55,8 @@ def export(ctx: click.Context, ref: str, output: Path, with_sources: bool,
 @click.option("--allow-host-drift", is_flag=True,
               help="Use this machine's host software where it differs (the hash changes).")
 @click.option("--name", help="Profile name (default: the original name).")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Packages built at once.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1),
+              help="Packages built (or fetched from a cache) at once.")
 @click.pass_context
 def reproduce(ctx: click.Context, bundle: str, from_: str | None, allow_host_drift: bool,
               name: str | None, jobs: int | None) -> None:
