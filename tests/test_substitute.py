@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from servers import free_port
 from hdenv.exchange.backends import Cache, open_cache
 from hdenv.exchange.push import push
 from hdenv.exchange.signing import SecretKey
-from hdenv.exchange.substitute import Fetched, Substituter
+from hdenv.exchange.substitute import Fetched, MeterFactory, Substituter, terminal_meter
 from hdenv.store.layout import Store
 from hdenv.store.verify import verify_artifact
 
@@ -147,7 +148,7 @@ def test_signing_key_caches_and_trusted_keys_come_from_config_toml(
 
 
 def test_fetch_many_installs_references_first_and_skips_what_a_failure_blocks(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dep, top, cache, key = pushed(tmp_path)
     b = Store(tmp_path / "b").ensure()
     sub = Substituter(b, [cache], [key.public()])
@@ -155,12 +156,12 @@ def test_fetch_many_installs_references_first_and_skips_what_a_failure_blocks(
     started: list[str] = []
     real_fetch = sub.fetch
 
-    def recording_fetch(aid: str, meter: object = None) -> object:
+    def recording_fetch(aid: str, meter: MeterFactory = terminal_meter) -> Fetched | str:
         started.append(aid)
         assert aid != top or b.has_artifact(dep)  # its reference arrived first
         return real_fetch(aid)
 
-    sub.fetch = recording_fetch  # type: ignore[method-assign]
+    monkeypatch.setattr(sub, "fetch", recording_fetch)
     got = sub.fetch_many([top, dep], refs.__getitem__, jobs=4)
     assert started == [dep, top]
     assert isinstance(got[dep], Fetched) and isinstance(got[top], Fetched)
@@ -176,20 +177,21 @@ def test_fetch_many_installs_references_first_and_skips_what_a_failure_blocks(
     assert not c.has_artifact(top) and not c.has_artifact(dep)
 
 
-def test_fetch_many_has_several_transfers_in_flight(tmp_path: Path) -> None:
+def test_fetch_many_has_several_transfers_in_flight(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     dep, top, cache, key = pushed(tmp_path)
     sub = Substituter(Store(tmp_path / "b").ensure(), [cache], [key.public()])
 
-    def meeting(timeout: float) -> object:
+    def meeting(timeout: float) -> Callable[[str, MeterFactory], Fetched | str]:
         barrier = threading.Barrier(2, timeout=timeout)
 
-        def fetch(aid: str, meter: object = None) -> str:
+        def fetch(aid: str, meter: MeterFactory = terminal_meter) -> Fetched | str:
             barrier.wait()  # both must be running at once, or this breaks
             return "met"
         return fetch
 
-    sub.fetch = meeting(30)  # type: ignore[method-assign]
+    monkeypatch.setattr(sub, "fetch", meeting(30))
     assert sub.fetch_many([dep, top], lambda _aid: [], jobs=2) == {dep: "met", top: "met"}
-    sub.fetch = meeting(1)  # type: ignore[method-assign]
+    monkeypatch.setattr(sub, "fetch", meeting(1))
     with pytest.raises(threading.BrokenBarrierError):  # -j 1: one at a time, never both
         sub.fetch_many([dep, top], lambda _aid: [], jobs=1)
