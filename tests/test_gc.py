@@ -14,11 +14,13 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import EXAMPLES, Runner, require_tool
 
 from hdenv.errors import UserError
+from hdenv.store import gc as gc_mod
 from hdenv.store.artifacts import install_artifact
 from hdenv.store.gc import parse_size
 from hdenv.store.layout import Store
@@ -363,3 +365,43 @@ def test_gc_killed_at_random_moments_leaves_a_clean_store(
     # and what built it (the current generation's build closure: the POSIX tools)
     assert {a.split("/")[0] for a in ids(run_hdenv)} == {"base", "posix-tools"}
     assert run_hdenv("verify").returncode == 0
+
+
+def test_gc_reads_garbage_metadata_once_through_descriptors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep order (dependents first) comes from each garbage artifact's metadata,
+    read once through the descriptor of the file the listing checked: a FIFO or a link
+    planted as artifact.json makes a leftover (removed, never opened to block on, never
+    followed), and the metadata of a removed artifact is not read again by path."""
+    store = Store(tmp_path / "store").ensure()
+    synthetic_garbage(store, 12, 20)
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text('{"runtime_deps": []}')
+    for name, plant in (("fifo", os.mkfifo), ("link", lambda p: os.symlink(elsewhere, p))):
+        meta = store.artifacts / name / "1" / "h" / ".hdenv"
+        meta.mkdir(parents=True)
+        plant(meta / "artifact.json")
+    reads: list[str] = []
+    real_open = os.open
+
+    def counting_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith("artifact.json"):
+            reads.append(str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    removed: list[gc_mod.Item] = []
+    monkeypatch.setattr(os, "open", counting_open)
+    result = gc_mod.collect(store, on_item=removed.append)
+    monkeypatch.undo()
+    assert sorted(i.ident for i in removed if i.kind == "leftover") == ["fifo/1/h", "link/1/h"]
+    junk = [i.ident for i in removed if i.kind == "artifact"]
+    # once each; the planted two were opened O_NOFOLLOW|O_NONBLOCK and refused
+    assert len(junk) == 12 and len(reads) == 12 + 2
+    position = {aid: n for n, aid in enumerate(junk)}
+    for aid in junk:
+        n = int(aid.split("/")[0].removeprefix("junk"))
+        if n % 10:  # junk{n} needs junk{n-1}: it goes first
+            dep = next(a for a in junk if a.startswith(f"junk{n - 1}/"))
+            assert position[aid] < position[dep]
+    assert result.freed > 0 and elsewhere.read_text() == '{"runtime_deps": []}'
+    assert os.listdir(store.artifacts) == []

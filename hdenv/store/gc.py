@@ -826,8 +826,11 @@ def _rename_aside(parent: int, name: str, trash: int, aside: str) -> bool | None
         return None
     try:
         # In a shared store another member's tree is writable through its group bits, and
-        # only its owner may chmod it, so ask for access rather than look at the owner's bits.
-        widened = pinned is not None and not os.access(fdtree.proc_path(pinned), os.W_OK)
+        # only its owner may chmod it, so ask for access rather than look at the owner's
+        # bits; our own directory with u+w needs no asking (the owner's bits are what count).
+        widened = pinned is not None and not (
+            st.st_uid == os.geteuid() and st.st_mode & stat.S_IWUSR
+            or os.access(fdtree.proc_path(pinned), os.W_OK))
         if widened:
             assert pinned is not None
             fdtree.chmod_pinned(pinned, stat.S_IMODE(st.st_mode) | 0o200)
