@@ -405,3 +405,29 @@ def test_gc_reads_garbage_metadata_once_through_descriptors(
             assert position[aid] < position[dep]
     assert result.freed > 0 and elsewhere.read_text() == '{"runtime_deps": []}'
     assert os.listdir(store.artifacts) == []
+
+
+def test_gc_sources_drops_unused_git_commits_and_prunes_their_objects(tmp_path: Path) -> None:
+    """A commit kept for no live spec loses its keep ref, and `git gc` then drops its
+    objects, on the path that removes everything at once (no --max-freed) as on the other."""
+    require_tool("git")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for limit in (None, 1 << 40):
+        store = Store(tmp_path / f"store{limit}").ensure()
+        git_dir = store.src / "git" / "cache.git"
+
+        def git(*args: str, git_dir: Path = git_dir) -> str:
+            return subprocess.run(["git", f"--git-dir={git_dir}", *args], env=env, check=True,
+                                  capture_output=True, text=True).stdout.strip()
+
+        subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True)
+        tree_id = git("hash-object", "-t", "tree", "-w", "--stdin")
+        commit = git("commit-tree", tree_id, "-m", "unused")
+        git("update-ref", f"refs/hdenv/keep/{commit}", commit)
+        removed: list[gc_mod.Item] = []
+        gc_mod.collect(store, sources=True, max_freed=limit, on_item=removed.append)
+        assert [i.ident for i in removed] == [f"git:{commit}"]
+        assert git("for-each-ref", "refs/hdenv/keep/") == ""
+        assert subprocess.run(["git", f"--git-dir={git_dir}", "cat-file", "-e", commit],
+                              capture_output=True).returncode != 0  # pruned

@@ -589,8 +589,9 @@ def collect(store: Store, *, dry_run: bool = False, sources: bool = False,
                 result.freed += item.size
                 if on_item is not None:
                     on_item(item)
-        if not dry_run and not pruned:
-            _prune_empty_dirs(store, result.kept)
+        if not dry_run:
+            if not pruned:
+                _prune_empty_dirs(store, result.kept)
             if git_pruned:
                 _git_prune(store.src / "git" / "cache.git")
     finally:
@@ -719,14 +720,7 @@ class _Sweep:
     def delete(self, item: Item, aside: str) -> bool:
         """Measure and delete what the rename moved, in one walk; False if refused."""
         try:
-            st = os.stat(aside, dir_fd=self.trash, follow_symlinks=False)
-            item.size = st.st_blocks * 512
-            if stat.S_ISDIR(st.st_mode):
-                tally = fdtree.Tally()
-                fdtree.remove_at(self.trash, aside, tally=tally)
-                item.size += tally.total
-            else:
-                os.unlink(aside, dir_fd=self.trash)
+            _delete_aside(self.trash, aside, item)
         except PermissionError:
             return False
         return True
@@ -799,18 +793,21 @@ def _move_at(parent: int, item: Item, trash: int) -> bool:
         return False
     if moved is False:
         return False
+    _delete_aside(trash, aside, item)
+    return True
+
+
+def _delete_aside(trash: int, aside: str, item: Item) -> None:
+    """Measure and delete what a rename moved into the trash, in one walk (`fdtree.Tally`):
+    a directory is emptied as it is found, anything else unlinked, nothing followed."""
     st = os.stat(aside, dir_fd=trash, follow_symlinks=False)
     item.size = st.st_blocks * 512
     if stat.S_ISDIR(st.st_mode):
-        fd = fdtree.open_dir(aside, dir_fd=trash)
-        try:
-            item.size += fdtree.size_at(fd)
-        finally:
-            os.close(fd)
-        fdtree.remove_at(trash, aside)
+        tally = fdtree.Tally()
+        fdtree.remove_at(trash, aside, tally=tally)
+        item.size += tally.total
     else:
         os.unlink(aside, dir_fd=trash)
-    return True
 
 
 def _rename_aside(parent: int, name: str, trash: int, aside: str) -> bool | None:
