@@ -14,11 +14,13 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import EXAMPLES, Runner, require_tool
 
 from hdenv.errors import UserError
+from hdenv.store import gc as gc_mod
 from hdenv.store.artifacts import install_artifact
 from hdenv.store.gc import parse_size
 from hdenv.store.layout import Store
@@ -399,3 +401,69 @@ packages = ["zlibby", "tool"]
     subprocess.run([HDENV, "gc"], env=env, check=True, capture_output=True)
     assert not (store / "profiles" / on_demand).exists()
     assert not [a for a in Store(store).list_artifacts() if a.startswith("zlibby/")]
+
+
+def test_gc_reads_garbage_metadata_once_through_descriptors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep order (dependents first) comes from each garbage artifact's metadata,
+    read once through the descriptor of the file the listing checked: a FIFO or a link
+    planted as artifact.json makes a leftover (removed, never opened to block on, never
+    followed), and the metadata of a removed artifact is not read again by path."""
+    store = Store(tmp_path / "store").ensure()
+    synthetic_garbage(store, 12, 20)
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text('{"runtime_deps": []}')
+    for name, plant in (("fifo", os.mkfifo), ("link", lambda p: os.symlink(elsewhere, p))):
+        meta = store.artifacts / name / "1" / "h" / ".hdenv"
+        meta.mkdir(parents=True)
+        plant(meta / "artifact.json")
+    reads: list[str] = []
+    real_open = os.open
+
+    def counting_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith("artifact.json"):
+            reads.append(str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    removed: list[gc_mod.Item] = []
+    monkeypatch.setattr(os, "open", counting_open)
+    result = gc_mod.collect(store, on_item=removed.append)
+    monkeypatch.undo()
+    assert sorted(i.ident for i in removed if i.kind == "leftover") == ["fifo/1/h", "link/1/h"]
+    junk = [i.ident for i in removed if i.kind == "artifact"]
+    # once each; the planted two were opened O_NOFOLLOW|O_NONBLOCK and refused
+    assert len(junk) == 12 and len(reads) == 12 + 2
+    position = {aid: n for n, aid in enumerate(junk)}
+    for aid in junk:
+        n = int(aid.split("/")[0].removeprefix("junk"))
+        if n % 10:  # junk{n} needs junk{n-1}: it goes first
+            dep = next(a for a in junk if a.startswith(f"junk{n - 1}/"))
+            assert position[aid] < position[dep]
+    assert result.freed > 0 and elsewhere.read_text() == '{"runtime_deps": []}'
+    assert os.listdir(store.artifacts) == []
+
+
+def test_gc_sources_drops_unused_git_commits_and_prunes_their_objects(tmp_path: Path) -> None:
+    """A commit kept for no live spec loses its keep ref, and `git gc` then drops its
+    objects, on the path that removes everything at once (no --max-freed) as on the other."""
+    require_tool("git")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for limit in (None, 1 << 40):
+        store = Store(tmp_path / f"store{limit}").ensure()
+        git_dir = store.src / "git" / "cache.git"
+
+        def git(*args: str, git_dir: Path = git_dir) -> str:
+            return subprocess.run(["git", f"--git-dir={git_dir}", *args], env=env, check=True,
+                                  capture_output=True, text=True).stdout.strip()
+
+        subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True)
+        tree_id = git("hash-object", "-t", "tree", "-w", "--stdin")
+        commit = git("commit-tree", tree_id, "-m", "unused")
+        git("update-ref", f"refs/hdenv/keep/{commit}", commit)
+        removed: list[gc_mod.Item] = []
+        gc_mod.collect(store, sources=True, max_freed=limit, on_item=removed.append)
+        assert [i.ident for i in removed] == [f"git:{commit}"]
+        assert git("for-each-ref", "refs/hdenv/keep/") == ""
+        assert subprocess.run(["git", f"--git-dir={git_dir}", "cat-file", "-e", commit],
+                              capture_output=True).returncode != 0  # pruned
