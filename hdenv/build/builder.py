@@ -17,6 +17,7 @@ its run path with patchelf, whatever the build system passed to the linker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -469,11 +470,16 @@ def in_sandbox(store: Store, node: Node, argv: list[str], *, writable: list[Path
     used = _used(store, node)
     allowed: list[str] = []
     if jailed:
-        cache = store.root / "cache" / "jail.json"
-        jail.load_cache(cache)
+        # cache/jail.json through the store's descriptors: in a group store a member can
+        # plant a link at cache/ or the file, or a FIFO, or write what it holds; only a
+        # regular file of this user's is read, and a new one replaces whatever is there
+        jail.use_cache(store.read_own_file(("cache",), "jail.json", jail.CACHE_LIMIT))
         allowed = jail.bwrap_args(jail.declared(
             _read_spec(store, a) for a in used if _is_host(store, a)))
-        jail.save_cache(cache)
+        data = jail.cache_data()
+        if data is not None:
+            with contextlib.suppress(OSError, StoreError):  # only a cache
+                store.write_file(("cache",), "jail.json", data)
     return bwrap.wrap(argv, writable=writable,
                       readable=[*_sandbox_reads(store, used), *readable], cwd=cwd,
                       writable_fds=writable_fds, jail=allowed)

@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import hostpkgs
-from ..errors import BuildError, UserError
+from ..errors import BuildError, StoreError, UserError
 from ..store.artifacts import artifact_id, install_artifact
 from ..store.elf import ET_DYN, ElfError, read_elf
-from ..store.fsutil import atomic_write_json
 from ..store.hashing import sha256_file
 from ..store.layout import Store
 from . import hostlibs, toolchain
@@ -80,6 +79,7 @@ SHIM_SNIFF_BYTES = 4096
 # the content turns out unchanged.
 RACY_NS = 2_000_000_000
 CACHE_FORMAT = 1
+CACHE_LIMIT = 64 * 1024 * 1024  # the most cache/host.json may hold: more is not read
 COLD_WORKERS = 4
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -387,16 +387,22 @@ class HostCache:
     A missing or corrupt cache file is an empty cache: it only saves time.
     """
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, store: Store):
+        self.store = store
+        self.path = cache_path(store)
         self.entries: dict[str, _Probe] = {}
         self.dirty = False
         self._load()
 
     def _load(self) -> None:
+        # through the store's descriptors, and only a regular file of this user's: in a
+        # group store a member can plant a link at cache/ or the file, a FIFO, or a file
+        # of theirs whose hashes and versions the victim's host artifacts would record
+        raw = self.store.read_own_file(("cache",), self.path.name, CACHE_LIMIT)
+        if raw is None:
+            return
         try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)
+            data = json.loads(raw)
             if data.get("format") != CACHE_FORMAT:
                 return
             for path, e in data["entries"].items():
@@ -404,11 +410,11 @@ class HostCache:
                     [int(x) for x in e["key"]], str(e["sha256"]), int(e["checked_ns"]),
                     {str(k): str(v) for k, v in e["versions"].items()},
                 )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             self.entries = {}
 
     def save(self) -> None:
-        if not self.dirty or not self.path.parent.parent.is_dir():
+        if not self.dirty or not self.store.root.is_dir():
             return  # a memo of an existing store; a dry run never creates a store for it
         entries = {
             p: {"key": e.key, "sha256": e.sha256, "checked_ns": e.checked_ns,
@@ -416,8 +422,10 @@ class HostCache:
             for p, e in self.entries.items()
             if os.path.exists(p)
         }
-        with contextlib.suppress(OSError):
-            atomic_write_json(self.path, {"format": CACHE_FORMAT, "entries": entries})
+        data = json.dumps({"format": CACHE_FORMAT, "entries": entries}, indent=2,
+                          sort_keys=True) + "\n"
+        with contextlib.suppress(OSError, StoreError):  # only a cache; never through a link
+            self.store.write_file(("cache",), self.path.name, data.encode())
         self.dirty = False
 
     def knows(self, real: str, st: os.stat_result) -> bool:
@@ -598,7 +606,7 @@ def describe(store: Store, request: HostRequest, *,
     _check_name(request.name)
     path = _search_path(search_path)
     dirs = _path_dirs(path)
-    cache = HostCache(cache_path(store))
+    cache = HostCache(store)
     pc_dirs, pc_modules = hostlibs.split_pkgconfig(request.pkgconfig)
     by_package = _module_packages(request, pc_modules)
     names = [*request.packages, *(n for n in by_package if n not in request.packages)]
