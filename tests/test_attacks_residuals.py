@@ -7,8 +7,7 @@ builds into a store of their group:
   the attacker's with forged answers (a sandboxed build's jail);
 - the link audit's patchelf and the unsandboxed build's `$PREFIX`: a directory above
   the artifact (artifacts/NAME/VERSION) exchanged for a link to the victim's own while
-  the build runs;
-- a host artifact's files, made by path in a directory the group could reach.
+  the build runs.
 """
 
 from __future__ import annotations
@@ -174,3 +173,128 @@ def test_1_a_members_forged_jail_json_is_not_believed(users: UnixUsers, run_hden
     mine = store / "cache" / "jail.json"
     assert os.lstat(mine).st_uid == pwd.getpwnam(VICTIM).pw_uid
     assert hidden not in json.loads(mine.read_text())["base"]
+
+
+# -- 2: the link audit and an unsandboxed build's $PREFIX ----------------------------------
+
+EXCHANGE = """
+import ctypes, os, sys, time
+
+libc = ctypes.CDLL(None, use_errno=True)
+RENAME_EXCHANGE, AT_FDCWD = 2, -100
+name_dir, version, decoy, last = sys.argv[1:5]
+v = os.path.join(name_dir, version)
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:  # the build's last file: its script is about to end
+    try:
+        built = [n for n in os.listdir(v) if not n.startswith(".")]
+    except FileNotFoundError:
+        built = []
+    if built and os.path.exists(os.path.join(v, built[0], last)):
+        break
+    time.sleep(0.005)
+else:
+    sys.exit("no build came")
+bait = os.path.join(name_dir, ".bait")
+os.symlink(decoy, bait)
+if libc.renameat2(AT_FDCWD, v.encode(), AT_FDCWD, bait.encode(), RENAME_EXCHANGE) != 0:
+    sys.exit(f"exchange failed: {os.strerror(ctypes.get_errno())}")
+print("exchanged", built[0])
+"""
+
+AUDITED = """
+[stack]
+name = "{name}"
+
+[packages.{name}]
+version = "1"
+sources = [{{ path = "{src}" }}]
+script = '''
+mkdir -p "$PREFIX/bin"
+for i in 1 2 3 4 5 6 7 8; do cp prog "$PREFIX/bin/prog$i"; done
+{after}
+'''
+"""
+
+
+def _elf_with_dangling_runpath(users: UnixUsers, where: str) -> Path:
+    """A directory holding `prog`: /bin/true whose run path names `$ORIGIN/../gone`, an
+    entry into its own artifact that does not exist, which the audit drops (patchelf)."""
+    src = users.base / where
+    src.mkdir()
+    prog = src / "prog"
+    prog.write_bytes(Path("/bin/true").read_bytes())
+    os.chmod(prog, 0o755)
+    os.chmod(src, 0o755)
+    patchelf = users.bin / "patchelf"
+    if not patchelf.exists():
+        pytest.skip("patchelf is not installed")
+    subprocess.run([str(patchelf), "--set-rpath", "$ORIGIN/../gone", str(prog)], check=True)
+    return src
+
+
+def _decoy(users: UnixUsers, store: Path, stack: Path, name: str, src: Path) -> Path:
+    """The victim's own directory laid out as the artifact will be (`HASH/bin/prog*`, the
+    victim's writable copies of the program): where the attacker's link points."""
+    dry = users.run(VICTIM, ["hdenv", "build", "--dry-run", str(stack)],
+                    _env(users, VICTIM, store))
+    (aid,) = [w for line in dry.stdout.splitlines() for w in line.split()
+              if w.startswith(f"{name}/1/")]
+    decoy = _precious(users, f"decoy-{name}")
+    bindir = decoy / aid.rsplit("/", 1)[1] / "bin"
+    bindir.mkdir(parents=True)
+    for i in range(1, 9):
+        (bindir / f"prog{i}").write_bytes((src / "prog").read_bytes())
+    subprocess.run(["chown", "-R", VICTIM, str(decoy)], check=True)
+    subprocess.run(["chmod", "-R", "u+w,a+rX", str(decoy)], check=True)
+    return bindir
+
+
+def _attack(users: UnixUsers, store: Path, name: str, decoy: Path, last: str
+            ) -> subprocess.Popen[str]:
+    script = _file(users, "exchange.py", EXCHANGE)
+    argv = users.command(ATTACKER, [users.python, str(script), str(store / "artifacts" / name),
+                                    "1", str(decoy.parent.parent), last], users.env(ATTACKER))
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=users.base)
+
+
+def _said(attack: subprocess.Popen[str]) -> str:
+    try:
+        out, err = attack.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        attack.kill()
+        out, err = attack.communicate()
+    return out + err
+
+
+@pytest.mark.parametrize("sandbox", ["bwrap", "none"])
+def test_2_the_link_audit_never_patches_through_an_exchanged_version_dir(
+        users: UnixUsers, run_hdenv: Runner, sandbox: str) -> None:
+    """The build's script has installed its programs; a member exchanges
+    artifacts/NAME/VERSION (the group's to rename in) for a link to a directory of the
+    victim's that looks like the artifact. Before, the link audit walked and patchelf-ed
+    by path: it rewrote the run paths of the victim's own programs there, and the
+    artifact was registered anyway (the check looked only at HASH in the directory
+    opened at the start). Now the audit reads and patches each file through
+    descriptors from the artifact directory the build was given, and an artifact whose
+    path no longer leads to that directory is not registered."""
+    if sandbox == "bwrap":
+        _sandboxed()
+    name = f"au{sandbox[0]}"
+    store = _group_store(users, run_hdenv, f"audit-{sandbox}")
+    src = _elf_with_dangling_runpath(users, f"src-{name}")
+    stack = _file(users, f"{name}.toml", AUDITED.format(name=name, src=src,
+                                                       after="sleep 1"))
+    decoy = _decoy(users, store, stack, name, src)
+    before = {p.name: p.read_bytes() for p in decoy.iterdir()}
+    attack = _attack(users, store, name, decoy, "bin/prog8")
+    proc = users.run(VICTIM, ["hdenv", "build", str(stack)],
+                     _env(users, VICTIM, store, HDENV_SANDBOX=sandbox), timeout=300)
+    said = _said(attack)
+    assert said.startswith("exchanged"), said
+    after = {p.name: p.read_bytes() for p in decoy.iterdir()}
+    assert after == before, (proc.stderr, said)  # none of the victim's files rewritten
+    assert proc.returncode == 1, proc.stderr
+    assert "was replaced while it was being built" in proc.stderr, proc.stderr
+

@@ -96,7 +96,7 @@ def test_packing_twice_gives_the_same_archive(tmp_path: Path) -> None:
 def test_host_artifacts_are_not_packed(tmp_path: Path) -> None:
     store = Store(tmp_path / "s").ensure()
     spec = {"kind": "host", "name": "cc", "version": "1", "programs": {}}
-    aid, _ = install_artifact(store, spec, lambda p, fd: None, runtime_deps=[])
+    aid, _ = install_artifact(store, spec, lambda p, fd, pfd: None, runtime_deps=[])
     with pytest.raises(UserError, match="captured on each machine"):
         pack_artifact(store, aid, tmp_path / "out")
 

@@ -33,7 +33,7 @@ from ..config import Settings
 from ..errors import BuildError, Interrupted, StoreError
 from ..oserrors import describe as describe_os_error
 from ..store import fdtree
-from ..store.artifacts import install_artifact, open_building, runtime_closure
+from ..store.artifacts import check_building, install_artifact, runtime_closure
 from ..store.fsutil import remove_tree
 from ..store.layout import Store
 from ..store.sharing import current_umask
@@ -264,14 +264,14 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
 
     meta: dict[str, Any] = dict(options.meta)  # populate adds; install_artifact reads it after
 
-    def populate(prefix: Path, guard_fd: int) -> None:
+    def populate(prefix: Path, guard_fd: int, prefix_fd: int) -> None:
         if options.log_first:
             log_path.write_text(options.log_first.rstrip("\n") + "\n", encoding="utf-8")
         if on_log is not None:  # where to follow it while it runs (the progress display says)
             on_log(log_path)
         _run_script(store, node, sources, prefix, build_dir, log_path, jobs, guard_fd,
-                    sandboxed=options.sandbox, jailed=options.jail)
-        meta.update(_audit_links(store, node, prefix, build_dir, log_path, options))
+                    prefix_fd, sandboxed=options.sandbox, jailed=options.jail)
+        meta.update(_audit_links(store, node, prefix, prefix_fd, build_dir, log_path, options))
         _run_checks(store, node, prefix, build_dir, log_path, jobs, guard_fd, options)
 
     try:
@@ -354,11 +354,14 @@ def _keep_build_dir(store: Store, node: Node, build_dir: Path) -> Path | None:
     return dest
 
 
-def _audit_links(store: Store, node: Node, prefix: Path, build_dir: Path, log_path: Path,
-                 options: BuildOptions) -> dict[str, Any]:
-    """Complete run paths and check what every installed ELF file loads (see linkaudit)."""
+def _audit_links(store: Store, node: Node, prefix: Path, prefix_fd: int, build_dir: Path,
+                 log_path: Path, options: BuildOptions) -> dict[str, Any]:
+    """Complete run paths and check what every installed ELF file loads (see linkaudit):
+    the files read and patched through descriptors from `prefix_fd`, the directory the
+    build was given, never by a path a member of a group store could redirect."""
     providers = linkaudit.providers(store, node.deps, node.build_deps)
-    result = linkaudit.audit(prefix, providers, transient=(str(build_dir), str(store.tmp)))
+    result = linkaudit.audit(prefix, providers, transient=(str(build_dir), str(store.tmp)),
+                             root_fd=prefix_fd)
     lines = [f"hdenv: run path completed: {f}" for f in result.completed]
     lines.append(f"hdenv: {result.summary()}")
     for u in result.undeclared:
@@ -486,10 +489,16 @@ def in_sandbox(store: Store, node: Node, argv: list[str], *, writable: list[Path
 
 
 def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, build_dir: Path,
-                log_path: Path, jobs: int, guard_fd: int, sandboxed: bool = False,
-                jailed: bool = True) -> None:
+                log_path: Path, jobs: int, guard_fd: int, prefix_fd: int,
+                sandboxed: bool = False, jailed: bool = True) -> None:
+    """Run the build's script. Sandboxed, the artifact directory is bound by descriptor
+    (`prefix_fd`, the one `install_artifact` made), so what it writes lands there whatever
+    a member of a group store does to the path; unsandboxed, it writes through `$PREFIX`
+    by path: the path is checked to lead there before it starts, and after it ends
+    (`install_artifact`, `check_reached`), but a swap while it runs redirects its writes."""
     src, script, env = prepare(store, node, sources, prefix, build_dir, jobs)
     sh = store.artifact_dir(node.spec["tools"]) / "bin" / "sh"
+    check_building(store, node.id, prefix_fd)  # a link swapped in already: no script runs
     with open(log_path, "ab") as log:
         log.write(f"hdenv: building {node.id}\n".encode())
         log.flush()
@@ -497,15 +506,11 @@ def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, bu
             argv = [str(sh), str(script)]
             rc = processes.run_in_group(argv, cwd=src, env=env, log=log, pass_fds=(guard_fd,))
         else:
-            prefix_fd = open_building(store, node.id)  # bound by descriptor, not by path
-            try:
-                argv = in_sandbox(store, node, [str(sh), str(script)], writable=[build_dir],
-                                  cwd=src, sandboxed=True, writable_fds={prefix: prefix_fd},
-                                  jailed=jailed)
-                rc = processes.run_in_group(argv, cwd=src, env=env, log=log,
-                                            pass_fds=(guard_fd, prefix_fd))
-            finally:
-                os.close(prefix_fd)
+            argv = in_sandbox(store, node, [str(sh), str(script)], writable=[build_dir],
+                              cwd=src, sandboxed=True, writable_fds={prefix: prefix_fd},
+                              jailed=jailed)
+            rc = processes.run_in_group(argv, cwd=src, env=env, log=log,
+                                        pass_fds=(guard_fd, prefix_fd))
     if rc != 0:
         if processes.stopping():
             raise Interrupted(processes.stop_signal())

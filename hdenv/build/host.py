@@ -775,7 +775,7 @@ def _populate_packages(spec: dict[str, Any], prefix: Path) -> None:
 
 
 def _populate_links(spec: dict[str, Any]) -> Any:
-    def populate(prefix: Path, _lock_fd: int) -> None:
+    def populate(prefix: Path, _lock_fd: int, _prefix_fd: int) -> None:
         _populate_packages(spec, prefix)
         bindir = prefix / "bin"
         bindir.mkdir(exist_ok=True)

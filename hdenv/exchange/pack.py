@@ -279,7 +279,7 @@ def install_packed(store: Store, description: dict[str, Any], archive_path: Path
             moves[f"{old_root}/artifacts/{ref}"] = str(where.own_artifact_dir(ref))
     relocator = Relocator(old_root, str(store.root), moves)
 
-    def populate(prefix: Path, _lock_fd: int) -> None:
+    def populate(prefix: Path, _lock_fd: int, _prefix_fd: int) -> None:
         _extract(archive_path, prefix, relocator, aid)
 
     meta = description.get("meta")
