@@ -7,7 +7,8 @@ builds into a store of their group:
   the attacker's with forged answers (a sandboxed build's jail);
 - the link audit's patchelf and the unsandboxed build's `$PREFIX`: a directory above
   the artifact (artifacts/NAME/VERSION) exchanged for a link to the victim's own while
-  the build runs.
+  the build runs;
+- a host artifact's files, made by path in a directory the group could reach.
 """
 
 from __future__ import annotations
@@ -298,3 +299,66 @@ def test_2_the_link_audit_never_patches_through_an_exchanged_version_dir(
     assert proc.returncode == 1, proc.stderr
     assert "was replaced while it was being built" in proc.stderr, proc.stderr
 
+
+# -- 3: a host artifact's files --------------------------------------------------------------
+
+PLANT_IN_HOST = """
+import glob, os, sys, time
+
+pattern, name, target = sys.argv[1:4]
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    found = glob.glob(pattern)
+    if found:
+        break
+else:
+    sys.exit("no capture came")
+link = os.path.join(os.path.dirname(found[0]), name)
+try:
+    os.symlink(target, link)
+    print("planted", link)
+except OSError as e:
+    print("refused", e.strerror)
+"""
+
+KERNEL_HEADERS = """
+[stack]
+name = "kh"
+
+[host.kh]
+packages = ["linux-libc-dev"]
+
+[packages.useskh]
+version = "1"
+deps = ["kh"]
+script = 'mkdir -p "$PREFIX/share" && echo ok > "$PREFIX/share/ok"'
+"""
+
+
+def test_3_a_host_artifacts_files_never_go_through_a_planted_link(
+        users: UnixUsers, run_hdenv: Runner) -> None:
+    """The victim captures a distro package (linux-libc-dev: include/asm-generic,
+    linux (~800 headers), ..., x86_64-linux-gnu). Once include/linux exists, a member
+    plants include/x86_64-linux-gnu -> a directory of the victim's. Before, the
+    directories were made by path with the group's umask (include/ was 0775, the group
+    may search the artifact while it is built): the member's link was followed by
+    `mkdir -p` and `symlink`, the victim's directory filled up, and the link was
+    registered in the artifact. Now every directory is made 0755 and entered through
+    descriptors: the member cannot plant, nothing is written outside."""
+    if not Path("/usr/include/linux/types.h").exists():
+        pytest.skip("linux-libc-dev is not installed")
+    store = _group_store(users, run_hdenv, "host-plant")
+    precious = _precious(users, "precious-host")
+    stack = _file(users, "kh.toml", KERNEL_HEADERS)
+    script = _file(users, "plant-host.py", PLANT_IN_HOST)
+    argv = users.command(ATTACKER, [users.python, str(script),
+                                    f"{store}/artifacts/kh/*/*/include/linux",
+                                    "x86_64-linux-gnu", str(precious)], users.env(ATTACKER))
+    attack = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=users.base)
+    proc = users.run(VICTIM, ["hdenv", "build", str(stack)], _env(users, VICTIM, store),
+                     timeout=300)
+    said = _said(attack)
+    assert os.listdir(precious) == [], (said, proc.stderr)
+    assert said.startswith("refused"), said
+    assert proc.returncode == 0, proc.stderr

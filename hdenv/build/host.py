@@ -33,6 +33,7 @@ from typing import Any
 
 from .. import hostpkgs
 from ..errors import BuildError, StoreError, UserError
+from ..store import fdtree, storedirs
 from ..store.artifacts import artifact_id, install_artifact
 from ..store.elf import ET_DYN, ElfError, read_elf
 from ..store.hashing import sha256_file
@@ -756,39 +757,97 @@ def _pc_text(path: str, prefix: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-def _populate_packages(spec: dict[str, Any], prefix: Path) -> None:
+class _Dirs:
+    """Directories of an artifact being populated, made and opened through descriptors from
+    the artifact directory's own (`prefix_fd`), each component without following a link.
+
+    By path, a host artifact's files went wherever its directories' names led: in a group
+    store the artifact directory lets the group search it while it is built, and a
+    directory made with the group's umask (`include/`, `lib/`) would let a member plant a
+    link in it for the next `mkdir -p` and write to follow. Directories are made 0755
+    here (never the group's to write) and entered by descriptor.
+    """
+
+    def __init__(self, prefix: Path, prefix_fd: int):
+        self.prefix = prefix
+        self.fds: dict[tuple[str, ...], int] = {(): prefix_fd}
+
+    def fd(self, parts: tuple[str, ...]) -> int | None:
+        """The directory `parts` below the artifact (made if missing), or None where a link
+        or a file of an earlier entry is in the way (the first one to get there has it)."""
+        if parts in self.fds:
+            return self.fds[parts]
+        parent = self.fd(parts[:-1])
+        if parent is None:
+            return None
+        try:
+            fd = storedirs.open_below(parent, self.prefix.joinpath(*parts[:-1]), parts[-1:],
+                                      mode=0o755)
+        except StoreError:
+            return None
+        self.fds[parts] = fd
+        return fd
+
+    def close(self) -> None:
+        for parts, fd in self.fds.items():
+            if parts:
+                os.close(fd)
+
+
+def _exists_at(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _place(dirs: _Dirs, rel: str, make: Callable[[int, str], None]) -> None:
+    """`make(dir_fd, name)` for the entry `rel` of the artifact, unless something is there."""
+    *parents, name = rel.split("/")
+    fd = dirs.fd(tuple(parents))
+    if fd is not None and not _exists_at(fd, name):
+        make(fd, name)
+
+
+def _link_to(target: str) -> Callable[[int, str], None]:
+    return lambda fd, name: os.symlink(target, name, dir_fd=fd)
+
+
+def _file_of(text: str) -> Callable[[int, str], None]:
+    data = text.encode("utf-8", "surrogateescape")
+    return lambda fd, name: fdtree.write_at(fd, name, data, 0o644)
+
+
+def _populate_packages(spec: dict[str, Any], prefix: Path, dirs: _Dirs) -> None:
     for info in spec.get("packages", {}).values():
         only = {f"{m}.pc" for m in info.get("pkgconfig_only", [])}
         for path in info["files"]:
             if only and path.endswith(".pc") and os.path.basename(path) not in only:
                 continue
-            for rel in package_layout(path):
-                dest = prefix / rel
-                if os.path.lexists(dest):
-                    continue  # the first package (or the multiarch spelling) has it
-                dest.parent.mkdir(parents=True, exist_ok=True)
+            for rel in package_layout(path):  # the first package (or spelling) has it
                 if path.endswith(".pc"):
-                    dest.write_text(_pc_text(path, prefix), encoding="utf-8",
-                                    errors="surrogateescape")
+                    _place(dirs, rel, _file_of(_pc_text(path, prefix)))
                 else:
-                    os.symlink(path, dest)
+                    _place(dirs, rel, _link_to(path))
 
 
 def _populate_links(spec: dict[str, Any]) -> Any:
-    def populate(prefix: Path, _lock_fd: int, _prefix_fd: int) -> None:
-        _populate_packages(spec, prefix)
-        bindir = prefix / "bin"
-        bindir.mkdir(exist_ok=True)
-        for prog, info in sorted(spec["programs"].items()):
-            if not os.path.lexists(bindir / prog):  # a package's file may be there already
-                os.symlink(info["path"], bindir / prog)
-        libs = spec.get("libraries", {})
-        if libs:
-            (prefix / "lib").mkdir(exist_ok=True)
-        for name, info in sorted(libs.items()):
-            for link in dict.fromkeys([name, info.get("soname") or name]):
-                if not os.path.lexists(prefix / "lib" / link):
-                    os.symlink(info["path"], prefix / "lib" / link)
+    def populate(prefix: Path, _lock_fd: int, prefix_fd: int) -> None:
+        dirs = _Dirs(prefix, prefix_fd)
+        try:
+            _populate_packages(spec, prefix, dirs)
+            dirs.fd(("bin",))
+            for prog, info in sorted(spec["programs"].items()):  # a package's may be there
+                _place(dirs, f"bin/{prog}", _link_to(info["path"]))
+            libs = spec.get("libraries", {})
+            if libs:
+                dirs.fd(("lib",))
+            for name, info in sorted(libs.items()):
+                for link in dict.fromkeys([name, info.get("soname") or name]):
+                    _place(dirs, f"lib/{link}", _link_to(info["path"]))
+        finally:
+            dirs.close()
     return populate
 
 
