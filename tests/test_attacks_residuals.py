@@ -19,6 +19,7 @@ import pwd
 import stat
 import subprocess
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -362,3 +363,62 @@ def test_3_a_host_artifacts_files_never_go_through_a_planted_link(
     assert os.listdir(precious) == [], (said, proc.stderr)
     assert said.startswith("refused"), said
     assert proc.returncode == 0, proc.stderr
+
+
+# -- 4: what killed runs left in tmp/ --------------------------------------------------------
+
+FLIP = """
+import ctypes, os, sys, time
+
+libc = ctypes.CDLL(None, use_errno=True)
+RENAME_EXCHANGE, AT_FDCWD = 2, -100
+a, b, stop = sys.argv[1].encode(), sys.argv[2].encode(), sys.argv[3]
+deadline = time.monotonic() + 300
+flips = 0
+while not os.path.exists(stop) and time.monotonic() < deadline:
+    if libc.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) == 0:
+        flips += 1
+print("flips", flips)
+"""
+
+
+def test_4_cleaning_tmp_never_removes_through_an_exchanged_tmp(
+        users: UnixUsers, run_hdenv: Runner) -> None:
+    """Every `hdenv build` first removes what dead runs left in tmp/<uid>/: entries older
+    than an hour. A member keeps exchanging the store's tmp/ (the store root is the
+    group's to rename in) with a link to a directory of the victim's laid out the same
+    way (`<uid>/...`: the victim's own store's tmp/, say). Before, tmp/<uid> was checked
+    through descriptors and then listed and cleaned by path: the victim's entries older
+    than an hour there were removed. Now it is listed and cleaned through the descriptor
+    that was checked."""
+    store = _group_store(users, run_hdenv, "tmp-flip")
+    first = _build(users, store, "tf")  # tmp/<uid> exists from now on
+    assert first.returncode == 0, first.stderr
+    uid = pwd.getpwnam(VICTIM).pw_uid
+    precious = _precious(users, "precious-tmp")
+    (precious / str(uid)).mkdir(mode=0o700)
+    old = time.time() - 7200
+    for i in range(20):
+        (precious / str(uid) / f"note{i}").write_text("the victim's\n")
+        os.utime(precious / str(uid) / f"note{i}", (old, old))
+    subprocess.run(["chown", "-R", VICTIM, str(precious)], check=True)
+    bait = store / ".bait"
+    _as_attacker(users, f"ln -s {precious} {bait}")
+    stop = users.base / "stop-flipping-tmp"
+    script = _file(users, "flip-tmp.py", FLIP)
+    attack = subprocess.Popen(
+        users.command(ATTACKER, [users.python, str(script), str(store / "tmp"), str(bait),
+                                 str(stop)], users.env(ATTACKER)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=users.base)
+    outcomes = []
+    try:
+        for _ in range(20):
+            proc = _build(users, store, "tf")
+            outcomes.append(proc.returncode)
+            assert "internal error" not in proc.stderr, proc.stderr
+    finally:
+        stop.write_text("")
+        said = _said(attack)
+    assert said.startswith("flips"), said
+    assert sorted(os.listdir(precious / str(uid))) == sorted(f"note{i}" for i in range(20)), (
+        outcomes, said)
