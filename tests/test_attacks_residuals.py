@@ -8,7 +8,12 @@ builds into a store of their group:
 - the link audit's patchelf and the unsandboxed build's `$PREFIX`: a directory above
   the artifact (artifacts/NAME/VERSION) exchanged for a link to the victim's own while
   the build runs;
-- a host artifact's files, made by path in a directory the group could reach.
+- a host artifact's files, made by path in a directory the group could reach;
+- tmp/<uid>/, checked through descriptors and then cleaned by path while a member
+  exchanges tmp/ for a link (FLIP: renameat2 RENAME_EXCHANGE in a tight loop).
+
+Each test failed on main's code before its fix (the decoy's files rewritten, the victim's
+files removed or written, a build hung on a FIFO or saw a header it never declared).
 """
 
 from __future__ import annotations
