@@ -12,7 +12,7 @@ every generation of every name, its on-demand profile made before timing)
 against Lmod's load + unload of the equivalent modulefile `zlib/1.2.13`. Each command's
 output goes to /dev/null. Goal: every ratio hdenv/Lmod at most 1.0.
 
-    .venv/bin/python benchmarks/bench_find.py [--rounds 40] [--blocks 4] [--names 20]
+    .venv/bin/python benchmarks/bench_find.py [--rounds 40] [--blocks 4] [--names 20] [--only CASE]
 
 `--names 1000` is issue 25's scale case: avail and spider over 1,000 named
 profiles against Lmod over 1,000 modulefile directories.
@@ -126,7 +126,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--blocks", type=int, default=4)
     parser.add_argument("--names", type=int, default=NAMES, help="named profiles (modules)")
+    parser.add_argument("--only", action="append", choices=[c[0] for c in CASES],
+                        help="run only this case (repeatable)")
     args = parser.parse_args()
+    cases = [c for c in CASES if args.only is None or c[0] in args.only]
     if not LMOD_INIT.is_file():
         sys.exit(f"Lmod not found at {LMOD_INIT} (apt-get install lmod)")
     with tempfile.TemporaryDirectory(prefix="hdenv-bench-find-") as tmp:
@@ -147,7 +150,7 @@ def main() -> None:
                   "hdenv load zlib && hdenv unload zlib || exit 1\n")
         block = max(1, args.rounds // args.blocks)
         for b in range(args.blocks):
-            for label, mine, theirs in CASES:
+            for label, mine, theirs in cases:
                 script += timing_loop(f"hdenv-{label}-{b}", mine, block)
                 script += timing_loop(f"lmod-{label}-{b}", theirs, block)
         proc = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], env=env,
@@ -161,7 +164,7 @@ def main() -> None:
             got[key] = min(got.get(key, float("inf")), int(micros) / 1000)
     print(f"{args.names} names x {GENERATIONS} generations x {PACKAGES} packages; {args.rounds}"
           f" rounds in {args.blocks} alternating blocks, best block counts (ms per command)")
-    for label, mine, theirs in CASES:
+    for label, mine, theirs in cases:
         ratio = got[f"hdenv-{label}"] / got[f"lmod-{label}"]
         verdict = "OK" if ratio <= 1.0 else "MISSED"
         print(f"{mine:34} {got[f'hdenv-{label}']:7.2f}   {theirs:20} {got[f'lmod-{label}']:7.2f}"

@@ -15,7 +15,7 @@ if ( $__hdenv_cmd:q == load || $__hdenv_cmd:q == unload || $__hdenv_cmd:q == swa
     endif
     /bin/rm -f $__hdenv_tmp:q
     unset __hdenv_tmp
-else if ( $__hdenv_cmd:q == avail || $__hdenv_cmd:q == loaded || $__hdenv_cmd:q == spider || $__hdenv_cmd:q == list || $__hdenv_cmd:q == savelist || $__hdenv_cmd:q == whatis || $__hdenv_cmd:q == keyword || $__hdenv_cmd:q == help ) then
+else if ( $__hdenv_cmd:q == avail || $__hdenv_cmd:q == loaded || $__hdenv_cmd:q == spider || $__hdenv_cmd:q == list || $__hdenv_cmd:q == savelist || $__hdenv_cmd:q == whatis || $__hdenv_cmd:q == keyword || $__hdenv_cmd:q == help || $__hdenv_cmd:q == show ) then
     $__hdenv_py:q -I -S -c $__hdenv_fast:q $__hdenv_lib:q tcsh $__hdenv_config:q $__hdenv_store:q $argv:q
     set __hdenv_status = $status
 else

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
+import pytest
 from conftest import Runner, require_tool
 
 STACK = r"""
@@ -100,12 +103,10 @@ def test_a_g_build_moves_to_a_root_150_bytes_longer_and_back(
     assert run.returncode == 0, run.stderr
     assert run.stdout == "42 /build/src/src/answer.c\n"
     assert b".debug_info" in (prefix / "lib" / "libanswer.so").read_bytes()
-    # the one mention left is the provenance record of where the copy came from
+    # no byte of the old root is left, the provenance record included
     meta = prefix / ".hdenv" / "artifact.json"
-    assert grep_store(longer, old_root) == [str(meta)]
-    info = json.loads(meta.read_text())
-    assert info["installed_from"].pop("store_root") == str(store_dir)
-    assert old_root not in json.dumps(info).encode()
+    assert grep_store(longer, old_root) == []
+    assert json.loads(meta.read_text())["installed_from"]["source"] == str(cache)
     assert run_hdenv("verify", env=env).returncode == 0
     # and back into a shorter root, from a cache the longer store pushed
     cache2 = tmp_path / "cache2"
@@ -118,6 +119,91 @@ def test_a_g_build_moves_to_a_root_150_bytes_longer_and_back(
     run2 = subprocess.run([str(prefix2 / "bin" / "answer")], capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin"})
     assert run2.stdout == "42 /build/src/src/answer.c\n", run2.stderr
-    meta2 = prefix2 / ".hdenv" / "artifact.json"
-    assert grep_store(short, str(longer).encode()) == [str(meta2)]
-    assert json.loads(meta2.read_text())["installed_from"]["store_root"] == str(longer)
+    assert grep_store(short, str(longer).encode()) == []
+
+
+PADDED_STACK = r"""
+[host.gcc]
+programs = ["gcc", "cc", "as", "ld"]
+
+[packages.greeting]
+version = "1"
+build-deps = ["gcc"]
+env = { CFLAGS = "-g -O0" }
+script = '''
+mkdir -p "$PREFIX/lib" "$PREFIX/include" "$PREFIX/share"
+printf 'const char *greeting(void);\n' > "$PREFIX/include/greeting.h"
+printf '#include <greeting.h>\nconst char *greeting(void) { return "hello"; }\n' > g.c
+gcc $CFLAGS -I"$PREFIX/include" -shared -fPIC g.c -o "$PREFIX/lib/libgreeting.so"
+'''
+
+[packages.datauser]
+version = "1"
+deps = ["greeting"]
+build-deps = ["gcc"]
+env = { CFLAGS = "-g -O0" }
+script = '''
+mkdir -p "$PREFIX/bin" "$PREFIX/share"
+echo "from the data directory" > "$PREFIX/share/message"
+cat > main.c <<'C'
+#include <stdio.h>
+#include <greeting.h>
+int main(void) {
+    char line[64] = "";
+    FILE *f = fopen(DATADIR "/message", "r");
+    if (!f || !fgets(line, sizeof line, f)) { perror(DATADIR); return 1; }
+    printf("%s, %s", greeting(), line);
+    return 0;
+}
+C
+gcc $CFLAGS -DDATADIR="\"$PREFIX/share\"" main.c -o "$PREFIX/bin/datauser" -lgreeting
+'''
+
+[profiles.data]
+packages = ["datauser"]
+"""
+
+
+def short_root() -> Path:
+    """A directory whose path length does not depend on where pytest keeps its temp files."""
+    return Path(tempfile.mkdtemp(prefix="hdr", dir="/tmp"))
+
+
+@pytest.mark.parametrize("sandbox", ["auto", "none"])
+def test_a_compiled_in_prefix_moves_to_a_root_150_bytes_longer(
+        run_hdenv: Runner, tmp_path: Path, sandbox: str) -> None:
+    require_tool("gcc")
+    base = short_root()
+    try:
+        short, longer = base / "s", base / ("l" * 151)
+        assert len(str(longer)) == len(str(short)) + 150
+        stack = tmp_path / "stack.toml"
+        stack.write_text(PADDED_STACK)
+        env = {"HDENV_STORE": str(short), "HDENV_SANDBOX": sandbox}
+        run_hdenv("build", str(stack), env=env, check=True)
+        key = run_hdenv("cache", "keygen", "k1", env={"XDG_CONFIG_HOME": str(tmp_path / "xdg")},
+                        check=True).stdout.strip()
+        secret = tmp_path / "xdg" / "hdenv" / "keys" / "k1.secret"
+        cache = tmp_path / "cache"
+        run_hdenv("push", "data", "--to", str(cache), "--key", str(secret), env=env, check=True)
+        env2 = {"HDENV_STORE": str(longer), "HDENV_CACHES": str(cache),
+                "HDENV_TRUSTED_KEYS": key, "HDENV_SANDBOX": sandbox}
+        pulled = run_hdenv("build", str(stack), env=env2, check=True)
+        assert "\n0 built, " in pulled.stderr, pulled.stderr  # relocated, not rebuilt
+        shutil.rmtree(short)  # nothing may still use the old store
+        out = run_hdenv("list", "artifacts", env=env2, check=True).stdout
+        (aid,) = [line.split()[0] for line in out.splitlines() if line.startswith("datauser/")]
+        prefix = Path(run_hdenv("path", aid, env=env2, check=True).stdout.strip())
+        binary = prefix / "bin" / "datauser"
+        run = subprocess.run([str(binary)], capture_output=True, text=True,
+                             env={"PATH": "/usr/bin:/bin"})
+        assert run.returncode == 0, run.stderr
+        assert run.stdout == "hello, from the data directory\n"
+        # the compiled-in prefix is the new root, padded with slashes to the room it had
+        data = binary.read_bytes()
+        assert re.search(rb"/{20,}" + re.escape(str(prefix).encode()) + rb"/share\0", data)
+        assert b".debug_info" in data
+        assert grep_store(longer, str(short).encode()) == []  # no byte of the old root
+        assert run_hdenv("verify", env=env2).returncode == 0
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -363,3 +363,39 @@ def test_gc_killed_at_random_moments_leaves_a_clean_store(
     # and what built it (the current generation's build closure: the POSIX tools)
     assert {a.split("/")[0] for a in ids(run_hdenv)} == {"base", "posix-tools"}
     assert run_hdenv("verify").returncode == 0
+
+
+def test_a_package_loaded_by_name_keeps_its_profile_while_what_it_holds_lives(
+        tmp_path: Path) -> None:
+    """`hdenv load zlibby` makes an on-demand profile (shell/byname.py) that a live shell and
+    a collection record by hash: gc keeps it as long as every artifact it holds is kept by
+    the other roots (here the named profile `both`), as a loaded named profile is kept
+    by its generation; once those go, it goes with them."""
+    from test_finding import SCRIPT, _build
+    from test_shell_function import HDENV, base_env, bash, write_init
+
+    (tmp_path / "none.toml").write_text("")
+    store = tmp_path / "store"
+    _build(store, tmp_path, f"""
+[packages.zlibby]
+version = "1.3"
+{SCRIPT.format(name="zlibby")}
+[packages.tool]
+version = "2"
+{SCRIPT.format(name="tool")}
+[profiles.both]
+packages = ["zlibby", "tool"]
+""", "stack.toml")
+    env = base_env(tmp_path, store)
+    init = write_init("bash", env)
+    proc = bash(f". {init}\nhdenv load zlibby && hdenv save pkgs && hdenv gc >/dev/null &&"
+                " hello-zlibby && hdenv loaded -t", env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("hello from zlibby\nzlibby/1.3"), proc.stdout
+    saved = json.loads((tmp_path / "data" / "hdenv" / "collections" / "pkgs.json").read_text())
+    (on_demand,) = [e["hash"] for e in saved["entries"]]
+    assert (store / "profiles" / on_demand / ".hdenv" / "profile.json").is_file()
+    shutil.rmtree(store / "names" / "both")  # nothing but the package's profile holds zlibby
+    subprocess.run([HDENV, "gc"], env=env, check=True, capture_output=True)
+    assert not (store / "profiles" / on_demand).exists()
+    assert not [a for a in Store(store).list_artifacts() if a.startswith("zlibby/")]

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,7 +15,6 @@ from hdenv.profile.profiles import (
     create_profile,
     list_generations,
     profile_hash,
-    profile_info,
     profile_spec,
     prune,
     rollback,
@@ -198,21 +196,6 @@ def test_switch_is_a_symlink_rename(store: Store, arts: dict[str, str]) -> None:
     ndir = store.names / "demo"
     assert os.readlink(ndir / "current") == "2"
     assert sorted(os.listdir(ndir)) == ["1", "2", "current"]
-
-
-def test_profile_info(store: Store, arts: dict[str, str]) -> None:
-    h1, h2 = make(store, arts, "1"), make(store, arts, "2")
-    set_current(store, "demo", h1)
-    set_current(store, "demo", h2)
-    info: dict[str, Any] = profile_info(store, "demo")
-    assert info["hash"] == h2 and info["name"] == "demo"
-    assert info["artifacts"] == [arts["other"]]
-    assert info["size"] > 0
-    assert [(g["number"], g["current"]) for g in info["generations"]] == [(1, False), (2, True)]
-    by_hash = profile_info(store, h1[:8])
-    assert by_hash["names"] == [{"name": "demo", "generation": 1, "current": False}]
-    with pytest.raises(UserError, match="not a profile"):
-        profile_info(store, arts["other"])
 
 
 def hdenv(store: Store, *args: str) -> subprocess.CompletedProcess[str]:

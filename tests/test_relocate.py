@@ -56,6 +56,24 @@ def test_binary_strings_cannot_grow() -> None:
     assert r.file_data("bin/y", b"\x00/older/share\x00") == b"\x00/older/share\x00"
 
 
+def test_slashes_before_a_binary_mention_are_room_for_a_longer_root() -> None:
+    # what a build leaves: its compiled-in prefix padded to 20 bytes by the root alias
+    padded = b"/" * 10 + b"/old/store"
+    data = b"\x00" + padded + b"/share\x00-L" + padded + b"/lib\x00"
+    out = Relocator("/old/store", "/a/longer/st").file_data("bin/x", data)
+    assert out == (b"\x00" + b"/" * 8 + b"/a/longer/st/share\x00-L" + b"/" * 8
+                   + b"/a/longer/st/lib\x00")
+    # the room stays: the copy moves on into another root up to 20 bytes long
+    back = Relocator("/a/longer/st", "/twenty/bytes/root").file_data("bin/x", out)
+    assert back == b"\x00///twenty/bytes/root/share\x00-L///twenty/bytes/root/lib\x00"
+    with pytest.raises(CannotRelocate, match=r"is longer \(21 bytes\) than the room it has"
+                                             r" there \(20 bytes\)"):
+        Relocator("/old/store", "/twentyone/bytes/root").file_data("bin/x", data)
+    # a slash run that is part of another path is no room: `x//old/store` is not a mention
+    assert Relocator("/old/store", "/n").file_data("f", b"\x00x//old/store\x00") == \
+        b"\x00x//old/store\x00"
+
+
 def test_links_and_metadata() -> None:
     r = Relocator("/old", "/new/root")
     assert r.link_target("/old/artifacts/a/1/h/lib") == "/new/root/artifacts/a/1/h/lib"

@@ -7,8 +7,10 @@ directory caches, and pulled into other stores.
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
 
+import pytest
 from packfixtures import two_level
 from servers import free_port
 
@@ -142,3 +144,52 @@ def test_signing_key_caches_and_trusted_keys_come_from_config_toml(
     assert ran.stdout.startswith(f"dep at {b}/artifacts/dep/1/"), ran.stdout + ran.stderr
     verify = hd(b, b_config, "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_fetch_many_installs_references_first_and_skips_what_a_failure_blocks(
+        tmp_path: Path) -> None:
+    dep, top, cache, key = pushed(tmp_path)
+    b = Store(tmp_path / "b").ensure()
+    sub = Substituter(b, [cache], [key.public()])
+    refs = {top: [dep], dep: []}
+    started: list[str] = []
+    real_fetch = sub.fetch
+
+    def recording_fetch(aid: str, meter: object = None) -> object:
+        started.append(aid)
+        assert aid != top or b.has_artifact(dep)  # its reference arrived first
+        return real_fetch(aid)
+
+    sub.fetch = recording_fetch  # type: ignore[method-assign]
+    got = sub.fetch_many([top, dep], refs.__getitem__, jobs=4)
+    assert started == [dep, top]
+    assert isinstance(got[dep], Fetched) and isinstance(got[top], Fetched)
+    assert verify_artifact(b, top) == [] and verify_artifact(b, dep) == []
+    # a reference that no cache has: what needs it is never asked for
+    c = Store(tmp_path / "c").ensure()
+    (tmp_path / "cache" / "artifacts" / f"{dep.split('/')[2]}.json").unlink()
+    started.clear()
+    sub2 = Substituter(c, [cache], [key.public()])
+    got2 = sub2.fetch_many([top, dep], refs.__getitem__, jobs=4)
+    assert got2[dep] == f"{tmp_path / 'cache'}: not found"
+    assert got2[top] == f"needs {dep}, which no cache provided"
+    assert not c.has_artifact(top) and not c.has_artifact(dep)
+
+
+def test_fetch_many_has_several_transfers_in_flight(tmp_path: Path) -> None:
+    dep, top, cache, key = pushed(tmp_path)
+    sub = Substituter(Store(tmp_path / "b").ensure(), [cache], [key.public()])
+
+    def meeting(timeout: float) -> object:
+        barrier = threading.Barrier(2, timeout=timeout)
+
+        def fetch(aid: str, meter: object = None) -> str:
+            barrier.wait()  # both must be running at once, or this breaks
+            return "met"
+        return fetch
+
+    sub.fetch = meeting(30)  # type: ignore[method-assign]
+    assert sub.fetch_many([dep, top], lambda _aid: [], jobs=2) == {dep: "met", top: "met"}
+    sub.fetch = meeting(1)  # type: ignore[method-assign]
+    with pytest.raises(threading.BrokenBarrierError):  # -j 1: one at a time, never both
+        sub.fetch_many([dep, top], lambda _aid: [], jobs=1)

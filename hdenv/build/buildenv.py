@@ -29,6 +29,7 @@ from .builder import build_options, fetch_sources, in_sandbox, prepare
 from .plan import Node, plan_stack
 from .preflight import preflight
 from .progress import labels
+from .rootalias import root_alias
 from .stackbuild import plan_roots
 from .stackfile import load_stack
 
@@ -57,16 +58,18 @@ def build_env(path: Path, settings: Settings, package: str, command: Sequence[st
             os.mkdir(build_dir.name, 0o700, dir_fd=logs)
         prefix = build_dir / "prefix"
         prefix.mkdir()
-        src, script, env = prepare(store, node, sources, prefix, build_dir, settings.jobs)
-        options = build_options(settings)
-        shell = [command[0], *command[1:]] if command else _interactive_shell(store, node)
-        env["PS1"] = f"[build-env {package}] \\w\\$ "
-        print(f"hdenv: build directory {build_dir} (kept; remove it when done); the build"
-              f" script is {script}; PREFIX is the scratch directory {prefix}",
-              file=sys.stderr)
-        argv = in_sandbox(store, node, shell, writable=[build_dir], cwd=src,
-                          sandboxed=options.sandbox, jailed=options.jail)
-        return subprocess.run(argv, cwd=src, env=env).returncode
+        with root_alias(store) as alias:  # dependencies where the build sees them
+            src, script, env = prepare(store, node, sources, prefix, build_dir, settings.jobs,
+                                       alias)
+            options = build_options(settings)
+            shell = [command[0], *command[1:]] if command else _interactive_shell(store, node)
+            env["PS1"] = f"[build-env {package}] \\w\\$ "
+            print(f"hdenv: build directory {build_dir} (kept; remove it when done); the build"
+                  f" script is {script}; PREFIX is the scratch directory {prefix}",
+                  file=sys.stderr)
+            argv = in_sandbox(store, node, shell, writable=[build_dir], cwd=src,
+                              sandboxed=options.sandbox, jailed=options.jail, alias=alias)
+            return subprocess.run(argv, cwd=src, env=env).returncode
 
 
 def _the_node(nodes: Mapping[str, Node], package: str, path: Path) -> Node:

@@ -39,7 +39,7 @@ from ..store.layout import Store
 from ..store.sharing import current_umask
 from ..store.sources import SourceStore
 from ..store.tmpdirs import temp_dir
-from . import bwrap, jail, linkaudit, missing, processes
+from . import bwrap, jail, linkaudit, missing, processes, rootalias
 from .plan import Node
 
 LOG_TAIL_LINES = 25
@@ -78,7 +78,8 @@ def convention_vars(package: str, prefix: Path, built: bool) -> dict[str, str]:
 
 
 def build_environment(store: Store, node: Node, prefix: Path, build_dir: Path,
-                      jobs: int) -> dict[str, str]:
+                      jobs: int, alias: Path | None = None) -> dict[str, str]:
+    """The build's whole environment; with `alias` (rootalias), store paths go through it."""
     spec = node.spec
     direct = node.deps + node.build_deps
     closure = runtime_closure(store, direct)
@@ -141,6 +142,8 @@ def build_environment(store: Store, node: Node, prefix: Path, build_dir: Path,
         env.update(hs.get("env", {}))
     env.update(spec.get("env", {}))
     _map_build_dir(env, build_dir)
+    if alias is not None:
+        rootalias.alias_environment(env, store.root, alias)
     return env
 
 
@@ -269,10 +272,15 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
             log_path.write_text(options.log_first.rstrip("\n") + "\n", encoding="utf-8")
         if on_log is not None:  # where to follow it while it runs (the progress display says)
             on_log(log_path)
-        _run_script(store, node, sources, prefix, build_dir, log_path, jobs, guard_fd,
-                    prefix_fd, sandboxed=options.sandbox, jailed=options.jail)
-        meta.update(_audit_links(store, node, prefix, prefix_fd, build_dir, log_path, options))
-        _run_checks(store, node, prefix, build_dir, log_path, jobs, guard_fd, options)
+        with rootalias.root_alias(store) as alias:
+            _run_script(store, node, sources, prefix, build_dir, log_path, jobs, guard_fd,
+                        prefix_fd, sandboxed=options.sandbox, jailed=options.jail, alias=alias)
+            if alias is not None:
+                _unalias(store, prefix, prefix_fd, alias, log_path)
+            meta.update(_audit_links(store, node, prefix, prefix_fd, build_dir, log_path,
+                                     options))
+            _run_checks(store, node, prefix, build_dir, log_path, jobs, guard_fd, options,
+                        alias)
 
     try:
         return install_artifact(store, spec, populate, runtime_deps=node.deps, log_path=log_path,
@@ -354,6 +362,15 @@ def _keep_build_dir(store: Store, node: Node, build_dir: Path) -> Path | None:
     return dest
 
 
+def _unalias(store: Store, prefix: Path, prefix_fd: int, alias: Path, log_path: Path) -> None:
+    """The alias the build saw as the store root becomes the real root (rootalias), in the
+    artifact directory the build was given (its descriptor), never where its path leads."""
+    changed = rootalias.unalias(prefix_fd, prefix, alias, store.root)
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"hdenv: {changed} file(s) rewritten from the build's padded root alias"
+                  f" to {store.root}\n")
+
+
 def _audit_links(store: Store, node: Node, prefix: Path, prefix_fd: int, build_dir: Path,
                  log_path: Path, options: BuildOptions) -> dict[str, Any]:
     """Complete run paths and check what every installed ELF file loads (see linkaudit):
@@ -426,7 +443,7 @@ def _python_prefix_scheme(build_dir: Path) -> None:
 
 
 def prepare(store: Store, node: Node, sources: SourceStore, prefix: Path, build_dir: Path,
-            jobs: int) -> tuple[Path, Path, dict[str, str]]:
+            jobs: int, alias: Path | None = None) -> tuple[Path, Path, dict[str, str]]:
     """Lay out `build_dir` as the build sees it: sources unpacked, patches ready, the script.
 
     Returns (source directory, script, environment); `hdenv build-env` opens a
@@ -447,7 +464,7 @@ def prepare(store: Store, node: Node, sources: SourceStore, prefix: Path, build_
     prologue = _patch_prologue(sources, spec.get("patches", []), build_dir)
     script.write_text("set -e\n" + _umask_line() + prologue + spec["script"] + "\n",
                       encoding="utf-8")
-    return src, script, build_environment(store, node, prefix, build_dir, jobs)
+    return src, script, build_environment(store, node, prefix, build_dir, jobs, alias)
 
 
 def _umask_line() -> str:
@@ -465,9 +482,11 @@ def _umask_line() -> str:
 
 def in_sandbox(store: Store, node: Node, argv: list[str], *, writable: list[Path], cwd: Path,
                sandboxed: bool, readable: tuple[str, ...] = (),
-               writable_fds: dict[Path, int] | None = None, jailed: bool = True) -> list[str]:
+               writable_fds: dict[Path, int] | None = None, jailed: bool = True,
+               alias: Path | None = None) -> list[str]:
     """`argv` as the build runs it: under bubblewrap when builds are sandboxed, and there
-    (unless `jailed` is False) seeing only the host dev files it declared."""
+    (unless `jailed` is False) seeing only the host dev files it declared, and the
+    store root's `alias` (rootalias) where the build looks for it."""
     if not sandboxed:
         return argv
     used = _used(store, node)
@@ -485,18 +504,20 @@ def in_sandbox(store: Store, node: Node, argv: list[str], *, writable: list[Path
                 store.write_file(("cache",), "jail.json", data)
     return bwrap.wrap(argv, writable=writable,
                       readable=[*_sandbox_reads(store, used), *readable], cwd=cwd,
-                      writable_fds=writable_fds, jail=allowed)
+                      writable_fds=writable_fds, jail=allowed,
+                      links={str(alias): str(store.root)} if alias is not None else {})
 
 
 def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, build_dir: Path,
                 log_path: Path, jobs: int, guard_fd: int, prefix_fd: int,
-                sandboxed: bool = False, jailed: bool = True) -> None:
+                sandboxed: bool = False, jailed: bool = True,
+                alias: Path | None = None) -> None:
     """Run the build's script. Sandboxed, the artifact directory is bound by descriptor
     (`prefix_fd`, the one `install_artifact` made), so what it writes lands there whatever
     a member of a group store does to the path; unsandboxed, it writes through `$PREFIX`
     by path: the path is checked to lead there before it starts, and after it ends
     (`install_artifact`, `check_reached`), but a swap while it runs redirects its writes."""
-    src, script, env = prepare(store, node, sources, prefix, build_dir, jobs)
+    src, script, env = prepare(store, node, sources, prefix, build_dir, jobs, alias)
     sh = store.artifact_dir(node.spec["tools"]) / "bin" / "sh"
     check_building(store, node.id, prefix_fd)  # a link swapped in already: no script runs
     with open(log_path, "ab") as log:
@@ -508,7 +529,7 @@ def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, bu
         else:
             argv = in_sandbox(store, node, [str(sh), str(script)], writable=[build_dir],
                               cwd=src, sandboxed=True, writable_fds={prefix: prefix_fd},
-                              jailed=jailed)
+                              jailed=jailed, alias=alias)
             rc = processes.run_in_group(argv, cwd=src, env=env, log=log,
                                         pass_fds=(guard_fd, prefix_fd))
     if rc != 0:
@@ -531,7 +552,8 @@ def check_environment(env: dict[str, str], prefix: Path) -> dict[str, str]:
 
 
 def _run_checks(store: Store, node: Node, prefix: Path, build_dir: Path, log_path: Path,
-                jobs: int, guard_fd: int, options: BuildOptions) -> None:
+                jobs: int, guard_fd: int, options: BuildOptions,
+                alias: Path | None = None) -> None:
     """Each check after install, in the build's sandbox and directory; the first failure
     fails the build (a package that built but cannot `import` is not done)."""
     checks = node.spec.get("checks", [])
@@ -542,7 +564,8 @@ def _run_checks(store: Store, node: Node, prefix: Path, build_dir: Path, log_pat
             log.write(f"hdenv: {len(checks)} check(s) skipped (--skip-checks or"
                       " [stack] checks = \"never\")\n")
         return
-    env = check_environment(build_environment(store, node, prefix, build_dir, jobs), prefix)
+    env = check_environment(build_environment(store, node, prefix, build_dir, jobs, alias),
+                            prefix)
     sh = store.artifact_dir(node.spec["tools"]) / "bin" / "sh"
     src = build_dir / "src"
     for n, command in enumerate(checks, start=1):
@@ -553,7 +576,7 @@ def _run_checks(store: Store, node: Node, prefix: Path, build_dir: Path, log_pat
             log.flush()
             argv = in_sandbox(store, node, [str(sh), str(script)], writable=[build_dir],
                               cwd=src, sandboxed=options.sandbox, readable=(str(prefix),),
-                              jailed=options.jail)
+                              jailed=options.jail, alias=alias)
             rc = processes.run_in_group(argv, cwd=src, env=env, log=log, pass_fds=(guard_fd,))
         if rc != 0:
             if processes.stopping():

@@ -53,11 +53,12 @@ def push(ctx: click.Context, refs: tuple[str, ...], url: str, key_file: str | No
     from ..exchange.transfer import human_size
 
     settings = _settings(ctx)
+    settings.check_jobs()  # packs `jobs` artifacts at once
     target = open_cache(url)
     target.check_writable()
     key = SecretKey.load(default_key_file(key_file or settings.signing_key))
     report = push_refs(Store(settings.store), list(refs), target, key,
-                       say=lambda line: click.echo(line, err=True))
+                       say=lambda line: click.echo(line, err=True), jobs=settings.jobs)
     host = f", {len(report.host)} host artifact(s) not pushed" if report.host else ""
     click.echo(f"pushed {len(report.pushed)} artifact(s) ({human_size(report.bytes_sent)}"
                f" sent), {len(report.present)} already in the cache,"

@@ -35,21 +35,26 @@ def list_text(store: Store, what: str, as_json: bool) -> str:
 
 
 def show_text(store: Store, ref: str, as_json: bool) -> str:
-    """Description, what loading changes, spec, dependencies, path, size, generations."""
-    from ..profile import views
-    from ..shell.shellcmd import describe
+    """Description, what loading changes, spec, dependencies, path, size, generations
+    (shell/showing.py, which the shell function's fast path prints through too)."""
+    from ..shell import showing
+    from ..showtext import show_text as text
 
+    roots = store.search_roots()
     try:
-        info = views.show(store, ref)
+        resolved = store.resolve(ref)
+        found = showing.Found(resolved.kind, resolved.ident, str(resolved.path), resolved.name,
+                              str(resolved.upstream) if resolved.upstream else None)
     except UserError as unknown:  # a package by name, as `load` takes it (shell/byname.py)
         aid = _package_ref(store, ref)
         if aid is None:
             raise unknown from None
-        info, ref = views.show(store, aid), aid
-    header = describe(store, ref, info)  # adds "description" and "load" to info
-    if as_json:
-        return json_text(info)
-    return printable(header + views.format_show(info)) + "\n"
+        resolved = store.resolve(aid)
+        found = showing.Found("artifact", aid, str(resolved.path), None,
+                              str(resolved.upstream) if resolved.upstream else None)
+    info = showing.info(roots, found)
+    header = showing.header(roots, found, info)  # adds "description" and "load" to info
+    return json_text(info) if as_json else text(header, info)
 
 
 def _package_ref(store: Store, ref: str) -> str | None:

@@ -15,7 +15,7 @@ import click
 
 from ..config import Settings, load_settings
 from ..sanitize import printable
-from ..store.fsutil import human_size
+from ..showtext import human_size
 from ..store.layout import Store
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import click
 
 from ..config import load_settings
+from ..showtext import human_size
 from ..store import du as du_mod
 from ..store import gc as gc_mod
 from ..store import gcroots
-from ..store.fsutil import human_size
 from ..store.layout import Store
 
 

@@ -256,13 +256,18 @@ def check_archive(description: dict[str, Any], archive_path: Path,
 
 def install_packed(store: Store, description: dict[str, Any], archive_path: Path, *,
                    on_wait: Callable[[], None] | None = None,
-                   source: str | None = None) -> bool:
+                   source: str | None = None,
+                   hashed: tuple[int, str] | None = None) -> bool:
     """Check, relocate and install a packed artifact; True if it was installed now.
 
     Raises ArchiveRefused (nothing written) for a description or archive that
     fails a check, a runtime reference this store lacks, or content that
     cannot be relocated into this store's root. `source` (a cache URL, a
     bundle) is recorded in artifact.json as where the artifact came from.
+    `hashed` is the (size, sha256) the caller measured while it wrote
+    `archive_path` (a download into the private tmp dir, which nobody else can
+    change): when it is what the description says, the archive is not read a
+    second time to check it.
     """
     aid = check_description(description)
     if store.has_artifact(aid):
@@ -270,7 +275,8 @@ def install_packed(store: Store, description: dict[str, Any], archive_path: Path
     missing = [r for r in description["references"] if not store.has_artifact(r)]
     if missing:
         raise ArchiveRefused(aid, f"needs {missing[0]}, which this store lacks")
-    check_archive(description, archive_path)
+    if hashed != (description["archive_size"], description["archive_sha256"]):
+        check_archive(description, archive_path)
     old_root = description["store_root"].rstrip("/")
     moves = {}  # references this store takes from an upstream store live under its root
     for ref in description["references"]:
@@ -286,8 +292,9 @@ def install_packed(store: Store, description: dict[str, Any], archive_path: Path
     if not isinstance(meta, dict):
         meta = {}
     extra = {k: relocator.json_value(v) for k, v in meta.items() if k not in LOCAL_META}
-    extra["installed_from"] = {"source": source, "archive_sha256": description["archive_sha256"],
-                               "store_root": description["store_root"]}
+    # where it came from, but not the root it was built in: that root is a path on
+    # someone else's machine, and after relocation no byte of it is left in the store
+    extra["installed_from"] = {"source": source, "archive_sha256": description["archive_sha256"]}
     _, installed = install_artifact(store, description["spec"], populate,
                                     runtime_deps=list(description["references"]),
                                     extra_meta=extra, on_wait=on_wait)

@@ -13,7 +13,9 @@ the whole state (cachebundle.py), and each is checked by its hash there.
 from __future__ import annotations
 
 import shutil
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from .backends import Cache
 from .bundle import build_closure
 from .pack import pack_artifact
 from .signing import SecretKey, sign, sign_spec, signed_by
-from .transfer import human_size, meter_for
+from .transfer import NullMeter, human_size, meter_for
 
 
 @dataclass
@@ -67,21 +69,29 @@ def dependency_order(store: Store, ids: list[str]) -> list[str]:
 
 
 def push(store: Store, refs: list[str], cache: Cache, key: SecretKey,
-         say: Callable[[str], None]) -> PushReport:
+         say: Callable[[str], None], jobs: int = 1) -> PushReport:
+    """Sign and upload the runtime closure of `refs`, then their specs and profiles.
+
+    Up to `jobs` artifacts are packed at once (tar and zstd, which leaves the
+    GIL) while this thread uploads the packed ones in dependency order, so a
+    reader never finds an artifact whose references are not there yet; at
+    most `jobs` packed archives wait on disk.
+    """
     cache.check_writable()
     roots, profiles = roots_of(store, refs)
     report = PushReport()
     order = dependency_order(store, runtime_closure(store, roots))
     work = temp_dir(store, "push-")
     try:
+        wanted = []
         for aid in order:
             if store.artifact_meta(aid).get("kind") == "host":
                 report.host.append(aid)
-                continue
-            if cache.description(split_id(aid)[2]) is not None:
+            elif cache.description(split_id(aid)[2]) is not None:
                 report.present.append(aid)
-                continue
-            _push_one(store, aid, cache, key, work, report, say)
+            else:
+                wanted.append(aid)
+        _push_all(store, wanted, cache, key, work, report, say, max(1, jobs))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     pushed_specs = {split_id(a)[2] for a in order if a not in report.host}
@@ -112,15 +122,46 @@ def _closure_specs(store: Store, roots: list[str], say: Callable[[str], None]
     return {h: s for h, s in build_closure(read, roots).items() if s}
 
 
-def _push_one(store: Store, aid: str, cache: Cache, key: SecretKey, work: Path,
-              report: PushReport, say: Callable[[str], None]) -> None:
-    name = aid.split("/")[0]
-    meter = meter_for(f"packing {name}", None)
+def _push_all(store: Store, wanted: list[str], cache: Cache, key: SecretKey, work: Path,
+              report: PushReport, say: Callable[[str], None], jobs: int) -> None:
+    if jobs == 1:  # one at a time, with a meter for the packing too
+        for aid in wanted:
+            _upload(aid, _pack(store, aid, work, live=True), cache, key, work, report,
+                    say)
+        return
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hdenv-pack") as pool:
+        packing: deque[tuple[str, Future[dict[str, Any]]]] = deque()
+        queue = iter(wanted)
+        try:
+            for aid in queue:
+                packing.append((aid, pool.submit(_pack, store, aid, work, live=False)))
+                if len(packing) >= jobs:
+                    done, future = packing.popleft()
+                    _upload(done, future.result(), cache, key, work, report, say)
+            while packing:
+                done, future = packing.popleft()
+                _upload(done, future.result(), cache, key, work, report, say)
+        except BaseException:
+            for _aid, future in packing:
+                future.cancel()
+            raise
+
+
+def _pack(store: Store, aid: str, work: Path, live: bool) -> dict[str, Any]:
+    meter = meter_for(f"packing {aid.split('/')[0]}", None) if live else NullMeter()
     try:
-        description: dict[str, Any] = pack_artifact(store, aid, work, progress=meter.update)
+        # a directory each: two artifacts may pack to the same bytes, so the same name
+        description: dict[str, Any] = pack_artifact(store, aid, work / split_id(aid)[2],
+                                                    progress=meter.update)
     finally:
         meter.close()
-    archive = work / f"{description['archive_sha256']}.tar.zst"
+    return description
+
+
+def _upload(aid: str, description: dict[str, Any], cache: Cache, key: SecretKey, work: Path,
+            report: PushReport, say: Callable[[str], None]) -> None:
+    name = aid.split("/")[0]
+    archive = work / split_id(aid)[2] / f"{description['archive_sha256']}.tar.zst"
     signed = sign(description, key)
     meter = meter_for(f"uploading {name}", description["archive_size"])
     try:

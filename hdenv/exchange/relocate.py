@@ -11,13 +11,17 @@ symlinks and compiled-in strings. On arrival each file is rewritten:
   patchelf through `store.elf`, any length, keeping the tag (RPATH stays RPATH:
   its search order differs);
 - any other mention inside a binary: overwritten in place, which only works
-  when the new root is no longer than the old one. The new root is padded to
-  the old length with leading slashes (`/old/store` -> `///new/st`, the same
+  when the new root fits in the room the mention has. The new root is padded
+  to that room with leading slashes (`/old/store` -> `///new/st`, the same
   path to the kernel) rather than with trailing NULs: every byte after the
   root keeps its offset, so a string the linker tail-merged with another, or
   one that is not NUL-terminated (marshalled Python code, archive members),
-  stays valid. Where the new root is longer, `CannotRelocate` says which file
-  holds such a string, and the caller builds from source instead;
+  stays valid. The room is the mention with the run of slashes before it:
+  builds compile their prefix in through a path `PADDED_ROOT_LENGTH` bytes long
+  (`build/rootalias.py`) that becomes such a run when the build is done, so
+  whatever they compiled in moves into any root up to that length. Where the
+  new root does not fit, `CannotRelocate` says which file holds such a string,
+  and the caller builds from source instead;
 - compiled Python (`.pyc`), to any length: each marshalled string that
   starts with the old root is rewritten with its new length (a code object's
   file name always does), so the file stays valid and in use; a mention inside
@@ -46,6 +50,12 @@ def _b(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+# How long a store root a build's compiled-in paths have room for, whatever root it was
+# built in: builds see their prefix and dependencies through a path this long
+# (build/rootalias.py), which becomes slashes and the real root after the build.
+PADDED_ROOT_LENGTH = 200
+
+
 class CannotRelocate(Exception):
     """This content cannot move into the new root; the message is one line."""
 
@@ -72,6 +82,11 @@ class Relocator:
             + _NAME_CHAR.decode() + ")") if self.active else None
         # In marshalled Python a string's length byte precedes it, and may be any byte.
         self.pyc_pattern = re.compile(b"(?:" + b"|".join(
+            re.escape(k) for k in sorted(self.map_b, key=len, reverse=True)) + b")(?!"
+            + _NAME_CHAR + b")") if self.active else None
+        # In a binary, a mention's room is the root and the run of slashes before it
+        # (group 1 is the root): what padding left there, by this relocator or a build.
+        self.bin_pattern = re.compile(_AFTER + b"/*(" + b"|".join(
             re.escape(k) for k in sorted(self.map_b, key=len, reverse=True)) + b")(?!"
             + _NAME_CHAR + b")") if self.active else None
         self.padded = {k: b"/" * (len(k) - len(v)) + v for k, v in self.map_b.items()
@@ -104,23 +119,31 @@ class Relocator:
             return self.pattern.sub(lambda m: self.map_b[m.group(0)], data)
         if rel.endswith(".pyc") and self.pyc_pattern is not None:
             return self._pyc(rel, data, list(self.pyc_pattern.finditer(data)))
-        found = list(self.pattern.finditer(data))
+        assert self.bin_pattern is not None
+        found = list(self.bin_pattern.finditer(data))
         if not found:
             return data
-        in_run_path = self._run_path(rel, data) if data[:4] == MAGIC else 0
-        growing = [m for m in found if m.group(0) not in self.padded]
-        if growing and len(found) > in_run_path:
-            old = growing[0].group(0).decode("utf-8", "surrogateescape")
+        growing_in_run_path = self._run_path(rel, data) if data[:4] == MAGIC else 0
+        growing = [m for m in found if not self._fits(m)]
+        if len(growing) > growing_in_run_path:
+            old = growing[0].group(1).decode("utf-8", "surrogateescape")
             new = self.map[old]
             raise CannotRelocate(
                 f"{rel} holds the old store root {old} in a binary string, and the new"
-                f" root {new} is longer ({len(_b(new))} > {len(_b(old))} bytes)")
-        if growing:
-            return data  # only the run path mentions the old root: patchelf grows it
+                f" root {new} is longer ({len(_b(new))} bytes) than the room it has there"
+                f" ({growing[0].end() - growing[0].start()} bytes)")
         out = bytearray(data)
-        for m in found:  # the run path too; patchelf then sets it without the padding
-            out[m.start():m.end()] = self.padded[m.group(0)]
+        for m in found:  # the run path too, where it fits; patchelf then sets it unpadded
+            if self._fits(m):
+                out[m.start():m.end()] = self._padded_to(m)
         return bytes(out)
+
+    def _fits(self, m: re.Match[bytes]) -> bool:
+        return len(self.map_b[m.group(1)]) <= m.end() - m.start()
+
+    def _padded_to(self, m: re.Match[bytes]) -> bytes:
+        new = self.map_b[m.group(1)]
+        return b"/" * (m.end() - m.start() - len(new)) + new
 
     def _pyc(self, rel: str, data: bytes, found: list[re.Match[bytes]]) -> bytes:
         """A compiled Python file with each string that starts with the old root re-marshalled.
@@ -160,7 +183,8 @@ class Relocator:
         return bytes(out + data[done:])
 
     def _run_path(self, rel: str, data: bytes) -> int:
-        """Remember the run path to rewrite; return how many mentions of the old root it holds.
+        """Remember the run path to rewrite; return how many of its mentions of the old
+        root have no room for the new one (patchelf rewrites those, to any length).
 
         The run path sits once in the dynamic string table, so every other
         mention in the file is a string patchelf cannot rewrite.
@@ -173,12 +197,12 @@ class Relocator:
             return 0
         entries, is_rpath = (info.runpath, False) if info.runpath is not None else (
             info.rpath, True)
-        if not entries or self.pattern is None:
+        if not entries or self.bin_pattern is None:
             return 0
-        count = len(self.pattern.findall(_b(":".join(entries))))
-        if count:
+        found = list(self.bin_pattern.finditer(_b(":".join(entries))))
+        if found:
             self._pending[rel] = (entries, is_rpath)
-        return count
+        return sum(1 for m in found if not self._fits(m))
 
     def after_write(self, rel: str, path: Path) -> None:
         """Set the relocated run path of an ELF file just written (patchelf works on files)."""
@@ -186,8 +210,8 @@ class Relocator:
         if pending is None:
             return
         entries, is_rpath = pending
-        assert self.pattern is not None
-        moved = [self.pattern.sub(lambda m: self.map_b[m.group(0)], _b(e)).decode(
+        assert self.bin_pattern is not None
+        moved = [self.bin_pattern.sub(lambda m: self.map_b[m.group(1)], _b(e)).decode(
             "utf-8", "surrogateescape") for e in entries]
         try:
             set_runpath(path, moved, rpath=is_rpath)

@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 from ..store.layout import Store, split_id
 from ..store.tmpdirs import temp_file
 from .backends import Cache, CacheUnavailable, open_cache
 from .pack import ArchiveRefused, check_description, install_packed
 from .signing import PublicKey, SignatureRefused, check, parse_trusted
-from .transfer import Meter, human_size, meter_for
+from .transfer import Meter, NullMeter, SharedLine, human_size, meter_for
 
 MeterFactory = Callable[[str, str, int], Meter]
 """meter(artifact id, label, total bytes) -> a progress meter for one download."""
@@ -37,6 +39,14 @@ MeterFactory = Callable[[str, str, int], Meter]
 
 def terminal_meter(aid: str, label: str, total: int) -> Meter:
     return meter_for(label, total)
+
+
+def shared_meter(count: int, stream: TextIO = sys.stderr) -> MeterFactory:
+    """Meters for `count` downloads at once that draw one line together on a terminal."""
+    if not stream.isatty():
+        return lambda _aid, _label, _total: NullMeter()
+    line = SharedLine(count, stream)
+    return lambda _aid, _label, total: line.part(total)
 
 
 @dataclass
@@ -138,11 +148,50 @@ class Substituter:
                 progress.close()
             if not sha:
                 raise NotHere(f"not found: archive {description['archive_sha256'][:16]}...")
-            install_packed(self.store, description, tmp, source=cache.url)
+            # hashed as it arrived: a mismatch is refused there, a match not read again
+            install_packed(self.store, description, tmp, source=cache.url, hashed=(size, sha))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         return Fetched(cache.url, size, time.monotonic() - started, signer)
+
+    def fetch_many(self, wanted: list[str], references: Callable[[str], list[str]], jobs: int,
+                   meter: MeterFactory = terminal_meter) -> dict[str, Fetched | str]:
+        """`fetch` each id of `wanted` with up to `jobs` transfers in flight; {id: result}.
+
+        An id starts once the ids of `wanted` it references have arrived (its
+        archive is installed only after theirs, as `install_packed` needs), so
+        a profile's leaves download side by side; one whose reference failed is
+        not tried. Downloads, zstd and hashing leave the GIL, so threads overlap
+        them with the Python work of the others (tar, relocation).
+        """
+        among = set(wanted)
+        waiting = {a: [r for r in references(a) if r in among and r != a] for a in wanted}
+        results: dict[str, Fetched | str] = {}
+        running: dict[Future[Fetched | str], str] = {}
+        with ThreadPoolExecutor(max_workers=max(1, jobs),
+                                thread_name_prefix="hdenv-fetch") as pool:
+            while waiting or running:
+                ready = [a for a, refs in waiting.items() if all(r in results for r in refs)]
+                while ready:  # a failure settles its dependents at once, and theirs
+                    for aid in ready:
+                        refs = waiting.pop(aid)
+                        failed = [r for r in refs if not isinstance(results[r], Fetched)]
+                        if failed:
+                            results[aid] = f"needs {failed[0]}, which no cache provided"
+                        else:
+                            running[pool.submit(self.fetch, aid, meter)] = aid
+                    ready = [a for a, refs in waiting.items() if all(r in results for r in refs)]
+                if not running:
+                    if waiting:  # references in a loop: a cache cannot describe that
+                        for aid in waiting:
+                            results[aid] = "its references loop back to it"
+                        waiting.clear()
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    results[running.pop(future)] = future.result()
+        return results
 
     def realise(self, aid: str, say: Callable[[str], None], meter: MeterFactory) -> bool:
         """The build's hook: True if `aid` came from a cache; one line either way."""

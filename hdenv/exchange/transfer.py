@@ -147,6 +147,50 @@ class TerminalMeter:
         self.stream.flush()
 
 
+class SharedLine:
+    """One terminal line for several downloads in flight: artifacts done of all, bytes
+    (of the sizes known so far), rate and time left, instead of lines drawn over each
+    other by threads."""
+
+    def __init__(self, count: int, stream: TextIO = sys.stderr):
+        self.count = count
+        self.finished = 0
+        self.expected = 0
+        self.lock = threading.Lock()
+        self.line = TerminalMeter("", None, stream)
+
+    def part(self, total: int) -> Meter:
+        with self.lock:
+            self.expected += total
+        return _Part(self)
+
+    def update(self, nbytes: int) -> None:
+        with self.lock:
+            line = self.line
+            rate = line.done / max(time.monotonic() - line.started, 1e-6)
+            left = max(self.expected - line.done - nbytes, 0) / rate if rate > 0 else 0
+            line.label = (f"fetching {self.finished}/{self.count} artifacts"
+                          f" of {human_size(self.expected)}, {left:.0f}s left")
+            line.update(nbytes)
+
+    def finish_one(self) -> None:
+        with self.lock:
+            self.finished += 1
+            if self.finished == self.count:
+                self.line.close()
+
+
+class _Part:
+    def __init__(self, shared: SharedLine):
+        self.shared = shared
+
+    def update(self, nbytes: int) -> None:
+        self.shared.update(nbytes)
+
+    def close(self) -> None:
+        self.shared.finish_one()
+
+
 def meter_for(label: str, total: int | None, stream: TextIO = sys.stderr) -> Meter:
     """A live meter on a terminal, nothing elsewhere."""
     return TerminalMeter(label, total, stream) if stream.isatty() else NullMeter()

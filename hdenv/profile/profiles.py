@@ -21,7 +21,6 @@ is the current profile directory (the fast load path relies on that).
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import os
 import time
 from collections.abc import Iterator
@@ -30,16 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..store import fdtree, sharing
+from ..store import fdtree, index, sharing
 from ..store.fsutil import (
     atomic_write_json,
     file_lock,
     make_read_only,
-    read_json,
     remove_tree,
-    tree_size,
 )
 from ..store.hashing import spec_hash
+from ..store.index import current_number, generation_dates, generation_links
 from ..store.layout import META_DIR, PROFILE_META, Store
 from ..store.storedirs import symlink_at
 from ..validate import profile_name_problem
@@ -103,7 +101,8 @@ def _render_env(env: dict[str, str], prefix: Path) -> dict[str, str]:
     return {k: v.replace(PROFILE_PLACEHOLDER, str(prefix)) for k, v in env.items()}
 
 
-def _populate(farm: Path, final: Path, spec: dict[str, Any], hash_: str, store: Store) -> None:
+def _populate(farm: Path, final: Path, spec: dict[str, Any], hash_: str, store: Store,
+              package: str | None = None) -> None:
     """Fill the directory `farm` (to be renamed to `final`) with links and metadata."""
     from . import pyprofile  # here, as the farm: reading profiles needs neither
     from .farm import build_farm
@@ -135,14 +134,18 @@ def _populate(farm: Path, final: Path, spec: dict[str, Any], hash_: str, store: 
         "sticky": bool(spec.get("sticky")),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "links": stats.links,
+        **({"package": package} if package else {}),
     }
     (farm / META_DIR).mkdir()
     atomic_write_json(farm / META_DIR / "spec.json", spec)
     atomic_write_json(farm / META_DIR / PROFILE_META, meta)
 
 
-def create_profile(store: Store, spec: dict[str, Any]) -> Path:
+def create_profile(store: Store, spec: dict[str, Any], package: str | None = None) -> Path:
     """Make `profiles/HASH` exist for `spec` and return it (idempotent, atomic).
+
+    `package` (an artifact id) marks the on-demand profile of a package loaded by name
+    (shell/byname.py) in profile.json: gc keeps it while everything it holds is kept.
 
     Concurrent creators each build aside; the first rename wins and the others
     drop their copy, so no lock is needed and nobody sees a half-made farm.
@@ -159,7 +162,7 @@ def create_profile(store: Store, spec: dict[str, Any]) -> Path:
 
     aside = temp_dir(store, f"profile-{hash_}-")
     try:
-        _populate(aside, final, spec, hash_, store)
+        _populate(aside, final, spec, hash_, store, package)
         make_read_only(aside, shared=store.shared)  # as artifacts: nobody edits a profile
         # into profiles/ through descriptors (storedirs): a symlink a member put there
         # meanwhile is refused, and no profile lands in (nor is chmod-ed in) its target
@@ -211,34 +214,6 @@ def _name_lock(store: Store, name: str) -> Iterator[None]:
         yield
 
 
-def _generation_links(ndir: Path | int) -> dict[int, str]:
-    """number -> profile hash, from the generation symlinks (of a path, or an open names/NAME)."""
-    out: dict[int, str] = {}
-    try:
-        names = os.listdir(ndir)
-    except FileNotFoundError:
-        return out
-    for entry in names:
-        if entry.isdigit():
-            out[int(entry)] = os.path.basename(_readlink(ndir, entry))
-    return out
-
-
-def _readlink(ndir: Path | int, entry: str) -> str:
-    """The target of `entry` in names/NAME, given as a path or as an open descriptor."""
-    if isinstance(ndir, int):
-        return os.readlink(entry, dir_fd=ndir)
-    return os.readlink(ndir / entry)
-
-
-def _current_number(ndir: Path | int) -> int | None:
-    try:
-        target = _readlink(ndir, "current")
-    except (FileNotFoundError, OSError):
-        return None
-    return int(target) if target.isdigit() else None
-
-
 def _open_name_dir(store: Store, name: str, *, create: bool = True) -> int:
     """A descriptor of names/NAME (made if missing), from the store root through
     descriptors: a symlink planted as names/ or names/NAME is refused (storedirs)."""
@@ -264,8 +239,8 @@ def set_current(store: Store, name: str, profile_hash: str) -> tuple[int, bool]:
         # generation links are read and made in the directory that was checked, never elsewhere
         fd = _open_name_dir(store, name)
         try:
-            links = _generation_links(fd)
-            cur = _current_number(fd)
+            links = generation_links(fd)
+            cur = current_number(fd)
             if cur is not None and links.get(cur) == profile_hash:
                 return cur, False
             number = max(links, default=0) + 1
@@ -282,13 +257,8 @@ def set_current(store: Store, name: str, profile_hash: str) -> tuple[int, bool]:
 def list_generations(store: Store, name: str) -> list[Generation]:
     """Every generation of NAME (here, else upstream), oldest first; UserError if unknown."""
     ndir = _name_dir(store.name_store(name) or store, name)
-    cur = _current_number(ndir)
-    out = []
-    for number, hash_ in sorted(_generation_links(ndir).items()):
-        mtime = os.lstat(ndir / str(number)).st_mtime
-        created = _dt.datetime.fromtimestamp(mtime).astimezone().isoformat(timespec="seconds")
-        out.append(Generation(number, hash_, created, number == cur, store.profile_dir(hash_)))
-    return out
+    return [Generation(number, hash_, created, current, store.profile_dir(hash_))
+            for number, hash_, created, current in generation_dates(str(ndir))]
 
 
 def _name_dir(store: Store, name: str) -> Path:
@@ -304,8 +274,8 @@ def rollback(store: Store, name: str, to: int | None = None) -> int:
     _name_dir(store, name)
     store.ensure()  # a read-only store says so in its own words, before the lock
     with _name_lock(store, name), _opened_name(store, name) as fd:
-        links = _generation_links(fd)
-        cur = _current_number(fd)
+        links = generation_links(fd)
+        cur = current_number(fd)
         if to is None:
             older = [n for n in links if cur is None or n < cur]
             if not older:
@@ -343,8 +313,8 @@ def prune(store: Store, name: str, keep: int) -> list[int]:
     _name_dir(store, name)
     store.ensure()
     with _name_lock(store, name), _opened_name(store, name) as fd:
-        links = _generation_links(fd)
-        cur = _current_number(fd)
+        links = generation_links(fd)
+        cur = current_number(fd)
         newest = set(sorted(links)[-keep:]) if keep else set()
         dropped = [n for n in sorted(links) if n not in newest and n != cur]
         for n in dropped:
@@ -354,45 +324,4 @@ def prune(store: Store, name: str, keep: int) -> list[int]:
 
 def names_of(store: Store, profile_hash: str) -> list[tuple[str, int, bool]]:
     """(name, generation, current) for every generation that points at `profile_hash`."""
-    out = []
-    for name in sorted(os.listdir(store.names)) if store.names.is_dir() else []:
-        ndir = store.names / name
-        cur = _current_number(ndir)
-        for number, hash_ in sorted(_generation_links(ndir).items()):
-            if hash_ == profile_hash:
-                out.append((name, number, number == cur))
-    return out
-
-
-# -- show -------------------------------------------------------------------------
-def profile_info(store: Store, ref: str) -> dict[str, Any]:
-    """What `hdenv show` prints for a profile: artifacts, sizes, env and generations."""
-    resolved = store.resolve(ref)
-    if resolved.kind != "profile":
-        raise UserError(f"{ref} is an artifact, not a profile")
-    meta: dict[str, Any] = read_json(resolved.path / META_DIR / PROFILE_META)
-    artifact_sizes = {a: tree_size(store.artifact_dir(a)) for a in meta["artifacts"]}
-    info: dict[str, Any] = {
-        "hash": meta["hash"],
-        "path": str(resolved.path),
-        "name": resolved.name,
-        "artifacts": meta["artifacts"],
-        "env": meta["env"],
-        "family": meta["family"],
-        "exclude": meta.get("exclude", []),
-        "priority": meta.get("priority", []),
-        "python": meta.get("python"),
-        "created": meta.get("created"),
-        "size": sum(artifact_sizes.values()),
-        "artifact_sizes": artifact_sizes,
-        "farm_size": tree_size(resolved.path),
-        "names": [
-            {"name": n, "generation": g, "current": c} for n, g, c in names_of(store, meta["hash"])
-        ],
-    }
-    if resolved.name is not None:
-        info["generations"] = [
-            {"number": g.number, "hash": g.hash, "created": g.created, "current": g.current}
-            for g in list_generations(store, resolved.name)
-        ]
-    return info
+    return index.names_of(str(store.root), profile_hash)

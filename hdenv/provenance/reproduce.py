@@ -38,7 +38,7 @@ from ..errors import BuildError, UserError
 from ..exchange.bundle import Bundle, node_id, references, store_sources
 from ..exchange.locate import open_bundle
 from ..exchange.pack import ArchiveRefused, install_packed
-from ..exchange.substitute import Fetched, Substituter
+from ..exchange.substitute import Fetched, Substituter, shared_meter
 from ..graphs import postorder
 from ..profile import profiles
 from ..profile.profiles import profile_hash
@@ -190,7 +190,7 @@ class _Reproduction:
             hosts = {self.renamed.get(h, h) for h in hosts}
         self.capture(hosts)
         self.store_specs()
-        self.install_packed()
+        self.install_packed(jobs or self.settings.jobs)
         builds = self.needed_builds(lambda h: self.store.has_artifact(self.aid(h)))
         late = self.hosts_needed(builds) - set(hosts)
         if late:  # a packed artifact was refused: build-only host software is needed now
@@ -286,15 +286,17 @@ class _Reproduction:
                 if entry["key"]:
                     self.store.record_source_hints(h, [entry])
 
-    def install_packed(self) -> None:
+    def install_packed(self, jobs: int) -> None:
         wanted = set(self.runtime())
+        if self.bundle.substituter is not None:
+            self.fetch_all(self.bundle.substituter, [
+                h for h in self.order() if h in wanted and h not in self.origin
+                and not self.store.has_artifact(self.aid(h))], jobs)
+            return
         with tempfile.TemporaryDirectory(prefix="hdenv-reproduce-") as work:
             for h in self.order():
                 aid = self.aid(h)
                 if h not in wanted or h in self.origin or self.store.has_artifact(aid):
-                    continue
-                if self.bundle.substituter is not None:
-                    self.fetch(self.bundle.substituter, aid)
                     continue
                 with self.bundle.archive(h, Path(work)) as got:
                     if got is None:
@@ -312,15 +314,21 @@ class _Reproduction:
                 self.result.installed.append(aid)
                 self.say(f"installed {aid} from {self.bundle.label}")
 
-    def fetch(self, substituter: Substituter, aid: str) -> None:
-        """From a binary cache, through the substituter's checks; a refusal stops here."""
-        got = substituter.fetch(aid)
-        if not isinstance(got, Fetched):
-            why = got.removeprefix(f"{self.bundle.label}: ")  # the one cache asked
-            raise UserError(f"--from {self.bundle.label}: refusing {aid}: {why}"
-                            " (a cache is used as it is: nothing is built)")
-        self.result.installed.append(aid)
-        self.say(f"fetched {aid} {got.describe()}")
+    def fetch_all(self, substituter: Substituter, hashes: list[str], jobs: int) -> None:
+        """From a binary cache, `jobs` at a time, through the substituter's checks; a
+        refusal stops here (after the transfers in flight)."""
+        aids = [self.aid(h) for h in hashes]
+        deps = {self.aid(h): list(self.specs[h].get("deps", [])) for h in hashes}
+        got = substituter.fetch_many(aids, lambda aid: deps.get(aid, []), jobs,
+                                     meter=shared_meter(len(aids)))
+        for aid in aids:  # dependencies first, as they were installed
+            fetched = got[aid]
+            if not isinstance(fetched, Fetched):
+                why = fetched.removeprefix(f"{self.bundle.label}: ")  # the one cache asked
+                raise UserError(f"--from {self.bundle.label}: refusing {aid}: {why}"
+                                " (a cache is used as it is: nothing is built)")
+            self.result.installed.append(aid)
+            self.say(f"fetched {aid} {fetched.describe()}")
 
     def build(self, builds: list[str], jobs: int | None) -> None:
         srcstore = SourceStore(self.store, self.settings.mirrors, log=self.say)

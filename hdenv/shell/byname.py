@@ -22,7 +22,7 @@ packages of the same name.
 from __future__ import annotations
 
 from ..errors import UserError
-from ..store.index import Index
+from ..store.index import Index, artifact_root, runtime_closure
 from ..store.variants import build_names, dep_ids, spec_traits, split_id, version_key
 from . import lightos
 from .envdiff import LoadRecord, json_loads
@@ -88,13 +88,6 @@ def _env(spec: dict[str, object]) -> dict[str, str]:
     return {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
 
 
-def _artifact_root(roots: list[str], aid: str) -> str | None:
-    for root in roots:
-        if lightos.is_file(lightos.join(root, "artifacts", aid, ".hdenv", "artifact.json")):
-            return root
-    return None
-
-
 def _read(path: str) -> dict[str, object]:
     try:
         with open(path, encoding="utf-8") as f:
@@ -131,12 +124,12 @@ class Catalog:
     def build(self, aid: str) -> Build | None:
         """The build `aid` (in a profile or not), its toolchain read from the specs."""
         if aid not in self._builds:
-            root = _artifact_root(self.roots, aid)
+            root = artifact_root(self.roots, aid)
             if root is None:
                 return None
             b = Build(aid, root, _spec(root, aid))
             for dep in dep_ids(b.spec):
-                dep_root = _artifact_root(self.roots, dep)
+                dep_root = artifact_root(self.roots, dep)
                 family = _spec(dep_root, dep).get("family") if dep_root else None
                 if family in TOOLCHAIN:
                     b.toolchain[dep] = str(family)
@@ -196,7 +189,7 @@ def loaded_toolchain(records: list[LoadRecord], roots: list[str] | None = None
             continue
         artifacts = _read(lightos.join(rec.prefix, ".hdenv", "profile.json")).get("artifacts")
         for aid in artifacts if isinstance(artifacts, list) and roots else []:
-            root = _artifact_root(roots or [], str(aid))
+            root = artifact_root(roots or [], str(aid))
             if root is not None and _spec(root, str(aid)).get("family") == rec.family:
                 out.setdefault(str(rec.family), set()).add(str(aid))
     return out
@@ -291,7 +284,7 @@ def package_profile(catalog: Catalog, build: Build) -> Profile:
     from .fastload import _home, read_profile
 
     roots = catalog.roots
-    closure = _closure(roots, build.aid)
+    closure = runtime_closure(roots, build.aid)
     hash_ = profile_hash(closure, build.family)
     home = _home(roots, hash_)
     if home is None:
@@ -301,7 +294,7 @@ def package_profile(catalog: Catalog, build: Build) -> Profile:
         from ..store.layout import Store
 
         store = Store(Path(roots[0]), [Path(r) for r in roots[1:]])
-        made = create_profile(store, profile_spec(closure, {}, build.family))
+        made = create_profile(store, profile_spec(closure, {}, build.family), build.aid)
         home = str(made.parent.parent)
     prof: Profile = read_profile(home, hash_, build.name)
     prof.package = build.aid
@@ -326,26 +319,6 @@ def profile_hash(closure: list[str], family: str | None) -> str:
         from hashlib import sha256
     number = int.from_bytes(sha256(text.encode("utf-8")).digest()[:20], "big")
     return "".join(B32[(number >> shift) & 31] for shift in range(155, -1, -5))
-
-
-def _closure(roots: list[str], aid: str) -> list[str]:
-    """Every artifact reachable from `aid` through runtime deps, sorted (as
-    store.artifacts.runtime_closure, without the store's heavier modules)."""
-    seen: set[str] = set()
-    todo = [aid]
-    while todo:
-        node = todo.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        root = _artifact_root(roots, node)
-        if root is None:
-            raise UserError(f"{aid} needs {node}, which is not in the store")
-        meta = _read(lightos.join(root, "artifacts", node, ".hdenv", "artifact.json"))
-        deps = meta.get("runtime_deps")
-        if isinstance(deps, list):
-            todo.extend(str(d) for d in deps)
-    return sorted(seen)
 
 
 class Retarget:

@@ -322,26 +322,6 @@ def spider_miss(index: Index, text: str) -> UserError:
     return UserError(f"no package matches {text!r} in any profile (see `hdenv avail`)")
 
 
-# -- show -----------------------------------------------------------------------
-
-def load_changes(record: envdiff.LoadRecord) -> list[dict[str, str]]:
-    """What loading changes, from the record a load into an empty environment makes."""
-    out = []
-    for var, change in record.paths.items():
-        out += [{"action": "prepend", "variable": var, "value": v} for v in change.pre]
-    for var, vchange in record.vars.items():
-        out.append({"action": "set", "variable": var, "value": vchange.new})
-    return out
-
-
-def show_header(description: str, ref: str, changes: list[dict[str, str]]) -> str:
-    """`module show`'s part: what it is and what loading it does."""
-    lines = [f"{ref}: {description}" if description else ref, "loading it:"]
-    width = max((len(c["variable"]) for c in changes), default=0)
-    lines += [f"  {c['action']:<8} {c['variable']:<{width}}  {c['value']}" for c in changes]
-    return "\n".join(lines) + "\n"
-
-
 # -- the fast path's entry --------------------------------------------------------
 
 def _options(args: list[str], flags: set[str]) -> tuple[set[str], list[str]]:

@@ -776,7 +776,8 @@ def log_usage(session: Session, config: Config, environ: Mapping[str, str]) -> N
 
 # -- the function's entry: global options, help, and what the full program answers --
 
-PRINT_COMMANDS = ("avail", "loaded", "spider", "list", "savelist", "whatis", "keyword", "help")
+PRINT_COMMANDS = ("avail", "loaded", "spider", "list", "savelist", "whatis", "keyword", "help",
+                  "show")
 
 
 class Call:
@@ -839,6 +840,13 @@ def _print_command(shell_name: str, call: Call | None, args: list[str],
     if call is None or (call.cmd == "list" and any(not a.startswith("-") for a in call.args)):
         _exec_full(shell_name, args)
         return
+    if call.cmd == "show":  # `show REF` as the full program prints it; any other form is its
+        text = _show_text(call.args, environ, roots) if len(call.args) == 1 else None
+        if text is None:
+            _exec_full(shell_name, args)
+            return
+        sys.stdout.write(text)
+        return
     from . import catalog, terminal
 
     if call.cmd in ("whatis", "keyword", "help"):  # as their click commands print them
@@ -867,6 +875,26 @@ def _print_command(shell_name: str, call: Call | None, args: list[str],
         _exec_full(shell_name, args)
         return
     terminal.write(text, environ, opts)
+
+
+def _show_text(args: list[str], environ: Mapping[str, str], roots: Callable[[], list[str]]
+               ) -> str | None:
+    """`show REF` through shell/showing.py, or None when only the full program can say
+    (an option, a REF it alone resolves, any error: its words and exit code)."""
+    if args[0].startswith("-"):
+        return None
+    from ..showtext import show_text
+    from . import showing
+
+    try:
+        stores = roots()
+        found = showing.find(stores, args[0], environ)
+        if found is None:
+            return None
+        info = showing.info(stores, found)
+        return show_text(showing.header(stores, found, info), info)
+    except Exception:  # the full program says what is wrong, as it always did
+        return None
 
 
 def _finding_text(cmd: str, word: str, roots: list[str]) -> str:

@@ -179,28 +179,3 @@ def env_code(ref: str, shell_name: str, store: Store | Path) -> str:
     roots = ([str(s.root) for s in store.chain()] if isinstance(store, Store)
              else [str(store)])
     return fastload.run("load", [ref], shell, os.environ, lambda: roots)
-
-
-def describe(store: Store, ref: str, info: dict[str, Any]) -> str:
-    """`show`'s head, as `module show`: the description and what loading changes.
-
-    The changes come from applying the profile to an empty environment with
-    the load path's own code, so they are exactly what `hdenv load` does.
-    Adds "description" and "load" to `info` for `--json`.
-    """
-    from . import catalog
-
-    resolved = store.resolve(ref)
-    if resolved.kind == "profile":
-        prof = fastload.read_profile(str(resolved.upstream or store.root), resolved.ident,
-                                     resolved.name)
-        label = resolved.name or resolved.ident
-        described = store.about(resolved.ident).get("description", "")
-    else:
-        prof = fastload.Profile(resolved.ident, None, str(resolved.path), {}, None)
-        label = resolved.ident
-        described = store.about(resolved.ident.rsplit("/", 1)[1]).get("description", "")
-    changes = catalog.load_changes(fastload.apply({}, prof))
-    info["description"] = described
-    info["load"] = changes
-    return catalog.show_header(described, label, changes)

@@ -268,7 +268,7 @@ def walk_at(root_fd: int, root_st: os.stat_result | None = None, *,
                         unopened(fd, entry.name, sub, est)
                     if child is not None:
                         if len(frames) >= _DEEP:
-                            _more_descriptors()
+                            more_descriptors()
                         frames.append((child, sub, est, iter(_entries(child))))
                         break
             else:
@@ -287,7 +287,7 @@ def walk_at(root_fd: int, root_st: os.stat_result | None = None, *,
 _DEEP = 256
 
 
-def _more_descriptors() -> None:
+def more_descriptors() -> None:
     """A deep branch holds one descriptor per level: allow as many as the hard limit
     lets (a 1,000-deep tree must not fail at the usual soft limit of 1,024)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -504,7 +504,7 @@ def _empty(top: int, tally: Tally | None = None) -> None:
                         raise PermissionError(errno.EACCES, "cannot open to empty", entry)
                     continue  # replaced by a file or a link meanwhile: the next round
                 if len(frames) >= _DEEP:
-                    _more_descriptors()
+                    more_descriptors()
                 frames.append((child, entry, iter(_names(child)), 0))
                 break
             else:

@@ -252,12 +252,3 @@ def tree_size(root: Path) -> int:
     both are counted the way `du` does; the root's own blocks are the caller's.
     """
     return fdtree.size(root)
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"

@@ -120,6 +120,29 @@ def current_profiles(store: Store) -> set[str]:
     return out
 
 
+def package_profiles(store: Store, live: set[str], kept: set[str]) -> list[str]:
+    """The on-demand profiles of packages loaded by name (`hdenv load zlib`, marked
+    `package` in profile.json) whose every artifact is `live`.
+
+    A shell that loaded a package, and a collection that saved it, name that profile
+    by hash, and nothing in the store knows about either; so such a profile lives as
+    long as the named generations (or pins) that keep its artifacts, as a loaded named
+    profile lives as long as its generation. Once its artifacts go, it goes with them
+    (`load` and `restore` make it again for whatever build is there then).
+    """
+    out = []
+    for phash in store.list_profile_hashes():
+        if phash in kept:
+            continue
+        meta = _read_json_or(store.own_profile_dir(phash) / META_DIR / PROFILE_META, None)
+        if not isinstance(meta, dict) or not isinstance(meta.get("package"), str):
+            continue
+        artifacts = meta.get("artifacts")
+        if isinstance(artifacts, list) and all(a in live for a in artifacts):
+            out.append(phash)
+    return out
+
+
 def build_closure(store: Store, artifacts: set[str]) -> set[str]:
     """Every artifact the specs of `artifacts` name as an input, transitively: the
     dependencies, build-only dependencies (a captured compiler, a built cmake) and
@@ -219,6 +242,9 @@ def mark(store: Store, *, clean_dead: bool = False, runtime_only: bool = False) 
             continue  # not built (yet), or not an id
         stack.extend(d for d in meta.get("runtime_deps", []) if d not in live)
     marked.artifacts = live
+    for phash in package_profiles(store, live, profiles):  # live shells and collections load them
+        profiles.add(phash)
+        specs.add(phash)
     # specs: the build closure of what is live
     stack = [a.rsplit("/", 1)[-1] for a in live] + list(specs)
     sources = set(run_sources)

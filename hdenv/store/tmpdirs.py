@@ -131,6 +131,23 @@ def temp_dir(store: Store, prefix: str) -> Path:
         os.close(fd)
 
 
+def temp_link(store: Store, prefix: str, target: str, length: int) -> Path | None:
+    """A new symlink to `target` for this run whose path is exactly `length` bytes long
+    (the name filled up with `_`); None when the private tmp dir leaves no room for it.
+    The caller removes it."""
+    fd, tmp = private_tmp_fd(store)
+    try:
+        base = f"{_run_token(tmp, fd)}.{prefix}{secrets.token_hex(4)}-"
+        fill = length - len(os.fsencode(tmp)) - 1 - len(base)
+        if fill < 1 or len(base) + fill > 255:
+            return None
+        name = base + "_" * fill
+        os.symlink(target, name, dir_fd=fd)  # fails if the name exists: tmp/<uid>/ is ours
+        return tmp / name
+    finally:
+        os.close(fd)
+
+
 def temp_file(store: Store, prefix: str, suffix: str = "") -> tuple[int, Path]:
     """A new private file (mode 0600, opened for writing) for this run; the caller removes it."""
     fd, tmp = private_tmp_fd(store)

@@ -1,0 +1,131 @@
+"""Builds see the store through a path of a fixed length, so their binaries can move.
+
+A build that compiles its prefix into a binary (`-DDATADIR="$PREFIX/share"`,
+autotools' `sysconfdir`, a dependency's include directory in debug info)
+leaves a C string of the store root's length there. Relocation rewrites such
+a string in place, so without room it could only ever move into a shorter
+root. Spack pads install paths (`padded_length`) and conda builds under a long
+placeholder prefix for the same reason.
+
+Here the build sees `$PREFIX`, its dependencies and their search paths through
+an *alias*: a symlink to the store root in the user's private `tmp/<uid>/`,
+whose own path is `PADDED_ROOT_LENGTH` bytes long. Compilers also map the real
+`<root>/artifacts` to the alias in debug info and `__FILE__`
+(`-ffile-prefix-map`), for paths a dependency's `.pc` or CMake file names by the
+real root. After the script, every file of the artifact is rewritten from the
+alias to the real root (`unalias`): text to the plain root, binary strings in
+place as slashes plus the root (`////home/a/store/artifacts/...`, the same
+path to the kernel), so each keeps `PADDED_ROOT_LENGTH` bytes of room that a
+later pull into another root uses (`exchange/relocate.py`).
+
+The spec and so the id never see the alias: it only changes where a build
+looks, not what it is. A store root too long to leave room for the alias
+builds as before (its binaries move only into roots no longer than it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import BuildError
+from ..exchange.relocate import PADDED_ROOT_LENGTH, CannotRelocate, Relocator
+from ..store import fdtree
+from ..store.layout import Store
+from ..store.tmpdirs import temp_link
+
+COMPILE_FLAG_VARS = ("CFLAGS", "CXXFLAGS", "FFLAGS", "FCFLAGS")
+
+
+@contextlib.contextmanager
+def root_alias(store: Store) -> Iterator[Path | None]:
+    """The alias of the store root for one build (None if the root is too long); removed after."""
+    alias = temp_link(store, "root-", str(store.root), PADDED_ROOT_LENGTH)
+    try:
+        yield alias
+    finally:
+        if alias is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(alias)
+
+
+def alias_environment(env: dict[str, str], root: Path, alias: Path) -> None:
+    """Make every path into `<root>/artifacts` in `env` go through the alias, and have the
+    compilers record the alias for such paths they meet by the real root."""
+    artifacts, aliased = f"{root}/artifacts", f"{alias}/artifacts"
+    relocator = Relocator(artifacts, aliased)
+    for key, value in env.items():
+        env[key] = relocator.text(value)
+    mapping = f"-ffile-prefix-map={artifacts}={aliased}"
+    for var in COMPILE_FLAG_VARS:
+        if var in env:
+            env[var] = f"{env[var]} {mapping}"
+
+
+def unalias(prefix_fd: int, prefix: Path, alias: Path, root: Path) -> int:
+    """Rewrite every mention of the alias under the artifact open as `prefix_fd` to the
+    real root (binary strings padded in place); the number of files and links changed.
+
+    The artifact directory is this build's own (made 0710 by install_artifact
+    and pinned by descriptor), so entries are reached from its descriptor and
+    never through a link; patchelf, which takes a path, gets the open file's
+    `/proc/PID/fd/N` path. What the build left unreadable or read-only is
+    opened for the rewrite and gets its mode back.
+    """
+    relocator = Relocator(str(alias), str(root))
+    changed = 0
+
+    def restore(_rel: str, fd: int, st: os.stat_result) -> None:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != stat.S_IMODE(st.st_mode):
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+
+    for dir_fd, name, rel, st in fdtree.walk_at(prefix_fd, add=stat.S_IRWXU, leave=restore):
+        if stat.S_ISLNK(st.st_mode):
+            target = os.readlink(name, dir_fd=dir_fd)
+            moved = relocator.link_target(target)
+            if moved != target:
+                os.unlink(name, dir_fd=dir_fd)
+                os.symlink(moved, name, dir_fd=dir_fd)
+                changed += 1
+        elif stat.S_ISREG(st.st_mode):
+            changed += _unalias_file(relocator, dir_fd, name, rel, st)
+    return changed
+
+
+def _unalias_file(relocator: Relocator, dir_fd: int, name: str, rel: str,
+                  st: os.stat_result) -> int:
+    pinned = fdtree.pin(dir_fd, name, st)  # the inode listed, never a link
+    if pinned is None:
+        raise BuildError(f"{rel} changed while its build was being finished")
+    mode = stat.S_IMODE(st.st_mode)
+    current = mode
+    try:
+        if not mode & stat.S_IRUSR:  # a build may leave a file write-only
+            current = mode | stat.S_IRUSR
+            fdtree.chmod_pinned(pinned, current)
+        with open(fdtree.proc_path(pinned), "rb") as f:
+            data = f.read()
+        try:
+            new = relocator.file_data(rel, data)
+        except CannotRelocate as e:
+            raise BuildError(f"cannot rewrite the build's root alias: {e}") from None
+        if new == data:
+            return 0  # most files: nothing written, no mode touched
+        if not mode & stat.S_IWUSR:  # or read-only
+            current |= stat.S_IWUSR
+            fdtree.chmod_pinned(pinned, current)
+        with open(fdtree.proc_path(pinned), "r+b") as f:
+            f.write(new)
+            f.truncate()
+        # patchelf is another process: this process's descriptor, by its pid
+        relocator.after_write(rel, Path(f"/proc/{os.getpid()}/fd/{pinned}"))
+        return 1
+    finally:
+        try:
+            if current != mode:
+                fdtree.chmod_pinned(pinned, mode)
+        finally:
+            os.close(pinned)
