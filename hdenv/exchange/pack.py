@@ -342,7 +342,10 @@ def _extract(archive_path: Path, prefix: Path, relocator: Relocator, aid: str) -
                     raise ArchiveRefused(aid, f"archive member {member.name!r} appears twice")
                 path = parent_of(parts) / parts[-1]
                 if member.isdir():
-                    os.mkdir(path, (member.mode & 0o777) | 0o700)
+                    # never the group's to write while it is filled (a group store's
+                    # archive says 0775: a member could swap it for a link meanwhile);
+                    # its group bits come when it is made read-only
+                    os.mkdir(path, (member.mode & 0o755) | 0o700)
                     dirs.add(parts)
                     continue
                 seen.add(parts)
