@@ -75,7 +75,8 @@ def make_profile(store: Store, mb: int, count: int) -> tuple[str, list[str]]:
     for i in range(count):
         mine = files[i::count]
 
-        def populate(prefix: Path, _fd: int, mine: list[Path] = mine, i: int = i) -> None:
+        def populate(prefix: Path, _fd: int, _pfd: int, mine: list[Path] = mine,
+                     i: int = i) -> None:
             for src in mine:
                 dest = prefix / src.relative_to("/")
                 dest.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ from hdenv.store.layout import Store
 def make_profile(store: Store) -> None:
     """A profile `bench` with bin, man, pkgconfig, include and lib, and one variable."""
 
-    def populate(prefix: Path, _fd: int) -> None:
+    def populate(prefix: Path, _fd: int, _pfd: int) -> None:
         for sub in ("bin", "share/man/man1", "lib/pkgconfig", "include"):
             (prefix / sub).mkdir(parents=True)
         tool = prefix / "bin" / "benchtool"

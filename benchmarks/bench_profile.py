@@ -96,7 +96,7 @@ def main() -> None:
                     "deps": [], "build_deps": [], "env": {}, "script": f"bench {args.files}"}
             paths = layout(i, args.files)
             ids.append(install_artifact(
-                store, spec, lambda p, _fd, paths=paths: populate_tree(p, paths),  # type: ignore[misc]
+                store, spec, lambda p, _fd, _pfd, paths=paths: populate_tree(p, paths),  # type: ignore[misc]
                 runtime_deps=[])[0])
         setup = time.perf_counter() - t0
         members = [Member(a, store.artifact_dir(a)) for a in ids]

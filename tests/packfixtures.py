@@ -16,7 +16,7 @@ def make_artifact(store: Store, name: str, fill: Callable[[Path], object],
     spec = {"kind": "build", "name": name, "version": "1.0", "deps": sorted(deps or []),
             "script": f"test {salt}"}
 
-    def populate(prefix: Path, _fd: int) -> None:
+    def populate(prefix: Path, _fd: int, _prefix_fd: int) -> None:
         fill(prefix)
 
     log = store.root / f"log-{name}"
@@ -49,7 +49,7 @@ def two_level(store: Store) -> tuple[str, str, str]:
     top = make_artifact(store, "top", lambda p: (p / "uses").write_text(
         f"{store.artifact_dir(dep)}/lib\n"), deps=[dep])
     host, _ = install_artifact(store, {"kind": "host", "name": "cc", "version": "1",
-                                       "programs": {}}, lambda p, fd: None, runtime_deps=[])
+                                       "programs": {}}, lambda p, fd, pfd: None, runtime_deps=[])
     spec = profile_spec([top, dep, host], {}, None)
     create_profile(store, spec)
     return dep, top, profile_hash(spec)

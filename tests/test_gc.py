@@ -304,7 +304,7 @@ def synthetic_garbage(store: Store, count: int, files: int) -> None:
         spec = {"kind": "build", "name": f"junk{i}", "version": "1", "sources": [],
                 "deps": deps, "build_deps": [], "env": {}, "script": str(i)}
 
-        def populate(prefix: Path, _fd: int, i: int = i) -> None:
+        def populate(prefix: Path, _fd: int, _prefix_fd: int, i: int = i) -> None:
             for d in range(files // 20):
                 sub = prefix / f"d{d}"
                 sub.mkdir()

@@ -20,7 +20,7 @@ def make_artifact(store: Store, name: str) -> str:
     spec = {"kind": "build", "name": name, "version": "1", "sources": [], "deps": [],
             "build_deps": [], "env": {}, "script": name}
 
-    def populate(prefix: Path, _fd: int) -> None:
+    def populate(prefix: Path, _fd: int, _prefix_fd: int) -> None:
         (prefix / "file").write_text(name)
 
     return install_artifact(store, spec, populate, runtime_deps=[])[0]

@@ -373,6 +373,8 @@ def test_corrupt_cache_is_ignored(store: Store, tmp_path: Path) -> None:
     assert json.loads(host.cache_path(store).read_text())["format"] == host.CACHE_FORMAT
     host.cache_path(store).write_text('{"format": 1, "entries": {"x": 3}}')
     assert host.host_spec(store, "counted", [str(prog)]) == spec
+    host.cache_path(store).write_text("[" * 100_000)  # deeper than json's recursion
+    assert host.host_spec(store, "counted", [str(prog)]) == spec
 
 
 def test_script_run_by_a_managed_interpreter_is_not_a_shim(tmp_path: Path) -> None:

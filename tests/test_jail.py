@@ -348,3 +348,14 @@ def test_the_jail_cache_is_believed_only_while_the_host_is_unchanged(tmp_path: P
     jail.load_cache(cache)
     assert "/usr/include/stdio.h" in jail.bwrap_args()
     jail.forget()
+
+
+def test_a_damaged_jail_cache_is_ignored(tmp_path: Path) -> None:
+    """Whatever cache/jail.json holds (damage, or a planted file): never an error."""
+    cache = tmp_path / "jail.json"
+    for text in ["[" * 100_000, "{not json", "[1, 2]", '{"key": 3}', "\u0000"]:
+        cache.write_text(text)
+        jail.forget()
+        jail.load_cache(cache)  # ignored
+        assert "base" not in jail._known, text
+    jail.forget()

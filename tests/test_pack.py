@@ -12,6 +12,7 @@ import io
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -96,7 +97,7 @@ def test_packing_twice_gives_the_same_archive(tmp_path: Path) -> None:
 def test_host_artifacts_are_not_packed(tmp_path: Path) -> None:
     store = Store(tmp_path / "s").ensure()
     spec = {"kind": "host", "name": "cc", "version": "1", "programs": {}}
-    aid, _ = install_artifact(store, spec, lambda p, fd: None, runtime_deps=[])
+    aid, _ = install_artifact(store, spec, lambda p, fd, pfd: None, runtime_deps=[])
     with pytest.raises(UserError, match="captured on each machine"):
         pack_artifact(store, aid, tmp_path / "out")
 
@@ -264,3 +265,37 @@ def test_a_killed_install_leaves_nothing_and_the_next_one_succeeds(tmp_path: Pat
     assert install_packed(b, desc, tmp_path / "out" / archive_name(desc)) is True
     assert verify_artifact(b, aid) == []
     assert spec_hash(b.read_spec(aid.split("/")[2])) == aid.split("/")[2]
+
+
+def test_no_directory_is_the_groups_to_write_while_an_archive_is_extracted(
+        tmp_path: Path, packed: tuple[Store, dict[str, Any], Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finished artifact's directories in a group store are group-writable
+    (sharing.read_only_mode), so its archive says 0775. Extracted with those bits and the
+    group's umask, a member (who may search the half-made artifact) could rename a
+    directory made a moment ago and put a link in its place for the next file to be
+    written through. While it is extracted no directory lets the group write; it gets
+    its group bits when it is made read-only (issue 21)."""
+    _, desc, _ = packed
+    dirs = [member("lib", tarfile.DIRTYPE), member("lib/sub", tarfile.DIRTYPE)]
+    for d in dirs:
+        d.mode = 0o775
+    bad_desc, path = hostile(tmp_path, desc, [(dirs[0], b""), (dirs[1], b""),
+                                              (member("lib/sub/f"), b"x")])
+    from hdenv.exchange import relocate
+
+    seen: list[int] = []
+    real = relocate.Relocator.after_write
+
+    def look(self: relocate.Relocator, rel: str, where: Path) -> None:
+        seen.extend(stat.S_IMODE(os.stat(p).st_mode) for p in (where.parent, where.parent.parent))
+        real(self, rel, where)
+
+    monkeypatch.setattr(relocate.Relocator, "after_write", look)
+    b = Store(tmp_path / "b").ensure()
+    old = os.umask(0o002)  # a group store's (sharing.adopt)
+    try:
+        assert install_packed(b, bad_desc, path)
+    finally:
+        os.umask(old)
+    assert seen and not any(mode & 0o022 for mode in seen), [oct(m) for m in seen]

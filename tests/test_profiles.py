@@ -31,7 +31,7 @@ def artifact(store: Store, name: str, files: dict[str, str], deps: list[str] | N
     spec = {"kind": "build", "name": name, "version": "1.0", "sources": [],
             "deps": sorted(deps or []), "build_deps": [], "env": env or {}, "script": "true"}
 
-    def populate(prefix: Path, _fd: int) -> None:
+    def populate(prefix: Path, _fd: int, _prefix_fd: int) -> None:
         for rel, content in files.items():
             p = prefix / rel
             p.parent.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,7 @@ def build_hello(store: Store, work: Path) -> str:
     script = './configure --prefix="$PREFIX" && make -j2 && make install'
     spec = build_spec("hello", "2.10", tarball, script)
 
-    def populate(prefix: Path, _fd: int) -> None:
+    def populate(prefix: Path, _fd: int, _prefix_fd: int) -> None:
         src = unpack(tarball, work / "hello")
         run(["sh", "-c", script], cwd=src, env={**BUILD_ENV, "PREFIX": str(prefix)})
 
@@ -82,7 +82,7 @@ def build_lua(store: Store, work: Path) -> str:
     script = 'make -j2 linux && make install INSTALL_TOP="$PREFIX"'
     spec = build_spec("lua", "5.4.4", tarball, script)
 
-    def populate(prefix: Path, _fd: int) -> None:
+    def populate(prefix: Path, _fd: int, _prefix_fd: int) -> None:
         src = unpack(tarball, work / "lua")
         run(["sh", "-c", script], cwd=src, env={**BUILD_ENV, "PREFIX": str(prefix)})
 
@@ -96,7 +96,7 @@ def build_six(store: Store, python_id: str, work: Path) -> str:
               "--single-version-externally-managed --record installed.txt")
     spec = build_spec("six", "1.16.0", tarball, script, deps=[python_id])
 
-    def populate(prefix: Path, _fd: int) -> None:
+    def populate(prefix: Path, _fd: int, _prefix_fd: int) -> None:
         src = unpack(tarball, work / "six")
         run([REAL_PYTHON, "setup.py", "-q", "install", "--prefix", str(prefix),
              "--single-version-externally-managed", "--record", "installed.txt"],
@@ -110,7 +110,7 @@ def build_script_artifact(store: Store, python_id: str, six_id: str) -> str:
     body = "import six, sys\nprint('six', six.__version__, 'prefix', sys.prefix)\n"
     spec = build_spec("sixver", "1.0", None, body, deps=[python_id, six_id])
 
-    def populate(prefix: Path, _fd: int) -> None:
+    def populate(prefix: Path, _fd: int, _prefix_fd: int) -> None:
         (prefix / "bin").mkdir()
         script = prefix / "bin" / "sixver"
         script.write_text(f"#!{REAL_PYTHON}\n{body}")
@@ -125,7 +125,7 @@ def build_greet(store: Store, work: Path, cflags: str) -> str:
     script = f'gcc {cflags} greet.c -o "$PREFIX/bin/greet"'
     spec = build_spec("greet", "1.0", None, script, env={"CFLAGS": cflags})
 
-    def populate(prefix: Path, _fd: int) -> None:
+    def populate(prefix: Path, _fd: int, _prefix_fd: int) -> None:
         d = work / f"greet-{abs(hash(cflags))}"
         d.mkdir(parents=True, exist_ok=True)
         (d / "greet.c").write_text(source)

@@ -24,7 +24,7 @@ KEY_B = "sha256:" + "b" * 64
 def install(store: Store, spec: dict, runtime_deps: list[str] | None = None) -> str:
     name = spec["name"]
 
-    def populate(prefix: Path, _fd: int) -> None:
+    def populate(prefix: Path, _fd: int, _prefix_fd: int) -> None:
         (prefix / "share" / name).mkdir(parents=True)
         (prefix / "share" / name / "marker").write_text(str(spec))
 

@@ -17,6 +17,7 @@ its run path with patchelf, whatever the build system passed to the linker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -32,7 +33,7 @@ from ..config import Settings
 from ..errors import BuildError, Interrupted, StoreError
 from ..oserrors import describe as describe_os_error
 from ..store import fdtree
-from ..store.artifacts import install_artifact, open_building, runtime_closure
+from ..store.artifacts import check_building, install_artifact, runtime_closure
 from ..store.fsutil import remove_tree
 from ..store.layout import Store
 from ..store.sharing import current_umask
@@ -266,17 +267,18 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
 
     meta: dict[str, Any] = dict(options.meta)  # populate adds; install_artifact reads it after
 
-    def populate(prefix: Path, guard_fd: int) -> None:
+    def populate(prefix: Path, guard_fd: int, prefix_fd: int) -> None:
         if options.log_first:
             log_path.write_text(options.log_first.rstrip("\n") + "\n", encoding="utf-8")
         if on_log is not None:  # where to follow it while it runs (the progress display says)
             on_log(log_path)
         with rootalias.root_alias(store) as alias:
             _run_script(store, node, sources, prefix, build_dir, log_path, jobs, guard_fd,
-                        sandboxed=options.sandbox, jailed=options.jail, alias=alias)
+                        prefix_fd, sandboxed=options.sandbox, jailed=options.jail, alias=alias)
             if alias is not None:
-                _unalias(store, node, prefix, alias, log_path)
-            meta.update(_audit_links(store, node, prefix, build_dir, log_path, options))
+                _unalias(store, prefix, prefix_fd, alias, log_path)
+            meta.update(_audit_links(store, node, prefix, prefix_fd, build_dir, log_path,
+                                     options))
             _run_checks(store, node, prefix, build_dir, log_path, jobs, guard_fd, options,
                         alias)
 
@@ -360,23 +362,23 @@ def _keep_build_dir(store: Store, node: Node, build_dir: Path) -> Path | None:
     return dest
 
 
-def _unalias(store: Store, node: Node, prefix: Path, alias: Path, log_path: Path) -> None:
-    """The alias the build saw as the store root becomes the real root (rootalias)."""
-    prefix_fd = open_building(store, node.id)
-    try:
-        changed = rootalias.unalias(prefix_fd, prefix, alias, store.root)
-    finally:
-        os.close(prefix_fd)
+def _unalias(store: Store, prefix: Path, prefix_fd: int, alias: Path, log_path: Path) -> None:
+    """The alias the build saw as the store root becomes the real root (rootalias), in the
+    artifact directory the build was given (its descriptor), never where its path leads."""
+    changed = rootalias.unalias(prefix_fd, prefix, alias, store.root)
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"hdenv: {changed} file(s) rewritten from the build's padded root alias"
                   f" to {store.root}\n")
 
 
-def _audit_links(store: Store, node: Node, prefix: Path, build_dir: Path, log_path: Path,
-                 options: BuildOptions) -> dict[str, Any]:
-    """Complete run paths and check what every installed ELF file loads (see linkaudit)."""
+def _audit_links(store: Store, node: Node, prefix: Path, prefix_fd: int, build_dir: Path,
+                 log_path: Path, options: BuildOptions) -> dict[str, Any]:
+    """Complete run paths and check what every installed ELF file loads (see linkaudit):
+    the files read and patched through descriptors from `prefix_fd`, the directory the
+    build was given, never by a path a member of a group store could redirect."""
     providers = linkaudit.providers(store, node.deps, node.build_deps)
-    result = linkaudit.audit(prefix, providers, transient=(str(build_dir), str(store.tmp)))
+    result = linkaudit.audit(prefix, providers, transient=(str(build_dir), str(store.tmp)),
+                             root_fd=prefix_fd)
     lines = [f"hdenv: run path completed: {f}" for f in result.completed]
     lines.append(f"hdenv: {result.summary()}")
     for u in result.undeclared:
@@ -490,11 +492,16 @@ def in_sandbox(store: Store, node: Node, argv: list[str], *, writable: list[Path
     used = _used(store, node)
     allowed: list[str] = []
     if jailed:
-        cache = store.root / "cache" / "jail.json"
-        jail.load_cache(cache)
+        # cache/jail.json through the store's descriptors: in a group store a member can
+        # plant a link at cache/ or the file, or a FIFO, or write what it holds; only a
+        # regular file of this user's is read, and a new one replaces whatever is there
+        jail.use_cache(store.read_own_file(("cache",), "jail.json", jail.CACHE_LIMIT))
         allowed = jail.bwrap_args(jail.declared(
             _read_spec(store, a) for a in used if _is_host(store, a)))
-        jail.save_cache(cache)
+        data = jail.cache_data()
+        if data is not None:
+            with contextlib.suppress(OSError, StoreError):  # only a cache
+                store.write_file(("cache",), "jail.json", data)
     return bwrap.wrap(argv, writable=writable,
                       readable=[*_sandbox_reads(store, used), *readable], cwd=cwd,
                       writable_fds=writable_fds, jail=allowed,
@@ -502,10 +509,17 @@ def in_sandbox(store: Store, node: Node, argv: list[str], *, writable: list[Path
 
 
 def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, build_dir: Path,
-                log_path: Path, jobs: int, guard_fd: int, sandboxed: bool = False,
-                jailed: bool = True, alias: Path | None = None) -> None:
+                log_path: Path, jobs: int, guard_fd: int, prefix_fd: int,
+                sandboxed: bool = False, jailed: bool = True,
+                alias: Path | None = None) -> None:
+    """Run the build's script. Sandboxed, the artifact directory is bound by descriptor
+    (`prefix_fd`, the one `install_artifact` made), so what it writes lands there whatever
+    a member of a group store does to the path; unsandboxed, it writes through `$PREFIX`
+    by path: the path is checked to lead there before it starts, and after it ends
+    (`install_artifact`, `check_reached`), but a swap while it runs redirects its writes."""
     src, script, env = prepare(store, node, sources, prefix, build_dir, jobs, alias)
     sh = store.artifact_dir(node.spec["tools"]) / "bin" / "sh"
+    check_building(store, node.id, prefix_fd)  # a link swapped in already: no script runs
     with open(log_path, "ab") as log:
         log.write(f"hdenv: building {node.id}\n".encode())
         log.flush()
@@ -513,15 +527,11 @@ def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, bu
             argv = [str(sh), str(script)]
             rc = processes.run_in_group(argv, cwd=src, env=env, log=log, pass_fds=(guard_fd,))
         else:
-            prefix_fd = open_building(store, node.id)  # bound by descriptor, not by path
-            try:
-                argv = in_sandbox(store, node, [str(sh), str(script)], writable=[build_dir],
-                                  cwd=src, sandboxed=True, writable_fds={prefix: prefix_fd},
-                                  jailed=jailed, alias=alias)
-                rc = processes.run_in_group(argv, cwd=src, env=env, log=log,
-                                            pass_fds=(guard_fd, prefix_fd))
-            finally:
-                os.close(prefix_fd)
+            argv = in_sandbox(store, node, [str(sh), str(script)], writable=[build_dir],
+                              cwd=src, sandboxed=True, writable_fds={prefix: prefix_fd},
+                              jailed=jailed, alias=alias)
+            rc = processes.run_in_group(argv, cwd=src, env=env, log=log,
+                                        pass_fds=(guard_fd, prefix_fd))
     if rc != 0:
         if processes.stopping():
             raise Interrupted(processes.stop_signal())

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import hostpkgs
-from ..errors import BuildError, UserError
+from ..errors import BuildError, StoreError, UserError
+from ..store import fdtree, storedirs
 from ..store.artifacts import artifact_id, install_artifact
 from ..store.elf import ET_DYN, ElfError, read_elf
-from ..store.fsutil import atomic_write_json
 from ..store.hashing import sha256_file
 from ..store.layout import Store
 from . import hostlibs, toolchain
@@ -80,6 +80,7 @@ SHIM_SNIFF_BYTES = 4096
 # the content turns out unchanged.
 RACY_NS = 2_000_000_000
 CACHE_FORMAT = 1
+CACHE_LIMIT = 64 * 1024 * 1024  # the most cache/host.json may hold: more is not read
 COLD_WORKERS = 4
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -387,16 +388,22 @@ class HostCache:
     A missing or corrupt cache file is an empty cache: it only saves time.
     """
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, store: Store):
+        self.store = store
+        self.path = cache_path(store)
         self.entries: dict[str, _Probe] = {}
         self.dirty = False
         self._load()
 
     def _load(self) -> None:
+        # through the store's descriptors, and only a regular file of this user's: in a
+        # group store a member can plant a link at cache/ or the file, a FIFO, or a file
+        # of theirs whose hashes and versions the victim's host artifacts would record
+        raw = self.store.read_own_file(("cache",), self.path.name, CACHE_LIMIT)
+        if raw is None:
+            return
         try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)
+            data = json.loads(raw)
             if data.get("format") != CACHE_FORMAT:
                 return
             for path, e in data["entries"].items():
@@ -404,11 +411,11 @@ class HostCache:
                     [int(x) for x in e["key"]], str(e["sha256"]), int(e["checked_ns"]),
                     {str(k): str(v) for k, v in e["versions"].items()},
                 )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             self.entries = {}
 
     def save(self) -> None:
-        if not self.dirty or not self.path.parent.parent.is_dir():
+        if not self.dirty or not self.store.root.is_dir():
             return  # a memo of an existing store; a dry run never creates a store for it
         entries = {
             p: {"key": e.key, "sha256": e.sha256, "checked_ns": e.checked_ns,
@@ -416,8 +423,10 @@ class HostCache:
             for p, e in self.entries.items()
             if os.path.exists(p)
         }
-        with contextlib.suppress(OSError):
-            atomic_write_json(self.path, {"format": CACHE_FORMAT, "entries": entries})
+        data = json.dumps({"format": CACHE_FORMAT, "entries": entries}, indent=2,
+                          sort_keys=True) + "\n"
+        with contextlib.suppress(OSError, StoreError):  # only a cache; never through a link
+            self.store.write_file(("cache",), self.path.name, data.encode())
         self.dirty = False
 
     def knows(self, real: str, st: os.stat_result) -> bool:
@@ -598,7 +607,7 @@ def describe(store: Store, request: HostRequest, *,
     _check_name(request.name)
     path = _search_path(search_path)
     dirs = _path_dirs(path)
-    cache = HostCache(cache_path(store))
+    cache = HostCache(store)
     pc_dirs, pc_modules = hostlibs.split_pkgconfig(request.pkgconfig)
     by_package = _module_packages(request, pc_modules)
     names = [*request.packages, *(n for n in by_package if n not in request.packages)]
@@ -748,39 +757,97 @@ def _pc_text(path: str, prefix: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-def _populate_packages(spec: dict[str, Any], prefix: Path) -> None:
+class _Dirs:
+    """Directories of an artifact being populated, made and opened through descriptors from
+    the artifact directory's own (`prefix_fd`), each component without following a link.
+
+    By path, a host artifact's files went wherever its directories' names led: in a group
+    store the artifact directory lets the group search it while it is built, and a
+    directory made with the group's umask (`include/`, `lib/`) would let a member plant a
+    link in it for the next `mkdir -p` and write to follow. Directories are made 0755
+    here (never the group's to write) and entered by descriptor.
+    """
+
+    def __init__(self, prefix: Path, prefix_fd: int):
+        self.prefix = prefix
+        self.fds: dict[tuple[str, ...], int] = {(): prefix_fd}
+
+    def fd(self, parts: tuple[str, ...]) -> int | None:
+        """The directory `parts` below the artifact (made if missing), or None where a link
+        or a file of an earlier entry is in the way (the first one to get there has it)."""
+        if parts in self.fds:
+            return self.fds[parts]
+        parent = self.fd(parts[:-1])
+        if parent is None:
+            return None
+        try:
+            fd = storedirs.open_below(parent, self.prefix.joinpath(*parts[:-1]), parts[-1:],
+                                      mode=0o755)
+        except StoreError:
+            return None
+        self.fds[parts] = fd
+        return fd
+
+    def close(self) -> None:
+        for parts, fd in self.fds.items():
+            if parts:
+                os.close(fd)
+
+
+def _exists_at(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _place(dirs: _Dirs, rel: str, make: Callable[[int, str], None]) -> None:
+    """`make(dir_fd, name)` for the entry `rel` of the artifact, unless something is there."""
+    *parents, name = rel.split("/")
+    fd = dirs.fd(tuple(parents))
+    if fd is not None and not _exists_at(fd, name):
+        make(fd, name)
+
+
+def _link_to(target: str) -> Callable[[int, str], None]:
+    return lambda fd, name: os.symlink(target, name, dir_fd=fd)
+
+
+def _file_of(text: str) -> Callable[[int, str], None]:
+    data = text.encode("utf-8", "surrogateescape")
+    return lambda fd, name: fdtree.write_at(fd, name, data, 0o644)
+
+
+def _populate_packages(spec: dict[str, Any], prefix: Path, dirs: _Dirs) -> None:
     for info in spec.get("packages", {}).values():
         only = {f"{m}.pc" for m in info.get("pkgconfig_only", [])}
         for path in info["files"]:
             if only and path.endswith(".pc") and os.path.basename(path) not in only:
                 continue
-            for rel in package_layout(path):
-                dest = prefix / rel
-                if os.path.lexists(dest):
-                    continue  # the first package (or the multiarch spelling) has it
-                dest.parent.mkdir(parents=True, exist_ok=True)
+            for rel in package_layout(path):  # the first package (or spelling) has it
                 if path.endswith(".pc"):
-                    dest.write_text(_pc_text(path, prefix), encoding="utf-8",
-                                    errors="surrogateescape")
+                    _place(dirs, rel, _file_of(_pc_text(path, prefix)))
                 else:
-                    os.symlink(path, dest)
+                    _place(dirs, rel, _link_to(path))
 
 
 def _populate_links(spec: dict[str, Any]) -> Any:
-    def populate(prefix: Path, _lock_fd: int) -> None:
-        _populate_packages(spec, prefix)
-        bindir = prefix / "bin"
-        bindir.mkdir(exist_ok=True)
-        for prog, info in sorted(spec["programs"].items()):
-            if not os.path.lexists(bindir / prog):  # a package's file may be there already
-                os.symlink(info["path"], bindir / prog)
-        libs = spec.get("libraries", {})
-        if libs:
-            (prefix / "lib").mkdir(exist_ok=True)
-        for name, info in sorted(libs.items()):
-            for link in dict.fromkeys([name, info.get("soname") or name]):
-                if not os.path.lexists(prefix / "lib" / link):
-                    os.symlink(info["path"], prefix / "lib" / link)
+    def populate(prefix: Path, _lock_fd: int, prefix_fd: int) -> None:
+        dirs = _Dirs(prefix, prefix_fd)
+        try:
+            _populate_packages(spec, prefix, dirs)
+            dirs.fd(("bin",))
+            for prog, info in sorted(spec["programs"].items()):  # a package's may be there
+                _place(dirs, f"bin/{prog}", _link_to(info["path"]))
+            libs = spec.get("libraries", {})
+            if libs:
+                dirs.fd(("lib",))
+            for name, info in sorted(libs.items()):
+                for link in dict.fromkeys([name, info.get("soname") or name]):
+                    _place(dirs, f"lib/{link}", _link_to(info["path"]))
+        finally:
+            dirs.close()
     return populate
 
 

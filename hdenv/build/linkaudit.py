@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,12 +48,16 @@ from ..store import fdtree
 from ..store.artifacts import runtime_closure
 from ..store.elf import (
     ET_DYN,
+    ElfError,
     ElfInfo,
     LoaderPath,
     PatchelfMissing,
     read_elf,
+    read_elf_fd,
     set_runpath,
+    set_runpath_fd,
     walk_elf,
+    walk_elf_at,
 )
 from ..store.layout import Store
 from .toolchain import driver_language
@@ -119,12 +124,15 @@ class AuditResult:
                           "completed": self.completed}}
 
 
-def shared_libraries(root: Path) -> dict[str, str]:
+def shared_libraries(root: Path, root_fd: int | None = None) -> dict[str, str]:
     """File name -> absolute path of every shared object under `root` (links included).
 
     When two directories hold the same name, the shallower one wins (`lib/`
-    over a plugin directory), as that is where a run path would point.
+    over a plugin directory), as that is where a run path would point. With
+    `root_fd` (`root` open), the tree is read through descriptors (`_shared_at`).
     """
+    if root_fd is not None:
+        return _shared_at(root, root_fd)
     found: dict[str, tuple[int, str]] = {}
     for dirpath, dirnames, filenames in fdtree.walk(root):
         if dirpath == str(root):
@@ -144,6 +152,55 @@ def shared_libraries(root: Path) -> dict[str, str]:
             if name not in found or (depth, p) < found[name]:
                 found[name] = (depth, p)
     return {name: p for name, (_, p) in sorted(found.items())}
+
+
+def _shared_at(root: Path, root_fd: int) -> dict[str, str]:
+    """`shared_libraries` of the directory open as `root_fd`: directories entered through
+    descriptors, a file opened without following a link, a link followed from the
+    descriptor of the directory it is in (`libz.so -> libz.so.1` stays in the tree)."""
+    found: dict[str, tuple[int, str]] = {}
+    for dir_fd, name, rel, st in fdtree.walk_at(root_fd, add=0,
+                                                descend=lambda rel, _st: rel != ".hdenv"):
+        if ".so" not in name or rel == ".hdenv":
+            continue
+        if stat.S_ISREG(st.st_mode):
+            fd = fdtree.open_file_at(dir_fd, name)
+        elif stat.S_ISLNK(st.st_mode):
+            fd = _open_through_link(dir_fd, name)
+        else:
+            continue
+        if fd is None:
+            continue
+        p = str(root / rel)
+        try:
+            info = read_elf_fd(fd, p)
+        except ElfError:  # a broken file is simply not a library
+            info = None
+        finally:
+            os.close(fd)
+        if info is None or info.type != ET_DYN:
+            continue
+        depth = rel.count("/")
+        if name not in found or (depth, p) < found[name]:
+            found[name] = (depth, p)
+    return {name: p for name, (_, p) in sorted(found.items())}
+
+
+def _open_through_link(dir_fd: int, name: str) -> int | None:
+    """The regular file the link `name` in the open directory leads to, opened without
+    blocking (a FIFO cannot hang the audit), or None."""
+    try:
+        fd = os.open(f"{fdtree.proc_path(dir_fd)}/{name}",
+                     os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
 
 
 def providers(store: Store, deps: list[str], build_deps: list[str]) -> list[Provider]:
@@ -209,25 +266,34 @@ def _is_transient(entry: str, transient: tuple[str, ...]) -> bool:
 
 
 def audit(prefix: Path, providers: list[Provider], *, transient: tuple[str, ...],
-          loader: LoaderPath | None = None, complete: bool = True) -> AuditResult:
+          loader: LoaderPath | None = None, complete: bool = True,
+          root_fd: int | None = None) -> AuditResult:
     """Complete run paths of the ELF files under `prefix`, then check what they load.
 
     `providers` are the dependencies (runtime first, in search order), build-only
     dependencies and declared host artifacts; the artifact itself is added
     here. Run-path entries under `transient` (the build directory) are dropped.
+
+    With `root_fd` (`prefix` open: the directory a build was given), the artifact's
+    files are listed, read and patched through descriptors from it, each opened
+    without following a link, and only files of this user's are patched: in a group
+    store a member can rename a directory above `prefix` and put a link to the
+    builder's own files in its place, and patchelf by path would rewrite those. What
+    the loader would find (`LoaderPath.find`) is still looked up by path: a swap can
+    mislead the audit's verdict, never make it write.
     """
     loader = loader or LoaderPath()
     result = AuditResult()
-    own = Provider("", prefix, "own", shared_libraries(prefix))
+    own = Provider("", prefix, "own", shared_libraries(prefix, root_fd))
     result.libraries = {n: os.path.relpath(p, prefix) for n, p in own.libs.items()}
     chain = [own] + [p for p in providers if p.role == "runtime"]
     hosts = [p for p in providers if p.role == "host"]
     build_only = [p for p in providers if p.role == "build-only"]
-    elves = list(walk_elf(prefix))
+    elves = list(walk_elf(prefix) if root_fd is None else walk_elf_at(root_fd, prefix))
     result.files = len(elves)
     if complete:
-        _complete(prefix, elves, chain + hosts, transient, loader, result)
-        elves = [read_elf(e.path) or e for e in elves]
+        _complete(prefix, elves, chain + hosts, transient, loader, result, root_fd)
+        elves = [_reread(e, prefix, root_fd) or e for e in elves]
     known = chain + hosts + build_only
     for info in elves:
         for lib in info.needed:
@@ -236,6 +302,40 @@ def audit(prefix: Path, providers: list[Provider], *, transient: tuple[str, ...]
             else:
                 _check(prefix, info, lib, chain, hosts, build_only, known, loader, result)
     return result
+
+
+def _reread(info: ElfInfo, prefix: Path, root_fd: int | None) -> ElfInfo | None:
+    """`info`'s file read again (after patchelf), through descriptors with `root_fd`."""
+    if root_fd is None:
+        return read_elf(info.path)
+    fd = fdtree.open_file_below(root_fd, os.path.relpath(info.path, prefix))
+    if fd is None:
+        return None
+    try:
+        return read_elf_fd(fd, info.path)
+    except ElfError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _set_runpath(info: ElfInfo, entries: list[str], prefix: Path, root_fd: int | None) -> None:
+    """Give `info`'s file the run path `entries`: by path, or with `root_fd` through a
+    descriptor opened from it without following a link, if the file is this user's."""
+    if root_fd is None:
+        set_runpath(info.path, entries)
+        return
+    rel = os.path.relpath(info.path, prefix)
+    fd = fdtree.open_file_below(root_fd, rel)
+    if fd is None:
+        raise OSError(f"{rel} is no longer a regular file of the artifact (replaced while it"
+                      " was audited)")
+    try:
+        if os.fstat(fd).st_uid != os.geteuid():
+            raise OSError(f"{rel} is another user's file, not the build's: not patched")
+        set_runpath_fd(fd, entries, shown=info.path)
+    finally:
+        os.close(fd)
 
 
 def _who(provider: Provider) -> str:
@@ -254,7 +354,8 @@ def _provider_for(lib: str, providers: list[Provider]) -> tuple[Provider, str] |
 
 
 def _complete(prefix: Path, elves: list[ElfInfo], providers: list[Provider],
-              transient: tuple[str, ...], loader: LoaderPath, result: AuditResult) -> None:
+              transient: tuple[str, ...], loader: LoaderPath, result: AuditResult,
+              root_fd: int | None = None) -> None:
     """Append the providing directory for libraries the loader would miss or take elsewhere."""
     for info in elves:
         if not info.dynamic:
@@ -279,7 +380,7 @@ def _complete(prefix: Path, elves: list[ElfInfo], providers: list[Provider],
                 additions.append(d)
         if additions or kept != current:
             try:
-                set_runpath(info.path, kept + additions)
+                _set_runpath(info, kept + additions, prefix, root_fd)
             except PatchelfMissing as e:
                 result.errors.append(f"cannot complete the run path of "
                                      f"{os.path.relpath(info.path, prefix)}: {e}")

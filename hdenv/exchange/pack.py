@@ -285,7 +285,7 @@ def install_packed(store: Store, description: dict[str, Any], archive_path: Path
             moves[f"{old_root}/artifacts/{ref}"] = str(where.own_artifact_dir(ref))
     relocator = Relocator(old_root, str(store.root), moves)
 
-    def populate(prefix: Path, _lock_fd: int) -> None:
+    def populate(prefix: Path, _lock_fd: int, _prefix_fd: int) -> None:
         _extract(archive_path, prefix, relocator, aid)
 
     meta = description.get("meta")
@@ -342,7 +342,10 @@ def _extract(archive_path: Path, prefix: Path, relocator: Relocator, aid: str) -
                     raise ArchiveRefused(aid, f"archive member {member.name!r} appears twice")
                 path = parent_of(parts) / parts[-1]
                 if member.isdir():
-                    os.mkdir(path, (member.mode & 0o777) | 0o700)
+                    # never the group's to write while it is filled (a group store's
+                    # archive says 0775: a member could swap it for a link meanwhile);
+                    # its group bits come when it is made read-only
+                    os.mkdir(path, (member.mode & 0o755) | 0o700)
                     dirs.add(parts)
                     continue
                 seen.add(parts)

@@ -61,7 +61,7 @@ def _malformed(spec: dict[str, Any]) -> list[str]:
 def host_drift(store: Store, spec: dict[str, Any]) -> list[Drift]:
     """Every program of a host spec that differs here (name, path, version or bytes)."""
     out: list[Drift] = []
-    cache = host.HostCache(host.cache_path(store))
+    cache = host.HostCache(store)
     name = str(spec.get("name"))
     for key in _malformed(spec):
         out.append(Drift(name, key, "a table of descriptions", "something else: the host"

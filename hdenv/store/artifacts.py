@@ -34,8 +34,10 @@ from .hashing import CHUNK, spec_hash
 from .layout import ARTIFACT_META, META_DIR, Store
 from .sharing import SPECIAL_BITS, current_umask, read_only_mode
 
-Populate = Callable[[Path, int], None]
-"""populate(prefix, guard_fd): fill `prefix`; build processes inherit `guard_fd` (build_guard)."""
+Populate = Callable[[Path, int, int], None]
+"""populate(prefix, guard_fd, prefix_fd): fill `prefix`, the directory open as `prefix_fd`
+(write through that descriptor where you can: the path can be redirected in a group
+store, see `check_reached`); build processes inherit `guard_fd` (build_guard)."""
 
 
 def artifact_id(spec: dict[str, Any]) -> str:
@@ -177,8 +179,9 @@ def install_artifact(
                 prefix_fd = fdtree.open_dir(hash_, dir_fd=parent)
                 started = time.time()
                 try:
-                    populate(prefix, guard)
+                    populate(prefix, guard, prefix_fd)
                     _check_same(parent, hash_, prefix_fd, prefix)
+                    check_reached(store, aid, prefix_fd)
                 except BaseException:
                     os.close(prefix_fd)
                     fdtree.remove_at(parent, hash_, prefix)
@@ -198,32 +201,57 @@ def install_artifact(
         ctx.__exit__(None, None, None)
 
 
-def open_building(store: Store, aid: str) -> int:
-    """A descriptor of the artifact directory `install_artifact` made for `aid` and is
-    populating, reached from the store root without following a link and checked to be
-    this user's directory (the caller closes it).
+def check_building(store: Store, aid: str, prefix_fd: int) -> None:
+    """Before a build's script runs: the artifact's path, followed from the store root
+    without following a link, leads to the directory `install_artifact` made for `aid`
+    (open as `prefix_fd`); else StoreError, and the script never runs.
 
-    A sandboxed build binds this descriptor (bwrap --bind-fd), not the path: in a
-    group store a member can rename `artifacts/NAME/VERSION/HASH` away and plant a
-    link to a directory of the builder's, and a path resolved when the sandbox
-    starts would follow it. A directory of someone else's there is refused.
+    A sandboxed build binds that descriptor (bwrap --bind-fd), not the path, so a
+    member of a group store who renames `artifacts/NAME/VERSION/HASH` (or a directory
+    above it) away and plants a link to a directory of the builder's gets nothing
+    written there; an unsandboxed build writes by path, so the path must lead there
+    now (see `check_reached` for afterwards).
     """
+    why = _not_reached(store, aid, prefix_fd)
+    if why is not None:
+        raise StoreError(f"{store.own_artifact_dir(aid)} is no longer the directory being"
+                         f" built ({why}): another user of the store may be trying to"
+                         " redirect this build's writes")
+
+
+def check_reached(store: Store, aid: str, prefix_fd: int) -> None:
+    """After the build: the artifact's path still leads to the directory open as
+    `prefix_fd` (see `check_building`); else StoreError, nothing is registered.
+
+    `_check_same` looks at the last name only, in the directory opened when the build
+    began. A member of a group store may rename that directory's parents instead
+    (artifacts/NAME/VERSION, artifacts/NAME: the group's to rename in) and put a link
+    in their place, so that whatever was done by path (an unsandboxed build's `make
+    install`) went into the link's target; an artifact registered then would be
+    reachable under its name no more.
+    """
+    why = _not_reached(store, aid, prefix_fd)
+    if why is not None:
+        raise StoreError(f"{store.own_artifact_dir(aid)} was replaced while it was being built"
+                         f" ({why}): nothing was registered; another user of this store did"
+                         " it, see `hdenv verify`")
+
+
+def _not_reached(store: Store, aid: str, prefix_fd: int) -> str | None:
+    """None if artifacts/NAME/VERSION/HASH, each component reached from the store root
+    without following a link, is the directory open as `prefix_fd`; else what is wrong."""
     name, version, hash_ = aid.split("/")
-    parent = store.dir_fd("artifacts", name, version, create=False)
+    mine = os.fstat(prefix_fd)
     try:
-        fd = fdtree.open_dir(hash_, dir_fd=parent)
+        with store.opened("artifacts", name, version, create=False) as parent:
+            now = os.stat(hash_, dir_fd=parent, follow_symlinks=False)
+    except StoreError:
+        return "a directory on its path is a symlink now"
     except OSError as e:
-        raise StoreError(f"{store.own_artifact_dir(aid)} is no longer the directory being"
-                         f" built ({os.strerror(e.errno or 0).lower()}): another user of the"
-                         " store may be trying to redirect this build's writes") from None
-    finally:
-        os.close(parent)
-    if os.fstat(fd).st_uid != os.geteuid():
-        os.close(fd)
-        raise StoreError(f"{store.own_artifact_dir(aid)} is no longer the directory being"
-                         " built (another user's is in its place): another user of the store"
-                         " may be trying to redirect this build's writes")
-    return fd
+        return os.strerror(e.errno or 0).lower()
+    if (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+        return "a symlink or another directory is in its place"
+    return None
 
 
 def _clear_leftover(parent: int, name: str, prefix: Path) -> None:
@@ -291,6 +319,7 @@ def _register(store: Store, spec: dict[str, Any], aid: str, prefix: Path, prefix
             _note_stripped(sorted(stripped), log_path, on_note)
         manifest = manifest_at(prefix_fd)  # of the final modes
         _check_same(parent, aid.rsplit("/", 1)[1], prefix_fd, prefix)
+        check_reached(store, aid, prefix_fd)
         fdtree.write_at(meta_fd, "spec.json", _json(spec), 0o444, meta)
         fdtree.write_at(meta_fd, "manifest.json", _json(manifest), 0o444, meta)
         if log_path is not None and log_path.exists():

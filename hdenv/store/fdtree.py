@@ -81,6 +81,44 @@ def open_dirs(base: Path | str, parts: Iterable[str]) -> int:
     return fd
 
 
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def open_file_at(dir_fd: int, name: str) -> int | None:
+    """A read descriptor of the regular file `name` in the open directory, or None (gone,
+    a link, a FIFO or anything else): opened without following a link or blocking."""
+    try:
+        fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def open_file_below(root_fd: int, rel: str) -> int | None:
+    """`open_file_at` of `rel` below the open directory `root_fd`, each directory on the
+    way opened without following a link; None if any of it is not what it should be."""
+    *dirs, name = rel.split("/")
+    if not name or any(p in ("", ".", "..") for p in [*dirs, name]):
+        return None
+    fd = os.dup(root_fd)
+    try:
+        for part in dirs:
+            nfd = open_dir(part, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        return open_file_at(fd, name)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def same_inode(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 

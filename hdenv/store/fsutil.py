@@ -165,16 +165,23 @@ def open_lock_file(path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     dfd = open_dir_nofollow(path.parent)
     try:
-        fd = os.open(path.name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
-                     | os.O_CLOEXEC, LOCK_FILE_MODE, dir_fd=dfd)
+        return open_lock_at(dfd, path.name, path.parent)
+    finally:
+        os.close(dfd)
+
+
+def open_lock_at(dir_fd: int, name: str, where: Path) -> int:
+    """`open_lock_file` of `name` in the open directory `dir_fd` (whose path is `where`)."""
+    path = where / name
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_CLOEXEC, LOCK_FILE_MODE, dir_fd=dir_fd)
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise StoreError(f"lock file {path} is a symlink; hdenv never made it (another user"
                              " may be trying to redirect its writes): remove it and retry"
                              ) from None
         raise OSError(e.errno, e.strerror, str(path)) from None  # name it whole, not dir-relative
-    finally:
-        os.close(dfd)
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
         os.close(fd)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import StoreError, UserError
 from ..validate import looks_like_hash, profile_name_problem
 from . import sharing, storedirs
 from .fsutil import read_json
@@ -155,6 +155,18 @@ class Store:
         descriptor: never into whatever a symlink planted on the way points at."""
         with self.opened(*parts) as fd:
             storedirs.write_at(fd, name, data, mode, self.root.joinpath(*parts))
+
+    def read_own_file(self, parts: tuple[str, ...], name: str, limit: int) -> bytes | None:
+        """The file `name` in the store directory `parts` (never made here), reached
+        through descriptors, if it is a regular file this user wrote of at most `limit`
+        bytes; else None (`storedirs.read_own_at`). For what is only a cache: whatever
+        another member planted or wrote there is not read, and is replaced on the next
+        `write_file`."""
+        try:
+            with self.opened(*parts, create=False) as fd:
+                return storedirs.read_own_at(fd, name, limit)
+        except (OSError, StoreError):
+            return None
 
     # -- specs -------------------------------------------------------------
     def spec_path(self, hash_: str) -> Path:

@@ -137,6 +137,34 @@ def write_at(dir_fd: int, name: str, data: bytes, mode: int = 0o644,
             raise
 
 
+def read_own_at(dir_fd: int, name: str, limit: int) -> bytes | None:
+    """The bytes of `name` in the open directory if it is a regular file of this user's
+    of at most `limit` bytes, else None (missing, a symlink, a FIFO, another user's,
+    too big). For caches other members could have planted or written: opened without
+    following a link or blocking, and believed only if this user wrote it."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_size > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, 1 << 16):
+            size += len(chunk)
+            if size > limit:  # it grew meanwhile
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def symlink_at(dir_fd: int, target: str, name: str) -> None:
     """Point `name` in the open directory at `target`, replacing it with one rename there."""
     import secrets  # here: `hdenv show` and `list` never write

@@ -23,13 +23,13 @@ import errno
 import os
 import secrets
 import stat
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 from ..errors import StoreError
-from .fsutil import lock_fd, open_lock_file, remove_tree
+from . import fdtree
+from .fsutil import lock_fd, open_lock_at
 from .layout import Store
 from .storedirs import open_below
 
@@ -45,6 +45,17 @@ _runs: dict[Path, tuple[str, int]] = {}  # private dir -> (token, fd holding the
 
 def private_tmp(store: Store) -> Path:
     """`<store>/tmp/<uid>/`, created if needed; StoreError unless it is safely ours."""
+    fd, path = private_tmp_fd(store)
+    os.close(fd)
+    return path
+
+
+def private_tmp_fd(store: Store) -> tuple[int, Path]:
+    """A descriptor of `<store>/tmp/<uid>/` (created if needed, checked to be ours, 0700)
+    and its path; the caller closes it. Work in it through the descriptor: the store
+    root is the group's to rename in, so a member can exchange tmp/ for a link to a
+    directory laid out the same way (another store's tmp/) between a check and a use
+    by path."""
     uid = os.geteuid()
     tmp_fd = store.dir_fd("tmp")  # from the root, no link followed (storedirs)
     path = store.tmp / str(uid)
@@ -63,94 +74,138 @@ def private_tmp(store: Store) -> Path:
                              " remove it and retry")
         if stat.S_IMODE(st.st_mode) & 0o077:
             os.fchmod(fd, PRIVATE_MODE)
-    finally:
+    except BaseException:
         os.close(fd)
-    return path
+        raise
+    return fd, path
 
 
-def _run_token(tmp: Path) -> str:
-    """This process's token in `tmp`, taking its run lock the first time."""
+def _run_token(tmp: Path, tmp_fd: int) -> str:
+    """This process's token in `tmp` (open as `tmp_fd`), taking its run lock the first time."""
     with _state:
         known = _runs.get(tmp)
         if known is not None:
             return known[0]
         token = secrets.token_hex(6)
-        making = tmp / f".{RUN_PREFIX}{token}{RUN_SUFFIX}"
-        fd = open_lock_file(making)
+        making = f".{RUN_PREFIX}{token}{RUN_SUFFIX}"
+        fd = open_lock_at(tmp_fd, making, tmp)
         try:
             lock_fd(fd, blocking=False)
-            os.rename(making, tmp / f"{RUN_PREFIX}{token}{RUN_SUFFIX}")
+            os.rename(making, f"{RUN_PREFIX}{token}{RUN_SUFFIX}", src_dir_fd=tmp_fd,
+                      dst_dir_fd=tmp_fd)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(making)
+                os.unlink(making, dir_fd=tmp_fd)
             raise
         _runs[tmp] = (token, fd)
         return token
 
 
+NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
+def _new_name(token: str, prefix: str, suffix: str = "") -> str:
+    """`TOKEN.PREFIXxxxxxxxx[SUFFIX]`, as tempfile names them (8 random characters)."""
+    return f"{token}.{prefix}{''.join(secrets.choice(NAME_CHARS) for _ in range(8))}{suffix}"
+
+
 def temp_dir(store: Store, prefix: str) -> Path:
-    """A new private directory (mode 0700) for this run; the caller removes it."""
-    tmp = private_tmp(store)
-    return Path(tempfile.mkdtemp(prefix=f"{_run_token(tmp)}.{prefix}", dir=tmp))
+    """A new private directory (mode 0700) for this run; the caller removes it.
+
+    Made through the descriptor of tmp/<uid>/ that was checked: a tmp/ exchanged
+    meanwhile never gets it made in another directory. Its path is what the caller
+    uses afterwards; nobody else can make its unpredictable name anywhere of the user's.
+    """
+    fd, tmp = private_tmp_fd(store)
+    try:
+        token = _run_token(tmp, fd)
+        while True:
+            name = _new_name(token, prefix)
+            try:
+                os.mkdir(name, PRIVATE_MODE, dir_fd=fd)
+            except FileExistsError:
+                continue
+            return tmp / name
+    finally:
+        os.close(fd)
 
 
 def temp_link(store: Store, prefix: str, target: str, length: int) -> Path | None:
     """A new symlink to `target` for this run whose path is exactly `length` bytes long
     (the name filled up with `_`); None when the private tmp dir leaves no room for it.
     The caller removes it."""
-    tmp = private_tmp(store)
-    base = f"{_run_token(tmp)}.{prefix}{secrets.token_hex(4)}-"
-    fill = length - len(os.fsencode(tmp)) - 1 - len(base)
-    if fill < 1 or len(base) + fill > 255:
-        return None
-    path = tmp / (base + "_" * fill)
-    os.symlink(target, path)  # fails if the name exists: tmp/<uid>/ is ours alone anyway
-    return path
+    fd, tmp = private_tmp_fd(store)
+    try:
+        base = f"{_run_token(tmp, fd)}.{prefix}{secrets.token_hex(4)}-"
+        fill = length - len(os.fsencode(tmp)) - 1 - len(base)
+        if fill < 1 or len(base) + fill > 255:
+            return None
+        name = base + "_" * fill
+        os.symlink(target, name, dir_fd=fd)  # fails if the name exists: tmp/<uid>/ is ours
+        return tmp / name
+    finally:
+        os.close(fd)
 
 
 def temp_file(store: Store, prefix: str, suffix: str = "") -> tuple[int, Path]:
     """A new private file (mode 0600, opened for writing) for this run; the caller removes it."""
-    tmp = private_tmp(store)
-    fd, name = tempfile.mkstemp(prefix=f"{_run_token(tmp)}.{prefix}", suffix=suffix, dir=tmp)
-    return fd, Path(name)
+    fd, tmp = private_tmp_fd(store)
+    try:
+        token = _run_token(tmp, fd)
+        while True:
+            name = _new_name(token, prefix, suffix)
+            try:
+                out = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                              | os.O_CLOEXEC, 0o600, dir_fd=fd)
+            except FileExistsError:
+                continue
+            return out, tmp / name
+    finally:
+        os.close(fd)
 
 
 def clean_stale(store: Store) -> list[Path]:
-    """Remove what dead runs left in the user's tmp dir (and old-layout leftovers); say what."""
+    """Remove what dead runs left in the user's tmp dir (and old-layout leftovers); say what.
+
+    Listed, judged and removed through the descriptors of tmp/ and tmp/<uid>/ that were
+    checked (see `private_tmp_fd`): by path, an exchanged tmp/ made this remove another
+    directory's entries older than an hour."""
     if not store.tmp.is_dir():
         return []
     removed = _clean_legacy(store)
-    tmp = private_tmp(store)
-    dead: list[str] = []
-    live: set[str] = set()
-    for entry in os.listdir(tmp):
-        if not (entry.startswith(RUN_PREFIX) and entry.endswith(RUN_SUFFIX)):
-            continue
-        token = entry[len(RUN_PREFIX):-len(RUN_SUFFIX)]
-        if _run_alive(tmp / entry):
-            live.add(token)
-        else:
-            dead.append(token)
-    now = time.time()
-    for entry in os.listdir(tmp):
-        path = tmp / entry
-        if entry.startswith((RUN_PREFIX, f".{RUN_PREFIX}")):
-            continue
-        token = entry.split(".", 1)[0]
-        if token in live:
-            continue
-        if token in dead or _age(path, now) > STALE_SECONDS:
-            _remove(path, removed)
-    for token in dead:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp / f"{RUN_PREFIX}{token}{RUN_SUFFIX}")
+    fd, tmp = private_tmp_fd(store)
+    try:
+        dead: list[str] = []
+        live: set[str] = set()
+        for entry in os.listdir(fd):
+            if not (entry.startswith(RUN_PREFIX) and entry.endswith(RUN_SUFFIX)):
+                continue
+            token = entry[len(RUN_PREFIX):-len(RUN_SUFFIX)]
+            if _run_alive(fd, entry, tmp):
+                live.add(token)
+            else:
+                dead.append(token)
+        now = time.time()
+        for entry in os.listdir(fd):
+            if entry.startswith((RUN_PREFIX, f".{RUN_PREFIX}")):
+                continue
+            token = entry.split(".", 1)[0]
+            if token in live:
+                continue
+            if token in dead or _age(fd, entry, now) > STALE_SECONDS:
+                _remove(fd, entry, tmp / entry, removed)
+        for token in dead:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{RUN_PREFIX}{token}{RUN_SUFFIX}", dir_fd=fd)
+    finally:
+        os.close(fd)
     return removed
 
 
-def _run_alive(lock: Path) -> bool:
+def _run_alive(dir_fd: int, name: str, where: Path) -> bool:
     try:
-        fd = open_lock_file(lock)
+        fd = open_lock_at(dir_fd, name, where)
     except (StoreError, OSError):
         return True  # not ours to judge: leave it
     try:
@@ -166,27 +221,27 @@ def _clean_legacy(store: Store) -> list[Path]:
     """`tmp/build-*`, `tmp/profile-*`, `tmp/src-*` of older hdenv: ours and older than an hour."""
     removed: list[Path] = []
     uid, now = os.geteuid(), time.time()
-    for entry in os.listdir(store.tmp):
-        path = store.tmp / entry
-        if not entry.startswith(LEGACY_PREFIXES):
-            continue
-        with contextlib.suppress(OSError):
-            st = os.lstat(path)
-            if st.st_uid == uid and now - st.st_mtime > STALE_SECONDS:
-                _remove(path, removed)
+    with store.opened("tmp", create=False) as tmp_fd:
+        for entry in os.listdir(tmp_fd):
+            if not entry.startswith(LEGACY_PREFIXES):
+                continue
+            with contextlib.suppress(OSError):
+                st = os.stat(entry, dir_fd=tmp_fd, follow_symlinks=False)
+                if st.st_uid == uid and now - st.st_mtime > STALE_SECONDS:
+                    _remove(tmp_fd, entry, store.tmp / entry, removed)
     return removed
 
 
-def _age(path: Path, now: float) -> float:
+def _age(dir_fd: int, name: str, now: float) -> float:
     try:
-        return now - os.lstat(path).st_mtime
+        return now - os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mtime
     except OSError:
         return 0.0
 
 
-def _remove(path: Path, removed: list[Path]) -> None:
+def _remove(dir_fd: int, name: str, path: Path, removed: list[Path]) -> None:
     try:
-        remove_tree(path)
+        fdtree.remove_at(dir_fd, name, path)
     except OSError as e:
         if e.errno != errno.ENOENT:
             return  # another cleaner, or a tree we cannot remove: try again next time
