@@ -24,7 +24,7 @@ import pytest
 import zstandard
 from packfixtures import make_artifact, rich_tree
 
-from hdenv.errors import UserError
+from hdenv.errors import StoreError, UserError
 from hdenv.exchange.pack import (
     ArchiveRefused,
     archive_name,
@@ -287,15 +287,56 @@ def test_no_directory_is_the_groups_to_write_while_an_archive_is_extracted(
     seen: list[int] = []
     real = relocate.Relocator.after_write
 
+    b = Store(tmp_path / "b").ensure()
+    made = b.own_artifact_dir(bad_desc["id"])
+
     def look(self: relocate.Relocator, rel: str, where: Path) -> None:
-        seen.extend(stat.S_IMODE(os.stat(p).st_mode) for p in (where.parent, where.parent.parent))
+        if rel == "lib/sub/f":  # the file is written: its directories are as made
+            seen.extend(stat.S_IMODE(os.stat(p).st_mode) for p in (made / "lib", made / "lib/sub"))
         real(self, rel, where)
 
     monkeypatch.setattr(relocate.Relocator, "after_write", look)
-    b = Store(tmp_path / "b").ensure()
     old = os.umask(0o002)  # a group store's (sharing.adopt)
     try:
         assert install_packed(b, bad_desc, path)
     finally:
         os.umask(old)
     assert seen and not any(mode & 0o022 for mode in seen), [oct(m) for m in seen]
+
+
+def test_an_archive_is_never_extracted_through_an_exchanged_version_dir(
+        tmp_path: Path, packed: tuple[Store, dict[str, Any], Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a group store a member may rename `artifacts/NAME/VERSION` (the group's to rename
+    in) while an archive is extracted and put a link in its place, to a directory laid out
+    as the artifact (HASH/bin) where the victim's next files would land. Extraction works
+    through the artifact directory's descriptor: the files go where they belong, nothing
+    reaches the link's target, and the artifact is not registered (issue 21). The attack
+    is made at the first file written, so it always wins the race it would have to win."""
+    _, desc, archive = packed
+    b = Store(tmp_path / "b").ensure()
+    name, version, hash_ = desc["id"].split("/")
+    decoy = tmp_path / "victims-dir"
+    (decoy / hash_ / "bin").mkdir(parents=True)
+    (decoy / hash_ / "share").mkdir()
+    from hdenv.exchange import relocate
+
+    real = relocate.Relocator.after_write
+    attacked: list[Path] = []
+
+    def attack(self: relocate.Relocator, rel: str, where: Path) -> None:
+        if not attacked:
+            version_dir = b.artifacts / name / version
+            aside = version_dir.with_name(version + ".aside")
+            version_dir.rename(aside)
+            version_dir.symlink_to(decoy)
+            attacked.append(aside)
+        real(self, rel, where)
+
+    monkeypatch.setattr(relocate.Relocator, "after_write", attack)
+    with pytest.raises(StoreError, match="was replaced while it was being built"):
+        install_packed(b, desc, archive)
+    assert attacked
+    assert [p for p in decoy.rglob("*") if not p.is_dir()] == []  # nothing written there
+    assert not (attacked[0] / hash_).exists()  # the half-made copy was removed, where it was
+    assert not b.has_artifact(desc["id"])

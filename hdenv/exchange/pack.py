@@ -285,8 +285,8 @@ def install_packed(store: Store, description: dict[str, Any], archive_path: Path
             moves[f"{old_root}/artifacts/{ref}"] = str(where.own_artifact_dir(ref))
     relocator = Relocator(old_root, str(store.root), moves)
 
-    def populate(prefix: Path, _lock_fd: int, _prefix_fd: int) -> None:
-        _extract(archive_path, prefix, relocator, aid)
+    def populate(_prefix: Path, _lock_fd: int, prefix_fd: int) -> None:
+        _extract(archive_path, prefix_fd, relocator, aid)
 
     meta = description.get("meta")
     if not isinstance(meta, dict):
@@ -311,15 +311,49 @@ def _member_parts(aid: str, name: str) -> tuple[str, ...]:
     return parts
 
 
-def _extract(archive_path: Path, prefix: Path, relocator: Relocator, aid: str) -> None:
-    """Stream the archive into `prefix` (empty, ours, under the artifact lock)."""
+class _Dirs:
+    """Descriptors of the directories an extraction makes below the artifact's own (open
+    as `top`), each reached from it one name at a time without following a link. The
+    last one used stays open: an archive lists a directory's entries together."""
+
+    def __init__(self, top: int):
+        self.top = top
+        self.parts: tuple[str, ...] = ()
+        self.fd: int | None = None
+
+    def at(self, parts: tuple[str, ...]) -> int:
+        if not parts:
+            return self.top
+        if parts != self.parts or self.fd is None:
+            self.close()
+            fd = self.top
+            for name in parts:
+                below = fdtree.open_dir(name, dir_fd=fd)
+                if fd != self.top:
+                    os.close(fd)
+                fd = below
+            self.parts, self.fd = parts, fd
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _extract(archive_path: Path, prefix_fd: int, relocator: Relocator, aid: str) -> None:
+    """Stream the archive into the artifact directory open as `prefix_fd` (empty, ours,
+    under the artifact lock), through descriptors: in a group store a member may rename
+    `artifacts/NAME/VERSION` away and plant links, and nothing written here may follow
+    them (`install_artifact` then refuses to register it)."""
     import zstandard
 
     dirs: set[tuple[str, ...]] = {()}
     seen: set[tuple[str, ...]] = set()
-    links: list[tuple[Path, str]] = []
+    links: list[tuple[tuple[str, ...], str]] = []
+    opened = _Dirs(prefix_fd)
 
-    def parent_of(parts: tuple[str, ...]) -> Path:
+    def parent_of(parts: tuple[str, ...]) -> int:
         # Parents are directories we made in this extraction, never anything else:
         # symlinks do not exist yet and a regular file cannot become a directory.
         for i in range(1, len(parts)):
@@ -328,9 +362,9 @@ def _extract(archive_path: Path, prefix: Path, relocator: Relocator, aid: str) -
                 if sub in seen:
                     raise ArchiveRefused(aid, f"archive member {'/'.join(parts)!r} goes"
                                               " through a file or link")
-                os.mkdir(prefix.joinpath(*sub), 0o755)
+                os.mkdir(sub[-1], 0o755, dir_fd=opened.at(sub[:-1]))
                 dirs.add(sub)
-        return prefix.joinpath(*parts[:-1])
+        return opened.at(parts[:-1])
 
     try:
         with open(archive_path, "rb") as raw, \
@@ -340,34 +374,45 @@ def _extract(archive_path: Path, prefix: Path, relocator: Relocator, aid: str) -
                 parts = _member_parts(aid, member.name)
                 if parts in seen or parts in dirs:
                     raise ArchiveRefused(aid, f"archive member {member.name!r} appears twice")
-                path = parent_of(parts) / parts[-1]
+                parent = parent_of(parts)
                 if member.isdir():
                     # never the group's to write while it is filled (a group store's
                     # archive says 0775: a member could swap it for a link meanwhile);
                     # its group bits come when it is made read-only
-                    os.mkdir(path, (member.mode & 0o755) | 0o700)
+                    os.mkdir(parts[-1], (member.mode & 0o755) | 0o700, dir_fd=parent)
                     dirs.add(parts)
                     continue
                 seen.add(parts)
                 if member.issym():
-                    links.append((path, member.linkname))
+                    links.append((parts, member.linkname))
                 elif member.isreg():
                     src = tar.extractfile(member)
                     assert src is not None
-                    data = src.read()
-                    mode = (member.mode & 0o777) | 0o600
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                                 | os.O_CLOEXEC, mode)
-                    with os.fdopen(fd, "wb") as out:
-                        out.write(relocator.file_data("/".join(parts), data))
-                    relocator.after_write("/".join(parts), path)
-                    os.utime(path, (member.mtime, member.mtime))
+                    _write_member(parent, parts, src.read(), member, relocator)
                 else:
                     raise ArchiveRefused(aid, f"archive member {member.name!r} is a hardlink,"
                                               " device or fifo")
+            for parts, target in links:
+                os.symlink(relocator.link_target(target), parts[-1],
+                           dir_fd=opened.at(parts[:-1]))
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as e:
         raise ArchiveRefused(aid, f"corrupt archive: {e}") from None
     except CannotRelocate as e:
         raise ArchiveRefused(aid, f"cannot relocate: {e}") from None
-    for path, target in links:
-        os.symlink(relocator.link_target(target), path)
+    finally:
+        opened.close()
+
+
+def _write_member(parent: int, parts: tuple[str, ...], data: bytes, member: tarfile.TarInfo,
+                  relocator: Relocator) -> None:
+    rel = "/".join(parts)
+    fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 (member.mode & 0o777) | 0o600, dir_fd=parent)
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as out:
+            out.write(relocator.file_data(rel, data))
+        # patchelf is another process and takes a path: the file just written, by descriptor
+        relocator.after_write(rel, Path(f"/proc/{os.getpid()}/fd/{fd}"))
+        os.utime(fd, (member.mtime, member.mtime))
+    finally:
+        os.close(fd)
