@@ -21,7 +21,8 @@ def _bash(script: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedPr
                           capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
-def test_the_loaded_state_is_one_hash_that_loads_the_same_state(tmp_path: Path) -> None:
+def _two_profiles(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A store with the profiles demo and other, and the environment of a user of it."""
     store = tmp_path / "store"
     build_profiles(store, tmp_path, {"demo": {"env": {"DEMO": "one"}},
                                      "other": {"env": {"OTHER": "1"}}})
@@ -29,6 +30,11 @@ def test_the_loaded_state_is_one_hash_that_loads_the_same_state(tmp_path: Path) 
     env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
            "TERM": "dumb", "HDENV_STORE": str(store), "HDENV_CONFIG": str(tmp_path / "none.toml"),
            "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    return store, env
+
+
+def test_the_loaded_state_is_one_hash_that_loads_the_same_state(tmp_path: Path) -> None:
+    store, env = _two_profiles(tmp_path)
     init = 'eval "$(hdenv init bash)"\n'
     first = _bash(init + "hdenv load demo && hdenv load other\n"
                          "hdenv loaded --hash\n"
@@ -62,13 +68,7 @@ def test_the_loaded_state_is_one_hash_that_loads_the_same_state(tmp_path: Path) 
 def test_gc_keeps_the_state_profile_while_what_it_holds_lives(tmp_path: Path) -> None:
     """A state hash quoted in a bug report must still load after the reporter's next gc
     (nothing in the store names it), and go once its artifacts go."""
-    store = tmp_path / "store"
-    build_profiles(store, tmp_path, {"demo": {"env": {"DEMO": "one"}},
-                                     "other": {"env": {"OTHER": "1"}}})
-    (tmp_path / "none.toml").write_text("")
-    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
-           "TERM": "dumb", "HDENV_STORE": str(store), "HDENV_CONFIG": str(tmp_path / "none.toml"),
-           "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    store, env = _two_profiles(tmp_path)
     init = 'eval "$(hdenv init bash)"\n'
     made = _bash(init + "hdenv load demo && hdenv load other && hdenv loaded --hash", env,
                  tmp_path)

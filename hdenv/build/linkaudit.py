@@ -194,13 +194,7 @@ def _open_through_link(dir_fd: int, name: str) -> int | None:
                      os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
-    try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            return fd
-    except OSError:
-        pass
-    os.close(fd)
-    return None
+    return fdtree.regular_or_close(fd)
 
 
 def providers(store: Store, deps: list[str], build_deps: list[str]) -> list[Provider]:

@@ -91,6 +91,11 @@ def open_file_at(dir_fd: int, name: str) -> int | None:
         fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
     except OSError:
         return None
+    return regular_or_close(fd)
+
+
+def regular_or_close(fd: int) -> int | None:
+    """`fd` if it is open on a regular file; else it is closed and None."""
     try:
         if stat.S_ISREG(os.fstat(fd).st_mode):
             return fd
