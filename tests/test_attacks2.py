@@ -473,8 +473,11 @@ SWAP = """
 version = "1"
 script = '''
 mkdir -p "$PREFIX/bin" && echo built > "$PREFIX/bin/tool"
-# what a member of a shared store does at this moment: the directory becomes a link
-mv "$PREFIX" "$PREFIX.taken" && ln -s "{target}" "$PREFIX"
+# what a member of a shared store does at this moment: the artifact's directory in the
+# store (PREFIX is the build's own in its private root alias, tmp/<uid>/...) becomes a link
+store=$(cd "$PREFIX/../../../../../../.." && pwd -P)
+at="$store/artifacts/swapped/1/$(basename "$PREFIX")"
+mv "$at" "$at.taken" && ln -s "{target}" "$at"
 '''
 """
 
@@ -489,15 +492,28 @@ def test_21_5_a_half_built_artifact_swapped_for_a_link_is_not_registered(
     stack.write_text(SWAP.format(target=target))
     proc = run_hdenv("build", str(stack), env={"HDENV_SANDBOX": "none"})
     assert proc.returncode == 1, proc.stderr
-    # refused where it is first seen: after the script (the root alias is rewritten
-    # through the directory's descriptor) or when the artifact is registered
-    assert ("was replaced while it was being built" in proc.stderr
-            or "is no longer the directory being built" in proc.stderr), proc.stderr
+    # what the build wrote went in through the directory's descriptor (into the one taken
+    # away), and the artifact is not registered: its path no longer leads there
+    assert "was replaced while it was being built" in proc.stderr, proc.stderr
     assert os.stat(target).st_mode == before  # not made read-only
     assert sorted(os.listdir(target)) == ["notes"]  # no .hdenv written into it
     assert (target / "notes").read_text() == "mine\n"
     assert not [x for x in run_hdenv("list", "artifacts").stdout.splitlines()
                 if x.startswith("swapped/")]
+
+
+def test_21_5_a_build_that_replaces_its_own_prefix_with_a_link_fails_in_one_line(
+        run_hdenv: Runner, tmp_path: Path) -> None:
+    target = tmp_path / "victims-own-dir"
+    target.mkdir()
+    stack = tmp_path / "self.toml"
+    stack.write_text('[packages.selfswap]\nversion = "1"\nscript = \'\'\'\n'
+                     f'mkdir -p "$PREFIX/bin" && mv "$PREFIX" "$PREFIX.x" && ln -s {target}'
+                     ' "$PREFIX"\n\'\'\'\n')
+    proc = run_hdenv("build", str(stack), env={"HDENV_SANDBOX": "none"})
+    assert proc.returncode == 1, proc.stderr
+    assert "its script replaced $PREFIX" in proc.stderr and "internal error" not in proc.stderr
+    assert os.listdir(target) == []
 
 
 # -- 6: symlinks planted in a group store --------------------------------------------

@@ -25,7 +25,7 @@ from ..store import fdtree
 from ..store.gcroots import BuildRoots
 from ..store.layout import Store
 from ..store.sources import SourceStore
-from .builder import build_options, fetch_sources, in_sandbox, prepare
+from .builder import build_options, fetch_sources, in_sandbox, prepare, used_artifacts
 from .plan import Node, plan_stack
 from .preflight import preflight
 from .progress import labels
@@ -58,7 +58,7 @@ def build_env(path: Path, settings: Settings, package: str, command: Sequence[st
             os.mkdir(build_dir.name, 0o700, dir_fd=logs)
         prefix = build_dir / "prefix"
         prefix.mkdir()
-        with root_alias(store) as alias:  # dependencies where the build sees them
+        with root_alias(store, used_artifacts(store, node)) as alias:  # as the build sees them
             src, script, env = prepare(store, node, sources, prefix, build_dir, settings.jobs,
                                        alias)
             options = build_options(settings)

@@ -272,11 +272,10 @@ def build_node(store: Store, node: Node, sources: SourceStore, *, jobs: int,
             log_path.write_text(options.log_first.rstrip("\n") + "\n", encoding="utf-8")
         if on_log is not None:  # where to follow it while it runs (the progress display says)
             on_log(log_path)
-        with rootalias.root_alias(store) as alias:
+        with rootalias.root_alias(store, used_artifacts(store, node), node.id) as alias:
             _run_script(store, node, sources, prefix, build_dir, log_path, jobs, guard_fd,
                         prefix_fd, sandboxed=options.sandbox, jailed=options.jail, alias=alias)
-            if alias is not None:
-                _unalias(store, prefix, prefix_fd, alias, log_path)
+            _finish(store, node, prefix, prefix_fd, alias, log_path)
             meta.update(_audit_links(store, node, prefix, prefix_fd, build_dir, log_path,
                                      options))
             _run_checks(store, node, prefix, build_dir, log_path, jobs, guard_fd, options,
@@ -362,10 +361,23 @@ def _keep_build_dir(store: Store, node: Node, build_dir: Path) -> Path | None:
     return dest
 
 
-def _unalias(store: Store, prefix: Path, prefix_fd: int, alias: Path, log_path: Path) -> None:
-    """The alias the build saw as the store root becomes the real root (rootalias), in the
-    artifact directory the build was given (its descriptor), never where its path leads."""
-    changed = rootalias.unalias(prefix_fd, prefix, alias, store.root)
+def _finish(store: Store, node: Node, prefix: Path, prefix_fd: int, alias: Path,
+            log_path: Path) -> None:
+    """What the build wrote in its alias (rootalias) is rewritten from the alias to the
+    real root, then moved into the artifact directory `install_artifact` made (its
+    descriptor), never to where a path leads."""
+    own = rootalias.own_dir(alias, node.id)
+    try:
+        own_fd = fdtree.open_dirs(alias, own.relative_to(alias).parts)
+    except OSError:  # ELOOP, ENOTDIR, ENOENT: the alias is private, so the build did it
+        raise BuildError(f"build of {node.id} failed: its script replaced $PREFIX ({own})"
+                         " with a link or a file, or removed it; a build installs into"
+                         " $PREFIX") from None
+    try:
+        changed = rootalias.unalias(own_fd, own, alias, store.root)
+    finally:
+        os.close(own_fd)
+    rootalias.move_into(alias, node.id, prefix_fd, prefix)
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"hdenv: {changed} file(s) rewritten from the build's padded root alias"
                   f" to {store.root}\n")
@@ -486,10 +498,10 @@ def in_sandbox(store: Store, node: Node, argv: list[str], *, writable: list[Path
                alias: Path | None = None) -> list[str]:
     """`argv` as the build runs it: under bubblewrap when builds are sandboxed, and there
     (unless `jailed` is False) seeing only the host dev files it declared, and the
-    store root's `alias` (rootalias) where the build looks for it."""
+    store root's `alias` (rootalias), writable."""
     if not sandboxed:
         return argv
-    used = _used(store, node)
+    used = used_artifacts(store, node)
     allowed: list[str] = []
     if jailed:
         # cache/jail.json through the store's descriptors: in a group store a member can
@@ -502,21 +514,21 @@ def in_sandbox(store: Store, node: Node, argv: list[str], *, writable: list[Path
         if data is not None:
             with contextlib.suppress(OSError, StoreError):  # only a cache
                 store.write_file(("cache",), "jail.json", data)
-    return bwrap.wrap(argv, writable=writable,
+    # the alias: the build's own directory to write, links to what it uses
+    return bwrap.wrap(argv, writable=[*writable, *([alias] if alias is not None else [])],
                       readable=[*_sandbox_reads(store, used), *readable], cwd=cwd,
-                      writable_fds=writable_fds, jail=allowed,
-                      links={str(alias): str(store.root)} if alias is not None else {})
+                      writable_fds=writable_fds, jail=allowed)
 
 
 def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, build_dir: Path,
                 log_path: Path, jobs: int, guard_fd: int, prefix_fd: int,
                 sandboxed: bool = False, jailed: bool = True,
                 alias: Path | None = None) -> None:
-    """Run the build's script. Sandboxed, the artifact directory is bound by descriptor
-    (`prefix_fd`, the one `install_artifact` made), so what it writes lands there whatever
-    a member of a group store does to the path; unsandboxed, it writes through `$PREFIX`
-    by path: the path is checked to lead there before it starts, and after it ends
-    (`install_artifact`, `check_reached`), but a swap while it runs redirects its writes."""
+    """Run the build's script. It writes into its own directory in the root `alias`, in
+    the user's private tmp dir (sandboxed or not), never into the store: a member of a
+    group store who exchanges the artifact's path for a link meanwhile redirects nothing
+    (what it wrote is moved in through descriptors afterwards: `_finish`). Without an
+    alias (`build-env` and tests) the artifact directory is bound by descriptor."""
     src, script, env = prepare(store, node, sources, prefix, build_dir, jobs, alias)
     sh = store.artifact_dir(node.spec["tools"]) / "bin" / "sh"
     check_building(store, node.id, prefix_fd)  # a link swapped in already: no script runs
@@ -526,10 +538,14 @@ def _run_script(store: Store, node: Node, sources: SourceStore, prefix: Path, bu
         if not sandboxed:
             argv = [str(sh), str(script)]
             rc = processes.run_in_group(argv, cwd=src, env=env, log=log, pass_fds=(guard_fd,))
+        elif alias is not None:
+            argv = in_sandbox(store, node, [str(sh), str(script)], writable=[build_dir],
+                              cwd=src, sandboxed=True, jailed=jailed, alias=alias)
+            rc = processes.run_in_group(argv, cwd=src, env=env, log=log, pass_fds=(guard_fd,))
         else:
             argv = in_sandbox(store, node, [str(sh), str(script)], writable=[build_dir],
                               cwd=src, sandboxed=True, writable_fds={prefix: prefix_fd},
-                              jailed=jailed, alias=alias)
+                              jailed=jailed)
             rc = processes.run_in_group(argv, cwd=src, env=env, log=log,
                                         pass_fds=(guard_fd, prefix_fd))
     if rc != 0:
@@ -584,7 +600,7 @@ def _run_checks(store: Store, node: Node, prefix: Path, build_dir: Path, log_pat
             raise CheckFailed(rc, command)
 
 
-def _used(store: Store, node: Node) -> list[str]:
+def used_artifacts(store: Store, node: Node) -> list[str]:
     """Every artifact a build uses: its inputs and the runtime closure of its dependencies."""
     return list(dict.fromkeys(node.inputs + runtime_closure(store, node.deps + node.build_deps)))
 

@@ -105,16 +105,14 @@ def install_root(program: str) -> str:
 
 def wrap(argv: Sequence[str], *, writable: Sequence[Path], readable: Sequence[Path | str],
          cwd: Path, writable_fds: Mapping[Path, int] | None = None,
-         jail: Sequence[str] = (), links: Mapping[str, str] | None = None) -> list[str]:
+         jail: Sequence[str] = ()) -> list[str]:
     """`argv` run under bwrap with `writable` and `readable` bound in (see module doc).
 
     `writable_fds` maps a path to an open directory descriptor bound there
     (`--bind-fd`; the caller passes the descriptor to the child): what is bound
     is the directory that was opened, whatever the path names by then.
     `jail` (`jail.bwrap_args`) comes after the hidden directories and before
-    the binds, so a store or build directory is never hidden by it. `links` maps
-    a path to a symlink target: the link is made in the sandbox where a hidden
-    directory would hide the real one (elsewhere the host's, read-only, shows).
+    the binds, so a store or build directory is never hidden by it.
     """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
@@ -139,8 +137,5 @@ def wrap(argv: Sequence[str], *, writable: Sequence[Path], readable: Sequence[Pa
             args += ["--bind-fd", str(by_fd[dest]), dest]
         else:
             args += [binds[dest], os.path.realpath(dest), dest]
-    for dest, target in (links or {}).items():
-        if _under(os.path.realpath(os.path.dirname(dest)), hidden):
-            args += ["--symlink", target, dest]
     args += ["--chdir", str(cwd), "--", *argv]
     return args

@@ -8,19 +8,25 @@ root. Spack pads install paths (`padded_length`) and conda builds under a long
 placeholder prefix for the same reason.
 
 Here the build sees `$PREFIX`, its dependencies and their search paths through
-an *alias*: a symlink to the store root in the user's private `tmp/<uid>/`,
-whose own path is `PADDED_ROOT_LENGTH` bytes long. Compilers also map the real
-`<root>/artifacts` to the alias in debug info and `__FILE__`
-(`-ffile-prefix-map`), for paths a dependency's `.pc` or CMake file names by the
-real root. After the script, every file of the artifact is rewritten from the
-alias to the real root (`unalias`): text to the plain root, binary strings in
-place as slashes plus the root (`////home/a/store/artifacts/...`, the same
-path to the kernel), so each keeps `PADDED_ROOT_LENGTH` bytes of room that a
-later pull into another root uses (`exchange/relocate.py`).
+an *alias* of the store root: a private directory in the user's `tmp/<uid>/`
+whose own path is `PADDED_ROOT_LENGTH` bytes long, holding
+`artifacts/NAME/VERSION/HASH` links to what the build uses and, for the artifact
+being built, a real directory: the build writes there, not into the store, so a
+member of a group store who exchanges the artifact's path meanwhile redirects
+nothing. Compilers also map the real `<root>/artifacts` to the alias in debug
+info and `__FILE__` (`-ffile-prefix-map`), for paths a dependency's `.pc` or
+CMake file names by the real root. After the script, every file the build
+wrote is rewritten from the alias to the real root (`unalias`): text to the
+plain root, binary strings in place as slashes plus the root
+(`////home/a/store/artifacts/...`, the same path to the kernel), so each keeps
+`PADDED_ROOT_LENGTH` bytes of room that a later pull into another root uses
+(`exchange/relocate.py`); then it is moved into the artifact directory by
+descriptor (`move_into`).
 
 The spec and so the id never see the alias: it only changes where a build
 looks, not what it is. A store root too long to leave room for the alias
-builds as before (its binaries move only into roots no longer than it).
+gets an alias as short as it can be (its binaries move only into roots no longer
+than it, as before).
 """
 
 from __future__ import annotations
@@ -28,28 +34,113 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import BuildError
 from ..exchange.relocate import PADDED_ROOT_LENGTH, CannotRelocate, Relocator
 from ..store import fdtree
 from ..store.layout import Store
-from ..store.tmpdirs import temp_link
+from ..store.tmpdirs import temp_padded_dir
 
 COMPILE_FLAG_VARS = ("CFLAGS", "CXXFLAGS", "FFLAGS", "FCFLAGS")
 
 
 @contextlib.contextmanager
-def root_alias(store: Store) -> Iterator[Path | None]:
-    """The alias of the store root for one build (None if the root is too long); removed after."""
-    alias = temp_link(store, "root-", str(store.root), PADDED_ROOT_LENGTH)
+def root_alias(store: Store, used: Iterable[str] = (), own: str | None = None
+               ) -> Iterator[Path]:
+    """The alias of the store root for one build, removed after (without following a link).
+
+    A private directory whose `artifacts/NAME/VERSION/HASH` entries are links to the
+    artifacts the build `used` (of this store's root; an upstream's are named by their
+    own path) and, for `own`, the artifact being built, a real directory: the build
+    writes there and nowhere in the store (`move_into`).
+    """
+    alias = temp_padded_dir(store, "root-", PADDED_ROOT_LENGTH)
     try:
+        with _opened(alias) as top:
+            for aid in dict.fromkeys(used):
+                where = store.artifact_dir(aid)
+                if where == store.own_artifact_dir(aid) and aid != own:
+                    parent = _make_dirs(top, aid.split("/")[:2])
+                    try:
+                        with contextlib.suppress(FileExistsError):
+                            os.symlink(where, aid.split("/")[2], dir_fd=parent)
+                    finally:
+                        os.close(parent)
+            if own is not None:
+                parent = _make_dirs(top, own.split("/")[:2])
+                try:
+                    os.mkdir(own.split("/")[2], 0o700, dir_fd=parent)
+                finally:
+                    os.close(parent)
         yield alias
     finally:
-        if alias is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(alias)
+        fdtree.remove_tree(alias)
+
+
+def own_dir(alias: Path, aid: str) -> Path:
+    """Where the build of `aid` writes: its `$PREFIX` (see `root_alias`)."""
+    return alias.joinpath("artifacts", *aid.split("/"))
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[int]:
+    fd = fdtree.open_dir(path)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(top: int, parts: list[str]) -> int:
+    """A descriptor of `artifacts/PARTS...` below `top`, made (0700) where missing."""
+    fd = os.dup(top)
+    for name in ["artifacts", *parts]:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o700, dir_fd=fd)
+        below = fdtree.open_dir(name, dir_fd=fd)
+        os.close(fd)
+        fd = below
+    return fd
+
+
+def move_into(alias: Path, aid: str, prefix_fd: int, prefix: Path) -> None:
+    """Move what the build of `aid` wrote in the alias into the artifact directory open as
+    `prefix_fd` (renames between two descriptors: nothing follows a path a member of a
+    group store could change), and leave a link to its real path in its place, for the
+    checks that run `$PREFIX/bin/...` afterwards."""
+    *parents, hash_ = aid.split("/")
+    with _opened(alias) as top:
+        parent = _make_dirs(top, parents)
+        try:
+            src = fdtree.open_dir(hash_, dir_fd=parent)
+            try:
+                for name in sorted(os.listdir(src)):
+                    _move(src, name, prefix_fd)
+            finally:
+                os.close(src)
+            os.rmdir(hash_, dir_fd=parent)
+            os.symlink(prefix, hash_, dir_fd=parent)
+        finally:
+            os.close(parent)
+
+
+def _move(src: int, name: str, dest: int) -> None:
+    """Rename `name` from `src` to `dest`; a directory needs u+w for that (its `..`
+    changes), which a build may have taken away: given for the move, then taken back."""
+    st = os.stat(name, dir_fd=src, follow_symlinks=False)
+    mode = stat.S_IMODE(st.st_mode)
+    writable = not stat.S_ISDIR(st.st_mode) or mode & stat.S_IWUSR
+    pinned = None if writable else fdtree.pin(src, name, st)
+    try:
+        if pinned is not None:
+            fdtree.chmod_pinned(pinned, mode | stat.S_IWUSR)
+        os.rename(name, name, src_dir_fd=src, dst_dir_fd=dest)
+    finally:
+        if pinned is not None:
+            fdtree.chmod_pinned(pinned, mode)
+            os.close(pinned)
 
 
 def alias_environment(env: dict[str, str], root: Path, alias: Path) -> None:

@@ -131,18 +131,17 @@ def temp_dir(store: Store, prefix: str) -> Path:
         os.close(fd)
 
 
-def temp_link(store: Store, prefix: str, target: str, length: int) -> Path | None:
-    """A new symlink to `target` for this run whose path is exactly `length` bytes long
-    (the name filled up with `_`); None when the private tmp dir leaves no room for it.
-    The caller removes it."""
+def temp_padded_dir(store: Store, prefix: str, length: int) -> Path:
+    """A new private directory (mode 0700) for this run whose path is exactly `length`
+    bytes long (the name filled up with `_`), or as short as it can be when the private
+    tmp dir leaves no room for that. Made through tmp/<uid>/'s descriptor; the caller
+    removes it."""
     fd, tmp = private_tmp_fd(store)
     try:
         base = f"{_run_token(tmp, fd)}.{prefix}{secrets.token_hex(4)}-"
         fill = length - len(os.fsencode(tmp)) - 1 - len(base)
-        if fill < 1 or len(base) + fill > 255:
-            return None
-        name = base + "_" * fill
-        os.symlink(target, name, dir_fd=fd)  # fails if the name exists: tmp/<uid>/ is ours
+        name = base + "_" * fill if fill > 0 and len(base) + fill <= 255 else base
+        os.mkdir(name, PRIVATE_MODE, dir_fd=fd)  # fails if the name exists: it is ours alone
         return tmp / name
     finally:
         os.close(fd)
