@@ -478,6 +478,7 @@ mkdir -p "$PREFIX/bin" && echo built > "$PREFIX/bin/tool"
 store=$(cd "$PREFIX/../../../../../../.." && pwd -P)
 at="$store/artifacts/swapped/1/$(basename "$PREFIX")"
 mv "$at" "$at.taken" && ln -s "{target}" "$at"
+echo late > "$PREFIX/late"  # make install goes on: by the store's path it would land in the link
 '''
 """
 
