@@ -258,10 +258,11 @@ def start_sleeper(hdenv_exe: str, tmp_path: Path, cluster: SlurmCluster
                                  "--executor", "slurm"],
                                 env=hdenv_env(tmp_path, cluster), stdout=subprocess.PIPE,
                                 stderr=f, text=True)
-    sleeper = tmp_path / "store" / "artifacts" / "sleeper" / "1"
+    # the build writes its $PREFIX in its private root alias (build/rootalias.py)
+    tmp = tmp_path / "store" / "tmp"
     deadline = time.monotonic() + 120
     while not (re.search(r"^job \d+ on \S+: building sleeper", err.read_text(), re.M)
-               and list(sleeper.glob("*/bin"))):  # the build script is running
+               and list(tmp.glob("*/*.root-*/artifacts/sleeper/1/*/bin"))):  # it is running
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(err.read_text() + cluster.logs())
