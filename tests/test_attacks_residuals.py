@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Runner
-from unixusers import UnixUsers
+from unixusers import UnixUsers, attacker_and_victim, group_store
 
 from hdenv.build import bwrap, jail
 
@@ -39,21 +39,8 @@ ATTACKER, VICTIM = "hdresa", "hdresb"
 
 @pytest.fixture(scope="module")
 def users() -> Iterator[UnixUsers]:
-    made = UnixUsers("hdres", "hdresg")
-    try:
-        made.add("a")  # the attacker, a member of the group
-        made.add("b")  # the victim
-        yield made
-    finally:
-        made.close()
+    yield from attacker_and_victim("hdres", "hdresg")
 
-
-def _group_store(users: UnixUsers, run_hdenv: Runner, name: str) -> Path:
-    """A store root made shared by the group, as a site sets one up."""
-    store = users.base / name
-    proc = run_hdenv("--store", str(store), "store", "fix-permissions", "--group", users.group)
-    assert proc.returncode == 0, proc.stderr
-    return store
 
 
 def _env(users: UnixUsers, who: str, store: Path, **extra: str) -> dict[str, str]:
@@ -120,7 +107,7 @@ def test_1_a_link_planted_at_cache_gets_no_jail_json(users: UnixUsers, run_hdenv
     the victim's own directory. Now cache/ is opened without following a link: the build
     works, the cache is not kept, nothing is written through the link."""
     _sandboxed()
-    store = _group_store(users, run_hdenv, "jail-link")
+    store = group_store(users, run_hdenv, "jail-link")
     precious = _precious(users, "precious-jail")
     _as_attacker(users, f"ln -s {precious} {store}/cache")
     proc = _build(users, store, "jl", HDENV_SANDBOX="bwrap")
@@ -135,7 +122,7 @@ def test_1_a_fifo_at_jail_json_hangs_nothing(users: UnixUsers, run_hdenv: Runner
     writer for ever. Now it is opened without blocking, not believed (not a regular
     file), and replaced by the victim's own cache."""
     _sandboxed()
-    store = _group_store(users, run_hdenv, "jail-fifo")
+    store = group_store(users, run_hdenv, "jail-fifo")
     _as_attacker(users, f"mkdir -m 2775 {store}/cache && mkfifo -m 666 {store}/cache/jail.json")
     fifo = store / "cache" / "jail.json"
     try:
@@ -160,7 +147,7 @@ def test_1_a_members_forged_jail_json_is_not_believed(users: UnixUsers, run_hden
     hidden = "/usr/include/zlib.h"
     if not os.path.exists(hidden):
         pytest.skip(f"{hidden} is not installed here")
-    store = _group_store(users, run_hdenv, "jail-forged")
+    store = group_store(users, run_hdenv, "jail-forged")
     jail.forget()
     jail.bwrap_args()
     honest = tmp_path / "jail.json"
@@ -289,7 +276,7 @@ def test_2_the_link_audit_never_patches_through_an_exchanged_version_dir(
     if sandbox == "bwrap":
         _sandboxed()
     name = f"au{sandbox[0]}"
-    store = _group_store(users, run_hdenv, f"audit-{sandbox}")
+    store = group_store(users, run_hdenv, f"audit-{sandbox}")
     src = _elf_with_dangling_runpath(users, f"src-{name}")
     stack = _file(users, f"{name}.toml", AUDITED.format(name=name, src=src,
                                                        after="sleep 1"))
@@ -353,7 +340,7 @@ def test_3_a_host_artifacts_files_never_go_through_a_planted_link(
     descriptors: the member cannot plant, nothing is written outside."""
     if not Path("/usr/include/linux/types.h").exists():
         pytest.skip("linux-libc-dev is not installed")
-    store = _group_store(users, run_hdenv, "host-plant")
+    store = group_store(users, run_hdenv, "host-plant")
     precious = _precious(users, "precious-host")
     stack = _file(users, "kh.toml", KERNEL_HEADERS)
     script = _file(users, "plant-host.py", PLANT_IN_HOST)
@@ -416,7 +403,7 @@ def test_4_cleaning_tmp_never_removes_through_an_exchanged_tmp(
     through descriptors and then listed and cleaned by path: the victim's entries older
     than an hour there were removed. Now it is listed and cleaned through the descriptor
     that was checked."""
-    store = _group_store(users, run_hdenv, "tmp-flip")
+    store = group_store(users, run_hdenv, "tmp-flip")
     first = _build(users, store, "tf")  # tmp/<uid> exists from now on
     assert first.returncode == 0, first.stderr
     uid = pwd.getpwnam(VICTIM).pw_uid

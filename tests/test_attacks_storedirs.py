@@ -20,18 +20,12 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, Runner
-from unixusers import UnixUsers
+from unixusers import UnixUsers, attacker_and_victim, group_store
 
 
 @pytest.fixture(scope="module")
 def users() -> Iterator[UnixUsers]:
-    made = UnixUsers("hdst", "hdstg")
-    try:
-        made.add("a")  # the attacker (a member of the group in the group-store tests)
-        made.add("b")  # the victim
-        yield made
-    finally:
-        made.close()
+    yield from attacker_and_victim("hdst", "hdstg")
 
 
 def _uid(name: str) -> int:
@@ -72,13 +66,6 @@ def _precious(users: UnixUsers, what: str) -> Path:
     assert users.run(victim, ["mkdir", "-p", str(target)], users.env(victim)).returncode == 0
     return target
 
-
-def _group_store(users: UnixUsers, name: str, run_hdenv: Runner) -> Path:
-    """A group store of the users' group, set up by root as an administrator does."""
-    store = users.base / name
-    proc = run_hdenv("--store", str(store), "store", "fix-permissions", "--group", users.group)
-    assert proc.returncode == 0, proc.stderr
-    return store
 
 
 def _verify_names_only(users: UnixUsers, store: Path, planted: str) -> None:
@@ -197,7 +184,7 @@ def test_6_a_store_directory_swapped_for_a_symlink_is_never_written_through(
     written by path: the profile and its description landed in the victim's
     directory), `pins/` before `hdenv pin` (never checked at all)."""
     victim = f"{users.prefix}b"
-    store = _group_store(users, f"swap-{where}", run_hdenv)
+    store = group_store(users, run_hdenv, f"swap-{where}")
     precious = _precious(users, f"precious-{where}")
     stack, sync = _pystack(users, where)
     env = _victim_env(users, store)
@@ -250,7 +237,7 @@ def test_20_a_locks_dir_swapped_for_a_symlink_gets_no_roots_dir_in_its_target(
     locks/roots/. A member who swaps locks/ for a symlink meanwhile used to get roots/
     made in its target (and the victim's root file in it)."""
     victim = f"{users.prefix}b"
-    store = _group_store(users, "swap-locks", run_hdenv)
+    store = group_store(users, run_hdenv, "swap-locks")
     precious = _precious(users, "precious-locks")
     stack, sync = _pystack(users, "locks")
     (sync / "GO").touch()
@@ -315,7 +302,7 @@ def test_6_a_failed_build_never_writes_its_log_through_a_planted_logs_link(
     the failed log (and, with --keep-failed, the build directory) used to be written by
     path, into the victim's directory; now logs/ is opened without following links."""
     victim = f"{users.prefix}b"
-    store = _group_store(users, "swap-logs", run_hdenv)
+    store = group_store(users, run_hdenv, "swap-logs")
     precious = _precious(users, "precious-logs")
     sync = users.home(victim) / "sync-logs"
     assert users.run(victim, ["mkdir", "-p", str(sync)], users.env(victim)).returncode == 0
@@ -356,7 +343,7 @@ def test_6_a_member_cannot_rename_away_anothers_tmp_or_log(
     directory of theirs there, with a link where the victim's build directory was. The
     administrator's `fix-permissions` makes tmp/ and logs/ sticky (and theirs), as /tmp."""
     attacker, victim = _names(users)
-    store = _group_store(users, "sticky", run_hdenv)
+    store = group_store(users, run_hdenv, "sticky")
     for sub in ("tmp", "logs"):
         st = os.stat(store / sub)
         assert st.st_mode & 0o1000 and st.st_uid == os.getuid(), sub  # sticky, root's
@@ -417,7 +404,7 @@ def test_5_a_sandboxed_build_binds_its_artifact_directory_not_the_path(
     `make install` bound onto the link's target (bwrap resolved the path). Now the
     directory is opened without following links and bound by descriptor."""
     attacker, victim = _names(users)
-    store = _group_store(users, "bindfd", run_hdenv)
+    store = group_store(users, run_hdenv, "bindfd")
     precious = _precious(users, "precious-bindfd")
     tree = users.base / "bigsrc"
     tree.mkdir()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Runner
-from unixusers import UnixUsers
+from unixusers import UnixUsers, attacker_and_victim, group_store
 
 from hdenv.store import fdtree
 
@@ -30,21 +30,8 @@ ATTACKER, VICTIM = "hdtreea", "hdtreeb"
 
 @pytest.fixture(scope="module")
 def users() -> Iterator[UnixUsers]:
-    made = UnixUsers("hdtree", "hdtreeg")
-    try:
-        made.add("a")  # the attacker
-        made.add("b")  # the victim
-        yield made
-    finally:
-        made.close()
+    yield from attacker_and_victim("hdtree", "hdtreeg")
 
-
-def _group_store(users: UnixUsers, run_hdenv: Runner, name: str) -> Path:
-    """A store root made shared by the group, as a site sets one up."""
-    store = users.base / name
-    proc = run_hdenv("--store", str(store), "store", "fix-permissions", "--group", users.group)
-    assert proc.returncode == 0, proc.stderr
-    return store
 
 
 def _env(users: UnixUsers, who: str, store: Path, **extra: str) -> dict[str, str]:
@@ -218,7 +205,7 @@ def test_4_gc_never_removes_or_chmods_through_a_planted_link(
     artifacts with links to a read-only directory of the victim's: before, `internal
     error: ValueError` (or the link's target made writable). Now no link is followed
     below artifacts/ and each change goes to the inode that was looked at."""
-    store = _group_store(users, run_hdenv, "gc-store")
+    store = group_store(users, run_hdenv, "gc-store")
     _victim_builds_and_loads(users, store, "4a")
     home = users.home(VICTIM)
     make = (f"mkdir -p {home}/work/keepme {home}/work/readonly {home}/more/1/keepme2"
@@ -339,7 +326,7 @@ def test_5_a_member_cannot_plant_a_link_in_a_half_built_artifact(
     group-writable, the build's `make install` wrote the victim's `tool` into the
     victim's own directory and hdenv registered an artifact whose bin/ points out of the
     store (verify: 0 problems). Now the group may only search it while it is built."""
-    store = _group_store(users, run_hdenv, "build-store")
+    store = group_store(users, run_hdenv, "build-store")
     precious = users.home(VICTIM) / "precious"
     assert users.run(VICTIM, ["sh", "-c", f"mkdir -p {precious} && chmod 755 {precious}"
                               f" {precious.parent}"], users.env(VICTIM)).returncode == 0

@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from conftest import REPO, require
@@ -162,3 +163,24 @@ class UnixUsers:
             subprocess.run(["rm", "-rf", str(self.base)], check=False)
         finally:
             os.close(self._lock)
+
+
+def attacker_and_victim(prefix: str, group: str) -> Iterator[UnixUsers]:
+    """For a module-scoped fixture: users PREFIXa (the attacker, a member of the group)
+    and PREFIXb (the victim), removed afterwards."""
+    made = UnixUsers(prefix, group)
+    try:
+        made.add("a")
+        made.add("b")
+        yield made
+    finally:
+        made.close()
+
+
+def group_store(users: UnixUsers, run_hdenv: Callable[..., subprocess.CompletedProcess[str]],
+                name: str) -> Path:
+    """A store root made shared by the users' group, as a site's administrator sets one up."""
+    store = users.base / name
+    proc = run_hdenv("--store", str(store), "store", "fix-permissions", "--group", users.group)
+    assert proc.returncode == 0, proc.stderr
+    return store

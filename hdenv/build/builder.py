@@ -374,7 +374,7 @@ def _finish(store: Store, node: Node, prefix: Path, prefix_fd: int, alias: Path,
                          " with a link or a file, or removed it; a build installs into"
                          " $PREFIX") from None
     try:
-        changed = rootalias.unalias(own_fd, own, alias, store.root)
+        changed = rootalias.unalias(own_fd, alias, store.root)
     finally:
         os.close(own_fd)
     rootalias.move_into(alias, node.id, prefix_fd, prefix)

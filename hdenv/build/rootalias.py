@@ -58,51 +58,35 @@ def root_alias(store: Store, used: Iterable[str] = (), own: str | None = None
     """
     alias = temp_padded_dir(store, "root-", PADDED_ROOT_LENGTH)
     try:
-        with _opened(alias) as top:
-            for aid in dict.fromkeys(used):
-                where = store.artifact_dir(aid)
-                if where == store.own_artifact_dir(aid) and aid != own:
-                    parent = _make_dirs(top, aid.split("/")[:2])
-                    try:
-                        with contextlib.suppress(FileExistsError):
-                            os.symlink(where, aid.split("/")[2], dir_fd=parent)
-                    finally:
-                        os.close(parent)
-            if own is not None:
-                parent = _make_dirs(top, own.split("/")[:2])
-                try:
-                    os.mkdir(own.split("/")[2], 0o700, dir_fd=parent)
-                finally:
-                    os.close(parent)
+        for aid in dict.fromkeys(used):
+            where = store.artifact_dir(aid)
+            if where == store.own_artifact_dir(aid) and aid != own:
+                _add(alias, aid, where)
+        if own is not None:
+            _add(alias, own, None)
         yield alias
     finally:
         fdtree.remove_tree(alias)
 
 
+def _add(alias: Path, aid: str, target: Path | None) -> None:
+    """`artifacts/NAME/VERSION/HASH` in the alias: a link to `target`, or (None) a real
+    directory; an entry already there (a dependency named twice) is left as it is."""
+    *parents, hash_ = aid.split("/")
+    parent = fdtree.make_dirs(alias, ["artifacts", *parents])
+    try:
+        if target is None:
+            os.mkdir(hash_, 0o700, dir_fd=parent)
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.symlink(target, hash_, dir_fd=parent)
+    finally:
+        os.close(parent)
+
+
 def own_dir(alias: Path, aid: str) -> Path:
     """Where the build of `aid` writes: its `$PREFIX` (see `root_alias`)."""
     return alias.joinpath("artifacts", *aid.split("/"))
-
-
-@contextlib.contextmanager
-def _opened(path: Path) -> Iterator[int]:
-    fd = fdtree.open_dir(path)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-def _make_dirs(top: int, parts: list[str]) -> int:
-    """A descriptor of `artifacts/PARTS...` below `top`, made (0700) where missing."""
-    fd = os.dup(top)
-    for name in ["artifacts", *parts]:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(name, 0o700, dir_fd=fd)
-        below = fdtree.open_dir(name, dir_fd=fd)
-        os.close(fd)
-        fd = below
-    return fd
 
 
 def move_into(alias: Path, aid: str, prefix_fd: int, prefix: Path) -> None:
@@ -111,19 +95,18 @@ def move_into(alias: Path, aid: str, prefix_fd: int, prefix: Path) -> None:
     group store could change), and leave a link to its real path in its place, for the
     checks that run `$PREFIX/bin/...` afterwards."""
     *parents, hash_ = aid.split("/")
-    with _opened(alias) as top:
-        parent = _make_dirs(top, parents)
+    parent = fdtree.open_dirs(alias, ["artifacts", *parents])
+    try:
+        src = fdtree.open_dir(hash_, dir_fd=parent)
         try:
-            src = fdtree.open_dir(hash_, dir_fd=parent)
-            try:
-                for name in sorted(os.listdir(src)):
-                    _move(src, name, prefix_fd)
-            finally:
-                os.close(src)
-            os.rmdir(hash_, dir_fd=parent)
-            os.symlink(prefix, hash_, dir_fd=parent)
+            for name in sorted(os.listdir(src)):
+                _move(src, name, prefix_fd)
         finally:
-            os.close(parent)
+            os.close(src)
+        os.rmdir(hash_, dir_fd=parent)
+        os.symlink(prefix, hash_, dir_fd=parent)
+    finally:
+        os.close(parent)
 
 
 def _move(src: int, name: str, dest: int) -> None:
@@ -156,15 +139,14 @@ def alias_environment(env: dict[str, str], root: Path, alias: Path) -> None:
             env[var] = f"{env[var]} {mapping}"
 
 
-def unalias(prefix_fd: int, prefix: Path, alias: Path, root: Path) -> int:
-    """Rewrite every mention of the alias under the artifact open as `prefix_fd` to the
-    real root (binary strings padded in place); the number of files and links changed.
+def unalias(prefix_fd: int, alias: Path, root: Path) -> int:
+    """Rewrite every mention of the alias under the directory open as `prefix_fd` (the
+    build's own `$PREFIX` in the alias) to the real root (binary strings padded in
+    place); the number of files and links changed.
 
-    The artifact directory is this build's own (made 0710 by install_artifact
-    and pinned by descriptor), so entries are reached from its descriptor and
-    never through a link; patchelf, which takes a path, gets the open file's
-    `/proc/PID/fd/N` path. What the build left unreadable or read-only is
-    opened for the rewrite and gets its mode back.
+    Entries are reached from that descriptor and never through a link; patchelf,
+    which takes a path, gets the open file's `/proc/PID/fd/N` path. What the build
+    left unreadable or read-only is opened for the rewrite and gets its mode back.
     """
     relocator = Relocator(str(alias), str(root))
     changed = 0
