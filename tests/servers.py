@@ -80,10 +80,12 @@ def registry(workdir: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def http_server(directory: Path, log: Path) -> Iterator[str]:
-    """`python -m http.server` over `directory`; yields its base URL (ending in /)."""
+    """A static server over `directory` (tests/staticserver.py: http.server's files over
+    kept-alive HTTP/1.1 connections, as nginx or S3 serve a cache); yields its base URL
+    (ending in /)."""
     port = free_port()
-    argv = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
-            str(directory), str(port)]
+    argv = [sys.executable, str(Path(__file__).with_name("staticserver.py")), str(directory),
+            str(port)]
     with _serving(argv, f"http://127.0.0.1:{port}/", log):
         yield f"http://127.0.0.1:{port}/"
 

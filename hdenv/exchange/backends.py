@@ -29,12 +29,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import http.client
 import io
 import json
 import os
 import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
@@ -42,6 +42,7 @@ from ..errors import HdenvError, UserError
 from ..store.fsutil import atomic_write, file_lock, pending_file
 from ..store.hashing import canonical_json
 from ..validate import looks_like_hash
+from . import keepalive
 from .pack import ARCHIVE_SUFFIX
 from .transfer import Meter, MeteredReader, TransferRefused, cancellable, copy_stream, low_speed
 
@@ -331,15 +332,18 @@ def _summary(description: dict[str, Any]) -> dict[str, Any]:
 # -- static HTTP(S) ----------------------------------------------------------
 
 
-def _open(request: urllib.request.Request | str, url: str) -> Any:
-    """urlopen with one-line errors; a 404 returns None."""
+def _open(method: str, target: str, url: str, data: Any = None,
+          headers: dict[str, str] | None = None) -> Any:
+    """The response to `method target` (on a kept-alive connection) with one-line errors
+    naming the cache `url`; a 404 returns None."""
     try:
-        return urllib.request.urlopen(request, timeout=min(TIMEOUT, low_speed()[1]))
+        return keepalive.request(method, target, data=data, headers=headers,
+                                 timeout=min(TIMEOUT, low_speed()[1]))
     except urllib.error.HTTPError as e:
         if e.code == 404:
             return None
         raise CacheUnavailable(url, f"HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", e)
         raise CacheUnavailable(url, f"unreachable ({reason})") from None
 
@@ -353,7 +357,7 @@ class HttpCache(Cache):
         self._checked = False
 
     def _get(self, rel: str) -> bytes | None:
-        resp = _open(self.base + rel, self.url)
+        resp = _open("GET", self.base + rel, self.url)
         if resp is None:
             return None
         with resp, cancellable(resp):
@@ -379,15 +383,14 @@ class HttpCache(Cache):
 
     def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter, limit: int | None = None
                       ) -> tuple[int, str]:
-        resp = _open(f"{self.base}archives/{sha}{ARCHIVE_SUFFIX}", self.url)
+        resp = _open("GET", f"{self.base}archives/{sha}{ARCHIVE_SUFFIX}", self.url)
         if resp is None:
             return 0, ""
         with resp:
             return _archive(resp, out, meter, limit, self.url, network=True)
 
     def has_archive(self, sha: str) -> bool:
-        req = urllib.request.Request(f"{self.base}archives/{sha}{ARCHIVE_SUFFIX}", method="HEAD")
-        resp = _open(req, self.url)
+        resp = _open("HEAD", f"{self.base}archives/{sha}{ARCHIVE_SUFFIX}", self.url)
         if resp is not None:
             resp.close()
         return resp is not None
@@ -449,8 +452,7 @@ class OciCache(Cache):
 
     def _request(self, method: str, url: str, data: Any = None,
                  headers: dict[str, str] | None = None) -> Any:
-        req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-        return _open(req, self.url)
+        return _open(method, url, self.url, data, headers)
 
     def _read(self, method: str, url: str, **kw: Any) -> tuple[bytes | None, Any]:
         resp = self._request(method, url, **kw)
