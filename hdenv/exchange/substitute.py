@@ -22,13 +22,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..store.layout import Store, split_id
 from ..store.tmpdirs import temp_file
 from .backends import Cache, CacheUnavailable, open_cache
+from .inorder import run_in_order
 from .pack import ArchiveRefused, check_description, install_packed
 from .signing import PublicKey, SignatureRefused, check, parse_trusted
 from .transfer import Meter, NullMeter, SharedLine, human_size, meter_for
@@ -162,36 +162,16 @@ class Substituter:
         An id starts once the ids of `wanted` it references have arrived (its
         archive is installed only after theirs, as `install_packed` needs), so
         a profile's leaves download side by side; one whose reference failed is
-        not tried. Downloads, zstd and hashing leave the GIL, so threads overlap
-        them with the Python work of the others (tar, relocation).
+        not tried (inorder.py).
         """
-        among = set(wanted)
-        waiting = {a: [r for r in references(a) if r in among and r != a] for a in wanted}
-        results: dict[str, Fetched | str] = {}
-        running: dict[Future[Fetched | str], str] = {}
-        with ThreadPoolExecutor(max_workers=max(1, jobs),
-                                thread_name_prefix="hdenv-fetch") as pool:
-            while waiting or running:
-                ready = [a for a, refs in waiting.items() if all(r in results for r in refs)]
-                while ready:  # a failure settles its dependents at once, and theirs
-                    for aid in ready:
-                        refs = waiting.pop(aid)
-                        failed = [r for r in refs if not isinstance(results[r], Fetched)]
-                        if failed:
-                            results[aid] = f"needs {failed[0]}, which no cache provided"
-                        else:
-                            running[pool.submit(self.fetch, aid, meter)] = aid
-                    ready = [a for a, refs in waiting.items() if all(r in results for r in refs)]
-                if not running:
-                    if waiting:  # references in a loop: a cache cannot describe that
-                        for aid in waiting:
-                            results[aid] = "its references loop back to it"
-                        waiting.clear()
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    results[running.pop(future)] = future.result()
-        return results
+        def settle(aid: str, refs: list[str], results: dict[str, Fetched | str]
+                   ) -> Fetched | str | None:
+            failed = [r for r in refs if not isinstance(results[r], Fetched)]
+            return f"needs {failed[0]}, which no cache provided" if failed else None
+
+        # references in a loop: no cache can describe that
+        return run_in_order(wanted, references, jobs, lambda aid: self.fetch(aid, meter),
+                            settle=settle, loop=lambda _aid: "its references loop back to it")
 
     def realise(self, aid: str, say: Callable[[str], None], meter: MeterFactory) -> bool:
         """The build's hook: True if `aid` came from a cache; one line either way."""
