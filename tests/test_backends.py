@@ -19,6 +19,7 @@ from packfixtures import make_artifact, rich_tree
 from servers import free_port, http_server, registry
 
 from hdenv.errors import UserError
+from hdenv.exchange import backends
 from hdenv.exchange.backends import (
     Cache,
     CacheUnavailable,
@@ -125,9 +126,37 @@ def test_oci_registry(tmp_path: Path, services: dict[str, Any]) -> None:
     assert manifest["layers"][0]["digest"] == f"sha256:{desc['archive_sha256']}"
     assert manifest["annotations"]["org.opencontainers.image.title"] == desc["id"]
     assert sorted(cache.tags()) == sorted([hash_, "profile-" + "p" * 32])
+    # the description rides in the manifest (one request to read it); the config is
+    # OCI's empty descriptor, a blob the registry really holds
+    assert json.loads(manifest["annotations"]["org.hdenv.description"]) == \
+        cache.description(hash_)
+    assert manifest["artifactType"] == "application/vnd.hdenv.artifact.description.v1+json"
+    assert manifest["config"]["mediaType"] == "application/vnd.oci.empty.v1+json"
     config = manifest["config"]["digest"]
     with urllib.request.urlopen(f"{cache.base}/blobs/{config}") as resp:
-        assert hashlib.sha256(resp.read()).hexdigest() == config.split(":")[1]
+        body = resp.read()
+        assert body == b"{}" and hashlib.sha256(body).hexdigest() == config.split(":")[1]
+
+
+def test_oci_entries_with_the_description_as_config_blob_are_read(
+        tmp_path: Path, services: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries pushed before descriptions moved into the manifest, and descriptions too
+    big for one, have it as the manifest's config blob: still read, still checked."""
+    desc, archive, _ = entry(tmp_path, "ocibig")
+    monkeypatch.setattr(backends, "MAX_ANNOTATED", 0)  # every description is "too big"
+    cache = open_cache(f"oci://{services['registry']}/hdenv/config-blob")
+    assert isinstance(cache, OciCache)
+    round_trip(cache, desc, archive)
+    hash_ = desc["id"].split("/")[2]
+    req = urllib.request.Request(f"{cache.base}/manifests/{hash_}", headers={
+        "Accept": "application/vnd.oci.image.manifest.v1+json"})
+    with urllib.request.urlopen(req) as resp:
+        manifest = json.loads(resp.read())
+    assert "org.hdenv.description" not in manifest["annotations"]
+    assert manifest["config"]["mediaType"] == \
+        "application/vnd.hdenv.artifact.description.v1+json"
+    found = open_cache(cache.url).description(hash_)
+    assert found is not None and found["id"] == desc["id"] and found["signatures"]
 
 
 def test_an_unreachable_cache_is_one_line() -> None:

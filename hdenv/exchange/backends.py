@@ -16,12 +16,16 @@ each by temp file + rename: a reader never sees a description whose archive
 is still on its way (as Nix uploads `.narinfo` last).
 
 An OCI registry (`oci://HOST[:PORT]/REPO`) holds one tag per artifact (its
-hash): a manifest whose config blob is the signed description and whose one
-layer is the archive, by digest. A blob already in the repository is never
-uploaded again. Profiles (and the other specs kept with them) are tags
-`profile-HASH` with the spec as config and no layers. The registry is spoken
-to with the OCI distribution API over plain HTTP for loopback hosts, HTTPS
-otherwise.
+hash): a manifest (artifactType: the description's media type) whose one layer
+is the archive, by digest, and whose annotation `org.hdenv.description` is the
+signed description; its config is OCI's empty descriptor, one blob the whole
+repository shares. So an artifact costs one blob upload and one manifest, and a
+reader gets its description with one request; a description over
+MAX_ANNOTATED bytes is the config blob instead, as every entry was before (read
+still). A blob already in the repository is never uploaded again. Profiles (and
+the other specs kept with them) are tags `profile-HASH` with the spec as config
+and no layers. The registry is spoken to with the OCI distribution API over
+plain HTTP for loopback hosts, HTTPS otherwise.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import json
 import os
 import urllib.error
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,6 +58,12 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_DESCRIPTION = "application/vnd.hdenv.artifact.description.v1+json"
 OCI_PROFILE = "application/vnd.hdenv.profile.v1+json"
 OCI_ARCHIVE = "application/vnd.hdenv.artifact.archive.v1.tar+zstd"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+EMPTY_CONFIG = b"{}"
+DESCRIPTION_ANNOTATION = "org.hdenv.description"
+MAX_ANNOTATED = 256 << 10
+"""Most bytes of a description carried in its manifest (registries refuse manifests over
+a few MB; distribution's limit is 4 MiB); a bigger one is the manifest's config blob."""
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 MAX_METADATA = 16 << 20
 """Most bytes read of any unverified document (description, profile, index, manifest):
@@ -94,6 +105,12 @@ class Cache:
 
     def has_archive(self, sha: str) -> bool:
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Entries put inside are listed together when it ends (where a cache keeps a list
+        of them): a push of 200 artifacts rewrites index.json once, not 200 times."""
+        yield
 
     def put_entry(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
         """Upload archive (unless present) then description; True if the archive was sent."""
@@ -182,6 +199,18 @@ class DirectoryCache(Cache):
     def __init__(self, url: str, root: Path):
         self.url = url
         self.root = root
+        self._unlisted: list[tuple[str, dict[str, Any]]] | None = None  # inside batch()
+        self._swept = False
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        self._unlisted = []
+        try:
+            yield
+        finally:  # what was put before a failure is there, so it is listed
+            unlisted, self._unlisted = self._unlisted, None
+            if unlisted:
+                self._index(lambda index: index["artifacts"].update(unlisted))
 
     def check_writable(self) -> None:
         self._check(True)
@@ -226,7 +255,9 @@ class DirectoryCache(Cache):
         sha = description["archive_sha256"]
         sent = False
         (self.root / "archives").mkdir(parents=True, exist_ok=True)
-        _remove_stale_uploads(self.root / "archives")
+        if not self._swept:  # once a push: the folder holds every archive
+            _remove_stale_uploads(self.root / "archives")
+            self._swept = True
         if not self.has_archive(sha):
             dest = self.root / "archives" / f"{sha}{ARCHIVE_SUFFIX}"
             with pending_file(dest.parent, ".upload-") as (out, tmp), open(archive, "rb") as src:
@@ -239,7 +270,10 @@ class DirectoryCache(Cache):
             sent = True
         hash_ = description["id"].split("/")[2]
         atomic_write(self.root / "artifacts" / f"{hash_}.json", _description_doc(description))
-        self._index(lambda index: index["artifacts"].__setitem__(hash_, _summary(description)))
+        if self._unlisted is not None:
+            self._unlisted.append((hash_, _summary(description)))
+        else:
+            self._index(lambda index: index["artifacts"].__setitem__(hash_, _summary(description)))
         return sent
 
     def profile(self, hash_: str) -> Any:
@@ -449,6 +483,7 @@ class OciCache(Cache):
         hostname = urllib.parse.urlsplit(f"//{host}").hostname or ""
         scheme = "http" if hostname in LOOPBACK else "https"
         self.base = f"{scheme}://{host}/v2/{repo}"
+        self._present: set[str] = set()  # blob digests known to be in the repository
 
     def _request(self, method: str, url: str, data: Any = None,
                  headers: dict[str, str] | None = None) -> Any:
@@ -469,8 +504,9 @@ class OciCache(Cache):
 
     def _config(self, tag: str) -> Any:
         manifest = self._manifest(tag)
-        if manifest is None:
-            return None
+        return None if manifest is None else self._config_of(manifest, tag)
+
+    def _config_of(self, manifest: dict[str, Any], tag: str) -> Any:
         try:
             digest = manifest["config"]["digest"]
         except (KeyError, TypeError):
@@ -483,7 +519,16 @@ class OciCache(Cache):
         return _json(data, self.url, f"blob {digest}")
 
     def description(self, hash_: str) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = self._config(hash_)
+        manifest = self._manifest(hash_)
+        if manifest is None:
+            return None
+        annotations = manifest.get("annotations") if isinstance(manifest, dict) else None
+        carried = annotations.get(DESCRIPTION_ANNOTATION) if isinstance(annotations, dict) \
+            else None
+        if isinstance(carried, str):  # checked as any description is: by its signature
+            found: dict[str, Any] | None = _json(carried.encode(), self.url, f"manifest {hash_}")
+        else:  # pushed before descriptions moved into the manifest, or too big for it
+            found = self._config_of(manifest, hash_)
         return found
 
     def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter, limit: int | None = None
@@ -516,13 +561,18 @@ class OciCache(Cache):
                             "Content-Length": str(size)})
 
     def _put_manifest(self, tag: str, config: bytes, media: str,
-                      layers: list[dict[str, Any]], annotations: dict[str, str]) -> None:
+                      layers: list[dict[str, Any]], annotations: dict[str, str],
+                      artifact_type: str | None = None) -> None:
         digest = f"sha256:{hashlib.sha256(config).hexdigest()}"
-        if not self._has_blob(digest):
+        if digest not in self._present and not self._has_blob(digest):
             self._upload(digest, len(config), config)
-        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                    "config": {"mediaType": media, "digest": digest, "size": len(config)},
-                    "layers": layers, "annotations": annotations}
+        self._present.add(digest)  # the empty config: asked for once a push, not per artifact
+        manifest: dict[str, Any] = {
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": media, "digest": digest, "size": len(config)},
+            "layers": layers, "annotations": annotations}
+        if artifact_type is not None:
+            manifest["artifactType"] = artifact_type
         self._read("PUT", f"{self.base}/manifests/{tag}", data=canonical_json(manifest),
                    headers={"Content-Type": OCI_MANIFEST})
 
@@ -536,9 +586,15 @@ class OciCache(Cache):
             sent = True
         layer = {"mediaType": OCI_ARCHIVE, "digest": f"sha256:{sha}",
                  "size": description["archive_size"]}
-        self._put_manifest(description["id"].split("/")[2], _description_doc(description),
-                           OCI_DESCRIPTION, [layer],
-                           {"org.opencontainers.image.title": description["id"]})
+        doc = _description_doc(description)
+        annotations = {"org.opencontainers.image.title": description["id"]}
+        if len(doc) <= MAX_ANNOTATED:
+            annotations[DESCRIPTION_ANNOTATION] = doc.decode()
+            config, media = EMPTY_CONFIG, OCI_EMPTY
+        else:
+            config, media = doc, OCI_DESCRIPTION
+        self._put_manifest(description["id"].split("/")[2], config, media, [layer], annotations,
+                           artifact_type=OCI_DESCRIPTION)
         return sent
 
     def profile(self, hash_: str) -> Any:

@@ -132,8 +132,9 @@ def pack_artifact(store: Store, artifact_id: str, out_dir: Path,
                         tar.addfile(info, f)
                 else:
                     tar.addfile(info)
+        # not synced: every caller packs into a temporary directory, and what keeps the
+        # archive (a directory cache, a bundle) writes and syncs a copy of its own
         raw.flush()
-        os.fsync(raw.fileno())
         digest = hashing.sha.hexdigest()
         os.chmod(tmp, 0o644)
         os.replace(tmp, out_dir / f"{digest}{ARCHIVE_SUFFIX}")

@@ -13,9 +13,7 @@ the whole state (cachebundle.py), and each is checked by its hash there.
 from __future__ import annotations
 
 import shutil
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from ..store.layout import Store, split_id
 from ..store.tmpdirs import temp_dir
 from .backends import Cache
 from .bundle import build_closure
+from .inorder import run_in_order
 from .pack import pack_artifact
 from .signing import SecretKey, sign, sign_spec, signed_by
 from .transfer import NullMeter, human_size, meter_for
@@ -72,10 +71,10 @@ def push(store: Store, refs: list[str], cache: Cache, key: SecretKey,
          say: Callable[[str], None], jobs: int = 1) -> PushReport:
     """Sign and upload the runtime closure of `refs`, then their specs and profiles.
 
-    Up to `jobs` artifacts are packed at once (tar and zstd, which leaves the
-    GIL) while this thread uploads the packed ones in dependency order, so a
-    reader never finds an artifact whose references are not there yet; at
-    most `jobs` packed archives wait on disk.
+    Up to `jobs` artifacts are packed and uploaded at once (tar, zstd and the
+    network leave the GIL), each only after its references are in the cache, so a
+    reader never finds an artifact whose references are not there yet; at most
+    `jobs` packed archives wait on disk.
     """
     cache.check_writable()
     roots, profiles = roots_of(store, refs)
@@ -124,27 +123,28 @@ def _closure_specs(store: Store, roots: list[str], say: Callable[[str], None]
 
 def _push_all(store: Store, wanted: list[str], cache: Cache, key: SecretKey, work: Path,
               report: PushReport, say: Callable[[str], None], jobs: int) -> None:
-    if jobs == 1:  # one at a time, with a meter for the packing too
-        for aid in wanted:
-            _upload(aid, _pack(store, aid, work, live=True), cache, key, work, report,
-                    say)
-        return
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hdenv-pack") as pool:
-        packing: deque[tuple[str, Future[dict[str, Any]]]] = deque()
-        queue = iter(wanted)
-        try:
-            for aid in queue:
-                packing.append((aid, pool.submit(_pack, store, aid, work, live=False)))
-                if len(packing) >= jobs:
-                    done, future = packing.popleft()
-                    _upload(done, future.result(), cache, key, work, report, say)
-            while packing:
-                done, future = packing.popleft()
-                _upload(done, future.result(), cache, key, work, report, say)
-        except BaseException:
-            for _aid, future in packing:
-                future.cancel()
-            raise
+    """Pack and upload each artifact, `jobs` at once, each after its references (at most
+    `jobs` packed archives wait on disk); the index a cache keeps is written once."""
+    live = jobs == 1  # one at a time: a meter for the packing and the upload too
+
+    def one(aid: str) -> tuple[bool, int]:
+        description = _pack(store, aid, work, live)
+        return _upload(aid, description, cache, key, work, live), description["archive_size"]
+
+    def pushed(aid: str, outcome: tuple[bool, int]) -> None:
+        sent, size = outcome
+        report.pushed.append(aid)
+        if sent:
+            report.bytes_sent += size
+        note = "" if sent else ", archive already there"
+        say(f"pushed {aid} ({human_size(size)}{note})")
+
+    def references(aid: str) -> list[str]:
+        refs: list[str] = store.artifact_meta(aid).get("runtime_deps", [])
+        return refs
+
+    with cache.batch():
+        run_in_order(wanted, references, jobs, one, done=pushed)
 
 
 def _pack(store: Store, aid: str, work: Path, live: bool) -> dict[str, Any]:
@@ -159,19 +159,14 @@ def _pack(store: Store, aid: str, work: Path, live: bool) -> dict[str, Any]:
 
 
 def _upload(aid: str, description: dict[str, Any], cache: Cache, key: SecretKey, work: Path,
-            report: PushReport, say: Callable[[str], None]) -> None:
-    name = aid.split("/")[0]
+            live: bool) -> bool:
+    """Sign and put one entry; whether its archive was sent (else the cache had it)."""
     archive = work / split_id(aid)[2] / f"{description['archive_sha256']}.tar.zst"
     signed = sign(description, key)
-    meter = meter_for(f"uploading {name}", description["archive_size"])
+    meter = meter_for(f"uploading {aid.split('/')[0]}", description["archive_size"]) \
+        if live else NullMeter()
     try:
-        sent = cache.put_entry(signed, archive, meter)
+        return cache.put_entry(signed, archive, meter)
     finally:
         meter.close()
-    archive.unlink()
-    size = description["archive_size"]
-    if sent:
-        report.bytes_sent += size
-    report.pushed.append(aid)
-    note = "" if sent else ", archive already there"
-    say(f"pushed {aid} ({human_size(size)}{note})")
+        archive.unlink()
