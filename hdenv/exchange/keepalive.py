@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import ssl
 import threading
 import urllib.error
@@ -113,7 +114,14 @@ def _connection(key: tuple[str, str], timeout: float) -> tuple[http.client.HTTPC
     return conn, False
 
 
+PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY")
+
+
 def _proxied(url: str) -> bool:
+    """Whether urllib would send `url` through a proxy (asked only when one is set: its
+    reading of the whole environment cost more than a request on a kept connection)."""
+    if not any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return False
     proxies = urllib.request.getproxies()
     if not proxies:
         return False

@@ -320,10 +320,14 @@ def _register(store: Store, spec: dict[str, Any], aid: str, prefix: Path, prefix
         manifest = manifest_at(prefix_fd)  # of the final modes
         _check_same(parent, aid.rsplit("/", 1)[1], prefix_fd, prefix)
         check_reached(store, aid, prefix_fd)
-        fdtree.write_at(meta_fd, "spec.json", _json(spec), 0o444, meta)
-        fdtree.write_at(meta_fd, "manifest.json", _json(manifest), 0o444, meta)
+        # one fsync per artifact, of artifact.json, which makes it exist (as Nix syncs its
+        # database, not each store path): what is written before it is as durable as the
+        # artifact's own files, and `verify` checks them all against the manifest
+        fdtree.write_at(meta_fd, "spec.json", _json(spec), 0o444, meta, sync=False)
+        fdtree.write_at(meta_fd, "manifest.json", _json(manifest), 0o444, meta, sync=False)
         if log_path is not None and log_path.exists():
-            fdtree.write_at(meta_fd, "build.log", log_path.read_bytes(), 0o444, meta)
+            fdtree.write_at(meta_fd, "build.log", log_path.read_bytes(), 0o444, meta,
+                            sync=False)
         info = {
             "id": aid,
             "kind": spec.get("kind", "build"),

@@ -595,14 +595,17 @@ def make_dirs(base: Path | str, parts: list[str]) -> int:
 
 
 def write_at(dir_fd: int, name: str, data: bytes, mode: int = 0o644,
-             where: Path | None = None) -> None:
+             where: Path | None = None, sync: bool = True) -> None:
     """Write `name` in an open directory atomically (a temp name, then a rename there);
-    `where` (the directory's path) names the file in an error such as a full disk."""
+    `where` (the directory's path) names the file in an error such as a full disk.
+    `sync=False` for a file that only counts once another, synced after it, exists (an
+    artifact's metadata before its artifact.json): a power cut leaves it as durable as
+    the artifact's own files, which `verify` checks."""
     with naming(where / name if where is not None else name):
-        _write_at(dir_fd, name, data, mode)
+        _write_at(dir_fd, name, data, mode, sync)
 
 
-def _write_at(dir_fd: int, name: str, data: bytes, mode: int) -> None:
+def _write_at(dir_fd: int, name: str, data: bytes, mode: int, sync: bool = True) -> None:
     tmp = f".{name}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600, dir_fd=dir_fd)
@@ -611,7 +614,8 @@ def _write_at(dir_fd: int, name: str, data: bytes, mode: int) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
             os.fchmod(fd, mode)
         finally:
             os.close(fd)
