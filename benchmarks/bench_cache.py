@@ -156,7 +156,8 @@ def http_get(url: str, out: Path) -> None:
 
 JOBS = {"n": 2}  # artifacts in flight, for hdenv and the baselines alike (`--jobs`)
 GOALS = {"push to directory": 1.2, "push to OCI registry": 1.2, "pull from HTTP": 1.3,
-         "pull from OCI registry": 1.3}  # issue 25
+         "pull from OCI registry": 1.3, "reproduce --from HTTP": 1.3}  # issue 25
+HDENV = str(Path(sys.executable).parent / "hdenv")
 
 
 def in_parallel(count: int, work: Callable[[int], object]) -> None:
@@ -190,6 +191,26 @@ def pull_round(label: str, url: str, archive_urls: list[str], ids: list[str], ke
         in_parallel(len(archive_urls), one)
 
     return label, best(rounds, new_store, pull), best(rounds, lambda: None, base_pull)
+
+
+def reproduce_round(phash: str, url: str, key: SecretKey, fresh: Callable[[str], Path],
+                    rounds: int) -> float:
+    """The command itself, `hdenv reproduce HASH --from CACHE -j JOBS` into an empty store
+    (Python start-up, the profile and its specs read from the cache, the pulls, the
+    profile made): against the HTTP pull's baseline."""
+    store = {"dir": Path()}
+    env = {**os.environ, "HDENV_CONFIG": str(fresh("config.toml"))}
+    Path(env["HDENV_CONFIG"]).write_text(f"trusted-keys = [{str(key.public())!r}]\n")
+
+    def new_store() -> None:
+        store["dir"] = fresh("rs")
+
+    def reproduce() -> None:
+        subprocess.run([HDENV, "--store", str(store["dir"]), "reproduce", phash, "--from", url,
+                        "-j", str(JOBS["n"])], check=True, env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+    return best(rounds, new_store, reproduce)
 
 
 def main() -> None:
@@ -285,6 +306,8 @@ def run(tmp: Path, mb: int, count: int, rounds: int) -> None:
                                   fresh, rounds))
         results.append(pull_round("pull from OCI registry", f"oci://{reg}/{pushed_repo}",
                                   oci_urls, ids, key, fresh, rounds))
+        results.append(("reproduce --from HTTP", reproduce_round(
+            phash, f"{http}served/", key, fresh, rounds), results[-2][2]))
         tar_zstd(store, ids, tmp / "served.tar.zst")
 
         def lump_pull() -> None:

@@ -104,8 +104,13 @@ class _HashingWriter:
 
 
 def pack_artifact(store: Store, artifact_id: str, out_dir: Path,
-                  progress: Progress | None = None) -> dict[str, Any]:
+                  progress: Progress | None = None, side_by_side: bool = False
+                  ) -> dict[str, Any]:
     """Write `out_dir/<sha256>.tar.zst` for an artifact; return its unsigned description.
+
+    zstd compresses with a thread per core, unless `side_by_side`: other artifacts are
+    packed at the same time, so the cores are busy already and zstd's threads only cost
+    their start (a third of the time of a small artifact's packing).
 
     Host artifacts are refused: they are links into one machine's system and
     are captured again on each machine, never shipped.
@@ -122,7 +127,7 @@ def pack_artifact(store: Store, artifact_id: str, out_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     with pending_file(out_dir, ".pack-") as (raw, tmp):
         hashing: Any = _HashingWriter(raw, progress)
-        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
+        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0 if side_by_side else -1)
         with cctx.stream_writer(hashing, closefd=False) as zst, \
                 tarfile.open(fileobj=zst, mode="w|", format=tarfile.PAX_FORMAT,
                              bufsize=CHUNK) as tar:

@@ -152,7 +152,8 @@ def _pack(store: Store, aid: str, work: Path, live: bool) -> dict[str, Any]:
     try:
         # a directory each: two artifacts may pack to the same bytes, so the same name
         description: dict[str, Any] = pack_artifact(store, aid, work / split_id(aid)[2],
-                                                    progress=meter.update)
+                                                    progress=meter.update,
+                                                    side_by_side=not live)
     finally:
         meter.close()
     return description
