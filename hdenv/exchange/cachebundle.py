@@ -21,21 +21,24 @@ Trust has two parts, each with one implementation:
 
 Every description the state needs is signature-checked (`check_entry`) while
 the bundle is opened, so an untrusted key or a bad signature stops reproduce
-before the store is written to; the substituter checks again as it installs,
-since the cache may have changed in between. `--from CACHE` builds nothing: a
+before the store is written to; the substituter checks the same description
+again as it installs (it is not asked for twice), and the archive it downloads
+then must be the one that description names. `--from CACHE` builds nothing: a
 copy the substituter refuses (a flipped byte, a root too long to relocate
 into) is an error, and only the artifacts that passed every check stay.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import UserError
 from ..store.hashing import HASH_BITS, is_hash_like, spec_hash
 from ..store.layout import Store
 from .backends import Cache, open_cache
-from .bundle import Bundle, build_closure, check_graph, node_id
+from .bundle import Bundle, check_graph, node_id, references
 from .pack import ArchiveRefused
 from .signing import PublicKey, SignatureRefused, envelope_name, open_spec, parse_trusted
 from .substitute import NotHere, Substituter, check_entry
@@ -71,8 +74,23 @@ def _verified_spec(url: str, doc: Any, h: str, keys: list[PublicKey]) -> Any:
     return spec
 
 
+def _closure(read: Callable[[str], dict[str, Any]], root: str, jobs: int) -> dict[str, Any]:
+    """hash -> spec for everything `root` needs (bundle.build_closure's set), read a level
+    at a time with `jobs` reads at once: a profile's 200 artifacts are 200 requests."""
+    out: dict[str, Any] = {}
+    level = [root]
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="hdenv-spec") as pool:
+        while level:
+            for h, spec in zip(level, pool.map(read, level)):
+                out[h] = spec
+            level = sorted({r.rsplit("/", 1)[-1] for h in level for r in references(out[h])}
+                           - out.keys())
+    return out
+
+
 class CacheBundle(Bundle):
-    def __init__(self, store: Store, cache: Cache, what: str, trusted: list[str]):
+    def __init__(self, store: Store, cache: Cache, what: str, trusted: list[str],
+                 jobs: int = 1):
         url = cache.url
         if not (is_hash_like(what) and len(what) == HASH_LEN):
             raise UserError(f"{what}: give the full hash of a profile or artifact"
@@ -82,17 +100,17 @@ class CacheBundle(Bundle):
         names: dict[str, str] = {}
 
         def read(h: str) -> dict[str, Any]:
-            spec = cache.spec(h)
-            if spec is not None:
-                name = envelope_name(spec)  # signed with the spec, checked just below
-                spec = _verified_spec(url, spec, h, keys)
-                if name is not None:
-                    names[h] = name
+            found = cache.description(h)  # most hashes are artifacts': asked first
+            if isinstance(found, dict):
+                descriptions[h] = found
+                spec = found.get("spec")
             else:
-                found = cache.description(h)
-                if isinstance(found, dict):
-                    descriptions[h] = found
-                    spec = found.get("spec")
+                spec = cache.spec(h)
+                if spec is not None:
+                    name = envelope_name(spec)  # signed with the spec, checked just below
+                    spec = _verified_spec(url, spec, h, keys)
+                    if name is not None:
+                        names[h] = name
             if spec is None and h == what:
                 raise UserError(f"{url}: has no profile or artifact {what}")
             if spec is None:
@@ -103,7 +121,7 @@ class CacheBundle(Bundle):
                                 " damaged; refusing the cache")
             return spec
 
-        specs = build_closure(read, [what])
+        specs = _closure(read, what, jobs)
         check_graph(specs, [what], url)
         for h, description in sorted(descriptions.items()):
             aid = node_id(h, specs[h])
@@ -124,4 +142,7 @@ class CacheBundle(Bundle):
         # "artifact" marks what the cache provides, so reproduce plans no build for it
         nodes = {h: {"artifact": {"cache": url}} for h in descriptions}
         super().__init__(url, [root], specs, nodes)
-        self.substituter = Substituter(store, [cache], keys)
+        # the descriptions just checked, so each is not asked for twice; the substituter
+        # checks them again as it installs (and each archive against its description)
+        self.substituter = Substituter(store, [cache], keys, prefetched={
+            (url, h): d for h, d in descriptions.items()})

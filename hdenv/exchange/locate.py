@@ -40,10 +40,11 @@ def _is_store(path: Path) -> bool:
 
 @contextlib.contextmanager
 def open_bundle(what: str, from_: str | None, store: Store,
-                trusted_keys: list[str] | None = None) -> Iterator[Bundle]:
+                trusted_keys: list[str] | None = None, jobs: int = 1) -> Iterator[Bundle]:
     """The checked bundle for `what` (a bundle file, a hash, or with a store `--from` any REF).
 
-    `trusted_keys` (NAME:BASE64): whose signatures a binary cache's artifacts need.
+    `trusted_keys` (NAME:BASE64): whose signatures a binary cache's artifacts need;
+    `jobs`: how many of its specs a binary cache is asked for at once.
     """
     from .cachebundle import CacheBundle, cache_at
 
@@ -53,7 +54,7 @@ def open_bundle(what: str, from_: str | None, store: Store,
     elif from_ is None:
         bundle = _from_store(store, what, own=True)
     elif cache is not None:
-        bundle = CacheBundle(store, cache, what, trusted_keys or [])
+        bundle = CacheBundle(store, cache, what, trusted_keys or [], jobs)
     elif _is_url(from_) and not from_.startswith("file:"):
         with _download(store, from_, what) as path:
             bundle = TarBundle(path)

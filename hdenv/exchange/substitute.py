@@ -89,6 +89,8 @@ class Substituter:
     caches: list[Cache]
     trusted: list[PublicKey]
     dead: dict[str, str] = field(default_factory=dict)  # cache url -> why it is skipped
+    prefetched: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    """(cache url, hash) -> the description a caller read already (reproduce --from)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -126,7 +128,10 @@ class Substituter:
     def _from(self, cache: Cache, aid: str, meter: MeterFactory, busy: frozenset[str]
               ) -> Fetched:
         started = time.monotonic()
-        description = cache.description(split_id(aid)[2])
+        with self._lock:
+            description = self.prefetched.pop((cache.url, split_id(aid)[2]), None)
+        if description is None:
+            description = cache.description(split_id(aid)[2])
         signer = check_entry(description, aid, self.trusted)
         assert description is not None
         for ref in description["references"]:

@@ -80,7 +80,8 @@ def reproduce(settings: Settings, what: str, *, from_: str | None = None,
         _check_name(name)
     store = Store(settings.store).ensure()
     with processes.interruptible(), _image_read_as_bundle(what, from_, store) as what, \
-            open_bundle(what, from_, store, settings.trusted_keys) as bundle, \
+            open_bundle(what, from_, store, settings.trusted_keys,
+                        jobs or settings.jobs) as bundle, \
             BuildRoots(store) as roots:
         roots.add([*(node_id(h, s) for h, s in bundle.specs.items()),
                    *(k for s in bundle.specs.values() for k in spec_source_keys(s))])
