@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
-from packfixtures import two_level
+from packfixtures import make_artifact, two_level
 
-from hdenv.exchange.backends import open_cache
+from hdenv.exchange.backends import DirectoryCache, open_cache
 from hdenv.exchange.push import push
 from hdenv.exchange.signing import SecretKey
+from hdenv.exchange.transfer import Meter
+from hdenv.profile.profiles import create_profile, profile_hash, profile_spec
 from hdenv.store.layout import Store
 
 
@@ -28,3 +33,54 @@ def test_push_order_skips_and_profile_definitions(tmp_path: Path) -> None:
     assert kept["spec"] == store.read_spec(phash) and kept["hash"] == phash  # signed envelope
     again = push(store, [top], cache, key, lines.append)
     assert again.pushed == [] and again.present == [dep, top] and again.bytes_sent == 0
+
+
+class Watched(DirectoryCache):
+    """A real directory cache that notes when each entry's upload began and ended, and
+    takes a while over each, as a remote cache would."""
+
+    def __init__(self, root: Path):
+        super().__init__(str(root), root)
+        self.spans: dict[str, tuple[float, float]] = {}
+        self.lock = threading.Lock()
+
+    def put_entry(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
+        began = time.monotonic()
+        time.sleep(0.05)
+        sent = super().put_entry(description, archive, meter)
+        with self.lock:
+            self.spans[description["id"]] = (began, time.monotonic())
+        return sent
+
+
+def test_push_with_jobs_uploads_side_by_side_but_never_before_the_references(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path / "a").ensure()
+    ids: list[str] = []
+    for chain in range(3):  # three chains of three: c0 <- c1 <- c2
+        below: list[str] = []
+        for level in range(3):
+            name = f"c{chain}x{level}"
+
+            def fill(prefix: Path, name: str = name) -> None:
+                (prefix / name).write_text(name)
+
+            aid = make_artifact(store, name, fill, deps=below)
+            ids.append(aid)
+            below = [aid]
+    spec = profile_spec(ids, {}, None)
+    create_profile(store, spec)
+    cache = Watched(tmp_path / "cache")
+    lines: list[str] = []
+    report = push(store, [profile_hash(spec)], cache, SecretKey.generate("k1"), lines.append,
+                  jobs=3)
+    assert sorted(report.pushed) == sorted(ids) and report.bytes_sent > 0
+    assert sorted(line.split()[1] for line in lines) == sorted(ids)
+    for aid in ids:
+        for dep in store.artifact_meta(aid)["runtime_deps"]:
+            assert cache.spans[dep][1] <= cache.spans[aid][0], (dep, aid)
+    spans = sorted(cache.spans.values())
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), "no two uploads overlapped"
+    index = json.loads((tmp_path / "cache" / "index.json").read_text())
+    assert sorted(index["artifacts"]) == sorted(a.split("/")[2] for a in ids)
+    assert not list((store.root / "tmp").rglob("*.tar.zst"))  # each archive gone once sent
