@@ -9,6 +9,7 @@ import time
 from hdenv.exchange.transfer import (
     MeteredReader,
     NullMeter,
+    SharedLine,
     TerminalMeter,
     copy_stream,
     human_size,
@@ -50,3 +51,19 @@ def test_the_meter_shows_bytes_and_rate_on_a_terminal_only() -> None:
     assert isinstance(meter_for("x", 1, io.StringIO()), NullMeter)  # a log file gets nothing
     assert [human_size(n) for n in (5, 1500, 2_500_000, 3e9)] == ["5 B", "1.5 kB", "2.5 MB",
                                                                    "3.0 GB"]
+
+
+def test_one_line_for_several_transfers_shows_artifacts_bytes_rate_and_time_left() -> None:
+    tty = io.StringIO()
+    line = SharedLine(2, tty, "pushing")
+    first, second = line.part(1_000_000), line.part(3_000_000)
+    first.update(1_000_000)
+    first.close()
+    time.sleep(0.11)
+    second.update(1_000_000)  # 2 of 4 MB done: as long again to go
+    text = tty.getvalue()
+    last = text.rsplit("\r\033[K", 1)[-1]
+    assert last.startswith("pushing 1/2 artifacts of 4.0 MB, ") and "s left" in last, last
+    assert "2.0 MB" in last and "MB/s" in last, last
+    second.close()
+    assert tty.getvalue().endswith("\r\033[K")  # all done: the line is cleared

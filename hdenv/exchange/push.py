@@ -13,6 +13,7 @@ the whole state (cachebundle.py), and each is checked by its hash there.
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from .bundle import build_closure
 from .inorder import run_in_order
 from .pack import pack_artifact
 from .signing import SecretKey, sign, sign_spec, signed_by
-from .transfer import NullMeter, human_size, meter_for
+from .transfer import Meter, NullMeter, SharedLine, human_size, meter_for
 
 
 @dataclass
@@ -126,10 +127,16 @@ def _push_all(store: Store, wanted: list[str], cache: Cache, key: SecretKey, wor
     """Pack and upload each artifact, `jobs` at once, each after its references (at most
     `jobs` packed archives wait on disk); the index a cache keeps is written once."""
     live = jobs == 1  # one at a time: a meter for the packing and the upload too
+    # side by side: one line for all (artifacts done, bytes, rate, time left)
+    line = SharedLine(len(wanted), sys.stderr, "pushing") \
+        if not live and sys.stderr.isatty() else None
 
     def one(aid: str) -> tuple[bool, int]:
         description = _pack(store, aid, work, live)
-        return _upload(aid, description, cache, key, work, live), description["archive_size"]
+        size = description["archive_size"]
+        meter = meter_for(f"uploading {aid.split('/')[0]}", size) if live \
+            else line.part(size) if line is not None else NullMeter()
+        return _upload(aid, description, cache, key, work, meter), size
 
     def pushed(aid: str, outcome: tuple[bool, int]) -> None:
         sent, size = outcome
@@ -160,12 +167,10 @@ def _pack(store: Store, aid: str, work: Path, live: bool) -> dict[str, Any]:
 
 
 def _upload(aid: str, description: dict[str, Any], cache: Cache, key: SecretKey, work: Path,
-            live: bool) -> bool:
+            meter: Meter) -> bool:
     """Sign and put one entry; whether its archive was sent (else the cache had it)."""
     archive = work / split_id(aid)[2] / f"{description['archive_sha256']}.tar.zst"
     signed = sign(description, key)
-    meter = meter_for(f"uploading {aid.split('/')[0]}", description["archive_size"]) \
-        if live else NullMeter()
     try:
         return cache.put_entry(signed, archive, meter)
     finally:

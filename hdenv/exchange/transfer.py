@@ -152,8 +152,9 @@ class SharedLine:
     (of the sizes known so far), rate and time left, instead of lines drawn over each
     other by threads."""
 
-    def __init__(self, count: int, stream: TextIO = sys.stderr):
+    def __init__(self, count: int, stream: TextIO = sys.stderr, verb: str = "fetching"):
         self.count = count
+        self.verb = verb
         self.finished = 0
         self.expected = 0
         self.lock = threading.Lock()
@@ -169,7 +170,7 @@ class SharedLine:
             line = self.line
             rate = line.done / max(time.monotonic() - line.started, 1e-6)
             left = max(self.expected - line.done - nbytes, 0) / rate if rate > 0 else 0
-            line.label = (f"fetching {self.finished}/{self.count} artifacts"
+            line.label = (f"{self.verb} {self.finished}/{self.count} artifacts"
                           f" of {human_size(self.expected)}, {left:.0f}s left")
             line.update(nbytes)
 
