@@ -92,7 +92,6 @@ class Store:
         self.upstreams = [Store(u) for u in dict.fromkeys(Path(u) for u in upstreams)
                           if u != self.root]
         self.shared = False  # group-shared (sharing.py); known once `ensure` ran
-        self._ensured = False
         self.src = self.root / "src"
         self.specs = self.root / "specs"
         self.artifacts = self.root / "artifacts"
@@ -108,12 +107,8 @@ class Store:
         (`check_owned`: nobody else owns it, a directory above it, or a link on
         its path); its directories are then made and checked through
         descriptors (storedirs), so a symlink planted as one is refused and
-        nothing is made in what it points at. Once per Store: the checks hold for the
-        process (nobody else owns the root or a directory above it, so nobody else can
-        move it), and a pull of 200 artifacts asked 200 times.
+        nothing is made in what it points at.
         """
-        if self._ensured:
-            return self
         dirs = (self.src, self.specs, self.artifacts, self.profiles, self.names, self.tmp,
                 self.locks)
         sharing.check_writable(self.root, self.locks)
@@ -133,7 +128,6 @@ class Store:
                     os.close(storedirs.open_below(root_fd, self.root, [name], create=made))
         finally:
             os.close(root_fd)
-        self._ensured = True
         return self
 
     def dir_fd(self, *parts: str, create: bool = True) -> int:
