@@ -137,7 +137,8 @@ def request(method: str, url: str, *, data: Any = None, headers: dict[str, str] 
     headers = dict(headers or {})
     if _proxied(url):
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
-        return urllib.request.urlopen(req, timeout=timeout)
+        # an opener of its own: urlopen's is made once, with the proxies of that moment
+        return urllib.request.build_opener().open(req, timeout=timeout)
     for _ in range(MAX_REDIRECTS + 1):
         resp = _send(method, url, data, headers, timeout)
         if resp.status in (301, 302, 303, 307, 308) and method in ("GET", "HEAD"):
