@@ -965,17 +965,18 @@ def _rename_aside(parent: int, name: str, trash: int, aside: str) -> bool | None
         st = os.stat(name, dir_fd=parent, follow_symlinks=False)
     except FileNotFoundError:
         return False
-    if not stat.S_ISDIR(st.st_mode):
+    # Our own directory with u+w needs nothing widened (the owner's bits are what count),
+    # so no descriptor of it either: the rename goes by name between two descriptors and
+    # moves whatever is there then, never following a link.
+    if not stat.S_ISDIR(st.st_mode) or (st.st_uid == os.geteuid()
+                                        and st.st_mode & stat.S_IWUSR):
         pinned = None
     elif (pinned := fdtree.pin(parent, name, st)) is None:
         return None
     try:
         # In a shared store another member's tree is writable through its group bits, and
-        # only its owner may chmod it, so ask for access rather than look at the owner's
-        # bits; our own directory with u+w needs no asking (the owner's bits are what count).
-        widened = pinned is not None and not (
-            st.st_uid == os.geteuid() and st.st_mode & stat.S_IWUSR
-            or os.access(fdtree.proc_path(pinned), os.W_OK))
+        # only its owner may chmod it, so ask for access rather than look at the owner's bits.
+        widened = pinned is not None and not os.access(fdtree.proc_path(pinned), os.W_OK)
         if widened:
             assert pinned is not None
             fdtree.chmod_pinned(pinned, stat.S_IMODE(st.st_mode) | 0o200)
