@@ -27,12 +27,12 @@ import json
 import os
 import re
 import stat
-import subprocess
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from queue import SimpleQueue
+from typing import Any, Generic, TypeVar, cast
 
 from ..errors import UserError
 from . import fdtree
@@ -561,6 +561,8 @@ def _garbage_sources(store: Store, live: set[str]) -> list[Item]:
 
 
 def _git_keep_refs(git_dir: Path) -> list[str]:
+    import subprocess  # here: only a store with a git cache runs git (gc's start-up)
+
     try:
         proc = subprocess.run(["git", f"--git-dir={git_dir}", "for-each-ref",
                                "--format=%(refname)", "refs/hdenv/keep/"],
@@ -662,10 +664,10 @@ def _sweep(store: Store, items: list[Item], trash: Path, result: GcResult,
     do after the sweep: the main thread, which makes the renames in order, does
     nothing else, and does not list the store a second time.
     """
-    jobs: list[tuple[Item, Future[bool] | None]] = []
-    specs: list[Future[bool]] = []  # unlinked by the workers: sources wait for them
+    jobs: list[tuple[Item, _Job[bool] | None]] = []
+    specs: list[_Job[bool]] = []  # unlinked by the workers: sources wait for them
     git_pruned = False
-    with _Sweep(store, trash, result.kept) as sweep, ThreadPoolExecutor(_workers()) as pool:
+    with _Sweep(store, trash, result.kept) as sweep, _Workers(_workers()) as pool:
         try:
             for item in items:
                 if item.kind == "spec" and sweep.in_specs(item):
@@ -705,6 +707,78 @@ def _sweep(store: Store, items: list[Item], trash: Path, result: GcResult,
                     job.cancel()
             raise
     return git_pruned
+
+
+T = TypeVar("T")
+
+
+class _Job(Generic[T]):
+    """One call for `_Workers`: `result()` waits for it, then returns what it returned or
+    raises what it raised; `cancel()` before it starts makes it no call at all. Its
+    "done" is a lock held from its making until the call is over (a Future keeps a
+    Condition for that)."""
+
+    __slots__ = ("_call", "_args", "_done", "_value", "_error", "_cancelled")
+
+    def __init__(self, call: Callable[..., T], args: tuple[Any, ...]) -> None:
+        self._call, self._args = call, args
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._cancelled = False
+
+    def run(self) -> None:
+        try:
+            if not self._cancelled:
+                self._value = self._call(*self._args)
+        except BaseException as e:  # the caller of result() hears of it
+            self._error = e
+        finally:
+            self._done.release()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def result(self) -> T:
+        with self._done:
+            pass
+        if self._error is not None:
+            raise self._error
+        if self._cancelled:
+            raise RuntimeError("cancelled")
+        return cast(T, self._value)
+
+
+class _Workers:
+    """Threads taking calls, in order, from one queue until the block ends (it waits for
+    them): what the sweep needs of a ThreadPoolExecutor, without importing
+    `concurrent.futures`, which imports `logging` (3 ms of every gc's start-up)."""
+
+    def __init__(self, count: int) -> None:
+        self._queue: SimpleQueue[_Job[Any] | None] = SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, daemon=True)
+                         for _ in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def submit(self, call: Callable[..., T], *args: Any) -> _Job[T]:
+        job = _Job(call, args)
+        self._queue.put(job)
+        return job
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            job.run()
 
 
 def _workers() -> int:
@@ -1037,6 +1111,8 @@ def _prune_empty_dirs(store: Store, marked: Marked) -> None:
 
 
 def _drop_git_ref(item: Item) -> bool:
+    import subprocess  # here: only `gc --sources` with a git cache runs git (gc's start-up)
+
     commit = item.ident.split(":", 1)[1]
     proc = subprocess.run(["git", f"--git-dir={item.path}", "update-ref", "-d",
                            f"refs/hdenv/keep/{commit}"], capture_output=True,
@@ -1046,6 +1122,8 @@ def _drop_git_ref(item: Item) -> bool:
 
 def _git_prune(git_dir: Path) -> None:
     """Drop the objects no kept commit reaches (remote-tracking refs go too)."""
+    import subprocess  # here: only `gc --sources` with a git cache runs git (gc's start-up)
+
     refs = subprocess.run(["git", f"--git-dir={git_dir}", "for-each-ref",
                            "--format=%(refname)", "refs/hdenv/remotes/"],
                           capture_output=True, text=True, stdin=subprocess.DEVNULL).stdout.split()
