@@ -1026,7 +1026,7 @@ def _delete_aside(trash: int, aside: str, item: Item) -> None:
     item.size = st.st_blocks * 512
     if stat.S_ISDIR(st.st_mode):
         tally = fdtree.Tally()
-        fdtree.remove_at(trash, aside, tally=tally)
+        fdtree.remove_at(trash, aside, tally=tally, is_dir=True)
         item.size += tally.total
     else:
         os.unlink(aside, dir_fd=trash)
