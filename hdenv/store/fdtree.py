@@ -437,7 +437,7 @@ class Tally:
 
 
 def remove_at(parent: int, name: str, where: Path | None = None,
-              tally: Tally | None = None) -> None:
+              tally: Tally | None = None, is_dir: bool = False) -> None:
     """`remove_tree` of the entry `name` of the open directory `parent`.
 
     Whatever is at a name when it is removed goes, as it is found: a file
@@ -446,16 +446,21 @@ def remove_at(parent: int, name: str, where: Path | None = None,
     refills is emptied again. Only one that keeps being refilled is an error
     (StoreError naming `where`): someone else is writing in it. `tally` adds up
     the size of everything below `name` as it goes (not `name` itself).
+    `is_dir` (the caller's lstat just showed a directory) skips the unlink that
+    would fail first; if it is something else by now, the next round unlinks it.
     """
+    unlink_first = not is_dir
     for _ in range(ROUNDS):
-        try:
-            os.unlink(name, dir_fd=parent)
-            return
-        except FileNotFoundError:
-            return
-        except (IsADirectoryError, PermissionError) as e:  # EPERM: a directory elsewhere
-            if isinstance(e, PermissionError) and not _is_dir(parent, name):
-                raise
+        if unlink_first:
+            try:
+                os.unlink(name, dir_fd=parent)
+                return
+            except FileNotFoundError:
+                return
+            except (IsADirectoryError, PermissionError) as e:  # EPERM: a directory elsewhere
+                if isinstance(e, PermissionError) and not _is_dir(parent, name):
+                    raise
+        unlink_first = True
         fd = _open_listed(parent, name, None, stat.S_IRWXU)
         if fd is None:
             if _is_dir(parent, name):

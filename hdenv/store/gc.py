@@ -27,12 +27,12 @@ import json
 import os
 import re
 import stat
-import subprocess
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from queue import SimpleQueue
+from typing import Any, Generic, TypeVar, cast
 
 from ..errors import UserError
 from . import fdtree
@@ -353,14 +353,15 @@ def artifact_dirs(store: Store) -> Iterator[tuple[str, Path, bool]]:
         os.close(top)
 
 
-def _unmarked_artifacts(store: Store, live: set[str]
+def _unmarked_artifacts(store: Store, live: set[str], empty: list[str] | None = None
                         ) -> Iterator[tuple[str, Path, list[str] | None]]:
     """(id, path, runtime deps) of every artifact directory not in `live`; deps None
     for a leftover (no regular artifact.json: a build still writing, or a dead one's).
 
     Listed as `artifact_dirs` does, nothing followed; the metadata of what may go is
     read once, here, through the descriptor of the file that was checked to be one
-    (a FIFO or a link planted there is neither opened nor followed).
+    (a FIFO or a link planted there is neither opened nor followed). `empty` gathers
+    the NAME and NAME/VERSION directories found empty on the way.
     """
     try:
         top = fdtree.open_dir(store.artifacts)
@@ -369,9 +370,12 @@ def _unmarked_artifacts(store: Store, live: set[str]
     root = str(store.artifacts)
     try:
         for name in _listdir_at(top):
-            for version, vfd in _subdirs(top, name):
+            for version, vfd in _subdirs(top, name, empty):
                 try:
-                    for hash_ in _listdir_at(vfd):
+                    hashes = _listdir_at(vfd)
+                    if not hashes and empty is not None:
+                        empty.append(f"{name}/{version}")
+                    for hash_ in hashes:
                         aid = f"{name}/{version}/{hash_}"
                         if aid not in live:
                             yield aid, Path(f"{root}/{aid}"), _runtime_deps(vfd, hash_)
@@ -412,14 +416,19 @@ def _runtime_deps(vfd: int, hash_: str) -> list[str] | None:
     return [d for d in needs if isinstance(d, str)] if isinstance(needs, list) else []
 
 
-def _subdirs(top: int, name: str) -> Iterator[tuple[str, int]]:
-    """(VERSION, its descriptor) of the real directory NAME in `top`; the caller closes each."""
+def _subdirs(top: int, name: str, empty: list[str] | None = None
+             ) -> Iterator[tuple[str, int]]:
+    """(VERSION, its descriptor) of the real directory NAME in `top`; the caller closes each.
+    NAME goes into `empty` if it has no entry at all."""
     try:
         nfd = fdtree.open_dir(name, dir_fd=top)
     except OSError:  # a symlink or a file: not followed
         return
     try:
-        for version in _listdir_at(nfd):
+        versions = _listdir_at(nfd)
+        if not versions and empty is not None:
+            empty.append(name)
+        for version in versions:
             try:
                 yield version, fdtree.open_dir(version, dir_fd=nfd)
             except OSError:
@@ -458,15 +467,20 @@ def _listdir_at(fd: int) -> list[str]:
 
 
 def garbage(store: Store, marked: Marked, *, sources: bool,
-            sizes: bool = True) -> list[Item]:
-    """What is not marked, in a safe removal order (see the module docstring)."""
+            sizes: bool = True, empty: list[str] | None = None) -> list[Item]:
+    """What is not marked, in a safe removal order (see the module docstring).
+
+    `empty` gathers the artifacts' NAME and NAME/VERSION directories that are empty
+    already, as listed: with the ones the sweep empties, all `_prune_empty_dirs` would
+    find, without listing the store a second time.
+    """
     items: list[Item] = []
     for phash in _listdir(store.profiles):
         if phash not in marked.profiles:
             items.append(Item("profile", phash, store.profile_dir(phash)))
     garbage_artifacts: dict[str, Path] = {}
     deps: dict[str, list[str]] = {}
-    for aid, path, meta in _unmarked_artifacts(store, marked.artifacts):
+    for aid, path, meta in _unmarked_artifacts(store, marked.artifacts, empty):
         if meta is not None:
             garbage_artifacts[aid] = path
             deps[aid] = meta
@@ -547,6 +561,8 @@ def _garbage_sources(store: Store, live: set[str]) -> list[Item]:
 
 
 def _git_keep_refs(git_dir: Path) -> list[str]:
+    import subprocess  # here: only a store with a git cache runs git (gc's start-up)
+
     try:
         proc = subprocess.run(["git", f"--git-dir={git_dir}", "for-each-ref",
                                "--format=%(refname)", "refs/hdenv/keep/"],
@@ -593,13 +609,13 @@ def collect(store: Store, *, dry_run: bool = False, sources: bool = False,
         if not dry_run:
             clean_stale(store)  # what a killed gc (or build) had moved aside
         result.kept = mark(store, clean_dead=not dry_run, runtime_only=runtime_only)
-        items = garbage(store, result.kept, sources=sources, sizes=dry_run)
+        empty: list[str] = []
+        items = garbage(store, result.kept, sources=sources, sizes=dry_run, empty=empty)
         if items and not dry_run:
             trash = temp_dir(store, TRASH_PREFIX)
         git_pruned = pruned = False
         if trash is not None and max_freed is None:  # nothing to stop at: all at once
-            git_pruned = _sweep(store, items, trash, result, on_item,
-                                lambda: _prune_empty_dirs(store, result.kept))
+            git_pruned = _sweep(store, items, trash, result, on_item, empty)
             items, pruned = [], True
         for item in items:
             if max_freed is not None and result.freed >= max_freed:
@@ -631,23 +647,37 @@ def collect(store: Store, *, dry_run: bool = False, sources: bool = False,
 
 
 def _sweep(store: Store, items: list[Item], trash: Path, result: GcResult,
-           on_item: Callable[[Item], None] | None, after_moves: Callable[[], None]) -> bool:
+           on_item: Callable[[Item], None] | None, empty: list[str]) -> bool:
     """Every item out of the store (each one rename, under its lock, in the safe order)
     while worker threads delete and measure what was moved; True if a git ref was dropped.
 
     Crash-safe as one item at a time: nothing is deleted before its rename, the
     renames keep their order, and whatever a kill leaves in the trash is no
     longer in the store (the next gc or build removes it: tmpdirs.clean_stale).
-    Deleting is where the time goes (one unlink per file; the kernel frees each
-    inode there or when its last descriptor closes), and those system calls run
-    without the GIL: threads overlap them with each other, with the renames and
-    with `after_moves` (the emptied NAME/VERSION directories go meanwhile).
+    Specs are files (an unlink is atomic): the workers unlink them, after every
+    artifact's rename and before any source goes. Deleting is where the time
+    goes (one unlink per file; the kernel frees each inode there or when its
+    last descriptor closes), and those system calls run without the GIL:
+    threads overlap them with each other and with the renames. The workers
+    also remove the NAME/VERSION directories an artifact leaves empty and those
+    `empty` (as garbage() listed them), which is what `_prune_empty_dirs` would
+    do after the sweep: the main thread, which makes the renames in order, does
+    nothing else, and does not list the store a second time.
     """
-    jobs: list[tuple[Item, Future[bool] | None]] = []
+    jobs: list[tuple[Item, _Job[bool] | None]] = []
+    specs: list[_Job[bool]] = []  # unlinked by the workers: sources wait for them
     git_pruned = False
-    with _Sweep(store, trash) as sweep, ThreadPoolExecutor(_workers()) as pool:
+    with _Sweep(store, trash, result.kept) as sweep, _Workers(_workers()) as pool:
         try:
             for item in items:
+                if item.kind == "spec" and sweep.in_specs(item):
+                    specs.append(unlinking := pool.submit(sweep.unlink_spec, item))
+                    jobs.append((item, unlinking))
+                    continue
+                if item.kind == "source":
+                    for done in specs:  # a spec goes before the sources it names
+                        done.result()
+                    specs = []
                 if item.kind == "source" and item.ident.startswith("git:"):
                     if _drop_git_ref(item):
                         git_pruned = True
@@ -660,7 +690,8 @@ def _sweep(store: Store, items: list[Item], trash: Path, result: GcResult,
                     jobs.append((item, job))
                 elif job is not None:
                     jobs.append((item, job))
-            after_moves()
+            pruned = (pool.submit(sweep.prune_empty, empty)
+                      if empty and sweep.has_top("artifacts") else None)
             for item, job in jobs:
                 if job is not None and not job.result():
                     continue
@@ -668,12 +699,86 @@ def _sweep(store: Store, items: list[Item], trash: Path, result: GcResult,
                 result.freed += item.size
                 if on_item is not None:
                     on_item(item)
+            if pruned is not None:
+                pruned.result()
         except BaseException:
             for _item, job in jobs:
                 if job is not None:
                     job.cancel()
             raise
     return git_pruned
+
+
+T = TypeVar("T")
+
+
+class _Job(Generic[T]):
+    """One call for `_Workers`: `result()` waits for it, then returns what it returned or
+    raises what it raised; `cancel()` before it starts makes it no call at all. Its
+    "done" is a lock held from its making until the call is over (a Future keeps a
+    Condition for that)."""
+
+    __slots__ = ("_call", "_args", "_done", "_value", "_error", "_cancelled")
+
+    def __init__(self, call: Callable[..., T], args: tuple[Any, ...]) -> None:
+        self._call, self._args = call, args
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._cancelled = False
+
+    def run(self) -> None:
+        try:
+            if not self._cancelled:
+                self._value = self._call(*self._args)
+        except BaseException as e:  # the caller of result() hears of it
+            self._error = e
+        finally:
+            self._done.release()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def result(self) -> T:
+        with self._done:
+            pass
+        if self._error is not None:
+            raise self._error
+        if self._cancelled:
+            raise RuntimeError("cancelled")
+        return cast(T, self._value)
+
+
+class _Workers:
+    """Threads taking calls, in order, from one queue until the block ends (it waits for
+    them): what the sweep needs of a ThreadPoolExecutor, without importing
+    `concurrent.futures`, which imports `logging` (3 ms of every gc's start-up)."""
+
+    def __init__(self, count: int) -> None:
+        self._queue: SimpleQueue[_Job[Any] | None] = SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, daemon=True)
+                         for _ in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def submit(self, call: Callable[..., T], *args: Any) -> _Job[T]:
+        job = _Job(call, args)
+        self._queue.put(job)
+        return job
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            job.run()
 
 
 def _workers() -> int:
@@ -685,12 +790,15 @@ def _workers() -> int:
 
 class _Sweep:
     """The descriptors a sweep reuses: the trash and the store's top-level directories
-    (each opened from the root without following a link, once)."""
+    (each opened from the root without following a link, once, by the main thread:
+    the workers only read `tops`), and what `_prune_empty_dirs` must leave alone."""
 
-    def __init__(self, store: Store, trash: Path):
+    def __init__(self, store: Store, trash: Path, marked: Marked):
         self.store = store
         self.trash = fdtree.open_dir(trash)
         self.tops: dict[str, int] = {}
+        self.busy = {a.rsplit("/", 1)[0] for a in marked.artifacts}
+        self.busy_names = {b.split("/", 1)[0] for b in self.busy}
 
     def __enter__(self) -> _Sweep:
         return self
@@ -699,15 +807,19 @@ class _Sweep:
         for fd in [self.trash, *self.tops.values()]:
             os.close(fd)
 
+    def _top(self, name: str) -> int:
+        top = self.tops.get(name)
+        if top is None:
+            top = self.tops[name] = fdtree.open_dirs(self.store.root, [name])
+        return top
+
     def _parent(self, item: Item) -> int:
         """A new descriptor of the directory holding `item` (OSError/ValueError if it
         cannot be reached without following a link)."""
         parts = item.path.parent.relative_to(self.store.root).parts
         if not parts:
             raise ValueError(f"{item.path}: not below a top-level directory")
-        top = self.tops.get(parts[0])
-        if top is None:
-            top = self.tops[parts[0]] = fdtree.open_dirs(self.store.root, parts[:1])
+        top = self._top(parts[0])
         if len(parts) == 1:
             return os.dup(top)
         fd = fdtree.open_dir(parts[1], dir_fd=top)
@@ -747,12 +859,93 @@ class _Sweep:
             os.close(parent)
 
     def delete(self, item: Item, aside: str) -> bool:
-        """Measure and delete what the rename moved, in one walk; False if refused."""
+        """Measure and delete what the rename moved, in one walk; False if refused.
+
+        An artifact's NAME/VERSION and NAME go here too once it leaves them empty
+        (as `_prune_empty_dirs` judges): removing a directory waits on the disk
+        as an unlink does, so these overlap in the workers instead of following
+        every rename one after the other.
+        """
+        if item.kind in ("artifact", "leftover"):
+            name, version, _hash = item.ident.split("/")
+            self._prune(name, version)
         try:
             _delete_aside(self.trash, aside, item)
         except PermissionError:
             return False
         return True
+
+    def prune_empty(self, empty: list[str]) -> None:
+        """Remove the NAME and NAME/VERSION directories that were listed empty (unless a
+        live id lives under them), as `_prune_empty_dirs` would."""
+        for rel in empty:
+            name, _, version = rel.partition("/")
+            if version:
+                self._prune(name, version)
+            elif name not in self.busy_names:
+                with contextlib.suppress(OSError):
+                    os.rmdir(name, dir_fd=self.tops["artifacts"])
+
+    def _prune(self, name: str, version: str) -> None:
+        """Remove NAME/VERSION and NAME if they are empty and no live id lives under them;
+        through descriptors, nothing followed. Each artifact's are tried once it was
+        renamed away, so the last of several of one VERSION to go removes it."""
+        if f"{name}/{version}" in self.busy:
+            return
+        top = self.tops["artifacts"]  # opened by the main thread before any job
+        try:
+            nfd = fdtree.open_dir(name, dir_fd=top)
+        except OSError:
+            return
+        try:
+            os.rmdir(version, dir_fd=nfd)
+        except FileNotFoundError:
+            pass
+        except OSError:  # not empty (another artifact or a build's), or not a directory
+            return
+        finally:
+            os.close(nfd)
+        if name not in self.busy_names:
+            with contextlib.suppress(OSError):
+                os.rmdir(name, dir_fd=top)
+
+    def has_top(self, name: str) -> bool:
+        """Whether the store's directory `name` is open in `tops` (opened now if need be,
+        by the main thread, for the workers)."""
+        try:
+            self._top(name)
+        except OSError:
+            return False
+        return True
+
+    def in_specs(self, item: Item) -> bool:
+        """Whether `item` is a name in specs/ (the workers' `unlink_spec` then takes it)."""
+        return item.path.parent == self.store.specs and self.has_top("specs")
+
+    def unlink_spec(self, item: Item) -> bool:
+        """Measure and unlink a garbage spec, in a worker; False if it is gone or refused.
+
+        A spec is one file and an unlink is atomic, so a kill leaves it whole or
+        gone: it needs no rename aside first. Specs go after every artifact was
+        moved (they are queued after them), so a killed gc never leaves an
+        artifact without its spec. Anything but a file (a directory a member
+        put there) goes through the trash as before.
+        """
+        specs, name = self.tops["specs"], item.path.name
+        try:
+            st = os.stat(name, dir_fd=specs, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(name, dir_fd=specs)
+                item.size = st.st_blocks * 512
+                return True
+        except FileNotFoundError:
+            return False
+        except PermissionError:  # another member's, closed to the group: theirs to remove
+            return False
+        except IsADirectoryError:  # made a directory meanwhile
+            pass
+        aside = self._move(item)
+        return aside is not None and self.delete(item, aside)
 
 
 def _remove(store: Store, item: Item, trash: Path) -> bool:
@@ -833,7 +1026,7 @@ def _delete_aside(trash: int, aside: str, item: Item) -> None:
     item.size = st.st_blocks * 512
     if stat.S_ISDIR(st.st_mode):
         tally = fdtree.Tally()
-        fdtree.remove_at(trash, aside, tally=tally)
+        fdtree.remove_at(trash, aside, tally=tally, is_dir=True)
         item.size += tally.total
     else:
         os.unlink(aside, dir_fd=trash)
@@ -846,17 +1039,18 @@ def _rename_aside(parent: int, name: str, trash: int, aside: str) -> bool | None
         st = os.stat(name, dir_fd=parent, follow_symlinks=False)
     except FileNotFoundError:
         return False
-    if not stat.S_ISDIR(st.st_mode):
+    # Our own directory with u+w needs nothing widened (the owner's bits are what count),
+    # so no descriptor of it either: the rename goes by name between two descriptors and
+    # moves whatever is there then, never following a link.
+    if not stat.S_ISDIR(st.st_mode) or (st.st_uid == os.geteuid()
+                                        and st.st_mode & stat.S_IWUSR):
         pinned = None
     elif (pinned := fdtree.pin(parent, name, st)) is None:
         return None
     try:
         # In a shared store another member's tree is writable through its group bits, and
-        # only its owner may chmod it, so ask for access rather than look at the owner's
-        # bits; our own directory with u+w needs no asking (the owner's bits are what count).
-        widened = pinned is not None and not (
-            st.st_uid == os.geteuid() and st.st_mode & stat.S_IWUSR
-            or os.access(fdtree.proc_path(pinned), os.W_OK))
+        # only its owner may chmod it, so ask for access rather than look at the owner's bits.
+        widened = pinned is not None and not os.access(fdtree.proc_path(pinned), os.W_OK)
         if widened:
             assert pinned is not None
             fdtree.chmod_pinned(pinned, stat.S_IMODE(st.st_mode) | 0o200)
@@ -917,6 +1111,8 @@ def _prune_empty_dirs(store: Store, marked: Marked) -> None:
 
 
 def _drop_git_ref(item: Item) -> bool:
+    import subprocess  # here: only `gc --sources` with a git cache runs git (gc's start-up)
+
     commit = item.ident.split(":", 1)[1]
     proc = subprocess.run(["git", f"--git-dir={item.path}", "update-ref", "-d",
                            f"refs/hdenv/keep/{commit}"], capture_output=True,
@@ -926,6 +1122,8 @@ def _drop_git_ref(item: Item) -> bool:
 
 def _git_prune(git_dir: Path) -> None:
     """Drop the objects no kept commit reaches (remote-tracking refs go too)."""
+    import subprocess  # here: only `gc --sources` with a git cache runs git (gc's start-up)
+
     refs = subprocess.run(["git", f"--git-dir={git_dir}", "for-each-ref",
                            "--format=%(refname)", "refs/hdenv/remotes/"],
                           capture_output=True, text=True, stdin=subprocess.DEVNULL).stdout.split()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -141,7 +140,7 @@ class BuildRoots:
         dfd = self.store.dir_fd("locks", ROOTS_DIR)
         try:
             with self.holding():
-                name = f"{os.getpid()}.{secrets.token_hex(6)}"
+                name = f"{os.getpid()}.{os.urandom(6).hex()}"  # as secrets.token_hex(6)
                 fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
                              | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
                 lock_fd(fd)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 import threading
 import time
@@ -86,7 +85,7 @@ def _run_token(tmp: Path, tmp_fd: int) -> str:
         known = _runs.get(tmp)
         if known is not None:
             return known[0]
-        token = secrets.token_hex(6)
+        token = os.urandom(6).hex()
         making = f".{RUN_PREFIX}{token}{RUN_SUFFIX}"
         fd = open_lock_at(tmp_fd, making, tmp)
         try:
@@ -107,7 +106,19 @@ NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
 def _new_name(token: str, prefix: str, suffix: str = "") -> str:
     """`TOKEN.PREFIXxxxxxxxx[SUFFIX]`, as tempfile names them (8 random characters)."""
-    return f"{token}.{prefix}{''.join(secrets.choice(NAME_CHARS) for _ in range(8))}{suffix}"
+    return f"{token}.{prefix}{_random_chars(8)}{suffix}"
+
+
+def _random_chars(count: int) -> str:
+    """`count` characters of NAME_CHARS, each equally likely, from os.urandom as the
+    `secrets` module draws them (bytes past the last whole multiple of the alphabet are
+    drawn again); not that module itself, whose import (hashlib, random) costs every
+    command that makes a temporary entry, gc included, 4 ms of its start-up."""
+    whole = 256 - 256 % len(NAME_CHARS)
+    out: list[str] = []
+    while len(out) < count:
+        out += [NAME_CHARS[b % len(NAME_CHARS)] for b in os.urandom(count) if b < whole]
+    return "".join(out[:count])
 
 
 def temp_dir(store: Store, prefix: str) -> Path:
@@ -138,7 +149,7 @@ def temp_padded_dir(store: Store, prefix: str, length: int) -> Path:
     removes it."""
     fd, tmp = private_tmp_fd(store)
     try:
-        base = f"{_run_token(tmp, fd)}.{prefix}{secrets.token_hex(4)}-"
+        base = f"{_run_token(tmp, fd)}.{prefix}{os.urandom(4).hex()}-"
         fill = length - len(os.fsencode(tmp)) - 1 - len(base)
         name = base + "_" * fill if fill > 0 and len(base) + fill <= 255 else base
         os.mkdir(name, PRIVATE_MODE, dir_fd=fd)  # fails if the name exists: it is ours alone
