@@ -67,11 +67,17 @@ def open_below(dir_fd: int, where: Path, parts: Sequence[str], *, create: bool =
             if not part or part in (".", "..") or "/" in part:
                 raise ValueError(f"not one path component: {part!r}")
             where = where / part
-            if create:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, mode, dir_fd=fd)
             try:
-                nfd = os.open(part, DIR_FLAGS, dir_fd=fd)
+                try:
+                    nfd = os.open(part, DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    # made only when missing: the store's directories nearly always exist,
+                    # and a failed mkdir cost as much as the open
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, mode, dir_fd=fd)
+                    nfd = os.open(part, DIR_FLAGS, dir_fd=fd)
             except OSError as e:
                 if e.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise StoreError(not_a_directory(where, _what(fd, part))) from None
