@@ -37,6 +37,7 @@ import http.client
 import io
 import json
 import os
+import threading
 import urllib.error
 import urllib.parse
 from collections.abc import Iterator
@@ -483,7 +484,8 @@ class OciCache(Cache):
         hostname = urllib.parse.urlsplit(f"//{host}").hostname or ""
         scheme = "http" if hostname in LOOPBACK else "https"
         self.base = f"{scheme}://{host}/v2/{repo}"
-        self._present: set[str] = set()  # blob digests known to be in the repository
+        self._present: set[str] = set()  # config digests known to be in the repository
+        self._config_lock = threading.Lock()
 
     def _request(self, method: str, url: str, data: Any = None,
                  headers: dict[str, str] | None = None) -> Any:
@@ -564,9 +566,10 @@ class OciCache(Cache):
                       layers: list[dict[str, Any]], annotations: dict[str, str],
                       artifact_type: str | None = None) -> None:
         digest = f"sha256:{hashlib.sha256(config).hexdigest()}"
-        if digest not in self._present and not self._has_blob(digest):
-            self._upload(digest, len(config), config)
-        self._present.add(digest)  # the empty config: asked for once a push, not per artifact
+        with self._config_lock:  # the empty config: one thread uploads it, the rest wait
+            if digest not in self._present and not self._has_blob(digest):
+                self._upload(digest, len(config), config)
+            self._present.add(digest)  # asked for once a push, not per artifact
         manifest: dict[str, Any] = {
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
             "config": {"mediaType": media, "digest": digest, "size": len(config)},

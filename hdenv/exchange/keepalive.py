@@ -13,8 +13,8 @@ error, as urllib gives them), HTTPS uses the default verified context, and a
 configured proxy (`http_proxy`, `https_proxy`, `no_proxy`) sends the request
 through urllib, which knows proxies. A connection the server closed while it
 sat idle is found when the next request fails before any answer: that request
-is sent once more on a new connection if its body can be sent again (none, or
-bytes). A response the caller leaves unread, in part, ends its connection:
+is sent once more on a new connection. A body that cannot be sent twice (a file
+being uploaded) never risks that: it goes on a new connection. A response the caller leaves unread, in part, ends its connection:
 the next request must not read the rest of this one's body as its answer.
 """
 
@@ -182,6 +182,8 @@ def _send(method: str, url: str, data: Any, headers: dict[str, str], timeout: fl
     if data is not None and "Content-Length" not in headers and isinstance(data, bytes):
         headers["Content-Length"] = str(len(data))
     replayable = data is None or isinstance(data, bytes)
+    if not replayable:  # a body that cannot be sent twice goes on a connection just made
+        _drop(key)
     while True:
         conn, reused = _connection(key, timeout)
         try:
