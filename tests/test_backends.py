@@ -29,8 +29,11 @@ from hdenv.exchange.backends import (
     open_cache,
 )
 from hdenv.exchange.pack import archive_name, pack_artifact
+from hdenv.exchange.push import push
 from hdenv.exchange.signing import SecretKey, sign
+from hdenv.exchange.substitute import Fetched, Substituter
 from hdenv.exchange.transfer import NullMeter
+from hdenv.profile.profiles import create_profile, profile_hash, profile_spec
 from hdenv.store.layout import Store
 
 
@@ -173,3 +176,29 @@ def test_an_unreachable_cache_is_one_line() -> None:
 def test_bad_cache_urls(url: str, why: str) -> None:
     with pytest.raises(UserError, match=why):
         open_cache(url)
+
+
+def test_oci_push_and_pull_with_several_in_flight(tmp_path: Path, services: dict[str, Any]
+                                                  ) -> None:
+    """Eight artifacts pushed -j 4 into a new repository and pulled back -j 4 into another
+    store. They share the empty config blob, which is uploaded once, not raced (two
+    uploads of one digest at once got HTTP 400 from the registry, one run in six)."""
+    store = Store(tmp_path / "store").ensure()
+    ids = []
+    for i in range(8):
+        def fill(prefix: Path, i: int = i) -> None:
+            (prefix / f"f{i}").write_text(f"{i} {prefix}\n")
+
+        ids.append(make_artifact(store, f"par{i}", fill))
+    spec = profile_spec(ids, {}, None)
+    create_profile(store, spec)
+    key = SecretKey.generate("k1")
+    url = f"oci://{services['registry']}/hdenv/parallel"
+    report = push(store, [profile_hash(spec)], open_cache(url), key, lambda _m: None, jobs=4)
+    assert sorted(report.pushed) == sorted(ids)
+    dest = Store(tmp_path / "other").ensure()
+    got = Substituter(dest, [open_cache(url)], [key.public()]).fetch_many(
+        ids, lambda _a: [], 4, lambda *_a: NullMeter())
+    assert all(isinstance(g, Fetched) for g in got.values()), got
+    for i, aid in enumerate(ids):
+        assert (dest.artifact_dir(aid) / f"f{i}").read_text() == f"{i} {dest.root}/artifacts/{aid}\n"

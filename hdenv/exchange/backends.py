@@ -485,7 +485,15 @@ class OciCache(Cache):
         scheme = "http" if hostname in LOOPBACK else "https"
         self.base = f"{scheme}://{host}/v2/{repo}"
         self._present: set[str] = set()  # config digests known to be in the repository
-        self._config_lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def _blob_lock(self, digest: str) -> threading.Lock:
+        """One lock per blob: threads pushing the same bytes (the empty config, two
+        artifacts that pack alike) upload them once; two uploads of one digest at once
+        got HTTP 400 from the registry."""
+        with self._locks_lock:
+            return self._locks.setdefault(digest, threading.Lock())
 
     def _request(self, method: str, url: str, data: Any = None,
                  headers: dict[str, str] | None = None) -> Any:
@@ -566,10 +574,10 @@ class OciCache(Cache):
                       layers: list[dict[str, Any]], annotations: dict[str, str],
                       artifact_type: str | None = None) -> None:
         digest = f"sha256:{hashlib.sha256(config).hexdigest()}"
-        with self._config_lock:  # the empty config: one thread uploads it, the rest wait
+        with self._blob_lock(digest):  # the empty config: asked for once a push
             if digest not in self._present and not self._has_blob(digest):
                 self._upload(digest, len(config), config)
-            self._present.add(digest)  # asked for once a push, not per artifact
+            self._present.add(digest)
         manifest: dict[str, Any] = {
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
             "config": {"mediaType": media, "digest": digest, "size": len(config)},
@@ -582,11 +590,12 @@ class OciCache(Cache):
     def put_entry(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
         sha = description["archive_sha256"]
         sent = False
-        if not self.has_archive(sha):
-            size = os.stat(archive).st_size
-            with open(archive, "rb") as f:
-                self._upload(f"sha256:{sha}", size, MeteredReader(f, meter))
-            sent = True
+        with self._blob_lock(f"sha256:{sha}"):
+            if not self.has_archive(sha):
+                size = os.stat(archive).st_size
+                with open(archive, "rb") as f:
+                    self._upload(f"sha256:{sha}", size, MeteredReader(f, meter))
+                sent = True
         layer = {"mediaType": OCI_ARCHIVE, "digest": f"sha256:{sha}",
                  "size": description["archive_size"]}
         doc = _description_doc(description)

@@ -14,8 +14,9 @@ configured proxy (`http_proxy`, `https_proxy`, `no_proxy`) sends the request
 through urllib, which knows proxies. A connection the server closed while it
 sat idle is found when the next request fails before any answer: that request
 is sent once more on a new connection. A body that cannot be sent twice (a file
-being uploaded) never risks that: it goes on a new connection. A response the caller leaves unread, in part, ends its connection:
-the next request must not read the rest of this one's body as its answer.
+being uploaded) never risks that: it goes on a new connection. A response the
+caller leaves unread, in part, ends its connection: the next request must not
+read the rest of this one's body as its answer.
 """
 
 from __future__ import annotations
