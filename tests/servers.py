@@ -9,9 +9,11 @@ the process they started.
 from __future__ import annotations
 
 import contextlib
+import http.server
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -98,3 +100,17 @@ def bad_http_server(directory: Path, log: Path, mode: str) -> Iterator[str]:
             str(port), mode]
     with _serving(argv, f"http://127.0.0.1:{port}/", log):
         yield f"http://127.0.0.1:{port}/"
+
+
+@contextlib.contextmanager
+def in_thread(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[int]:
+    """A threading HTTP server on 127.0.0.1 in this process, for a handler a test defines
+    (to record or misbehave); yields its port."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()

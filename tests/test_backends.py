@@ -113,6 +113,14 @@ def test_a_directory_that_is_not_a_cache_is_never_written(tmp_path: Path) -> Non
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["thesis.tex"]
 
 
+def manifest_of(cache: OciCache, tag: str) -> Any:
+    """The manifest the registry holds for `tag`, read without hdenv's client."""
+    req = urllib.request.Request(f"{cache.base}/manifests/{tag}", headers={
+        "Accept": "application/vnd.oci.image.manifest.v1+json"})
+    with urllib.request.urlopen(req) as resp:
+        return json.loads(resp.read())
+
+
 def test_oci_registry(tmp_path: Path, services: dict[str, Any]) -> None:
     desc, archive, _ = entry(tmp_path, "oci")
     url = f"oci://{services['registry']}/hdenv/backend-test"
@@ -122,10 +130,7 @@ def test_oci_registry(tmp_path: Path, services: dict[str, Any]) -> None:
     round_trip(cache, desc, archive)
     hash_ = desc["id"].split("/")[2]
     # really an OCI artifact: one tag per artifact, the archive as a layer by digest
-    req = urllib.request.Request(f"{cache.base}/manifests/{hash_}", headers={
-        "Accept": "application/vnd.oci.image.manifest.v1+json"})
-    with urllib.request.urlopen(req) as resp:
-        manifest = json.loads(resp.read())
+    manifest = manifest_of(cache, hash_)
     assert manifest["layers"][0]["digest"] == f"sha256:{desc['archive_sha256']}"
     assert manifest["annotations"]["org.opencontainers.image.title"] == desc["id"]
     assert sorted(cache.tags()) == sorted([hash_, "profile-" + "p" * 32])
@@ -151,10 +156,7 @@ def test_oci_entries_with_the_description_as_config_blob_are_read(
     assert isinstance(cache, OciCache)
     round_trip(cache, desc, archive)
     hash_ = desc["id"].split("/")[2]
-    req = urllib.request.Request(f"{cache.base}/manifests/{hash_}", headers={
-        "Accept": "application/vnd.oci.image.manifest.v1+json"})
-    with urllib.request.urlopen(req) as resp:
-        manifest = json.loads(resp.read())
+    manifest = manifest_of(cache, hash_)
     assert "org.hdenv.description" not in manifest["annotations"]
     assert manifest["config"]["mediaType"] == \
         "application/vnd.hdenv.artifact.description.v1+json"

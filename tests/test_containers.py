@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import pytest
 from conftest import EXAMPLES, require_tool
 from containertools import Podman, bwrap_run, umoci_unpack
 from packfixtures import make_artifact
-from servers import _serving, free_port, registry
+from servers import _serving, free_port, in_thread, registry
 
 from hdenv.profile.profiles import create_profile, profile_hash, profile_spec
 from hdenv.store.layout import Store
@@ -553,14 +552,8 @@ class _DyingRegistry(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def dying_registry() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DyingRegistry)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with in_thread(_DyingRegistry) as port:
+        yield f"127.0.0.1:{port}"
 
 
 @contextlib.contextmanager

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from servers import in_thread
 
 from hdenv.exchange import keepalive
 
@@ -63,14 +63,8 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 def server() -> Iterator[str]:
     Recorder.seen = []
     Recorder.hang_up_after = set()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with in_thread(Recorder) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(autouse=True)
