@@ -55,6 +55,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -485,9 +486,21 @@ def _args(allowed: frozenset[str]) -> tuple[str, ...]:
     return tuple(args)
 
 
+_working_out = threading.Lock()
+
+
 def bwrap_args(extra: Iterable[str] = ()) -> list[str]:
     """The bwrap arguments that jail a build, `extra` (declared files and directories)
-    allowed besides the base set; [] where the host cannot be jailed (no dpkg or rpm)."""
+    allowed besides the base set; [] where the host cannot be jailed (no dpkg or rpm).
+
+    One thread at a time: `-j 2` starts two builds at once, and both worked out the same
+    jail (package lists, the scans of /usr/include) side by side, on the cores their
+    builds need, before either cache held it."""
+    with _working_out:
+        return _bwrap_args(extra)
+
+
+def _bwrap_args(extra: Iterable[str]) -> list[str]:
     base = base_allowed()
     if not base:
         return []
