@@ -3,7 +3,8 @@
 `python staticserver.py DIRECTORY PORT`: `python -m http.server`'s files, but
 speaking HTTP/1.1 (connections stay open between requests) with Nagle's
 algorithm off, as nginx (`tcp_nodelay on`) and S3 do. Without that, a response's
-body waits behind the delayed acknowledgement of its headers: 40 ms a request.
+body waits behind the delayed acknowledgement of its headers: 36 ms a GET of 100 kB on
+a kept connection here, against 0.3 ms.
 """
 
 from __future__ import annotations
