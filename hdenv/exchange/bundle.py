@@ -96,17 +96,27 @@ def check_graph(specs: dict[str, dict[str, Any]], roots: list[str], where: str) 
                                 f" {node_id(rh, specs[rh])}")
 
 
-def build_closure(read: Callable[[str], dict[str, Any]], roots: list[str]) -> dict[str, Any]:
-    """hash -> spec for everything the roots need to be built (deps, build deps, tools)."""
+def build_closure(read: Callable[[str], dict[str, Any]], roots: list[str], jobs: int = 1
+                  ) -> dict[str, Any]:
+    """hash -> spec for everything the roots need to be built (deps, build deps, tools),
+    read a level at a time; with `jobs` > 1 a level's reads run that many at once (a
+    binary cache's: a profile's 200 artifacts are 200 requests)."""
     out: dict[str, Any] = {}
-    stack = list(roots)
-    while stack:
-        h = stack.pop()
-        if h in out:
-            continue
-        spec = read(h)
-        out[h] = spec
-        stack.extend(r.rsplit("/", 1)[-1] for r in references(spec))
+    level = sorted(set(roots))
+    pool = None
+    if jobs > 1:
+        from concurrent.futures import ThreadPoolExecutor  # here: only caches read in threads
+
+        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hdenv-spec")
+    try:
+        while level:
+            for h, spec in zip(level, pool.map(read, level) if pool else map(read, level)):
+                out[h] = spec
+            level = sorted({r.rsplit("/", 1)[-1] for h in level for r in references(out[h])}
+                           - out.keys())
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return out
 
 

@@ -30,15 +30,13 @@ into) is an error, and only the artifacts that passed every check stay.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import UserError
 from ..store.hashing import HASH_BITS, is_hash_like, spec_hash
 from ..store.layout import Store
 from .backends import Cache, open_cache
-from .bundle import Bundle, check_graph, node_id, references
+from .bundle import Bundle, build_closure, check_graph, node_id
 from .pack import ArchiveRefused
 from .signing import PublicKey, SignatureRefused, envelope_name, open_spec, parse_trusted
 from .substitute import NotHere, Substituter, check_entry
@@ -74,20 +72,6 @@ def _verified_spec(url: str, doc: Any, h: str, keys: list[PublicKey]) -> Any:
     return spec
 
 
-def _closure(read: Callable[[str], dict[str, Any]], root: str, jobs: int) -> dict[str, Any]:
-    """hash -> spec for everything `root` needs (bundle.build_closure's set), read a level
-    at a time with `jobs` reads at once: a profile's 200 artifacts are 200 requests."""
-    out: dict[str, Any] = {}
-    level = [root]
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="hdenv-spec") as pool:
-        while level:
-            for h, spec in zip(level, pool.map(read, level)):
-                out[h] = spec
-            level = sorted({r.rsplit("/", 1)[-1] for h in level for r in references(out[h])}
-                           - out.keys())
-    return out
-
-
 class CacheBundle(Bundle):
     def __init__(self, store: Store, cache: Cache, what: str, trusted: list[str],
                  jobs: int = 1):
@@ -121,7 +105,7 @@ class CacheBundle(Bundle):
                                 " damaged; refusing the cache")
             return spec
 
-        specs = _closure(read, what, jobs)
+        specs = build_closure(read, [what], jobs)
         check_graph(specs, [what], url)
         for h, description in sorted(descriptions.items()):
             aid = node_id(h, specs[h])

@@ -50,11 +50,10 @@ class Response:
     the body was read to the end, and is closed otherwise."""
 
     def __init__(self, raw: http.client.HTTPResponse, key: tuple[str, str],
-                 conn: http.client.HTTPConnection, url: str):
+                 conn: http.client.HTTPConnection):
         self.raw = raw
         self.key = key
         self.conn = conn
-        self.url = url
         self.status = raw.status
         self.reason = raw.reason
         self.headers = raw.headers
@@ -202,4 +201,4 @@ def _send(method: str, url: str, data: Any, headers: dict[str, str], timeout: fl
             _connections().pop(key, None)  # the response owns the socket now
         if method == "HEAD":
             raw.close()  # no body follows, whatever the headers say
-        return Response(raw, key, conn, url)
+        return Response(raw, key, conn)
