@@ -24,7 +24,7 @@ from __future__ import annotations
 from ..errors import UserError
 from ..store.index import Index, artifact_root, runtime_closure
 from ..store.variants import build_names, dep_ids, spec_traits, split_id, version_key
-from . import lightos
+from . import lightos, namecache
 from .envdiff import LoadRecord, json_loads
 
 TYPE_CHECKING = False
@@ -109,6 +109,7 @@ class Catalog:
         self.index = index or Index(roots)
         self._builds: dict[str, Build] = {}
         self._listed: dict[str, list[tuple[str, str]]] | None = None
+        self._complete = True  # every profile.json listed() needed was read
 
     def listed(self) -> dict[str, list[tuple[str, str]]]:
         """Artifact id -> [(profile NAME/N, "current" or "")] of every generation."""
@@ -116,7 +117,9 @@ class Catalog:
             self._listed = {}
             for named in self.index.named():
                 for gen in named.generations:
-                    for _n, _v, aid in self.index.facts(named.root, gen.hash).packages():
+                    facts = self.index.facts(named.root, gen.hash)
+                    self._complete = self._complete and facts.present
+                    for _n, _v, aid in facts.packages():
                         self._listed.setdefault(aid, []).append(
                             (f"{named.name}/{gen.number}", "current" if gen.current else ""))
         return self._listed
@@ -157,8 +160,19 @@ class Catalog:
         return found
 
     def all_names(self) -> dict[str, str]:
-        """Every loadable package's distinguishing name; specs are read only where two
-        builds share a NAME/VERSION (avail pays for nothing else)."""
+        """Every loadable package's distinguishing name, from the user's name cache when
+        the store's profiles are those it was made for (namecache.py)."""
+        key = " ".join(sorted({g.hash for named in self.index.named()
+                               for g in named.generations}))
+        names = namecache.read(self.roots, key)
+        if names is None:
+            names = self._name_all()
+            if self._complete:  # an unreadable profile.json must not be remembered as empty
+                namecache.write(self.roots, key, names)
+        return names
+
+    def _name_all(self) -> dict[str, str]:
+        """Specs are read only where two builds share a NAME/VERSION."""
         groups: dict[str, list[str]] = {}
         for aid in self.listed():
             groups.setdefault(aid.rpartition("/")[0], []).append(aid)
@@ -179,7 +193,10 @@ class Catalog:
         if known is not None:
             return spec_traits(known.spec)
         root = artifact_root(self.roots, aid)
-        return None if root is None else spec_traits(_spec(root, aid))
+        if root is None:
+            self._complete = False  # gc'd under a profile, or a store not mounted
+            return None
+        return spec_traits(_spec(root, aid))
 
     def names(self, builds: list[Build]) -> dict[str, str]:
         """`zlib/1.2.13-gcc`: each build's distinguishing name (store/variants.py)."""
