@@ -10,6 +10,8 @@
    stores with posix-tools captured first). Printed whole, and net of the fixed
    part every run pays (the no-op build of the same stack, measured in the same
    run): the net ratio is the scheduling's. Goal: net <= 0.52 on a 2-core machine.
+   Each is the best of `--repeat` builds (alternating, each in a fresh store): one
+   build of 4 x 0.5 s moves by +-3% from run to run on an idle machine.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="100,250,500")
     parser.add_argument("--parallel", type=int, default=4, help="independent packages for -j")
+    parser.add_argument("--repeat", type=int, default=3, help="timed -j 1 and -j 2 builds each")
     opts = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hdenv-bench-build-"))
     env = {**os.environ, "HDENV_STORE": str(work / "store"),
@@ -87,20 +90,22 @@ def main() -> None:
               f" {'OK' if t1 < 1.0 else 'MISSED'})")
 
         print(f"\nparallel scheduling, {opts.parallel} independent CPU-bound packages:")
-        times = {}
+        times: dict[int, float] = {}
         warm = work / "warm.toml"  # captures posix-tools: the same for -j 1 and -j 2
         warm.write_text("[packages.warm]\nversion = \"1\"\nscript = 'mkdir -p \"$PREFIX\"'\n")
+        stack = work / "busy.toml"
+        stack.write_text(busy_stack(opts.parallel))
+        for attempt in range(opts.repeat):  # alternating, each in a fresh store; best counts
+            for jobs in (1, 2):
+                jenv = {**env, "HDENV_STORE": str(work / f"store-j{jobs}-{attempt}")}
+                run(["build", str(warm)], jenv)  # so the timed build is the builds, not set-up
+                took = run(["build", str(stack), "-j", str(jobs)], jenv)
+                times[jobs] = min(times.get(jobs, took), took)
         for jobs in (1, 2):
-            stack = work / f"busy{jobs}.toml"
-            stack.write_text(busy_stack(opts.parallel))
-            jenv = {**env, "HDENV_STORE": str(work / f"store-j{jobs}")}
-            run(["build", str(warm)], jenv)  # so the timed build is the builds, not set-up
-            times[jobs] = run(["build", str(stack), "-j", str(jobs)], jenv)
-            print(f"  -j {jobs}: {times[jobs]:.2f} s")
+            print(f"  -j {jobs}: {times[jobs]:.2f} s (best of {opts.repeat})")
         # what every run pays whatever -j is (start-up, planning, the profile): the no-op
         # build of the same stack; the rest is the builds, which -j 2 should halve
-        fixed = best(["build", str(work / "busy1.toml")], {**env, "HDENV_STORE":
-                                                            str(work / "store-j1")}, 3)
+        fixed = best(["build", str(stack)], {**env, "HDENV_STORE": str(work / "store-j1-0")}, 3)
         net = (times[2] - fixed) / (times[1] - fixed)
         print(f"  ratio -j 2 / -j 1: {times[2] / times[1]:.2f} (both include a fixed"
               f" {fixed:.2f} s: start-up, planning, profile)")

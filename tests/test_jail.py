@@ -336,6 +336,16 @@ def test_the_jail_cache_is_believed_only_while_the_host_is_unchanged(tmp_path: P
     jail.forget()
     jail.load_cache(cache)
     assert jail.bwrap_args() == cold
+    # the arguments themselves are kept per allowed set: a marked copy is what comes back
+    (only_base,) = data["args"]
+    marked = json.loads(json.dumps(data))
+    marked["args"][only_base] = [*cold, "--marked"]
+    cache.write_text(json.dumps(marked))
+    jail.forget()
+    jail.load_cache(cache)
+    assert jail.bwrap_args() == [*cold, "--marked"]
+    assert "--marked" not in jail.bwrap_args([str(tmp_path)])  # another allowed set
+    assert len(json.loads(jail.cache_data() or b"{}")["args"]) == 2  # saved for next time
     # an answer that differs shows whether the cache was used
     data["base"].remove("/usr/include/stdio.h")
     cache.write_text(json.dumps(data))
@@ -353,7 +363,11 @@ def test_the_jail_cache_is_believed_only_while_the_host_is_unchanged(tmp_path: P
 def test_a_damaged_jail_cache_is_ignored(tmp_path: Path) -> None:
     """Whatever cache/jail.json holds (damage, or a planted file): never an error."""
     cache = tmp_path / "jail.json"
-    for text in ["[" * 100_000, "{not json", "[1, 2]", '{"key": 3}', "\u0000"]:
+    key = json.dumps(jail._host_key())
+    parts = f'"key": {key}, "base": [], "link_time": {{}}, "dev_subdirs": {{}}'
+    for text in ["[" * 100_000, "{not json", "[1, 2]", '{"key": 3}', "\u0000",
+                 f'{{{parts}, "args": {{"k": [1]}}}}', f'{{{parts}, "args": []}}',
+                 f'{{{parts}}}']:
         cache.write_text(text)
         jail.forget()
         jail.load_cache(cache)  # ignored

@@ -40,10 +40,13 @@ library the link points at.
 
 What the jail costs to work out (package lists, a scan of `/usr/include`) is
 done once per process and kept per allowed set (`functools.lru_cache`); the
-package lists and which `lib*.so` are link-time only are kept in the store's
-`cache/jail.json` while the package database and the areas are unchanged
-(`use_cache`, `cache_data`; the builder reads and writes that file through the
-store's descriptors, and believes it only if it is the user's own).
+package lists, which `lib*.so` are link-time only, and the arguments of the
+last few allowed sets are kept in the store's `cache/jail.json` while the
+package database and the areas are unchanged (`use_cache`, `cache_data`; the
+builder reads and writes that file through the store's descriptors, and
+believes it only if it is the user's own). A header copied by hand into a
+subdirectory of `/usr/include` changes none of that key: like every file no
+package declares, it stays hidden until the package database changes.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
+import hashlib
 import json
 import os
 import re
@@ -129,7 +133,7 @@ def forget() -> None:
     _dev_inside.cache_clear()
 
 
-CACHE_FORMAT = 2  # 2: dev_subdirs
+CACHE_FORMAT = 3  # 2: dev_subdirs; 3: args
 RACY_NS = 2_000_000_000  # a key this fresh may change again within one timestamp tick
 STATE_PATHS = ("/var/lib/dpkg/status", "/var/lib/rpm")
 
@@ -176,9 +180,11 @@ def use_cache(data: bytes | None) -> None:
         base = _paths(parsed["base"])
         link_time = _by_area(parsed["link_time"])
         dev_subdirs = _by_area(parsed["dev_subdirs"])
+        args = _arg_lists(parsed["args"])
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return
-    _known.update(base=base, link_time=link_time, dev_subdirs=dev_subdirs, saved=True)
+    _known.update(base=base, link_time=link_time, dev_subdirs=dev_subdirs, args=args,
+                  saved=True)
 
 
 def _paths(value: Any) -> frozenset[str]:
@@ -191,6 +197,17 @@ def _by_area(value: Any) -> dict[str, frozenset[str]]:
     if not isinstance(value, dict):
         raise TypeError("not a table")
     return {str(a): _paths(names) for a, names in value.items()}
+
+
+def _arg_lists(value: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        raise TypeError("not a table")
+    out = {}
+    for key, args in value.items():
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise TypeError("not a list of strings")
+        out[str(key)] = tuple(args)
+    return out
 
 
 def save_cache(path: Path) -> None:
@@ -214,8 +231,10 @@ def cache_data() -> bytes | None:
     _known["saved"] = True
     link_time = {a: sorted(_link_time_names(a)) for a in library_areas()}
     dev_subdirs = {a: sorted(_dev_subdirs(a)) for a in library_areas()}
+    args = {k: list(v) for k, v in _known.get("args", {}).items()}
     return (json.dumps({"key": key, "base": sorted(base_allowed()), "link_time": link_time,
-                        "dev_subdirs": dev_subdirs}, indent=2, sort_keys=True) + "\n").encode()
+                        "dev_subdirs": dev_subdirs, "args": args}, indent=2, sort_keys=True)
+            + "\n").encode()
 
 
 def _link_time_names(area: str) -> frozenset[str]:
@@ -475,8 +494,30 @@ def _link_time_name(path: str) -> bool:
     return info.soname != name
 
 
+KEPT_ARGS = 16
+"""Allowed sets whose arguments cache/jail.json keeps (a stack's builds use a few: the
+base set, and one per declared compiler and MPI); the oldest go first."""
+
+
 @functools.lru_cache(maxsize=32)
 def _args(allowed: frozenset[str]) -> tuple[str, ...]:
+    """The bwrap arguments for `allowed`, from the disk cache when the host is unchanged:
+    working them out scans /usr/include and the library directories' dev subdirectories
+    (~75 ms, ~1,800 opens here), on the critical path of the first build of every run."""
+    key = hashlib.sha256("\0".join(sorted(allowed)).encode("utf-8", "surrogateescape")
+                         ).hexdigest()
+    known: dict[str, tuple[str, ...]] = _known.setdefault("args", {})
+    if key in known:
+        return known[key]
+    found = _work_out_args(allowed)
+    known[key] = found
+    while len(known) > KEPT_ARGS:
+        del known[next(iter(known))]
+    _known["saved"] = False  # cache_data has something new to save
+    return found
+
+
+def _work_out_args(allowed: frozenset[str]) -> tuple[str, ...]:
     args: list[str] = []
     for area in INCLUDE_AREAS:
         if os.path.isdir(area):
