@@ -340,3 +340,41 @@ def test_an_archive_is_never_extracted_through_an_exchanged_version_dir(
     assert [p for p in decoy.rglob("*") if not p.is_dir()] == []  # nothing written there
     assert not (attacked[0] / hash_).exists()  # the half-made copy was removed, where it was
     assert not b.has_artifact(desc["id"])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_an_extraction_records_what_a_walk_of_the_installed_tree_finds(
+        tmp_path: Path, packed: tuple[Store, dict[str, Any], Path], umask: int) -> None:
+    """The extraction writes each file read-only and hashes it as it goes (no second walk):
+    its manifest and modes must be exactly what making the tree read-only and walking it
+    gives, setuid bits, odd modes, the umask's cuts and implicit directories included."""
+    _, desc, _ = packed
+    odd = [(member("x/y", tarfile.DIRTYPE), b""), (member("x/y/run"), b"#!/bin/sh\n"),
+           (member("x/y/secret"), b"s"), (member("x/y/suid"), b"u"),
+           (member("deep/er/file"), b"implicit parents"),  # no directory members
+           (member("x/y/link", tarfile.SYMTYPE, "run"), b""),
+           (member(".hdenv", tarfile.DIRTYPE), b""), (member(".hdenv/build.log"), b"log")]
+    odd[0][0].mode = 0o700
+    odd[1][0].mode = 0o775
+    odd[2][0].mode = 0o600
+    odd[3][0].mode = 0o4755
+    bad_desc, path = hostile(tmp_path, desc, odd)
+    b = Store(tmp_path / "b").ensure()
+    old = os.umask(umask)
+    try:
+        assert install_packed(b, bad_desc, path)
+    finally:
+        os.umask(old)
+    aid = bad_desc["id"]
+    dst = b.artifact_dir(aid)
+    recorded = json.loads((dst / ".hdenv" / "manifest.json").read_text())
+    assert recorded == manifest_of(dst)
+    assert verify_artifact(b, aid) == []
+    expect = {"x/y/run": 0o555 & ~umask | 0o500 & 0o555, "x/y/secret": 0o400,
+              "x/y/suid": 0o555 & ~umask | 0o500, "x/y": 0o500, "deep/er": 0o555 & ~umask | 0o500}
+    for rel, mode in expect.items():
+        assert stat.S_IMODE(os.lstat(dst / rel).st_mode) == mode, (rel, oct(mode))
+    assert set(recorded) == {"x", "x/y", "x/y/run", "x/y/secret", "x/y/suid", "x/y/link",
+                             "deep", "deep/er", "deep/er/file"}
+    assert recorded["x/y/link"] == "link:run"
+    assert (dst / ".hdenv" / "build.log").read_text() == "log"

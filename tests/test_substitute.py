@@ -15,6 +15,7 @@ import pytest
 from packfixtures import two_level
 from servers import free_port
 
+from hdenv.exchange import substitute
 from hdenv.exchange.backends import Cache, open_cache
 from hdenv.exchange.push import push
 from hdenv.exchange.signing import SecretKey
@@ -48,6 +49,28 @@ def test_references_come_along_and_reasons_name_every_cache(tmp_path: Path) -> N
     assert missing == (f"{down}: unreachable ([Errno 111] Connection refused);"
                        f" {tmp_path / 'cache'}: not found")
     assert list(sub.dead) == [down]  # asked once, then skipped for the rest of the run
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_an_archive_is_installed_from_memory_or_a_private_file_and_checked_either_way(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: bool) -> None:
+    """Small archives are downloaded into memory, big ones into the store's tmp (that
+    file is gone afterwards); a byte changed in the cache is refused on both paths."""
+    dep, top, cache, key = pushed(tmp_path)
+    monkeypatch.setattr(substitute, "IN_MEMORY", 1 << 30 if in_memory else 0)
+    b = Store(tmp_path / "b").ensure()
+    sub = Substituter(b, [cache], [key.public()])
+    assert isinstance(sub.fetch(dep), Fetched) and verify_artifact(b, dep) == []
+    described = cache.description(top.split("/")[2])
+    assert described is not None
+    archive = tmp_path / "cache" / "archives" / f"{described['archive_sha256']}.tar.zst"
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 1
+    archive.write_bytes(bytes(data))
+    got = sub.fetch(top)
+    assert isinstance(got, str) and "hash mismatch" in got, got
+    assert not b.has_artifact(top) and not b.own_artifact_dir(top).exists()
+    assert list(b.tmp.rglob("*.tar.zst")) == []  # no download left behind
 
 
 def test_a_description_filed_under_another_id_is_refused(tmp_path: Path) -> None:

@@ -18,8 +18,12 @@ the spec must hash to the id, the archive to `archive_sha256`; whoever checks
 signatures (caches, bundles) does so before calling it. Installation follows
 the store's rules (`install_artifact`: lock, leftover removal, metadata last,
 read-only), so a kill at any moment leaves no half-installed artifact, and the
-manifest is computed from the installed, relocated files, so `verify` checks
-what is really on disk.
+manifest records the installed, relocated files, so `verify` checks what is
+really on disk. The extraction writes each file once with its final,
+read-only mode and hashes the bytes as it writes them (a file patchelf
+changed is read back): no second walk over the tree and its data. Nobody
+else can change what it wrote meanwhile: every directory and file is the
+installer's, and none lets the group write.
 
 Extraction is streaming and strict: only directories, regular files and
 symlinks, no `..` or absolute member names, no duplicates, no `.hdenv/`
@@ -30,6 +34,7 @@ every file is written, so a link in the archive can never redirect a write.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import stat
@@ -45,6 +50,7 @@ from ..store.artifacts import install_artifact
 from ..store.fsutil import pending_file
 from ..store.hashing import CHUNK, spec_hash
 from ..store.layout import META_DIR, Store, split_id
+from ..store.sharing import current_umask, read_only_mode
 from .relocate import CannotRelocate, Relocator
 
 FORMAT = 1
@@ -238,16 +244,16 @@ def _check_id(owner: str, aid: str) -> None:
         raise ArchiveRefused(owner, f"{aid!r} is not an artifact id")
 
 
-def check_archive(description: dict[str, Any], archive_path: Path,
+def check_archive(description: dict[str, Any], archive: Path | bytes,
                   progress: Progress | None = None) -> None:
-    """The archive file must have exactly the described size and sha256."""
+    """The archive (a file, or its bytes) must have exactly the described size and sha256."""
     aid = description["id"]
-    size = os.stat(archive_path).st_size
+    size = len(archive) if isinstance(archive, bytes) else os.stat(archive).st_size
     if size != description["archive_size"]:
         raise ArchiveRefused(aid, f"hash mismatch: archive has {size} bytes,"
                                   f" {description['archive_size']} described")
     h = hashlib.sha256()
-    with open(archive_path, "rb") as f:
+    with _reader(archive) as f:
         for chunk in iter(lambda: f.read(CHUNK), b""):
             h.update(chunk)
             if progress is not None:
@@ -257,23 +263,28 @@ def check_archive(description: dict[str, Any], archive_path: Path,
                                   f" described sha256:{description['archive_sha256'][:16]}...")
 
 
+def _reader(archive: Path | bytes) -> IO[bytes]:
+    return io.BytesIO(archive) if isinstance(archive, bytes) else open(archive, "rb")
+
+
 # -- installing -------------------------------------------------------------
 
 
-def install_packed(store: Store, description: dict[str, Any], archive_path: Path, *,
+def install_packed(store: Store, description: dict[str, Any], archive_path: Path | bytes, *,
                    on_wait: Callable[[], None] | None = None,
                    source: str | None = None,
-                   hashed: tuple[int, str] | None = None) -> bool:
+                   hashed: tuple[int, str] | None = None, ensured: bool = False) -> bool:
     """Check, relocate and install a packed artifact; True if it was installed now.
 
-    Raises ArchiveRefused (nothing written) for a description or archive that
+    `archive_path` is the archive's file, or its bytes (a small download kept in
+    memory). Raises ArchiveRefused (nothing written) for a description or archive that
     fails a check, a runtime reference this store lacks, or content that
     cannot be relocated into this store's root. `source` (a cache URL, a
     bundle) is recorded in artifact.json as where the artifact came from.
     `hashed` is the (size, sha256) the caller measured while it wrote
     `archive_path` (a download into the private tmp dir, which nobody else can
     change): when it is what the description says, the archive is not read a
-    second time to check it.
+    second time to check it. `ensured`: as `install_artifact`'s.
     """
     aid = check_description(description)
     if store.has_artifact(aid):
@@ -291,8 +302,8 @@ def install_packed(store: Store, description: dict[str, Any], archive_path: Path
             moves[f"{old_root}/artifacts/{ref}"] = str(where.own_artifact_dir(ref))
     relocator = Relocator(old_root, str(store.root), moves)
 
-    def populate(_prefix: Path, _lock_fd: int, prefix_fd: int) -> None:
-        _extract(archive_path, prefix_fd, relocator, aid)
+    def populate(_prefix: Path, _lock_fd: int, prefix_fd: int) -> dict[str, str]:
+        return _extract(archive_path, prefix_fd, relocator, aid, store.shared)
 
     meta = description.get("meta")
     if not isinstance(meta, dict):
@@ -303,7 +314,7 @@ def install_packed(store: Store, description: dict[str, Any], archive_path: Path
     extra["installed_from"] = {"source": source, "archive_sha256": description["archive_sha256"]}
     _, installed = install_artifact(store, description["spec"], populate,
                                     runtime_deps=list(description["references"]),
-                                    extra_meta=extra, on_wait=on_wait)
+                                    extra_meta=extra, on_wait=on_wait, ensured=ensured)
     return installed
 
 
@@ -347,17 +358,22 @@ class _Dirs:
             self.fd = None
 
 
-def _extract(archive_path: Path, prefix_fd: int, relocator: Relocator, aid: str) -> None:
+def _extract(archive_path: Path | bytes, prefix_fd: int, relocator: Relocator, aid: str,
+             shared: bool) -> dict[str, str]:
     """Stream the archive into the artifact directory open as `prefix_fd` (empty, ours,
     under the artifact lock), through descriptors: in a group store a member may rename
     `artifacts/NAME/VERSION` away and plant links, and nothing written here may follow
-    them (`install_artifact` then refuses to register it)."""
+    them (`install_artifact` then refuses to register it). Returns the manifest
+    (`manifest_at`'s form) of what it wrote, every entry below the top already read-only
+    but `.hdenv/`, which `install_artifact` fills and closes."""
     import zstandard
 
     dirs: set[tuple[str, ...]] = {()}
     seen: set[tuple[str, ...]] = set()
     links: list[tuple[tuple[str, ...], str]] = []
     opened = _Dirs(prefix_fd)
+    umask = current_umask()
+    manifest: dict[str, str] = {}
 
     def parent_of(parts: tuple[str, ...]) -> int:
         # Parents are directories we made in this extraction, never anything else:
@@ -373,7 +389,7 @@ def _extract(archive_path: Path, prefix_fd: int, relocator: Relocator, aid: str)
         return opened.at(parts[:-1])
 
     try:
-        with open(archive_path, "rb") as raw, \
+        with _reader(archive_path) as raw, \
                 zstandard.ZstdDecompressor().stream_reader(raw) as zst, \
                 tarfile.open(fileobj=zst, mode="r|", bufsize=CHUNK) as tar:
             for member in tar:
@@ -394,31 +410,75 @@ def _extract(archive_path: Path, prefix_fd: int, relocator: Relocator, aid: str)
                 elif member.isreg():
                     src = tar.extractfile(member)
                     assert src is not None
-                    _write_member(parent, parts, src.read(), member, relocator)
+                    entry = _write_member(parent, parts, src.read(), member, relocator,
+                                          umask, shared)
+                    if parts[0] != META_DIR:
+                        manifest["/".join(parts)] = entry
                 else:
                     raise ArchiveRefused(aid, f"archive member {member.name!r} is a hardlink,"
                                               " device or fifo")
             for parts, target in links:
-                os.symlink(relocator.link_target(target), parts[-1],
-                           dir_fd=opened.at(parts[:-1]))
+                moved = relocator.link_target(target)
+                os.symlink(moved, parts[-1], dir_fd=opened.at(parts[:-1]))
+                if parts[0] != META_DIR:
+                    manifest["/".join(parts)] = f"link:{moved}"
+            # read-only last, deepest first: a directory is closed once all in it is written
+            for parts in sorted(dirs - {(), (META_DIR,)}, key=lambda p: (-len(p), p)):
+                mode = _close_dir(opened.at(parts[:-1]), parts[-1], shared)
+                if parts[0] != META_DIR:
+                    manifest["/".join(parts)] = f"dir {mode:04o}"
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as e:
         raise ArchiveRefused(aid, f"corrupt archive: {e}") from None
     except CannotRelocate as e:
         raise ArchiveRefused(aid, f"cannot relocate: {e}") from None
     finally:
         opened.close()
+    return manifest
 
 
 def _write_member(parent: int, parts: tuple[str, ...], data: bytes, member: tarfile.TarInfo,
-                  relocator: Relocator) -> None:
+                  relocator: Relocator, umask: int, shared: bool) -> str:
+    """Write one file, read-only from the start (an open descriptor writes whatever the
+    mode says); its manifest entry. The mode is what `install_artifact` would give the
+    file made with the archive's bits and this umask, so the manifest is the same."""
     rel = "/".join(parts)
-    fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 (member.mode & 0o777) | 0o600, dir_fd=parent)
+    data = relocator.file_data(rel, data)
+    made = ((member.mode & 0o777) | 0o600) & ~umask
+    final = read_only_mode(made, False, shared)
+    patched = relocator.needs_patch(rel)  # patchelf opens it by path: writable until then
+    fd = os.open(parts[-1], (os.O_RDWR if patched else os.O_WRONLY) | os.O_CREAT | os.O_EXCL
+                 | os.O_NOFOLLOW | os.O_CLOEXEC, made if patched else final, dir_fd=parent)
     try:
-        with os.fdopen(fd, "wb", closefd=False) as out:
-            out.write(relocator.file_data(rel, data))
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
         # patchelf is another process and takes a path: the file just written, by descriptor
         relocator.after_write(rel, Path(f"/proc/{os.getpid()}/fd/{fd}"))
+        digest = _hash_fd(fd) if patched else hashlib.sha256(data).hexdigest()
         os.utime(fd, (member.mtime, member.mtime))
+        if patched or (final & ~umask) != final:  # the umask took bits the mode needs
+            os.fchmod(fd, final)
+    finally:
+        os.close(fd)
+    return f"sha256:{digest} {final:04o}"
+
+
+def _hash_fd(fd: int) -> str:
+    h = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, CHUNK, offset):
+        h.update(chunk)
+        offset += len(chunk)
+    return h.hexdigest()
+
+
+def _close_dir(parent: int, name: str, shared: bool) -> int:
+    """Make the directory `name` (made by this extraction) read-only as `install_artifact`
+    would; its mode as it is now."""
+    fd = fdtree.open_dir(name, dir_fd=parent)
+    try:
+        mode = read_only_mode(os.fstat(fd).st_mode, True, shared)
+        os.fchmod(fd, mode)
+        return stat.S_IMODE(os.fstat(fd).st_mode)
     finally:
         os.close(fd)

@@ -204,6 +204,10 @@ class Relocator:
             self._pending[rel] = (entries, is_rpath)
         return sum(1 for m in found if not self._fits(m))
 
+    def needs_patch(self, rel: str) -> bool:
+        """Whether `after_write` will run patchelf on `rel` (`file_data` found a run path)."""
+        return rel in self._pending
+
     def after_write(self, rel: str, path: Path) -> None:
         """Set the relocated run path of an ELF file just written (patchelf works on files)."""
         pending = self._pending.pop(rel, None)

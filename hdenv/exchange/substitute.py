@@ -17,13 +17,14 @@ install rules, so a kill during a download leaves no artifact.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from ..store.layout import Store, split_id
 from ..store.tmpdirs import temp_file
@@ -83,6 +84,10 @@ def check_entry(description: Any, aid: str, trusted: list[PublicKey]) -> str:
     return check(description, trusted)
 
 
+IN_MEMORY = 8 << 20
+"""Archives up to this size (signed) are downloaded into memory, larger ones to a file."""
+
+
 @dataclass
 class Substituter:
     store: Store
@@ -92,6 +97,7 @@ class Substituter:
     prefetched: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     """(cache url, hash) -> the description a caller read already (reproduce --from)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _batch: bool = False  # inside fetch_many, which ran store.ensure() for all its installs
 
     @classmethod
     def from_settings(cls, store: Store, caches: list[str], trusted_keys: list[str]
@@ -142,23 +148,41 @@ class Substituter:
             got = self._fetch(ref, meter, busy)
             if not isinstance(got, Fetched):
                 raise NotHere(f"needs {ref}, which no cache provides")
+        label = f"downloading {aid.split('/')[0]}"
+        if description["archive_size"] <= IN_MEMORY:
+            # a small archive is held in memory: a temporary file to make, write, read back
+            # and remove was a tenth of such an install (the signed size caps what arrives)
+            buffer = io.BytesIO()
+            progress = meter(aid, label, description["archive_size"])
+            size, sha = self._download(cache, description, buffer, progress)
+            install_packed(self.store, description, buffer.getvalue(), source=cache.url,
+                           hashed=(size, sha), ensured=self._batch)
+            return Fetched(cache.url, size, time.monotonic() - started, signer)
         fd, tmp = temp_file(self.store, "fetch-", ".tar.zst")  # private, cleaned if we die
         try:
-            progress = meter(aid, f"downloading {aid.split('/')[0]}", description["archive_size"])
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    size, sha = cache.fetch_archive(description["archive_sha256"], out, progress,
-                                                    limit=description["archive_size"])
-            finally:
-                progress.close()
-            if not sha:
-                raise NotHere(f"not found: archive {description['archive_sha256'][:16]}...")
+            with os.fdopen(fd, "wb") as out:
+                progress = meter(aid, label, description["archive_size"])
+                size, sha = self._download(cache, description, out, progress)
             # hashed as it arrived: a mismatch is refused there, a match not read again
-            install_packed(self.store, description, tmp, source=cache.url, hashed=(size, sha))
+            install_packed(self.store, description, tmp, source=cache.url, hashed=(size, sha),
+                           ensured=self._batch)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         return Fetched(cache.url, size, time.monotonic() - started, signer)
+
+    @staticmethod
+    def _download(cache: Cache, description: dict[str, Any], out: IO[bytes], progress: Meter
+                  ) -> tuple[int, str]:
+        """The archive into `out`, hashed as it arrives; (size, sha256)."""
+        try:
+            size, sha = cache.fetch_archive(description["archive_sha256"], out, progress,
+                                            limit=description["archive_size"])
+        finally:
+            progress.close()
+        if not sha:
+            raise NotHere(f"not found: archive {description['archive_sha256'][:16]}...")
+        return size, sha
 
     def fetch_many(self, wanted: list[str], references: Callable[[str], list[str]], jobs: int,
                    meter: MeterFactory = terminal_meter) -> dict[str, Fetched | str]:
@@ -174,9 +198,14 @@ class Substituter:
             failed = [r for r in refs if not isinstance(results[r], Fetched)]
             return f"needs {failed[0]}, which no cache provided" if failed else None
 
-        # references in a loop: no cache can describe that
-        return run_in_order(wanted, references, jobs, lambda aid: self.fetch(aid, meter),
-                            settle=settle, loop=lambda _aid: "its references loop back to it")
+        self.store.ensure()  # once for the batch, not once per install
+        self._batch = True
+        try:
+            # references in a loop: no cache can describe that
+            return run_in_order(wanted, references, jobs, lambda aid: self.fetch(aid, meter),
+                                settle=settle, loop=lambda _aid: "its references loop back to it")
+        finally:
+            self._batch = False
 
     def realise(self, aid: str, say: Callable[[str], None], meter: MeterFactory) -> bool:
         """The build's hook: True if `aid` came from a cache; one line either way."""

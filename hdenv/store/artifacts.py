@@ -34,10 +34,15 @@ from .hashing import CHUNK, spec_hash
 from .layout import ARTIFACT_META, META_DIR, Store
 from .sharing import SPECIAL_BITS, current_umask, read_only_mode
 
-Populate = Callable[[Path, int, int], None]
+Populate = Callable[[Path, int, int], "dict[str, str] | None"]
 """populate(prefix, guard_fd, prefix_fd): fill `prefix`, the directory open as `prefix_fd`
 (write through that descriptor where you can: the path can be redirected in a group
-store, see `check_reached`); build processes inherit `guard_fd` (build_guard)."""
+store, see `check_reached`); build processes inherit `guard_fd` (build_guard).
+
+A build returns None: what it made is walked, made read-only and hashed. An extraction
+(exchange/pack.py) returns the manifest of what it wrote, everything below the top
+already read-only but `.hdenv/`: it knows every byte and mode it wrote, and a second
+walk over the tree and its data was most of an install's time."""
 
 
 def artifact_id(spec: dict[str, Any]) -> str:
@@ -135,17 +140,21 @@ def install_artifact(
     extra_meta: dict[str, Any] | None = None,
     on_wait: Callable[[], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    ensured: bool = False,
 ) -> tuple[str, bool]:
     """Make the artifact for `spec` exist; returns (id, built_now).
 
     `on_note(message)` hears what the build output should mention (setuid bits
-    that were removed).
+    that were removed). `ensured`: the caller ran `store.ensure()` for a batch of
+    installs (a pull of 200 artifacts checked the same store 200 times: ~50 system
+    calls each).
 
     Exceptions from `populate` propagate; the half-written directory is removed
     (and would be removed by the next attempt if we are killed first).
     """
     aid = artifact_id(spec)
-    store.ensure()
+    if not ensured:
+        store.ensure()
     store.write_spec(aid.rsplit("/", 1)[1], spec)
     prefix = store.own_artifact_dir(aid)  # never an upstream's: nothing is written there
     if store.has_artifact(aid):  # here or upstream
@@ -179,7 +188,7 @@ def install_artifact(
                 prefix_fd = fdtree.open_dir(hash_, dir_fd=parent)
                 started = time.time()
                 try:
-                    populate(prefix, guard, prefix_fd)
+                    prepared = populate(prefix, guard, prefix_fd)
                     _check_same(parent, hash_, prefix_fd, prefix)
                     check_reached(store, aid, prefix_fd)
                 except BaseException:
@@ -188,7 +197,7 @@ def install_artifact(
                     raise
             try:
                 _register(store, spec, aid, prefix, prefix_fd, parent, runtime_deps, log_path,
-                          extra_meta, started, on_note, final_mode)
+                          extra_meta, started, on_note, final_mode, prepared)
             except BaseException:
                 fdtree.remove_at(parent, hash_, prefix)
                 raise
@@ -285,11 +294,12 @@ def _check_same(parent: int, name: str, prefix_fd: int, prefix: Path) -> None:
 def _register(store: Store, spec: dict[str, Any], aid: str, prefix: Path, prefix_fd: int,
               parent: int, runtime_deps: list[str], log_path: Path | None,
               extra_meta: dict[str, Any] | None, started: float,
-              on_note: Callable[[str], None] | None, top_mode: int) -> None:
+              on_note: Callable[[str], None] | None, top_mode: int,
+              prepared: dict[str, str] | None) -> None:
     """Read-only modes, manifest and metadata, all through the artifact's own descriptor;
     the metadata (artifact.json last) only if the name still is that directory.
     `top_mode`: the artifact directory's permission bits as made (it was owner-only
-    while it was built)."""
+    while it was built); `prepared`: the manifest populate returned (see Populate)."""
     meta = prefix / META_DIR
     with contextlib.suppress(FileExistsError):
         os.mkdir(META_DIR, dir_fd=prefix_fd)
@@ -312,12 +322,17 @@ def _register(store: Store, spec: dict[str, Any], aid: str, prefix: Path, prefix
             return read_only_mode(st.st_mode, is_dir, store.shared)
 
         stripped: list[str] = []
-        refused = fdtree.change_modes_at(prefix_fd, mode)
-        if refused:
-            raise PermissionError(errno.EPERM, "cannot make read-only", str(prefix / refused[0]))
-        if stripped:
-            _note_stripped(sorted(stripped), log_path, on_note)
-        manifest = manifest_at(prefix_fd)  # of the final modes
+        if prepared is not None:
+            os.fchmod(prefix_fd, mode("", os.fstat(prefix_fd)))
+            manifest = prepared
+        else:
+            refused = fdtree.change_modes_at(prefix_fd, mode)
+            if refused:
+                raise PermissionError(errno.EPERM, "cannot make read-only",
+                                      str(prefix / refused[0]))
+            if stripped:
+                _note_stripped(sorted(stripped), log_path, on_note)
+            manifest = manifest_at(prefix_fd)  # of the final modes
         _check_same(parent, aid.rsplit("/", 1)[1], prefix_fd, prefix)
         check_reached(store, aid, prefix_fd)
         # one fsync per artifact, of artifact.json, which makes it exist (as Nix syncs its
