@@ -177,6 +177,16 @@ class Store:
         if not path.exists():
             self.write_file(("specs",), path.name, canonical_json(spec) + b"\n")
 
+    def write_specs(self, specs: dict[str, Any], jobs: int = 8) -> None:
+        """`write_spec` of each, `jobs` at once: each file is synced before it is renamed
+        into place, and syncs issued together share the journal's commits (200 specs of
+        a `reproduce` took 80 ms one after another)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for _ in pool.map(lambda item: self.write_spec(*item), specs.items()):
+                pass
+
     def hints_path(self, hash_: str) -> Path:
         return self.specs / f"{hash_}.hints.json"
 
