@@ -134,6 +134,9 @@ def test_oci_registry(tmp_path: Path, services: dict[str, Any]) -> None:
     assert manifest["layers"][0]["digest"] == f"sha256:{desc['archive_sha256']}"
     assert manifest["annotations"]["org.opencontainers.image.title"] == desc["id"]
     assert sorted(cache.tags()) == sorted([hash_, "profile-" + "p" * 32])
+    # what a push skips: from one tag listing; a profile's tag is no artifact's entry
+    missing = "m" * 32
+    assert cache.described([hash_, missing, "p" * 32]) == {hash_}
     # the description rides in the manifest (one request to read it); the config is
     # OCI's empty descriptor, a blob the registry really holds
     assert json.loads(manifest["annotations"]["org.hdenv.description"]) == \

@@ -95,6 +95,10 @@ class Cache:
     def description(self, hash_: str) -> dict[str, Any] | None:
         raise NotImplementedError
 
+    def described(self, hashes: list[str]) -> set[str]:
+        """The hashes of `hashes` the cache has a description for (what a push skips)."""
+        return {h for h in hashes if self.description(h) is not None}
+
     def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter, limit: int | None = None
                       ) -> tuple[int, str]:
         """Write the archive into `out`; returns (size, sha256) of what arrived.
@@ -540,6 +544,13 @@ class OciCache(Cache):
         else:  # pushed before descriptions moved into the manifest, or too big for it
             found = self._config_of(manifest, hash_)
         return found
+
+    def described(self, hashes: list[str]) -> set[str]:
+        """One listing of the repository's tags instead of a request per artifact (a push
+        of 200 to a new repository asked 200 times for nothing); a tagged one is still
+        read, so an entry whose manifest is broken is pushed again."""
+        tagged = set(self.tags())
+        return super().described([h for h in hashes if h in tagged])
 
     def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter, limit: int | None = None
                       ) -> tuple[int, str]:

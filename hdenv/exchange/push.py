@@ -84,10 +84,12 @@ def push(store: Store, refs: list[str], cache: Cache, key: SecretKey,
     work = temp_dir(store, "push-")
     try:
         wanted = []
+        kinds = {aid: store.artifact_meta(aid).get("kind") for aid in order}
+        present = cache.described([split_id(a)[2] for a in order if kinds[a] != "host"])
         for aid in order:
-            if store.artifact_meta(aid).get("kind") == "host":
+            if kinds[aid] == "host":
                 report.host.append(aid)
-            elif cache.description(split_id(aid)[2]) is not None:
+            elif split_id(aid)[2] in present:
                 report.present.append(aid)
             else:
                 wanted.append(aid)
