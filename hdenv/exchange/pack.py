@@ -301,9 +301,12 @@ def install_packed(store: Store, description: dict[str, Any], archive_path: Path
         if where is not None and where is not store:
             moves[f"{old_root}/artifacts/{ref}"] = str(where.own_artifact_dir(ref))
     relocator = Relocator(old_root, str(store.root), moves)
+    if not ensured:
+        store.ensure()  # first: in a group store it sets the group's umask
+    umask = current_umask()  # once, for the extraction and install_artifact alike
 
     def populate(_prefix: Path, _lock_fd: int, prefix_fd: int) -> dict[str, str]:
-        return _extract(archive_path, prefix_fd, relocator, aid, store.shared)
+        return _extract(archive_path, prefix_fd, relocator, aid, store.shared, umask)
 
     meta = description.get("meta")
     if not isinstance(meta, dict):
@@ -314,7 +317,8 @@ def install_packed(store: Store, description: dict[str, Any], archive_path: Path
     extra["installed_from"] = {"source": source, "archive_sha256": description["archive_sha256"]}
     _, installed = install_artifact(store, description["spec"], populate,
                                     runtime_deps=list(description["references"]),
-                                    extra_meta=extra, on_wait=on_wait, ensured=ensured)
+                                    extra_meta=extra, on_wait=on_wait, ensured=True,
+                                    umask=umask)
     return installed
 
 
@@ -330,36 +334,36 @@ def _member_parts(aid: str, name: str) -> tuple[str, ...]:
 
 class _Dirs:
     """Descriptors of the directories an extraction makes below the artifact's own (open
-    as `top`), each reached from it one name at a time without following a link. The
-    last one used stays open: an archive lists a directory's entries together."""
+    as `top`), each reached from the nearest one already open, one name at a time,
+    without following a link. Up to KEPT stay open (an archive lists a directory's
+    entries together, and the directories are visited again to close them)."""
+
+    KEPT = 64
 
     def __init__(self, top: int):
         self.top = top
-        self.parts: tuple[str, ...] = ()
-        self.fd: int | None = None
+        self.fds: dict[tuple[str, ...], int] = {}
 
     def at(self, parts: tuple[str, ...]) -> int:
         if not parts:
             return self.top
-        if parts != self.parts or self.fd is None:
-            self.close()
-            fd = self.top
-            for name in parts:
-                below = fdtree.open_dir(name, dir_fd=fd)
-                if fd != self.top:
-                    os.close(fd)
-                fd = below
-            self.parts, self.fd = parts, fd
-        return self.fd
+        found = self.fds.get(parts)
+        if found is not None:
+            return found
+        fd = fdtree.open_dir(parts[-1], dir_fd=self.at(parts[:-1]))
+        if len(self.fds) >= self.KEPT:  # the oldest goes: never a parent still in use here
+            os.close(self.fds.pop(next(iter(self.fds))))
+        self.fds[parts] = fd
+        return fd
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
 
 
 def _extract(archive_path: Path | bytes, prefix_fd: int, relocator: Relocator, aid: str,
-             shared: bool) -> dict[str, str]:
+             shared: bool, umask: int) -> dict[str, str]:
     """Stream the archive into the artifact directory open as `prefix_fd` (empty, ours,
     under the artifact lock), through descriptors: in a group store a member may rename
     `artifacts/NAME/VERSION` away and plant links, and nothing written here may follow
@@ -372,7 +376,6 @@ def _extract(archive_path: Path | bytes, prefix_fd: int, relocator: Relocator, a
     seen: set[tuple[str, ...]] = set()
     links: list[tuple[tuple[str, ...], str]] = []
     opened = _Dirs(prefix_fd)
-    umask = current_umask()
     manifest: dict[str, str] = {}
 
     def parent_of(parts: tuple[str, ...]) -> int:

@@ -141,13 +141,14 @@ def install_artifact(
     on_wait: Callable[[], None] | None = None,
     on_note: Callable[[str], None] | None = None,
     ensured: bool = False,
+    umask: int | None = None,
 ) -> tuple[str, bool]:
     """Make the artifact for `spec` exist; returns (id, built_now).
 
     `on_note(message)` hears what the build output should mention (setuid bits
     that were removed). `ensured`: the caller ran `store.ensure()` for a batch of
     installs (a pull of 200 artifacts checked the same store 200 times: ~50 system
-    calls each).
+    calls each). `umask`: the process umask, when the caller read it already.
 
     Exceptions from `populate` propagate; the half-written directory is removed
     (and would be removed by the next attempt if we are killed first).
@@ -183,7 +184,7 @@ def install_artifact(
                 # in it would plant a link for the build's `make install` to write
                 # through (the build's umask keeps the group out of what it makes:
                 # builder._umask_line); it gets its real mode when made read-only
-                final_mode = 0o777 & ~current_umask()
+                final_mode = 0o777 & ~(current_umask() if umask is None else umask)
                 os.mkdir(hash_, mode=0o710, dir_fd=parent)
                 prefix_fd = fdtree.open_dir(hash_, dir_fd=parent)
                 started = time.time()
@@ -333,8 +334,9 @@ def _register(store: Store, spec: dict[str, Any], aid: str, prefix: Path, prefix
             if stripped:
                 _note_stripped(sorted(stripped), log_path, on_note)
             manifest = manifest_at(prefix_fd)  # of the final modes
-        _check_same(parent, aid.rsplit("/", 1)[1], prefix_fd, prefix)
-        check_reached(store, aid, prefix_fd)
+            # again after the walks, which take a while: it is about to be registered
+            _check_same(parent, aid.rsplit("/", 1)[1], prefix_fd, prefix)
+            check_reached(store, aid, prefix_fd)
         # one fsync per artifact, of artifact.json, which makes it exist (as Nix syncs its
         # database, not each store path): what is written before it is as durable as the
         # artifact's own files, and `verify` checks them all against the manifest
