@@ -79,6 +79,10 @@ class ArchiveRefused(UserError):
         self.reason = reason
         super().__init__(f"{artifact}: {reason}")
 
+    def __reduce__(self) -> tuple[type[ArchiveRefused], tuple[str, str]]:
+        """As it was made: an install in a worker process raises it in the puller's."""
+        return type(self), (self.artifact, self.reason)
+
 
 def archive_name(description: dict[str, Any]) -> str:
     """File name of the archive a description refers to (content-addressed)."""

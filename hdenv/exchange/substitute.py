@@ -24,15 +24,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any, TextIO
 
 from ..store.layout import Store, split_id
 from ..store.tmpdirs import temp_file
+from . import workers
 from .backends import Cache, CacheUnavailable, open_cache
 from .inorder import run_in_order
 from .pack import ArchiveRefused, check_description, install_packed
 from .signing import PublicKey, SignatureRefused, check, parse_trusted
 from .transfer import Meter, NullMeter, SharedLine, human_size, meter_for
+from .workers import ForkedPool
 
 MeterFactory = Callable[[str, str, int], Meter]
 """meter(artifact id, label, total bytes) -> a progress meter for one download."""
@@ -98,6 +101,7 @@ class Substituter:
     """(cache url, hash) -> the description a caller read already (reproduce --from)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _batch: bool = False  # inside fetch_many, which ran store.ensure() for all its installs
+    _installer: ForkedPool | None = None  # inside fetch_many: installs in processes
 
     @classmethod
     def from_settings(cls, store: Store, caches: list[str], trusted_keys: list[str]
@@ -155,8 +159,7 @@ class Substituter:
             buffer = io.BytesIO()
             progress = meter(aid, label, description["archive_size"])
             size, sha = self._download(cache, description, buffer, progress)
-            install_packed(self.store, description, buffer.getvalue(), source=cache.url,
-                           hashed=(size, sha), ensured=self._batch)
+            self._install(description, buffer.getvalue(), cache.url, (size, sha))
             return Fetched(cache.url, size, time.monotonic() - started, signer)
         fd, tmp = temp_file(self.store, "fetch-", ".tar.zst")  # private, cleaned if we die
         try:
@@ -164,12 +167,24 @@ class Substituter:
                 progress = meter(aid, label, description["archive_size"])
                 size, sha = self._download(cache, description, out, progress)
             # hashed as it arrived: a mismatch is refused there, a match not read again
-            install_packed(self.store, description, tmp, source=cache.url, hashed=(size, sha),
-                           ensured=self._batch)
+            self._install(description, tmp, cache.url, (size, sha))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         return Fetched(cache.url, size, time.monotonic() - started, signer)
+
+    def _install(self, description: dict[str, Any], archive: Path | bytes, source: str,
+                 hashed: tuple[int, str]) -> None:
+        """install_packed, in a worker process inside fetch_many (workers.py)."""
+        if self._installer is not None:
+            self._installer(description, archive, source, hashed)
+        else:
+            self._install_here(description, archive, source, hashed)
+
+    def _install_here(self, description: dict[str, Any], archive: Path | bytes, source: str,
+                      hashed: tuple[int, str]) -> None:
+        install_packed(self.store, description, archive, source=source, hashed=hashed,
+                       ensured=self._batch)
 
     @staticmethod
     def _download(cache: Cache, description: dict[str, Any], out: IO[bytes], progress: Meter
@@ -201,11 +216,16 @@ class Substituter:
         self.store.ensure()  # once for the batch, not once per install
         self._batch = True
         try:
+            if workers.available(jobs, len(wanted)):
+                self._installer = ForkedPool(jobs, self._install_here)
             # references in a loop: no cache can describe that
             return run_in_order(wanted, references, jobs, lambda aid: self.fetch(aid, meter),
                                 settle=settle, loop=lambda _aid: "its references loop back to it")
         finally:
             self._batch = False
+            if self._installer is not None:
+                self._installer.close()
+                self._installer = None
 
     def realise(self, aid: str, say: Callable[[str], None], meter: MeterFactory) -> bool:
         """The build's hook: True if `aid` came from a cache; one line either way."""
