@@ -189,8 +189,11 @@ class _Reproduction:
             self.rebase_on_host({d.name for d in drift}, hosts)
             hosts = {self.renamed.get(h, h) for h in hosts}
         self.capture(hosts)
-        self.store_specs()
+        # from a cache, each install writes its own spec (in a worker, beside the others):
+        # the rest first, then whatever a refused install left unwritten
+        self.store_specs(skip=set(self.from_cache()))
         self.install_packed(jobs or self.settings.jobs)
+        self.store.write_specs({h: self.specs[h] for h in self.order()})  # only missing ones
         builds = self.needed_builds(lambda h: self.store.has_artifact(self.aid(h)))
         late = self.hosts_needed(builds) - set(hosts)
         if late:  # a packed artifact was refused: build-only host software is needed now
@@ -273,8 +276,8 @@ class _Reproduction:
         if old == self.root_hash:
             self.root_hash = new
 
-    def store_specs(self) -> None:
-        self.store.write_specs({h: self.specs[h] for h in self.order()})
+    def store_specs(self, skip: set[str] | None = None) -> None:
+        self.store.write_specs({h: self.specs[h] for h in self.order() if h not in (skip or ())})
         for h in self.order():
             hints = self.bundle.source_hints(self.origin.get(h, h))
             entries = []
@@ -286,12 +289,18 @@ class _Reproduction:
                 if entry["key"]:
                     self.store.record_source_hints(h, [entry])
 
+    def from_cache(self) -> list[str]:
+        """The hashes a binary cache is asked for, in dependency order (none from a bundle)."""
+        if self.bundle.substituter is None:
+            return []
+        wanted = set(self.runtime())
+        return [h for h in self.order() if h in wanted and h not in self.origin
+                and not self.store.has_artifact(self.aid(h))]
+
     def install_packed(self, jobs: int) -> None:
         wanted = set(self.runtime())
         if self.bundle.substituter is not None:
-            self.fetch_all(self.bundle.substituter, [
-                h for h in self.order() if h in wanted and h not in self.origin
-                and not self.store.has_artifact(self.aid(h))], jobs)
+            self.fetch_all(self.bundle.substituter, self.from_cache(), jobs)
             return
         with tempfile.TemporaryDirectory(prefix="hdenv-reproduce-") as work:
             for h in self.order():
