@@ -147,6 +147,9 @@ def test_oci_registry(tmp_path: Path, services: dict[str, Any]) -> None:
     with urllib.request.urlopen(f"{cache.base}/blobs/{config}") as resp:
         body = resp.read()
         assert body == b"{}" and hashlib.sha256(body).hexdigest() == config.split(":")[1]
+    # a new client asks the registry (a mount of the blob from this repository: 201)
+    # and sends the archive no more
+    assert open_cache(url).put_entry(desc, archive, NullMeter()) is False
 
 
 def test_oci_entries_with_the_description_as_config_blob_are_read(

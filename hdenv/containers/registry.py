@@ -10,7 +10,9 @@ digest and reused by the next push).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from pathlib import Path
 
 from ..exchange.backends import CacheUnavailable, OciCache
 from ..exchange.transfer import MeteredReader, NullMeter
@@ -25,14 +27,14 @@ def push_image(image: Image, host: str, repo: str, tag: str,
     sent = 0
     meter = NullMeter()
     for layer in image.layers:
-        if client._has_blob(layer.digest):
-            continue
-        with open(layer.path, "rb") as f:
-            client._upload(layer.digest, layer.size, MeteredReader(f, meter))
-        sent += 1
-    if not client._has_blob(image.config.digest):
-        client._upload(image.config.digest, len(image.config.data), image.config.data)
-        sent += 1
+        with contextlib.ExitStack() as opened:
+            def body(path: Path = layer.path, opened: contextlib.ExitStack = opened
+                     ) -> MeteredReader:
+                return MeteredReader(opened.enter_context(open(path, "rb")), meter)
+
+            sent += client.put_blob(layer.digest, layer.size, body)
+    config = image.config.data
+    sent += client.put_blob(image.config.digest, len(config), lambda: config)
     _, headers = client._read("PUT", f"{client.base}/manifests/{tag}", data=image.manifest.data,
                               headers={"Content-Type": image.manifest.media})
     if headers is None:

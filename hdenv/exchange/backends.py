@@ -40,7 +40,7 @@ import os
 import threading
 import urllib.error
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -488,7 +488,7 @@ class OciCache(Cache):
         hostname = urllib.parse.urlsplit(f"//{host}").hostname or ""
         scheme = "http" if hostname in LOOPBACK else "https"
         self.base = f"{scheme}://{host}/v2/{repo}"
-        self._present: set[str] = set()  # config digests known to be in the repository
+        self._present: set[str] = set()  # blob digests known to be in the repository
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
@@ -569,26 +569,41 @@ class OciCache(Cache):
             resp.close()
         return resp is not None
 
-    def _upload(self, digest: str, size: int, body: Any) -> None:
-        """Monolithic upload: POST for a session, PUT the bytes with their digest."""
-        _, headers = self._read("POST", f"{self.base}/blobs/uploads/", data=b"")
-        location = headers.get("Location") if headers is not None else None
-        if not location:
-            raise CacheUnavailable(self.url, "the registry gave no upload location")
-        location = urllib.parse.urljoin(self.base + "/", location)
-        sep = "&" if "?" in location else "?"
-        self._read("PUT", f"{location}{sep}digest={urllib.parse.quote(digest)}", data=body,
-                   headers={"Content-Type": "application/octet-stream",
-                            "Content-Length": str(size)})
+    def put_blob(self, digest: str, size: int, body: Callable[[], Any]) -> bool:
+        """Upload a blob unless the repository holds it; whether it was sent.
+
+        One request asks both: a POST that asks to mount the blob from this very
+        repository is answered 201 when the blob is there and 202 with an upload
+        session when it is not (a HEAD first was one request more per artifact). A
+        registry that cannot mount answers 202 too: the bytes are sent again. Then the
+        bytes (`body()`, opened only now) go in one PUT with their digest.
+        """
+        with self._blob_lock(digest):
+            if digest in self._present:
+                return False
+            query = urllib.parse.urlencode({"mount": digest, "from": self.repo})
+            resp = self._request("POST", f"{self.base}/blobs/uploads/?{query}", data=b"")
+            if resp is None:
+                raise CacheUnavailable(self.url, "the registry has no such repository")
+            with resp, cancellable(resp):
+                _bounded(resp, self.url, "blobs/uploads/", network=True)
+                status, location = resp.status, resp.headers.get("Location")
+            if status != 201:
+                if not location:
+                    raise CacheUnavailable(self.url, "the registry gave no upload location")
+                location = urllib.parse.urljoin(self.base + "/", location)
+                sep = "&" if "?" in location else "?"
+                self._read("PUT", f"{location}{sep}digest={urllib.parse.quote(digest)}",
+                           data=body(), headers={"Content-Type": "application/octet-stream",
+                                                 "Content-Length": str(size)})
+            self._present.add(digest)
+            return status != 201
 
     def _put_manifest(self, tag: str, config: bytes, media: str,
                       layers: list[dict[str, Any]], annotations: dict[str, str],
                       artifact_type: str | None = None) -> None:
         digest = f"sha256:{hashlib.sha256(config).hexdigest()}"
-        with self._blob_lock(digest):  # the empty config: asked for once a push
-            if digest not in self._present and not self._has_blob(digest):
-                self._upload(digest, len(config), config)
-            self._present.add(digest)
+        self.put_blob(digest, len(config), lambda: config)  # the empty config: once a push
         manifest: dict[str, Any] = {
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
             "config": {"mediaType": media, "digest": digest, "size": len(config)},
@@ -600,13 +615,9 @@ class OciCache(Cache):
 
     def put_entry(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
         sha = description["archive_sha256"]
-        sent = False
-        with self._blob_lock(f"sha256:{sha}"):
-            if not self.has_archive(sha):
-                size = os.stat(archive).st_size
-                with open(archive, "rb") as f:
-                    self._upload(f"sha256:{sha}", size, MeteredReader(f, meter))
-                sent = True
+        with contextlib.ExitStack() as opened:
+            sent = self.put_blob(f"sha256:{sha}", os.stat(archive).st_size, lambda: MeteredReader(
+                opened.enter_context(open(archive, "rb")), meter))
         layer = {"mediaType": OCI_ARCHIVE, "digest": f"sha256:{sha}",
                  "size": description["archive_size"]}
         doc = _description_doc(description)
