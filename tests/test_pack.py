@@ -378,3 +378,29 @@ def test_an_extraction_records_what_a_walk_of_the_installed_tree_finds(
                              "deep", "deep/er", "deep/er/file"}
     assert recorded["x/y/link"] == "link:run"
     assert (dst / ".hdenv" / "build.log").read_text() == "log"
+
+
+@pytest.mark.parametrize("whole_tar_limit", [64 << 20, 100])
+def test_an_archive_in_memory_installs_whole_or_streamed(
+        tmp_path: Path, packed: tuple[Store, dict[str, Any], Path],
+        monkeypatch: pytest.MonkeyPatch, whole_tar_limit: int) -> None:
+    """A downloaded archive's bytes: read as one tar in memory when it decompresses to
+    at most IN_MEMORY_TAR, else streamed as a file is; the same artifact either way,
+    and a corrupt one refused either way."""
+    from hdenv.exchange import pack
+
+    a, desc, archive = packed
+    monkeypatch.setattr(pack, "IN_MEMORY_TAR", whole_tar_limit)
+    b = Store(tmp_path / "b").ensure()
+    assert install_packed(b, desc, archive.read_bytes()) is True
+    assert verify_artifact(b, desc["id"]) == []
+    assert manifest_of(b.artifact_dir(desc["id"])).keys() == \
+        manifest_of(a.artifact_dir(desc["id"])).keys()
+    raw = zstandard.ZstdDecompressor().decompress(archive.read_bytes(),
+                                                 max_output_size=1 << 24)
+    cut = zstandard.ZstdCompressor().compress(raw[: len(raw) // 2])  # a tar cut in half
+    bad = {**desc, "archive_sha256": hashlib.sha256(cut).hexdigest(), "archive_size": len(cut)}
+    c = Store(tmp_path / "c").ensure()
+    with pytest.raises(ArchiveRefused, match="corrupt archive"):
+        install_packed(c, bad, cut)
+    assert_untouched(c, desc["id"])

@@ -33,6 +33,7 @@ every file is written, so a link in the archive can never redirect a write.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -396,9 +397,7 @@ def _extract(archive_path: Path | bytes, prefix_fd: int, relocator: Relocator, a
         return opened.at(parts[:-1])
 
     try:
-        with _reader(archive_path) as raw, \
-                zstandard.ZstdDecompressor().stream_reader(raw) as zst, \
-                tarfile.open(fileobj=zst, mode="r|", bufsize=CHUNK) as tar:
+        with _tar_of(archive_path) as tar:
             for member in tar:
                 parts = _member_parts(aid, member.name)
                 if parts in seen or parts in dirs:
@@ -441,6 +440,27 @@ def _extract(archive_path: Path | bytes, prefix_fd: int, relocator: Relocator, a
     finally:
         opened.close()
     return manifest
+
+
+IN_MEMORY_TAR = 64 << 20
+"""An archive that decompresses to at most this is read as a whole tar in memory (tarfile
+then slices each file out; its streaming mode copies every block through its buffer)."""
+
+
+@contextlib.contextmanager
+def _tar_of(archive: Path | bytes) -> Iterator[tarfile.TarFile]:
+    import zstandard
+
+    if isinstance(archive, bytes):
+        reader = zstandard.ZstdDecompressor().stream_reader(archive)
+        whole = reader.read(IN_MEMORY_TAR + 1)
+        if len(whole) <= IN_MEMORY_TAR and not reader.read(1):
+            with tarfile.open(fileobj=io.BytesIO(whole), mode="r:") as tar:
+                yield tar
+            return
+    with _reader(archive) as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zst, \
+            tarfile.open(fileobj=zst, mode="r|", bufsize=CHUNK) as tar:
+        yield tar
 
 
 def _write_member(parent: int, parts: tuple[str, ...], data: bytes, member: tarfile.TarInfo,
