@@ -10,6 +10,7 @@ root, and a developer who is not root sees these skipped with the reason.
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import stat
@@ -372,3 +373,129 @@ def test_fix_permissions_repairs_modes_so_members_can_gc_and_build(
     b.ok("build", str(users.base / "shared-fix-b.toml"))
     assert b.tool("qb", "qbtool") == "1\n" and a.tool("qa", "qatool") == "2\n"
     assert os.stat(store / "profiles").st_mode & stat.S_ISGID
+
+
+PLANTER = """
+# as a member of the group, while the pulls run (the flag file is there): try to put a file
+# into each directory of an artifact another member is installing (their names guessed, as
+# an attacker would: such an artifact's top directory is only searchable; a finished one
+# is readable, and the group's to write in by the store's design, so members can gc it)
+flag=$1 store=$2; shift 2
+while [ -e "$flag" ]; do
+    for top in "$store"/artifacts/*/*/*/; do
+        [ -O "$top" ] || [ -r "$top" ] && continue
+        for rel in "" "$@"; do
+            d="$top$rel"
+            [ -d "$d" ] && [ ! -O "$d" ] || continue
+            # not `:`: a failed redirection on a special builtin ends the shell
+            if true > "$d/planted" 2>/dev/null; then echo "PLANTED $d"; fi
+        done
+    done
+done
+"""
+
+
+WIDE = """
+[packages.qpwide{i}]
+version = "1"
+script = '''
+mkdir -p "$PREFIX/share/w{i}/sub"
+echo {i} > "$PREFIX/share/w{i}/sub/small"
+head -c 100000000 /dev/zero > "$PREFIX/share/w{i}/big"
+'''
+"""  # installs that take a while: 100 MB to write and hash, in a small archive
+
+
+def test_two_members_pull_into_one_shared_store_while_one_tries_to_write_in(
+        users: UnixUsers, run_hdenv: Runner) -> None:
+    """Installs from a cache write files read-only from the start, make directories
+    read-only at the end and record the manifest of what they wrote (exchange/pack.py):
+    two group members pulling one profile into one shared store at once get each artifact
+    installed once, whole and group-readable. A member writing into what the other is
+    installing meanwhile gets nothing into it: the directories are closed to the group
+    until their files are written, and then take a finished artifact's modes (the group's
+    to write in, so members can gc each other's), but what a member put there is never in
+    the manifest, and `verify` names it."""
+    src, cache = users.base / "pull-src", users.base / "pull-cache"
+    xdg = {"XDG_CONFIG_HOME": str(users.base / "pull-xdg")}
+    key = run_hdenv("cache", "keygen", "k1", env=xdg, check=True).stdout.strip()
+    stack = users.base / "pull.toml"
+    stack.write_text(PARAMETERISED.format(name="qp", pkg="qp", PKG="QP")
+                     + "".join(WIDE.format(i=i) for i in range(3)))
+    built = run_hdenv("--store", str(src), "build", str(stack), check=True)
+    phash = built.stdout.split()[-1]
+    run_hdenv("--store", str(src), "push", "qp", "--to", str(cache), env=xdg, check=True)
+    config = users.base / "pull-config.toml"
+    config.write_text(f'trusted-keys = ["{key}"]\n')
+    for dirpath, dirnames, filenames in os.walk(cache):
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o755)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    os.chmod(config, 0o644)
+    store = users.base / "shared-pull"
+    fix = run_hdenv("--store", str(store), "store", "fix-permissions", "--group", GROUP)
+    assert fix.returncode == 0, fix.stderr
+
+    def env(name: str) -> dict[str, str]:
+        return users.env(name, HDENV_STORE=str(store), HDENV_CONFIG=str(config),
+                         HDENV_SITE_CONFIG="", PYTHONPATH=str(users.base / "pylib"))
+
+    def start(name: str, argv: list[str], nice: int = 0) -> subprocess.Popen[str]:
+        return subprocess.Popen(["nice", "-n", str(nice), *users.command(name, argv, env(name))],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=users.base)
+
+    flag = users.base / "pulling"
+    flag.write_text("")
+    inside = ["share", "share/deep", "share/deep/sub", "bin",
+              *(f"share/w{i}{sub}" for i in range(3) for sub in ("", "/sub"))]
+    # ahead of the pulls for the cores (root may raise a priority): on two cores the pulls
+    # would otherwise leave the planters too few turns while an install is under way
+    planters = [start(name, ["sh", "-c", PLANTER, "planter", str(flag), str(store), *inside],
+                      nice=-15) for name in ("hdenv15a", "hdenv15b")]
+    pulls = {name: start(name, ["sh", "-c", f'umask {umask} && exec hdenv reproduce "$0"'
+                                f' --from "$1" --name copy-{name[-1]} -j 2', phash, str(cache)])
+             for name, umask in (("hdenv15a", "077"), ("hdenv15b", "022"))}
+    try:
+        for name, proc in pulls.items():
+            out, err = proc.communicate(timeout=600)
+            assert proc.returncode == 0, (name, err)
+            assert "ermission denied" not in err and "internal error" not in err, (name, err)
+            assert f"copy-{name[-1]}" in out, out
+    finally:
+        flag.unlink()
+    planted = sorted({line.split()[1].rstrip("/") + "/planted" for p in planters
+                      for line in p.communicate(timeout=60)[0].splitlines()})
+    assert sorted(str(p) for p in store.glob("artifacts/**/planted")) == planted
+
+    aids = sorted(str(p.relative_to(store / "artifacts"))
+                  for p in store.glob("artifacts/qp*/1/*"))
+    assert len(aids) == 5, aids  # once each, whoever installed it
+    for aid in aids:  # what the archive held, and nothing a member put there
+        recorded = json.loads((store / "artifacts" / aid / ".hdenv" / "manifest.json")
+                              .read_text())
+        source = json.loads((src / "artifacts" / aid / ".hdenv" / "manifest.json").read_text())
+        assert recorded.keys() == source.keys(), aid
+    verify = users.run("hdenv15b", ["hdenv", "verify"], env("hdenv15b"))
+    named = sorted(f"{store}/artifacts/{line.split(': unexpected ')[0]}/"
+                   f"{line.split(': unexpected ')[1]}"
+                   for line in verify.stdout.splitlines() + verify.stderr.splitlines()
+                   if ": unexpected " in line)
+    assert named == planted, (verify.stdout, verify.stderr)
+    assert f" {len(planted)} problem(s)" in verify.stderr, verify.stderr
+    for path in planted:
+        os.unlink(path)  # as root: the store as the archives made it, for what follows
+    for dirpath, dirnames, filenames in os.walk(store / "artifacts"):
+        for entry in [*dirnames, *filenames]:
+            st = os.lstat(os.path.join(dirpath, entry))
+            if stat.S_ISLNK(st.st_mode) or entry == "planted":
+                continue
+            mode = stat.S_IMODE(st.st_mode)
+            assert mode & 0o040, (dirpath, entry, oct(mode))  # the group reads it
+            if stat.S_ISREG(st.st_mode):
+                assert not mode & 0o222, (dirpath, entry, oct(mode))  # nobody writes it
+    for name in pulls:
+        tool = users.run(name, ["sh", "-c", 'exec "$(hdenv path "$0")/bin/qptool"',
+                                f"copy-{name[-1]}"], env(name))
+        assert tool.stdout == "1\n", (name, tool.stdout, tool.stderr)

@@ -27,6 +27,10 @@ from conftest import REPO, require
 # pure fallback: markupsafe). Modules only some commands import (cryptography,
 # zstandard: binary caches) are left out.
 RUNTIME_PACKAGES = ("click", "jinja2", "markupsafe", "shellingham")
+COMPILED_PACKAGES = ("zstandard", "cryptography")
+"""Copied with their extension modules (pulls from caches: archives, signatures): the
+interpreter the users run is of our Python version (`_python_for_everyone`), so the
+same ABI."""
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -96,11 +100,12 @@ class UnixUsers:
                         ignore=shutil.ignore_patterns("__pycache__"))
         for data in ("templates", "shell", "completions"):
             shutil.copytree(REPO / data, lib / data)
-        for name in RUNTIME_PACKAGES:
+        for name in (*RUNTIME_PACKAGES, *COMPILED_PACKAGES):
             module = __import__(name)
             assert module.__file__ is not None
+            skip = ("__pycache__",) if name in COMPILED_PACKAGES else ("__pycache__", "*.so")
             shutil.copytree(Path(module.__file__).parent, lib / name,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+                            ignore=shutil.ignore_patterns(*skip))
         self.bin.mkdir()
         exe = self.bin / "hdenv"
         exe.write_text(f"#!{self.python}\nimport sys\nsys.path.insert(0, {str(lib)!r})\n"
