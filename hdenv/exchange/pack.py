@@ -47,9 +47,9 @@ from typing import IO, Any
 from .. import __version__
 from ..errors import UserError
 from ..store import fdtree
-from ..store.artifacts import install_artifact
+from ..store.artifacts import dir_entry, file_entry, install_artifact
 from ..store.fsutil import pending_file
-from ..store.hashing import CHUNK, spec_hash
+from ..store.hashing import CHUNK, sha256_fd, spec_hash
 from ..store.layout import META_DIR, Store, split_id
 from ..store.sharing import current_umask, read_only_mode
 from .relocate import CannotRelocate, Relocator
@@ -383,6 +383,10 @@ def _extract(archive_path: Path | bytes, prefix_fd: int, relocator: Relocator, a
     opened = _Dirs(prefix_fd)
     manifest: dict[str, str] = {}
 
+    def record(parts: tuple[str, ...], entry: str) -> None:
+        if parts[0] != META_DIR:  # the store's own metadata: never in the manifest
+            manifest["/".join(parts)] = entry
+
     def parent_of(parts: tuple[str, ...]) -> int:
         # Parents are directories we made in this extraction, never anything else:
         # symlinks do not exist yet and a regular file cannot become a directory.
@@ -416,23 +420,18 @@ def _extract(archive_path: Path | bytes, prefix_fd: int, relocator: Relocator, a
                 elif member.isreg():
                     src = tar.extractfile(member)
                     assert src is not None
-                    entry = _write_member(parent, parts, src.read(), member, relocator,
-                                          umask, shared)
-                    if parts[0] != META_DIR:
-                        manifest["/".join(parts)] = entry
+                    record(parts, _write_member(parent, parts, src.read(), member, relocator,
+                                                umask, shared))
                 else:
                     raise ArchiveRefused(aid, f"archive member {member.name!r} is a hardlink,"
                                               " device or fifo")
             for parts, target in links:
                 moved = relocator.link_target(target)
                 os.symlink(moved, parts[-1], dir_fd=opened.at(parts[:-1]))
-                if parts[0] != META_DIR:
-                    manifest["/".join(parts)] = f"link:{moved}"
+                record(parts, f"link:{moved}")
             # read-only last, deepest first: a directory is closed once all in it is written
             for parts in sorted(dirs - {(), (META_DIR,)}, key=lambda p: (-len(p), p)):
-                mode = _close_dir(opened.at(parts[:-1]), parts[-1], shared)
-                if parts[0] != META_DIR:
-                    manifest["/".join(parts)] = f"dir {mode:04o}"
+                record(parts, dir_entry(_close_dir(opened.at(parts[:-1]), parts[-1], shared)))
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as e:
         raise ArchiveRefused(aid, f"corrupt archive: {e}") from None
     except CannotRelocate as e:
@@ -481,22 +480,13 @@ def _write_member(parent: int, parts: tuple[str, ...], data: bytes, member: tarf
             view = view[os.write(fd, view):]
         # patchelf is another process and takes a path: the file just written, by descriptor
         relocator.after_write(rel, Path(f"/proc/{os.getpid()}/fd/{fd}"))
-        digest = _hash_fd(fd) if patched else hashlib.sha256(data).hexdigest()
+        digest = sha256_fd(fd) if patched else hashlib.sha256(data).hexdigest()
         os.utime(fd, (member.mtime, member.mtime))
         if patched or (final & ~umask) != final:  # the umask took bits the mode needs
             os.fchmod(fd, final)
     finally:
         os.close(fd)
-    return f"sha256:{digest} {final:04o}"
-
-
-def _hash_fd(fd: int) -> str:
-    h = hashlib.sha256()
-    offset = 0
-    while chunk := os.pread(fd, CHUNK, offset):
-        h.update(chunk)
-        offset += len(chunk)
-    return h.hexdigest()
+    return file_entry(digest, final)
 
 
 def _close_dir(parent: int, name: str, shared: bool) -> int:

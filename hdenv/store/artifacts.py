@@ -30,7 +30,7 @@ from .fsutil import (
     lock_fd,
     open_lock_file,
 )
-from .hashing import CHUNK, spec_hash
+from .hashing import sha256_fd, spec_hash
 from .layout import ARTIFACT_META, META_DIR, Store
 from .sharing import SPECIAL_BITS, current_umask, read_only_mode
 
@@ -88,7 +88,7 @@ def _entry_at(dir_fd: int, name: str, st: os.stat_result) -> str | None:
         except OSError:  # replaced by something else meanwhile: what it is now
             pass
     elif not stat.S_ISREG(st.st_mode):
-        return ("dir" if stat.S_ISDIR(st.st_mode) else "other") + _mode(st)
+        return _other_entry(st)
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                      dir_fd=dir_fd)
@@ -101,19 +101,26 @@ def _entry_at(dir_fd: int, name: str, st: os.stat_result) -> str | None:
     try:
         now = os.fstat(fd)
         if not stat.S_ISREG(now.st_mode):
-            return ("dir" if stat.S_ISDIR(now.st_mode) else "other") + _mode(now)
-        import hashlib  # here: readers of the store never hash
-
-        h = hashlib.sha256()
-        for chunk in iter(lambda: os.read(fd, CHUNK), b""):
-            h.update(chunk)
-        return f"sha256:{h.hexdigest()}" + _mode(now)
+            return _other_entry(now)
+        return file_entry(sha256_fd(fd), stat.S_IMODE(now.st_mode))
     finally:
         os.close(fd)
 
 
-def _mode(st: os.stat_result) -> str:
-    return f" {stat.S_IMODE(st.st_mode):04o}"
+def _other_entry(st: os.stat_result) -> str:
+    """A directory's entry, or what neither a file, link nor directory is recorded as."""
+    mode = stat.S_IMODE(st.st_mode)
+    return dir_entry(mode) if stat.S_ISDIR(st.st_mode) else f"other {mode:04o}"
+
+
+def file_entry(sha256: str, mode: int) -> str:
+    """A regular file's manifest value (`manifest_of`), for a tree recorded as it is
+    written (an extraction) as for one walked."""
+    return f"sha256:{sha256} {mode:04o}"
+
+
+def dir_entry(mode: int) -> str:
+    return f"dir {mode:04o}"
 
 
 def split_manifest_entry(value: str) -> tuple[str, int | None]:

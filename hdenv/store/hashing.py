@@ -47,6 +47,19 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def sha256_fd(fd: int) -> str:
+    """Hex sha256 of the open file `fd` from its start (its offset left alone): what a
+    manifest records of a file opened without following a link."""
+    import hashlib
+
+    h = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, CHUNK, offset):
+        h.update(chunk)
+        offset += len(chunk)
+    return h.hexdigest()
+
+
 def is_hash_like(text: str) -> bool:
     """Whether `text` could be (a prefix of) an artifact or profile hash."""
     return bool(text) and all(c in "abcdefghijklmnopqrstuvwxyz234567" for c in text)
