@@ -33,18 +33,11 @@ def spec_hash(spec: Any) -> str:
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file, read in large chunks (close to sha256sum's speed)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            h.update(view[:n])
-    return h.hexdigest()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return sha256_fd(fd)
+    finally:
+        os.close(fd)
 
 
 def sha256_fd(fd: int) -> str:
