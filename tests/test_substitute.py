@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any, TypeVar
 
 import pytest
-from packfixtures import two_level
+from packfixtures import make_artifact, two_level
 from servers import free_port
 
 from hdenv.exchange import substitute
-from hdenv.exchange.backends import Cache, open_cache
+from hdenv.exchange.backends import Cache, DirectoryCache, open_cache
 from hdenv.exchange.push import push
 from hdenv.exchange.signing import SecretKey
 from hdenv.exchange.substitute import Fetched, MeterFactory, Substituter, terminal_meter
+from hdenv.exchange.transfer import Meter
+from hdenv.profile.profiles import create_profile, profile_hash, profile_spec
 from hdenv.store.layout import Store
 from hdenv.store.verify import verify_artifact
+
+T = TypeVar("T")
 
 
 def pushed(tmp_path: Path) -> tuple[str, str, Cache, SecretKey]:
@@ -218,3 +224,54 @@ def test_fetch_many_has_several_transfers_in_flight(tmp_path: Path,
     monkeypatch.setattr(sub, "fetch", meeting(1))
     with pytest.raises(threading.BrokenBarrierError):  # -j 1: one at a time, never both
         sub.fetch_many([dep, top], lambda _aid: [], jobs=1)
+
+
+def test_fetch_many_keeps_to_jobs_transfers_while_more_artifacts_are_under_way(
+        tmp_path: Path) -> None:
+    """-j 2 with installs in processes: four artifacts are under way, so one downloads
+    while another installs, but never more than two requests reach the cache at once."""
+    a = Store(tmp_path / "a").ensure()
+
+    def leaf(i: int) -> Callable[[Path], object]:
+        return lambda prefix: (prefix / f"leaf{i}").write_bytes(bytes(range(256)) * 64 * i)
+
+    ids = [make_artifact(a, f"leaf{i}", leaf(i)) for i in range(8)]
+    spec = profile_spec(ids, {}, None)
+    create_profile(a, spec)
+    key = SecretKey.generate("k1")
+    cache = open_cache(str(tmp_path / "cache"))
+    push(a, [profile_hash(spec)], cache, key, lambda _m: None)
+    counting = CountingCache(cache.url, tmp_path / "cache")
+    b = Store(tmp_path / "b").ensure()
+    got = Substituter(b, [counting], [key.public()]).fetch_many(ids, lambda _aid: [], jobs=2)
+    assert all(isinstance(g, Fetched) for g in got.values()), got
+    assert [verify_artifact(b, i) for i in ids] == [[]] * len(ids)
+    assert counting.most == 2  # side by side (they each wait a while), and never three
+
+
+class CountingCache(DirectoryCache):
+    """A cache whose requests take 50 ms each and are counted while they run."""
+
+    def __init__(self, url: str, root: Path):
+        super().__init__(url, root)
+        self.now = self.most = 0
+        self.lock = threading.Lock()
+
+    def _counted(self, call: Callable[[], T]) -> T:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(0.05)
+            return call()
+        finally:
+            with self.lock:
+                self.now -= 1
+
+    def description(self, hash_: str) -> Any:
+        return self._counted(lambda: super(CountingCache, self).description(hash_))
+
+    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter, limit: int | None = None
+                      ) -> tuple[int, str]:
+        return self._counted(lambda: super(CountingCache, self).fetch_archive(
+            sha, out, meter, limit=limit))

@@ -102,6 +102,7 @@ class Substituter:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _batch: bool = False  # inside fetch_many, which ran store.ensure() for all its installs
     _installer: ForkedPool | None = None  # inside fetch_many: installs in processes
+    _transfers: threading.Semaphore | None = None  # inside fetch_many: transfers in flight
 
     @classmethod
     def from_settings(cls, store: Store, caches: list[str], trusted_keys: list[str]
@@ -141,7 +142,8 @@ class Substituter:
         with self._lock:
             description = self.prefetched.pop((cache.url, split_id(aid)[2]), None)
         if description is None:
-            description = cache.description(split_id(aid)[2])
+            with self._transfer():
+                description = cache.description(split_id(aid)[2])
         signer = check_entry(description, aid, self.trusted)
         assert description is not None
         for ref in description["references"]:
@@ -158,14 +160,16 @@ class Substituter:
             # and remove was a tenth of such an install (the signed size caps what arrives)
             buffer = io.BytesIO()
             progress = meter(aid, label, description["archive_size"])
-            size, sha = self._download(cache, description, buffer, progress)
+            with self._transfer():
+                size, sha = self._download(cache, description, buffer, progress)
             self._install(description, buffer.getvalue(), cache.url, (size, sha))
             return Fetched(cache.url, size, time.monotonic() - started, signer)
         fd, tmp = temp_file(self.store, "fetch-", ".tar.zst")  # private, cleaned if we die
         try:
             with os.fdopen(fd, "wb") as out:
                 progress = meter(aid, label, description["archive_size"])
-                size, sha = self._download(cache, description, out, progress)
+                with self._transfer():
+                    size, sha = self._download(cache, description, out, progress)
             # hashed as it arrived: a mismatch is refused there, a match not read again
             self._install(description, tmp, cache.url, (size, sha))
         finally:
@@ -185,6 +189,10 @@ class Substituter:
                       hashed: tuple[int, str]) -> None:
         install_packed(self.store, description, archive, source=source, hashed=hashed,
                        ensured=self._batch)
+
+    def _transfer(self) -> contextlib.AbstractContextManager[object]:
+        """Held while bytes come from a cache: `jobs` transfers at once inside fetch_many."""
+        return self._transfers if self._transfers is not None else contextlib.nullcontext()
 
     @staticmethod
     def _download(cache: Cache, description: dict[str, Any], out: IO[bytes], progress: Meter
@@ -216,13 +224,20 @@ class Substituter:
         self.store.ensure()  # once for the batch, not once per install
         self._batch = True
         try:
+            threads = jobs
             if workers.available(jobs, len(wanted)):
                 self._installer = ForkedPool(jobs, self._install_here)
+                # twice as many artifacts under way as transfers or installs: while one
+                # waits for its install, another downloads, so neither the connections
+                # nor the installing processes wait for each other
+                threads = 2 * jobs
+                self._transfers = threading.Semaphore(jobs)
             # references in a loop: no cache can describe that
-            return run_in_order(wanted, references, jobs, lambda aid: self.fetch(aid, meter),
+            return run_in_order(wanted, references, threads, lambda aid: self.fetch(aid, meter),
                                 settle=settle, loop=lambda _aid: "its references loop back to it")
         finally:
             self._batch = False
+            self._transfers = None
             if self._installer is not None:
                 self._installer.close()
                 self._installer = None
