@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import os
 import re
 import stat
@@ -92,6 +93,15 @@ class PublicKey:
         return True
 
 
+@functools.lru_cache(maxsize=4)
+def _private_key(seed: bytes) -> Any:
+    """The key object for a seed, made once: a push signs 200 descriptions with one key,
+    and making the object each time was a fifth of the signing."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
 @dataclass(frozen=True)
 class SecretKey:
     name: str
@@ -105,9 +115,7 @@ class SecretKey:
         return PublicKey(self.name, raw)
 
     def _key(self) -> Any:
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-        return Ed25519PrivateKey.from_private_bytes(self.seed)
+        return _private_key(self.seed)
 
     def sign(self, data: bytes) -> bytes:
         signature: bytes = self._key().sign(data)
