@@ -380,22 +380,26 @@ def test_an_extraction_records_what_a_walk_of_the_installed_tree_finds(
     assert (dst / ".hdenv" / "build.log").read_text() == "log"
 
 
-@pytest.mark.parametrize("whole_tar_limit", [64 << 20, 100])
-def test_an_archive_in_memory_installs_whole_or_streamed(
+@pytest.mark.parametrize("chunk, ahead", [(1 << 20, 32 << 20), (100, 300)])
+def test_an_archive_installs_from_memory_or_a_file_through_the_inflating_window(
         tmp_path: Path, packed: tuple[Store, dict[str, Any], Path],
-        monkeypatch: pytest.MonkeyPatch, whole_tar_limit: int) -> None:
-    """A downloaded archive's bytes: read as one tar in memory when it decompresses to
-    at most IN_MEMORY_TAR, else streamed as a file is; the same artifact either way,
-    and a corrupt one refused either way."""
-    from hdenv.exchange import pack
+        monkeypatch: pytest.MonkeyPatch, chunk: int, ahead: int) -> None:
+    """A downloaded archive's bytes or its file, decompressed in a thread a window ahead
+    of the reader (inflate.py; a window of 300 bytes in chunks of 100 makes every read
+    span chunks and every step drop some): the same artifact either way, and a corrupt
+    one refused either way."""
+    from hdenv.exchange import inflate
 
     a, desc, archive = packed
-    monkeypatch.setattr(pack, "IN_MEMORY_TAR", whole_tar_limit)
-    b = Store(tmp_path / "b").ensure()
-    assert install_packed(b, desc, archive.read_bytes()) is True
-    assert verify_artifact(b, desc["id"]) == []
-    assert manifest_of(b.artifact_dir(desc["id"])).keys() == \
-        manifest_of(a.artifact_dir(desc["id"])).keys()
+    monkeypatch.setattr(inflate, "CHUNK", chunk)
+    monkeypatch.setattr(inflate, "AHEAD", ahead)
+    ways: list[tuple[str, Path | bytes]] = [("b", archive.read_bytes()), ("d", archive)]
+    for root, given in ways:
+        b = Store(tmp_path / root).ensure()
+        assert install_packed(b, desc, given) is True
+        assert verify_artifact(b, desc["id"]) == []
+        assert manifest_of(b.artifact_dir(desc["id"])).keys() == \
+            manifest_of(a.artifact_dir(desc["id"])).keys()
     raw = zstandard.ZstdDecompressor().decompress(archive.read_bytes(),
                                                  max_output_size=1 << 24)
     cut = zstandard.ZstdCompressor().compress(raw[: len(raw) // 2])  # a tar cut in half

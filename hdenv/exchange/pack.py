@@ -52,6 +52,7 @@ from ..store.fsutil import pending_file
 from ..store.hashing import CHUNK, sha256_fd, spec_hash
 from ..store.layout import META_DIR, Store, split_id
 from ..store.sharing import current_umask, read_only_mode
+from .inflate import Inflating
 from .relocate import CannotRelocate, Relocator
 
 FORMAT = 1
@@ -441,24 +442,12 @@ def _extract(archive_path: Path | bytes, prefix_fd: int, relocator: Relocator, a
     return manifest
 
 
-IN_MEMORY_TAR = 64 << 20
-"""An archive that decompresses to at most this is read as a whole tar in memory (tarfile
-then slices each file out; its streaming mode copies every block through its buffer)."""
-
-
 @contextlib.contextmanager
 def _tar_of(archive: Path | bytes) -> Iterator[tarfile.TarFile]:
-    import zstandard
-
-    if isinstance(archive, bytes):
-        reader = zstandard.ZstdDecompressor().stream_reader(archive)
-        whole = reader.read(IN_MEMORY_TAR + 1)
-        if len(whole) <= IN_MEMORY_TAR and not reader.read(1):
-            with tarfile.open(fileobj=io.BytesIO(whole), mode="r:") as tar:
-                yield tar
-            return
-    with _reader(archive) as raw, zstandard.ZstdDecompressor().stream_reader(raw) as zst, \
-            tarfile.open(fileobj=zst, mode="r|", bufsize=CHUNK) as tar:
+    """The archive's tar, decompressed in a thread as it is read (inflate.py), read as a
+    whole tar (`r:`): tarfile's streaming mode copies every block through its buffer."""
+    with _reader(archive) as raw, contextlib.closing(Inflating(raw)) as inflating, \
+            tarfile.open(fileobj=inflating, mode="r:") as tar:
         yield tar
 
 
