@@ -198,7 +198,8 @@ def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.
     ([(member("f"), b"x"), (member("f/g"), b"y")], "goes through a file or link"),
     ([(member("f"), b"x"), (member("f"), b"y")], "appears twice"),
     ([(member("f"), b"x"), (member("h", tarfile.LNKTYPE, "f"), b"")], "hardlink"),
-    ([(member("dev", tarfile.CHRTYPE), b"")], "hardlink, device or fifo"),
+    ([(member("dev", tarfile.CHRTYPE), b"")], "hardlink, device, fifo or sparse file"),
+    ([(member("holes", tarfile.GNUTYPE_SPARSE), b"x")], "hardlink, device, fifo or sparse file"),
     ([(member(".hdenv/artifact.json"), b"{}")], "metadata the store writes"),
     ([(member("f"), b"x"), (member("f", tarfile.SYMTYPE, "/etc/passwd"), b"")], "appears twice"),
 ])
