@@ -3,7 +3,8 @@
 The profile: N artifacts made of real files from this machine (shared
 libraries and programs from /usr/lib and /usr/bin, headers and docs from
 /usr/include and /usr/share), about 50 MB in all. Each contender runs on the
-same trees in the same process, best of R runs. The baselines do per artifact
+same trees in the same process, best of R runs, hdenv and its baseline taking
+turns. The baselines do per artifact
 what a person would script with standard tools, with as many artifacts in
 flight as hdenv has (`--jobs`, issue 25: "the baseline run with the same
 parallelism"):
@@ -104,14 +105,29 @@ def make_profile(store: Store, mb: int, count: int) -> tuple[str, list[str]]:
     return profile_hash(spec), ids
 
 
+Step = tuple[Callable[[], object], Callable[[], object]]  # (setup, timed run)
+
+
+def nothing() -> None:
+    """No set-up."""
+
+
 def best(rounds: int, setup: Callable[[], object], run: Callable[[], object]) -> float:
-    times = []
+    return paired(rounds, (setup, run))[0]
+
+
+def paired(rounds: int, *steps: Step) -> list[float]:
+    """The best time of each step over `rounds`, the steps taking turns (hdenv, baseline,
+    hdenv, ...): this VM's disk has slow and fast phases lasting seconds, and rounds in
+    a row gave a whole phase to one side (a ratio moved by +-0.15 between runs)."""
+    times: list[list[float]] = [[] for _ in steps]
     for _ in range(rounds):
-        setup()
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        for (setup, run), mine in zip(steps, times):
+            setup()
+            t = time.perf_counter()
+            run()
+            mine.append(time.perf_counter() - t)
+    return [min(t) for t in times]
 
 
 def tar_zstd(store: Store, ids: list[str], out: Path) -> None:
@@ -168,8 +184,9 @@ def in_parallel(count: int, work: Callable[[int], object]) -> None:
 
 
 def pull_round(label: str, url: str, archive_urls: list[str], ids: list[str], key: SecretKey,
-               fresh: Callable[[str], Path], rounds: int) -> tuple[str, float, float]:
-    """Pull every artifact into a fresh store vs a GET + untar of each of its archives."""
+               fresh: Callable[[str], Path], rounds: int) -> tuple[str, float, float, Step]:
+    """Pull every artifact into a fresh store vs a GET + untar of each of its archives
+    (returned too, for the reproduce row)."""
     dest = {"store": Store(fresh("s"))}
 
     def new_store() -> None:
@@ -190,14 +207,15 @@ def pull_round(label: str, url: str, archive_urls: list[str], ids: list[str], ke
 
         in_parallel(len(archive_urls), one)
 
-    return label, best(rounds, new_store, pull), best(rounds, lambda: None, base_pull)
+    ours, base = paired(rounds, (new_store, pull), (nothing, base_pull))
+    return label, ours, base, (nothing, base_pull)
 
 
 def reproduce_round(phash: str, url: str, key: SecretKey, fresh: Callable[[str], Path],
-                    rounds: int) -> float:
+                    rounds: int, base: Step) -> tuple[float, float]:
     """The command itself, `hdenv reproduce HASH --from CACHE -j JOBS` into an empty store
     (Python start-up, the profile and its specs read from the cache, the pulls, the
-    profile made): against the HTTP pull's baseline."""
+    profile made): against the HTTP pull's baseline, in turns with it."""
     store = {"dir": Path()}
     env = {**os.environ, "HDENV_CONFIG": str(fresh("config.toml"))}
     Path(env["HDENV_CONFIG"]).write_text(f"trusted-keys = [{str(key.public())!r}]\n")
@@ -210,7 +228,8 @@ def reproduce_round(phash: str, url: str, key: SecretKey, fresh: Callable[[str],
                         "-j", str(JOBS["n"])], check=True, env=env, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
 
-    return best(rounds, new_store, reproduce)
+    ours, base_time = paired(rounds, (new_store, reproduce), base)
+    return ours, base_time
 
 
 def main() -> None:
@@ -258,16 +277,16 @@ def run(tmp: Path, mb: int, count: int, rounds: int) -> None:
         def new_dir() -> None:
             target["dir"] = fresh("dircache")
 
-        t_push = best(rounds, new_dir, lambda: push(store, [phash], open_cache(str(target["dir"])),
-                                                      key, quiet, jobs=JOBS["n"]))
-
         def base_push() -> None:
             work, copies = fresh("pack"), fresh("copy")
             work.mkdir()
             copies.mkdir()
             in_parallel(count, lambda i: shutil.copyfile(packed(work, i), copies / f"{i}.tar.zst"))
 
-        results.append(("push to directory", t_push, best(rounds, lambda: None, base_push)))
+        t_push, t_base = paired(rounds, (new_dir, lambda: push(
+            store, [phash], open_cache(str(target["dir"])), key, quiet, jobs=JOBS["n"])),
+            (nothing, base_push))
+        results.append(("push to directory", t_push, t_base))
         archive = tmp / "baseline.tar.zst"
 
         def lump_push() -> None:
@@ -282,17 +301,21 @@ def run(tmp: Path, mb: int, count: int, rounds: int) -> None:
         def new_repo() -> None:
             repo["name"] = f"bench/r{fresh('r').name}"
 
-        t_oci = best(rounds, new_repo, lambda: push(
-            store, [phash], open_cache(f"oci://{reg}/{repo['name']}"), key, quiet,
-            jobs=JOBS["n"]))
-        pushed_repo = repo["name"]  # the baseline rounds below each make a repository of their own
+        pushed: list[str] = []  # the repositories hdenv pushed to (the baseline's are its own)
+
+        def push_oci() -> None:
+            push(store, [phash], open_cache(f"oci://{reg}/{repo['name']}"), key, quiet,
+                 jobs=JOBS["n"])
+            pushed.append(repo["name"])
 
         def base_oci() -> None:
             work = fresh("pack")
             work.mkdir()
             in_parallel(count, lambda i: oci_upload(reg, repo["name"], packed(work, i)))
 
-        results.append(("push to OCI registry", t_oci, best(rounds, new_repo, base_oci)))
+        t_oci, t_base = paired(rounds, (new_repo, push_oci), (new_repo, base_oci))
+        results.append(("push to OCI registry", t_oci, t_base))
+        pushed_repo = pushed[-1]
 
         # pull: into stores under a shorter root, so every text file is relocated; the
         # baselines get the very archives hdenv gets
@@ -302,12 +325,13 @@ def run(tmp: Path, mb: int, count: int, rounds: int) -> None:
         shas = [(served_cache.description(a.split("/")[2]) or {})["archive_sha256"] for a in ids]
         http_urls = [f"{http}served/archives/{sha}.tar.zst" for sha in shas]
         oci_urls = [f"http://{reg}/v2/{pushed_repo}/blobs/sha256:{sha}" for sha in shas]
-        results.append(pull_round("pull from HTTP", f"{http}served/", http_urls, ids, key,
-                                  fresh, rounds))
+        label, ours, base, http_base = pull_round("pull from HTTP", f"{http}served/",
+                                                  http_urls, ids, key, fresh, rounds)
+        results.append((label, ours, base))
         results.append(pull_round("pull from OCI registry", f"oci://{reg}/{pushed_repo}",
-                                  oci_urls, ids, key, fresh, rounds))
-        results.append(("reproduce --from HTTP", reproduce_round(
-            phash, f"{http}served/", key, fresh, rounds), results[-2][2]))
+                                  oci_urls, ids, key, fresh, rounds)[:3])
+        results.append(("reproduce --from HTTP", *reproduce_round(
+            phash, f"{http}served/", key, fresh, rounds, http_base)))
         tar_zstd(store, ids, tmp / "served.tar.zst")
 
         def lump_pull() -> None:
