@@ -231,9 +231,19 @@ def test_untrusted_key_builds_from_source(world: World) -> None:
 def tampered_cache(world: World, name: str,
                    change: Callable[[Path, dict[str, Any]], dict[str, Any] | None],
                    tag: str = "") -> Path:
-    """A copy of the directory cache where `change` edits the entry of package `name`."""
+    """A copy of the directory cache where `change` edits the entry of package `name`.
+
+    Its profile envelopes are as an older hdenv pushed them, without the descriptions
+    they now carry (signed again by k1, the pusher), so `reproduce --from` reads the
+    edited entry itself; the carried copies have tests of their own below."""
     copy = world.work / f"cache-{name}-{change.__name__}{tag}"
     shutil.copytree(world.dir_cache, copy)
+    for doc_path in (copy / "profiles").glob("*.json"):
+        doc = json.loads(doc_path.read_text())
+        if "descriptions" in doc:
+            os.chmod(doc_path, 0o644)
+            plain = {k: v for k, v in doc.items() if k not in ("descriptions", "signatures")}
+            doc_path.write_text(json.dumps(sign(plain, SecretKey.load(world.keys / "k1.secret"))))
     desc_path = copy / "artifacts" / f"{world.ids[name].split('/')[2]}.json"
     os.chmod(desc_path, 0o644)
     new = change(copy, json.loads(desc_path.read_text()))

@@ -9,7 +9,9 @@ test_cache.py.
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packfixtures import two_level
@@ -18,7 +20,7 @@ from hdenv.config import Settings
 from hdenv.errors import UserError
 from hdenv.exchange.backends import open_cache
 from hdenv.exchange.push import push
-from hdenv.exchange.signing import SecretKey
+from hdenv.exchange.signing import SecretKey, sign
 from hdenv.provenance.reproduce import ReproduceResult, reproduce
 from hdenv.store.layout import Store, split_id
 from hdenv.store.verify import verify_artifact
@@ -115,3 +117,82 @@ def test_an_untrusted_signer_is_refused_before_the_store_is_written(tmp_path: Pa
                                       " signature by k1")
     for sub in (b.artifacts, b.specs):
         assert not sub.is_dir() or list(sub.iterdir()) == [], sub
+
+
+def envelope(cache: Path, phash: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((cache / "profiles" / f"{phash}.json").read_text())
+    return doc
+
+
+def rewrite_envelope(cache: Path, phash: str, doc: dict[str, Any]) -> None:
+    path = cache / "profiles" / f"{phash}.json"
+    path.chmod(0o644)
+    path.write_text(json.dumps(doc))
+
+
+def test_the_profile_carries_its_artifacts_descriptions_so_none_is_asked_for(
+        tmp_path: Path) -> None:
+    """One document for the whole profile: with every per-artifact description gone from
+    the cache (archives left), reproduce still installs and checks everything."""
+    _, ids, cache, key = pushed(tmp_path)
+    carried = envelope(cache, ids["profile"])["descriptions"]
+    assert sorted(carried) == sorted(split_id(ids[n])[2] for n in ("dep", "top"))  # no host
+    assert [d["id"] for d in carried.values()] == [ids[n] for n in sorted(
+        ("dep", "top"), key=lambda n: split_id(ids[n])[2])]
+    for description in (cache / "artifacts").glob("*.json"):
+        description.unlink()
+    b = Store(tmp_path / "b")
+    result, _ = reproduce_into(b.root, ids["profile"], cache, [str(key.public())])
+    assert result.installed == [ids["dep"], ids["top"]]
+    assert verify_artifact(b, ids["top"]) == [] and verify_artifact(b, ids["dep"]) == []
+
+
+def test_a_carried_description_that_fails_a_check_is_asked_for_instead(tmp_path: Path) -> None:
+    """The envelope (signed by a trusted key) carries one description signed by a key that
+    is not trusted and one filed under the wrong hash: each is read from the cache, and
+    used only if that copy passes; without it reproduce stops before writing."""
+    _, ids, cache, key = pushed(tmp_path)
+    doc = envelope(cache, ids["profile"])
+    dep_h, top_h = split_id(ids["dep"])[2], split_id(ids["top"])[2]
+    top = {k: v for k, v in doc["descriptions"][top_h].items() if k != "signatures"}
+    doc["descriptions"][top_h] = sign(top, SecretKey.generate("k9"))
+    doc["descriptions"][dep_h] = doc["descriptions"][top_h]  # top's, filed under dep's hash
+    rewrite_envelope(cache, ids["profile"], sign(
+        {k: v for k, v in doc.items() if k != "signatures"}, key))
+    b = Store(tmp_path / "b")
+    result, _ = reproduce_into(b.root, ids["profile"], cache, [str(key.public())])
+    assert result.installed == [ids["dep"], ids["top"]]
+    assert verify_artifact(b, ids["top"]) == [] and verify_artifact(b, ids["dep"]) == []
+    (cache / "artifacts" / f"{top_h}.json").unlink()
+    c = Store(tmp_path / "c")
+    with pytest.raises(UserError, match=f"has no spec {top_h}, which {ids['profile']} needs"):
+        reproduce_into(c.root, ids["profile"], cache, [str(key.public())])
+    assert not c.artifacts.is_dir() or list(c.artifacts.iterdir()) == []
+
+
+def test_a_carried_description_changed_after_signing_breaks_the_profile_signature(
+        tmp_path: Path) -> None:
+    _, ids, cache, key = pushed(tmp_path)
+    doc = envelope(cache, ids["profile"])
+    top_h = split_id(ids["top"])[2]
+    doc["descriptions"][top_h]["store_root"] = "/elsewhere"
+    rewrite_envelope(cache, ids["profile"], doc)
+    b = Store(tmp_path / "b")
+    with pytest.raises(UserError) as e:
+        reproduce_into(b.root, ids["profile"], cache, [str(key.public())])
+    assert e.value.message.startswith(f"--from {cache}: refusing spec {ids['profile']}: bad"
+                                      " signature by k1")
+    assert not b.artifacts.is_dir() or list(b.artifacts.iterdir()) == []
+
+
+def test_a_profile_pushed_without_descriptions_gets_them_on_the_next_push(
+        tmp_path: Path) -> None:
+    a, ids, cache, key = pushed(tmp_path)
+    doc = envelope(cache, ids["profile"])
+    rewrite_envelope(cache, ids["profile"], sign(  # as an older hdenv pushed it
+        {k: v for k, v in doc.items() if k not in ("signatures", "descriptions")}, key))
+    again = push(a, [ids["profile"]], open_cache(str(cache)), key, lambda _m: None)
+    assert again.pushed == [] and again.profiles == [ids["profile"]]
+    assert envelope(cache, ids["profile"])["descriptions"] == doc["descriptions"]
+    third = push(a, [ids["profile"]], open_cache(str(cache)), key, lambda _m: None)
+    assert third.profiles == []

@@ -8,6 +8,8 @@ Host software is never pushed: it is captured on each machine. Its spec is,
 with those of build-only inputs (compilers, tools) and the profile
 definitions: they are what `hdenv reproduce HASH --from CACHE` reads to know
 the whole state (cachebundle.py), and each is checked by its hash there.
+A profile's envelope also carries the signed descriptions of its runtime
+closure (up to 8 MiB of them), so that reader asks once, not once per artifact.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from typing import Any
 from ..errors import UserError
 from ..graphs import postorder
 from ..store.artifacts import runtime_closure
+from ..store.hashing import canonical_json
 from ..store.layout import Store, split_id
 from ..store.tmpdirs import temp_dir
 from .backends import Cache
@@ -40,6 +44,7 @@ class PushReport:
     profiles: list[str] = field(default_factory=list)
     specs: list[str] = field(default_factory=list)  # host and build-only specs, for reproduce
     bytes_sent: int = 0
+    signed: dict[str, dict[str, Any]] = field(default_factory=dict)  # hash -> what was put
 
 
 def roots_of(store: Store, refs: list[str]) -> tuple[list[str], dict[str, str | None]]:
@@ -103,10 +108,34 @@ def push(store: Store, refs: list[str], cache: Cache, key: SecretKey,
             cache.put_spec(h, sign_spec(h, spec, key))
             report.specs.append(h)
     for phash, name in profiles.items():  # last: a reader that finds a profile finds its parts
-        if not signed_by(cache.profile(phash), key.name, name):
-            cache.put_profile(phash, sign_spec(phash, store.read_spec(phash), key, name))
+        doc = cache.profile(phash)
+        if not signed_by(doc, key.name, name) or "descriptions" not in doc:
+            spec = store.read_spec(phash)
+            closure = [split_id(a)[2] for a in runtime_closure(store, spec.get("artifacts", []))
+                       if kinds.get(a, store.artifact_meta(a).get("kind")) != "host"]
+            cache.put_profile(phash, sign_spec(phash, spec, key, name, _bundled(
+                cache, closure, report.signed, jobs)))
             report.profiles.append(phash)
     return report
+
+
+MAX_BUNDLED = 8 << 20
+"""Bytes of descriptions a profile's envelope carries at most (a reader takes 16 MiB)."""
+
+
+def _bundled(cache: Cache, hashes: list[str], signed: dict[str, dict[str, Any]], jobs: int
+             ) -> dict[str, Any]:
+    """hash -> signed description of each of `hashes`, for the profile's envelope: what
+    this push signed, the rest read from the cache (`jobs` at once); none if one is
+    missing or they would make the envelope too big (readers then ask for each)."""
+    missing = [h for h in hashes if h not in signed]
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="hdenv-push") as pool:
+        read = dict(zip(missing, pool.map(cache.description, missing)))
+    out = {h: signed.get(h) or read.get(h) for h in sorted(hashes)}
+    if any(d is None for d in out.values()) or \
+            sum(len(canonical_json(d)) for d in out.values()) > MAX_BUNDLED:
+        return {}
+    return out
 
 
 def _closure_specs(store: Store, roots: list[str], say: Callable[[str], None]
@@ -138,7 +167,9 @@ def _push_all(store: Store, wanted: list[str], cache: Cache, key: SecretKey, wor
         size = description["archive_size"]
         meter = meter_for(f"uploading {aid.split('/')[0]}", size) if live \
             else line.part(size) if line is not None else NullMeter()
-        return _upload(aid, description, cache, key, work, meter), size
+        signed = sign(description, key)
+        report.signed[split_id(aid)[2]] = signed
+        return _upload(aid, signed, cache, work, meter), size
 
     def pushed(aid: str, outcome: tuple[bool, int]) -> None:
         sent, size = outcome
@@ -168,11 +199,9 @@ def _pack(store: Store, aid: str, work: Path, live: bool) -> dict[str, Any]:
     return description
 
 
-def _upload(aid: str, description: dict[str, Any], cache: Cache, key: SecretKey, work: Path,
-            meter: Meter) -> bool:
-    """Sign and put one entry; whether its archive was sent (else the cache had it)."""
-    archive = work / split_id(aid)[2] / f"{description['archive_sha256']}.tar.zst"
-    signed = sign(description, key)
+def _upload(aid: str, signed: dict[str, Any], cache: Cache, work: Path, meter: Meter) -> bool:
+    """Put one signed entry; whether its archive was sent (else the cache had it)."""
+    archive = work / split_id(aid)[2] / f"{signed['archive_sha256']}.tar.zst"
     try:
         return cache.put_entry(signed, archive, meter)
     finally:

@@ -239,8 +239,8 @@ def parse_trusted(values: list[str]) -> list[PublicKey]:
 SPEC_ENVELOPE = "hdenv-signed-spec"
 
 
-def sign_spec(hash_: str, spec: Any, key: SecretKey, name: str | None = None
-              ) -> dict[str, Any]:
+def sign_spec(hash_: str, spec: Any, key: SecretKey, name: str | None = None,
+              descriptions: dict[str, Any] | None = None) -> dict[str, Any]:
     """A spec as a cache keeps it (profile definitions, host specs): signed like a description.
 
     Without a signature, anyone who can write to (or impersonate) a cache
@@ -249,10 +249,15 @@ def sign_spec(hash_: str, spec: Any, key: SecretKey, name: str | None = None
     signed artifacts. A profile pushed by its name carries that name inside
     the signed envelope (not in the spec: the name is no part of the hash),
     so `reproduce --from` can give it back the name its pusher knew it by.
+    A profile's envelope may carry the signed descriptions of its artifacts
+    (`descriptions`, hash -> description), so a reader needs one request, not
+    one per artifact: each is still checked against its own signature.
     """
     envelope: dict[str, Any] = {SPEC_ENVELOPE: 1, "hash": hash_, "spec": spec}
     if name is not None:
         envelope["name"] = name
+    if descriptions is not None:  # {}: too many to carry (readers ask for each)
+        envelope["descriptions"] = descriptions
     return sign(envelope, key)
 
 
