@@ -23,6 +23,7 @@ information, compares with a single `tar | zstd` archive of the whole profile
 moved in one transfer, which no per-artifact cache can match once artifacts
 are small: it shows what 200 separate entries cost over one lump.
 Run: .venv/bin/python benchmarks/bench_cache.py [--mb 50] [--artifacts 5] [--rounds 3] [--jobs 2]
+(BENCH_ROUNDS=1 prints every round's time: this VM's disk slows down after a few GB written.)
 """
 
 from __future__ import annotations
@@ -119,14 +120,21 @@ def best(rounds: int, setup: Callable[[], object], run: Callable[[], object]) ->
 def paired(rounds: int, *steps: Step) -> list[float]:
     """The best time of each step over `rounds`, the steps taking turns (hdenv, baseline,
     hdenv, ...): this VM's disk has slow and fast phases lasting seconds, and rounds in
-    a row gave a whole phase to one side (a ratio moved by +-0.15 between runs)."""
+    a row gave a whole phase to one side (a ratio moved by +-0.15 between runs).
+
+    Each starts with nothing left to write back (`sync`, untimed): an fsync on ext4
+    (data=ordered) writes out every file of its journal commit, so hdenv's synced
+    artifact.json paid for the 150 MB the baseline's `tar -x` had just left dirty."""
     times: list[list[float]] = [[] for _ in steps]
     for _ in range(rounds):
         for (setup, run), mine in zip(steps, times):
             setup()
+            os.sync()
             t = time.perf_counter()
             run()
             mine.append(time.perf_counter() - t)
+            if os.environ.get("BENCH_ROUNDS"):
+                print(f"  {getattr(run, '__name__', '?')}: {mine[-1]:.3f}s")
     return [min(t) for t in times]
 
 
