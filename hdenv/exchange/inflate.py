@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import io
 import threading
-from typing import IO, Any
+from typing import IO
 
 CHUNK = 1 << 20
 AHEAD = 32 << 20
@@ -108,18 +108,13 @@ class Inflating(io.RawIOBase):
             self._changed.notify_all()
             while self._end < self._wanted and not self._done:
                 self._changed.wait()
-            if self._end < self._pos + size and self._error is not None:
+            if self._end < self._wanted and self._error is not None:
                 raise self._error
             data = self._take(self._pos, min(self._pos + size, self._end))
             self._pos += len(data)
             self._forget_before(self._pos)
             self._changed.notify_all()
         return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
 
     def _take(self, start: int, stop: int) -> bytes:
         if stop <= start:

@@ -112,7 +112,7 @@ def push(store: Store, refs: list[str], cache: Cache, key: SecretKey,
         if not signed_by(doc, key.name, name) or "descriptions" not in doc:
             spec = store.read_spec(phash)
             closure = [split_id(a)[2] for a in runtime_closure(store, spec.get("artifacts", []))
-                       if kinds.get(a, store.artifact_meta(a).get("kind")) != "host"]
+                       if kinds[a] != "host"]  # its closure is part of `order`
             cache.put_profile(phash, sign_spec(phash, spec, key, name, _bundled(
                 cache, closure, report.signed, jobs)))
             report.profiles.append(phash)
