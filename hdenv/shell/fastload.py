@@ -2,8 +2,8 @@
 
 Users run `hdenv load` all day, so this module is what the function executes
 with `python -I -S` (no site-packages, no click, no jinja2, not even `os`): it
-imports only `binascii`, `_json`, `errors`, `validate`, `xdg`, `lightos`, `envdiff` and the one
-shell module it needs. A profile is found by following one link (names) or
+imports only `binascii`, `_json`, `gc`, `errors`, `validate`, `xdg`, `lightos`,
+`envdiff` and the one shell module it needs. A profile is found by following one link (names) or
 one `stat` (full hashes); a hash prefix lists
 `profiles/` only, never `artifacts/`, so the cost does not grow with the
 number of artifacts in the store.
@@ -14,6 +14,7 @@ on stderr and exits 2; the function evaluates the code only on success.
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from ..errors import UserError
@@ -931,6 +932,19 @@ def quiet_broken_pipe() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the shell function: SHELL CONFIG STORE ARGS...
+
+    Then the objects it made are frozen: the interpreter's last collection
+    would walk them all for cycles (a millisecond or two of every load; see
+    `hdenv.cli.main.main`).
+    """
+    try:
+        _answer(argv)
+    finally:
+        gc.freeze()
+
+
+def _answer(argv: list[str] | None) -> None:
+    """What `main` does: SHELL CONFIG STORE ARGS...
 
     The function sends `load`, `unload`, `swap`, `purge` and anything starting
     with an option here and evaluates what it prints; `avail`, `loaded` and
