@@ -20,7 +20,7 @@ from hdenv.config import Settings
 from hdenv.errors import UserError
 from hdenv.exchange.backends import open_cache
 from hdenv.exchange.push import push
-from hdenv.exchange.signing import SecretKey, sign
+from hdenv.exchange.signing import PublicKey, SecretKey, sign
 from hdenv.provenance.reproduce import ReproduceResult, reproduce
 from hdenv.store.layout import Store, split_id
 from hdenv.store.verify import verify_artifact
@@ -145,6 +145,25 @@ def test_the_profile_carries_its_artifacts_descriptions_so_none_is_asked_for(
     result, _ = reproduce_into(b.root, ids["profile"], cache, [str(key.public())])
     assert result.installed == [ids["dep"], ids["top"]]
     assert verify_artifact(b, ids["top"]) == [] and verify_artifact(b, ids["dep"]) == []
+
+
+def test_each_signature_is_verified_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    """The checks made before the store is written are the ones its installs rely on: a
+    200-artifact profile verified every description twice (~20 ms of one core)."""
+    _, ids, cache, key = pushed(tmp_path)
+    verified: list[bytes] = []
+    real = PublicKey.verify
+
+    def counting(self: PublicKey, signature: bytes, data: bytes) -> bool:
+        verified.append(data)
+        return real(self, signature, data)
+
+    monkeypatch.setattr(PublicKey, "verify", counting)
+    result, _ = reproduce_into(tmp_path / "b", ids["profile"], cache, [str(key.public())])
+    assert result.installed == [ids["dep"], ids["top"]]
+    # the profile's envelope, the host spec's, and the two carried descriptions
+    assert len(verified) == 4 and len(set(verified)) == 4
 
 
 def test_a_carried_description_that_fails_a_check_is_asked_for_instead(tmp_path: Path) -> None:

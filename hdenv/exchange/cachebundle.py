@@ -46,7 +46,7 @@ from .backends import Cache, open_cache
 from .bundle import Bundle, build_closure, check_graph, node_id
 from .pack import ArchiveRefused
 from .signing import PublicKey, SignatureRefused, envelope_name, open_spec, parse_trusted
-from .substitute import NotHere, Substituter, check_entry
+from .substitute import Checked, NotHere, Substituter, check_entry
 
 HASH_LEN = (HASH_BITS + 4) // 5  # base32 characters of a full hash
 
@@ -79,21 +79,18 @@ def _verified_spec(url: str, doc: Any, h: str, keys: list[PublicKey]) -> Any:
     return spec
 
 
-def _carried(carried: dict[str, Any], h: str, keys: list[PublicKey]) -> dict[str, Any] | None:
+def _carried(carried: dict[str, Any], h: str, keys: list[PublicKey]) -> Checked | None:
     """The description of `h` the profile's envelope carries, if it is one for `h` that a
     trusted key signed; else None and the cache is asked (the envelope may be older than
     a description pushed again, signed by a key no longer trusted)."""
     found = carried.get(h)
     if not isinstance(found, dict) or not isinstance(found.get("spec"), dict):
         return None
-    spec = found["spec"]
+    aid = node_id(h, found["spec"])  # check_entry: its spec must hash to `h`
     try:
-        if spec_hash(spec) != h:
-            return None
-        check_entry(found, node_id(h, spec), keys)
+        return Checked(aid, found, check_entry(found, aid, keys))
     except (NotHere, ArchiveRefused, SignatureRefused):
         return None
-    return found
 
 
 class CacheBundle(Bundle):
@@ -107,12 +104,13 @@ class CacheBundle(Bundle):
         keys = parse_trusted(trusted)
         names: dict[str, str] = {}
         carried: dict[str, Any] = {}  # what the profile's envelope carries (push.py)
-        checked: set[str] = set()  # of those, the ones found well signed for their hash
+        checked: dict[str, Checked] = {}  # descriptions found well signed for their hash
 
         def read(h: str) -> dict[str, Any]:
-            found = _carried(carried, h, keys)
-            if found is not None:
-                checked.add(h)
+            known = _carried(carried, h, keys)
+            if known is not None:
+                checked[h] = known
+                found: Any = known.description
             else:
                 found = cache.description(h)  # most hashes are artifacts': asked first
             if isinstance(found, dict):
@@ -133,7 +131,8 @@ class CacheBundle(Bundle):
             if spec is None:
                 raise UserError(f"{url}: has no spec {h}, which {what} needs (pushed by an"
                                 " older hdenv? push it again)")
-            if not isinstance(spec, dict) or spec_hash(spec) != h:
+            # a checked description's spec hashes to `h` (check_entry): not hashed twice
+            if not isinstance(spec, dict) or (known is None and spec_hash(spec) != h):
                 raise UserError(f"{url}: spec {h} does not hash to {h}: it was changed or"
                                 " damaged; refusing the cache")
             return spec
@@ -145,7 +144,7 @@ class CacheBundle(Bundle):
                 continue
             aid = node_id(h, specs[h])
             try:
-                check_entry(description, aid, keys)
+                checked[h] = Checked(aid, description, check_entry(description, aid, keys))
             except (NotHere, ArchiveRefused) as e:
                 raise UserError(f"--from {url}: refusing {aid}: {e.reason}") from None
             except SignatureRefused as e:
@@ -161,7 +160,7 @@ class CacheBundle(Bundle):
         # "artifact" marks what the cache provides, so reproduce plans no build for it
         nodes = {h: {"artifact": {"cache": url}} for h in descriptions}
         super().__init__(url, [root], specs, nodes)
-        # the descriptions just checked, so each is not asked for twice; the substituter
-        # checks them again as it installs (and each archive against its description)
+        # the descriptions just checked, so each is neither asked for nor verified twice;
+        # the substituter checks each archive against its description as it installs
         self.substituter = Substituter(store, [cache], keys, prefetched={
-            (url, h): d for h, d in descriptions.items()})
+            (url, h): checked[h] for h in descriptions})

@@ -65,6 +65,17 @@ class Fetched:
                 f" {self.seconds:.1f}s)")
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A description this process has checked already (`check_entry`) for `aid`, signed
+    by `signer`: reproduce --from checks a profile's closure before the store is written
+    to, and its installs reuse the verdict instead of verifying 200 signatures again."""
+
+    aid: str
+    description: dict[str, Any]
+    signer: str
+
+
 class NotHere(Exception):
     """This cache has no usable copy; `reason` is the short why."""
 
@@ -97,8 +108,9 @@ class Substituter:
     caches: list[Cache]
     trusted: list[PublicKey]
     dead: dict[str, str] = field(default_factory=dict)  # cache url -> why it is skipped
-    prefetched: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    """(cache url, hash) -> the description a caller read already (reproduce --from)."""
+    prefetched: dict[tuple[str, str], Checked] = field(default_factory=dict)
+    """(cache url, hash) -> the description a caller read and checked already (reproduce
+    --from), used for the id it was checked for."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _batch: bool = False  # inside fetch_many, which ran store.ensure() for all its installs
     _installer: ForkedPool | None = None  # inside fetch_many: installs in processes
@@ -140,11 +152,14 @@ class Substituter:
               ) -> Fetched:
         started = time.monotonic()
         with self._lock:
-            description = self.prefetched.pop((cache.url, split_id(aid)[2]), None)
-        if description is None:
+            known = self.prefetched.pop((cache.url, split_id(aid)[2]), None)
+        description: dict[str, Any] | None
+        if known is not None and known.aid == aid:
+            description, signer = known.description, known.signer
+        else:
             with self._transfer():
                 description = cache.description(split_id(aid)[2])
-        signer = check_entry(description, aid, self.trusted)
+            signer = check_entry(description, aid, self.trusted)
         assert description is not None
         for ref in description["references"]:
             if self.store.has_artifact(ref):
