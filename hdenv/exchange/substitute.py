@@ -241,11 +241,16 @@ class Substituter:
         try:
             threads = jobs
             if workers.available(jobs, len(wanted)):
-                self._installer = ForkedPool(jobs, self._install_here)
-                # twice as many artifacts under way as transfers or installs: while one
-                # waits for its install, another downloads, so neither the connections
-                # nor the installing processes wait for each other
-                threads = 2 * jobs
+                # one install process more than transfers: an install waits for the disk
+                # a quarter of its time (the fsync that makes it exist), and meanwhile
+                # another can use the core (200 artifacts at -j 2 on ext4: 0.95 s
+                # instead of 1.04, median of 8; the same on tmpfs)
+                installers = jobs + 1
+                self._installer = ForkedPool(installers, self._install_here)
+                # twice as many artifacts under way as installs: while one waits for its
+                # install, another downloads, so neither the connections nor the
+                # installing processes wait for each other
+                threads = 2 * installers
                 self._transfers = threading.Semaphore(jobs)
             # references in a loop: no cache can describe that
             return run_in_order(wanted, references, threads, lambda aid: self.fetch(aid, meter),

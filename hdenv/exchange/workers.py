@@ -5,7 +5,7 @@ the manifest are Python, between system calls that create files. Two threads
 installing 200 artifacts took 0.85 s against 1.0 s for one (each install 1.75
 times slower beside the other); two processes installing half each took 0.6 s.
 So a pull downloads in threads (`inorder.py`) and hands each checked archive to
-one of `jobs` processes to install.
+one of `jobs + 1` processes to install (substitute.py says why one more).
 
 The processes are forked, all at once, from the thread that makes the pool,
 before the transfer threads start, so no lock is copied held; they get the
