@@ -249,6 +249,41 @@ def test_fetch_many_keeps_to_jobs_transfers_while_more_artifacts_are_under_way(
     assert counting.most == 2  # side by side (they each wait a while), and never three
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_installs_in_processes_get_archives_above_in_pipe_as_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int) -> None:
+    """With installs in worker processes (-j 2) an archive bigger than IN_PIPE reaches its
+    worker as a private file, not through the pool's pipe; installing here (-j 1), it
+    stays in memory up to IN_MEMORY. Either way no download is left in tmp/."""
+    a = Store(tmp_path / "a").ensure()
+
+    def data(i: int) -> Callable[[Path], object]:
+        return lambda prefix: (prefix / f"data{i}").write_bytes(bytes(range(256)) * 16 * (i + 1))
+
+    ids = [make_artifact(a, f"leaf{i}", data(i)) for i in range(3)]
+    key = SecretKey.generate("k1")
+    cache = open_cache(str(tmp_path / "cache"))
+    spec = profile_spec(ids, {}, None)
+    create_profile(a, spec)
+    push(a, [profile_hash(spec)], cache, key, lambda _m: None)
+    monkeypatch.setattr(substitute, "IN_PIPE", 0)
+    files: list[Path] = []
+    real = substitute.temp_file
+
+    def counted(*args: Any) -> Any:
+        made = real(*args)
+        files.append(made[1])
+        return made
+
+    monkeypatch.setattr(substitute, "temp_file", counted)
+    b = Store(tmp_path / "b").ensure()
+    got = Substituter(b, [cache], [key.public()]).fetch_many(ids, lambda _aid: [], jobs=jobs)
+    assert all(isinstance(g, Fetched) for g in got.values()), got
+    assert [verify_artifact(b, i) for i in ids] == [[]] * len(ids)
+    assert len(files) == (len(ids) if jobs > 1 else 0)
+    assert list(b.tmp.rglob("*.tar.zst")) == []
+
+
 class CountingCache(DirectoryCache):
     """A cache whose requests take 50 ms each and are counted while they run."""
 
