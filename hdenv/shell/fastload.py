@@ -2,9 +2,9 @@
 
 Users run `hdenv load` all day, so this module is what the function executes
 with `python -I -S` (no site-packages, no click, no jinja2, not even `os`): it
-imports only `binascii`, `_json`, `gc`, `errors`, `validate`, `xdg`, `lightos`,
-`envdiff` and the one shell module it needs. A profile is found by following one link (names) or
-one `stat` (full hashes); a hash prefix lists
+imports only `atexit`, `binascii`, `_json`, `gc`, `errors`, `validate`, `xdg`,
+`lightos`, `envdiff` and the one shell module it needs. A profile is found by
+following one link (names) or one `stat` (full hashes); a hash prefix lists
 `profiles/` only, never `artifacts/`, so the cost does not grow with the
 number of artifacts in the store.
 
@@ -14,6 +14,7 @@ on stderr and exits 2; the function evaluates the code only on success.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import sys
 
@@ -933,14 +934,12 @@ def quiet_broken_pipe() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the shell function: SHELL CONFIG STORE ARGS...
 
-    Then the objects it made are frozen: the interpreter's last collection
+    At exit the objects it made are frozen: the interpreter's last collection
     would walk them all for cycles (a millisecond or two of every load; see
     `hdenv.cli.main.main`).
     """
-    try:
-        _answer(argv)
-    finally:
-        gc.freeze()
+    atexit.register(gc.freeze)
+    _answer(argv)
 
 
 def _answer(argv: list[str] | None) -> None:
