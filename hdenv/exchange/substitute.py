@@ -103,8 +103,9 @@ IN_MEMORY = 8 << 20
 IN_PIPE = 1 << 20
 """The same limit when installs run in worker processes (fetch_many): the bytes reach the
 worker through the pool's pipe, a 64 KiB buffer at a time, pickled at both ends. Five
-archives of 1.6-7.5 MB pulled at -j 2 took 225 ms that way and 172 ms as files the
-worker reads from the page cache (the same from 64 KiB to 1 MiB)."""
+archives of 1.6-7.5 MB pulled at -j 2 took 225 ms that way and 193 ms as files the
+worker reads from the page cache (tmpfs, medians of 5; limits from 64 KiB to 1 MiB
+measured the same)."""
 
 
 @dataclass
