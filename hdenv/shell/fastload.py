@@ -934,22 +934,14 @@ def quiet_broken_pipe() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the shell function: SHELL CONFIG STORE ARGS...
 
-    At exit the objects it made are frozen: the interpreter's last collection
-    would walk them all for cycles (a millisecond or two of every load; see
-    `hdenv.cli.main.main`).
-    """
-    atexit.register(gc.freeze)
-    _answer(argv)
-
-
-def _answer(argv: list[str] | None) -> None:
-    """What `main` does: SHELL CONFIG STORE ARGS...
-
     The function sends `load`, `unload`, `swap`, `purge` and anything starting
     with an option here and evaluates what it prints; `avail`, `loaded` and
     `spider` it runs without evaluating (the first word tells which). What the
     fast path does not do becomes code that runs the full program.
     """
+    # at exit the objects it made are frozen: the interpreter's last collection would
+    # walk them all for cycles (a millisecond or two of every load; see cli/main.py)
+    atexit.register(gc.freeze)
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     session: Session | None = None

@@ -258,7 +258,7 @@ class Store:
         name, version, hash_ = split_id(artifact_id)
         return self.artifacts / name / version / hash_
 
-    def _has_own(self, artifact_id: str) -> bool:
+    def has_own_artifact(self, artifact_id: str) -> bool:
         """Whether this store (not an upstream) holds the artifact, from a path joined as
         text: pathlib's joins cost 25 µs of a 27 µs check, and a 200-artifact
         `reproduce` asks a thousand times (a 5,000-package no-op build, 5,000)."""
@@ -269,7 +269,7 @@ class Store:
     def artifact_store(self, artifact_id: str) -> Store | None:
         """The first store of the chain holding the artifact, or None."""
         for store in self.chain():
-            if store._has_own(artifact_id):
+            if store.has_own_artifact(artifact_id):
                 return store
         return None
 
@@ -287,9 +287,6 @@ class Store:
     def has_artifact(self, artifact_id: str) -> bool:
         """Present here or upstream: either way there is nothing to build."""
         return self.artifact_store(artifact_id) is not None
-
-    def has_own_artifact(self, artifact_id: str) -> bool:
-        return self._has_own(artifact_id)
 
     def artifact_meta(self, artifact_id: str) -> dict[str, Any]:
         try:
