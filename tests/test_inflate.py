@@ -43,6 +43,20 @@ def test_reads_of_any_size_and_forward_seeks_give_the_original_bytes(small_windo
     assert sum(len(p) for _, p in got) > 50_000
 
 
+
+def test_read_parts_hands_out_views_of_the_chunks_a_read_spans(small_window: None) -> None:
+    data = os.urandom(20_000)
+    with Inflating(io.BytesIO(zstandard.ZstdCompressor().compress(data))) as f:
+        assert b"".join(f.read_parts(1500)) == data[:1500]
+        parts = f.read_parts(4700)  # from the middle of one chunk into the sixth
+        assert all(isinstance(p, memoryview) for p in parts) and len(parts) == 6
+        assert b"".join(parts) == data[1500:6200]
+        f.read(10_000)  # the window moves on: views handed out before stay whole
+        assert b"".join(parts) == data[1500:6200]
+        assert b"".join(f.read_parts(-1)) == data[16_200:]
+        assert f.read_parts(5) == []
+
+
 def test_seeking_back_within_the_held_chunks_works_further_back_is_refused(
         small_window: None) -> None:
     data = bytes(range(256)) * 100

@@ -151,6 +151,76 @@ def test_a_malformed_description_is_refused(tmp_path: Path, change: dict[str, An
     assert_untouched(b, desc["id"])
 
 
+
+@pytest.mark.parametrize("verbatim", [[], {"bin/tool": "not hex"}, {"bin/tool": 7}])
+def test_a_malformed_verbatim_list_is_refused_with_one_line(
+        tmp_path: Path, verbatim: Any, packed: tuple[Store, dict[str, Any], Path]) -> None:
+    _, desc, archive = packed
+    b = Store(tmp_path / "b").ensure()
+    with pytest.raises(ArchiveRefused, match="description field 'verbatim' is malformed"):
+        install_packed(b, {**desc, "verbatim": verbatim}, archive)
+    assert_untouched(b, desc["id"])
+
+
+def big_tree(prefix: Path) -> None:
+    """Files relocation leaves alone (one spanning several decompressed chunks) beside
+    files that name the prefix (one only across the packer's 1 MiB reads)."""
+    (prefix / "lib").mkdir()
+    (prefix / "lib" / "big.so").write_bytes(os.urandom(3 << 20))
+    (prefix / "lib" / "small.so").write_bytes(b"\x7fELF\0plain\0")
+    (prefix / "share").mkdir()
+    (prefix / "share" / "conf").write_text(f"root={prefix}\n")
+    split = b"x" * ((1 << 20) - 10) + b" " + str(prefix).encode() + b"\n"  # across a read
+    (prefix / "share" / "split.txt").write_bytes(split)
+
+
+def test_files_without_the_root_travel_verbatim_with_their_recorded_digests(
+        tmp_path: Path) -> None:
+    a = Store(tmp_path / "store-a-long").ensure()
+    aid = make_artifact(a, "big", big_tree)
+    desc = pack_artifact(a, aid, tmp_path / "out")
+    src = a.artifact_dir(aid)
+    assert desc["verbatim"] == {
+        rel: hashlib.sha256((src / rel).read_bytes()).hexdigest()
+        for rel in ("lib/big.so", "lib/small.so")}  # not the two naming the root
+    b = Store(tmp_path / "b").ensure()  # a shorter root: the two are rewritten
+    assert install_packed(b, desc, tmp_path / "out" / archive_name(desc)) is True
+    dst = b.artifact_dir(aid)
+    assert (dst / "lib" / "big.so").read_bytes() == (src / "lib" / "big.so").read_bytes()
+    assert (dst / "share" / "conf").read_text() == f"root={dst}\n"
+    assert (dst / "share" / "split.txt").read_bytes().endswith(str(dst).encode() + b"\n")
+    assert verify_artifact(b, aid) == []
+
+
+def test_a_wrong_verbatim_digest_is_recorded_as_signed_and_verify_finds_it(
+        tmp_path: Path) -> None:
+    """What a signer says of a file is what the manifest records: the archive's hash pins
+    the bytes, and `verify` shows where the two disagree (a packer's bug, a file changed
+    in the packing store after it was built)."""
+    a = Store(tmp_path / "store-a-long").ensure()
+    aid = make_artifact(a, "big", big_tree)
+    desc = pack_artifact(a, aid, tmp_path / "out")
+    desc["verbatim"]["lib/small.so"] = "0" * 64
+    b = Store(tmp_path / "b").ensure()
+    install_packed(b, desc, tmp_path / "out" / archive_name(desc))
+    problems = verify_artifact(b, aid)
+    assert len(problems) == 1 and "lib/small.so" in problems[0], problems
+
+
+def test_a_description_without_a_verbatim_list_gets_every_file_hashed(tmp_path: Path
+                                                                      ) -> None:
+    """As an older hdenv packed them, and as container images are described."""
+    a = Store(tmp_path / "store-a-long").ensure()
+    aid = make_artifact(a, "big", big_tree)
+    desc = pack_artifact(a, aid, tmp_path / "out")
+    del desc["verbatim"]
+    b = Store(tmp_path / "b").ensure()
+    install_packed(b, desc, tmp_path / "out" / archive_name(desc))
+    assert verify_artifact(b, aid) == []
+    assert manifest_of(b.artifact_dir(aid)) == json.loads(
+        (b.artifact_dir(aid) / ".hdenv" / "manifest.json").read_text())
+
+
 def test_a_missing_reference_is_refused(tmp_path: Path) -> None:
     a = Store(tmp_path / "a").ensure()
     dep = make_artifact(a, "dep", lambda p: (p / "f").write_text("x"))
