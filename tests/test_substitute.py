@@ -6,6 +6,7 @@ directory caches, and pulled into other stores.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -282,6 +283,53 @@ def test_installs_in_processes_get_archives_above_in_pipe_as_files(
     assert [verify_artifact(b, i) for i in ids] == [[]] * len(ids)
     assert len(files) == (len(ids) if jobs > 1 else 0)
     assert list(b.tmp.rglob("*.tar.zst")) == []
+
+
+
+@pytest.mark.parametrize(("sizes", "described", "in_workers"), [
+    ([3 << 20, 3 << 20], True, False),  # few archives, mostly bytes: threads
+    ([4096] * 6, True, True),  # many small ones: Python per artifact, processes
+    ([3 << 20, 3 << 20], False, True),  # descriptions not at hand: processes
+])
+def test_a_pull_installs_in_threads_when_its_archives_are_mostly_bytes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sizes: list[int], described: bool,
+        in_workers: bool) -> None:
+    """By the descriptions checked before the pull (reproduce --from has them all): few
+    big archives install in this process's threads, many small ones in processes."""
+    a = Store(tmp_path / "a").ensure()
+
+    def data(i: int, size: int) -> Callable[[Path], object]:
+        return lambda prefix: (prefix / f"data{i}").write_bytes(os.urandom(size))
+
+    ids = [make_artifact(a, f"leaf{i}", data(i, size)) for i, size in enumerate(sizes)]
+    key = SecretKey.generate("k1")
+    cache = open_cache(str(tmp_path / "cache"))
+    spec = profile_spec(ids, {}, None)
+    create_profile(a, spec)
+    push(a, [profile_hash(spec)], cache, key, lambda _m: None)
+    pids = tmp_path / "pids"
+    real = substitute.install_packed
+
+    def noting_pid(*args: Any, **kwargs: Any) -> Any:
+        with open(pids, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(substitute, "install_packed", noting_pid)
+    prefetched = {}
+    if described:
+        for aid in ids:
+            found = cache.description(aid.split("/")[2])
+            assert found is not None
+            prefetched[(cache.url, aid.split("/")[2])] = substitute.Checked(
+                aid, found, substitute.check_entry(found, aid, [key.public()]))
+    b = Store(tmp_path / "b").ensure()
+    got = Substituter(b, [cache], [key.public()], prefetched=prefetched).fetch_many(
+        ids, lambda _aid: [], jobs=2)
+    assert all(isinstance(g, Fetched) for g in got.values()), got
+    assert [verify_artifact(b, i) for i in ids] == [[]] * len(ids)
+    here = [int(pid) == os.getpid() for pid in pids.read_text().split()]
+    assert len(here) == len(ids) and not any(here) if in_workers else all(here)
 
 
 class CountingCache(DirectoryCache):

@@ -5,7 +5,9 @@ the manifest are Python, between system calls that create files. Two threads
 installing 200 artifacts took 0.85 s against 1.0 s for one (each install 1.75
 times slower beside the other); two processes installing half each took 0.6 s.
 So a pull downloads in threads (`inorder.py`) and hands each checked archive to
-one of `jobs + 1` processes to install (substitute.py says why one more).
+one of `jobs + 1` processes to install (substitute.py says why one more) -- unless
+its archives are few and big: then the install is mostly zstd and writes, which
+leave the GIL, and threads do better (`substitute.BYTES_PER_FILE`).
 
 The processes are forked, all at once, from the thread that makes the pool,
 before the transfer threads start, so no lock is copied held; they get the
