@@ -40,15 +40,16 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from servers import http_server, registry  # noqa: E402
 
-from hdenv.exchange.backends import open_cache  # noqa: E402
+from hdenv.exchange.backends import Cache, open_cache  # noqa: E402
 from hdenv.exchange.push import push  # noqa: E402
 from hdenv.exchange.signing import SecretKey  # noqa: E402
-from hdenv.exchange.substitute import Substituter  # noqa: E402
+from hdenv.exchange.substitute import Checked, Substituter, check_entry  # noqa: E402
 from hdenv.exchange.transfer import NullMeter  # noqa: E402
 from hdenv.profile.profiles import create_profile, profile_spec  # noqa: E402
 from hdenv.store.artifacts import install_artifact  # noqa: E402
@@ -201,9 +202,20 @@ def pull_round(label: str, url: str, archive_urls: list[str], ids: list[str], ke
         dest["store"] = Store(fresh("s")).ensure()
 
     def pull() -> None:
-        sub = Substituter(dest["store"], [open_cache(url)], [key.public()])
+        # as `reproduce --from` pulls (cachebundle.py): every description fetched and
+        # checked first, then the archives, with the descriptions at hand
+        cache = open_cache(url)
+        with ThreadPoolExecutor(max_workers=JOBS["n"]) as pool:
+            checked = list(pool.map(lambda aid: Checked(aid, *described(cache, aid)), ids))
+        sub = Substituter(dest["store"], [cache], [key.public()],
+                          prefetched={(cache.url, c.aid.split("/")[2]): c for c in checked})
         got = sub.fetch_many(ids, lambda _aid: [], JOBS["n"], lambda *_a: NullMeter())
         assert all(not isinstance(g, str) for g in got.values()), got
+
+    def described(cache: Cache, aid: str) -> tuple[dict[str, Any], str]:
+        description = cache.description(aid.split("/")[2])
+        assert description is not None
+        return description, check_entry(description, aid, [key.public()])
 
     def base_pull() -> None:
         work = fresh("get")
