@@ -23,6 +23,7 @@ from conftest import SHARED_SOURCES, Runner, require
 from test_upstreams import SITE_STACK, USER_STACK, own_artifacts, snapshot
 from unixusers import UnixUsers
 
+from hdenv.exchange.substitute import IN_PIPE, mostly_bytes
 from hdenv.store.layout import Store
 from hdenv.store.tmpdirs import leftovers
 
@@ -402,12 +403,18 @@ script = '''
 mkdir -p "$PREFIX/share/w{i}/sub"
 echo {i} > "$PREFIX/share/w{i}/sub/small"
 head -c 100000000 /dev/zero > "$PREFIX/share/w{i}/big"
+head -c {noise} /dev/urandom > "$PREFIX/share/w{i}/noise"
 '''
-"""  # installs that take a while: 100 MB to write and hash, in a small archive
+"""  # installs that take a while: 100 MB to write and hash, in a small archive (but for
+# the noise: MBs of it make the archive as big, and the install mostly bytes)
 
 
+@pytest.mark.parametrize(("noise", "in_threads"), [
+    ([1_500_000, 0, 0], False),  # installs in worker processes, an archive as a file
+    ([2_000_000] * 3, True),  # mostly bytes: installs in the pullers' threads
+], ids=["processes", "threads"])
 def test_two_members_pull_into_one_shared_store_while_one_tries_to_write_in(
-        users: UnixUsers, run_hdenv: Runner) -> None:
+        users: UnixUsers, run_hdenv: Runner, noise: list[int], in_threads: bool) -> None:
     """Installs from a cache write files read-only from the start, make directories
     read-only at the end and record the manifest of what they wrote (exchange/pack.py):
     two group members pulling one profile into one shared store at once get each artifact
@@ -416,16 +423,20 @@ def test_two_members_pull_into_one_shared_store_while_one_tries_to_write_in(
     until their files are written, and then take a finished artifact's modes (the group's
     to write in, so members can gc each other's), but what a member put there is never in
     the manifest, and `verify` names it."""
-    src, cache = users.base / "pull-src", users.base / "pull-cache"
-    xdg = {"XDG_CONFIG_HOME": str(users.base / "pull-xdg")}
+    tag = "threads" if in_threads else "processes"
+    src, cache = users.base / f"pull-src-{tag}", users.base / f"pull-cache-{tag}"
+    xdg = {"XDG_CONFIG_HOME": str(users.base / f"pull-xdg-{tag}")}
     key = run_hdenv("cache", "keygen", "k1", env=xdg, check=True).stdout.strip()
-    stack = users.base / "pull.toml"
+    stack = users.base / f"pull-{tag}.toml"
     stack.write_text(PARAMETERISED.format(name="qp", pkg="qp", PKG="QP")
-                     + "".join(WIDE.format(i=i) for i in range(3)))
+                     + "".join(WIDE.format(i=i, noise=noise[i]) for i in range(3)))
     built = run_hdenv("--store", str(src), "build", str(stack), check=True)
     phash = built.stdout.split()[-1]
     run_hdenv("--store", str(src), "push", "qp", "--to", str(cache), env=xdg, check=True)
-    config = users.base / "pull-config.toml"
+    descriptions = [json.loads(p.read_text()) for p in (cache / "artifacts").glob("*.json")]
+    assert mostly_bytes(descriptions) is in_threads
+    assert max(d["archive_size"] for d in descriptions) > IN_PIPE  # a file, not the pipe
+    config = users.base / f"pull-config-{tag}.toml"
     config.write_text(f'trusted-keys = ["{key}"]\n')
     for dirpath, dirnames, filenames in os.walk(cache):
         for name in dirnames:
@@ -433,7 +444,7 @@ def test_two_members_pull_into_one_shared_store_while_one_tries_to_write_in(
         for name in filenames:
             os.chmod(os.path.join(dirpath, name), 0o644)
     os.chmod(config, 0o644)
-    store = users.base / "shared-pull"
+    store = users.base / f"shared-pull-{tag}"
     fix = run_hdenv("--store", str(store), "store", "fix-permissions", "--group", GROUP)
     assert fix.returncode == 0, fix.stderr
 
@@ -446,7 +457,7 @@ def test_two_members_pull_into_one_shared_store_while_one_tries_to_write_in(
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 cwd=users.base)
 
-    flag = users.base / "pulling"
+    flag = users.base / f"pulling-{tag}"
     flag.write_text("")
     inside = ["share", "share/deep", "share/deep/sub", "bin",
               *(f"share/w{i}{sub}" for i in range(3) for sub in ("", "/sub"))]

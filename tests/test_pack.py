@@ -25,6 +25,7 @@ import zstandard
 from packfixtures import make_artifact, rich_tree
 
 from hdenv.errors import StoreError, UserError
+from hdenv.exchange import pack
 from hdenv.exchange.pack import (
     ArchiveRefused,
     archive_name,
@@ -152,13 +153,16 @@ def test_a_malformed_description_is_refused(tmp_path: Path, change: dict[str, An
 
 
 
-@pytest.mark.parametrize("verbatim", [[], {"bin/tool": "not hex"}, {"bin/tool": 7}])
-def test_a_malformed_verbatim_list_is_refused_with_one_line(
-        tmp_path: Path, verbatim: Any, packed: tuple[Store, dict[str, Any], Path]) -> None:
+@pytest.mark.parametrize(("field", "value"), [
+    ("verbatim", []), ("verbatim", {"bin/tool": "not hex"}), ("verbatim", {"bin/tool": 7}),
+    ("regular_files", -1), ("regular_files", "3"), ("regular_files", True)])
+def test_a_malformed_verbatim_list_or_file_count_is_refused_with_one_line(
+        tmp_path: Path, field: str, value: Any, packed: tuple[Store, dict[str, Any], Path]
+        ) -> None:
     _, desc, archive = packed
     b = Store(tmp_path / "b").ensure()
-    with pytest.raises(ArchiveRefused, match="description field 'verbatim' is malformed"):
-        install_packed(b, {**desc, "verbatim": verbatim}, archive)
+    with pytest.raises(ArchiveRefused, match=f"description field '{field}' is malformed"):
+        install_packed(b, {**desc, field: value}, archive)
     assert_untouched(b, desc["id"])
 
 
@@ -167,6 +171,7 @@ def big_tree(prefix: Path) -> None:
     files that name the prefix (one only across the packer's 1 MiB reads)."""
     (prefix / "lib").mkdir()
     (prefix / "lib" / "big.so").write_bytes(os.urandom(3 << 20))
+    (prefix / "lib" / "mid.so").write_bytes(os.urandom(20 << 10))
     (prefix / "lib" / "small.so").write_bytes(b"\x7fELF\0plain\0")
     (prefix / "share").mkdir()
     (prefix / "share" / "conf").write_text(f"root={prefix}\n")
@@ -180,15 +185,28 @@ def test_files_without_the_root_travel_verbatim_with_their_recorded_digests(
     aid = make_artifact(a, "big", big_tree)
     desc = pack_artifact(a, aid, tmp_path / "out")
     src = a.artifact_dir(aid)
-    assert desc["verbatim"] == {
+    assert desc["verbatim"] == {  # not the two naming the root, nor one under 16 KiB
         rel: hashlib.sha256((src / rel).read_bytes()).hexdigest()
-        for rel in ("lib/big.so", "lib/small.so")}  # not the two naming the root
+        for rel in ("lib/big.so", "lib/mid.so")}
+    assert desc["regular_files"] == 6  # and .hdenv/build.log
     b = Store(tmp_path / "b").ensure()  # a shorter root: the two are rewritten
     assert install_packed(b, desc, tmp_path / "out" / archive_name(desc)) is True
     dst = b.artifact_dir(aid)
     assert (dst / "lib" / "big.so").read_bytes() == (src / "lib" / "big.so").read_bytes()
     assert (dst / "share" / "conf").read_text() == f"root={dst}\n"
     assert (dst / "share" / "split.txt").read_bytes().endswith(str(dst).encode() + b"\n")
+    assert verify_artifact(b, aid) == []
+
+
+def test_only_the_biggest_files_are_listed_past_verbatim_max(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = Store(tmp_path / "store-a-long").ensure()
+    aid = make_artifact(a, "big", big_tree)
+    monkeypatch.setattr(pack, "VERBATIM_MAX", 1)
+    desc = pack_artifact(a, aid, tmp_path / "out")
+    assert list(desc["verbatim"]) == ["lib/big.so"]
+    b = Store(tmp_path / "b").ensure()
+    install_packed(b, desc, tmp_path / "out" / archive_name(desc))
     assert verify_artifact(b, aid) == []
 
 
@@ -200,11 +218,11 @@ def test_a_wrong_verbatim_digest_is_recorded_as_signed_and_verify_finds_it(
     a = Store(tmp_path / "store-a-long").ensure()
     aid = make_artifact(a, "big", big_tree)
     desc = pack_artifact(a, aid, tmp_path / "out")
-    desc["verbatim"]["lib/small.so"] = "0" * 64
+    desc["verbatim"]["lib/mid.so"] = "0" * 64
     b = Store(tmp_path / "b").ensure()
     install_packed(b, desc, tmp_path / "out" / archive_name(desc))
     problems = verify_artifact(b, aid)
-    assert len(problems) == 1 and "lib/small.so" in problems[0], problems
+    assert len(problems) == 1 and "lib/mid.so" in problems[0], problems
 
 
 def test_a_description_without_a_verbatim_list_gets_every_file_hashed(tmp_path: Path

@@ -11,18 +11,24 @@ and uploaded once, whatever refers to it). The description says what it is:
      "references": ["ID", ...],                    # runtime deps, installed first
      "archive_sha256": "HEX", "archive_size": N, "compression": "zstd",
      "meta": {...},                                # artifact.json's own facts
-     "verbatim": {"bin/tool": "HEX", ...},          # files relocation leaves alone
+     "verbatim": {"lib/libz.so.1.2.13": "HEX", ...}, # files relocation leaves alone
+     "regular_files": N,                           # in the archive
      "hdenv_version": "0.1.0"}
 
-`verbatim` lists the regular files in which the packer found no mention of
-its store root, each with the sha256 its store's manifest records: relocation
-leaves them as they are, so the installer writes their bytes straight from
-the archive, without searching them for the root or hashing them again (of
-a 54 MB install's time, the search and the hashing were a quarter). What it
-records is what the signer says of bytes the archive's hash already pins
-down: a signer can only lie about files it ships anyway, and `verify` finds
-a digest that does not match. A description without the field (an older
-hdenv, a container image) gets every file searched and hashed.
+`verbatim` lists the regular files of VERBATIM_MIN bytes or more in which the
+packer found no mention of its store root, each with the sha256 its store's
+manifest records: relocation leaves them as they are, so the installer
+writes their bytes straight from the archive, without searching them for the
+root or hashing them again (of a 54 MB install's time, the search and the
+hashing were a quarter). What it records is what the signer says of bytes
+the archive's hash already pins down: a signer can only lie about files it
+ships anyway, and `verify` finds a digest that does not match. Small files
+are left out (a quarter of the files of gcc and Python over 16 KiB hold 93%
+of their bytes), and past VERBATIM_MAX the smallest: a profile's envelope
+carries its artifacts' descriptions (push.py), and a reader takes 16 MiB of
+one. A description without the field (an older hdenv, a container image)
+gets every file searched and hashed. `regular_files` lets a puller judge
+whether its installs are mostly bytes (substitute.py).
 
 Nothing in a description is trusted until `install_packed` has checked it:
 the spec must hash to the id, the archive to `archive_sha256`; whoever checks
@@ -69,6 +75,9 @@ from .relocate import CannotRelocate, Relocator
 
 FORMAT = 1
 VERBATIM = "verbatim"  # the description field (see above)
+VERBATIM_MIN = 16 << 10
+VERBATIM_MAX = 20_000  # ~2.7 MB of description at most
+REGULAR_FILES = "regular_files"
 COMPRESSION = "zstd"
 ARCHIVE_SUFFIX = ".tar.zst"
 ZSTD_LEVEL = 3  # zstd's own default: `tar | zstd` is what users compare with
@@ -150,7 +159,8 @@ def pack_artifact(store: Store, artifact_id: str, out_dir: Path,
     prefix = store.artifact_dir(artifact_id)
     recorded = _recorded_digests(prefix)
     root = (str(store.root).rstrip("/") or "/").encode("utf-8", "surrogateescape")
-    verbatim: dict[str, str] = {}
+    verbatim: list[tuple[int, str, str]] = []  # (size, path, digest)
+    regular_files = 0
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with pending_file(out_dir, ".pack-") as (raw, tmp):
@@ -165,12 +175,13 @@ def pack_artifact(store: Store, artifact_id: str, out_dir: Path,
                                 copybufsize=CHUNK) as tar:
             for info, path in _members(prefix):
                 if info.isreg():
+                    regular_files += 1
                     with open(path, "rb") as f:
                         scanned = _Mentions(f, root)
                         tar.addfile(info, scanned)
                     digest = recorded.get(info.name)
-                    if digest is not None and not scanned.found:
-                        verbatim[info.name] = digest
+                    if digest is not None and not scanned.found and info.size >= VERBATIM_MIN:
+                        verbatim.append((info.size, info.name, digest))
                 else:
                     tar.addfile(info)
         # not synced: every caller packs into a temporary directory, and what keeps the
@@ -189,7 +200,9 @@ def pack_artifact(store: Store, artifact_id: str, out_dir: Path,
         "archive_size": hashing.size,
         "compression": COMPRESSION,
         "meta": {k: v for k, v in meta.items() if k not in LOCAL_META},
-        VERBATIM: verbatim,
+        VERBATIM: {rel: digest for _, rel, digest in sorted(verbatim, reverse=True)
+                   [:VERBATIM_MAX]},
+        REGULAR_FILES: regular_files,
         "hdenv_version": __version__,
     }
 
@@ -307,6 +320,9 @@ def check_description(description: Any) -> str:
             isinstance(k, str) and isinstance(v, str) and _HEX64.match(v)
             for k, v in verbatim.items()):
         raise ArchiveRefused(aid, f"description field {VERBATIM!r} is malformed")
+    count = description.get(REGULAR_FILES, 0)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ArchiveRefused(aid, f"description field {REGULAR_FILES!r} is malformed")
     return aid
 
 

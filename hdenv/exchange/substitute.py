@@ -32,7 +32,7 @@ from ..store.tmpdirs import temp_file
 from . import workers
 from .backends import Cache, CacheUnavailable, open_cache
 from .inorder import run_in_order
-from .pack import VERBATIM, ArchiveRefused, check_description, install_packed
+from .pack import REGULAR_FILES, ArchiveRefused, check_description, install_packed
 from .signing import PublicKey, SignatureRefused, check, parse_trusted
 from .transfer import Meter, NullMeter, SharedLine, human_size, meter_for
 from .workers import ForkedPool
@@ -117,6 +117,20 @@ in worker processes. Measured at -j 2 on tmpfs, medians of 10 (threads / process
 126 / 143, in 40 173 / 163, in 200 577 / 342; 15 MB of headers and docs (849 files) in
 5 artifacts 115 / 85. The rule puts each on its faster side."""
 
+
+def mostly_bytes(descriptions: list[dict[str, Any]]) -> bool:
+    """Whether installing these archives is mostly decompressing and writing (which leave
+    the GIL) rather than Python per file and per artifact: then worker processes cost
+    more than they save, and threads install. A description packed by an older hdenv
+    (its files not counted) says no."""
+    packed = files = 0
+    for description in descriptions:
+        count = description.get(REGULAR_FILES)
+        if not isinstance(count, int):
+            return False
+        packed += description["archive_size"]
+        files += count + ARTIFACT_AS_FILES
+    return packed >= BYTES_PER_FILE * files
 
 @dataclass
 class Substituter:
@@ -279,21 +293,11 @@ class Substituter:
                 self._installer = None
 
     def _mostly_bytes(self, wanted: list[str]) -> bool:
-        """Whether installing `wanted` is mostly decompressing and writing (which leave
-        the GIL) rather than Python per file and per artifact, by the descriptions a
-        caller checked already (reproduce --from: all of them): then worker processes
-        cost more than they save, and threads install. Unknown: False."""
+        """`mostly_bytes` of the descriptions a caller checked already (reproduce --from:
+        all of them); False when one of `wanted` has none."""
         known = {c.aid: c.description for c in self.prefetched.values()}
-        if not all(aid in known for aid in wanted):
-            return False
-        packed = files = 0
-        for aid in wanted:
-            listed = known[aid].get(VERBATIM)
-            if not listed:  # packed by an older hdenv: its files are not counted
-                return False
-            packed += known[aid]["archive_size"]
-            files += len(listed) + ARTIFACT_AS_FILES
-        return packed >= BYTES_PER_FILE * files
+        return all(aid in known for aid in wanted) and mostly_bytes(
+            [known[aid] for aid in wanted])
 
     def realise(self, aid: str, say: Callable[[str], None], meter: MeterFactory) -> bool:
         """The build's hook: True if `aid` came from a cache; one line either way."""
