@@ -364,6 +364,10 @@ def run(tmp: Path, mb: int, count: int, rounds: int) -> None:
     print(f"{'':28} {'hdenv':>8} {'baseline':>9} {'ratio':>6} {'goal':>6}")
     for label, ours, base in results:
         verdict = "OK" if ours / base <= GOALS[label] else "MISSED"
+        if label == "reproduce --from HTTP" and count != 200:
+            # issue 25 sets it for a 200-artifact profile; of 5 big artifacts, interpreter
+            # start and imports (~0.1 s) are as much as the whole baseline
+            verdict += f" (the goal is for 200 artifacts; this is {count})"
         print(f"{label:28} {ours:7.2f}s {base:8.2f}s {ours / base:6.2f} {GOALS[label]:>6}"
               f" {verdict}")
     print("for information: against one archive of the whole profile in one transfer")
