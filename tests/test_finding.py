@@ -93,6 +93,40 @@ hdenv whatis nosuch; echo "unknown=$?"
     assert "Traceback" not in proc.stderr
 
 
+
+def test_6_keyword_lists_only_the_matching_build_of_a_version_with_spiders_label(
+        tmp_path: Path) -> None:
+    """Two builds of one version, one described as fast: `keyword fast` lists that one
+    alone (only matching builds are named, each read once), labelled as `spider` labels
+    it among both; `keyword library` lists both."""
+    (tmp_path / "none.toml").write_text("")
+    store = tmp_path / "store"
+    for flavour, about in (("first", "Plain library"), ("second", "Fast library")):
+        _build(store, tmp_path, f"""
+[packages.vlib]
+version = "1"
+description = "{about}"
+{SCRIPT.format(name=flavour)}
+[profiles.{flavour}]
+packages = ["vlib"]
+""", f"{flavour}.toml")
+    env = base_env(tmp_path, store)
+    init = write_init("bash", env)
+    out = bash(f""". {init}
+echo FAST; hdenv keyword fast; echo BOTH; hdenv keyword library; echo SPIDER
+hdenv spider vlib/1
+""", env, tmp_path).stdout
+    fast = out.split("FAST\n")[1].split("BOTH\n")[0].splitlines()
+    both = out.split("BOTH\n")[1].split("SPIDER\n")[0].splitlines()
+    spider = out.split("SPIDER\n")[1]
+    assert len(fast) == 1 and fast[0].endswith(": Fast library"), out
+    assert len(both) == 2 and fast[0] in both, out
+    assert any(b.endswith(": Plain library") for b in both), out
+    for line in both:  # vlib/1 [LABEL]: ..., the label spider gives that build
+        ref = line.split(": ")[0]
+        assert ref.startswith("vlib/1 [") and ref.split("[")[1].rstrip("]") in spider, out
+
+
 def test_8_hidden_profiles_left_out_unless_asked(tmp_path: Path) -> None:
     _store, env, init = _setup(tmp_path)
     script = f""". {init}

@@ -199,12 +199,16 @@ def _profile_hashes(index: Index, typed: str, seen: set[str]) -> list[str]:
 
 # -- spider ---------------------------------------------------------------------
 
-def spider_data(index: Index, text: str, show_hidden: bool = False) -> list[dict[str, Any]]:
+def spider_data(index: Index, text: str, show_hidden: bool = False,
+                wanted: set[str] | None = None) -> list[dict[str, Any]]:
     """Each package NAME/VERSION matching `text`, one entry per build of it (variant).
 
     Two builds of one version (a gcc and a clang variant, two CFLAGS) are
     different software, so each gets its own entry, labelled by what tells it
     apart, and "load it with" names a profile that holds *that* build.
+    `wanted`: only the entries of these artifact ids (labelled among all the
+    builds of their version, as without it); naming a version's builds reads a
+    spec each, so a caller that knows what it wants saves those of the rest.
     """
     name, _, version = text.partition("/")
     found: dict[str, dict[str, Any]] = {}  # by artifact id
@@ -235,11 +239,15 @@ def spider_data(index: Index, text: str, show_hidden: bool = False) -> list[dict
     exact = name.lower()
     for _key, group in sorted(by_version.items(),
                               key=lambda kv: (kv[0][0].lower() != exact, kv[0])):
+        if wanted is not None and not any(e["ids"][0] in wanted for e in group):
+            continue
         stores = {e["ids"][0]: e.pop("store") for e in group}
         labels = variant_labels(stores)
         names = _package_names(stores)
         for entry in sorted(group, key=lambda e: labels[e["ids"][0]]):
             aid = entry["ids"][0]
+            if wanted is not None and aid not in wanted:
+                continue
             entry["variant"] = labels[aid]
             root = entry["profiles"][0]["store"]
             entry["description"] = read_about(root, aid.rsplit("/", 1)[1]).get(
