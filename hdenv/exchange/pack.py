@@ -11,7 +11,7 @@ and uploaded once, whatever refers to it). The description says what it is:
      "references": ["ID", ...],                    # runtime deps, installed first
      "archive_sha256": "HEX", "archive_size": N, "compression": "zstd",
      "meta": {...},                                # artifact.json's own facts
-     "verbatim": {"lib/libz.so.1.2.13": "HEX", ...}, # files relocation leaves alone
+     "verbatim": {"lib/libz.a": "HEX", ...},       # files relocation leaves alone
      "regular_files": N,                           # in the archive
      "hdenv_version": "0.1.0"}
 
@@ -580,6 +580,9 @@ def _write_member(parent: int, parts: tuple[str, ...], content: list[memoryview]
     return file_entry(digest, final)
 
 
+_IOV_MAX = 1024  # Linux's limit on the buffers one writev takes
+
+
 def _write_all(fd: int, parts: list[memoryview]) -> None:
     """Every byte of `parts`, in order, in as few system calls as the kernel allows."""
     pending = [p for p in parts if len(p)]
@@ -591,9 +594,6 @@ def _write_all(fd: int, parts: list[memoryview]) -> None:
             else:
                 pending[0] = pending[0][written:]
                 written = 0
-
-
-_IOV_MAX = 1024  # Linux's limit on the buffers one writev takes
 
 
 def _close_dir(parent: int, name: str, shared: bool) -> int:

@@ -132,6 +132,7 @@ def mostly_bytes(descriptions: list[dict[str, Any]]) -> bool:
         files += count + ARTIFACT_AS_FILES
     return packed >= BYTES_PER_FILE * files
 
+
 @dataclass
 class Substituter:
     store: Store
