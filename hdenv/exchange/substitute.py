@@ -113,9 +113,9 @@ ARTIFACT_AS_FILES = 16
 """Above BYTES_PER_FILE compressed bytes per file (an artifact counting as
 ARTIFACT_AS_FILES files: its lock, metadata and sync), a pull installs in threads, not
 in worker processes. Measured at -j 2 on tmpfs, medians of 10 (threads / processes):
-50 MB of libraries and programs in 5 artifacts 87 / 112 ms, in 10 99 / 137, in 20
+50 MB of libraries and programs in 5 artifacts 87 / 126 ms, in 10 99 / 137, in 20
 126 / 143, in 40 173 / 163, in 200 577 / 342; 15 MB of headers and docs (849 files) in
-5 artifacts 115 / 85. The rule puts each on its faster side."""
+5 artifacts 115 / 89. The rule puts each on its faster side."""
 
 
 def mostly_bytes(descriptions: list[dict[str, Any]]) -> bool:
