@@ -259,6 +259,50 @@ env | sort > "$PREFIX/share/env"
     assert "USER" not in names and "HDENV_STORE" not in names
 
 
+
+def test_a_build_sees_through_the_root_alias_only_the_builds_it_uses(
+        run_hdenv: Runner, tmp_path: Path) -> None:
+    """Two builds of `dep` (versions 1 and 2) in the store; `user` needs version 1 and
+    lists what its root alias holds: the alias links whole names (rootalias.py), and
+    the sandbox shows only the artifacts a build uses, so only 1/HASH is there. Its
+    own name's directory is real and holds its own build alone."""
+    require_tool("bwrap")  # unsandboxed, the alias's dep/ would show version 2 as well
+    for version in ("1", "2"):
+        stack = tmp_path / f"dep{version}.toml"
+        stack.write_text(f"""
+[packages.dep]
+version = "{version}"
+script = 'mkdir -p "$PREFIX/share" && echo {version} > "$PREFIX/share/v"'
+""")
+        run_hdenv("build", str(stack), check=True)
+    stack = tmp_path / "user.toml"
+    stack.write_text("""
+[packages.dep]
+version = "1"
+script = 'mkdir -p "$PREFIX/share" && echo 1 > "$PREFIX/share/v"'
+
+[packages.user]
+version = "1"
+deps = ["dep"]
+script = '''
+mkdir -p "$PREFIX/share"
+names=$(dirname "$(dirname "$DEP_ROOT")")
+(cd "$names" && find . -mindepth 1 -maxdepth 2 | sort) > "$PREFIX/share/seen"
+(cd "$(dirname "$PREFIX")" && ls -a) > "$PREFIX/share/own"
+cat "$DEP_ROOT/share/v" > "$PREFIX/share/dep-v"
+'''
+""")
+    run_hdenv("build", str(stack), check=True)
+    ids = artifact_ids(run_hdenv)
+    assert len([i for i in ids if i.startswith("dep/")]) == 2, ids
+    (dep1,) = [i for i in ids if i.startswith("dep/1/")]
+    (user,) = [i for i in ids if i.startswith("user/")]
+    prefix = Path(run_hdenv("path", user, check=True).stdout.strip())
+    assert (prefix / "share" / "seen").read_text() == f"./1\n./1/{dep1.split('/')[2]}\n"
+    assert (prefix / "share" / "own").read_text() == f".\n..\n{user.split('/')[2]}\n"
+    assert (prefix / "share" / "dep-v").read_text() == "1\n"
+
+
 def test_bad_input_exit_2_one_line_store_untouched(run_hdenv: Runner, tmp_path: Path,
                                                    store_dir: Path) -> None:
     stack = tmp_path / "bad.toml"

@@ -9,9 +9,9 @@ placeholder prefix for the same reason.
 
 Here the build sees `$PREFIX`, its dependencies and their search paths through
 an *alias* of the store root: a private directory in the user's `tmp/<uid>/`
-whose own path is `PADDED_ROOT_LENGTH` bytes long, holding
-`artifacts/NAME/VERSION/HASH` links to what the build uses and, for the artifact
-being built, a real directory: the build writes there, not into the store, so a
+whose own path is `PADDED_ROOT_LENGTH` bytes long, holding `artifacts/NAME`
+links to the store's directories of the names the build uses and, for the
+artifact being built, a real directory: the build writes there, not into the store, so a
 member of a group store who exchanges the artifact's path meanwhile redirects
 nothing. Compilers also map the real `<root>/artifacts` to the alias in debug
 info and `__FILE__` (`-ffile-prefix-map`), for paths a dependency's `.pc` or
@@ -51,17 +51,35 @@ def root_alias(store: Store, used: Iterable[str] = (), own: str | None = None
                ) -> Iterator[Path]:
     """The alias of the store root for one build, removed after (without following a link).
 
-    A private directory whose `artifacts/NAME/VERSION/HASH` entries are links to the
-    artifacts the build `used` (of this store's root; an upstream's are named by their
-    own path) and, for `own`, the artifact being built, a real directory: the build
-    writes there and nowhere in the store (`move_into`).
+    A private directory whose `artifacts/NAME` entries are links to this store's
+    `artifacts/NAME` for the artifacts the build `used` (an upstream's are named by
+    their own path), but for the NAME of `own`, the artifact being built: a real
+    directory there, with a link for each used build of that name and, for `own`, a
+    real directory, where the build writes, nowhere in the store (`move_into`).
+
+    One link a name, not a directory pair and a link an artifact: at a closure of 460
+    the alias took 140-170 ms to make and remove on ext4, 6-13 ms so. What a build
+    sees of the store is unchanged: the sandbox binds the used artifacts' own
+    directories only, and an unsandboxed build sees the real root anyway.
     """
     alias = temp_padded_dir(store, "root-", PADDED_ROOT_LENGTH)
     try:
+        own_name = own.split("/")[0] if own is not None else None
+        names: dict[str, None] = {}
         for aid in dict.fromkeys(used):
             where = store.artifact_dir(aid)
-            if where == store.own_artifact_dir(aid) and aid != own:
-                _add(alias, aid, where)
+            if where != store.own_artifact_dir(aid) or aid == own:
+                continue
+            if aid.split("/")[0] == own_name:
+                _add(alias, aid, where)  # beside the build's own directory
+            else:
+                names[aid.split("/")[0]] = None
+        top = fdtree.make_dirs(alias, ["artifacts"])
+        try:
+            for name in names:
+                os.symlink(store.artifacts / name, name, dir_fd=top)
+        finally:
+            os.close(top)
         if own is not None:
             _add(alias, own, None)
         yield alias
