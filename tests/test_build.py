@@ -267,20 +267,17 @@ def test_a_build_sees_through_the_root_alias_only_the_builds_it_uses(
     the sandbox shows only the artifacts a build uses, so only 1/HASH is there. Its
     own name's directory is real and holds its own build alone."""
     require_tool("bwrap")  # unsandboxed, the alias's dep/ would show version 2 as well
+    dep = """
+[packages.dep]
+version = "{v}"
+script = 'mkdir -p "$PREFIX/share" && echo {v} > "$PREFIX/share/v"'
+"""
     for version in ("1", "2"):
         stack = tmp_path / f"dep{version}.toml"
-        stack.write_text(f"""
-[packages.dep]
-version = "{version}"
-script = 'mkdir -p "$PREFIX/share" && echo {version} > "$PREFIX/share/v"'
-""")
+        stack.write_text(dep.format(v=version))
         run_hdenv("build", str(stack), check=True)
     stack = tmp_path / "user.toml"
-    stack.write_text("""
-[packages.dep]
-version = "1"
-script = 'mkdir -p "$PREFIX/share" && echo 1 > "$PREFIX/share/v"'
-
+    stack.write_text(dep.format(v="1") + """
 [packages.user]
 version = "1"
 deps = ["dep"]
