@@ -14,15 +14,21 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packfixtures import make_artifact
 from servers import bad_http_server
 from test_cachebundle import pushed, reproduce_into
 
 from hdenv.errors import UserError
+from hdenv.exchange.backends import open_cache
+from hdenv.exchange.push import push
+from hdenv.exchange.signing import SecretKey
+from hdenv.exchange.substitute import mostly_bytes
+from hdenv.profile.profiles import create_profile, profile_hash, profile_spec
 from hdenv.store.hashing import canonical_json, spec_hash
 from hdenv.store.layout import Store
 
@@ -172,6 +178,53 @@ def test_8_a_signal_stops_a_download_at_once(tiny: Tiny, tmp_path: Path, signum:
     assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err and not any(
         (store / "artifacts").glob("tiny/*/*/share")), err
+
+
+
+@pytest.mark.parametrize(("size", "count", "in_threads"), [
+    (1_000_000, 2, True), (4096, 6, False)], ids=["threads", "processes"])
+def test_8_ctrl_c_stops_a_reproduce_while_its_downloads_trickle(
+        tmp_path: Path, size: int, count: int, in_threads: bool) -> None:
+    """`reproduce -j 2` of artifacts of noise, installing in its threads (big archives:
+    substitute.mostly_bytes) or in worker processes (small ones). Every download
+    trickles; SIGINT cuts them short (the pull used to wait for them, up to the stall
+    limit) and ends the command at once, with one line and nothing registered."""
+    a = Store(tmp_path / "a").ensure()
+
+    def noise(i: int) -> Callable[[Path], object]:
+        return lambda prefix: (prefix / f"noise{i}").write_bytes(os.urandom(size))
+
+    ids = [make_artifact(a, f"big{i}", noise(i)) for i in range(count)]
+    spec = profile_spec(ids, {}, None)
+    create_profile(a, spec)
+    key = SecretKey.generate("k1")
+    cache = tmp_path / "cache"
+    push(a, [profile_hash(spec)], open_cache(str(cache)), key, lambda _m: None)
+    descriptions = [json.loads(p.read_text()) for p in (cache / "artifacts").glob("*.json")]
+    assert mostly_bytes(descriptions) is in_threads
+    store, log = tmp_path / "b", tmp_path / "log"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HDENV_")},
+           "HDENV_CONFIG": os.devnull, "HDENV_TRUSTED_KEYS": str(key.public())}
+    with bad_http_server(cache, log, "trickle") as url:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "hdenv"), "--store",
+                                 str(store), "reproduce", profile_hash(spec), "--from", url,
+                                 "-j", "2"], env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, restore_signals=True)
+        try:
+            deadline = time.monotonic() + 30
+            while log.read_text().count("GET /archives/") < 2:  # both lanes downloading
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            sent = time.monotonic()
+            _, err = proc.communicate(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert time.monotonic() - sent < 5
+    assert proc.returncode == 130 and "interrupted by SIGINT" in err, err
+    assert "Traceback" not in err and not list(store.glob("artifacts/*/*/*/.hdenv/artifact.json"))
 
 
 def test_9_an_oversent_archive_is_cut_at_its_signed_size(tiny: Tiny, tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ def run_in_order(nodes: list[N], prerequisites: Callable[[N], list[N]], jobs: in
                  work: Callable[[N], R], *,
                  settle: Callable[[N, list[N], dict[N, R]], R | None] = lambda *_a: None,
                  loop: Callable[[N], R] | None = None,
-                 done: Callable[[N, R], None] = lambda *_a: None) -> dict[N, R]:
+                 done: Callable[[N, R], None] = lambda *_a: None,
+                 interrupted: Callable[[], None] = lambda: None) -> dict[N, R]:
     """{node: work(node)} with up to `jobs` calls at once, each node after those of its
     prerequisites that are among `nodes`, in the order of `nodes` as far as that allows.
 
@@ -45,7 +46,10 @@ def run_in_order(nodes: list[N], prerequisites: Callable[[N], list[N]], jobs: in
     prerequisites never finish (they wait on each other; without `loop`, ValueError).
     `done(node, result)` is called in this thread as each result arrives, so what it
     prints comes out whole and in one place. An exception from `work` stops the rest
-    (calls already running finish) and propagates.
+    (calls already running finish) and propagates. A signal (Interrupted,
+    KeyboardInterrupt: not an Exception) calls `interrupted()` before the calls running
+    are waited for, so they can be cut short (transfers that would wait for a slow
+    server).
     """
     waiting = Waiting(nodes, prerequisites)
     pre = dict(waiting.left)
@@ -74,9 +78,11 @@ def run_in_order(nodes: list[N], prerequisites: Callable[[N], list[N]], jobs: in
                 for future in finished:
                     node = running.pop(future)
                     finish(node, future.result())
-        except BaseException:
+        except BaseException as e:
             for future in running:
                 future.cancel()
+            if not isinstance(e, Exception):
+                interrupted()
             raise
     if waiting.left:
         if loop is None:

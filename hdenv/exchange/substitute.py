@@ -34,7 +34,7 @@ from .backends import Cache, CacheUnavailable, open_cache
 from .inorder import run_in_order
 from .pack import REGULAR_FILES, ArchiveRefused, check_description, install_packed
 from .signing import PublicKey, SignatureRefused, check, parse_trusted
-from .transfer import Meter, NullMeter, SharedLine, human_size, meter_for
+from .transfer import Meter, NullMeter, SharedLine, cancel_all, human_size, meter_for
 from .workers import ForkedPool
 
 MeterFactory = Callable[[str, str, int], Meter]
@@ -285,7 +285,8 @@ class Substituter:
                 self._transfers = threading.Semaphore(jobs)
             # references in a loop: no cache can describe that
             return run_in_order(wanted, references, threads, lambda aid: self.fetch(aid, meter),
-                                settle=settle, loop=lambda _aid: "its references loop back to it")
+                                settle=settle, loop=lambda _aid: "its references loop back to it",
+                                interrupted=cancel_all)  # Ctrl-C: stop waiting for servers
         finally:
             self._batch = False
             self._transfers = None
