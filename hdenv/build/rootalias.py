@@ -70,10 +70,11 @@ def root_alias(store: Store, used: Iterable[str] = (), own: str | None = None
             where = store.artifact_dir(aid)
             if where != store.own_artifact_dir(aid) or aid == own:
                 continue
-            if aid.split("/")[0] == own_name:
+            name = aid.split("/")[0]
+            if name == own_name:
                 _add(alias, aid, where)  # beside the build's own directory
             else:
-                names[aid.split("/")[0]] = None
+                names[name] = None
         top = fdtree.make_dirs(alias, ["artifacts"])
         try:
             for name in names:

@@ -10,11 +10,9 @@ has its control characters made visible (sanitize.printable), as `avail`'s.
 
 from __future__ import annotations
 
-import os
-
 from ..errors import UserError
 from ..sanitize import printable
-from ..store.index import ABOUT_SUFFIX, Index, read_about
+from ..store.index import Index, about_hashes, read_about
 from . import catalog
 
 TYPE_CHECKING = False
@@ -132,21 +130,12 @@ def _package_candidates(index: Index, needle: str) -> set[str]:
                     out.add(aid)
                     continue
                 if named.root not in with_about:
-                    with_about[named.root] = _about_hashes(named.root)
+                    with_about[named.root] = about_hashes(named.root)
                 known, hash_ = with_about[named.root], aid.rsplit("/", 1)[1]
                 if (known is None or hash_ in known) and _hit(
                         needle, "", read_about(named.root, hash_)):
                     out.add(aid)
     return out
-
-
-def _about_hashes(root: str) -> set[str] | None:
-    """Hashes with an about file in `root`'s specs/ (None: unlistable, so read each)."""
-    try:
-        names = os.listdir(os.path.join(root, "specs"))
-    except OSError:
-        return None
-    return {n[:-len(ABOUT_SUFFIX)] for n in names if n.endswith(ABOUT_SUFFIX)}
 
 
 def _hit(needle: str, name: str, about: dict[str, str]) -> bool:

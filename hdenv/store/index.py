@@ -31,6 +31,16 @@ def about_path(root: str, hash_: str) -> str:
     return os.path.join(root, "specs", hash_ + ABOUT_SUFFIX)
 
 
+def about_hashes(root: str) -> set[str] | None:
+    """The hashes with an about file in `root`'s specs/, from one listing (None when it
+    cannot be listed: then ask `read_about` for each)."""
+    try:
+        names = os.listdir(os.path.join(root, "specs"))
+    except OSError:
+        return None
+    return {n[:-len(ABOUT_SUFFIX)] for n in names if n.endswith(ABOUT_SUFFIX)}
+
+
 def read_about(root: str, hash_: str) -> dict[str, str]:
     try:
         data = fastjson.read(about_path(root, hash_))
