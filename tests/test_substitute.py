@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from packfixtures import make_artifact, two_level
@@ -23,7 +23,7 @@ from hdenv.exchange.backends import Cache, DirectoryCache, open_cache
 from hdenv.exchange.push import push
 from hdenv.exchange.signing import SecretKey
 from hdenv.exchange.substitute import Fetched, MeterFactory, Substituter, terminal_meter
-from hdenv.exchange.transfer import Meter
+from hdenv.exchange.transfer import Meter, Sink
 from hdenv.profile.profiles import create_profile, profile_hash, profile_spec
 from hdenv.store.layout import Store
 from hdenv.store.verify import verify_artifact
@@ -58,13 +58,16 @@ def test_references_come_along_and_reasons_name_every_cache(tmp_path: Path) -> N
     assert list(sub.dead) == [down]  # asked once, then skipped for the rest of the run
 
 
-@pytest.mark.parametrize("in_memory", [True, False])
-def test_an_archive_is_installed_from_memory_or_a_private_file_and_checked_either_way(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: bool) -> None:
-    """Small archives are downloaded into memory, big ones into the store's tmp (that
-    file is gone afterwards); a byte changed in the cache is refused on both paths."""
+@pytest.mark.parametrize("way", ["arriving", "memory", "file"])
+def test_an_archive_is_installed_as_it_arrives_from_memory_or_a_private_file_and_checked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str) -> None:
+    """Archives whose unpacked size is signed are installed as they arrive; without it,
+    small ones are downloaded into memory, big ones into the store's tmp (that file is
+    gone afterwards); a byte changed in the cache is refused on every path."""
     dep, top, cache, key = pushed(tmp_path)
-    monkeypatch.setattr(substitute, "IN_MEMORY", 1 << 30 if in_memory else 0)
+    if way != "arriving":
+        monkeypatch.setattr(substitute, "streams", lambda _description: False)
+    monkeypatch.setattr(substitute, "IN_MEMORY", 1 << 30 if way == "memory" else 0)
     b = Store(tmp_path / "b").ensure()
     sub = Substituter(b, [cache], [key.public()])
     assert isinstance(sub.fetch(dep), Fetched) and verify_artifact(b, dep) == []
@@ -354,7 +357,7 @@ class CountingCache(DirectoryCache):
     def description(self, hash_: str) -> Any:
         return self._counted(lambda: super(CountingCache, self).description(hash_))
 
-    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter, limit: int | None = None
+    def fetch_archive(self, sha: str, out: Sink, meter: Meter, limit: int | None = None
                       ) -> tuple[int, str]:
         return self._counted(lambda: super(CountingCache, self).fetch_archive(
             sha, out, meter, limit=limit))

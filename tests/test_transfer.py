@@ -6,11 +6,14 @@ import hashlib
 import io
 import time
 
+import pytest
+
 from hdenv.exchange.transfer import (
     MeteredReader,
     NullMeter,
     SharedLine,
     TerminalMeter,
+    TransferRefused,
     copy_stream,
     human_size,
     meter_for,
@@ -67,3 +70,36 @@ def test_one_line_for_several_transfers_shows_artifacts_bytes_rate_and_time_left
     assert "2.0 MB" in last and "MB/s" in last, last
     second.close()
     assert tty.getvalue().endswith("\r\033[K")  # all done: the line is cleared
+
+
+class Trickle(io.BytesIO):
+    """A source that hands out 1 KiB a read, each after `pause` seconds, as a slow socket."""
+
+    def __init__(self, data: bytes, pause: float):
+        super().__init__(data)
+        self.pause = pause
+
+    def read1(self, size: int | None = -1) -> bytes:
+        time.sleep(self.pause)
+        return self.read(1024 if size is None or size < 0 else min(1024, size))
+
+
+class SlowReader(io.BytesIO):
+    """A destination that takes 0.2 s a write, as the pipe to an install that is busy."""
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        time.sleep(0.2)
+        return super().write(data)
+
+
+def test_time_spent_waiting_for_the_reader_is_not_held_against_the_server(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The low-speed limit judges the server: 8 KiB/s asked for over 0.3 s windows. A
+    server sending 1 KiB a millisecond passes even when the pipe takes 0.2 s a write;
+    one sending 1 KiB every 0.2 s does not."""
+    monkeypatch.setenv("HDENV_CACHE_LOW_SPEED_LIMIT", "8192")
+    monkeypatch.setenv("HDENV_CACHE_LOW_SPEED_TIME", "0.3")
+    data = b"x" * 8192
+    assert copy_stream(Trickle(data, 0.001), SlowReader(), network=True)[0] == len(data)
+    with pytest.raises(TransferRefused, match="too slow"):
+        copy_stream(Trickle(data, 0.2), io.BytesIO(), network=True)

@@ -42,7 +42,7 @@ import urllib.error
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ..errors import HdenvError, UserError
 from ..store.fsutil import atomic_write, file_lock, pending_file
@@ -50,7 +50,15 @@ from ..store.hashing import canonical_json
 from ..validate import looks_like_hash
 from . import keepalive
 from .pack import ARCHIVE_SUFFIX
-from .transfer import Meter, MeteredReader, TransferRefused, cancellable, copy_stream, low_speed
+from .transfer import (
+    Meter,
+    MeteredReader,
+    Sink,
+    TransferRefused,
+    cancellable,
+    copy_stream,
+    low_speed,
+)
 
 MARKER = "hdenv-cache.json"
 INDEX = "index.json"
@@ -99,7 +107,7 @@ class Cache:
         """The hashes of `hashes` the cache has a description for (what a push skips)."""
         return {h for h in hashes if self.description(h) is not None}
 
-    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter, limit: int | None = None
+    def fetch_archive(self, sha: str, out: Sink, meter: Meter, limit: int | None = None
                       ) -> tuple[int, str]:
         """Write the archive into `out`; returns (size, sha256) of what arrived.
 
@@ -184,7 +192,7 @@ def _read_file(path: Path, url: str, what: str) -> bytes:
         return _bounded(f, url, what, network=False)
 
 
-def _archive(src: Any, out: IO[bytes], meter: Meter, limit: int | None, url: str,
+def _archive(src: Any, out: Sink, meter: Meter, limit: int | None, url: str,
              network: bool) -> tuple[int, str]:
     try:
         with cancellable(src):
@@ -244,7 +252,7 @@ class DirectoryCache(Cache):
         found: dict[str, Any] = _json(data, self.url, f"artifacts/{hash_}.json")
         return found
 
-    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter, limit: int | None = None
+    def fetch_archive(self, sha: str, out: Sink, meter: Meter, limit: int | None = None
                       ) -> tuple[int, str]:
         try:
             with open(self.root / "archives" / f"{sha}{ARCHIVE_SUFFIX}", "rb") as f:
@@ -420,7 +428,7 @@ class HttpCache(Cache):
         data = self._get(f"artifacts/{hash_}.json")
         return None if data is None else _json(data, self.url, f"artifacts/{hash_}.json")
 
-    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter, limit: int | None = None
+    def fetch_archive(self, sha: str, out: Sink, meter: Meter, limit: int | None = None
                       ) -> tuple[int, str]:
         resp = _open("GET", f"{self.base}archives/{sha}{ARCHIVE_SUFFIX}", self.url)
         if resp is None:
@@ -552,7 +560,7 @@ class OciCache(Cache):
         tagged = set(self.tags())
         return super().described([h for h in hashes if h in tagged])
 
-    def fetch_archive(self, sha: str, out: IO[bytes], meter: Meter, limit: int | None = None
+    def fetch_archive(self, sha: str, out: Sink, meter: Meter, limit: int | None = None
                       ) -> tuple[int, str]:
         resp = self._request("GET", f"{self.base}/blobs/sha256:{sha}")
         if resp is None:

@@ -10,6 +10,9 @@ back: headers, then each file's data, in order. So only a window of what was
 decompressed is kept: what lies before the reader's position is dropped, and
 the thread waits while it is `AHEAD` bytes ahead. Memory stays bounded
 whatever the archive decompresses to, and nothing is read twice.
+
+`limit` bounds what an archive not yet checked may decompress to (arriving.py):
+a stream that goes past it fails as a corrupt one does.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ AHEAD = 32 << 20
 """Decompressed bytes the thread may hold beyond the reader's position."""
 
 
+class TooLong(ValueError):
+    """The stream decompresses to more than its limit."""
+
+
 class Inflating(io.RawIOBase):
     """A forward-only, seekable view of `source` decompressed by zstd in a thread.
 
@@ -32,7 +39,7 @@ class Inflating(io.RawIOBase):
     decompression error, raised in the reader's thread at the position it hit.
     """
 
-    def __init__(self, source: IO[bytes]):
+    def __init__(self, source: IO[bytes], limit: int | None = None):
         import zstandard
 
         super().__init__()
@@ -45,6 +52,7 @@ class Inflating(io.RawIOBase):
         self._done = False
         self._error: BaseException | None = None
         self._stop = False
+        self._limit = limit
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._inflate, name="hdenv-inflate",
                                         daemon=True)
@@ -65,6 +73,9 @@ class Inflating(io.RawIOBase):
                         self._done = True
                         self._changed.notify_all()
                         return
+                    if self._limit is not None and self._end + len(data) > self._limit:
+                        raise TooLong(f"decompresses to more than the {self._limit}"
+                                      " bytes described")
                     self._starts.append(self._end)
                     self._chunks.append(data)
                     self._end += len(data)

@@ -13,6 +13,7 @@ and uploaded once, whatever refers to it). The description says what it is:
      "meta": {...},                                # artifact.json's own facts
      "verbatim": {"lib/libz.a": "HEX", ...},       # files relocation leaves alone
      "regular_files": N,                           # in the archive
+     "unpacked_size": N,                           # bytes of the tar in the archive
      "hdenv_version": "0.1.0"}
 
 `verbatim` lists the regular files of VERBATIM_MIN bytes or more in which the
@@ -28,7 +29,9 @@ of their bytes), and past VERBATIM_MAX the smallest: a profile's envelope
 carries its artifacts' descriptions (push.py), and a reader takes 16 MiB of
 one. A description without the field (an older hdenv, a container image)
 gets every file searched and hashed. `regular_files` lets a puller judge
-whether its installs are mostly bytes (substitute.py).
+whether its installs are mostly bytes (substitute.py). `unpacked_size` bounds
+what the archive may decompress to: with it, a download is installed as it
+arrives and checked at the end (arriving.py); without it, checked first.
 
 Nothing in a description is trusted until `install_packed` has checked it:
 the spec must hash to the id, the archive to `archive_sha256`; whoever checks
@@ -70,7 +73,8 @@ from ..store.fsutil import pending_file
 from ..store.hashing import CHUNK, sha256_fd, spec_hash
 from ..store.layout import META_DIR, Store, split_id
 from ..store.sharing import current_umask, read_only_mode
-from .inflate import Inflating
+from .arriving import Arriving, Streamed
+from .inflate import Inflating, TooLong
 from .relocate import CannotRelocate, Relocator
 
 FORMAT = 1
@@ -78,6 +82,7 @@ VERBATIM = "verbatim"  # the description field (see above)
 VERBATIM_MIN = 16 << 10
 VERBATIM_MAX = 20_000  # ~2.7 MB of description at most
 REGULAR_FILES = "regular_files"
+UNPACKED_SIZE = "unpacked_size"
 COMPRESSION = "zstd"
 ARCHIVE_SUFFIX = ".tar.zst"
 ZSTD_LEVEL = 3  # zstd's own default: `tar | zstd` is what users compare with
@@ -134,6 +139,21 @@ class _HashingWriter:
         self.raw.flush()
 
 
+class _Counting:
+    """What tarfile writes into the compressor, counted: the archive's unpacked size."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        return int(self.raw.write(data))
+
+    def tell(self) -> int:
+        return self.size
+
+
 # -- packing ----------------------------------------------------------------
 
 
@@ -170,20 +190,21 @@ def pack_artifact(store: Store, artifact_id: str, out_dir: Path,
         # it then slices (copying the buffer each time), a fifth of a big artifact's
         # packing; `w` writes straight to the compressor (the same bytes: tarfile asks
         # the file where it starts, once, and the compressor says 0)
-        with cctx.stream_writer(hashing, closefd=False) as zst, \
-                tarfile.TarFile(fileobj=zst, mode="w", format=tarfile.PAX_FORMAT,
-                                copybufsize=CHUNK) as tar:
-            for info, path in _members(prefix):
-                if info.isreg():
-                    regular_files += 1
-                    with open(path, "rb") as f:
-                        scanned = _Mentions(f, root)
-                        tar.addfile(info, scanned)
-                    digest = recorded.get(info.name)
-                    if digest is not None and not scanned.found and info.size >= VERBATIM_MIN:
-                        verbatim.append((info.size, info.name, digest))
-                else:
-                    tar.addfile(info)
+        with cctx.stream_writer(hashing, closefd=False) as zst:
+            unpacked: Any = _Counting(zst)  # a file to tarfile
+            with tarfile.TarFile(fileobj=unpacked, mode="w", format=tarfile.PAX_FORMAT,
+                                 copybufsize=CHUNK) as tar:
+                for info, path in _members(prefix):
+                    if info.isreg():
+                        regular_files += 1
+                        with open(path, "rb") as f:
+                            scanned = _Mentions(f, root)
+                            tar.addfile(info, scanned)
+                        digest = recorded.get(info.name)
+                        if digest is not None and not scanned.found and info.size >= VERBATIM_MIN:
+                            verbatim.append((info.size, info.name, digest))
+                    else:
+                        tar.addfile(info)
         # not synced: every caller packs into a temporary directory, and what keeps the
         # archive (a directory cache, a bundle) writes and syncs a copy of its own
         raw.flush()
@@ -203,6 +224,7 @@ def pack_artifact(store: Store, artifact_id: str, out_dir: Path,
         VERBATIM: {rel: digest for _, rel, digest in sorted(verbatim, reverse=True)
                    [:VERBATIM_MAX]},
         REGULAR_FILES: regular_files,
+        UNPACKED_SIZE: unpacked.size,
         "hdenv_version": __version__,
     }
 
@@ -320,9 +342,10 @@ def check_description(description: Any) -> str:
             isinstance(k, str) and isinstance(v, str) and _HEX64.match(v)
             for k, v in verbatim.items()):
         raise ArchiveRefused(aid, f"description field {VERBATIM!r} is malformed")
-    count = description.get(REGULAR_FILES, 0)
-    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-        raise ArchiveRefused(aid, f"description field {REGULAR_FILES!r} is malformed")
+    for key in (REGULAR_FILES, UNPACKED_SIZE):
+        count = description.get(key, 0)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ArchiveRefused(aid, f"description field {key!r} is malformed")
     return aid
 
 
@@ -335,40 +358,58 @@ def _check_id(owner: str, aid: str) -> None:
 def check_archive(description: dict[str, Any], archive: Path | bytes,
                   progress: Progress | None = None) -> None:
     """The archive (a file, or its bytes) must have exactly the described size and sha256."""
-    aid = description["id"]
     size = len(archive) if isinstance(archive, bytes) else os.stat(archive).st_size
-    if size != description["archive_size"]:
-        raise ArchiveRefused(aid, f"hash mismatch: archive has {size} bytes,"
-                                  f" {description['archive_size']} described")
+    _check_arrived(description, size, None)
     h = hashlib.sha256()
     with _reader(archive) as f:
         for chunk in iter(lambda: f.read(CHUNK), b""):
             h.update(chunk)
             if progress is not None:
                 progress(len(chunk))
-    if h.hexdigest() != description["archive_sha256"]:
-        raise ArchiveRefused(aid, f"hash mismatch: archive is sha256:{h.hexdigest()[:16]}...,"
+    _check_arrived(description, size, h.hexdigest())
+
+
+def _check_arrived(description: dict[str, Any], size: int, sha: str | None) -> None:
+    """Refuse an archive of another size or (when known) sha256 than described."""
+    aid = description["id"]
+    if size != description["archive_size"]:
+        raise ArchiveRefused(aid, f"hash mismatch: archive has {size} bytes,"
+                                  f" {description['archive_size']} described")
+    if sha is not None and sha != description["archive_sha256"]:
+        raise ArchiveRefused(aid, f"hash mismatch: archive is sha256:{sha[:16]}...,"
                                   f" described sha256:{description['archive_sha256'][:16]}...")
+
+
+Archive = Path | bytes | Streamed
+"""An archive to install: its file, its bytes (a small download), or one still arriving."""
 
 
 def _reader(archive: Path | bytes) -> IO[bytes]:
     return io.BytesIO(archive) if isinstance(archive, bytes) else open(archive, "rb")
 
 
+def streams(description: dict[str, Any]) -> bool:
+    """Whether the archive may be installed as it arrives: its unpacked size is signed."""
+    return isinstance(description.get(UNPACKED_SIZE), int)
+
+
 # -- installing -------------------------------------------------------------
 
 
-def install_packed(store: Store, description: dict[str, Any], archive_path: Path | bytes, *,
+def install_packed(store: Store, description: dict[str, Any], archive_path: Archive, *,
                    on_wait: Callable[[], None] | None = None,
                    source: str | None = None,
                    hashed: tuple[int, str] | None = None, ensured: bool = False) -> bool:
     """Check, relocate and install a packed artifact; True if it was installed now.
 
-    `archive_path` is the archive's file, or its bytes (a small download kept in
-    memory). Raises ArchiveRefused (nothing written) for a description or archive that
-    fails a check, a runtime reference this store lacks, or content that
-    cannot be relocated into this store's root. `source` (a cache URL, a
-    bundle) is recorded in artifact.json as where the artifact came from.
+    `archive_path` is the archive's file, its bytes (a small download kept in
+    memory), or a download still arriving (arriving.py: only for a description
+    that `streams`; checked once it has all arrived, before patchelf runs on any
+    file and before the artifact is registered). Raises ArchiveRefused (nothing
+    written) for a description or archive that fails a check, a runtime reference
+    this store lacks, or content that cannot be relocated into this store's root.
+    `source` (a cache URL, a bundle) is recorded in artifact.json as where the
+    artifact came from.
     `hashed` is the (size, sha256) the caller measured while it wrote
     `archive_path` (a download into the private tmp dir, which nobody else can
     change): when it is what the description says, the archive is not read a
@@ -380,8 +421,12 @@ def install_packed(store: Store, description: dict[str, Any], archive_path: Path
     missing = [r for r in description["references"] if not store.has_artifact(r)]
     if missing:
         raise ArchiveRefused(aid, f"needs {missing[0]}, which this store lacks")
-    if hashed != (description["archive_size"], description["archive_sha256"]):
+    if isinstance(archive_path, Streamed):
+        if not streams(description):
+            raise ArchiveRefused(aid, f"its description has no {UNPACKED_SIZE!r} to stream it")
+    elif hashed != (description["archive_size"], description["archive_sha256"]):
         check_archive(description, archive_path)
+    streamed = archive_path if isinstance(archive_path, Streamed) else None
     old_root = description["store_root"].rstrip("/")
     moves = {}  # references this store takes from an upstream store live under its root
     for ref in description["references"]:
@@ -393,9 +438,21 @@ def install_packed(store: Store, description: dict[str, Any], archive_path: Path
         store.ensure()  # first: in a group store it sets the group's umask
     umask = current_umask()  # once, for the extraction and install_artifact alike
 
+    def arrived() -> None:
+        """The streamed archive's check: every byte of it, as signed."""
+        assert streamed is not None
+        streamed.pipe.drop()  # what is left (the tar's padding) is only hashed
+        _check_arrived(description, *streamed.arrived())
+
     def populate(_prefix: Path, _lock_fd: int, prefix_fd: int) -> dict[str, str]:
-        return _extract(archive_path, prefix_fd, relocator, aid, store.shared, umask,
-                        description.get(VERBATIM, {}))
+        try:
+            return _extract(archive_path, prefix_fd, relocator, aid, store.shared, umask,
+                            description.get(VERBATIM, {}), description.get(UNPACKED_SIZE),
+                            arrived if streamed is not None else None)
+        except Exception:
+            if streamed is not None:
+                arrived()  # a failed download or a mismatch is the reason, if there was one
+            raise
 
     meta = description.get("meta")
     if not isinstance(meta, dict):
@@ -451,19 +508,26 @@ class _Dirs:
         self.fds.clear()
 
 
-def _extract(archive_path: Path | bytes, prefix_fd: int, relocator: Relocator, aid: str,
-             shared: bool, umask: int, verbatim: dict[str, str]) -> dict[str, str]:
+def _extract(archive_path: Archive, prefix_fd: int, relocator: Relocator, aid: str,
+             shared: bool, umask: int, verbatim: dict[str, str], unpacked: int | None,
+             arrived: Callable[[], None] | None) -> dict[str, str]:
     """Stream the archive into the artifact directory open as `prefix_fd` (empty, ours,
     under the artifact lock), through descriptors: in a group store a member may rename
     `artifacts/NAME/VERSION` away and plant links, and nothing written here may follow
     them (`install_artifact` then refuses to register it). Returns the manifest
     (`manifest_at`'s form) of what it wrote, every entry below the top already read-only
-    but `.hdenv/`, which `install_artifact` fills and closes."""
+    but `.hdenv/`, which `install_artifact` fills and closes.
+
+    `unpacked`: the signed size of the tar, which the stream may not pass.
+    `arrived`: for an archive still arriving, its check, called once every member is
+    written; files patchelf must change wait for it (patchelf is not run on bytes
+    that are not checked yet)."""
     import zstandard
 
     dirs: set[tuple[str, ...]] = {()}
     seen: set[tuple[str, ...]] = set()
     links: list[tuple[tuple[str, ...], str]] = []
+    unpatched: list[tuple[tuple[str, ...], tarfile.TarInfo]] = []  # for after `arrived`
     opened = _Dirs(prefix_fd)
     manifest: dict[str, str] = {}
 
@@ -485,7 +549,7 @@ def _extract(archive_path: Path | bytes, prefix_fd: int, relocator: Relocator, a
         return opened.at(parts[:-1])
 
     try:
-        with _tar_of(archive_path) as tar:
+        with _tar_of(archive_path, unpacked) as tar:
             for member in tar:
                 parts = _member_parts(aid, member.name)
                 if parts in seen or parts in dirs:
@@ -502,12 +566,21 @@ def _extract(archive_path: Path | bytes, prefix_fd: int, relocator: Relocator, a
                 if member.issym():
                     links.append((parts, member.linkname))
                 elif member.isreg() and member.sparse is None:
-                    record(parts, _write_member(parent, parts, _data_of(tar, member, aid),
-                                                member, relocator, umask, shared,
-                                                verbatim.get("/".join(parts))))
+                    entry = _write_member(parent, parts, _data_of(tar, member, aid), member,
+                                          relocator, umask, shared,
+                                          verbatim.get("/".join(parts)), arrived is None)
+                    if entry is None:
+                        unpatched.append((parts, member))
+                    else:
+                        record(parts, entry)
                 else:
                     raise ArchiveRefused(aid, f"archive member {member.name!r} is a hardlink,"
                                               " device, fifo or sparse file")
+            if arrived is not None:
+                arrived()
+            for parts, member in unpatched:
+                record(parts, _patch_member(opened.at(parts[:-1]), parts, member, relocator,
+                                            umask, shared))
             for parts, target in links:
                 moved = relocator.link_target(target)
                 os.symlink(moved, parts[-1], dir_fd=opened.at(parts[:-1]))
@@ -515,7 +588,7 @@ def _extract(archive_path: Path | bytes, prefix_fd: int, relocator: Relocator, a
             # read-only last, deepest first: a directory is closed once all in it is written
             for parts in sorted(dirs - {(), (META_DIR,)}, key=lambda p: (-len(p), p)):
                 record(parts, dir_entry(_close_dir(opened.at(parts[:-1]), parts[-1], shared)))
-    except (tarfile.TarError, zstandard.ZstdError, EOFError) as e:
+    except (tarfile.TarError, zstandard.ZstdError, EOFError, TooLong) as e:
         raise ArchiveRefused(aid, f"corrupt archive: {e}") from None
     except CannotRelocate as e:
         raise ArchiveRefused(aid, f"cannot relocate: {e}") from None
@@ -525,12 +598,16 @@ def _extract(archive_path: Path | bytes, prefix_fd: int, relocator: Relocator, a
 
 
 @contextlib.contextmanager
-def _tar_of(archive: Path | bytes) -> Iterator[tarfile.TarFile]:
+def _tar_of(archive: Archive, unpacked: int | None) -> Iterator[tarfile.TarFile]:
     """The archive's tar, decompressed in a thread as it is read (inflate.py), read as a
     whole tar (`r:`): tarfile's streaming mode copies every block through its buffer."""
-    with _reader(archive) as raw, contextlib.closing(Inflating(raw)) as inflating, \
-            tarfile.open(fileobj=inflating, mode="r:") as tar:
-        yield tar
+    with contextlib.ExitStack() as stack:
+        raw: Any = archive.pipe if isinstance(archive, Streamed) else stack.enter_context(
+            _reader(archive))
+        inflating = stack.enter_context(contextlib.closing(Inflating(raw, unpacked)))
+        if isinstance(raw, Arriving):  # first, so that a decompressor waiting for bytes ends
+            stack.callback(raw.drop)
+        yield stack.enter_context(tarfile.open(fileobj=inflating, mode="r:"))
 
 
 def _data_of(tar: tarfile.TarFile, member: tarfile.TarInfo, aid: str) -> list[memoryview]:
@@ -548,12 +625,14 @@ def _data_of(tar: tarfile.TarFile, member: tarfile.TarInfo, aid: str) -> list[me
 
 def _write_member(parent: int, parts: tuple[str, ...], content: list[memoryview],
                   member: tarfile.TarInfo, relocator: Relocator, umask: int, shared: bool,
-                  verbatim_digest: str | None) -> str:
+                  verbatim_digest: str | None, patch_now: bool) -> str | None:
     """Write one file, read-only from the start (an open descriptor writes whatever the
     mode says); its manifest entry. The mode is what `install_artifact` would give the
     file made with the archive's bits and this umask, so the manifest is the same.
     A file the description lists as verbatim (`verbatim_digest`) is written as it
-    came, with that digest; any other is relocated and hashed."""
+    came, with that digest; any other is relocated and hashed. Unless `patch_now`, a
+    file patchelf must change is left writable and None returned: `_patch_member`
+    finishes it once the archive is checked."""
     rel = "/".join(parts)
     digest = verbatim_digest
     if digest is None:
@@ -568,15 +647,34 @@ def _write_member(parent: int, parts: tuple[str, ...], content: list[memoryview]
                  | os.O_NOFOLLOW | os.O_CLOEXEC, made if patched else final, dir_fd=parent)
     try:
         _write_all(fd, content)
-        # patchelf is another process and takes a path: the file just written, by descriptor
-        relocator.after_write(rel, Path(f"/proc/{os.getpid()}/fd/{fd}"))
-        if digest is None:  # as patchelf left it
-            digest = sha256_fd(fd)
-        os.utime(fd, (member.mtime, member.mtime))
-        if patched or (final & ~umask) != final:  # the umask took bits the mode needs
-            os.fchmod(fd, final)
+        if patched and not patch_now:
+            return None
+        return _finish_member(fd, rel, digest, member, relocator, final, patched, umask)
     finally:
         os.close(fd)
+
+
+def _patch_member(parent: int, parts: tuple[str, ...], member: tarfile.TarInfo,
+                  relocator: Relocator, umask: int, shared: bool) -> str:
+    """Finish a file `_write_member` left for patchelf; its manifest entry."""
+    made = ((member.mode & 0o777) | 0o600) & ~umask
+    fd = os.open(parts[-1], os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    try:
+        return _finish_member(fd, "/".join(parts), None, member, relocator,
+                              read_only_mode(made, False, shared), True, umask)
+    finally:
+        os.close(fd)
+
+
+def _finish_member(fd: int, rel: str, digest: str | None, member: tarfile.TarInfo,
+                   relocator: Relocator, final: int, patched: bool, umask: int) -> str:
+    # patchelf is another process and takes a path: the file just written, by descriptor
+    relocator.after_write(rel, Path(f"/proc/{os.getpid()}/fd/{fd}"))
+    if digest is None:  # as patchelf left it
+        digest = sha256_fd(fd)
+    os.utime(fd, (member.mtime, member.mtime))
+    if patched or (final & ~umask) != final:  # the umask took bits the mode needs
+        os.fchmod(fd, final)
     return file_entry(digest, final)
 
 

@@ -8,8 +8,11 @@ store's root must be possible too. Anything else is one line saying why
 ("not found", "untrusted key", "bad signature", "hash mismatch", "cannot
 relocate", "unreachable") and the caller builds from source.
 
-A download goes to a private temporary file in the store's `tmp/<uid>/`
-(removed by the next build if this run is killed) and is checked there; the
+An archive whose description signs its unpacked size is installed as it
+arrives, into the artifact's unregistered directory, and checked at its end,
+before patchelf runs and before it is registered (arriving.py); any other
+goes to memory or a private temporary file in the store's `tmp/<uid>/`
+(removed by the next build if this run is killed) and is checked there. The
 artifact directory is only touched by `install_packed`, under the store's
 install rules, so a kill during a download leaves no artifact.
 """
@@ -25,16 +28,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import Any, TextIO
 
 from ..store.layout import Store, split_id
 from ..store.tmpdirs import temp_file
 from . import workers
+from .arriving import Streamed
 from .backends import Cache, CacheUnavailable, open_cache
 from .inorder import run_in_order
-from .pack import REGULAR_FILES, ArchiveRefused, check_description, install_packed
+from .pack import REGULAR_FILES, Archive, ArchiveRefused, check_description, install_packed, streams
 from .signing import PublicKey, SignatureRefused, check, parse_trusted
-from .transfer import Meter, NullMeter, SharedLine, cancel_all, human_size, meter_for
+from .transfer import Meter, NullMeter, SharedLine, Sink, cancel_all, human_size, meter_for
 from .workers import ForkedPool
 
 MeterFactory = Callable[[str, str, int], Meter]
@@ -201,6 +205,18 @@ class Substituter:
             if not isinstance(got, Fetched):
                 raise NotHere(f"needs {ref}, which no cache provides")
         label = f"downloading {aid.split('/')[0]}"
+        if self._installer is None and streams(description):
+            # decompressed and written as it arrives, checked at its end (arriving.py)
+            progress = meter(aid, label, description["archive_size"])
+            streamed = Streamed.start(
+                lambda pipe: self._download(cache, description, pipe, progress),
+                aid.split("/")[0])
+            try:
+                self._install_here(description, streamed, cache.url, None)
+            finally:
+                streamed.abandon()  # when it was installed already: the rest is not wanted
+            return Fetched(cache.url, description["archive_size"], time.monotonic() - started,
+                           signer)
         if description["archive_size"] <= (IN_MEMORY if self._installer is None else IN_PIPE):
             # a small archive is held in memory: a temporary file to make, write, read back
             # and remove was a tenth of such an install (the signed size caps what arrives)
@@ -224,15 +240,15 @@ class Substituter:
         return Fetched(cache.url, size, time.monotonic() - started, signer)
 
     def _install(self, description: dict[str, Any], archive: Path | bytes, source: str,
-                 hashed: tuple[int, str]) -> None:
+                 hashed: tuple[int, str] | None) -> None:
         """install_packed, in a worker process inside fetch_many (workers.py)."""
         if self._installer is not None:
             self._installer(description, archive, source, hashed)
         else:
             self._install_here(description, archive, source, hashed)
 
-    def _install_here(self, description: dict[str, Any], archive: Path | bytes, source: str,
-                      hashed: tuple[int, str]) -> None:
+    def _install_here(self, description: dict[str, Any], archive: Archive, source: str,
+                      hashed: tuple[int, str] | None) -> None:
         install_packed(self.store, description, archive, source=source, hashed=hashed,
                        ensured=self._batch)
 
@@ -241,7 +257,7 @@ class Substituter:
         return self._transfers if self._transfers is not None else contextlib.nullcontext()
 
     @staticmethod
-    def _download(cache: Cache, description: dict[str, Any], out: IO[bytes], progress: Meter
+    def _download(cache: Cache, description: dict[str, Any], out: Sink, progress: Meter
                   ) -> tuple[int, str]:
         """The archive into `out`, hashed as it arrives; (size, sha256)."""
         try:

@@ -95,6 +95,12 @@ def cancellable(resp: Any) -> Iterator[None]:
             _active.discard(sock)
 
 
+class Sink(Protocol):
+    """Where a download writes: a file, a buffer, or the pipe to an install (arriving.py)."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+
 class Meter(Protocol):
     def update(self, nbytes: int) -> None: ...
 
@@ -197,7 +203,7 @@ def meter_for(label: str, total: int | None, stream: TextIO = sys.stderr) -> Met
     return TerminalMeter(label, total, stream) if stream.isatty() else NullMeter()
 
 
-def copy_stream(src: IO[bytes] | Any, dst: IO[bytes], meter: Meter | None = None, *,
+def copy_stream(src: IO[bytes] | Any, dst: Sink, meter: Meter | None = None, *,
                 limit: int | None = None, network: bool = False) -> tuple[int, str]:
     """Copy everything; returns (bytes, sha256 hex) of what was copied.
 
@@ -236,7 +242,12 @@ def copy_stream(src: IO[bytes] | Any, dst: IO[bytes], meter: Meter | None = None
                                           f" (under {speed} bytes/s)")
                 started, window_bytes = now, 0
         sha.update(chunk)
-        dst.write(chunk)
+        if network:
+            before = time.monotonic()
+            dst.write(chunk)
+            started += time.monotonic() - before  # a reader slow to take it is no slow server
+        else:
+            dst.write(chunk)
         size += len(chunk)
         if meter is not None:
             meter.update(len(chunk))
