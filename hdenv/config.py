@@ -137,7 +137,7 @@ def _string_list(raw: object, key: str, source: str) -> list[str]:
 
 def _check_usage_log(value: object, source: str) -> None:
     """A bad sink is reported by every command but `load`, which must never fail for it."""
-    from .usage.sinks import parse
+    from .usage import parse
 
     if not isinstance(value, str):
         raise UserError("'usage-log' must be a string", file=source)

@@ -768,7 +768,7 @@ def log_usage(session: Session, config: Config, environ: Mapping[str, str]) -> N
         return  # a broken config was already reported if it mattered to the load
     if not sink:
         return
-    from ..usage import events as usage
+    from .. import usage
 
     usage.emit([usage.event(action, explicit, usage.profile_fields(*who),
                             None if replaced is None

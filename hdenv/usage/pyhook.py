@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 
-from . import events
+from .. import usage
 
 MODULES_FILE = "modules.json"
 
@@ -62,7 +62,7 @@ def _worker() -> bool:
 def _report() -> None:
     import os
 
-    if events.disabled(os.environ) or interactive() or _worker():
+    if usage.disabled(os.environ) or interactive() or _worker():
         return
     sink = usage_log(os.environ)
     if not sink:
@@ -76,10 +76,10 @@ def _report() -> None:
     used = sorted({known[m] for m in tops if m in known})
     hash_ = str(data["hash"])
     name, generation = loaded_as(os.environ.get("HDENV_LOADED", ""), hash_)
-    event = events.event("python", True, events.profile_fields(name, generation, hash_))
+    event = usage.event("python", True, usage.profile_fields(name, generation, hash_))
     event["packages"] = used
     event["python"] = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    events.emit([event], os.environ, sink)
+    usage.emit([event], os.environ, sink)
 
 
 def loaded_as(loaded: str, hash_: str) -> tuple[str | None, int | None]:

@@ -21,7 +21,7 @@ PACKAGE = "_hdenv_usage"
 PTH = f"{PACKAGE}.pth"
 # hdenv modules the hook imports, relative to the hdenv package
 HOOK_MODULES = ("errors.py", "fastjson.py", "configscan.py", "configfiles.py",
-                "usage/__init__.py", "usage/events.py", "usage/sinks.py", "usage/pyhook.py")
+                "usage/__init__.py", "usage/pyhook.py")
 _HDENV = Path(__file__).resolve().parents[1]
 
 

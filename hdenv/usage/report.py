@@ -1,7 +1,7 @@
 """`hdenv usage report`: counts from the `file:` usage log, over time.
 
 Reads every `*.jsonl` file of the log directory (one per user and host, see
-sinks.py), keeps the lines since `--since`, and counts:
+usage/__init__.py), keeps the lines since `--since`, and counts:
 
 - by profile: loads (`load`, `swap` and `auto-swap` lines) per profile name
   (a profile loaded by hash counts under its hash);
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .sinks import parse
+from . import parse
 
 LOAD_ACTIONS = ("load", "swap", "auto-swap")
 BY = ("profile", "package", "user")
@@ -119,7 +119,7 @@ def _user_name(uid: int) -> str:
 
 
 def _named_for(name: str) -> int | None:
-    """The uid a log file's name gives (sinks.file_name: UID@HOST[.N].jsonl), if any."""
+    """The uid a log file's name gives (`file_name`: UID@HOST[.N].jsonl), if any."""
     uid = name.partition("@")[0]
     return int(uid) if uid.isascii() and uid.isdigit() else None
 

@@ -1,4 +1,4 @@
-"""Usage sinks: what settings mean, and each sink delivering (or failing quietly)."""
+"""The usage line and its sinks (usage/__init__.py): settings, lines, each sink delivering."""
 
 from __future__ import annotations
 
@@ -9,30 +9,30 @@ from pathlib import Path
 
 import pytest
 
-from hdenv.usage import events, sinks
+from hdenv import usage
 
 
 def test_parse_accepts_the_three_forms_and_names_what_is_wrong() -> None:
-    assert sinks.parse("syslog") == ("syslog", "user", 0)
-    assert sinks.parse("syslog:local3") == ("syslog", "local3", 0)
-    assert sinks.parse("file:/var/log/hdenv/") == ("file", "/var/log/hdenv", 0)
-    assert sinks.parse("udp://10.0.0.5:514") == ("udp", "10.0.0.5", 514)
-    assert sinks.parse("udp://[::1]:9999") == ("udp", "::1", 9999)
+    assert usage.parse("syslog") == ("syslog", "user", 0)
+    assert usage.parse("syslog:local3") == ("syslog", "local3", 0)
+    assert usage.parse("file:/var/log/hdenv/") == ("file", "/var/log/hdenv", 0)
+    assert usage.parse("udp://10.0.0.5:514") == ("udp", "10.0.0.5", 514)
+    assert usage.parse("udp://[::1]:9999") == ("udp", "::1", 9999)
     for bad, why in (("syslog:kern9", "facility"), ("file:relative/dir", "absolute"),
                      ("udp://host", "HOST:PORT"), ("udp://h:70000", "HOST:PORT"),
                      ("tcp://h:1", "not a usage log")):
         with pytest.raises(ValueError, match=why):
-            sinks.parse(bad)
+            usage.parse(bad)
 
 
 def test_file_sink_appends_one_line_per_event_to_its_own_file(tmp_path: Path) -> None:
     uid = os.getuid()
-    sinks.send(f"file:{tmp_path}", ['{"a":1}', '{"b":"é"}'], uid, "node1")
-    sinks.send(f"file:{tmp_path}", ['{"c":2}'], uid, "node1")
+    usage.send(f"file:{tmp_path}", ['{"a":1}', '{"b":"é"}'], uid, "node1")
+    usage.send(f"file:{tmp_path}", ['{"c":2}'], uid, "node1")
     log = tmp_path / f"{uid}@node1.jsonl"
     assert log.read_text(encoding="utf-8") == '{"a":1}\n{"b":"é"}\n{"c":2}\n'
     assert log.stat().st_mode & 0o777 == 0o640 & ~_umask()
-    sinks.send(f"file:{tmp_path}", ['{"x":1}'], uid, "h/o/st")
+    usage.send(f"file:{tmp_path}", ['{"x":1}'], uid, "h/o/st")
     assert (tmp_path / f"{uid}@h_o_st.jsonl").is_file()
 
 
@@ -48,7 +48,7 @@ def test_file_sink_never_follows_a_planted_link(tmp_path: Path) -> None:
     target = tmp_path / "victim"
     target.write_text("mine\n")
     (tmp_path / f"{uid}@node1.jsonl").symlink_to(target)
-    sinks.send(f"file:{tmp_path}", ['{"a":1}'], uid, "node1")
+    usage.send(f"file:{tmp_path}", ['{"a":1}'], uid, "node1")
     assert target.read_text() == "mine\n"
     assert (tmp_path / f"{uid}@node1.2.jsonl").read_text() == '{"a":1}\n'
 
@@ -59,7 +59,7 @@ def test_udp_sink_sends_datagrams() -> None:
     listener.settimeout(10)
     try:
         port = listener.getsockname()[1]
-        sinks.send(f"udp://127.0.0.1:{port}", ['{"a":1}', '{"b":2}'], os.getuid(), "node1")
+        usage.send(f"udp://127.0.0.1:{port}", ['{"a":1}', '{"b":2}'], os.getuid(), "node1")
         assert [listener.recv(100), listener.recv(100)] == [b'{"a":1}', b'{"b":2}']
     finally:
         listener.close()
@@ -67,14 +67,14 @@ def test_udp_sink_sends_datagrams() -> None:
 
 def test_emit_builds_lines_and_never_raises(tmp_path: Path) -> None:
     env = {"USER": "ana", "SLURM_JOB_ID": "7"}
-    prof = events.profile_fields("demo", 3, "h" * 32)
-    events.emit([events.event("swap", True, prof, [events.profile_fields(None, None, "x")])],
+    prof = usage.profile_fields("demo", 3, "h" * 32)
+    usage.emit([usage.event("swap", True, prof, [usage.profile_fields(None, None, "x")])],
                 env, f"file:{tmp_path}")
     (log,) = tmp_path.iterdir()
     line = json.loads(log.read_text())
     assert line["action"] == "swap" and line["generation"] == 3 and line["slurm_job_id"] == "7"
     assert line["replaced"] == [{"name": None, "generation": None, "hash": "x"}]
-    events.emit([events.event("load", True, prof)], env, "file:/nonexistent/x")  # no raise
-    events.emit([events.event("load", True, prof)], {**env, "HDENV_NO_USAGE": "1"},
+    usage.emit([usage.event("load", True, prof)], env, "file:/nonexistent/x")  # no raise
+    usage.emit([usage.event("load", True, prof)], {**env, "HDENV_NO_USAGE": "1"},
                 f"file:{tmp_path}")
     assert len(log.read_text().splitlines()) == 1
