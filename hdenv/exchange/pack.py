@@ -35,7 +35,11 @@ arrives and checked at the end (arriving.py); without it, checked first.
 
 Nothing in a description is trusted until `install_packed` has checked it:
 the spec must hash to the id, the archive to `archive_sha256`; whoever checks
-signatures (caches, bundles) does so before calling it. Installation follows
+signatures (caches, bundles) does so before calling it. An archive still
+arriving is checked once its last member is written: until then its bytes
+are only parsed (zstd, the strict tar reading below, Python's relocation of
+text and strings) and written into the unregistered artifact directory;
+patchelf runs, and the artifact is registered, only after. Installation follows
 the store's rules (`install_artifact`: lock, leftover removal, metadata last,
 read-only), so a kill at any moment leaves no half-installed artifact, and the
 manifest records the installed, relocated files, so `verify` checks what is
