@@ -21,7 +21,10 @@ parallelism"):
 The issue's goals are for those rows. One more row per direction, for
 information, compares with a single `tar | zstd` archive of the whole profile
 moved in one transfer, which no per-artifact cache can match once artifacts
-are small: it shows what 200 separate entries cost over one lump.
+are small: it shows what 200 separate entries cost over one lump. A last row
+compares the HTTP pull with the same pull checking each archive whole before
+installing it, as hdenv does for a description without `unpacked_size`
+(exchange/arriving.py).
 Run: .venv/bin/python benchmarks/bench_cache.py [--mb 50] [--artifacts 5] [--rounds 3] [--jobs 2]
 (BENCH_ROUNDS=1 prints every round's time: this VM's disk slows down after a few GB written.)
 """
@@ -46,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from servers import http_server, registry  # noqa: E402
 
+from hdenv.exchange import substitute  # noqa: E402
 from hdenv.exchange.backends import Cache, open_cache  # noqa: E402
 from hdenv.exchange.push import push  # noqa: E402
 from hdenv.exchange.signing import SecretKey  # noqa: E402
@@ -193,9 +197,10 @@ def in_parallel(count: int, work: Callable[[int], object]) -> None:
 
 
 def pull_round(label: str, url: str, archive_urls: list[str], ids: list[str], key: SecretKey,
-               fresh: Callable[[str], Path], rounds: int) -> tuple[str, float, float, Step]:
+               fresh: Callable[[str], Path], rounds: int
+               ) -> tuple[str, float, float, Step, Step]:
     """Pull every artifact into a fresh store vs a GET + untar of each of its archives
-    (returned too, for the reproduce row)."""
+    (both steps returned too, for the rows that compare with them)."""
     dest = {"store": Store(fresh("s"))}
 
     def new_store() -> None:
@@ -228,7 +233,19 @@ def pull_round(label: str, url: str, archive_urls: list[str], ids: list[str], ke
         in_parallel(len(archive_urls), one)
 
     ours, base = paired(rounds, (new_store, pull), (nothing, base_pull))
-    return label, ours, base, (nothing, base_pull)
+    return label, ours, base, (nothing, base_pull), (new_store, pull)
+
+
+def whole_first(pull: Callable[[], object]) -> Callable[[], object]:
+    """`pull`, each archive downloaded and checked whole before it is installed."""
+    def run() -> None:
+        streams = substitute.streams
+        substitute.streams = lambda description: False
+        try:
+            pull()
+        finally:
+            substitute.streams = streams
+    return run
 
 
 def reproduce_round(phash: str, url: str, key: SecretKey, fresh: Callable[[str], Path],
@@ -345,11 +362,12 @@ def run(tmp: Path, mb: int, count: int, rounds: int) -> None:
         shas = [(served_cache.description(a.split("/")[2]) or {})["archive_sha256"] for a in ids]
         http_urls = [f"{http}served/archives/{sha}.tar.zst" for sha in shas]
         oci_urls = [f"http://{reg}/v2/{pushed_repo}/blobs/sha256:{sha}" for sha in shas]
-        label, ours, base, http_base = pull_round("pull from HTTP", f"{http}served/",
-                                                  http_urls, ids, key, fresh, rounds)
+        label, ours, base, http_base, http_pull = pull_round(
+            "pull from HTTP", f"{http}served/", http_urls, ids, key, fresh, rounds)
         results.append((label, ours, base))
         results.append(pull_round("pull from OCI registry", f"oci://{reg}/{pushed_repo}",
                                   oci_urls, ids, key, fresh, rounds)[:3])
+        arriving, whole = paired(rounds, http_pull, (http_pull[0], whole_first(http_pull[1])))
         results.append(("reproduce --from HTTP", *reproduce_round(
             phash, f"{http}served/", key, fresh, rounds, http_base)))
         tar_zstd(store, ids, tmp / "served.tar.zst")
@@ -374,6 +392,8 @@ def run(tmp: Path, mb: int, count: int, rounds: int) -> None:
     mine = dict((label, ours) for label, ours, _ in results)
     for label, lump in lumps:
         print(f"{label:28} {mine[label]:7.2f}s {lump:8.2f}s {mine[label] / lump:6.2f}")
+    print("for information: installed as it arrives against checked whole first")
+    print(f"{'pull from HTTP':28} {arriving:7.2f}s {whole:8.2f}s {arriving / whole:6.2f}")
 
 
 if __name__ == "__main__":
