@@ -153,3 +153,19 @@ def test_template_syntax_error_points_into_multiline_script(tmp_path: Path) -> N
     text = BASE.replace('script = "make install"', 'script = """\nmake\nmake {{ install\n"""')
     err = error_of(tmp_path, text)
     assert err.line is not None and err.line >= 19
+
+
+def test_a_template_of_one_name_prints_what_jinja_prints(tmp_path: Path) -> None:
+    """`{{ name }}` of a string parameter is taken without a render (stackfile._ONE_NAME):
+    the same value, the same error past the size limit, and anything else rendered."""
+    text = BASE.replace('cflags = "-O2"', 'cflags = "-O2"\njobs = 4').replace(
+        '{ CFLAGS = "{{ cflags }}" }',
+        '{ CFLAGS = "{{cflags}}", JOBS = "{{ jobs }}", BOTH = "{{ cflags }} {{ jobs }}" }')
+    (variant,) = load_stack(write(tmp_path, text)).variants
+    assert variant.packages["lib"].env == {"CFLAGS": "-O2", "JOBS": "4", "BOTH": "-O2 4"}
+    big = "x" * ((1 << 20) + 1)
+    plain = error_of(tmp_path, text, overrides={"cflags": big})
+    rendered = error_of(tmp_path, text.replace("{{cflags}}", "{{ cflags ~ '' }}"),
+                        overrides={"cflags": big})
+    assert plain.message == rendered.message
+    assert "the value has 1048577 characters" in plain.message, plain.message

@@ -23,7 +23,7 @@ from ..store.sources import SourceStore
 from ..store.tmpdirs import clean_stale
 from . import processes
 from .builder import BuildOptions, RunFlags, build_options, fetch_all_sources
-from .plan import Plan, plan_stack
+from .plan import Node, Plan, plan_stack
 from .preflight import preflight
 from .progress import Progress, labels
 from .scheduler import BuildReport, run_plan
@@ -142,7 +142,8 @@ def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
         if failed & set(closure):
             continue
         try:
-            outcome.profiles.append(_make_profile(store, planned.plan, closure, roots))
+            outcome.profiles.append(_make_profile(store, planned.plan, closure, roots,
+                                                  plan.nodes))
         except UserError as e:  # e.g. two artifacts providing one file: point at the profile
             if e.file is not None:
                 raise
@@ -181,12 +182,15 @@ def plan_roots(plan: Plan) -> list[str]:
 
 
 def _make_profile(store: Store, plan: ProfilePlan, closure: list[str],
-                  roots: BuildRoots) -> ProfileResult:
+                  roots: BuildRoots, planned: Mapping[str, Node]) -> ProfileResult:
     from ..profile import profiles
 
     env: dict[str, str] = {}
     for aid in closure:  # a host artifact's `env = {...}` is set by profiles that contain it
-        aspec = store.read_spec(aid.rsplit("/", 1)[1])
+        # the plan's spec where it has one (it hashes to the id): a 5,000-package no-op
+        # build read 5,000 spec files here, a seventh of its time
+        node = planned.get(aid)
+        aspec = node.spec if node is not None else store.read_spec(aid.rsplit("/", 1)[1])
         if aspec.get("kind") == "host":
             env.update(aspec.get("env", {}))
     env.update(plan.env)
