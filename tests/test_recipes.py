@@ -6,6 +6,7 @@ check the one-line errors; tests/test_recipes_build.py builds real archives.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -22,9 +23,11 @@ from hdenv.recipes.repos import parse_refs
 
 
 def _tarball(where: Path, name: str, files: dict[str, str]) -> tuple[str, str]:
-    """A .tar.gz with one top directory; (file:// URL, sha256)."""
+    """A .tar.gz with one top directory; (file:// URL, sha256). The same files give the
+    same bytes whenever it is made (gzip's header would hold the second it was written:
+    a recipe pinned to the first of two tarballs made a second apart failed its hash)."""
     path = where / f"{name}.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
+    with gzip.GzipFile(path, "wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
         for rel, text in files.items():
             data = text.encode()
             info = tarfile.TarInfo(f"{name}/{rel}")
