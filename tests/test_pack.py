@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -354,6 +355,75 @@ def test_a_killed_install_leaves_nothing_and_the_next_one_succeeds(tmp_path: Pat
     assert install_packed(b, desc, tmp_path / "out" / archive_name(desc)) is True
     assert verify_artifact(b, aid) == []
     assert spec_hash(b.read_spec(aid.split("/")[2])) == aid.split("/")[2]
+
+
+HOLD_GUARD = """
+import os, sys
+from hdenv.store.fsutil import lock_fd
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o664)
+lock_fd(fd)  # as the guard a build's processes inherit is locked
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_an_install_waits_for_what_a_killed_build_left_running(tmp_path: Path) -> None:
+    """An install from a cache takes no build guard of its own (it leaves no process
+    behind), but a killed build's orphans still hold theirs and may still write in the
+    leftover: the install waits for them before it clears it, as a build would."""
+    a = Store(tmp_path / "a").ensure()
+    aid = make_artifact(a, "tool", lambda prefix: (prefix / "f").write_text("made\n"))
+    desc = pack_artifact(a, aid, tmp_path / "out")
+    b = Store(tmp_path / "b").ensure()
+    leftover = b.own_artifact_dir(aid)
+    leftover.mkdir(parents=True)
+    (leftover / "half").write_text("a killed build's\n")
+    guard = b.lock_path(f"{aid.rsplit('/', 1)[1]}.build")
+    orphan = subprocess.Popen([sys.executable, "-c", HOLD_GUARD, str(guard)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    waited = threading.Event()
+    done: list[bool] = []
+    try:
+        assert orphan.stdout is not None and orphan.stdout.readline() == "held\n"
+        worker = threading.Thread(target=lambda: done.append(install_packed(
+            b, desc, tmp_path / "out" / archive_name(desc), on_wait=waited.set)))
+        worker.start()
+        assert waited.wait(30)
+        time.sleep(0.3)
+        assert not done and (leftover / "half").exists()  # left alone while it is held
+    finally:
+        assert orphan.stdin is not None
+        orphan.stdin.close()
+        orphan.wait()
+    worker.join(60)
+    assert done == [True]
+    assert not (leftover / "half").exists() and (leftover / "f").read_text() == "made\n"
+    assert verify_artifact(b, aid) == []
+
+
+def test_an_install_from_a_cache_makes_no_build_guard(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard is for a build's processes; an extraction makes none that outlive it,
+    and a 200-artifact pull paid a file made and unlinked for each (on a parallel file
+    system, two round trips to the metadata server)."""
+    a = Store(tmp_path / "a").ensure()
+    aid = make_artifact(a, "tool", lambda prefix: (prefix / "f").write_text("made\n"))
+    desc = pack_artifact(a, aid, tmp_path / "out")
+    b = Store(tmp_path / "b").ensure()
+    locks_seen: list[str] = []  # what locks/ holds while the archive is extracted
+
+    def install_watched(store: Store, spec: dict[str, Any], populate: Any,
+                        **kwargs: Any) -> Any:
+        def watched(prefix: Path, guard_fd: int, prefix_fd: int) -> Any:
+            locks_seen.extend(os.listdir(b.locks))
+            return populate(prefix, guard_fd, prefix_fd)
+        return install_artifact(store, spec, watched, **kwargs)
+
+    monkeypatch.setattr(pack, "install_artifact", install_watched)
+    assert install_packed(b, desc, tmp_path / "out" / archive_name(desc)) is True
+    hash_ = aid.rsplit("/", 1)[1]
+    assert f"{hash_}.lock" in locks_seen and f"{hash_}.build.lock" not in locks_seen, \
+        locks_seen
 
 
 def test_no_directory_is_the_groups_to_write_while_an_archive_is_extracted(

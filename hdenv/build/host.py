@@ -858,7 +858,7 @@ def install_host_spec(store: Store, spec: dict[str, Any],
     if store.has_artifact(aid):
         return aid
     aid, _ = install_artifact(store, spec, _populate_links(spec), runtime_deps=[],
-                              extra_meta=meta)
+                              extra_meta=meta, spawns=False)  # links only, made here
     return aid
 
 

@@ -468,7 +468,7 @@ def install_packed(store: Store, description: dict[str, Any], archive_path: Arch
     _, installed = install_artifact(store, description["spec"], populate,
                                     runtime_deps=list(description["references"]),
                                     extra_meta=extra, on_wait=on_wait, ensured=True,
-                                    umask=umask)
+                                    umask=umask, spawns=False)
     return installed
 
 

@@ -37,7 +37,8 @@ from .sharing import SPECIAL_BITS, current_umask, read_only_mode
 Populate = Callable[[Path, int, int], "dict[str, str] | None"]
 """populate(prefix, guard_fd, prefix_fd): fill `prefix`, the directory open as `prefix_fd`
 (write through that descriptor where you can: the path can be redirected in a group
-store, see `check_reached`); build processes inherit `guard_fd` (build_guard).
+store, see `check_reached`); build processes inherit `guard_fd` (build_guard), which is
+-1 when install_artifact was told the populate `spawns` nothing.
 
 A build returns None: what it made is walked, made read-only and hashed. An extraction
 (exchange/pack.py) returns the manifest of what it wrote, everything below the top
@@ -149,6 +150,7 @@ def install_artifact(
     on_note: Callable[[str], None] | None = None,
     ensured: bool = False,
     umask: int | None = None,
+    spawns: bool = True,
 ) -> tuple[str, bool]:
     """Make the artifact for `spec` exist; returns (id, built_now).
 
@@ -156,6 +158,9 @@ def install_artifact(
     that were removed). `ensured`: the caller ran `store.ensure()` for a batch of
     installs (a pull of 200 artifacts checked the same store 200 times: ~50 system
     calls each). `umask`: the process umask, when the caller read it already.
+    `spawns=False`: `populate` leaves no process behind that could write on (an
+    extraction, whose patchelf runs are waited for and never get the guard), so no
+    build guard is made unless a killed build's one is there (`_guard`).
 
     Exceptions from `populate` propagate; the half-written directory is removed
     (and would be removed by the next attempt if we are killed first).
@@ -184,7 +189,7 @@ def install_artifact(
         # group member planted there is refused, never followed (storedirs)
         parent = store.dir_fd("artifacts", name, version)
         try:
-            with build_guard(store, hash_, on_wait) as guard:
+            with _guard(store, hash_, on_wait, spawns) as guard:
                 _clear_leftover(parent, hash_, prefix)  # a killed build's leftover
                 # while it is built, the group may only look for its metadata (in a
                 # shared store other members wait for it): a member who could write
@@ -380,6 +385,19 @@ def _note_stripped(paths: list[str], log_path: Path | None,
             log.write(f"hdenv: {message}\n")
     if on_note is not None:
         on_note(message)
+
+
+def _guard(store: Store, key: str, on_wait: Callable[[], None] | None,
+           spawns: bool) -> contextlib.AbstractContextManager[int]:
+    """The build guard where `populate` may leave processes behind, or where a killed
+    build's orphans may still hold one (its file is then there: it is unlinked only when
+    a build ends normally, and we hold the artifact's lock, so no build starts meanwhile);
+    else none. An install from a cache spared a file made and unlinked per artifact: two
+    of the metadata operations a 200-artifact pull pays for, on a parallel file system
+    each a round trip to the metadata server."""
+    if spawns or os.path.lexists(store.lock_path(f"{key}.build")):
+        return build_guard(store, key, on_wait)
+    return contextlib.nullcontext(-1)
 
 
 @contextlib.contextmanager
