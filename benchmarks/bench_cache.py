@@ -25,6 +25,14 @@ are small: it shows what 200 separate entries cost over one lump. A last row
 compares the HTTP pull with the same pull checking each archive whole before
 installing it, as hdenv does for a description without `unpacked_size`
 (exchange/arriving.py).
+
+Last, what this file system charges for a directory and a symlink made (the
+cost of metadata, which no amount of parallelism hides: on a disk that takes
+a block for each, a pull of 200 small artifacts is bound by it, as it would be
+on a parallel file system). An install makes more of them than `tar -x`
+(its NAME/VERSION/HASH directories, its metadata, its spec, its lock) and
+`reproduce` makes the profile's links too; `TMPDIR=/dev/shm` runs the same
+comparison where they cost next to nothing.
 Run: .venv/bin/python benchmarks/bench_cache.py [--mb 50] [--artifacts 5] [--rounds 3] [--jobs 2]
 (BENCH_ROUNDS=1 prints every round's time: this VM's disk slows down after a few GB written.)
 """
@@ -248,6 +256,24 @@ def whole_first(pull: Callable[[], object]) -> Callable[[], object]:
     return run
 
 
+def metadata_cost(where: Path, count: int = 400) -> tuple[float, float]:
+    """Microseconds per directory and per symlink (a store-long target, so not one kept
+    in the inode) made under `where`, best of three."""
+    target = str(where / "artifacts" / "name" / "1" / ("x" * 32) / "lib" / "libname.so.1")
+    costs = []
+    for make in (lambda p: os.mkdir(p), lambda p: os.symlink(target, p)):
+        best_time = float("inf")
+        for _ in range(3):
+            scratch = Path(tempfile.mkdtemp(dir=where))
+            t = time.perf_counter()
+            for i in range(count):
+                make(scratch / str(i))
+            best_time = min(best_time, time.perf_counter() - t)
+            shutil.rmtree(scratch)
+        costs.append(best_time / count * 1e6)
+    return costs[0], costs[1]
+
+
 def reproduce_round(phash: str, url: str, key: SecretKey, fresh: Callable[[str], Path],
                     rounds: int, base: Step) -> tuple[float, float]:
     """The command itself, `hdenv reproduce HASH --from CACHE -j JOBS` into an empty store
@@ -394,6 +420,9 @@ def run(tmp: Path, mb: int, count: int, rounds: int) -> None:
         print(f"{label:28} {mine[label]:7.2f}s {lump:8.2f}s {mine[label] / lump:6.2f}")
     print("for information: installed as it arrives against checked whole first")
     print(f"{'pull from HTTP':28} {arriving:7.2f}s {whole:8.2f}s {arriving / whole:6.2f}")
+    per_dir, per_link = metadata_cost(tmp)
+    print(f"for information: this file system ({tmp.parent}) takes {per_dir:.0f} µs to make a"
+          f" directory, {per_link:.0f} µs a symlink")
 
 
 if __name__ == "__main__":
