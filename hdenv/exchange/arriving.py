@@ -7,10 +7,10 @@ installer reads from it as the bytes come, into the private, not yet
 registered artifact directory that `install_artifact` gives it, exactly as
 Nix unpacks a NAR while it hashes it.
 
-What makes that safe is the order of the end: `Streamed.verified` is called
-after the last file is written and before anything is run on the files or the
-artifact is registered. It waits for the download, and a size or sha256 that
-is not the signed one refuses the install (the directory is removed as after
+What makes that safe is the order of the end: `Streamed.arrived` is called
+(by pack.py's check) after the last file is written and before anything is run
+on the files or the artifact is registered. It waits for the download, and a
+size or sha256 that is not the signed one refuses the install (the directory is removed as after
 any failed install). Until then the bytes are only parsed by zstd and the
 strict tar reader (pack.py), and relocated by Python's byte replacement: patchelf
 runs after the check. What they can make us write is bounded by the signed
