@@ -27,8 +27,6 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 HOLD = 8 << 20
 """Bytes downloaded but not yet read by the installer, at most: then the download waits."""
@@ -110,41 +108,41 @@ class Arriving:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-@dataclass
 class Streamed:
     """An archive on its way: `pipe` to read it from, `download` the thread writing it,
-    which leaves its (size, sha256), or the exception it raised, in `outcome`."""
+    which leaves its (size, sha256) in `result`, or the exception it raised in `error`."""
 
-    pipe: Arriving
-    download: threading.Thread
-    outcome: list[Any] = field(default_factory=list)
-
-    @classmethod
-    def start(cls, fetch: Callable[[Arriving], tuple[int, str]], name: str) -> Streamed:
-        """`fetch(pipe)` in a thread of its own: it writes the archive into `pipe`."""
-        pipe = Arriving()
-        outcome: list[Any] = []
+    def __init__(self, fetch: Callable[[Arriving], tuple[int, str]], name: str):
+        """`fetch(pipe)` writes the archive into `pipe`, in `download` once it is started."""
+        self.pipe = Arriving()
+        self.result: tuple[int, str] | None = None
+        self.error: BaseException | None = None
 
         def run() -> None:
             try:
-                outcome.append(fetch(pipe))
+                self.result = fetch(self.pipe)
             except BaseException as e:  # noqa: BLE001 - raised again in the installer
-                outcome.append(e)
+                self.error = e
             finally:
-                pipe.end()
+                self.pipe.end()
 
-        thread = threading.Thread(target=run, name=f"hdenv-download-{name}", daemon=True)
-        thread.start()
-        return cls(pipe, thread, outcome)
+        self.download = threading.Thread(target=run, name=f"hdenv-download-{name}",
+                                         daemon=True)
+
+    @classmethod
+    def start(cls, fetch: Callable[[Arriving], tuple[int, str]], name: str) -> Streamed:
+        """`fetch(pipe)` in a thread of its own, started now."""
+        streamed = cls(fetch, name)
+        streamed.download.start()
+        return streamed
 
     def arrived(self) -> tuple[int, str]:
         """Wait for the download to end; its (size, sha256), or the exception it raised."""
         self.download.join()
-        got = self.outcome[0]
-        if isinstance(got, BaseException):
-            raise got
-        assert isinstance(got, tuple)
-        return got
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
 
     def abandon(self) -> None:
         """Nobody reads any more (the install ended, or never started: the artifact was

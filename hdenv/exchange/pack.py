@@ -425,12 +425,13 @@ def install_packed(store: Store, description: dict[str, Any], archive_path: Arch
     missing = [r for r in description["references"] if not store.has_artifact(r)]
     if missing:
         raise ArchiveRefused(aid, f"needs {missing[0]}, which this store lacks")
+    streamed: Streamed | None = None
     if isinstance(archive_path, Streamed):
+        streamed = archive_path
         if not streams(description):
             raise ArchiveRefused(aid, f"its description has no {UNPACKED_SIZE!r} to stream it")
     elif hashed != (description["archive_size"], description["archive_sha256"]):
         check_archive(description, archive_path)
-    streamed = archive_path if isinstance(archive_path, Streamed) else None
     old_root = description["store_root"].rstrip("/")
     moves = {}  # references this store takes from an upstream store live under its root
     for ref in description["references"]:
@@ -644,8 +645,7 @@ def _write_member(parent: int, parts: tuple[str, ...], content: list[memoryview]
         content = [memoryview(data)]
         if not relocator.needs_patch(rel):
             digest = hashlib.sha256(data).hexdigest()
-    made = ((member.mode & 0o777) | 0o600) & ~umask
-    final = read_only_mode(made, False, shared)
+    made, final = _member_modes(member, umask, shared)
     patched = relocator.needs_patch(rel)  # patchelf opens it by path: writable until then
     fd = os.open(parts[-1], (os.O_RDWR if patched else os.O_WRONLY) | os.O_CREAT | os.O_EXCL
                  | os.O_NOFOLLOW | os.O_CLOEXEC, made if patched else final, dir_fd=parent)
@@ -661,13 +661,20 @@ def _write_member(parent: int, parts: tuple[str, ...], content: list[memoryview]
 def _patch_member(parent: int, parts: tuple[str, ...], member: tarfile.TarInfo,
                   relocator: Relocator, umask: int, shared: bool) -> str:
     """Finish a file `_write_member` left for patchelf; its manifest entry."""
-    made = ((member.mode & 0o777) | 0o600) & ~umask
     fd = os.open(parts[-1], os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
     try:
         return _finish_member(fd, "/".join(parts), None, member, relocator,
-                              read_only_mode(made, False, shared), True, umask)
+                              _member_modes(member, umask, shared)[1], True, umask)
     finally:
         os.close(fd)
+
+
+def _member_modes(member: tarfile.TarInfo, umask: int, shared: bool) -> tuple[int, int]:
+    """(the mode a file is made with, the read-only one it ends with): what
+    `install_artifact` gives a file a build made with the archive's bits and this umask,
+    so that the manifest is the one the pushing store wrote."""
+    made = ((member.mode & 0o777) | 0o600) & ~umask
+    return made, read_only_mode(made, False, shared)
 
 
 def _finish_member(fd: int, rel: str, digest: str | None, member: tarfile.TarInfo,
