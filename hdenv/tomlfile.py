@@ -7,7 +7,8 @@ whichever kind of file it is.
 The parser is tomli, tomllib's own source, whose wheels are compiled: the
 5,000-package stack of `benchmarks/bench_build.py` parses in ~100 ms, not
 ~190 ms (a no-op build of it is asked to take under a second). It is held
-below 2.3 (pyproject.toml), so it reads TOML 1.0 as tomllib does.
+below 2.3 (pyproject.toml), so it reads TOML 1.0 as tomllib does, which is
+taken where tomli is missing.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-import tomli as tomllib
-
 from .errors import UserError
+
+try:
+    import tomli as tomllib
+except ImportError:  # a runtime without it (a copy of the pure-Python modules): slower
+    import tomllib  # type: ignore[no-redef]
 
 
 class LineIndex:
