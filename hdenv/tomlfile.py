@@ -32,7 +32,7 @@ class LineIndex:
     A line is a table header or a `key =` line; the lines of a multi-line string a
     key begins are skipped up to the one that ends it. Read with one regular
     expression over the whole text (`_scan`): a line at a time in Python took as
-    long as parsing the TOML itself (130 ms of a 5,000-package stack). A text with
+    long as parsing the TOML itself (78-130 ms of a 5,000-package stack). A text with
     a line break other than \\n (\\r, \\v, U+2028...) is read a line at a time
     (`_scan_lines`), as `str.splitlines` counts lines, which the tests compare.
     """
