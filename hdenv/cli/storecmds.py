@@ -7,6 +7,7 @@ Results (what was removed, sizes) go to stdout, summaries to stderr.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -37,7 +38,10 @@ def gc(ctx: click.Context, dry_run: bool, sources: bool, max_freed: str | None,
     limit = gc_mod.parse_size(max_freed) if max_freed is not None else None
 
     def show(item: gc_mod.Item) -> None:
-        click.echo(f"{item.kind} {item.ident} {human_size(item.size)}")
+        # through stdout's own buffer: a line at a time on a terminal, blocks into a pipe
+        # or file (click.echo's write, flush and isatty per line were 3,000 system calls
+        # for 1,000 artifacts)
+        sys.stdout.write(f"{item.kind} {item.ident} {human_size(item.size)}\n")
 
     result = gc_mod.collect(_store(ctx), dry_run=dry_run, sources=sources, max_freed=limit,
                             log=lambda m: click.echo(m, err=True), on_item=show,
