@@ -24,9 +24,8 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import UserError
 from ..store import fdtree, index, sharing
@@ -196,8 +195,7 @@ def _chmod_dir_at(dir_fd: int, name: str, mode: int) -> None:
 
 
 # -- names and generations --------------------------------------------------------
-@dataclass(frozen=True)
-class Generation:
+class Generation(NamedTuple):  # not a dataclass: `hdenv list` is on the bare program's path
     number: int
     hash: str
     created: str  # ISO 8601, local time

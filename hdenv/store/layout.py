@@ -26,9 +26,8 @@ import errno
 import os
 import stat
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import StoreError, UserError
 from ..validate import looks_like_hash, profile_name_problem
@@ -79,9 +78,9 @@ def split_id(artifact_id: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
-@dataclass(frozen=True)
-class Ref:
-    """What a user-typed REF resolved to."""
+class Ref(NamedTuple):
+    """What a user-typed REF resolved to (a NamedTuple: no `dataclasses` import on the
+    bare program's path, see config.Settings)."""
 
     kind: str  # "artifact" or "profile"
     ident: str  # artifact id, or profile hash
