@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ..build import host
 from ..errors import HdenvError, UserError
 from ..store.layout import Store
 from ..store.verify import host_file_drift
@@ -35,6 +34,8 @@ def _first(text: str) -> str:
 
 
 def _here_by_name(program: str) -> str:
+    from ..build import host  # here: see host_drift
+
     try:
         real = str(host.resolve_program(program))
     except UserError:
@@ -59,7 +60,14 @@ def _malformed(spec: dict[str, Any]) -> list[str]:
 
 
 def host_drift(store: Store, spec: dict[str, Any]) -> list[Drift]:
-    """Every program of a host spec that differs here (name, path, version or bytes)."""
+    """Every program of a host spec that differs here (name, path, version or bytes).
+
+    `build.host` (with the ELF reader and link audit under it) is imported here, not
+    at the top: `reproduce` of a bundle without host software never needs it, and
+    importing it was 20 ms of the command's start.
+    """
+    from ..build import host
+
     out: list[Drift] = []
     cache = host.HostCache(store)
     name = str(spec.get("name"))

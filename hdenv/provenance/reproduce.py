@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..build import host, processes
+from ..build import processes
 from ..config import Settings
 from ..errors import BuildError, UserError
 from ..exchange.bundle import Bundle, node_id, references, store_sources
@@ -226,6 +226,8 @@ class _Reproduction:
         return out
 
     def capture(self, hosts: set[str]) -> None:
+        from ..build import host  # here: as drift.host_drift says
+
         for h in sorted(hosts, key=self.aid):
             aid = self.aid(h)
             if self.store.has_artifact(aid):
@@ -236,6 +238,8 @@ class _Reproduction:
 
     def rebase_on_host(self, drifted_names: set[str], hosts: set[str]) -> None:
         """Capture this machine's host software for the drifted ones; re-hash all above them."""
+        from ..build import host  # here: see capture
+
         mapping: dict[str, str] = {}  # old id -> new id
         for h in hosts:
             spec = self.specs[h]
