@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -84,3 +87,43 @@ def test_push_with_jobs_uploads_side_by_side_but_never_before_the_references(
     index = json.loads((tmp_path / "cache" / "index.json").read_text())
     assert sorted(index["artifacts"]) == sorted(a.split("/")[2] for a in ids)
     assert not list((store.root / "tmp").rglob("*.tar.zst"))  # each archive gone once sent
+
+
+SWEEPER = """
+import sys, time
+from pathlib import Path
+from hdenv.exchange.backends import _remove_stale_uploads
+folder, stop = Path(sys.argv[1]), Path(sys.argv[2])
+folder.mkdir(parents=True, exist_ok=True)
+while not stop.exists():
+    _remove_stale_uploads(folder)
+"""
+
+
+def test_a_push_loses_no_upload_to_another_push_sweeping_the_cache(tmp_path: Path) -> None:
+    """Every push to a directory first removes the uploads killed pushes left (those whose
+    lock it can take). Another push doing that without pause, in a second process, must
+    never take an upload between its making and its locking: the push would fail on a
+    file that is gone."""
+    store = Store(tmp_path / "a").ensure()
+    ids = []
+    for i in range(40):
+        def fill(prefix: Path, i: int = i) -> None:
+            (prefix / f"data{i}").write_bytes(b"x" * (1000 + i))
+
+        ids.append(make_artifact(store, f"p{i}", fill))
+    spec = profile_spec(ids, {}, None)
+    create_profile(store, spec)
+    stop = tmp_path / "stop"
+    sweeper = subprocess.Popen([sys.executable, "-c", SWEEPER,
+                                str(tmp_path / "cache" / "archives"), str(stop)])
+    try:
+        report = push(store, [profile_hash(spec)], open_cache(str(tmp_path / "cache")),
+                      SecretKey.generate("k1"), lambda _line: None, jobs=2)
+    finally:
+        stop.touch()
+        sweeper.wait(timeout=60)
+    assert sweeper.returncode == 0
+    assert sorted(report.pushed) == sorted(ids)
+    archives = sorted(os.listdir(tmp_path / "cache" / "archives"))
+    assert len(archives) == len(ids) and not [a for a in archives if a.startswith(".")]

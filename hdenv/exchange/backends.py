@@ -79,6 +79,12 @@ MAX_METADATA = 16 << 20
 a cache answering 600 MB for a description must not cost gigabytes of memory."""
 
 
+UPLOAD_ROUNDS = 5
+"""Uploads a push makes for one archive before giving up: each lost one was removed by
+another push's sweep in the microseconds before it was locked, which twice in a row is
+already someone deleting on purpose."""
+
+
 class CacheUnavailable(HdenvError):
     """The cache cannot be used (unreachable, not a cache, garbled); `reason` is short."""
 
@@ -273,13 +279,13 @@ class DirectoryCache(Cache):
             self._swept = True
         if not self.has_archive(sha):
             dest = self.root / "archives" / f"{sha}{ARCHIVE_SUFFIX}"
-            with pending_file(dest.parent, ".upload-") as (out, tmp), open(archive, "rb") as src:
-                fcntl.flock(out.fileno(), fcntl.LOCK_EX)  # held while alive: not stale
-                copy_stream(src, out, meter)
-                out.flush()
-                os.fsync(out.fileno())
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, dest)
+            for _ in range(UPLOAD_ROUNDS):
+                if self._upload(archive, dest, meter):
+                    break
+                # another push's sweep took the new file before we locked it: again
+            else:
+                raise CacheUnavailable(self.url, "every upload file was removed before it"
+                                       " could be written (something deletes archives/.upload-*)")
             sent = True
         hash_ = description["id"].split("/")[2]
         atomic_write(self.root / "artifacts" / f"{hash_}.json", _description_doc(description))
@@ -288,6 +294,27 @@ class DirectoryCache(Cache):
         else:
             self._index(lambda index: index["artifacts"].__setitem__(hash_, _summary(description)))
         return sent
+
+    @staticmethod
+    def _upload(archive: Path, dest: Path, meter: Meter) -> bool:
+        """Copy `archive` to `dest` through an `.upload-*.tmp` file locked while it is
+        written; False if a sweep (`_remove_stale_uploads`, which every push runs first)
+        removed that file in the moment between its making and its locking.
+
+        The sweep removes only uploads whose lock it can take, so once ours is locked
+        and still linked, nobody else removes it.
+        """
+        with pending_file(dest.parent, ".upload-") as (out, tmp):
+            fcntl.flock(out.fileno(), fcntl.LOCK_EX)  # held while alive: not stale
+            if os.fstat(out.fileno()).st_nlink == 0:
+                return False
+            with open(archive, "rb") as src:
+                copy_stream(src, out, meter)
+            out.flush()
+            os.fsync(out.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
+        return True
 
     def profile(self, hash_: str) -> Any:
         self._check(False)
