@@ -81,8 +81,8 @@ a cache answering 600 MB for a description must not cost gigabytes of memory."""
 
 UPLOAD_ROUNDS = 5
 """Uploads a push makes for one archive before giving up: each lost one was removed by
-another push's sweep in the microseconds before it was locked, which twice in a row is
-already someone deleting on purpose."""
+another push's sweep in the microseconds between its making and its locking, which five
+times in a row is someone deleting them on purpose."""
 
 
 class CacheUnavailable(HdenvError):
