@@ -90,13 +90,17 @@ def test_push_with_jobs_uploads_side_by_side_but_never_before_the_references(
 
 
 SWEEPER = """
-import sys, time
+import sys
 from pathlib import Path
 from hdenv.exchange.backends import _remove_stale_uploads
-folder, stop = Path(sys.argv[1]), Path(sys.argv[2])
+folder, ready, stop = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 folder.mkdir(parents=True, exist_ok=True)
+ready.touch()
+sweeps = 0
 while not stop.exists():
     _remove_stale_uploads(folder)
+    sweeps += 1
+print(sweeps)
 """
 
 
@@ -114,16 +118,22 @@ def test_a_push_loses_no_upload_to_another_push_sweeping_the_cache(tmp_path: Pat
         ids.append(make_artifact(store, f"p{i}", fill))
     spec = profile_spec(ids, {}, None)
     create_profile(store, spec)
-    stop = tmp_path / "stop"
-    sweeper = subprocess.Popen([sys.executable, "-c", SWEEPER,
-                                str(tmp_path / "cache" / "archives"), str(stop)])
+    cache = open_cache(str(tmp_path / "cache"))
+    cache.check_writable()  # the cache exists before the sweeper makes archives/ in it
+    ready, stop = tmp_path / "ready", tmp_path / "stop"
+    sweeper = subprocess.Popen([sys.executable, "-c", SWEEPER, str(tmp_path / "cache" / "archives"),
+                                str(ready), str(stop)], stdout=subprocess.PIPE, text=True)
     try:
-        report = push(store, [profile_hash(spec)], open_cache(str(tmp_path / "cache")),
-                      SecretKey.generate("k1"), lambda _line: None, jobs=2)
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert sweeper.poll() is None and time.monotonic() < deadline, "no sweeper"
+            time.sleep(0.01)
+        report = push(store, [profile_hash(spec)], cache, SecretKey.generate("k1"),
+                      lambda _line: None, jobs=2)
     finally:
         stop.touch()
-        sweeper.wait(timeout=60)
-    assert sweeper.returncode == 0
+        out, _ = sweeper.communicate(timeout=60)
+    assert sweeper.returncode == 0 and int(out) > 10, out  # it swept all along the push
     assert sorted(report.pushed) == sorted(ids)
     archives = sorted(os.listdir(tmp_path / "cache" / "archives"))
     assert len(archives) == len(ids) and not [a for a in archives if a.startswith(".")]
