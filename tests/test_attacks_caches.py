@@ -253,7 +253,8 @@ def test_20_a_push_killed_midway_leaves_an_upload_the_next_push_removes(tmp_path
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while not (archives.is_dir() and any(n.startswith(".upload-") for n in os.listdir(archives))):
+        while not (archives.is_dir() and any(n.startswith(".upload-") and n.endswith(".tmp")
+                                             for n in os.listdir(archives))):
             assert proc.poll() is None and time.monotonic() < deadline, "push never uploaded"
             time.sleep(0.001)
         proc.send_signal(signal.SIGKILL)

@@ -107,8 +107,9 @@ print(sweeps)
 def test_a_push_loses_no_upload_to_another_push_sweeping_the_cache(tmp_path: Path) -> None:
     """Every push to a directory first removes the uploads killed pushes left (those whose
     lock it can take). Another push doing that without pause, in a second process, must
-    never take an upload between its making and its locking: the push would fail on a
-    file that is gone."""
+    never take an upload between its making and its locking: the push failed on a file
+    that was gone (FileNotFoundError in os.chmod), and making it again five times over
+    was not enough against this sweeper."""
     store = Store(tmp_path / "a").ensure()
     ids = []
     for i in range(40):

@@ -38,6 +38,7 @@ import io
 import json
 import os
 import threading
+import time
 import urllib.error
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -79,10 +80,13 @@ MAX_METADATA = 16 << 20
 a cache answering 600 MB for a description must not cost gigabytes of memory."""
 
 
-UPLOAD_ROUNDS = 5
-"""Uploads a push makes for one archive before giving up: each lost one was removed by
-another push's sweep in the microseconds between its making and its locking, which five
-times in a row is someone deleting them on purpose."""
+UPLOAD_PREFIX, UPLOAD_SUFFIX = ".upload-", ".tmp"
+"""An archive a push is writing into a directory cache: `archives/.upload-XXXXXXXX.tmp`,
+flocked by its push for as long as it lives (`_remove_stale_uploads`)."""
+MAKING_SUFFIX = ".new"
+"""The same file in the moment between its making and its locking: a sweep leaves it
+alone unless it is older than MAKING_STALE_SECONDS (a push killed in that moment)."""
+MAKING_STALE_SECONDS = 3600
 
 
 class CacheUnavailable(HdenvError):
@@ -279,13 +283,7 @@ class DirectoryCache(Cache):
             self._swept = True
         if not self.has_archive(sha):
             dest = self.root / "archives" / f"{sha}{ARCHIVE_SUFFIX}"
-            for _ in range(UPLOAD_ROUNDS):
-                if self._upload(archive, dest, meter):
-                    break
-                # another push's sweep took the new file before we locked it: again
-            else:
-                raise CacheUnavailable(self.url, "every upload file was removed before it"
-                                       " could be written (something deletes archives/.upload-*)")
+            _upload(archive, dest, meter)
             sent = True
         hash_ = description["id"].split("/")[2]
         atomic_write(self.root / "artifacts" / f"{hash_}.json", _description_doc(description))
@@ -294,27 +292,6 @@ class DirectoryCache(Cache):
         else:
             self._index(lambda index: index["artifacts"].__setitem__(hash_, _summary(description)))
         return sent
-
-    @staticmethod
-    def _upload(archive: Path, dest: Path, meter: Meter) -> bool:
-        """Copy `archive` to `dest` through an `.upload-*.tmp` file locked while it is
-        written; False if a sweep (`_remove_stale_uploads`, which every push runs first)
-        removed that file in the moment between its making and its locking.
-
-        The sweep removes only uploads whose lock it can take, so once ours is locked
-        and still linked, nobody else removes it.
-        """
-        with pending_file(dest.parent, ".upload-") as (out, tmp):
-            fcntl.flock(out.fileno(), fcntl.LOCK_EX)  # held while alive: not stale
-            if os.fstat(out.fileno()).st_nlink == 0:
-                return False
-            with open(archive, "rb") as src:
-                copy_stream(src, out, meter)
-            out.flush()
-            os.fsync(out.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest)
-        return True
 
     def profile(self, hash_: str) -> Any:
         self._check(False)
@@ -360,13 +337,41 @@ class DirectoryCache(Cache):
         return out
 
 
+def _upload(archive: Path, dest: Path, meter: Meter) -> None:
+    """Copy `archive` to `dest` through an upload file its lock marks as alive.
+
+    The file is made as `.upload-X.new`, locked, and only then renamed to
+    `.upload-X.tmp`, the name a sweep (`_remove_stale_uploads`, which every push
+    runs first) removes once it can take the lock: made and locked in one step
+    by name, a sweep in between (another push starting, or this push's other
+    thread) took the unlocked file away and the push failed writing into it.
+    The lock is held until the file is `dest`.
+    """
+    with pending_file(dest.parent, UPLOAD_PREFIX, MAKING_SUFFIX) as (out, making):
+        fcntl.flock(out.fileno(), fcntl.LOCK_EX)  # held while alive: not stale
+        tmp = making.with_name(making.name[:-len(MAKING_SUFFIX)] + UPLOAD_SUFFIX)
+        os.rename(making, tmp)
+        try:
+            with open(archive, "rb") as src:
+                copy_stream(src, out, meter)
+            out.flush()
+            os.fsync(out.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+
 def _remove_stale_uploads(folder: Path) -> None:
-    """Remove `.upload-*.tmp` left by a push that was killed (kill -9 runs no cleanup).
+    """Remove the upload files of pushes that were killed (kill -9 runs no cleanup).
 
     A live push holds an exclusive flock on its upload file; the kernel drops
-    it when the process dies, so a file whose lock we can take is stale. The
-    directory is opened once and every name is used relative to it, without
-    following symlinks.
+    it when the process dies, so a `.upload-*.tmp` whose lock we can take is
+    stale. A `.upload-*.new` is one in the moment before its lock (`_upload`):
+    it goes only once older than MAKING_STALE_SECONDS. The directory is opened
+    once and every name is used relative to it, without following symlinks.
     """
     try:
         dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -374,7 +379,14 @@ def _remove_stale_uploads(folder: Path) -> None:
         return
     try:
         for name in os.listdir(dfd):
-            if not (name.startswith(".upload-") and name.endswith(".tmp")):
+            if not name.startswith(UPLOAD_PREFIX):
+                continue
+            if name.endswith(MAKING_SUFFIX):
+                with contextlib.suppress(OSError):
+                    made = os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mtime
+                    if time.time() - made < MAKING_STALE_SECONDS:
+                        continue
+            elif not name.endswith(UPLOAD_SUFFIX):
                 continue
             try:
                 fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
