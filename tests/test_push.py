@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -13,7 +14,12 @@ from typing import Any
 
 from packfixtures import make_artifact, two_level
 
-from hdenv.exchange.backends import DirectoryCache, open_cache
+from hdenv.exchange.backends import (
+    MAKING_STALE_SECONDS,
+    UPLOAD_PREFIX,
+    DirectoryCache,
+    open_cache,
+)
 from hdenv.exchange.push import push
 from hdenv.exchange.signing import SecretKey
 from hdenv.exchange.transfer import Meter
@@ -138,3 +144,43 @@ def test_a_push_loses_no_upload_to_another_push_sweeping_the_cache(tmp_path: Pat
     assert sorted(report.pushed) == sorted(ids)
     archives = sorted(os.listdir(tmp_path / "cache" / "archives"))
     assert len(archives) == len(ids) and not [a for a in archives if a.startswith(".")]
+
+
+def test_a_push_sweeps_only_uploads_nobody_is_making(tmp_path: Path) -> None:
+    """What a push's sweep of `archives/` removes: uploads whose push died (unlocked
+    `.tmp`, or a `.new` older than MAKING_STALE_SECONDS: killed between making and
+    locking it). What it keeps: an upload another push holds locked, a `.new` made a
+    moment ago (its push is about to lock it), a link (never followed), other names."""
+    store = Store(tmp_path / "a").ensure()
+    aid = make_artifact(store, "p", lambda prefix: (prefix / "data").write_bytes(b"x" * 100))
+    cache = open_cache(str(tmp_path / "cache"))
+    cache.check_writable()  # a cache already, as one a killed push left
+    archives = tmp_path / "cache" / "archives"
+    archives.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"mine")
+    files = {name: archives / f"{UPLOAD_PREFIX}{name}" for name in
+             ("dead.tmp", "held.tmp", "young.new", "old.new", "old-held.new")}
+    for path in files.values():
+        path.write_bytes(b"partial")
+    long_ago = time.time() - MAKING_STALE_SECONDS - 60
+    for name in ("old.new", "old-held.new"):
+        os.utime(files[name], (long_ago, long_ago))
+    link = archives / f"{UPLOAD_PREFIX}link.tmp"
+    link.symlink_to(victim)
+    other = archives / "notes.txt"
+    other.write_text("kept")
+    holders = [os.open(files[name], os.O_RDONLY) for name in ("held.tmp", "old-held.new")]
+    try:
+        for fd in holders:  # as a live push holds its upload (a lock per open file)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        report = push(store, [aid], cache, SecretKey.generate("k1"), lambda _line: None)
+    finally:
+        for fd in holders:
+            os.close(fd)
+    assert report.pushed == [aid]
+    left = sorted(n for n in os.listdir(archives) if not n.endswith(".tar.zst"))
+    assert left == sorted([f"{UPLOAD_PREFIX}held.tmp", f"{UPLOAD_PREFIX}young.new",
+                           f"{UPLOAD_PREFIX}old-held.new", f"{UPLOAD_PREFIX}link.tmp",
+                           "notes.txt"]), left
+    assert link.is_symlink() and victim.read_bytes() == b"mine"
