@@ -53,13 +53,18 @@ class Watched(DirectoryCache):
         self.spans: dict[str, tuple[float, float]] = {}
         self.lock = threading.Lock()
 
-    def put_entry(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
+    def put_archive(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
         began = time.monotonic()
         time.sleep(0.05)
-        sent = super().put_entry(description, archive, meter)
         with self.lock:
-            self.spans[description["id"]] = (began, time.monotonic())
-        return sent
+            self.spans[description["id"]] = (began, began)
+        return super().put_archive(description, archive, meter)
+
+    def put_description(self, description: dict[str, Any]) -> None:
+        time.sleep(0.02)
+        super().put_description(description)
+        with self.lock:  # the entry exists from here: its dependents may begin
+            self.spans[description["id"]] = (self.spans[description["id"]][0], time.monotonic())
 
 
 def test_push_with_jobs_uploads_side_by_side_but_never_before_the_references(
@@ -93,6 +98,59 @@ def test_push_with_jobs_uploads_side_by_side_but_never_before_the_references(
     index = json.loads((tmp_path / "cache" / "index.json").read_text())
     assert sorted(index["artifacts"]) == sorted(a.split("/")[2] for a in ids)
     assert not list((store.root / "tmp").rglob("*.tar.zst"))  # each archive gone once sent
+
+
+class Counted(DirectoryCache):
+    """A real directory cache that counts the archives and descriptions being put at
+    each moment, each taking a while, as on a remote cache."""
+
+    def __init__(self, root: Path):
+        super().__init__(str(root), root)
+        self.archiving = self.describing = 0
+        self.most_archiving = self.most_at_once = 0
+        self.lock = threading.Lock()
+
+    def _count(self, archives: int, descriptions: int) -> None:
+        with self.lock:
+            self.archiving += archives
+            self.describing += descriptions
+            self.most_archiving = max(self.most_archiving, self.archiving)
+            self.most_at_once = max(self.most_at_once, self.archiving + self.describing)
+
+    def put_archive(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
+        self._count(1, 0)
+        try:
+            time.sleep(0.05)
+            return super().put_archive(description, archive, meter)
+        finally:
+            self._count(-1, 0)
+
+    def put_description(self, description: dict[str, Any]) -> None:
+        self._count(0, 1)
+        try:
+            time.sleep(0.03)
+            super().put_description(description)
+        finally:
+            self._count(0, -1)
+
+
+def test_push_puts_descriptions_beside_the_next_archives_never_more_archives(
+        tmp_path: Path) -> None:
+    """`-j 2`: two archives packed and uploaded at once, never more (each waits on disk
+    until it is sent); a description (on a registry, a manifest: a request the registry
+    takes its time over) goes up while the next two archives are on their way."""
+    store = Store(tmp_path / "a").ensure()
+    ids = []
+    for i in range(8):
+        def fill(prefix: Path, i: int = i) -> None:
+            (prefix / f"data{i}").write_bytes(b"y" * (2000 + i))
+
+        ids.append(make_artifact(store, f"q{i}", fill))
+    cache = Counted(tmp_path / "cache")
+    report = push(store, ids, cache, SecretKey.generate("k1"), lambda _line: None, jobs=2)
+    assert sorted(report.pushed) == sorted(ids)
+    assert cache.most_archiving == 2, cache.most_archiving
+    assert cache.most_at_once > 2, cache.most_at_once  # descriptions beside two archives
 
 
 SWEEPER = """

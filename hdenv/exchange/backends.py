@@ -137,6 +137,18 @@ class Cache:
 
     def put_entry(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
         """Upload archive (unless present) then description; True if the archive was sent."""
+        sent = self.put_archive(description, archive, meter)
+        self.put_description(description)
+        return sent
+
+    def put_archive(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
+        """The first half of `put_entry`: the archive, unless the cache holds it (True if
+        it was sent). Nobody reads it before its description is put: a push packs the
+        next archive meanwhile (push.py)."""
+        raise NotImplementedError
+
+    def put_description(self, description: dict[str, Any]) -> None:
+        """The second half of `put_entry`, once its archive is there: the entry exists."""
         raise NotImplementedError
 
     def profile(self, hash_: str) -> Any:
@@ -273,25 +285,26 @@ class DirectoryCache(Cache):
     def has_archive(self, sha: str) -> bool:
         return (self.root / "archives" / f"{sha}{ARCHIVE_SUFFIX}").is_file()
 
-    def put_entry(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
+    def put_archive(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
         self._check(True)
         sha = description["archive_sha256"]
-        sent = False
         (self.root / "archives").mkdir(parents=True, exist_ok=True)
         if not self._swept:  # once a push: the folder holds every archive
             _remove_stale_uploads(self.root / "archives")
             self._swept = True
-        if not self.has_archive(sha):
-            dest = self.root / "archives" / f"{sha}{ARCHIVE_SUFFIX}"
-            _upload(archive, dest, meter)
-            sent = True
+        if self.has_archive(sha):
+            return False
+        _upload(archive, self.root / "archives" / f"{sha}{ARCHIVE_SUFFIX}", meter)
+        return True
+
+    def put_description(self, description: dict[str, Any]) -> None:
+        self._check(True)
         hash_ = description["id"].split("/")[2]
         atomic_write(self.root / "artifacts" / f"{hash_}.json", _description_doc(description))
         if self._unlisted is not None:
             self._unlisted.append((hash_, _summary(description)))
         else:
             self._index(lambda index: index["artifacts"].__setitem__(hash_, _summary(description)))
-        return sent
 
     def profile(self, hash_: str) -> Any:
         self._check(False)
@@ -485,9 +498,12 @@ class HttpCache(Cache):
         raise UserError(f"cannot push to {self.url}: HTTP caches are read-only; push to the"
                         " directory your web server serves, or to an oci:// registry")
 
-    def put_entry(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
+    def put_archive(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
         self.check_writable()
         return False
+
+    def put_description(self, description: dict[str, Any]) -> None:
+        self.check_writable()
 
     def put_profile(self, hash_: str, spec: Any) -> None:
         self.check_writable()
@@ -660,12 +676,15 @@ class OciCache(Cache):
         self._read("PUT", f"{self.base}/manifests/{tag}", data=canonical_json(manifest),
                    headers={"Content-Type": OCI_MANIFEST})
 
-    def put_entry(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
-        sha = description["archive_sha256"]
+    def put_archive(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
         with contextlib.ExitStack() as opened:
-            sent = self.put_blob(f"sha256:{sha}", os.stat(archive).st_size, lambda: MeteredReader(
-                opened.enter_context(open(archive, "rb")), meter))
-        layer = {"mediaType": OCI_ARCHIVE, "digest": f"sha256:{sha}",
+            return self.put_blob(f"sha256:{description['archive_sha256']}",
+                                 os.stat(archive).st_size, lambda: MeteredReader(
+                                     opened.enter_context(open(archive, "rb")), meter))
+
+    def put_description(self, description: dict[str, Any]) -> None:
+        """The artifact's tag: a manifest of its archive, carrying its description."""
+        layer = {"mediaType": OCI_ARCHIVE, "digest": f"sha256:{description['archive_sha256']}",
                  "size": description["archive_size"]}
         doc = _description_doc(description)
         annotations = {"org.opencontainers.image.title": description["id"]}
@@ -676,7 +695,6 @@ class OciCache(Cache):
             config, media = doc, OCI_DESCRIPTION
         self._put_manifest(description["id"].split("/")[2], config, media, [layer], annotations,
                            artifact_type=OCI_DESCRIPTION)
-        return sent
 
     def profile(self, hash_: str) -> Any:
         return self._config(f"profile-{hash_}")
