@@ -100,6 +100,17 @@ def test_push_with_jobs_uploads_side_by_side_but_never_before_the_references(
     assert not list((store.root / "tmp").rglob("*.tar.zst"))  # each archive gone once sent
 
 
+def independent_artifacts(store: Store, count: int) -> list[str]:
+    """`count` small artifacts that need nothing, each with a file of its own size."""
+    ids = []
+    for i in range(count):
+        def fill(prefix: Path, i: int = i) -> None:
+            (prefix / f"data{i}").write_bytes(b"x" * (1000 + i))
+
+        ids.append(make_artifact(store, f"p{i}", fill))
+    return ids
+
+
 class Counted(DirectoryCache):
     """A real directory cache that counts the archives and descriptions being put at
     each moment, each taking a while, as on a remote cache."""
@@ -140,12 +151,7 @@ def test_push_puts_descriptions_beside_the_next_archives_never_more_archives(
     until it is sent); a description (on a registry, a manifest: a request the registry
     takes its time over) goes up while the next two archives are on their way."""
     store = Store(tmp_path / "a").ensure()
-    ids = []
-    for i in range(8):
-        def fill(prefix: Path, i: int = i) -> None:
-            (prefix / f"data{i}").write_bytes(b"y" * (2000 + i))
-
-        ids.append(make_artifact(store, f"q{i}", fill))
+    ids = independent_artifacts(store, 8)
     cache = Counted(tmp_path / "cache")
     report = push(store, ids, cache, SecretKey.generate("k1"), lambda _line: None, jobs=2)
     assert sorted(report.pushed) == sorted(ids)
@@ -175,12 +181,7 @@ def test_a_push_loses_no_upload_to_another_push_sweeping_the_cache(tmp_path: Pat
     that was gone (FileNotFoundError in os.chmod), and making it again five times over
     was not enough against this sweeper."""
     store = Store(tmp_path / "a").ensure()
-    ids = []
-    for i in range(40):
-        def fill(prefix: Path, i: int = i) -> None:
-            (prefix / f"data{i}").write_bytes(b"x" * (1000 + i))
-
-        ids.append(make_artifact(store, f"p{i}", fill))
+    ids = independent_artifacts(store, 40)
     spec = profile_spec(ids, {}, None)
     create_profile(store, spec)
     cache = open_cache(str(tmp_path / "cache"))
