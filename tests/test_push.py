@@ -12,11 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from packfixtures import make_artifact, two_level
 
 from hdenv.exchange.backends import (
     MAKING_STALE_SECONDS,
     UPLOAD_PREFIX,
+    CacheUnavailable,
     DirectoryCache,
     open_cache,
 )
@@ -157,6 +159,41 @@ def test_push_puts_descriptions_beside_the_next_archives_never_more_archives(
     assert sorted(report.pushed) == sorted(ids)
     assert cache.most_archiving == 2, cache.most_archiving
     assert cache.most_at_once > 2, cache.most_at_once  # descriptions beside two archives
+
+
+class CutShort(DirectoryCache):
+    """A real directory cache whose first archive upload is cut short by `stop`."""
+
+    def __init__(self, root: Path, stop: BaseException):
+        super().__init__(str(root), root)
+        self.stop = stop
+        self.started = 0
+        self.lock = threading.Lock()
+
+    def put_archive(self, description: dict[str, Any], archive: Path, meter: Meter) -> bool:
+        with self.lock:
+            self.started += 1
+            first = self.started == 1
+        time.sleep(0.1)
+        if first:
+            raise self.stop
+        return super().put_archive(description, archive, meter)
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), CacheUnavailable("cache", "went away")],
+                         ids=["ctrl-c", "failure"])
+def test_a_push_stopped_starts_no_archive_after_it_and_says_why(tmp_path: Path,
+                                                                 stop: BaseException) -> None:
+    """Ctrl-C or a failure while `-j 2` sends two archives: the one beside it finishes,
+    the artifacts already waiting for their turn to pack are not packed and sent, and
+    what stopped the push is what it raises."""
+    store = Store(tmp_path / "a").ensure()
+    ids = independent_artifacts(store, 8)
+    cache = CutShort(tmp_path / "cache", stop)
+    with pytest.raises(type(stop)) as raised:
+        push(store, ids, cache, SecretKey.generate("k1"), lambda _line: None, jobs=2)
+    assert raised.value is stop
+    assert cache.started <= 2, cache.started  # the one cut short and the one beside it
 
 
 SWEEPER = """

@@ -37,6 +37,11 @@ from .signing import SecretKey, sign, sign_spec, signed_by
 from .transfer import Meter, NullMeter, SharedLine, human_size, meter_for
 
 
+class PushStopped(Exception):
+    """An artifact not pushed because the push failed or was interrupted before its turn
+    (never shown: what stopped the push is what propagates)."""
+
+
 @dataclass
 class PushReport:
     pushed: list[str] = field(default_factory=list)
@@ -168,17 +173,30 @@ def _push_all(store: Store, wanted: list[str], cache: Cache, key: SecretKey, wor
     # packing: at 200 artifacts a registry took ~6 ms for each manifest, during which
     # a core stood idle. Its dependents still start only once it is put.
     archiving = threading.BoundedSemaphore(jobs)
+    # What stopped the push (a failure; None: Ctrl-C): the artifacts waiting for their
+    # turn never take it, so only the `jobs` under way finish, as before they waited.
+    stopped: list[BaseException | None] = []
 
     def one(aid: str) -> tuple[bool, int]:
         with archiving:
-            description = _pack(store, aid, work, live)
-            size = description["archive_size"]
-            meter = meter_for(f"uploading {aid.split('/')[0]}", size) if live \
-                else line.part(size) if line is not None else NullMeter()
-            signed = sign(description, key)
-            report.signed[split_id(aid)[2]] = signed
-            sent = _upload(aid, signed, cache, work, meter)
-        cache.put_description(signed)
+            if stopped:
+                raise PushStopped(aid)
+            try:
+                description = _pack(store, aid, work, live)
+                size = description["archive_size"]
+                meter = meter_for(f"uploading {aid.split('/')[0]}", size) if live \
+                    else line.part(size) if line is not None else NullMeter()
+                signed = sign(description, key)
+                report.signed[split_id(aid)[2]] = signed
+                sent = _upload(aid, signed, cache, work, meter)
+            except BaseException as e:
+                stopped.append(e)  # before a waiting thread gets the semaphore
+                raise
+        try:
+            cache.put_description(signed)
+        except BaseException as e:
+            stopped.append(e)
+            raise
         return sent, size
 
     def pushed(aid: str, outcome: tuple[bool, int]) -> None:
@@ -194,7 +212,11 @@ def _push_all(store: Store, wanted: list[str], cache: Cache, key: SecretKey, wor
         return refs
 
     with cache.batch():  # one at a time when live: its meters draw on one line
-        run_in_order(wanted, references, jobs if live else 2 * jobs, one, done=pushed)
+        try:
+            run_in_order(wanted, references, jobs if live else 2 * jobs, one, done=pushed,
+                         interrupted=lambda: stopped.append(None))
+        except PushStopped:  # its result came first: say what stopped the push instead
+            raise next(e for e in stopped if e is not None) from None
 
 
 def _pack(store: Store, aid: str, work: Path, live: bool) -> dict[str, Any]:
