@@ -25,10 +25,11 @@ import argparse
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from program import HDENV, warn_if_editable
 
 from hdenv.build.plan import plan_stack
 from hdenv.build.scheduler import capture_host
@@ -38,8 +39,6 @@ from hdenv.recipes.repos import site_refs
 from hdenv.store.artifacts import install_artifact
 from hdenv.store.layout import Store
 from hdenv.store.sources import SourceStore
-
-HDENV = str(Path(sys.executable).parent / "hdenv")
 
 
 def chain_stack(n: int) -> str:
@@ -120,6 +119,7 @@ def best(args: list[str], env: dict[str, str], repeat: int = 5) -> float:
 
 
 def main() -> None:
+    warn_if_editable()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="100,250,500")
     parser.add_argument("--parallel", type=int, default=4, help="independent packages for -j")

@@ -55,6 +55,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from program import HDENV, warn_if_editable  # noqa: E402
 from servers import http_server, registry  # noqa: E402
 
 from hdenv.exchange import substitute  # noqa: E402
@@ -194,7 +195,6 @@ def http_get(url: str, out: Path) -> None:
 JOBS = {"n": 2}  # artifacts in flight, for hdenv and the baselines alike (`--jobs`)
 GOALS = {"push to directory": 1.2, "push to OCI registry": 1.2, "pull from HTTP": 1.3,
          "pull from OCI registry": 1.3, "reproduce --from HTTP": 1.3}  # issue 25
-HDENV = str(Path(sys.executable).parent / "hdenv")
 
 
 def in_parallel(count: int, work: Callable[[int], object]) -> None:
@@ -296,6 +296,7 @@ def reproduce_round(phash: str, url: str, key: SecretKey, fresh: Callable[[str],
 
 
 def main() -> None:
+    warn_if_editable()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=50)
     parser.add_argument("--artifacts", type=int, default=5)

@@ -29,6 +29,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from program import HDENV
+
 LMOD_INIT = Path("/usr/share/lmod/lmod/init/bash")
 NAMES, GENERATIONS, PACKAGES = 20, 3, 10
 B32 = "abcdefghijklmnopqrstuvwxyz234567"
@@ -140,8 +142,7 @@ def main() -> None:
         env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": tmp,
                "LANG": "C.UTF-8", "HDENV_STORE": str(store), "HDENV_CONFIG": "/dev/null",
                "XDG_DATA_HOME": str(base / "data"), "TERM": "dumb"}
-        hdenv = str(Path(sys.executable).parent / "hdenv")
-        init = subprocess.run([hdenv, "init", "bash", "--write"], env=env, capture_output=True,
+        init = subprocess.run([HDENV, "init", "bash", "--write"], env=env, capture_output=True,
                               text=True, check=True).stdout.strip()
         script = (f". {init}\n. {LMOD_INIT}\nexport MODULEPATH={moddir}\n"
                   "hdenv load stack0 stack1 stack2\nmodule load stack0 stack1 stack2\n"

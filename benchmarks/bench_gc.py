@@ -36,9 +36,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from program import HDENV, warn_if_editable
+
 from hdenv.store.hashing import canonical_json, spec_hash
 
-HDENV = str(Path(sys.executable).parent / "hdenv")
 CHAIN = 10
 
 
@@ -117,6 +118,7 @@ def rm_baseline(paths: list[Path], read_only: bool = False) -> float:
 
 
 def main() -> None:
+    warn_if_editable()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--files", type=int, default=4, help="files per artifact")

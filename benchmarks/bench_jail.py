@@ -28,10 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from program import HDENV, warn_if_editable
+
 from hdenv.build import bwrap, jail
 
 ZLIB_SHA256 = "71feb7947e3c00ef125f83b79a4e529bde31171e5babe48b391f06758d1ab0a1"
-HDENV = str(Path(sys.executable).parent / "hdenv")
 REPO = Path(__file__).resolve().parents[1]
 
 ZLIB = """
@@ -83,6 +84,7 @@ def bwrap_start(jailed: bool, repeat: int) -> float:
 
 
 def main() -> int:
+    warn_if_editable()
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sources", default=os.environ.get("HDENV_TEST_SOURCES")
                     or str(REPO.parent / "shared" / "sources"))

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from program import HDENV, warn_if_editable
+
 LMOD_INIT = Path("/usr/share/lmod/lmod/init")
 # shell: (startup file under HOME, how it sources a file, the command timed)
 SHELLS = {
@@ -43,8 +45,7 @@ SHELLS = {
 
 
 def write_init(shell: str, env: dict[str, str]) -> str:
-    hdenv = str(Path(sys.executable).parent / "hdenv")
-    proc = subprocess.run([hdenv, "init", shell, "--write"], env=env, capture_output=True,
+    proc = subprocess.run([HDENV, "init", shell, "--write"], env=env, capture_output=True,
                           text=True, check=True)
     return proc.stdout.strip()
 
@@ -157,11 +158,12 @@ def bench_bare(base: Path, rounds: int, hdenv: str) -> None:
 
 
 def main() -> None:
+    warn_if_editable()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--only", choices=["shells", "bare"],
                         help="Run one of the two parts (default: both).")
-    parser.add_argument("--hdenv", default=str(Path(sys.executable).parent / "hdenv"),
+    parser.add_argument("--hdenv", default=HDENV,
                         help="The bare program to time (an older checkout's, to compare).")
     args = parser.parse_args()
     if args.only != "shells":
