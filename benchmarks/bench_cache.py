@@ -13,7 +13,9 @@ parallelism"):
 - push to an OCI registry  vs  `tar | zstd` of each + one HTTP upload of its archive
   (POST+PUT to the same registry, with urllib);
 - pull from HTTP (a directory served by a static HTTP/1.1 server) into an empty
-  store under a shorter root (so everything is relocated)  vs  an HTTP GET
+  store under a shorter root (so everything is relocated), as `reproduce --from`
+  pulls: the profile's signed envelope, the descriptions it carries checked, then
+  the archives (the command's start-up, planning and profile left out)  vs  an HTTP GET
   (urllib, a connection each, as `curl URL` would) of each of the same archives
   + `zstd -d | tar -x` of it;
 - pull from the OCI registry  vs  the same GETs from the registry + `zstd -d | tar -x`.
@@ -51,7 +53,6 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -59,10 +60,10 @@ from program import HDENV, warn_if_editable  # noqa: E402
 from servers import http_server, registry  # noqa: E402
 
 from hdenv.exchange import substitute  # noqa: E402
-from hdenv.exchange.backends import Cache, open_cache  # noqa: E402
+from hdenv.exchange.backends import open_cache  # noqa: E402
+from hdenv.exchange.cachebundle import CacheBundle  # noqa: E402
 from hdenv.exchange.push import push  # noqa: E402
 from hdenv.exchange.signing import SecretKey  # noqa: E402
-from hdenv.exchange.substitute import Checked, Substituter, check_entry  # noqa: E402
 from hdenv.exchange.transfer import NullMeter  # noqa: E402
 from hdenv.profile.profiles import create_profile, profile_spec  # noqa: E402
 from hdenv.store.artifacts import install_artifact  # noqa: E402
@@ -204,31 +205,25 @@ def in_parallel(count: int, work: Callable[[int], object]) -> None:
             pass
 
 
-def pull_round(label: str, url: str, archive_urls: list[str], ids: list[str], key: SecretKey,
-               fresh: Callable[[str], Path], rounds: int
+def pull_round(label: str, url: str, archive_urls: list[str], phash: str, ids: list[str],
+               key: SecretKey, fresh: Callable[[str], Path], rounds: int
                ) -> tuple[str, float, float, Step, Step]:
-    """Pull every artifact into a fresh store vs a GET + untar of each of its archives
-    (both steps returned too, for the rows that compare with them)."""
+    """Pull the artifacts `ids` of profile `phash` into a fresh store vs a GET + untar of each of
+    its archives (both steps returned too, for the rows that compare with them)."""
     dest = {"store": Store(fresh("s"))}
 
     def new_store() -> None:
         dest["store"] = Store(fresh("s")).ensure()
 
     def pull() -> None:
-        # as `reproduce --from` pulls (cachebundle.py): every description fetched and
-        # checked first, then the archives, with the descriptions at hand
-        cache = open_cache(url)
-        with ThreadPoolExecutor(max_workers=JOBS["n"]) as pool:
-            checked = list(pool.map(lambda aid: Checked(aid, *described(cache, aid)), ids))
-        sub = Substituter(dest["store"], [cache], [key.public()],
-                          prefetched={(cache.url, c.aid.split("/")[2]): c for c in checked})
-        got = sub.fetch_many(ids, lambda _aid: [], JOBS["n"], lambda *_a: NullMeter())
+        # as `reproduce --from` pulls (cachebundle.py): the profile's signed envelope
+        # fetched, the descriptions it carries checked, then the archives
+        bundle = CacheBundle(dest["store"], open_cache(url), phash, [str(key.public())],
+                             JOBS["n"])
+        assert bundle.substituter is not None
+        got = bundle.substituter.fetch_many(ids, lambda _aid: [], JOBS["n"],
+                                            lambda *_a: NullMeter())
         assert all(not isinstance(g, str) for g in got.values()), got
-
-    def described(cache: Cache, aid: str) -> tuple[dict[str, Any], str]:
-        description = cache.description(aid.split("/")[2])
-        assert description is not None
-        return description, check_entry(description, aid, [key.public()])
 
     def base_pull() -> None:
         work = fresh("get")
@@ -390,10 +385,10 @@ def run(tmp: Path, mb: int, count: int, rounds: int) -> None:
         http_urls = [f"{http}served/archives/{sha}.tar.zst" for sha in shas]
         oci_urls = [f"http://{reg}/v2/{pushed_repo}/blobs/sha256:{sha}" for sha in shas]
         label, ours, base, http_base, http_pull = pull_round(
-            "pull from HTTP", f"{http}served/", http_urls, ids, key, fresh, rounds)
+            "pull from HTTP", f"{http}served/", http_urls, phash, ids, key, fresh, rounds)
         results.append((label, ours, base))
         results.append(pull_round("pull from OCI registry", f"oci://{reg}/{pushed_repo}",
-                                  oci_urls, ids, key, fresh, rounds)[:3])
+                                  oci_urls, phash, ids, key, fresh, rounds)[:3])
         arriving, whole = paired(rounds, http_pull, (http_pull[0], whole_first(http_pull[1])))
         results.append(("reproduce --from HTTP", *reproduce_round(
             phash, f"{http}served/", key, fresh, rounds, http_base)))
