@@ -118,7 +118,6 @@ def rm_baseline(paths: list[Path], read_only: bool = False) -> float:
 
 
 def main() -> None:
-    warn_if_editable()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--files", type=int, default=4, help="files per artifact")
@@ -132,6 +131,7 @@ def main() -> None:
     if args.hdenv:
         global HDENV
         HDENV = args.hdenv
+    warn_if_editable(HDENV)
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[int, tuple[float, float, float]] = {}
     work = Path(tempfile.mkdtemp(prefix="bench-gc-"))

@@ -158,7 +158,6 @@ def bench_bare(base: Path, rounds: int, hdenv: str) -> None:
 
 
 def main() -> None:
-    warn_if_editable()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--only", choices=["shells", "bare"],
@@ -166,6 +165,7 @@ def main() -> None:
     parser.add_argument("--hdenv", default=HDENV,
                         help="The bare program to time (an older checkout's, to compare).")
     args = parser.parse_args()
+    warn_if_editable(args.hdenv)
     if args.only != "shells":
         with tempfile.TemporaryDirectory(prefix="hdenv-bench-bare-") as tmp:
             bench_bare(Path(tmp), args.rounds, args.hdenv)

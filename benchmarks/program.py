@@ -29,9 +29,10 @@ def editable() -> bool:
         return False
 
 
-def warn_if_editable() -> None:
-    """One line before the figures when they carry an editable install's start-up."""
-    if editable():
+def warn_if_editable(program: str = HDENV) -> None:
+    """One line before the figures when they carry an editable install's start-up (of
+    this venv's program: another one given to time, `--hdenv`, is not looked into)."""
+    if program == HDENV and editable():
         print("note: hdenv is an editable install in this venv: every start of the program"
               " pays its import finder (~10 ms here), which `pip install .` (the README's"
               " install) does not; for the figures users see, run it from a venv made as"
