@@ -1,0 +1,103 @@
+"""A/B of `hdenv reproduce HASH --from HTTP`: variants of the real command in turns.
+
+For trying a change to the pull on this VM, whose disk has slow phases lasting a
+minute or two (docs/DEVELOPING.md, "Caches at scale"): one run of each variant, then
+the baseline of bench_cache.py (a GET and `zstd -d | tar -x` of each archive, as many
+in flight), round after round (the variants' order reversed every other round), each
+after an `os.sync()`, so that every phase is shared by all. A variant is a set of
+environment variables for the command (a switch a change under test reads), or
+another hdenv program:
+
+    .venv/bin/python benchmarks/ab_reproduce.py "" "MY_SWITCH=1" [--rounds 6]
+    .venv/bin/python benchmarks/ab_reproduce.py "" "HDENV_PROGRAM=/tmp/old/.venv/bin/hdenv"
+
+Prints each variant's median, best and every round, and the baseline's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from bench_cache import JOBS, http_get, in_parallel, make_profile, untar  # noqa: E402
+from program import HDENV, warn_if_editable  # noqa: E402
+from servers import http_server  # noqa: E402
+
+from hdenv.exchange.backends import open_cache  # noqa: E402
+from hdenv.exchange.push import push  # noqa: E402
+from hdenv.exchange.signing import SecretKey  # noqa: E402
+from hdenv.store.layout import Store  # noqa: E402
+
+
+def variant(text: str) -> dict[str, str]:
+    """`A=1,B=2` as a dict; HDENV_PROGRAM names the program instead of an environment."""
+    return dict(kv.split("=", 1) for kv in text.split(",") if kv)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="+", help='e.g. "" "MY_SWITCH=1"')
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--artifacts", type=int, default=200)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    warn_if_editable()
+    variants = [variant(v) for v in args.variants]
+    programs = [v.pop("HDENV_PROGRAM", HDENV) for v in variants]
+    JOBS["n"] = args.jobs  # the baseline's transfers in flight, as the command's
+    times: dict[str, list[float]] = {v: [] for v in [*args.variants, "baseline"]}
+    with tempfile.TemporaryDirectory(prefix="hdenv-ab-") as tmp_name:
+        tmp = Path(tmp_name)
+        store = Store(tmp / "store-a-with-a-longer-root").ensure()
+        phash, ids = make_profile(store, 50, args.artifacts)
+        key = SecretKey.generate("bench")
+        served = open_cache(str(tmp / "served"))
+        push(store, [phash], served, key, lambda _m: None, jobs=args.jobs)
+        config = tmp / "config.toml"
+        config.write_text(f"trusted-keys = [{str(key.public())!r}]\n")
+        archives = []
+        for aid in ids:
+            description = served.description(aid.split("/")[2])
+            assert description is not None
+            archives.append(f"served/archives/{description['archive_sha256']}.tar.zst")
+        with http_server(tmp, tmp / "http.log") as http:
+            for r in range(args.rounds):
+                turns = list(zip(args.variants, variants, programs))
+                for label, env, program in turns if r % 2 == 0 else turns[::-1]:
+                    dest = tmp / f"rs{r}"
+                    os.sync()
+                    t = time.perf_counter()
+                    subprocess.run([program, "--store", str(dest), "reproduce", phash, "--from",
+                                    f"{http}served/", "-j", str(args.jobs)], check=True,
+                                   env={**os.environ, "HDENV_CONFIG": str(config), **env},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    times[label].append(time.perf_counter() - t)
+                    shutil.rmtree(dest)
+                work = tmp / "get"
+                work.mkdir()
+
+                def one(i: int, work: Path = work) -> None:
+                    http_get(f"{http}{archives[i]}", work / f"{i}.tar.zst")
+                    untar(work / f"{i}.tar.zst", work / str(i))
+
+                os.sync()
+                t = time.perf_counter()
+                in_parallel(len(archives), one)
+                times["baseline"].append(time.perf_counter() - t)
+                shutil.rmtree(work)
+    for label, got in times.items():
+        print(f"{label or '(as is)':40} median {statistics.median(got):6.3f} s  best"
+              f" {min(got):6.3f}  rounds " + " ".join(f"{x:.2f}" for x in got))
+
+
+if __name__ == "__main__":
+    main()
