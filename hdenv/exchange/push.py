@@ -14,10 +14,11 @@ closure (up to 8 MiB of them), so that reader asks once, not once per artifact.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,11 +178,19 @@ def _push_all(store: Store, wanted: list[str], cache: Cache, key: SecretKey, wor
     # turn never take it, so only the `jobs` under way finish, as before they waited.
     stopped: list[BaseException | None] = []
 
+    @contextlib.contextmanager
+    def stops_the_push() -> Iterator[None]:
+        try:
+            yield
+        except BaseException as e:
+            stopped.append(e)
+            raise
+
     def one(aid: str) -> tuple[bool, int]:
         with archiving:
             if stopped:
                 raise PushStopped(aid)
-            try:
+            with stops_the_push():  # inside: recorded before a waiting thread gets its turn
                 description = _pack(store, aid, work, live)
                 size = description["archive_size"]
                 meter = meter_for(f"uploading {aid.split('/')[0]}", size) if live \
@@ -189,14 +198,8 @@ def _push_all(store: Store, wanted: list[str], cache: Cache, key: SecretKey, wor
                 signed = sign(description, key)
                 report.signed[split_id(aid)[2]] = signed
                 sent = _upload(aid, signed, cache, work, meter)
-            except BaseException as e:
-                stopped.append(e)  # before a waiting thread gets the semaphore
-                raise
-        try:
+        with stops_the_push():
             cache.put_description(signed)
-        except BaseException as e:
-            stopped.append(e)
-            raise
         return sent, size
 
     def pushed(aid: str, outcome: tuple[bool, int]) -> None:
