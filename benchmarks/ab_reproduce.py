@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from bench_cache import JOBS, http_get, in_parallel, make_profile, untar  # noqa: E402
+from bench_cache import JOBS, archive_shas, get_and_untar, make_profile  # noqa: E402
 from program import HDENV, warn_if_editable  # noqa: E402
 from servers import http_server  # noqa: E402
 
@@ -64,12 +64,9 @@ def main() -> None:
         push(store, [phash], served, key, lambda _m: None, jobs=args.jobs)
         config = tmp / "config.toml"
         config.write_text(f"trusted-keys = [{str(key.public())!r}]\n")
-        archives = []
-        for aid in ids:
-            description = served.description(aid.split("/")[2])
-            assert description is not None
-            archives.append(f"served/archives/{description['archive_sha256']}.tar.zst")
         with http_server(tmp, tmp / "http.log") as http:
+            archives = [f"{http}served/archives/{sha}.tar.zst"
+                        for sha in archive_shas(served, ids)]
             for r in range(args.rounds):
                 turns = list(zip(args.variants, variants, programs))
                 for label, env, program in turns if r % 2 == 0 else turns[::-1]:
@@ -82,18 +79,11 @@ def main() -> None:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     times[label].append(time.perf_counter() - t)
                     shutil.rmtree(dest)
-                work = tmp / "get"
-                work.mkdir()
-
-                def one(i: int, work: Path = work) -> None:
-                    http_get(f"{http}{archives[i]}", work / f"{i}.tar.zst")
-                    untar(work / f"{i}.tar.zst", work / str(i))
-
                 os.sync()
                 t = time.perf_counter()
-                in_parallel(len(archives), one)
+                get_and_untar(archives, tmp / "get")
                 times["baseline"].append(time.perf_counter() - t)
-                shutil.rmtree(work)
+                shutil.rmtree(tmp / "get")
     for label, got in times.items():
         print(f"{label or '(as is)':40} median {statistics.median(got):6.3f} s  best"
               f" {min(got):6.3f}  rounds " + " ".join(f"{x:.2f}" for x in got))

@@ -60,7 +60,7 @@ from program import HDENV, warn_if_editable  # noqa: E402
 from servers import http_server, registry  # noqa: E402
 
 from hdenv.exchange import substitute  # noqa: E402
-from hdenv.exchange.backends import open_cache  # noqa: E402
+from hdenv.exchange.backends import Cache, open_cache  # noqa: E402
 from hdenv.exchange.cachebundle import CacheBundle  # noqa: E402
 from hdenv.exchange.push import push  # noqa: E402
 from hdenv.exchange.signing import SecretKey  # noqa: E402
@@ -205,6 +205,23 @@ def in_parallel(count: int, work: Callable[[int], object]) -> None:
             pass
 
 
+def archive_shas(cache: Cache, ids: list[str]) -> list[str]:
+    """The sha256 of each artifact's archive, as the cache's descriptions name them."""
+    return [(cache.description(a.split("/")[2]) or {})["archive_sha256"] for a in ids]
+
+
+def get_and_untar(urls: list[str], work: Path) -> None:
+    """The pull baseline: a GET of each archive into `work`, then `zstd -d | tar -x` of
+    it, JOBS at once."""
+    work.mkdir()
+
+    def one(i: int) -> None:
+        http_get(urls[i], work / f"{i}.tar.zst")
+        untar(work / f"{i}.tar.zst", work / str(i))
+
+    in_parallel(len(urls), one)
+
+
 def pull_round(label: str, url: str, archive_urls: list[str], phash: str, ids: list[str],
                key: SecretKey, fresh: Callable[[str], Path], rounds: int
                ) -> tuple[str, float, float, Step, Step]:
@@ -226,14 +243,7 @@ def pull_round(label: str, url: str, archive_urls: list[str], phash: str, ids: l
         assert all(not isinstance(g, str) for g in got.values()), got
 
     def base_pull() -> None:
-        work = fresh("get")
-        work.mkdir()
-
-        def one(i: int) -> None:
-            http_get(archive_urls[i], work / f"{i}.tar.zst")
-            untar(work / f"{i}.tar.zst", work / str(i))
-
-        in_parallel(len(archive_urls), one)
+        get_and_untar(archive_urls, fresh("get"))
 
     ours, base = paired(rounds, (new_store, pull), (nothing, base_pull))
     return label, ours, base, (nothing, base_pull), (new_store, pull)
@@ -381,7 +391,7 @@ def run(tmp: Path, mb: int, count: int, rounds: int) -> None:
         served = target["dir"]
         shutil.move(str(served), str(tmp / "served"))
         served_cache = open_cache(str(tmp / "served"))
-        shas = [(served_cache.description(a.split("/")[2]) or {})["archive_sha256"] for a in ids]
+        shas = archive_shas(served_cache, ids)
         http_urls = [f"{http}served/archives/{sha}.tar.zst" for sha in shas]
         oci_urls = [f"http://{reg}/v2/{pushed_repo}/blobs/sha256:{sha}" for sha in shas]
         label, ours, base, http_base, http_pull = pull_round(
