@@ -9,8 +9,9 @@ and the Python work (tar, relocation) of the rest.
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Callable, Hashable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 N = TypeVar("N", bound=Hashable)
@@ -55,6 +56,11 @@ def run_in_order(nodes: list[N], prerequisites: Callable[[N], list[N]], jobs: in
     pre = dict(waiting.left)
     results: dict[N, R] = {}
     running: dict[Future[R], N] = {}
+    # each call hands its future here as it ends: one `get` a result, where waiting on
+    # the set running (concurrent.futures.wait) hooked into and out of every future in it
+    # each time, holding the GIL the transfers need: 200 calls of 4 ms on 6 lanes took
+    # 0.06 s of CPU that way and 0.02 s this way
+    completed: queue.SimpleQueue[Future[R]] = queue.SimpleQueue()
 
     def finish(node: N, result: R) -> None:
         results[node] = result
@@ -70,14 +76,14 @@ def run_in_order(nodes: list[N], prerequisites: Callable[[N], list[N]], jobs: in
                         if settled is not None:
                             finish(node, settled)
                         else:
-                            running[pool.submit(work, node)] = node
+                            future = pool.submit(work, node)
+                            running[future] = node
+                            future.add_done_callback(completed.put)
                     ready = waiting.ready(results)
                 if not running:
                     break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    node = running.pop(future)
-                    finish(node, future.result())
+                future = completed.get()
+                finish(running.pop(future), future.result())
         except BaseException as e:
             for future in running:
                 future.cancel()
