@@ -11,6 +11,13 @@ another hdenv program:
     .venv/bin/python benchmarks/ab_reproduce.py "" "MY_SWITCH=1" [--rounds 6]
     .venv/bin/python benchmarks/ab_reproduce.py "" "HDENV_PROGRAM=/tmp/old/.venv/bin/hdenv"
 
+Every round's stores and trees are kept until the end: this VM's ext4 has no journal,
+and such a file system will not reuse an inode freed in the last 60 s (300 s while its
+table block is unwritten); each one it skips costs a lookup, so a round made right after
+the last one was removed paid for its removal, the more the more inodes it makes (the
+store makes about twice those of `tar -x`). `--settle 330` waits that long after the
+set-up, before the first round: a figure free of whatever was removed before it ran.
+
 Prints each variant's median, best and every round, and the baseline's.
 """
 
@@ -18,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -49,6 +55,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--artifacts", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--settle", type=float, default=0, metavar="SECONDS",
+                        help="wait this long after setting up, before the first round")
     args = parser.parse_args()
     warn_if_editable()
     variants = [variant(v) for v in args.variants]
@@ -64,13 +72,14 @@ def main() -> None:
         push(store, [phash], served, key, lambda _m: None, jobs=args.jobs)
         config = tmp / "config.toml"
         config.write_text(f"trusted-keys = [{str(key.public())!r}]\n")
+        time.sleep(args.settle)
         with http_server(tmp, tmp / "http.log") as http:
             archives = [f"{http}served/archives/{sha}.tar.zst"
                         for sha in archive_shas(served, ids)]
             for r in range(args.rounds):
-                turns = list(zip(args.variants, variants, programs))
-                for label, env, program in turns if r % 2 == 0 else turns[::-1]:
-                    dest = tmp / f"rs{r}"
+                turns = list(enumerate(zip(args.variants, variants, programs)))
+                for i, (label, env, program) in turns if r % 2 == 0 else turns[::-1]:
+                    dest = tmp / f"rs{r}-{i}"  # every store kept until the end: see --settle
                     os.sync()
                     t = time.perf_counter()
                     subprocess.run([program, "--store", str(dest), "reproduce", phash, "--from",
@@ -78,12 +87,10 @@ def main() -> None:
                                    env={**os.environ, "HDENV_CONFIG": str(config), **env},
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     times[label].append(time.perf_counter() - t)
-                    shutil.rmtree(dest)
                 os.sync()
                 t = time.perf_counter()
-                get_and_untar(archives, tmp / "get")
+                get_and_untar(archives, tmp / f"get{r}")
                 times["baseline"].append(time.perf_counter() - t)
-                shutil.rmtree(tmp / "get")
     for label, got in times.items():
         print(f"{label or '(as is)':40} median {statistics.median(got):6.3f} s  best"
               f" {min(got):6.3f}  rounds " + " ".join(f"{x:.2f}" for x in got))
