@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -92,32 +93,29 @@ def test_nodes_waiting_on_each_other_get_the_loop_result() -> None:
         run_in_order(list(prerequisites), lambda n: prerequisites[n], 2, str.upper)
 
 
-def test_an_exception_stops_what_has_not_started_and_propagates() -> None:
-    started: list[int] = []
-
+def failing_at_zero(started: list[int], pause: float = 0.0) -> Callable[[int], int]:
+    """A call that notes each node it starts, raises for node 0 and sleeps `pause` else."""
     def work(n: int) -> int:
         started.append(n)
         if n == 0:
             raise RuntimeError("boom")
+        time.sleep(pause)
         return n
 
+    return work
+
+
+def test_an_exception_stops_what_has_not_started_and_propagates() -> None:
+    started: list[int] = []
     with pytest.raises(RuntimeError, match="boom"):
         # every other node needs 0: none of them may start once it failed
-        run_in_order(list(range(10)), lambda n: [0] if n else [], 2, work)
+        run_in_order(list(range(10)), lambda n: [0] if n else [], 2, failing_at_zero(started))
     assert started == [0]
 
 
 def test_an_exception_cancels_the_calls_still_queued() -> None:
     started: list[int] = []
-
-    def work(n: int) -> int:
-        started.append(n)
-        if n == 0:
-            raise RuntimeError("boom")
-        time.sleep(0.01)
-        return n
-
     with pytest.raises(RuntimeError, match="boom"):
-        run_in_order(list(range(10)), lambda _n: [], 1, work)
+        run_in_order(list(range(10)), lambda _n: [], 1, failing_at_zero(started, 0.01))
     # the one lane may have taken the next call before the failure was seen; no more
     assert started[0] == 0 and len(started) <= 2
