@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from bench_cache import JOBS, archive_shas, get_and_untar, make_profile  # noqa: E402
+from bench_cache import (  # noqa: E402
+    JOBS,
+    archive_shas,
+    get_and_untar,
+    make_profile,
+    run_reproduce,
+)
 from program import HDENV, warn_if_editable  # noqa: E402
 from servers import http_server  # noqa: E402
 
@@ -61,7 +66,7 @@ def main() -> None:
     warn_if_editable()
     variants = [variant(v) for v in args.variants]
     programs = [v.pop("HDENV_PROGRAM", HDENV) for v in variants]
-    JOBS["n"] = args.jobs  # the baseline's transfers in flight, as the command's
+    JOBS["n"] = args.jobs  # the command's -j and the baseline's transfers in flight
     times: dict[str, list[float]] = {v: [] for v in [*args.variants, "baseline"]}
     with tempfile.TemporaryDirectory(prefix="hdenv-ab-") as tmp_name:
         tmp = Path(tmp_name)
@@ -82,10 +87,8 @@ def main() -> None:
                     dest = tmp / f"rs{r}-{i}"  # every store kept until the end: see --settle
                     os.sync()
                     t = time.perf_counter()
-                    subprocess.run([program, "--store", str(dest), "reproduce", phash, "--from",
-                                    f"{http}served/", "-j", str(args.jobs)], check=True,
-                                   env={**os.environ, "HDENV_CONFIG": str(config), **env},
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    run_reproduce(program, dest, phash, f"{http}served/",
+                                  {**os.environ, "HDENV_CONFIG": str(config), **env})
                     times[label].append(time.perf_counter() - t)
                 os.sync()
                 t = time.perf_counter()

@@ -279,6 +279,14 @@ def metadata_cost(where: Path, count: int = 400) -> tuple[float, float]:
     return costs[0], costs[1]
 
 
+def run_reproduce(program: str, dest: Path, phash: str, url: str, env: dict[str, str]
+                  ) -> None:
+    """`program --store DEST reproduce PHASH --from URL -j JOBS`, its output dropped."""
+    subprocess.run([program, "--store", str(dest), "reproduce", phash, "--from", url,
+                    "-j", str(JOBS["n"])], check=True, env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
 def reproduce_round(phash: str, url: str, key: SecretKey, fresh: Callable[[str], Path],
                     rounds: int, base: Step) -> tuple[float, float]:
     """The command itself, `hdenv reproduce HASH --from CACHE -j JOBS` into an empty store
@@ -292,9 +300,7 @@ def reproduce_round(phash: str, url: str, key: SecretKey, fresh: Callable[[str],
         store["dir"] = fresh("rs")
 
     def reproduce() -> None:
-        subprocess.run([HDENV, "--store", str(store["dir"]), "reproduce", phash, "--from", url,
-                        "-j", str(JOBS["n"])], check=True, env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        run_reproduce(HDENV, store["dir"], phash, url, env)
 
     ours, base_time = paired(rounds, (new_store, reproduce), base)
     return ours, base_time
