@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import _socket
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,6 +66,33 @@ def test_udp_sink_sends_datagrams() -> None:
         assert [listener.recv(100), listener.recv(100)] == [b'{"a":1}', b'{"b":2}']
     finally:
         listener.close()
+
+
+def test_udp_sink_in_a_bare_interpreter_sends_with_the_interpreters_own_socket() -> None:
+    """As on the load fast path (`python -I -S`, `_socket` not yet imported): the
+    datagram arrives, sent by the interpreter's own `_socket` (the file `import` finds,
+    or built in), which a later `import _socket` returns instead of loading again."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(10)
+    package = str(Path(usage.__file__).parents[2])
+    code = f"""if True:
+        import sys
+        sys.path.insert(0, {package!r})
+        from hdenv import usage
+        assert "_socket" not in sys.modules
+        usage.send("udp://127.0.0.1:{listener.getsockname()[1]}", ['{{"c":3}}'], 0, "n")
+        module = usage._socket_module()
+        import _socket
+        print(getattr(module, "__file__", "built-in"), _socket is module)
+    """
+    try:
+        proc = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                              text=True, timeout=60, check=True)
+        assert listener.recv(100) == b'{"c":3}'
+    finally:
+        listener.close()
+    assert proc.stdout.split() == [getattr(_socket, "__file__", "built-in"), "True"]
 
 
 def test_emit_builds_lines_and_never_raises(tmp_path: Path) -> None:
