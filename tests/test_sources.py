@@ -8,6 +8,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -457,3 +458,14 @@ def test_a_patch_with_a_wrong_hash_is_refused_before_any_build_starts(
     # --keep-going builds what does not need it
     going = run_hdenv("build", "--keep-going", str(stack))
     assert going.returncode == 1 and "built first" in going.stderr, going.stderr
+
+
+def test_urllib_request_waits_for_the_first_download() -> None:
+    """A build whose sources are all in the store (any no-op build) never downloads:
+    importing the module must not pull in urllib.request, http.client and ssl (~25 ms
+    of every build's start), which a download still finds when it needs them."""
+    code = ("import sys; import hdenv.store.sources as s;"
+            " print('urllib.request' in sys.modules, 'http.client' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.split()
+    assert out == ["False", "False"]

@@ -28,7 +28,6 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -550,7 +549,9 @@ def _is_local(loc: str) -> bool:
 
 def _local_path(loc: str) -> Path:
     if loc.startswith("file:"):
-        return Path(urllib.request.url2pathname(urllib.parse.urlparse(loc).path))
+        from urllib.request import url2pathname  # see _open_location
+
+        return Path(url2pathname(urllib.parse.urlparse(loc).path))
     return Path(loc)
 
 
@@ -560,6 +561,11 @@ def _open_location(loc: str) -> Iterator[IO[bytes]]:
         with open(_local_path(loc), "rb", buffering=0) as f:
             yield f
         return
+    # here, not at the top: urllib.request (with http.client, email and ssl) was ~25 ms
+    # of every build's start, and a build whose sources are all in the store, like
+    # any no-op build, never downloads
+    import urllib.request
+
     req = urllib.request.Request(loc, headers={"User-Agent": "hdenv"})
     with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
         yield resp
