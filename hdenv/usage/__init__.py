@@ -206,7 +206,7 @@ def _append(path: str, data: bytes, uid: int) -> bool:
 def _datagrams(host: str, port: int, lines: list[str]) -> None:
     _socket = _socket_module()
     family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
-    if not _is_ip(host, family):
+    if not _is_ip(_socket, host, family):
         family, _, _, _, address = _socket.getaddrinfo(host, port, 0, _socket.SOCK_DGRAM)[0]
         host = str(address[0])
     sock = _socket.socket(family, _socket.SOCK_DGRAM)
@@ -218,8 +218,7 @@ def _datagrams(host: str, port: int, lines: list[str]) -> None:
         sock.close()
 
 
-def _is_ip(host: str, family: int) -> bool:
-    _socket = _socket_module()
+def _is_ip(_socket: Any, host: str, family: int) -> bool:
     try:
         _socket.inet_pton(family, host)
     except OSError:
