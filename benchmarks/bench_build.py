@@ -20,7 +20,7 @@
    the time the cores were busy during the -j 2 build, on two cores kept busy.
    `--repeat` rounds of one build each (in fresh stores, the order turned every
    other round); the ratio is the median of the rounds' ratios: one build of
-   4 x 0.5 s moves by +-3% from run to run on an idle machine, and this VM's CPU
+   4 x ~1 s moves by +-3% from run to run on an idle machine, and this VM's CPU
    speed by half over an hour, so two bests may come from different hours.
 """
 
@@ -78,7 +78,7 @@ def busy_stack(n: int) -> str:
 
 def plain(packages: int, jobs: int) -> float:
     """The packages' work alone, `jobs` at a time (as `xargs -P`): what this machine's
-    cores give at that moment, the ideal an `hdenv build -j` is held to."""
+    cores give at that moment, printed beside hdenv's ratio."""
     started = time.perf_counter()
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(lambda _: subprocess.run(["sh", "-c", BUSY], check=True),
@@ -153,6 +153,10 @@ def best(args: list[str], env: dict[str, str], repeat: int = 5) -> float:
     return min(run(args, env) for _ in range(repeat))
 
 
+def listed(ratios: list[float]) -> str:
+    return ", ".join(f"{x:.2f}" for x in ratios)
+
+
 def main() -> None:
     warn_if_editable()
     parser = argparse.ArgumentParser(description=__doc__)
@@ -199,24 +203,28 @@ def main() -> None:
                   f" {'OK' if t < 1.0 and mb < 300 else 'MISSED'})")
 
         print(f"\nparallel scheduling, {opts.parallel} independent CPU-bound packages:")
-        rounds: list[dict[str, Run]] = []
+        rounds: list[dict[int, Run]] = []  # hdenv's builds by -j, a dict a round
+        plain_rounds: list[dict[int, float]] = []  # the same work without hdenv
         warm = work / "warm.toml"  # captures posix-tools: the same for -j 1 and -j 2
         warm.write_text("[packages.warm]\nversion = \"1\"\nscript = 'mkdir -p \"$PREFIX\"'\n")
         stack = work / "busy.toml"
         stack.write_text(busy_stack(opts.parallel))
         for attempt in range(opts.repeat):  # one of each a round, hdenv's in fresh stores
-            took: dict[str, Run] = {}
+            took: dict[int, Run] = {}
+            took_plain: dict[int, float] = {}
             # the order turned every other round: a machine getting faster or slower
             # through a round favours neither side
             for jobs in ((1, 2) if attempt % 2 == 0 else (2, 1)):
                 jenv = {**env, "HDENV_STORE": str(work / f"store-j{jobs}-{attempt}")}
                 run(["build", str(warm)], jenv)  # so the timed build is the builds, not set-up
-                took[f"hdenv{jobs}"] = measured(["build", str(stack), "-j", str(jobs)], jenv)
-                took[f"plain{jobs}"] = Run(plain(opts.parallel, jobs), 0.0, 0.0)
+                took[jobs] = measured(["build", str(stack), "-j", str(jobs)], jenv)
+                took_plain[jobs] = plain(opts.parallel, jobs)
             rounds.append(took)
-        for what in ("hdenv", "plain"):
+            plain_rounds.append(took_plain)
+        for what, walls in (("hdenv", [{j: r.wall for j, r in t.items()} for t in rounds]),
+                            ("plain", plain_rounds)):
             for jobs in (1, 2):
-                times = [r[f"{what}{jobs}"].wall for r in rounds]
+                times = [w[jobs] for w in walls]
                 print(f"  {what} -j {jobs}: median {statistics.median(times):.2f} s,"
                       f" best {min(times):.2f} s ({opts.repeat} rounds)")
         # what every run pays whatever -j is (start-up, planning, the profile): the no-op
@@ -225,28 +233,28 @@ def main() -> None:
                          {**env, "HDENV_STORE": str(work / "store-j1-0")}) for _ in range(3)]
         fixed = min(r.wall for r in noop)
         fixed_cpu = min(r.cpu for r in noop)
-        whole = statistics.median(r["hdenv2"].wall / r["hdenv1"].wall for r in rounds)
-        nets = [(r["hdenv2"].wall - fixed) / (r["hdenv1"].wall - fixed) for r in rounds]
-        machine = [r["plain2"].wall / r["plain1"].wall for r in rounds]
+        whole = statistics.median(r[2].wall / r[1].wall for r in rounds)
+        nets = [(r[2].wall - fixed) / (r[1].wall - fixed) for r in rounds]
+        machine = [p[2] / p[1] for p in plain_rounds]
         # The ideal -j 2 build does the fixed part, then all the rest of the work the
         # cores did for it (busy time, as they did it: on this VM two busy cores give
         # 0.48 to 0.69 of the serial time two at a time from one minute to the next,
         # and a contended core's second does less) with both cores busy throughout:
         # wall over that is time a core sat idle while a package was ready (or ran
         # something else: run it on an idle machine).
-        held = [r["hdenv2"].wall / (fixed + (r["hdenv2"].cpu - fixed_cpu) / 2) for r in rounds]
+        held = [r[2].wall / (fixed + (r[2].cpu - fixed_cpu) / 2) for r in rounds]
         print(f"  ratio -j 2 / -j 1: {whole:.2f}, median of the rounds (both include a fixed"
               f" {fixed:.2f} s: start-up, planning, profile)")
         net = statistics.median(nets)
         print(f"  ratio net of the fixed part: {net:.2f}, median of the rounds"
-              f" ({', '.join(f'{x:.2f}' for x in nets)}; 0.50 on 2 idle cores; the issue's"
+              f" ({listed(nets)}; 0.50 on 2 idle cores; the issue's"
               f" goal <= 0.52: {'OK' if net <= 0.52 else 'MISSED'})")
         print(f"  the same work two at a time without hdenv (xargs -P 2):"
-              f" {statistics.median(machine):.2f} ({', '.join(f'{x:.2f}' for x in machine)})")
+              f" {statistics.median(machine):.2f} ({listed(machine)})")
         ratio = statistics.median(held)
         print(f"  -j 2 against its ideal (the fixed part, then the rest of the cores' busy"
               f" time on two busy cores): {ratio:.2f}, median of the rounds"
-              f" ({', '.join(f'{x:.2f}' for x in held)}; goal <= 1.04, within 4% of ideal:"
+              f" ({listed(held)}; goal <= 1.04, within 4% of ideal:"
               f" {'OK' if ratio <= 1.04 else 'MISSED'})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
