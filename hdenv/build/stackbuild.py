@@ -16,8 +16,8 @@ from typing import Any, Protocol, TextIO
 from ..config import Settings
 from ..errors import BuildError, UserError
 from ..recipes.repos import site_refs
-from ..store.gc import spec_source_keys
 from ..store.gcroots import BuildRoots
+from ..store.hashing import spec_source_keys
 from ..store.layout import Store
 from ..store.sources import SourceStore
 from ..store.tmpdirs import clean_stale

@@ -34,7 +34,6 @@ import os
 import re
 import shutil
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -44,12 +43,11 @@ from typing import IO, TYPE_CHECKING, Any
 from .. import __version__
 from ..errors import BuildError, UserError
 from ..store.artifacts import runtime_closure
-from ..store.gc import spec_source_keys
-from ..store.hashing import is_hash_like, spec_hash
+from ..store.hashing import is_hash_like, spec_hash, spec_source_keys
 from ..store.layout import Store
-from ..store.sources import SourceStore, parse_key
 
 if TYPE_CHECKING:
+    from ..store.sources import SourceStore
     from .substitute import Substituter
 
 FORMAT = 1
@@ -167,6 +165,10 @@ def write_bundle(store: Store, root: dict[str, Any], out: Path, *, host: dict[st
         out = out / f"{root['hash']}.tar"
     specs = build_closure(lambda h: _store_spec(store, h), [root["hash"]])
     check_graph(specs, [root["hash"]], f"store {store.root}")
+    # here: `reproduce` reads bundles and caches, never writes one (the source store's
+    # module and what it imports were ~15 ms of that command's start-up)
+    from ..store.sources import SourceStore, parse_key
+
     srcstore = SourceStore(store, mirrors or [], log=say)
     nodes: dict[str, Any] = {}
     files: list[tuple[str, Path]] = []  # (arcname, path) after the specs
@@ -198,6 +200,8 @@ def write_bundle(store: Store, root: dict[str, Any], out: Path, *, host: dict[st
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "roots": [root],
                 "nodes": nodes, "host": host}
     out.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # here: as the source store above
+
     with tempfile.TemporaryDirectory(prefix=".hdenv-export-", dir=out.parent) as work:
         result = ExportResult(out, root, nodes=len(specs))
         if with_artifacts:
@@ -489,6 +493,8 @@ def store_sources(bundle: Bundle, srcstore: SourceStore,
 
     `keys`: source key -> file name (kept for `hdenv mirror`).
     """
+    from ..store.sources import parse_key  # here: see write_bundle
+
     got = []
     for key, filename in keys.items():
         kind, value = parse_key(key)

@@ -17,7 +17,6 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +31,13 @@ TIMEOUT = 30.0
 
 def _is_url(text: str) -> bool:
     return urllib.parse.urlparse(text).scheme in ("http", "https", "file")
+
+
+def _file_url_path(url: str) -> str:
+    """The local path a `file:` URL names."""
+    from urllib.request import url2pathname  # here: only `file:` URLs need it
+
+    return url2pathname(urllib.parse.urlparse(url).path)
 
 
 def _is_store(path: Path) -> bool:
@@ -65,8 +71,7 @@ def open_bundle(what: str, from_: str | None, store: Store,
                 bundle.close()
         return
     else:
-        root = Path(urllib.request.url2pathname(urllib.parse.urlparse(from_).path)
-                    if from_.startswith("file:") else from_)
+        root = Path(_file_url_path(from_) if from_.startswith("file:") else from_)
         if not root.is_dir():
             raise UserError(f"--from {from_}: no such directory")
         if _is_store(root):
@@ -137,12 +142,14 @@ def _download(store: Store, prefix: str, what: str) -> Iterator[Path]:
         raise UserError(f"{what}: not a hash (a URL prefix serves bundles as HASH.tar)")
     url = f"{prefix.rstrip('/')}/{urllib.parse.quote(what)}.tar"
     store.ensure()
+    from urllib.request import Request, urlopen  # here: a cache's pull never loads it
+
     fd, path = temp_file(store, "bundle-", ".tar")
     try:
         with os.fdopen(fd, "wb") as out:
-            req = urllib.request.Request(url, headers={"User-Agent": "hdenv"})
+            req = Request(url, headers={"User-Agent": "hdenv"})
             try:
-                with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+                with urlopen(req, timeout=TIMEOUT) as resp:
                     shutil.copyfileobj(resp, out, 1 << 20)
             except urllib.error.HTTPError as e:
                 raise UserError(f"{url}: HTTP {e.code} {e.reason}") from None

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +40,8 @@ from ..profile import profiles
 from ..profile.profiles import profile_hash
 from ..store.artifacts import artifact_id
 from ..store.fsutil import remove_tree
-from ..store.gc import spec_source_keys
 from ..store.gcroots import BuildRoots
+from ..store.hashing import spec_source_keys
 from ..store.layout import Store
 from ..store.tmpdirs import temp_dir
 from ..validate import profile_name_problem
@@ -126,6 +125,7 @@ class _Reproduction:
             self.result.source = "the cache"
         self.renamed: dict[str, str] = {}  # old hash -> new hash (host drift allowed)
         self.origin: dict[str, str] = {}  # new hash -> the bundle's hash it stands for
+        self._present: set[str] = set()  # ids the store was found to have (see present)
 
     def say(self, message: str) -> None:
         print(message, file=self.stream, flush=True)
@@ -154,6 +154,16 @@ class _Reproduction:
     def aid(self, h: str) -> str:
         return node_id(h, self.specs[h])
 
+    def present(self, aid: str) -> bool:
+        """Whether the store has `aid`. A yes is remembered: an artifact stays (the build
+        roots keep gc off it), and a 200-artifact reproduce asked ~1,000 times, a stat each."""
+        if aid in self._present:
+            return True
+        if self.store.has_artifact(aid):
+            self._present.add(aid)
+            return True
+        return False
+
     def needed_builds(self, available: Callable[[str], bool]) -> list[str]:
         """Build nodes that must be built here, with every input they need, deps first."""
         need: set[str] = set()
@@ -166,7 +176,7 @@ class _Reproduction:
             need.add(h)
             for ref in references(self.specs[h]):
                 rh = ref.rsplit("/", 1)[-1]
-                if self.specs[rh].get("kind") == "build" and not self.store.has_artifact(ref):
+                if self.specs[rh].get("kind") == "build" and not self.present(ref):
                     stack.append(rh)
         return [h for h in self.order() if h in need]
 
@@ -175,7 +185,7 @@ class _Reproduction:
             jobs: int | None) -> ReproduceResult:
         archives = {h for h in self.specs
                     if isinstance(self.bundle.nodes.get(h, {}).get("artifact"), dict)}
-        builds = self.needed_builds(lambda h: self.store.has_artifact(self.aid(h))
+        builds = self.needed_builds(lambda h: self.present(self.aid(h))
                                     or h in archives)
         hosts = self.hosts_needed(builds)
         drift = self.check_drift(hosts)
@@ -191,10 +201,11 @@ class _Reproduction:
         self.capture(hosts)
         # from a cache, each install writes its own spec (in a worker, beside the others):
         # the rest first, then whatever a refused install left unwritten
-        self.store_specs(skip=set(self.from_cache()))
-        self.install_packed(jobs or self.settings.jobs)
+        cached = self.from_cache()  # asked once: nothing is installed in between
+        self.store_specs(skip=set(cached))
+        self.install_packed(jobs or self.settings.jobs, cached)
         self.store.write_specs({h: self.specs[h] for h in self.order()})  # only missing ones
-        builds = self.needed_builds(lambda h: self.store.has_artifact(self.aid(h)))
+        builds = self.needed_builds(lambda h: self.present(self.aid(h)))
         late = self.hosts_needed(builds) - set(hosts)
         if late:  # a packed artifact was refused: build-only host software is needed now
             drift = self.check_drift(late)
@@ -217,7 +228,7 @@ class _Reproduction:
                 rh = ref.rsplit("/", 1)[-1]
                 if self.specs[rh].get("kind") == "host":
                     needed.add(rh)
-        return {h for h in needed if not self.store.has_artifact(self.aid(h))}
+        return {h for h in needed if not self.present(self.aid(h))}
 
     def check_drift(self, hosts: set[str]) -> list[Drift]:
         out: list[Drift] = []
@@ -226,11 +237,13 @@ class _Reproduction:
         return out
 
     def capture(self, hosts: set[str]) -> None:
+        if not hosts:  # a profile with no host software: its module is ~10 ms to load
+            return
         from ..build import host  # here: as drift.host_drift says
 
         for h in sorted(hosts, key=self.aid):
             aid = self.aid(h)
-            if self.store.has_artifact(aid):
+            if self.present(aid):
                 continue
             host.install_host_spec(self.store, self.specs[h])
             self.result.captured.append(aid)
@@ -299,17 +312,20 @@ class _Reproduction:
             return []
         wanted = set(self.runtime())
         return [h for h in self.order() if h in wanted and h not in self.origin
-                and not self.store.has_artifact(self.aid(h))]
+                and not self.present(self.aid(h))]
 
-    def install_packed(self, jobs: int) -> None:
+    def install_packed(self, jobs: int, cached: list[str]) -> None:
+        """`cached`: what `from_cache` gave (from a binary cache; nothing from a bundle)."""
         wanted = set(self.runtime())
         if self.bundle.substituter is not None:
-            self.fetch_all(self.bundle.substituter, self.from_cache(), jobs)
+            self.fetch_all(self.bundle.substituter, cached, jobs)
             return
+        import tempfile  # here: only a bundle's archives are unpacked aside
+
         with tempfile.TemporaryDirectory(prefix="hdenv-reproduce-") as work:
             for h in self.order():
                 aid = self.aid(h)
-                if h not in wanted or h in self.origin or self.store.has_artifact(aid):
+                if h not in wanted or h in self.origin or self.present(aid):
                     continue
                 with self.bundle.archive(h, Path(work)) as got:
                     if got is None:
@@ -341,6 +357,7 @@ class _Reproduction:
                 raise UserError(f"--from {self.bundle.label}: refusing {aid}: {why}"
                                 " (a cache is used as it is: nothing is built)")
             self.result.installed.append(aid)
+            self._present.add(aid)
             self.say(f"fetched {aid} {fetched.describe()}")
 
     def build(self, builds: list[str], jobs: int | None) -> None:
@@ -400,7 +417,7 @@ class _Reproduction:
         spec = self.specs[self.root_hash]
         result.ident = node_id(self.root_hash, spec)
         if spec.get("kind") != "profile":
-            if not self.store.has_artifact(result.ident):
+            if not self.present(result.ident):
                 raise BuildError(f"{result.ident} was not made")
             return result
         profiles.create_profile(self.store, spec)

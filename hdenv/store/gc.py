@@ -38,6 +38,7 @@ from ..errors import UserError
 from . import fdtree
 from .fsutil import file_lock, read_json, remove_tree, tree_size
 from .gcroots import gc_lock, list_pins, running_roots
+from .hashing import spec_source_keys
 from .layout import ARTIFACT_META, META_DIR, PROFILE_META, Store, split_id
 from .tmpdirs import clean_stale, temp_dir
 
@@ -239,13 +240,6 @@ def _split_roots(ids: set[str]) -> tuple[set[str], set[str], set[str]]:
         elif "/" not in i:
             profiles.add(i)
     return profiles, artifacts, sources
-
-
-def spec_source_keys(spec: dict[str, Any]) -> list[str]:
-    """Every source key a build spec names: its sources and its patches."""
-    keys = [s["key"] for s in spec.get("sources", [])
-            if isinstance(s, dict) and isinstance(s.get("key"), str)]
-    return keys + [p for p in spec.get("patches", []) if isinstance(p, str)]
 
 
 def _read_json_or(path: Path, default: Any) -> Any:
