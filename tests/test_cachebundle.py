@@ -23,7 +23,7 @@ from hdenv.config import Settings
 from hdenv.errors import UserError
 from hdenv.exchange.backends import open_cache
 from hdenv.exchange.push import push
-from hdenv.exchange.signing import PublicKey, SecretKey, sign
+from hdenv.exchange.signing import VOUCHED, PublicKey, SecretKey, sign
 from hdenv.profile.profiles import create_profile, profile_hash, profile_spec
 from hdenv.provenance.reproduce import ReproduceResult, reproduce
 from hdenv.store.layout import Store, split_id
@@ -151,11 +151,8 @@ def test_the_profile_carries_its_artifacts_descriptions_so_none_is_asked_for(
     assert verify_artifact(b, ids["top"]) == [] and verify_artifact(b, ids["dep"]) == []
 
 
-def test_each_signature_is_verified_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                         ) -> None:
-    """The checks made before the store is written are the ones its installs rely on: a
-    200-artifact profile verified every description twice (~20 ms of one core)."""
-    _, ids, cache, key = pushed(tmp_path)
+def counted_verifies(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """What every signature verification from now on was over, in order."""
     verified: list[bytes] = []
     real = PublicKey.verify
 
@@ -164,10 +161,66 @@ def test_each_signature_is_verified_once(tmp_path: Path, monkeypatch: pytest.Mon
         return real(self, signature, data)
 
     monkeypatch.setattr(PublicKey, "verify", counting)
+    return verified
+
+
+def test_each_signature_is_verified_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    """The checks made before the store is written are the ones its installs rely on: a
+    200-artifact profile verified every description twice (~20 ms of one core). The
+    envelope's signer vouches for the descriptions it carries (each signed by its key,
+    checked as it pushed), so those are not verified again one by one."""
+    _, ids, cache, key = pushed(tmp_path)
+    assert envelope(cache, ids["profile"])[VOUCHED] == "k1"
+    verified = counted_verifies(monkeypatch)
     result, _ = reproduce_into(tmp_path / "b", ids["profile"], cache, [str(key.public())])
     assert result.installed == [ids["dep"], ids["top"]]
-    # the profile's envelope, the host spec's, and the two carried descriptions
+    # the profile's envelope and the host spec's
+    assert len(verified) == 2 and len(set(verified)) == 2
+    assert verify_artifact(Store(tmp_path / "b"), ids["top"]) == []
+
+
+def test_an_envelope_without_the_vouch_has_each_carried_description_verified(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As an older hdenv pushed it: the envelope, the host spec and both descriptions."""
+    _, ids, cache, key = pushed(tmp_path)
+    doc = envelope(cache, ids["profile"])
+    rewrite_envelope(cache, ids["profile"], sign(
+        {k: v for k, v in doc.items() if k not in ("signatures", VOUCHED)}, key))
+    verified = counted_verifies(monkeypatch)
+    result, _ = reproduce_into(tmp_path / "b", ids["profile"], cache, [str(key.public())])
+    assert result.installed == [ids["dep"], ids["top"]]
     assert len(verified) == 4 and len(set(verified)) == 4
+
+
+def test_a_vouch_added_by_someone_without_the_key_breaks_the_signature(tmp_path: Path) -> None:
+    _, ids, cache, key = pushed(tmp_path)
+    doc = envelope(cache, ids["profile"])
+    unvouched = sign({k: v for k, v in doc.items() if k not in ("signatures", VOUCHED)}, key)
+    rewrite_envelope(cache, ids["profile"], {**unvouched, VOUCHED: "k1"})
+    b = Store(tmp_path / "b")
+    with pytest.raises(UserError) as e:
+        reproduce_into(b.root, ids["profile"], cache, [str(key.public())])
+    assert e.value.message.startswith(f"--from {cache}: refusing spec {ids['profile']}: bad"
+                                      " signature by k1")
+    assert not b.artifacts.is_dir() or list(b.artifacts.iterdir()) == []
+
+
+def test_a_push_never_vouches_for_descriptions_another_key_signed(tmp_path: Path) -> None:
+    """k2 pushes the profile k1 pushed: the cache's descriptions (k1's) are carried, not
+    vouched for, so k2's envelope cannot pass k1's signatures off as its own: a reader who
+    trusts only k2 verifies each, and refuses them before writing to the store."""
+    a, ids, cache, _k1 = pushed(tmp_path)
+    k2 = SecretKey.generate("k2")
+    again = push(a, [ids["profile"]], open_cache(str(cache)), k2, lambda _m: None)
+    assert again.pushed == [] and again.profiles == [ids["profile"]]
+    doc = envelope(cache, ids["profile"])
+    assert sorted(doc["descriptions"]) == sorted(split_id(ids[n])[2] for n in ("dep", "top"))
+    assert VOUCHED not in doc
+    b = Store(tmp_path / "b")
+    with pytest.raises(UserError, match=r"refusing .*: untrusted key: signed by k1"):
+        reproduce_into(b.root, ids["profile"], cache, [str(k2.public())])
+    assert not b.artifacts.is_dir() or list(b.artifacts.iterdir()) == []
 
 
 def test_a_carried_description_that_fails_a_check_is_asked_for_instead(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ from .backends import Cache
 from .bundle import build_closure
 from .inorder import run_in_order
 from .pack import pack_artifact
-from .signing import SecretKey, sign, sign_spec, signed_by
+from .signing import PublicKey, SecretKey, SignatureRefused, check, sign, sign_spec, signed_by
 from .transfer import Meter, NullMeter, SharedLine, human_size, meter_for
 
 
@@ -120,8 +120,8 @@ def push(store: Store, refs: list[str], cache: Cache, key: SecretKey,
             spec = store.read_spec(phash)
             closure = [split_id(a)[2] for a in runtime_closure(store, spec.get("artifacts", []))
                        if kinds[a] != "host"]  # its closure is part of `order`
-            cache.put_profile(phash, sign_spec(phash, spec, key, name, _bundled(
-                cache, closure, report.signed, jobs)))
+            carried, vouched = _bundled(cache, closure, report.signed, jobs, key)
+            cache.put_profile(phash, sign_spec(phash, spec, key, name, carried, vouched))
             report.profiles.append(phash)
     return report
 
@@ -130,19 +130,34 @@ MAX_BUNDLED = 8 << 20
 """Bytes of descriptions a profile's envelope carries at most (a reader takes 16 MiB)."""
 
 
-def _bundled(cache: Cache, hashes: list[str], signed: dict[str, dict[str, Any]], jobs: int
-             ) -> dict[str, Any]:
-    """hash -> signed description of each of `hashes`, for the profile's envelope: what
-    this push signed, the rest read from the cache (`jobs` at once); none if one is
-    missing or they would make the envelope too big (readers then ask for each)."""
+def _bundled(cache: Cache, hashes: list[str], signed: dict[str, dict[str, Any]], jobs: int,
+             key: SecretKey) -> tuple[dict[str, Any], bool]:
+    """(hash -> signed description of each of `hashes`, for the profile's envelope;
+    whether `key` signed every one): what this push signed, the rest read from the cache
+    (`jobs` at once), each of those checked against `key`'s own signature (the cache may
+    hold one another key signed, or one that anybody able to write there changed); none
+    if one is missing or they would make the envelope too big (readers then ask for each)."""
     missing = [h for h in hashes if h not in signed]
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="hdenv-push") as pool:
         read = dict(zip(missing, pool.map(cache.description, missing)))
-    out = {h: signed.get(h) or read.get(h) for h in sorted(hashes)}
-    if any(d is None for d in out.values()) or \
-            sum(len(canonical_json(d)) for d in out.values()) > MAX_BUNDLED:
-        return {}
-    return out
+    found = {h: signed.get(h) or read.get(h) for h in sorted(hashes)}
+    out = {h: d for h, d in found.items() if d is not None}
+    if len(out) < len(found) or sum(len(canonical_json(d)) for d in out.values()) > MAX_BUNDLED:
+        return {}, False
+    mine = [key.public()]
+    return out, all(_signed_with(out[h], mine) for h in missing)
+
+
+def _signed_with(description: Any, keys: list[PublicKey]) -> bool:
+    """Whether one of `keys` made a valid signature of `description` (a cache's copy: it
+    may be anything JSON can say)."""
+    if not isinstance(description, dict):
+        return False
+    try:
+        check(description, keys)
+    except SignatureRefused:
+        return False
+    return True
 
 
 def _closure_specs(store: Store, roots: list[str], say: Callable[[str], None]

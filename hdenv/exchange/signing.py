@@ -237,10 +237,14 @@ def parse_trusted(values: list[str]) -> list[PublicKey]:
 
 
 SPEC_ENVELOPE = "hdenv-signed-spec"
+VOUCHED = "descriptions_signed_by"
+"""The envelope field naming the key that signed the envelope and every description it
+carries, each signature checked by the pusher (see `sign_spec`)."""
 
 
 def sign_spec(hash_: str, spec: Any, key: SecretKey, name: str | None = None,
-              descriptions: dict[str, Any] | None = None) -> dict[str, Any]:
+              descriptions: dict[str, Any] | None = None, vouched: bool = False
+              ) -> dict[str, Any]:
     """A spec as a cache keeps it (profile definitions, host specs): signed like a description.
 
     Without a signature, anyone who can write to (or impersonate) a cache
@@ -251,13 +255,21 @@ def sign_spec(hash_: str, spec: Any, key: SecretKey, name: str | None = None,
     so `reproduce --from` can give it back the name its pusher knew it by.
     A profile's envelope may carry the signed descriptions of its artifacts
     (`descriptions`, hash -> description), so a reader needs one request, not
-    one per artifact: each is still checked against its own signature.
+    one per artifact. `vouched`: the caller checked that `key` signed every one of
+    them; the envelope then says so (VOUCHED), and a reader who trusts `key` and
+    finds the envelope's signature good need not verify the 200 signatures it
+    carries one by one (~40 ms of one core here): the envelope's signature covers
+    their bytes, signatures included, and the key that made it vouches for each.
+    Without it (an older push, or a description signed by another key) a reader
+    checks each against its own signature.
     """
     envelope: dict[str, Any] = {SPEC_ENVELOPE: 1, "hash": hash_, "spec": spec}
     if name is not None:
         envelope["name"] = name
     if descriptions is not None:  # {}: too many to carry (readers ask for each)
         envelope["descriptions"] = descriptions
+        if vouched and descriptions:
+            envelope[VOUCHED] = key.name
     return sign(envelope, key)
 
 
