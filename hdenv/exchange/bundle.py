@@ -94,11 +94,14 @@ def check_graph(specs: dict[str, dict[str, Any]], roots: list[str], where: str) 
                                 f" {node_id(rh, specs[rh])}")
 
 
-def build_closure(read: Callable[[str], dict[str, Any]], roots: list[str], jobs: int = 1
-                  ) -> dict[str, Any]:
+def build_closure(read: Callable[[str], dict[str, Any]], roots: list[str], jobs: int = 1,
+                  at_hand: Callable[[str], bool] = lambda _h: False) -> dict[str, Any]:
     """hash -> spec for everything the roots need to be built (deps, build deps, tools),
     read a level at a time; with `jobs` > 1 a level's reads run that many at once (a
-    binary cache's: a profile's 200 artifacts are 200 requests)."""
+    binary cache's: a profile's 200 artifacts are 200 requests), except those `at_hand`
+    says need no request (a profile's envelope carries them): handing each of those to a
+    thread cost more than reading it (a 200-artifact profile's bundle opened in 29 ms
+    that way, 20 ms with those read in this thread; medians of 12 at -j 2)."""
     out: dict[str, Any] = {}
     level = sorted(set(roots))
     pool = None
@@ -108,8 +111,10 @@ def build_closure(read: Callable[[str], dict[str, Any]], roots: list[str], jobs:
         pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hdenv-spec")
     try:
         while level:
-            for h, spec in zip(level, pool.map(read, level) if pool else map(read, level)):
-                out[h] = spec
+            far = [h for h in level if not at_hand(h)]
+            got = dict(zip(far, pool.map(read, far) if pool else map(read, far)))
+            for h in level:
+                out[h] = got[h] if h in got else read(h)
             level = sorted({r.rsplit("/", 1)[-1] for h in level for r in references(out[h])}
                            - out.keys())
     finally:

@@ -163,7 +163,7 @@ class CacheBundle(Bundle):
                                 " damaged; refusing the cache")
             return spec
 
-        specs = build_closure(read, [what], jobs)
+        specs = build_closure(read, [what], jobs, at_hand=lambda h: h in carried)
         check_graph(specs, [what], url)
         for h, description in sorted(descriptions.items()):
             if h in checked:
