@@ -24,6 +24,7 @@ from hdenv.errors import UserError
 from hdenv.exchange.backends import open_cache
 from hdenv.exchange.push import push
 from hdenv.exchange.signing import VOUCHED, PublicKey, SecretKey, sign
+from hdenv.profile.farm import Member, build_farm
 from hdenv.profile.profiles import create_profile, profile_hash, profile_spec
 from hdenv.provenance.reproduce import ReproduceResult, reproduce
 from hdenv.store.layout import Store, split_id
@@ -298,3 +299,42 @@ def test_a_reproduce_from_a_cache_loads_only_what_it_uses(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == "[]"
     assert verify_artifact(Store(b), top) == [] and verify_artifact(Store(b), dep) == []
+
+
+def farm_listing(profile: Path, store_root: Path) -> dict[str, str]:
+    """relative path -> "dir" or the link's target below its store, for a profile's farm."""
+    out = {}
+    for top, dirs, files in os.walk(profile):
+        for name in dirs + files:
+            path = os.path.join(top, name)
+            rel = os.path.relpath(path, profile)
+            if os.path.islink(path):
+                out[rel] = os.path.relpath(os.readlink(path), store_root)
+            else:
+                out[rel] = "dir" if os.path.isdir(path) else "file"
+    return out
+
+
+def test_from_a_cache_the_farm_grows_while_the_artifacts_arrive(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No farm is made after the last download (growing.py); the profile is the one
+    `build_farm` makes of the same artifacts, link for link."""
+    _, ids, cache, key = pushed(tmp_path)
+
+    def no_farm_at_the_end(*_a: object, **_k: object) -> None:
+        raise AssertionError("build_farm called")
+
+    monkeypatch.setattr("hdenv.profile.farm.build_farm", no_farm_at_the_end)
+    b = Store(tmp_path / "b")
+    result, _ = reproduce_into(b.root, ids["profile"], cache, [str(key.public())])
+    assert result.installed == [ids["dep"], ids["top"]]
+    monkeypatch.undo()
+    at_once = tmp_path / "at-once"
+    at_once.mkdir()
+    spec = b.read_spec(ids["profile"])
+    build_farm(at_once, [Member(x, b.artifact_dir(x)) for x in spec["artifacts"]])
+    made = farm_listing(b.profile_dir(ids["profile"]), b.root)
+    assert {k: v for k, v in made.items() if not k.startswith(".hdenv")} == \
+        farm_listing(at_once, b.root)
+    assert made["lib"] == f"artifacts/{ids['dep']}/lib"  # one member's directory: folded
+    assert list((b.root / "tmp").glob("*/profile-*")) == []  # nothing left aside

@@ -270,13 +270,16 @@ class Substituter:
         return size, sha
 
     def fetch_many(self, wanted: list[str], references: Callable[[str], list[str]], jobs: int,
-                   meter: MeterFactory = terminal_meter) -> dict[str, Fetched | str]:
+                   meter: MeterFactory = terminal_meter,
+                   arrived: Callable[[str], None] = lambda _aid: None
+                   ) -> dict[str, Fetched | str]:
         """`fetch` each id of `wanted` with up to `jobs` transfers in flight; {id: result}.
 
         An id starts once the ids of `wanted` it references have arrived (its
         archive is installed only after theirs, as `install_packed` needs), so
         a profile's leaves download side by side; one whose reference failed is
-        not tried (inorder.py).
+        not tried (inorder.py). `arrived(id)` is called in this thread as each one
+        is installed, while the others go on (reproduce grows its profile's farm).
         """
         def settle(aid: str, refs: list[str], results: dict[str, Fetched | str]
                    ) -> Fetched | str | None:
@@ -302,6 +305,8 @@ class Substituter:
             # references in a loop: no cache can describe that
             return run_in_order(wanted, references, threads, lambda aid: self.fetch(aid, meter),
                                 settle=settle, loop=lambda _aid: "its references loop back to it",
+                                done=lambda aid, got: arrived(aid) if isinstance(got, Fetched)
+                                else None,
                                 interrupted=cancel_all)  # Ctrl-C: stop waiting for servers
         finally:
             self._batch = False

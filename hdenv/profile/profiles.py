@@ -43,7 +43,8 @@ from ..validate import profile_name_problem
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .farm import Member
+    from .farm import FarmStats, Member
+    from .growing import GrowingFarm
 
 PROFILE_PLACEHOLDER = "@@HDENV_PROFILE@@"
 
@@ -101,18 +102,24 @@ def _render_env(env: dict[str, str], prefix: Path) -> dict[str, str]:
 
 
 def _populate(farm: Path, final: Path, spec: dict[str, Any], hash_: str, store: Store,
-              package: str | None = None, loaded_state: bool = False) -> None:
-    """Fill the directory `farm` (to be renamed to `final`) with links and metadata."""
+              package: str | None = None, loaded_state: bool = False,
+              farmed: FarmStats | None = None) -> None:
+    """Fill the directory `farm` (to be renamed to `final`) with links and metadata.
+    `farmed`: the links are there already (a grown farm: no Python among its members)."""
     from . import pyprofile  # here, as the farm: reading profiles needs neither
     from .farm import build_farm
 
-    members = _members(store, spec["artifacts"])
-    version = pyprofile.single_python(members, spec.get("exclude", ()))
-    keep_real = pyprofile.keep_real_dirs(version) if version else []
-    stats = build_farm(
-        farm, members, exclude=spec.get("exclude", ()), priority=spec.get("priority", ()),
-        keep_real=keep_real,
-    )
+    version = None
+    if farmed is not None:
+        stats = farmed
+    else:
+        members = _members(store, spec["artifacts"])
+        version = pyprofile.single_python(members, spec.get("exclude", ()))
+        keep_real = pyprofile.keep_real_dirs(version) if version else []
+        stats = build_farm(
+            farm, members, exclude=spec.get("exclude", ()), priority=spec.get("priority", ()),
+            keep_real=keep_real,
+        )
     python = pyprofile.setup_python(farm, final, version) if version else None
     if spec.get("python_usage"):
         if not version:
@@ -141,8 +148,29 @@ def _populate(farm: Path, final: Path, spec: dict[str, Any], hash_: str, store: 
     atomic_write_json(farm / META_DIR / PROFILE_META, meta)
 
 
+@contextlib.contextmanager
+def growing(store: Store, spec: dict[str, Any]) -> Iterator[GrowingFarm | None]:
+    """A farm of the profile `spec` to grow while its artifacts arrive (growing.py), for
+    `create_profile`; None if the profile exists. What create_profile did not take (it
+    gave up, or the run failed first) is removed when the block ends."""
+    hash_ = profile_hash(spec)
+    if spec.get("kind") != "profile" or store.has_profile(hash_):
+        yield None
+        return
+    from ..store.tmpdirs import temp_dir
+    from .farm import Member
+    from .growing import GrowingFarm
+
+    dest = temp_dir(store, f"profile-{hash_}-")
+    try:
+        yield GrowingFarm(dest, [Member(a, store.artifact_dir(a)) for a in spec["artifacts"]],
+                          spec.get("exclude", ()))
+    finally:
+        remove_tree(dest)  # renamed into profiles/ by create_profile: nothing left here
+
+
 def create_profile(store: Store, spec: dict[str, Any], package: str | None = None,
-                   loaded_state: bool = False) -> Path:
+                   loaded_state: bool = False, grown: GrowingFarm | None = None) -> Path:
     """Make `profiles/HASH` exist for `spec` and return it (idempotent, atomic).
 
     `package` (an artifact id) marks the on-demand profile of a package loaded by name
@@ -151,6 +179,7 @@ def create_profile(store: Store, spec: dict[str, Any], package: str | None = Non
 
     Concurrent creators each build aside; the first rename wins and the others
     drop their copy, so no lock is needed and nobody sees a half-made farm.
+    `grown`: the farm `growing` gave for this spec, used if it is complete.
     """
     if spec.get("kind") != "profile":
         raise UserError("not a profile spec")
@@ -162,9 +191,12 @@ def create_profile(store: Store, spec: dict[str, Any], package: str | None = Non
     final = store.own_profile_dir(hash_)
     from ..store.tmpdirs import temp_dir
 
-    aside = temp_dir(store, f"profile-{hash_}-")
+    farmed = grown.stats() if grown is not None and grown.members.keys() == set(
+        spec["artifacts"]) and grown.exclude == list(spec.get("exclude", ())) else None
+    aside = grown.dest if grown is not None and farmed is not None else temp_dir(
+        store, f"profile-{hash_}-")
     try:
-        _populate(aside, final, spec, hash_, store, package, loaded_state)
+        _populate(aside, final, spec, hash_, store, package, loaded_state, farmed)
         make_read_only(aside, shared=store.shared)  # as artifacts: nobody edits a profile
         # into profiles/ through descriptors (storedirs): a symlink a member put there
         # meanwhile is refused, and no profile lands in (nor is chmod-ed in) its target

@@ -16,7 +16,9 @@ Order of work, each step before anything later touches the store:
    same scheduler and progress display as `hdenv build`: sources come from the
    bundle, the store, mirrors or the recorded URLs, all fetched before the
    first build starts;
-5. the profile is created and named (`--name`, default the original name).
+5. the profile is created and named (`--name`, default the original name); from
+   a cache, its farm grew while the artifacts arrived (profile/growing.py), so
+   making it is writing its metadata and one rename.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from ..validate import profile_name_problem
 from .drift import Drift, host_drift
 
 if TYPE_CHECKING:
+    from ..profile.growing import GrowingFarm
     from ..store.sources import SourceStore
 
 Log = Callable[[str], None]
@@ -203,7 +206,14 @@ class _Reproduction:
         # the rest first, then whatever a refused install left unwritten
         cached = self.from_cache()  # asked once: nothing is installed in between
         self.store_specs(skip=set(cached))
-        self.install_packed(jobs or self.settings.jobs, cached)
+        with self.growing_farm() as grown:
+            self.install_packed(jobs or self.settings.jobs, cached, grown)
+            return self.rest(name, jobs, hosts, grown)
+
+    def rest(self, name: str | None, jobs: int | None, hosts: set[str],
+             grown: GrowingFarm | None) -> ReproduceResult:
+        """After the installs: the specs a refused one left unwritten, what is still missing
+        built, then the profile made (from the farm grown meanwhile, if it is complete)."""
         self.store.write_specs({h: self.specs[h] for h in self.order()})  # only missing ones
         builds = self.needed_builds(lambda h: self.present(self.aid(h)))
         late = self.hosts_needed(builds) - set(hosts)
@@ -219,7 +229,7 @@ class _Reproduction:
                             " reproduce from a bundle with sources instead")
         if builds:
             self.build(builds, jobs)
-        return self.finish(name)
+        return self.finish(name, grown)
 
     def hosts_needed(self, builds: list[str]) -> set[str]:
         needed = {h for h in self.runtime() if self.specs[h].get("kind") == "host"}
@@ -314,11 +324,29 @@ class _Reproduction:
         return [h for h in self.order() if h in wanted and h not in self.origin
                 and not self.present(self.aid(h))]
 
-    def install_packed(self, jobs: int, cached: list[str]) -> None:
-        """`cached`: what `from_cache` gave (from a binary cache; nothing from a bundle)."""
+    @contextlib.contextmanager
+    def growing_farm(self) -> Iterator[GrowingFarm | None]:
+        """From a cache, the profile's farm grows while its artifacts arrive (growing.py),
+        from those already here on; None for an artifact, a bundle (whose installs are one
+        at a time) or a profile this store has."""
+        spec = self.specs[self.root_hash]
+        if self.bundle.substituter is None or spec.get("kind") != "profile":
+            yield None
+            return
+        with profiles.growing(self.store, spec) as grown:
+            if grown is not None:
+                for aid in spec["artifacts"]:
+                    if self.present(aid):
+                        grown.add(aid)
+            yield grown
+
+    def install_packed(self, jobs: int, cached: list[str], grown: GrowingFarm | None) -> None:
+        """`cached`: what `from_cache` gave (from a binary cache; nothing from a bundle);
+        each artifact is added to `grown` as it arrives."""
         wanted = set(self.runtime())
         if self.bundle.substituter is not None:
-            self.fetch_all(self.bundle.substituter, cached, jobs)
+            self.fetch_all(self.bundle.substituter, cached, jobs,
+                           grown.add if grown is not None else lambda _aid: None)
             return
         import tempfile  # here: only a bundle's archives are unpacked aside
 
@@ -343,13 +371,14 @@ class _Reproduction:
                 self.result.installed.append(aid)
                 self.say(f"installed {aid} from {self.bundle.label}")
 
-    def fetch_all(self, substituter: Substituter, hashes: list[str], jobs: int) -> None:
+    def fetch_all(self, substituter: Substituter, hashes: list[str], jobs: int,
+                  arrived: Callable[[str], None]) -> None:
         """From a binary cache, `jobs` at a time, through the substituter's checks; a
         refusal stops here (after the transfers in flight)."""
         aids = [self.aid(h) for h in hashes]
         deps = {self.aid(h): list(self.specs[h].get("deps", [])) for h in hashes}
         got = substituter.fetch_many(aids, lambda aid: deps.get(aid, []), jobs,
-                                     meter=shared_meter(len(aids)))
+                                     meter=shared_meter(len(aids)), arrived=arrived)
         for aid in aids:  # dependencies first, as they were installed
             fetched = got[aid]
             if not isinstance(fetched, Fetched):
@@ -412,7 +441,7 @@ class _Reproduction:
             raise BuildError("sources not found (export with --with-sources, or set"
                              " HDENV_MIRRORS):\n  " + "\n  ".join(missing))
 
-    def finish(self, name: str | None) -> ReproduceResult:
+    def finish(self, name: str | None, grown: GrowingFarm | None = None) -> ReproduceResult:
         result = self.result
         spec = self.specs[self.root_hash]
         result.ident = node_id(self.root_hash, spec)
@@ -420,7 +449,7 @@ class _Reproduction:
             if not self.present(result.ident):
                 raise BuildError(f"{result.ident} was not made")
             return result
-        profiles.create_profile(self.store, spec)
+        profiles.create_profile(self.store, spec, grown=grown)
         if name is None and not self.root.get("name") and self.bundle.origin is not None:
             named = profiles.names_of(self.bundle.origin, self.result.expected)
             name = named[-1][0] if named else None
