@@ -15,6 +15,9 @@ import pytest
 from conftest import Runner, require
 from shellfixtures import build_profiles
 
+from hdenv.shell import shellcmd
+from hdenv.shell.quoting.posix import Bash
+
 VENV_BIN = str(Path(sys.executable).parent)
 FIELDS = ["time", "user", "uid", "host", "slurm_job_id", "action", "explicit", "name",
           "generation", "hash"]
@@ -118,6 +121,59 @@ def test_udp_sink_sends_one_datagram_per_change(tmp_path: Path, store: Path) -> 
     finally:
         listener.close()
     check_session(got, store)
+
+
+def fast_path(store: Path, site: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The shell function's own `python -I -S` fast path, as bash's runs it."""
+    return subprocess.run(
+        [sys.executable, "-I", "-S", "-c", shellcmd.FAST_CODE, shellcmd.libdir(), "bash",
+         "/dev/null", str(store), *args], capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(site.parent), "HDENV_SITE_CONFIG": str(site)})
+
+
+def test_in_bash_the_shell_sends_the_datagrams_hdenv_only_writes_them(
+        tmp_path: Path, store: Path) -> None:
+    """bash's `/dev/udp`: the fast path prints the send with the load's code and sends
+    nothing itself (Python's socket library was ~0.5 ms of every logged load)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    try:
+        site = tmp_path / "site.toml"
+        site.write_text(f'usage-log = "udp://127.0.0.1:{listener.getsockname()[1]}"\n')
+        proc = fast_path(store, site, "load", "demo")
+        assert proc.returncode == 0, proc.stderr
+        assert f"/dev/udp/'127.0.0.1'/{listener.getsockname()[1]}" in proc.stdout
+        listener.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            listener.recv(65536)  # nothing from hdenv itself
+        ran = subprocess.run(["bash", "--norc", "--noprofile", "-c", proc.stdout + "echo $?"],
+                             capture_output=True, text=True, timeout=60)
+        assert (ran.stdout, ran.stderr) == ("0\n", "")
+        listener.settimeout(10)
+        line = json.loads(listener.recv(65536))
+    finally:
+        listener.close()
+    assert (line["action"], line["name"], line["uid"]) == ("load", "demo", os.getuid())
+
+
+def test_bash_sends_a_hostile_line_byte_for_byte(tmp_path: Path) -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(10)
+    hostile = """{"name":"it's $(touch PWNED) `touch PWNED2` \\ \\" ; exit 3"}"""
+    try:
+        code = Bash().datagrams("127.0.0.1", listener.getsockname()[1], [hostile, "{}"])
+        assert code is not None
+        ran = subprocess.run(["bash", "--norc", "--noprofile", "-c", code], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+        got = [listener.recv(65536), listener.recv(65536)]
+    finally:
+        listener.close()
+    assert (ran.returncode, got) == (0, [hostile.encode(), b"{}"])
+    assert list(tmp_path.iterdir()) == []
+    # what bash could not send as one path component or in its own encoding, hdenv sends
+    assert Bash().datagrams("a/b", 9, ["{}"]) is None
+    assert Bash().datagrams("127.0.0.1", 9, ['{"name":"\u00e9"}']) is None
 
 
 @pytest.mark.parametrize("sink", ["file:/etc/passwd", "file:/nonexistent/dir",

@@ -29,6 +29,7 @@ from .quoting.base import check_name
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: collections.abc costs ms on every load
     from collections.abc import Callable, Mapping
+    from typing import Any
 
     Who = tuple[str | None, int | None, str]  # (name, generation, hash): for the usage log
 
@@ -758,22 +759,52 @@ def run_ml(args: list[str], session: Session) -> None:
             session.load(a)
 
 
+def _usage_sink(session: Session, config: Config) -> str | None:
+    """The site's usage log, if the session changed something and there is one."""
+    if not session.events:
+        return None
+    try:
+        return config.usage_log() or None
+    except UserError:
+        return None  # a broken config was already reported if it mattered to the load
+
+
+def _usage_events(session: Session) -> list[dict[str, Any]]:
+    from .. import usage
+
+    return [usage.event(action, explicit, usage.profile_fields(*who),
+                        None if replaced is None else [usage.profile_fields(*r) for r in replaced])
+            for action, explicit, who, replaced in session.events]
+
+
+def usage_by_shell(session: Session, config: Config, environ: Mapping[str, str],
+                   shell: Shell) -> str:
+    """Code that has the shell send the session's usage lines itself, where it can (bash,
+    `udp://`; Shell.datagrams), to run before the load's own; "" when `log_usage` sends
+    them once the load's code is out. Never raises."""
+    sink = _usage_sink(session, config)
+    if sink is None or not sink.startswith("udp://"):
+        return ""
+    from .. import usage
+
+    try:
+        if usage.disabled(environ):
+            return ""
+        _kind, host, port = usage.parse(sink)
+        return shell.datagrams(host, port, usage.lines(_usage_events(session),
+                                                       usage.who(environ))) or ""
+    except Exception:  # noqa: BLE001 - a log must never cost the user their load
+        return ""
+
+
 def log_usage(session: Session, config: Config, environ: Mapping[str, str]) -> None:
     """Send the session's changes to the site's usage log, if there is one (never raises)."""
-    if not session.events:
-        return
-    try:
-        sink = config.usage_log()
-    except UserError:
-        return  # a broken config was already reported if it mattered to the load
-    if not sink:
+    sink = _usage_sink(session, config)
+    if sink is None:
         return
     from .. import usage
 
-    usage.emit([usage.event(action, explicit, usage.profile_fields(*who),
-                            None if replaced is None
-                            else [usage.profile_fields(*r) for r in replaced])
-                for action, explicit, who, replaced in session.events], environ, sink)
+    usage.emit(_usage_events(session), environ, sink)
 
 
 # -- the function's entry: global options, help, and what the full program answers --
@@ -945,6 +976,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     session: Session | None = None
+    by_shell = ""  # the usage log's code the shell runs, if it sends the lines itself
     try:
         if len(argv) < 4:
             raise UserError("the hdenv shell function is out of date; run `hdenv init` again")
@@ -973,6 +1005,8 @@ def main(argv: list[str] | None = None) -> None:
             session.sticky_refs = config.sticky
             code = run(call.cmd, call.args, shell, environ, config.roots, session,
                        config.default_load)
+            by_shell = usage_by_shell(session, config, environ, shell)
+            code = by_shell + code
     except UserError as e:
         print(f"hdenv: error: {e.render()}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -989,7 +1023,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         quiet_broken_pipe()
-    if session is not None:
+    if session is not None and not by_shell:
         log_usage(session, config, environ)
 
 

@@ -47,7 +47,8 @@ built-in modules and the C extension a sink needs, imported when used.
   is the uid the line names.
 - `udp://HOST:PORT` (`udp://[::1]:PORT` for IPv6): one datagram per line,
   sent without waiting. Give an IP address: a host name costs a DNS lookup on
-  every load.
+  every load. A load in bash has the shell send them (`Shell.datagrams`, through
+  bash's `/dev/udp`): loading `_socket` here was ~0.5 ms of every logged load.
 """
 
 from __future__ import annotations

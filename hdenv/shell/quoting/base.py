@@ -41,6 +41,11 @@ class Shell(ABC):
     def unset_var(self, name: str) -> str:
         """Remove `name` from the environment."""
 
+    def datagrams(self, host: str, port: int, lines: list[str]) -> str | None:
+        """Code that sends each line as one UDP datagram to HOST:PORT (the usage log's
+        `udp://`), if this shell can without starting a program; None: hdenv sends them."""
+        return None
+
     def script(self, changes: Iterable[tuple[str, str | None]]) -> str:
         """Statements applying (name, value-or-None) changes in order."""
         lines = [
