@@ -135,6 +135,16 @@ def rewrite_envelope(cache: Path, phash: str, doc: dict[str, Any]) -> None:
     path.write_text(json.dumps(doc))
 
 
+def refused_before_writing(root: Path, phash: str, cache: Path, key: SecretKey) -> None:
+    """reproduce refuses the profile's envelope as badly signed, and writes no artifact."""
+    b = Store(root)
+    with pytest.raises(UserError) as e:
+        reproduce_into(b.root, phash, cache, [str(key.public())])
+    assert e.value.message.startswith(f"--from {cache}: refusing spec {phash}: bad"
+                                      " signature by k1")
+    assert not b.artifacts.is_dir() or list(b.artifacts.iterdir()) == []
+
+
 def test_the_profile_carries_its_artifacts_descriptions_so_none_is_asked_for(
         tmp_path: Path) -> None:
     """One document for the whole profile: with every per-artifact description gone from
@@ -199,12 +209,7 @@ def test_a_vouch_added_by_someone_without_the_key_breaks_the_signature(tmp_path:
     doc = envelope(cache, ids["profile"])
     unvouched = sign({k: v for k, v in doc.items() if k not in ("signatures", VOUCHED)}, key)
     rewrite_envelope(cache, ids["profile"], {**unvouched, VOUCHED: "k1"})
-    b = Store(tmp_path / "b")
-    with pytest.raises(UserError) as e:
-        reproduce_into(b.root, ids["profile"], cache, [str(key.public())])
-    assert e.value.message.startswith(f"--from {cache}: refusing spec {ids['profile']}: bad"
-                                      " signature by k1")
-    assert not b.artifacts.is_dir() or list(b.artifacts.iterdir()) == []
+    refused_before_writing(tmp_path / "b", ids["profile"], cache, key)
 
 
 def test_a_push_never_vouches_for_descriptions_another_key_signed(tmp_path: Path) -> None:
@@ -254,12 +259,7 @@ def test_a_carried_description_changed_after_signing_breaks_the_profile_signatur
     top_h = split_id(ids["top"])[2]
     doc["descriptions"][top_h]["store_root"] = "/elsewhere"
     rewrite_envelope(cache, ids["profile"], doc)
-    b = Store(tmp_path / "b")
-    with pytest.raises(UserError) as e:
-        reproduce_into(b.root, ids["profile"], cache, [str(key.public())])
-    assert e.value.message.startswith(f"--from {cache}: refusing spec {ids['profile']}: bad"
-                                      " signature by k1")
-    assert not b.artifacts.is_dir() or list(b.artifacts.iterdir()) == []
+    refused_before_writing(tmp_path / "b", ids["profile"], cache, key)
 
 
 def test_a_profile_pushed_without_descriptions_gets_them_on_the_next_push(

@@ -77,21 +77,21 @@ def test_a_grown_farm_is_the_farm_build_farm_makes(tmp_path: Path, seed: int) ->
     assert listing(grown_dir) == listing(at_once)
 
 
-def members_of(tmp_path: Path, *trees: dict[str, str]) -> list[Member]:
-    out = []
+def growing(tmp_path: Path, *trees: dict[str, str]) -> tuple[GrowingFarm, list[Member]]:
+    """A farm to grow in tmp_path/farm, of one member per tree (relative path -> text)."""
+    members = []
     for i, tree in enumerate(trees):
         root = tmp_path / f"a{i}"
         for rel, text in tree.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_text(text)
-        out.append(Member(f"a{i}/1/h", root))
-    return out
+        members.append(Member(f"a{i}/1/h", root))
+    (tmp_path / "farm").mkdir()
+    return GrowingFarm(tmp_path / "farm", members), members
 
 
 def test_a_second_member_unfolds_a_shared_directory(tmp_path: Path) -> None:
-    a, b = members_of(tmp_path, {"share/man/man1/a.1": "a"}, {"share/man/man3/b.3": "b"})
-    (tmp_path / "farm").mkdir()
-    grown = GrowingFarm(tmp_path / "farm", [a, b])
+    grown, [a, b] = growing(tmp_path, {"share/man/man1/a.1": "a"}, {"share/man/man3/b.3": "b"})
     grown.add(a.id)
     assert os.readlink(tmp_path / "farm" / "share") == f"{a.root}/share"  # folded
     grown.add(b.id)
@@ -101,9 +101,7 @@ def test_a_second_member_unfolds_a_shared_directory(tmp_path: Path) -> None:
 
 
 def test_a_path_two_members_provide_gives_up(tmp_path: Path) -> None:
-    a, b = members_of(tmp_path, {"bin/tool": "a"}, {"bin/tool": "b"})
-    (tmp_path / "farm").mkdir()
-    grown = GrowingFarm(tmp_path / "farm", [a, b])
+    grown, [a, b] = growing(tmp_path, {"bin/tool": "a"}, {"bin/tool": "b"})
     grown.add(a.id)
     grown.add(b.id)
     assert grown.stats() is None and grown.gave_up == "bin/tool is provided by two members"
@@ -111,17 +109,13 @@ def test_a_path_two_members_provide_gives_up(tmp_path: Path) -> None:
 
 def test_a_member_with_a_python_gives_up(tmp_path: Path) -> None:
     """The venv technique keeps bin/ real, which only the whole picture decides."""
-    a, = members_of(tmp_path, {"bin/python3.11": "#!"})
-    (tmp_path / "farm").mkdir()
-    grown = GrowingFarm(tmp_path / "farm", [a])
+    grown, [a] = growing(tmp_path, {"bin/python3.11": "#!"})
     grown.add(a.id)
     assert grown.stats() is None and grown.gave_up == f"{a.id} has a Python"
 
 
 def test_it_is_complete_only_with_every_member(tmp_path: Path) -> None:
-    a, b = members_of(tmp_path, {"bin/a": "a"}, {"bin/b": "b"})
-    (tmp_path / "farm").mkdir()
-    grown = GrowingFarm(tmp_path / "farm", [a, b])
+    grown, [a, b] = growing(tmp_path, {"bin/a": "a"}, {"bin/b": "b"})
     grown.add(a.id)
     assert grown.stats() is None
     grown.add(b.id)
@@ -130,9 +124,7 @@ def test_it_is_complete_only_with_every_member(tmp_path: Path) -> None:
 
 def test_a_failing_file_system_gives_up_instead_of_raising(tmp_path: Path) -> None:
     """An add runs while the downloads go on: it must never stop them."""
-    a, b = members_of(tmp_path, {"bin/a": "a"}, {"bin/b": "b"})
-    (tmp_path / "farm").mkdir()
-    grown = GrowingFarm(tmp_path / "farm", [a, b])
+    grown, [a, b] = growing(tmp_path, {"bin/a": "a"}, {"bin/b": "b"})
     grown.add(a.id)
     shutil.rmtree(tmp_path / "farm")
     grown.add(b.id)
