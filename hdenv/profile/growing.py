@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import UserError
-from .farm import META_DIR, Excluder, FarmStats, Member
+from .farm import Excluder, FarmStats, Member, _Farm
 from .pyprofile import find_pythons
 
 
@@ -35,7 +35,7 @@ class _Link(NamedTuple):
     is_dir: bool
 
 
-_REAL_DIR = None  # a real directory in the farm: its entries are in `_GrowingTree`
+_REAL_DIR = None  # a real directory in the farm: its entries are in `GrowingFarm.tree`
 
 
 class _GiveUp(Exception):
@@ -48,7 +48,9 @@ class GrowingFarm:
     def __init__(self, dest: Path, members: Sequence[Member], exclude: Sequence[str] = ()):
         self.dest = dest
         self.exclude = list(exclude)
-        self.excluder = Excluder(exclude)
+        # build_farm's own rules for what a directory holds and what may fold (no Python:
+        # nothing kept real), so both farms read the members alike
+        self.rules = _Farm(dest, Excluder(exclude), (), set(), fold=True)
         self.members = {m.id: m for m in members}
         self.added: set[str] = set()
         # path in the farm -> {name: _Link or _REAL_DIR}, for every real directory
@@ -86,26 +88,17 @@ class GrowingFarm:
                     stats.folded += node.is_dir
         return stats
 
-    def _can_fold(self, parts: tuple[str, ...], member: Member) -> bool:
-        return not self.excluder.may_match_below(member, parts)  # as farm._Farm, no keep_real
-
     def _merge(self, parts: tuple[str, ...], member: Member, source: str) -> None:
         """Put the member's directory `source` at `parts` of the farm, depth first."""
         work = [(parts, member, source)]
         while work:
             parts, member, source = work.pop()
             entries = self.tree[parts]
-            with os.scandir(source) as it:
-                found = [(e.name, e.path, e.is_dir(follow_symlinks=False)) for e in it]
-            for name, path, is_dir in found:
-                if not parts and name == META_DIR:
-                    continue
+            for name, [(_, path, is_dir)] in self.rules._entries(parts, [(member, source)]).items():
                 sub = (*parts, name)
-                if self.excluder.rules and self.excluder.excluded(member, sub):
-                    continue
                 target = os.path.join(self.dest, *sub)
                 if name not in entries:  # the first member with it
-                    if is_dir and not self._can_fold(sub, member):
+                    if is_dir and not self.rules._can_fold(sub, member):
                         self._real_dir(entries, sub, target)
                         work.append((sub, member, path))
                     else:

@@ -777,12 +777,11 @@ def _usage_events(session: Session) -> list[dict[str, Any]]:
             for action, explicit, who, replaced in session.events]
 
 
-def usage_by_shell(session: Session, config: Config, environ: Mapping[str, str],
+def usage_by_shell(session: Session, sink: str | None, environ: Mapping[str, str],
                    shell: Shell) -> str:
-    """Code that has the shell send the session's usage lines itself, where it can (bash,
-    `udp://`; Shell.datagrams), to run before the load's own; "" when `log_usage` sends
-    them once the load's code is out. Never raises."""
-    sink = _usage_sink(session, config)
+    """Code that has the shell send the session's usage lines to `sink` itself, where it
+    can (bash, `udp://`; Shell.datagrams), to run before the load's own; "" when
+    `log_usage` sends them once the load's code is out. Never raises."""
     if sink is None or not sink.startswith("udp://"):
         return ""
     from .. import usage
@@ -797,9 +796,8 @@ def usage_by_shell(session: Session, config: Config, environ: Mapping[str, str],
         return ""
 
 
-def log_usage(session: Session, config: Config, environ: Mapping[str, str]) -> None:
-    """Send the session's changes to the site's usage log, if there is one (never raises)."""
-    sink = _usage_sink(session, config)
+def log_usage(session: Session, sink: str | None, environ: Mapping[str, str]) -> None:
+    """Send the session's changes to the site's usage log `sink`, if any (never raises)."""
     if sink is None:
         return
     from .. import usage
@@ -976,6 +974,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     session: Session | None = None
+    sink: str | None = None  # the site's usage log, for this session's changes
     by_shell = ""  # the usage log's code the shell runs, if it sends the lines itself
     try:
         if len(argv) < 4:
@@ -1005,7 +1004,8 @@ def main(argv: list[str] | None = None) -> None:
             session.sticky_refs = config.sticky
             code = run(call.cmd, call.args, shell, environ, config.roots, session,
                        config.default_load)
-            by_shell = usage_by_shell(session, config, environ, shell)
+            sink = _usage_sink(session, config)
+            by_shell = usage_by_shell(session, sink, environ, shell)
             code = by_shell + code
     except UserError as e:
         print(f"hdenv: error: {e.render()}", file=sys.stderr)
@@ -1024,7 +1024,7 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         quiet_broken_pipe()
     if session is not None and not by_shell:
-        log_usage(session, config, environ)
+        log_usage(session, sink, environ)
 
 
 if __name__ == "__main__":  # pragma: no cover
