@@ -10,46 +10,37 @@ what it lists, and an artifact's id fixes its spec. The key is every profile
 hash of every generation in the store roots, which `avail` reads anyway (one
 readlink each).
 
-The file lives in the user's own cache directory (`$XDG_CACHE_HOME/hdenv`),
-never in a store others can write to: a planted cache would name packages
-wrongly for everyone. It is written to a private temporary file and renamed,
-so a reader sees a whole file or none; anything unreadable or malformed is a
-miss. Only `posix` and the fast path's JSON, so `avail` stays on the fast path.
+The file lives in the user's own cache directory (usercache.py: never in a
+store others can write to, where a planted cache would name packages wrongly
+for everyone; whole or not at all); anything malformed is a miss too. Only
+`posix` and the fast path's JSON, so `avail` stays on the fast path.
 """
 
 from __future__ import annotations
 
 import binascii
-import posix
 
+from .. import usercache
 from ..fastjson import json_dumps, json_loads
-from ..xdg import user_dir
 
 FORMAT = 1
-_PRIVATE = 0o600
 
 
 def cache_path(roots: list[str]) -> str:
     """One file per list of store roots: switching `HDENV_STORE` does not evict another's."""
     tag = binascii.crc32("\0".join(roots).encode("utf-8", "surrogateescape"))
-    return f"{user_dir('cache')}/names-{tag:08x}.json"
+    return usercache.cache_file(f"names-{tag:08x}.json")
 
 
 def read(roots: list[str], key: str) -> dict[str, str] | None:
     """The names saved for exactly these roots and profiles, else None."""
-    try:
-        fd = posix.open(cache_path(roots), posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC)
-    except OSError:
+    body = usercache.read(cache_path(roots))
+    if body is None:
         return None
     try:
-        chunks = []
-        while chunk := posix.read(fd, 1 << 20):
-            chunks.append(chunk)
-        data = json_loads(b"".join(chunks).decode("utf-8"))
-    except (OSError, ValueError):
+        data = json_loads(body.decode("utf-8"))
+    except ValueError:
         return None
-    finally:
-        posix.close(fd)
     if not (isinstance(data, dict) and data.get("format") == FORMAT
             and data.get("roots") == roots and data.get("profiles") == key):
         return None
@@ -62,44 +53,6 @@ def read(roots: list[str], key: str) -> dict[str, str] | None:
 
 def write(roots: list[str], key: str, names: dict[str, str]) -> None:
     """Save, or do nothing: a read-only or full home costs the next run time, not an error."""
-    path = cache_path(roots)
-    directory = path.rpartition("/")[0]
-    temp = f"{path}.{posix.getpid()}.tmp"
-    body = json_dumps({"format": FORMAT, "roots": roots, "profiles": key,
-                       "names": names}).encode("utf-8", "surrogateescape")
-    try:
-        _make_dirs(directory)
-        fd = posix.open(temp, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW
-                        | posix.O_CLOEXEC, _PRIVATE)
-    except OSError:
-        return
-    try:
-        view = memoryview(body)
-        while view:
-            view = view[posix.write(fd, view):]
-        posix.close(fd)
-        fd = -1
-        posix.rename(temp, path)
-    except OSError:
-        if fd >= 0:
-            posix.close(fd)
-        try:  # noqa: SIM105 - contextlib costs the fast path an import
-            posix.unlink(temp)
-        except OSError:
-            pass
-
-
-def _make_dirs(directory: str) -> None:
-    parent = directory.rpartition("/")[0]
-    try:
-        posix.mkdir(directory, 0o700)
-    except FileExistsError:
-        return
-    except FileNotFoundError:
-        if not parent:
-            raise
-        _make_dirs(parent)
-        try:  # noqa: SIM105 - as above
-            posix.mkdir(directory, 0o700)
-        except FileExistsError:
-            pass
+    usercache.write(cache_path(roots), json_dumps(
+        {"format": FORMAT, "roots": roots, "profiles": key,
+         "names": names}).encode("utf-8", "surrogateescape"))
