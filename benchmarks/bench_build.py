@@ -10,7 +10,9 @@
    300 MB), with the command's peak memory: its store is filled through the
    library (the planned specs installed as empty artifacts, host software
    captured), since building 5,000 packages one by one takes over 20 minutes
-   and a no-op build only asks whether each artifact is there.
+   and a no-op build only asks whether each artifact is there. The no-op
+   builds read the stack as kept parsed (build/stackcache.py); the first read
+   of it (as after an edit: parsed and kept) is printed beside them.
 2. `-j 2` against `-j 1` on independent CPU-bound packages (same run, fresh
    stores with posix-tools captured first). Printed whole, and net of the fixed
    part every run pays (the no-op build of the same stack, measured in the same
@@ -205,16 +207,23 @@ def main() -> None:
         if opts.big:
             big = work / f"stack{opts.big}.toml"
             big.write_text(chain_stack(opts.big))
-            benv = {**env, "HDENV_STORE": str(work / "store-big")}
+            parsed = work / "cache"  # the user's cache: where build/stackcache.py keeps it
+            benv = {**env, "HDENV_STORE": str(work / "store-big"),
+                    "XDG_CACHE_HOME": str(parsed)}
             started = time.perf_counter()
             made = fill(big, benv)
             filled = time.perf_counter() - started
+            first = []  # the stack read for the first time (as after an edit): parsed, kept
+            for _ in range(3):
+                shutil.rmtree(parsed, ignore_errors=True)
+                first.append(measured(["build", str(big)], benv))
             runs = [measured(["build", str(big)], benv) for _ in range(5)]
-            t, mb = min(r.wall for r in runs), max(r.peak_mb for r in runs)
+            t, mb = min(r.wall for r in runs), max(r.peak_mb for r in runs + first)
             print(f"  {opts.big:4d} packages: store filled without building ({made} artifacts,"
                   f" {filled:.0f} s), no-op {t * 1000:7.1f} ms, peak memory {mb:.0f} MB"
                   f" (goal < 1000 ms and < 300 MB:"
-                  f" {'OK' if t < 1.0 and mb < 300 else 'MISSED'})")
+                  f" {'OK' if t < 1.0 and mb < 300 else 'MISSED'});"
+                  f" the stack's first read {min(r.wall for r in first) * 1000:.1f} ms")
 
         print(f"\nparallel scheduling, {opts.parallel} independent CPU-bound packages:")
         rounds: list[dict[int, Run]] = []  # hdenv's builds by -j, a dict a round

@@ -25,6 +25,9 @@ try:
 except ImportError:  # a runtime without it (a copy of the pure-Python modules): slower
     import tomllib  # type: ignore[no-redef]
 
+PARSER = f"{tomllib.__name__} {getattr(tomllib, '__version__', '')}"
+"""Which parser read a file: what a saved parse (build/stackcache.py) was made by."""
+
 
 class LineIndex:
     """Maps dotted key paths (("packages", "app", "env")) to 1-based line numbers.
@@ -55,6 +58,13 @@ class LineIndex:
             self._scan_lines(text)
         else:
             self._scan(text)
+
+    @classmethod
+    def of_lines(cls, lines: dict[tuple[str, ...], int]) -> LineIndex:
+        """An index already made of a text (and kept: build/stackcache.py)."""
+        index = cls.__new__(cls)
+        index.lines = lines
+        return index
 
     def _scan(self, text: str) -> None:
         setdefault = self.lines.setdefault
@@ -174,10 +184,15 @@ def parse(text: str, file: str) -> dict[str, Any]:
 
 def read(path: Path, what: str) -> tuple[dict[str, Any], str]:
     """The parsed file and its text; a missing or unreadable file is one line."""
+    text = read_text(path, what)
+    return parse(text, str(path)), text
+
+
+def read_text(path: Path, what: str) -> str:
+    """The file's text; a missing or unreadable file is one line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{what} {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read {what} {path}: {e}") from None
-    return parse(text, str(path)), text

@@ -27,6 +27,7 @@ from ..recipes.repos import RepoRef, Repositories, parse_refs
 from ..store.sources import SourceDecl
 from ..tomlfile import LineIndex
 from ..validate import env_name_problem, env_value_problem, profile_name_problem
+from . import stackcache
 from .sandbox import StackSandbox, check_value
 
 PROFILE_PLACEHOLDER = "@@HDENV_PROFILE@@"
@@ -107,6 +108,7 @@ class Variant:
     suffix: str
     packages: dict[str, PackagePlan] = field(default_factory=dict)
     profiles: list[ProfilePlan] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)  # packages, dependencies first (checked)
 
 
 @dataclass
@@ -124,6 +126,8 @@ class Stack:
         return self.path.parent
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
 _ONE_NAME = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 """A template that is one variable and nothing else."""
 
@@ -131,9 +135,9 @@ _ONE_NAME = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 class _Ctx:
     """Error reporting and rendering for one stack file."""
 
-    def __init__(self, path: Path, text: str):
+    def __init__(self, path: Path, text: str, index: LineIndex | None = None):
         self.file = str(path)
-        self.index = LineIndex(text)
+        self.index = LineIndex(text) if index is None else index
         self.jinja = StackSandbox()
         self.base = path.parent
         self.allow_outside = False  # `[stack] allow-outside = true`: paths beyond the stack's dir
@@ -307,8 +311,8 @@ def load_stack(path: Path, overrides: Mapping[str, str] | None = None,
     `[stack] repos`; `recipe_cache` keeps git repositories' objects.
     """
     path = Path(path).absolute()
-    data, text = tomlfile.read(path, "stack file")
-    ctx = _Ctx(path, text)
+    data, text, index = stackcache.read(path, "stack file")
+    ctx = _Ctx(path, text, index)
     ctx.keys(data, TOP_KEYS)
     stack_table = ctx.table(data.get("stack", {}), "stack")
     ctx.keys(stack_table, STACK_KEYS, "stack")
@@ -523,7 +527,7 @@ def _render_fields(ctx: _Ctx, table: dict[str, Any], context: dict[str, Any],
         env = {k: ctx.render(v, context, *where, "env", k)
                for k, v in ctx.str_table(table["env"], *where, "env").items()}
         for k in env:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
+            if not _ENV_NAME.match(k):
                 raise ctx.error(f"invalid environment variable name {k!r}", *where, "env", k)
         out["env"] = env
     for key in ("deps", "build-deps"):
@@ -936,7 +940,7 @@ def _check_references(ctx: _Ctx, variant: Variant, hosts: dict[str, HostDecl]) -
         return [d for d in plan.deps + plan.build_deps if d in variant.packages]
 
     try:
-        postorder(variant.packages, deps_of)
+        variant.order = postorder(variant.packages, deps_of)
     except Cycle as e:
         raise ctx.error(f"dependency cycle: {' -> '.join(map(str, e.path))}", "packages",
                         str(e.path[-1])) from None
