@@ -126,12 +126,8 @@ def _plan_variant(stack: Stack, variant: Variant, host_ids: dict[str, str], tool
     def id_of(name: str) -> str:
         return host_ids[name] if name in host_ids else ids[name]
 
-    def deps_of(name: str) -> list[str]:
-        pkg = variant.packages[name]
-        return [d for d in pkg.deps + pkg.build_deps if d not in host_ids]
-
-    # dependencies first, without recursion: an id needs its dependencies' ids
-    for name in postorder(variant.packages, deps_of):
+    # dependencies first (the order the stack's check found): an id needs theirs
+    for name in variant.order:
         ids[name] = _plan_package(stack, variant.packages[name], id_of, tools_id, nodes, sources)
     for aid in ids.values():  # progress names variants apart by these (`zstd [gcc]`)
         if not nodes[aid].variant:

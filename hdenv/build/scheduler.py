@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TextIO
@@ -63,10 +63,20 @@ class Pending:
         return [n for n in self.order if n in found]
 
 
-def pending(plan: Plan, store: Store) -> Pending:
-    """The nodes of `plan` that are not present in `store`, with their edges."""
+def pending(plan: Plan, store: Store, absent: Collection[str] | None = None) -> Pending:
+    """The nodes of `plan` that are not present in `store`, with their edges.
+
+    `absent`: the nodes a check made just before found missing (the others present),
+    not looked for again; a no-op build of 5,000 packages looked for each twice, and
+    ordered them only to find nothing to do.
+    """
+    if absent is not None and not absent:
+        return Pending([], list(plan.nodes), {}, {})
     order = plan.order()
-    todo = [nid for nid in order if not store.has_artifact(nid)]
+    if absent is None:
+        todo = [nid for nid in order if not store.has_artifact(nid)]
+    else:
+        todo = [nid for nid in order if nid in absent]
     missing = set(todo)
     waiting_on = {nid: {d for d in plan.nodes[nid].inputs if d in missing} for nid in todo}
     dependents: dict[str, list[str]] = {nid: [] for nid in todo}
@@ -118,15 +128,16 @@ def _stop_builds_on_signal(running: dict[Future[str], str]) -> Iterator[None]:
 def run_plan(plan: Plan, store: Store, sources: SourceStore, *, jobs: int,
              build_jobs: int | None = None, keep_going: bool = False,
              stream: TextIO = sys.stderr, options: BuildOptions | None = None,
-             progress: Progress | None = None) -> BuildReport:
-    """Build what is missing, `jobs` packages at once.
+             progress: Progress | None = None,
+             absent: Collection[str] | None = None) -> BuildReport:
+    """Build what is missing (`absent`, if a check just found it), `jobs` packages at once.
 
     Each build's HDENV_JOBS is `build_jobs` if given, else the usable cores
     divided among the builds running alongside it: a lone build in a chain
     gets every core, `-j 2` on two cores gives two `make -j1`, not four processes.
     """
     report = BuildReport()
-    graph = pending(plan, store)
+    graph = pending(plan, store, absent)
     todo, waiting_on, dependents = graph.order, graph.waiting_on, graph.dependents
     report.present = list(graph.present)
     if not todo:

@@ -118,8 +118,8 @@ def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
         store.record_about(node.id.rsplit("/", 1)[1],
                            {"description": node.description, **node.about})
     if executor is None:
-        missing = [n for i, n in plan.nodes.items()
-                   if n.kind == "build" and not store.has_artifact(i)]
+        absent = {i for i in plan.nodes if not store.has_artifact(i)}  # host software too
+        missing = [n for i, n in plan.nodes.items() if n.kind == "build" and i in absent]
         to_build = bool(missing)
         if missing and not settings.caches:  # with caches, a substitute needs no source
             unfetched = fetch_all_sources(missing, sources)
@@ -130,7 +130,7 @@ def _build(stack: Stack, store: Store, sources: SourceStore, roots: BuildRoots,
                           build_jobs=settings.build_jobs, keep_going=keep_going, stream=stream,
                           options=(cache_options(build_options(settings, stream, flags),
                                                  store, settings) if to_build else None),
-                          progress=progress)
+                          progress=progress, absent=absent)
     else:
         report = executor.run(plan, store, sources, jobs=jobs or settings.jobs,
                               build_jobs=settings.build_jobs, keep_going=keep_going,
