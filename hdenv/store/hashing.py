@@ -15,11 +15,13 @@ HASH_CHARS = 32  # 160 bits in base32 without padding
 CHUNK = 1 << 20
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False)  # one encoder: `json.dumps` made one a call
+
+
 def canonical_json(obj: Any) -> bytes:
     """Serialise with sorted keys, no whitespace and UTF-8, so equal specs hash equally."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return _CANONICAL.encode(obj).encode("utf-8")
 
 
 _BASE32 = "abcdefghijklmnopqrstuvwxyz234567"  # RFC 4648's alphabet, lower case
