@@ -168,7 +168,7 @@ def install_artifact(
     aid = artifact_id(spec)
     if not ensured:
         store.ensure()
-    store.write_spec(aid.rsplit("/", 1)[1], spec)
+    store.write_spec(aid.rsplit("/", 1)[1], spec, sync=False)  # artifact.json commits it
     prefix = store.own_artifact_dir(aid)  # never an upstream's: nothing is written there
     if store.has_artifact(aid):  # here or upstream
         return aid, False

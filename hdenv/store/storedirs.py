@@ -117,10 +117,10 @@ def opened(root: Path, parts: Sequence[str], *, create: bool = True) -> Iterator
 
 
 def write_at(dir_fd: int, name: str, data: bytes, mode: int = 0o644,
-             where: Path | None = None) -> None:
+             where: Path | None = None, sync: bool = True) -> None:
     """Write `name` in the open directory atomically: a new file under a name nobody else
-    uses (O_EXCL|O_NOFOLLOW), synced, then renamed over `name` there. `where` (the
-    directory's path) names the file in an error such as a full disk."""
+    uses (O_EXCL|O_NOFOLLOW), synced (unless `sync=False`), then renamed over `name`
+    there. `where` (the directory's path) names the file in an error such as a full disk."""
     import secrets  # here: `hdenv show` and `list` never write
 
     tmp = f".{name}.{secrets.token_hex(6)}.tmp"
@@ -132,7 +132,8 @@ def write_at(dir_fd: int, name: str, data: bytes, mode: int = 0o644,
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
-                os.fsync(fd)
+                if sync:
+                    os.fsync(fd)
                 os.fchmod(fd, mode)
             finally:
                 os.close(fd)

@@ -74,9 +74,15 @@ def _verify_artifact(store: Store, aid: str) -> Problems:
     if meta is not None and (not isinstance(meta, dict) or meta.get("id") != aid
                              or not isinstance(meta.get("runtime_deps"), list)):
         problems.append(f"{aid}: {META_DIR}/{ARTIFACT_META} does not describe this artifact")
+    hash_ = aid.rsplit("/", 1)[1]
     spec = _read_meta(prefix / META_DIR / "spec.json", f"{META_DIR}/spec.json", aid, problems)
-    if spec is not None and spec_hash(spec) != aid.rsplit("/", 1)[1]:
+    if spec is not None and spec_hash(spec) != hash_:
         problems.append(f"{aid}: {META_DIR}/spec.json does not hash to the artifact's id")
+    described = (store.artifact_store(aid) or store).spec_path(hash_)
+    if described.exists():  # written unsynced with the artifact (Store.write_spec)
+        spec = _read_meta(described, f"specs/{hash_}.json", aid, problems)
+        if spec is not None and spec_hash(spec) != hash_:
+            problems.append(f"{aid}: specs/{hash_}.json does not hash to the artifact's id")
     recorded = _read_meta(prefix / META_DIR / "manifest.json", f"{META_DIR}/manifest.json", aid,
                           problems)
     actual = manifest_of(prefix)
