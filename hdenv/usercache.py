@@ -24,12 +24,17 @@ def cache_file(name: str) -> str:
 
 
 def read(path: str) -> bytes | None:
-    """The whole file, or None if it is missing, a symlink or unreadable."""
+    """The whole file, or None if it is missing, a symlink, not a regular file of this
+    user's (`sudo` keeps `$HOME`: root would read what the invoking user planted) or
+    unreadable."""
     try:
         fd = posix.open(path, posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC)
     except OSError:
         return None
     try:
+        st = posix.fstat(fd)
+        if st.st_uid != posix.geteuid() or st.st_mode & 0o170000 != 0o100000:  # S_IFREG
+            return None
         chunks = []
         while chunk := posix.read(fd, 1 << 20):
             chunks.append(chunk)

@@ -105,6 +105,22 @@ def test_a_malformed_or_planted_saved_parse_is_a_miss(tmp_path: Path, cache_home
         assert json.loads(entry.read_text())["key"] == kept["key"]
 
 
+@pytest.mark.skipif(os.geteuid() != 0 and os.environ.get("CI") != "true",
+                    reason="giving a file to another user takes root")
+def test_a_saved_parse_another_user_owns_is_a_miss(tmp_path: Path, cache_home: Path) -> None:
+    """`sudo hdenv build` keeps $HOME: root must not read what the user left there."""
+    path = tmp_path / "stack.toml"
+    path.write_text(big_stack())
+    load_stack(path)
+    [entry] = saved(cache_home)
+    kept = json.loads(entry.read_text())
+    kept["data"]["packages"]["p7"]["version"] = "7.7"
+    entry.write_text(json.dumps(kept))
+    os.chown(entry, 65534, 65534)
+    assert load_stack(path).variants[0].packages["p7"].version == "1.7"
+    assert entry.stat().st_uid == os.geteuid()  # replaced by this user's own
+
+
 def test_errors_name_the_same_line_from_a_saved_parse(tmp_path: Path,
                                                       cache_home: Path) -> None:
     path = tmp_path / "stack.toml"
