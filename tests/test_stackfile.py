@@ -169,3 +169,21 @@ def test_a_template_of_one_name_prints_what_jinja_prints(tmp_path: Path) -> None
                         overrides={"cflags": big})
     assert plain.message == rendered.message
     assert "the value has 1048577 characters" in plain.message, plain.message
+
+
+def test_a_stack_without_template_logic_reads_without_jinja(tmp_path: Path) -> None:
+    """Jinja2's import is 40-100 ms: a stack of plain strings and `{{ name }}` (the
+    benchmarks' 5,000 packages) must not pay it; a real expression still renders."""
+    import subprocess
+    import sys
+
+    plain = write(tmp_path, BASE)
+    expression = tmp_path / "expression.toml"
+    expression.write_text(BASE.replace("{{ cflags }}", "{{ cflags ~ ' -g' }}"))
+    probe = ("import sys; from pathlib import Path; from hdenv.build.stackfile import load_stack;"
+             " env = load_stack(Path(sys.argv[1])).variants[0].packages['lib'].env;"
+             " print(env['CFLAGS'], 'jinja2' in sys.modules)")
+    seen = [subprocess.run([sys.executable, "-c", probe, str(p)], capture_output=True,
+                           text=True, check=True).stdout.split()
+            for p in (plain, expression)]
+    assert seen == [["-O2", "False"], ["-O2", "-g", "True"]]

@@ -14,9 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from .. import tomlfile
 from ..errors import UserError
@@ -28,7 +26,11 @@ from ..store.sources import SourceDecl
 from ..tomlfile import LineIndex
 from ..validate import env_name_problem, env_value_problem, profile_name_problem
 from . import stackcache
-from .sandbox import StackSandbox, check_value
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from .sandbox import StackSandbox
 
 PROFILE_PLACEHOLDER = "@@HDENV_PROFILE@@"
 Scalar = (str, int, float, bool)
@@ -128,6 +130,10 @@ class Stack:
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+_SHORT = 4096
+"""A `{{ name }}` value this long or shorter is returned as it is: the sandbox allows far
+longer ones (sandbox.MAX_VALUE), and one beyond is rendered for its limit to refuse."""
+
 _ONE_NAME = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 """A template that is one variable and nothing else."""
 
@@ -138,7 +144,7 @@ class _Ctx:
     def __init__(self, path: Path, text: str, index: LineIndex | None = None):
         self.file = str(path)
         self.index = LineIndex(text) if index is None else index
-        self.jinja = StackSandbox()
+        self._jinja: StackSandbox | None = None
         self.base = path.parent
         self.allow_outside = False  # `[stack] allow-outside = true`: paths beyond the stack's dir
         # one compiled template per distinct string: a 500-package stack repeats a few
@@ -159,21 +165,40 @@ class _Ctx:
     def error(self, message: str, *path: str) -> UserError:
         return UserError(message, file=self.file, line=self.index.line(*path))
 
+    @property
+    def jinja(self) -> StackSandbox:
+        """The sandbox, made at the first template that needs it: Jinja2's import is
+        40-100 ms, and a stack of plain strings and `{{ name }}` needs none."""
+        if self._jinja is None:
+            from .sandbox import StackSandbox
+
+            self._jinja = StackSandbox()
+        return self._jinja
+
     def render(self, value: str, context: Mapping[str, Any], *path: str) -> str:
         if "{" not in value:  # plain text: most strings, and compiling is the costly part
             return value
+        one = _ONE_NAME.fullmatch(value)
+        found = context.get(one.group(1)) if one is not None else None
+        if isinstance(found, str) and len(found) <= _SHORT:
+            # `{{ name }}` of a string parameter prints the string: no render, and no
+            # budget to arm (a signal handler, a timer and a memory limit each time:
+            # 5,000 packages' `FLAGS = "{{ flags }}"` were a tenth of a no-op build);
+            # a longer one is rendered, for the sandbox's own limit to say if it is too long
+            return found
+        return self._render(value, context, *path)
+
+    def _render(self, value: str, context: Mapping[str, Any], *path: str) -> str:
+        import jinja2  # loaded by now (self.jinja): bound here for the except clauses
+
+        from .sandbox import check_value
+
         try:
-            one = _ONE_NAME.fullmatch(value)
-            found = context.get(one.group(1)) if one is not None else None
-            if isinstance(found, str):
-                # `{{ name }}` of a string parameter prints the string: no render, and no
-                # budget to arm (a signal handler, a timer and a memory limit each time:
-                # 5,000 packages' `FLAGS = "{{ flags }}"` were a tenth of a no-op build)
-                return check_value(found)
+            jinja = self.jinja
             template = self.templates.get(value)
             if template is None:
-                template = self.templates[value] = self.jinja.from_string(value)
-            with self.jinja.budget():
+                template = self.templates[value] = jinja.from_string(value)
+            with jinja.budget():
                 return check_value(template.render(context))
         except jinja2.TemplateSyntaxError as e:
             line = self.index.line(*path) + max((e.lineno or 1) - 1, 0)
@@ -187,9 +212,12 @@ class _Ctx:
             raise self.error(f"template error in {'.'.join(path)}: {e}", *path) from None
 
     def condition(self, expr: str, context: Mapping[str, Any], *path: str) -> bool:
+        jinja = self.jinja
+        import jinja2  # loaded with the sandbox: bound here for the except clauses
+
         try:
-            with self.jinja.budget():
-                return bool(self.jinja.compile_expression(expr, undefined_to_none=False)(context))
+            with jinja.budget():
+                return bool(jinja.compile_expression(expr, undefined_to_none=False)(context))
         except jinja2.TemplateSyntaxError as e:
             raise self.error(f"bad condition in {'.'.join(path)}: {e.message}", *path) from None
         except jinja2.UndefinedError as e:

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-
-import jinja2
+from typing import TYPE_CHECKING
 
 from ..resources import data_dir
 from .recipe import BUILD_SYSTEMS
+
+if TYPE_CHECKING:
+    import jinja2
 
 COMPILING = frozenset({"autotools", "cmake", "meson", "make", "python"})
 """Build systems that run the toolchain's compilers: they get `[stack] toolchain`."""
@@ -56,6 +58,8 @@ def words(args: Sequence[str]) -> str:
 
 
 def _environment() -> jinja2.Environment:
+    import jinja2  # here: a stack without recipes renders no build-system template
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(data_dir("templates") / "buildsystems")),
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
