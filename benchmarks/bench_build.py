@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import posix
 import shutil
 import statistics
 import subprocess
@@ -107,7 +108,9 @@ def fill(stack_path: Path, env: dict[str, str]) -> int:
     spec installed as an empty artifact (the id is the spec's hash, whatever the files),
     host software captured as a build would. Returns how many were made."""
     saved = dict(os.environ)
+    saved_posix = dict(posix.environ)  # what xdg.py reads: the stack's kept parse goes there
     os.environ.update(env)
+    posix.environ.update({os.fsencode(k): os.fsencode(v) for k, v in env.items()})
     try:
         settings = load_settings()
         store = Store(settings.store).ensure()
@@ -129,6 +132,8 @@ def fill(stack_path: Path, env: dict[str, str]) -> int:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        posix.environ.clear()
+        posix.environ.update(saved_posix)
 
 
 class Run(NamedTuple):
