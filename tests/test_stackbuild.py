@@ -118,3 +118,22 @@ def test_file_conflict_names_both_artifacts_and_can_be_resolved(run_hdenv: Runne
     run_hdenv("build", str(stack), check=True)
     prefix = Path(run_hdenv("path", "both", check=True).stdout.strip())
     assert (prefix / "bin" / "same").read_text() == "two\n"
+
+
+def test_a_build_without_caches_loads_no_cache_code(hdenv_env: dict[str, str],
+                                                   tmp_path: Path) -> None:
+    """The caches' modules are 30-50 ms to import, all of it serial time in a `-j 2`
+    build; a build with none configured asks none, and builds all the same."""
+    import subprocess
+    import sys
+
+    stack = tmp_path / "stack.toml"
+    stack.write_text("[packages.one]\nversion = \"1\"\nscript = 'mkdir -p \"$PREFIX/share\"'\n")
+    probe = ("import atexit, sys; atexit.register(lambda: print('loaded:',"
+             " 'hdenv.exchange.substitute' in sys.modules, file=sys.stderr));"
+             " sys.argv = ['hdenv', 'build', sys.argv[1]];"
+             " from hdenv.cli.main import main; main()")
+    done = subprocess.run([sys.executable, "-c", probe, str(stack)], env=hdenv_env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "1 built" in done.stderr and "loaded: False" in done.stderr, done.stderr
