@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomli
@@ -47,6 +48,18 @@ def saved(cache_home: Path) -> list[Path]:
     return sorted((cache_home / "hdenv").glob("stack-*.json"))
 
 
+def read_once_and_alter(tmp_path: Path, cache_home: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """A big stack read once, its saved parse's file, and that parse with p7 at version
+    7.7: what only a read that believed a saved parse could return."""
+    path = tmp_path / "stack.toml"
+    path.write_text(big_stack())
+    load_stack(path)
+    [entry] = saved(cache_home)
+    kept = json.loads(entry.read_text())
+    kept["data"]["packages"]["p7"]["version"] = "7.7"
+    return path, entry, kept
+
+
 def test_a_big_stack_reads_the_same_from_its_saved_parse(tmp_path: Path,
                                                          cache_home: Path) -> None:
     path = tmp_path / "stack.toml"
@@ -63,12 +76,7 @@ def test_a_big_stack_reads_the_same_from_its_saved_parse(tmp_path: Path,
 
 def test_the_saved_parse_is_what_is_read_until_the_text_changes(tmp_path: Path,
                                                                cache_home: Path) -> None:
-    path = tmp_path / "stack.toml"
-    path.write_text(big_stack())
-    load_stack(path)
-    [entry] = saved(cache_home)
-    kept = json.loads(entry.read_text())
-    kept["data"]["packages"]["p7"]["version"] = "7.7"  # only the saved copy says this
+    path, entry, kept = read_once_and_alter(tmp_path, cache_home)
     entry.write_text(json.dumps(kept))
     assert load_stack(path).variants[0].packages["p7"].version == "7.7"
 
@@ -83,12 +91,7 @@ def test_the_saved_parse_is_what_is_read_until_the_text_changes(tmp_path: Path,
     "lines of another type", "a symlink"])
 def test_a_malformed_or_planted_saved_parse_is_a_miss(tmp_path: Path, cache_home: Path,
                                                       planted: bytes | str) -> None:
-    path = tmp_path / "stack.toml"
-    path.write_text(big_stack())
-    load_stack(path)
-    [entry] = saved(cache_home)
-    kept = json.loads(entry.read_text())
-    kept["data"]["packages"]["p7"]["version"] = "7.7"
+    path, entry, kept = read_once_and_alter(tmp_path, cache_home)
     if planted == "lines of another type":
         kept["lines"] = {k: str(v) for k, v in kept["lines"].items()}
         entry.write_text(json.dumps(kept))
@@ -109,12 +112,7 @@ def test_a_malformed_or_planted_saved_parse_is_a_miss(tmp_path: Path, cache_home
                     reason="giving a file to another user takes root")
 def test_a_saved_parse_another_user_owns_is_a_miss(tmp_path: Path, cache_home: Path) -> None:
     """`sudo hdenv build` keeps $HOME: root must not read what the user left there."""
-    path = tmp_path / "stack.toml"
-    path.write_text(big_stack())
-    load_stack(path)
-    [entry] = saved(cache_home)
-    kept = json.loads(entry.read_text())
-    kept["data"]["packages"]["p7"]["version"] = "7.7"
+    path, entry, kept = read_once_and_alter(tmp_path, cache_home)
     entry.write_text(json.dumps(kept))
     os.chown(entry, 65534, 65534)
     assert load_stack(path).variants[0].packages["p7"].version == "1.7"
