@@ -513,3 +513,71 @@ def test_two_members_pull_into_one_shared_store_while_one_tries_to_write_in(
         tool = users.run(name, ["sh", "-c", 'exec "$(hdenv path "$0")/bin/qptool"',
                                 f"copy-{name[-1]}"], env(name))
         assert tool.stdout == "1\n", (name, tool.stdout, tool.stderr)
+
+
+PLANTED = """
+[stack]
+name = "planted"
+
+[packages.q0]
+version = "1"
+script = 'mkdir -p "$PREFIX/share" && echo q0 > "$PREFIX/share/q0"'
+
+[packages.q1]
+version = "1"
+script = 'mkdir -p "$PREFIX/share" && echo q1 > "$PREFIX/share/q1"'
+"""
+
+
+def test_a_spec_a_member_planted_is_replaced_by_the_next_install(
+        users: UnixUsers, run_hdenv: Runner, store_dir: Path) -> None:
+    """specs/ of a group store is the group's to write: a member can leave a symlink to a
+    file of theirs (the spec's size, another package's script), or a short file, where a
+    spec is about to go. The installer looks at what is there without following it, and
+    renames the real spec over it: nothing is written through the link, what it names is
+    left as it was, and `verify` is clean."""
+    shared = users.base / "shared-specs"
+    fix = run_hdenv("--store", str(shared), "store", "fix-permissions", "--group", GROUP)
+    assert fix.returncode == 0, fix.stderr
+    stack = users.base / "planted.toml"
+    stack.write_text(PLANTED)
+    os.chmod(stack, 0o644)
+    env = {name: users.env(name, HDENV_STORE=str(shared), HDENV_CONFIG="/dev/null",
+                           HDENV_SITE_CONFIG="", PYTHONPATH=str(users.base / "pylib"))
+           for name in ("hdenv15a", "hdenv15b")}
+    dry = users.run("hdenv15a", ["hdenv", "build", "--dry-run", str(stack)], env["hdenv15a"])
+    assert dry.returncode == 0, dry.stderr
+    ids = {line.split()[2].split("/")[0]: line.split()[2].rsplit("/", 1)[1]
+           for line in (dry.stdout + dry.stderr).splitlines()
+           if line.startswith("would build q")}
+    assert sorted(ids) == ["q0", "q1"], dry.stdout + dry.stderr
+
+    # the real spec, from a build of the same stack in a store of root's own: ids do not
+    # depend on the store, so its spec is the one the shared store will get
+    assert run_hdenv("build", str(stack)).returncode == 0
+    real = (store_dir / "specs" / f"{ids['q0']}.json").read_text()
+    forged = real.replace("echo q0", "echo x0")  # as long, and a different build
+    assert forged != real and len(forged) == len(real)
+    theirs = users.home("hdenv15b") / "theirs.json"
+    plant = users.run("hdenv15b", [users.python, "-c",
+                                   "import os, sys; specs, theirs, forged, link, short ="
+                                   " sys.argv[1:]; open(theirs, 'w').write(forged);"
+                                   " os.symlink(theirs, f'{specs}/{link}.json');"
+                                   " open(f'{specs}/{short}.json', 'w').write('{')",
+                                   str(shared / "specs"), str(theirs), forged, ids["q0"],
+                                   ids["q1"]], env["hdenv15b"])
+    assert plant.returncode == 0, plant.stderr
+    assert (shared / "specs" / f"{ids['q0']}.json").is_symlink()
+
+    build = users.run("hdenv15a", ["hdenv", "build", str(stack)], env["hdenv15a"])
+    assert build.returncode == 0, build.stderr
+    a_uid = pwd.getpwnam("hdenv15a").pw_uid
+    for hash_ in ids.values():
+        spec = shared / "specs" / f"{hash_}.json"
+        st = os.lstat(spec)
+        assert stat.S_ISREG(st.st_mode) and st.st_uid == a_uid, (spec, oct(st.st_mode))
+        assert json.loads(spec.read_text())["kind"] == "build"
+    assert (shared / "specs" / f"{ids['q0']}.json").read_text() == real
+    assert theirs.read_text() == forged
+    verify = users.run("hdenv15b", ["hdenv", "verify"], env["hdenv15b"])
+    assert verify.returncode == 0 and " 0 problem(s)" in verify.stderr, verify.stderr

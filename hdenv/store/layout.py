@@ -188,9 +188,10 @@ class Store:
         return self.specs / f"{hash_}.json"
 
     def write_spec(self, hash_: str, spec: Any, sync: bool = True) -> None:
-        """Save the spec under its hash, unless a file of its size is there (a spec is
-        content-addressed: one of the right size is it, one of another size is what a
-        power cut left of an unsynced write, and is written again).
+        """Save the spec under its hash, unless a regular file of its size is there (a
+        spec is content-addressed: one of the right size is it, one of another size is
+        what a power cut left of an unsynced write, and a symlink is what a member of a
+        group store planted: both are replaced).
 
         `sync=False` for the spec of an artifact being installed, whose artifact.json is
         synced after it: the spec is then as durable as the artifact's own files, which
@@ -199,7 +200,8 @@ class Store:
         data = canonical_json(spec) + b"\n"
         path = self.spec_path(hash_)
         try:
-            if path.stat().st_size == len(data):
+            st = path.lstat()
+            if stat.S_ISREG(st.st_mode) and st.st_size == len(data):
                 return
         except FileNotFoundError:
             pass
