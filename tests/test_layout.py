@@ -54,3 +54,30 @@ def test_a_spec_a_power_cut_cut_short_is_reported_and_written_again(tmp_path: Pa
     store.spec_path(hash_).write_text(json.dumps({**spec, "script": "false"}, indent=None))
     assert verify_artifact(store, aid) == [
         f"{aid}: specs/{hash_}.json does not hash to the artifact's id"]
+
+
+def test_verify_reads_a_spec_without_following_a_link_or_waiting_on_a_fifo(
+        tmp_path: Path) -> None:
+    """specs/ of a group store is every member's to write in: what is planted there is
+    named as a problem, never read through or waited on."""
+    import threading
+
+    store = Store(tmp_path / "s").ensure()
+    spec = {"kind": "build", "name": "p", "version": "1", "deps": [], "script": "true"}
+    aid, _ = install_artifact(store, spec, lambda _prefix, _fd, _pfd: None, runtime_deps=[])
+    hash_ = aid.rsplit("/", 1)[1]
+    planted = store.spec_path(hash_)
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_bytes(planted.read_bytes())  # the right spec, behind a link
+    expected = [f"{aid}: specs/{hash_}.json is not a regular file (a link, a FIFO?)"]
+    planted.unlink()
+    planted.symlink_to(elsewhere)
+    assert verify_artifact(store, aid) == expected
+    planted.unlink()
+    os.mkfifo(planted)
+    found: list[list[str]] = []
+    checker = threading.Thread(target=lambda: found.append(verify_artifact(store, aid)),
+                               daemon=True)
+    checker.start()
+    checker.join(timeout=30)
+    assert found == [expected]

@@ -18,13 +18,14 @@ An unreadable file is a problem to report, not an exception to raise.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..errors import HdenvError
+from ..errors import HdenvError, StoreError
 from . import fdtree, sharing, storedirs
 from .artifacts import manifest_of, reachable, split_manifest_entry
 from .fsutil import lock_is_held, read_json
@@ -78,11 +79,7 @@ def _verify_artifact(store: Store, aid: str) -> Problems:
     spec = _read_meta(prefix / META_DIR / "spec.json", f"{META_DIR}/spec.json", aid, problems)
     if spec is not None and spec_hash(spec) != hash_:
         problems.append(f"{aid}: {META_DIR}/spec.json does not hash to the artifact's id")
-    described = (store.artifact_store(aid) or store).spec_path(hash_)
-    if described.exists():  # written unsynced with the artifact (Store.write_spec)
-        spec = _read_meta(described, f"specs/{hash_}.json", aid, problems)
-        if spec is not None and spec_hash(spec) != hash_:
-            problems.append(f"{aid}: specs/{hash_}.json does not hash to the artifact's id")
+    problems += _described(store.artifact_store(aid) or store, aid, hash_)
     recorded = _read_meta(prefix / META_DIR / "manifest.json", f"{META_DIR}/manifest.json", aid,
                           problems)
     actual = manifest_of(prefix)
@@ -100,6 +97,33 @@ def _verify_artifact(store: Store, aid: str) -> Problems:
         else:
             problems += _compare(aid, rel, str(recorded[rel]), actual[rel])
     return problems
+
+
+def _described(store: Store, aid: str, hash_: str) -> Problems:
+    """The problems of `specs/HASH.json` (written unsynced with the artifact:
+    Store.write_spec), read without following a link or blocking on a FIFO: specs/ of a
+    group store is every member's to write in."""
+    name = f"{hash_}.json"
+    try:
+        with store.opened("specs", create=False) as specs:
+            try:
+                os.stat(name, dir_fd=specs, follow_symlinks=False)
+            except FileNotFoundError:
+                return []
+            fd = fdtree.open_file_at(specs, name)
+    except (FileNotFoundError, StoreError):  # no specs/, or a link there: the store's own
+        return []  # check of its top-level directories names that once
+    if fd is None:
+        return [f"{aid}: specs/{name} is not a regular file (a link, a FIFO?)"]
+    with os.fdopen(fd, "rb") as f:
+        data = f.read()
+    try:
+        spec = json.loads(data)
+    except ValueError:
+        return [f"{aid}: specs/{name} is damaged (not valid JSON; truncated?)"]
+    if spec_hash(spec) != hash_:
+        return [f"{aid}: specs/{name} does not hash to the artifact's id"]
+    return []
 
 
 def _special(value: str) -> bool:
